@@ -1,0 +1,5 @@
+//! nsxdp: an authoritative DNS server. See ARCHITECTURE.md for how the modules fit.
+
+pub mod snapshot;
+pub mod wire;
+pub mod zone;

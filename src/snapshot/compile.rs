@@ -1,0 +1,180 @@
+//! Zone → [`ZoneImage`]: the tree flattened, RRsets rendered to wire fragments.
+
+use std::collections::HashMap;
+
+use super::{fixup, name_hash, AdditionalRec, Fixup, NodeRec, RrsetRec, ZoneImage, NONE};
+use crate::wire::name::{is_suffix_wire, Name};
+use crate::wire::rdata::{self, rtype};
+use crate::zone::{soa_minimum, Rrset, Zone};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("zone {0} has no SOA record at its apex")]
+    NoSoa(Name),
+    #[error("the {rtype} RRset at {owner} is {len} octets in wire form, more than a DNS message can carry")]
+    RrsetTooLarge { owner: Name, rtype: String, len: usize },
+    #[error("zone {0} is too large for the snapshot format")]
+    TooLarge(Name),
+    #[error("bad rdata in the {rtype} RRset at {owner}")]
+    BadRdata { owner: Name, rtype: String },
+}
+
+/// Builds the answer-ready image of a zone.
+pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
+    let origin = zone.origin();
+    let soa = zone.soa().ok_or_else(|| CompileError::NoSoa(origin.clone()))?;
+    let tree = zone.tree();
+    if tree.len() >= NONE as usize / 2 {
+        return Err(CompileError::TooLarge(origin.clone()));
+    }
+    let index: HashMap<&Name, u32> = tree.iter().enumerate().map(|(i, t)| (&t.name, i as u32)).collect();
+    let mut img = ZoneImage {
+        origin: origin.as_wire().to_vec(),
+        serial: zone.serial().unwrap_or(0),
+        apex: index[origin],
+        neg_soa: NONE,
+        nodes: Vec::with_capacity(tree.len()),
+        buckets: Vec::new(),
+        rrsets: Vec::with_capacity(zone.node_count() * 2),
+        fixups: Vec::new(),
+        additionals: Vec::new(),
+        names: Vec::new(),
+        data: Vec::new(),
+    };
+    let has_addr = |n: &Name| zone.get(n).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
+    for t in &tree {
+        let name_off = img.names.len() as u32;
+        img.names.extend_from_slice(t.name.as_wire());
+        let rrset_start = img.rrsets.len() as u32;
+        let mut count = 0u16;
+        if let Some(node) = t.node {
+            for (&ty, set) in &node.rrsets {
+                let rec = render(&mut img, origin, &node.name, ty, set.ttl, set, &|target: &Name| {
+                    if has_addr(target) {
+                        index.get(target).copied()
+                    } else {
+                        None
+                    }
+                })?;
+                img.rrsets.push(rec);
+                count += 1;
+            }
+        }
+        img.nodes.push(NodeRec {
+            name_off,
+            name_len: t.name.len() as u8,
+            flags: t.flags,
+            rrset_count: count,
+            rrset_start,
+            parent: t.parent.map_or(NONE, |p| p as u32),
+        });
+    }
+    // RFC 2308 §3: the SOA in a negative answer has TTL min(SOA TTL, MINIMUM).
+    let min = soa.rdata.first().and_then(|r| soa_minimum(r)).unwrap_or(soa.ttl);
+    let neg = render(&mut img, origin, origin, rtype::SOA, soa.ttl.min(min), soa, &|_| None)?;
+    img.neg_soa = img.rrsets.len() as u32;
+    img.rrsets.push(neg);
+    img.buckets = build_index(&img);
+    if img.data.len() >= u32::MAX as usize || img.names.len() >= u32::MAX as usize {
+        return Err(CompileError::TooLarge(origin.clone()));
+    }
+    Ok(img)
+}
+
+fn build_index(img: &ZoneImage) -> Vec<u32> {
+    let size = (img.nodes.len() * 2).next_power_of_two().max(2);
+    let mask = size as u32 - 1;
+    let mut buckets = vec![0u32; size];
+    for (i, n) in img.nodes.iter().enumerate() {
+        let name = &img.names[n.name_off as usize..n.name_off as usize + n.name_len as usize];
+        let mut b = name_hash(name) & mask;
+        while buckets[b as usize] != 0 {
+            b = (b + 1) & mask;
+        }
+        buckets[b as usize] = i as u32 + 1;
+    }
+    buckets
+}
+
+/// Renders one RRset into `img.data`, returning its record.
+fn render(
+    img: &mut ZoneImage,
+    origin: &Name,
+    owner: &Name,
+    ty: u16,
+    ttl: u32,
+    set: &Rrset,
+    additional_node: &dyn Fn(&Name) -> Option<u32>,
+) -> Result<RrsetRec, CompileError> {
+    let mut frag: Vec<u8> = Vec::new();
+    let fixup_start = img.fixups.len() as u32;
+    let additional_start = img.additionals.len() as u32;
+    let mut rdatas: Vec<&[u8]> = set.rdata.iter().map(|r| &r[..]).collect();
+    if rdatas.len() > 1 {
+        rdatas.sort_by_cached_key(|r| rdata::canonical_rdata(ty, r));
+    }
+    let bad = || CompileError::BadRdata { owner: owner.clone(), rtype: crate::zone::parse::type_name(ty) };
+    for rd in &rdatas {
+        let rr_start = frag.len();
+        frag.extend_from_slice(&[0xC0, 0]);
+        img.fixups.push(Fixup { at: rr_start as u16, kind: fixup::OWNER });
+        frag.extend_from_slice(&ty.to_be_bytes());
+        frag.extend_from_slice(&1u16.to_be_bytes());
+        frag.extend_from_slice(&ttl.to_be_bytes());
+        let rdlen_at = frag.len();
+        frag.extend_from_slice(&[0, 0]);
+        let rdata_start = frag.len();
+        let names = rdata::names_in(ty, rd).map_err(|_| bad())?;
+        let target = rdata::additional_target(ty, rd);
+        let mut pos = 0;
+        for n in names {
+            frag.extend_from_slice(&rd[pos..n.offset]);
+            let name_at = frag.len();
+            let wire = &rd[n.offset..n.offset + n.len];
+            if n.compress && is_suffix_wire(wire, origin.as_wire()) {
+                let head = wire.len() - origin.len();
+                frag.extend_from_slice(&wire[..head]);
+                let ptr_at = frag.len();
+                frag.extend_from_slice(&[0xC0, 0]);
+                if ptr_at > u16::MAX as usize {
+                    return Err(too_large(owner, ty, frag.len()));
+                }
+                img.fixups.push(Fixup { at: ptr_at as u16, kind: fixup::APEX });
+            } else {
+                frag.extend_from_slice(wire);
+            }
+            if target.is_some_and(|t| t.offset == n.offset) {
+                let lower = Name::from_wire(wire).map_err(|_| bad())?.to_lowercase();
+                if let Some(node) = additional_node(&lower) {
+                    if name_at <= u16::MAX as usize {
+                        img.additionals.push(AdditionalRec { name_at: name_at as u16, node });
+                    }
+                }
+            }
+            pos = n.offset + n.len;
+        }
+        frag.extend_from_slice(&rd[pos..]);
+        let rdlen = frag.len() - rdata_start;
+        if rdlen > u16::MAX as usize || frag.len() > u16::MAX as usize {
+            return Err(too_large(owner, ty, frag.len()));
+        }
+        frag[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
+    }
+    let data_off = img.data.len() as u32;
+    img.data.extend_from_slice(&frag);
+    Ok(RrsetRec {
+        rtype: ty,
+        count: rdatas.len() as u16,
+        ttl,
+        data_off,
+        data_len: frag.len() as u32,
+        fixup_start,
+        fixup_count: img.fixups.len() as u32 - fixup_start,
+        additional_start,
+        additional_count: img.additionals.len() as u32 - additional_start,
+    })
+}
+
+fn too_large(owner: &Name, ty: u16, len: usize) -> CompileError {
+    CompileError::RrsetTooLarge { owner: owner.clone(), rtype: crate::zone::parse::type_name(ty), len }
+}

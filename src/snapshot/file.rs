@@ -1,0 +1,279 @@
+//! The snapshot file: a checked header, then the rkyv archive, aligned for mmap.
+//!
+//! Header (little endian):
+//! ```text
+//!  0  magic "NSXDPSNP"        8
+//!  8  format version          u32
+//! 12  header length           u32  (multiple of 16; the archive starts here)
+//! 16  archive length          u64
+//! 24  CRC32C of the archive   u32
+//! 28  SOA serial              u32
+//! 32  origin length           u32
+//! 36  CRC32C of the header    u32  (every header byte but these four)
+//! 40  zero                    24
+//! 64  origin, wire form, then zero padding to the header length
+//! ```
+//! Writing is atomic (temporary file, fsync, rename, fsync of the directory). Opening checks
+//! the header, both checksums, the archive (bytecheck) and every index and range inside it,
+//! once; afterwards the archive is read without checks.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use rkyv::rancor::BoxedError;
+
+use super::{ArchivedZoneImage, ZoneImage, FORMAT_VERSION, MAGIC, NONE};
+use crate::wire::name;
+
+const FIXED_HEADER: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: snapshot refused: {reason}")]
+    Refused { path: PathBuf, reason: String },
+}
+
+fn refused(path: &Path, reason: impl Into<String>) -> SnapshotError {
+    SnapshotError::Refused { path: path.to_path_buf(), reason: reason.into() }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io { path: path.to_path_buf(), source }
+}
+
+/// Serialises an image and writes it to `path` atomically. Returns the file size.
+pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError> {
+    let archive = rkyv::to_bytes::<BoxedError>(img).map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
+    let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
+    let mut header = vec![0u8; header_len];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
+    header[16..24].copy_from_slice(&(archive.len() as u64).to_le_bytes());
+    header[24..28].copy_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+    header[28..32].copy_from_slice(&img.serial.to_le_bytes());
+    header[32..36].copy_from_slice(&(img.origin.len() as u32).to_le_bytes());
+    header[FIXED_HEADER..FIXED_HEADER + img.origin.len()].copy_from_slice(&img.origin);
+    let hcrc = header_crc(&header);
+    header[36..40].copy_from_slice(&hcrc.to_le_bytes());
+
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| refused(path, "not a file path"))?;
+    let tmp = dir.join(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&header)?;
+        f.write_all(&archive)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        File::open(&dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(SnapshotError::Io { path: path.to_path_buf(), source: e });
+    }
+    Ok((header.len() + archive.len()) as u64)
+}
+
+fn header_crc(header: &[u8]) -> u32 {
+    let c = crc32c::crc32c(&header[..36]);
+    crc32c::crc32c_append(c, &header[40..])
+}
+
+/// A loaded, validated snapshot, mapped read-only.
+pub struct Snapshot {
+    map: Mmap,
+    start: usize,
+    len: usize,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Snapshot({}, {} bytes)", self.path.display(), self.map.len())
+    }
+}
+
+impl Snapshot {
+    /// Maps and validates a snapshot file. Nothing is kept if any check fails.
+    pub fn open(path: &Path) -> Result<Snapshot, SnapshotError> {
+        let file = File::open(path).map_err(io(path))?;
+        let size = file.metadata().map_err(io(path))?.len();
+        if size < FIXED_HEADER as u64 {
+            return Err(refused(path, format!("file is {size} bytes, shorter than a snapshot header")));
+        }
+        // SAFETY: the file is mapped read-only and private to this process's view; snapshot
+        // files are never modified in place (writers create a new file and rename it over),
+        // so the bytes cannot change under the mapping while it lives.
+        let map = unsafe { Mmap::map(&file) }.map_err(io(path))?;
+        let (start, len) = check_header(path, &map)?;
+        let snap = Snapshot { map, start, len, path: path.to_path_buf() };
+        let archive = &snap.map[start..start + len];
+        let img = rkyv::access::<ArchivedZoneImage, BoxedError>(archive)
+            .map_err(|e| refused(path, format!("archive does not validate: {e}")))?;
+        check_contents(img).map_err(|r| refused(path, r))?;
+        let serial = u32::from_le_bytes(snap.map[28..32].try_into().unwrap_or_default());
+        if img.serial.to_native() != serial || img.origin.as_slice() != origin_in_header(&snap.map) {
+            return Err(refused(path, "header and archive disagree on the zone or serial"));
+        }
+        Ok(snap)
+    }
+
+    /// The archived zone.
+    pub fn zone(&self) -> &ArchivedZoneImage {
+        let bytes = &self.map[self.start..self.start + self.len];
+        // SAFETY: `open` validated exactly these bytes with bytecheck and checked every
+        // index inside them; the mapping is read-only and lives as long as `self`.
+        unsafe { rkyv::access_unchecked::<ArchivedZoneImage>(bytes) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the mapped file.
+    pub fn file_len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn serial(&self) -> u32 {
+        self.zone().serial.to_native()
+    }
+
+    /// The apex as an owned name.
+    pub fn origin(&self) -> name::Name {
+        name::Name::from_wire(self.zone().origin.as_slice()).unwrap_or_else(|_| name::Name::root())
+    }
+}
+
+fn origin_in_header(map: &[u8]) -> &[u8] {
+    let olen = u32::from_le_bytes(map[32..36].try_into().unwrap_or_default()) as usize;
+    &map[FIXED_HEADER..FIXED_HEADER + olen]
+}
+
+fn check_header(path: &Path, map: &[u8]) -> Result<(usize, usize), SnapshotError> {
+    let u32_at = |o: usize| u32::from_le_bytes(map[o..o + 4].try_into().unwrap_or_default());
+    if map[0..8] != MAGIC {
+        return Err(refused(path, "not an nsxdp snapshot (bad magic)"));
+    }
+    let version = u32_at(8);
+    if version != FORMAT_VERSION {
+        return Err(refused(path, format!("format version {version}, this build reads {FORMAT_VERSION}")));
+    }
+    let header_len = u32_at(12) as usize;
+    let olen = u32_at(32) as usize;
+    if olen == 0 || olen > name::MAX_NAME_LEN || header_len != (FIXED_HEADER + olen).next_multiple_of(16) || header_len > map.len() {
+        return Err(refused(path, "bad header length (truncated file?)"));
+    }
+    if header_crc(&map[..header_len]) != u32_at(36) {
+        return Err(refused(path, "header checksum mismatch"));
+    }
+    let archive_len = u64::from_le_bytes(map[16..24].try_into().unwrap_or_default());
+    let expected = header_len as u64 + archive_len;
+    if expected != map.len() as u64 {
+        return Err(refused(path, format!("file is {} bytes, header says {expected} (truncated?)", map.len())));
+    }
+    let archive = &map[header_len..];
+    if crc32c::crc32c(archive) != u32_at(24) {
+        return Err(refused(path, "archive checksum mismatch (corrupted file)"));
+    }
+    if name::uncompressed_len(origin_in_header(map), 0).ok() != Some(olen) {
+        return Err(refused(path, "bad origin name in header"));
+    }
+    Ok((header_len, archive.len()))
+}
+
+/// Every index and range the answer path follows, checked once so that reading never goes
+/// out of bounds.
+fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
+    let nodes = z.nodes.len();
+    let rrsets = z.rrsets.len();
+    if nodes == 0 || nodes >= NONE as usize {
+        return Err("no nodes".into());
+    }
+    if z.apex.to_native() as usize >= nodes {
+        return Err("apex index out of range".into());
+    }
+    if z.neg_soa.to_native() as usize >= rrsets {
+        return Err("negative SOA index out of range".into());
+    }
+    if name::uncompressed_len(&z.origin, 0).ok() != Some(z.origin.len()) {
+        return Err("bad origin".into());
+    }
+    let b = z.buckets.len();
+    if b < 2 || !b.is_power_of_two() || b < nodes {
+        return Err("bad index size".into());
+    }
+    let mut empty = false;
+    for s in z.buckets.iter() {
+        let s = s.to_native() as usize;
+        empty |= s == 0;
+        if s > nodes {
+            return Err("index entry out of range".into());
+        }
+    }
+    if !empty {
+        return Err("index has no free slot".into());
+    }
+    for (i, n) in z.nodes.iter().enumerate() {
+        let off = n.name_off.to_native() as usize;
+        let len = n.name_len as usize;
+        let name = z.names.get(off..off + len).ok_or_else(|| format!("node {i}: name out of range"))?;
+        if name::uncompressed_len(name, 0).ok() != Some(len) {
+            return Err(format!("node {i}: bad name"));
+        }
+        let p = n.parent.to_native();
+        if p != NONE && p as usize >= i {
+            return Err(format!("node {i}: bad parent"));
+        }
+        let s = n.rrset_start.to_native() as usize;
+        if s + n.rrset_count.to_native() as usize > rrsets {
+            return Err(format!("node {i}: RRsets out of range"));
+        }
+    }
+    for (i, r) in z.rrsets.iter().enumerate() {
+        let off = r.data_off.to_native() as usize;
+        let len = r.data_len.to_native() as usize;
+        let frag = z.data.get(off..off + len).ok_or_else(|| format!("RRset {i}: data out of range"))?;
+        if len > u16::MAX as usize {
+            return Err(format!("RRset {i}: fragment too long"));
+        }
+        let fs = r.fixup_start.to_native() as usize;
+        let fixups = z.fixups.get(fs..fs + r.fixup_count.to_native() as usize).ok_or_else(|| format!("RRset {i}: fixups out of range"))?;
+        for f in fixups {
+            if f.at.to_native() as usize + 2 > len || f.kind > super::fixup::APEX {
+                return Err(format!("RRset {i}: bad fixup"));
+            }
+        }
+        let a = r.additional_start.to_native() as usize;
+        let adds = z
+            .additionals
+            .get(a..a + r.additional_count.to_native() as usize)
+            .ok_or_else(|| format!("RRset {i}: additionals out of range"))?;
+        for ad in adds {
+            if ad.node.to_native() as usize >= nodes || ad.name_at.to_native() as usize >= len {
+                return Err(format!("RRset {i}: bad additional"));
+            }
+        }
+        // The fragment must hold exactly `count` well-formed RRs.
+        let mut pos = 0;
+        let mut count = 0;
+        while pos < len {
+            let rdlen = frag.get(pos + 10..pos + 12).ok_or_else(|| format!("RRset {i}: truncated RR"))?;
+            pos += 12 + u16::from_be_bytes([rdlen[0], rdlen[1]]) as usize;
+            count += 1;
+        }
+        if pos != len || count != r.count.to_native() as usize || count == 0 {
+            return Err(format!("RRset {i}: fragment does not hold its RRs"));
+        }
+    }
+    Ok(())
+}

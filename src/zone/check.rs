@@ -1,0 +1,111 @@
+//! Whole-zone checks: what makes a zone unservable (errors) or suspicious (warnings).
+//!
+//! Record-level problems (syntax, out-of-zone owners, a second SOA or CNAME, differing
+//! TTLs) are found while parsing; this pass looks at the zone as a tree.
+
+use super::parse::{type_name, Loaded, Severity};
+use super::{flags, SrcPos};
+use crate::wire::name::Name;
+use crate::wire::rdata::{self, rtype};
+
+/// Types that may sit beside a CNAME (RFC 4035 §2.5, RFC 2181 §10.1).
+fn allowed_beside_cname(t: u16) -> bool {
+    matches!(t, rtype::CNAME | rtype::RRSIG | rtype::NSEC)
+}
+
+/// Runs every check, adding diagnostics to `loaded`.
+pub fn check(loaded: &mut Loaded) {
+    let mut found: Vec<(Severity, SrcPos, String)> = Vec::new();
+    let zone = &loaded.zone;
+    let origin = zone.origin().clone();
+    let first_line = SrcPos { file: 0, line: 1 };
+    match zone.get(&origin) {
+        None => found.push((Severity::Error, first_line, format!("no SOA record at the zone apex {origin}"))),
+        Some(apex) => {
+            let soa_at = apex.get(rtype::SOA).map(|s| s.src);
+            if soa_at.is_none() {
+                found.push((Severity::Error, first_line, format!("no SOA record at the zone apex {origin}")));
+            }
+            if apex.get(rtype::NS).is_none() {
+                found.push((Severity::Error, soa_at.unwrap_or(first_line), format!("no NS records at the zone apex {origin}")));
+            }
+        }
+    }
+    let tree = zone.tree();
+    for t in &tree {
+        let Some(node) = t.node else { continue };
+        if t.flags & flags::APEX == 0 {
+            if let Some(soa) = node.get(rtype::SOA) {
+                found.push((Severity::Error, soa.src, format!("SOA record at {} is not at the zone apex {origin}", t.name)));
+            }
+        }
+        if let Some(cname) = node.get(rtype::CNAME) {
+            for (&other_t, other) in &node.rrsets {
+                if !allowed_beside_cname(other_t) {
+                    let at = cname.src.max(other.src);
+                    found.push((
+                        Severity::Error,
+                        at,
+                        format!("CNAME and other data ({}) at {} (RFC 2181 §10.1)", type_name(other_t), t.name),
+                    ));
+                }
+            }
+        }
+        if t.flags & flags::BELOW_DNAME != 0 {
+            for set in node.rrsets.values() {
+                found.push((
+                    Severity::Error,
+                    set.src,
+                    format!("{} lies below a DNAME (RFC 6672 §2.3: no data below a DNAME)", t.name),
+                ));
+                break;
+            }
+        }
+        // NS targets inside the zone need address records: glue if below a cut.
+        if let Some(ns) = node.get(rtype::NS) {
+            if t.flags & flags::BELOW_CUT != 0 {
+                continue;
+            }
+            for r in &ns.rdata {
+                let Some(target) = rdata::additional_target(rtype::NS, r) else { continue };
+                let Ok(target) = Name::from_wire(&r[target.offset..target.offset + target.len]) else { continue };
+                if !target.ends_with(&origin) {
+                    continue;
+                }
+                let has_addr =
+                    zone.get(&target).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
+                if !has_addr {
+                    let below_cut = (target != origin && zone.rrset(&target, rtype::NS).is_some())
+                        || cut_above(zone, &target);
+                    let what = if below_cut { "missing glue: " } else { "" };
+                    found.push((
+                        Severity::Warning,
+                        ns.src,
+                        format!("{what}NS target {target} of {} has no A or AAAA record in the zone", t.name),
+                    ));
+                }
+            }
+        }
+    }
+    drop(tree);
+    for (sev, at, msg) in found {
+        loaded.report(sev, at, msg);
+    }
+    loaded.diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+}
+
+/// True if a delegation lies on the path from the apex down to `name` (for names that do
+/// not exist, whose flags the tree cannot give).
+fn cut_above(zone: &super::Zone, name: &Name) -> bool {
+    let mut cur = name.parent();
+    while let Some(p) = cur {
+        if p.len() <= zone.origin().len() {
+            return false;
+        }
+        if zone.rrset(&p, rtype::NS).is_some() {
+            return true;
+        }
+        cur = p.parent();
+    }
+    false
+}

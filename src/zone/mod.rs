@@ -1,0 +1,525 @@
+//! The owned, mutable zone model used by the control side: RRsets by (name, type), the
+//! zone's tree (zone cuts, empty non-terminals, wildcards), iteration in canonical order and
+//! the difference of two versions.
+//!
+//! Owner names are kept lowercased (they are compared case-insensitively everywhere and the
+//! answer path writes owners as pointers to the question). Rdata is kept as written, in
+//! uncompressed wire form. Nothing here does I/O; `parse` reads master files and `check`
+//! judges whether a zone can be served.
+
+pub mod check;
+pub mod parse;
+pub mod text;
+
+use std::collections::HashMap;
+
+use crate::wire::name::Name;
+use crate::wire::rdata::{self, rtype};
+
+/// Where a record came from: an index into the list of files read, and a line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SrcPos {
+    pub file: u16,
+    pub line: u32,
+}
+
+/// All records of one type at one name. Rdata is unique in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rrset {
+    pub ttl: u32,
+    pub rdata: Vec<Box<[u8]>>,
+    /// Where the first record of the set was read (zero for records from elsewhere).
+    pub src: SrcPos,
+}
+
+/// A name that owns records.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Lowercased owner.
+    pub name: Name,
+    /// RRsets by type, in type order.
+    pub rrsets: std::collections::BTreeMap<u16, Rrset>,
+}
+
+impl Node {
+    pub fn get(&self, t: u16) -> Option<&Rrset> {
+        self.rrsets.get(&t)
+    }
+}
+
+/// What inserting one record did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new record.
+    Added,
+    /// The same rdata was already there (RFC 2181 §5: duplicates are dropped).
+    Duplicate,
+    /// Added, but the TTL differed from the RRset's; the record took the RRset's TTL.
+    TtlNormalised { rrset_ttl: u32 },
+}
+
+/// Why a record cannot go into the zone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    #[error("{name} is outside the zone {origin}")]
+    OutOfZone { name: Name, origin: Name },
+    #[error("type {0} cannot be stored in a zone")]
+    MetaType(u16),
+    #[error("second SOA record at {0} (a zone has exactly one)")]
+    SecondSoa(Name),
+    #[error("second CNAME record at {0} (RFC 2181 §10.1 allows one)")]
+    SecondCname(Name),
+}
+
+/// One version of a zone.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    origin: Name,
+    nodes: HashMap<Name, Node>,
+    rr_count: usize,
+}
+
+/// One resource record, borrowed from a zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub owner: &'a Name,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: &'a [u8],
+}
+
+/// An owned resource record.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Record {
+    pub owner: Name,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Box<[u8]>,
+}
+
+impl RecordRef<'_> {
+    pub fn to_owned(&self) -> Record {
+        Record { owner: self.owner.clone(), rtype: self.rtype, ttl: self.ttl, rdata: self.rdata.into() }
+    }
+}
+
+/// The difference between two versions of a zone: apply `removed` then `added` (the way an
+/// IXFR or a journal record does). SOA records are carried apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changeset {
+    pub soa_from: Option<Record>,
+    pub soa_to: Option<Record>,
+    pub removed: Vec<Record>,
+    pub added: Vec<Record>,
+}
+
+impl Changeset {
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.added.is_empty() && self.soa_from == self.soa_to
+    }
+}
+
+/// Flags of a name in the zone tree.
+pub mod flags {
+    /// The zone apex.
+    pub const APEX: u8 = 1 << 0;
+    /// A delegation point: NS records below the apex.
+    pub const CUT: u8 = 1 << 1;
+    /// Owns a DNAME.
+    pub const DNAME: u8 = 1 << 2;
+    /// Has a child labelled `*`.
+    pub const WILDCARD_CHILD: u8 = 1 << 3;
+    /// Exists only because names below it exist (RFC 8020).
+    pub const EMPTY_NON_TERMINAL: u8 = 1 << 4;
+    /// Lies below a zone cut: glue or occluded data, not authoritative.
+    pub const BELOW_CUT: u8 = 1 << 5;
+    /// Lies below a DNAME: occluded.
+    pub const BELOW_DNAME: u8 = 1 << 6;
+    /// Owns a CNAME.
+    pub const CNAME: u8 = 1 << 7;
+}
+
+/// A name of the zone's tree, empty non-terminals included.
+#[derive(Clone, Debug)]
+pub struct TreeName<'a> {
+    pub name: Name,
+    pub node: Option<&'a Node>,
+    pub flags: u8,
+    /// Index of the parent in the tree list; None for the apex.
+    pub parent: Option<usize>,
+}
+
+impl Zone {
+    pub fn new(origin: &Name) -> Zone {
+        Zone { origin: origin.to_lowercase(), nodes: HashMap::new(), rr_count: 0 }
+    }
+
+    /// The apex, lowercased.
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    pub fn rr_count(&self) -> usize {
+        self.rr_count
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn get(&self, name: &Name) -> Option<&Node> {
+        if name.as_wire().iter().any(u8::is_ascii_uppercase) {
+            self.nodes.get(&name.to_lowercase())
+        } else {
+            self.nodes.get(name)
+        }
+    }
+
+    pub fn rrset(&self, name: &Name, t: u16) -> Option<&Rrset> {
+        self.get(name)?.get(t)
+    }
+
+    pub fn soa(&self) -> Option<&Rrset> {
+        self.rrset(&self.origin, rtype::SOA)
+    }
+
+    /// The SOA serial, read from the apex SOA.
+    pub fn serial(&self) -> Option<u32> {
+        soa_serial(self.soa()?.rdata.first()?)
+    }
+
+    /// Adds one record. The owner must be inside the zone.
+    pub fn insert(&mut self, owner: &Name, t: u16, ttl: u32, rdata: &[u8], src: SrcPos) -> Result<Inserted, InsertError> {
+        if !owner.ends_with(&self.origin) {
+            return Err(InsertError::OutOfZone { name: owner.clone(), origin: self.origin.clone() });
+        }
+        if rdata::is_meta(t) {
+            return Err(InsertError::MetaType(t));
+        }
+        let lower;
+        let key = if owner.as_wire().iter().any(u8::is_ascii_uppercase) {
+            lower = owner.to_lowercase();
+            &lower
+        } else {
+            owner
+        };
+        let node = match self.nodes.get_mut(key) {
+            Some(n) => n,
+            None => self
+                .nodes
+                .entry(key.clone())
+                .or_insert_with(|| Node { name: key.clone(), rrsets: Default::default() }),
+        };
+        let set = node.rrsets.entry(t).or_insert_with(|| Rrset { ttl, rdata: Vec::new(), src });
+        let canon = rdata::canonical_rdata(t, rdata);
+        if set.rdata.iter().any(|r| rdata::canonical_rdata(t, r) == canon) {
+            return Ok(Inserted::Duplicate);
+        }
+        if !set.rdata.is_empty() {
+            if t == rtype::SOA {
+                return Err(InsertError::SecondSoa(key.clone()));
+            }
+            if t == rtype::CNAME {
+                return Err(InsertError::SecondCname(key.clone()));
+            }
+        }
+        set.rdata.push(rdata.into());
+        self.rr_count += 1;
+        if set.ttl != ttl {
+            return Ok(Inserted::TtlNormalised { rrset_ttl: set.ttl });
+        }
+        Ok(Inserted::Added)
+    }
+
+    /// Removes one record (rdata compared in canonical form). True if it was there.
+    pub fn remove(&mut self, owner: &Name, t: u16, rdata: &[u8]) -> bool {
+        let key = owner.to_lowercase();
+        let Some(node) = self.nodes.get_mut(&key) else { return false };
+        let Some(set) = node.rrsets.get_mut(&t) else { return false };
+        let canon = rdata::canonical_rdata(t, rdata);
+        let Some(i) = set.rdata.iter().position(|r| rdata::canonical_rdata(t, r) == canon) else {
+            return false;
+        };
+        set.rdata.remove(i);
+        self.rr_count -= 1;
+        if set.rdata.is_empty() {
+            node.rrsets.remove(&t);
+            if node.rrsets.is_empty() {
+                self.nodes.remove(&key);
+            }
+        }
+        true
+    }
+
+    /// Nodes in canonical order (RFC 4034 §6.1).
+    pub fn nodes_canonical(&self) -> Vec<&Node> {
+        let mut v: Vec<(Vec<u8>, &Node)> = self.nodes.values().map(|n| (n.name.canonical_key(), n)).collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Every record in canonical order, the apex SOA first, RRsets in type order and rdata
+    /// in canonical order within each (the order AXFR and `dump` use).
+    pub fn records_canonical(&self) -> Vec<RecordRef<'_>> {
+        let mut out = Vec::with_capacity(self.rr_count);
+        if let Some(soa) = self.soa() {
+            push_rrset(&mut out, &self.origin, rtype::SOA, soa);
+        }
+        for node in self.nodes_canonical() {
+            for (&t, set) in &node.rrsets {
+                if t == rtype::SOA && node.name == self.origin {
+                    continue;
+                }
+                push_rrset(&mut out, &node.name, t, set);
+            }
+        }
+        out
+    }
+
+    /// The tree of names: every node, plus every empty non-terminal between a node and the
+    /// apex, in canonical order, with flags and parent links.
+    pub fn tree(&self) -> Vec<TreeName<'_>> {
+        let mut all: HashMap<Name, Option<&Node>> = HashMap::with_capacity(self.nodes.len() * 5 / 4);
+        for node in self.nodes.values() {
+            all.insert(node.name.clone(), Some(node));
+        }
+        all.entry(self.origin.clone()).or_insert(None);
+        for node in self.nodes.values() {
+            let mut cur = node.name.parent();
+            while let Some(p) = cur {
+                if p.len() < self.origin.len() || all.contains_key(&p) {
+                    break;
+                }
+                cur = p.parent();
+                all.insert(p, None);
+            }
+        }
+        let mut names: Vec<(Vec<u8>, Name, Option<&Node>)> =
+            all.into_iter().map(|(n, node)| (n.canonical_key(), n, node)).collect();
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let index: HashMap<&Name, usize> = names.iter().enumerate().map(|(i, (_, n, _))| (n, i)).collect();
+        let mut tree: Vec<TreeName<'_>> = names
+            .iter()
+            .map(|(_, name, node)| {
+                let mut f = 0u8;
+                match node {
+                    None => f |= flags::EMPTY_NON_TERMINAL,
+                    Some(node) => {
+                        if node.get(rtype::DNAME).is_some() {
+                            f |= flags::DNAME;
+                        }
+                        if node.get(rtype::CNAME).is_some() {
+                            f |= flags::CNAME;
+                        }
+                    }
+                }
+                if *name == self.origin {
+                    f |= flags::APEX;
+                } else if node.is_some_and(|n| n.get(rtype::NS).is_some()) {
+                    f |= flags::CUT;
+                }
+                let parent = if *name == self.origin { None } else { name.parent().and_then(|p| index.get(&p).copied()) };
+                TreeName { name: name.clone(), node: *node, flags: f, parent }
+            })
+            .collect();
+        // Parents come before children in canonical order, so one pass propagates.
+        for i in 0..tree.len() {
+            if let Some(p) = tree[i].parent {
+                let pf = tree[p].flags;
+                if pf & (flags::CUT | flags::BELOW_CUT) != 0 {
+                    tree[i].flags |= flags::BELOW_CUT;
+                }
+                if pf & (flags::DNAME | flags::BELOW_DNAME) != 0 {
+                    tree[i].flags |= flags::BELOW_DNAME;
+                }
+                if tree[i].name.is_wildcard() {
+                    tree[p].flags |= flags::WILDCARD_CHILD;
+                }
+            }
+        }
+        tree
+    }
+
+    /// The changes that turn `self` into `newer`. An RRset whose TTL changed is removed
+    /// and added whole.
+    pub fn diff(&self, newer: &Zone) -> Changeset {
+        let mut cs = Changeset {
+            soa_from: self.soa_record(),
+            soa_to: newer.soa_record(),
+            ..Default::default()
+        };
+        for node in self.nodes_canonical() {
+            for (&t, old) in &node.rrsets {
+                if t == rtype::SOA && node.name == self.origin {
+                    continue;
+                }
+                let new = newer.rrset(&node.name, t);
+                for r in &old.rdata {
+                    let keep = new.is_some_and(|n| n.ttl == old.ttl && contains(t, n, r));
+                    if !keep {
+                        cs.removed.push(Record { owner: node.name.clone(), rtype: t, ttl: old.ttl, rdata: r.clone() });
+                    }
+                }
+            }
+        }
+        for node in newer.nodes_canonical() {
+            for (&t, new) in &node.rrsets {
+                if t == rtype::SOA && node.name == newer.origin {
+                    continue;
+                }
+                let old = self.rrset(&node.name, t);
+                for r in &new.rdata {
+                    let had = old.is_some_and(|o| o.ttl == new.ttl && contains(t, o, r));
+                    if !had {
+                        cs.added.push(Record { owner: node.name.clone(), rtype: t, ttl: new.ttl, rdata: r.clone() });
+                    }
+                }
+            }
+        }
+        cs
+    }
+
+    /// Applies a changeset (removals, then additions, then the new SOA).
+    pub fn apply(&mut self, cs: &Changeset) -> Result<(), InsertError> {
+        for r in &cs.removed {
+            self.remove(&r.owner, r.rtype, &r.rdata);
+        }
+        for r in &cs.added {
+            self.insert(&r.owner, r.rtype, r.ttl, &r.rdata, SrcPos::default())?;
+        }
+        if let Some(soa) = &cs.soa_to {
+            let origin = self.origin.clone();
+            if let Some(node) = self.nodes.get_mut(&origin) {
+                if let Some(old) = node.rrsets.remove(&rtype::SOA) {
+                    self.rr_count -= old.rdata.len();
+                }
+            }
+            self.insert(&origin, rtype::SOA, soa.ttl, &soa.rdata, SrcPos::default())?;
+        }
+        Ok(())
+    }
+
+    fn soa_record(&self) -> Option<Record> {
+        let soa = self.soa()?;
+        Some(Record { owner: self.origin.clone(), rtype: rtype::SOA, ttl: soa.ttl, rdata: soa.rdata.first()?.clone() })
+    }
+}
+
+fn contains(t: u16, set: &Rrset, rdata: &[u8]) -> bool {
+    let canon = rdata::canonical_rdata(t, rdata);
+    set.rdata.iter().any(|r| rdata::canonical_rdata(t, r) == canon)
+}
+
+fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: &'a Rrset) {
+    let mut rd: Vec<&[u8]> = set.rdata.iter().map(|r| &r[..]).collect();
+    if rd.len() > 1 {
+        rd.sort_by_cached_key(|r| rdata::canonical_rdata(t, r));
+    }
+    out.extend(rd.into_iter().map(|r| RecordRef { owner, rtype: t, ttl: set.ttl, rdata: r }));
+}
+
+/// The serial field of SOA rdata.
+pub fn soa_serial(rdata: &[u8]) -> Option<u32> {
+    let fixed = soa_fixed(rdata)?;
+    Some(u32::from_be_bytes(fixed[0..4].try_into().ok()?))
+}
+
+/// The MINIMUM field of SOA rdata (RFC 2308: the negative-caching TTL).
+pub fn soa_minimum(rdata: &[u8]) -> Option<u32> {
+    let fixed = soa_fixed(rdata)?;
+    Some(u32::from_be_bytes(fixed[16..20].try_into().ok()?))
+}
+
+fn soa_fixed(rdata: &[u8]) -> Option<&[u8]> {
+    let names = rdata::names_in(rtype::SOA, rdata).ok()?;
+    let start = names.last()?.offset + names.last()?.len;
+    rdata.get(start..start + 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::parse_text(s.as_bytes(), None).unwrap()
+    }
+
+    fn soa(serial: u32) -> Vec<u8> {
+        let mut v = b"\x02ns\x00\x02hm\x00".to_vec();
+        for x in [serial, 7200, 900, 1209600, 300] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v
+    }
+
+    fn base() -> Zone {
+        let mut z = Zone::new(&n("Example.COM."));
+        let p = SrcPos::default();
+        z.insert(&n("example.com."), rtype::SOA, 3600, &soa(1), p).unwrap();
+        z.insert(&n("example.com."), rtype::NS, 3600, b"\x02ns\x07example\x03com\x00", p).unwrap();
+        z.insert(&n("a.b.c.example.com."), rtype::A, 300, &[192, 0, 2, 1], p).unwrap();
+        z.insert(&n("*.w.example.com."), rtype::A, 300, &[192, 0, 2, 2], p).unwrap();
+        z.insert(&n("sub.example.com."), rtype::NS, 300, b"\x02ns\x03sub\x07example\x03com\x00", p).unwrap();
+        z.insert(&n("ns.sub.example.com."), rtype::A, 300, &[192, 0, 2, 3], p).unwrap();
+        z
+    }
+
+    #[test]
+    fn insert_rules() {
+        let mut z = base();
+        let p = SrcPos::default();
+        assert_eq!(z.insert(&n("A.B.C.example.com."), rtype::A, 300, &[192, 0, 2, 1], p), Ok(Inserted::Duplicate));
+        assert_eq!(
+            z.insert(&n("a.b.c.example.com."), rtype::A, 60, &[192, 0, 2, 9], p),
+            Ok(Inserted::TtlNormalised { rrset_ttl: 300 })
+        );
+        assert!(matches!(z.insert(&n("example.net."), rtype::A, 1, &[1, 2, 3, 4], p), Err(InsertError::OutOfZone { .. })));
+        assert!(matches!(z.insert(&n("example.com."), rtype::SOA, 1, &soa(2), p), Err(InsertError::SecondSoa(_))));
+        assert_eq!(z.serial(), Some(1));
+        assert_eq!(z.rr_count(), 7);
+    }
+
+    #[test]
+    fn tree_flags_and_order() {
+        let z = base();
+        let tree = z.tree();
+        let names: Vec<String> = tree.iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "example.com.", "c.example.com.", "b.c.example.com.", "a.b.c.example.com.", "sub.example.com.",
+                "ns.sub.example.com.", "w.example.com.", "*.w.example.com."
+            ]
+        );
+        let f = |s: &str| tree.iter().find(|t| t.name.to_string() == s).unwrap().flags;
+        assert_ne!(f("example.com.") & flags::APEX, 0);
+        assert_ne!(f("c.example.com.") & flags::EMPTY_NON_TERMINAL, 0);
+        assert_ne!(f("sub.example.com.") & flags::CUT, 0);
+        assert_ne!(f("ns.sub.example.com.") & flags::BELOW_CUT, 0);
+        assert_ne!(f("w.example.com.") & flags::WILDCARD_CHILD, 0);
+        assert_eq!(tree[3].parent, Some(2));
+    }
+
+    #[test]
+    fn diff_and_apply() {
+        let old = base();
+        let mut new = base();
+        let p = SrcPos::default();
+        new.remove(&n("a.b.c.example.com."), rtype::A, &[192, 0, 2, 1]);
+        new.insert(&n("new.example.com."), rtype::TXT, 60, b"\x02hi", p).unwrap();
+        // TTL change: removed and added whole
+        new.remove(&n("*.w.example.com."), rtype::A, &[192, 0, 2, 2]);
+        new.insert(&n("*.w.example.com."), rtype::A, 30, &[192, 0, 2, 2], p).unwrap();
+        let origin = n("example.com.");
+        new.remove(&origin, rtype::SOA, &soa(1));
+        new.insert(&origin, rtype::SOA, 3600, &soa(2), p).unwrap();
+        let cs = old.diff(&new);
+        assert_eq!(cs.removed.len(), 2);
+        assert_eq!(cs.added.len(), 2);
+        assert_eq!(soa_serial(&cs.soa_to.as_ref().unwrap().rdata), Some(2));
+        let mut patched = old.clone();
+        patched.apply(&cs).unwrap();
+        assert!(patched.diff(&new).is_empty());
+        assert_eq!(patched.records_canonical(), new.records_canonical());
+    }
+}

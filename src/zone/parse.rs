@@ -1,0 +1,945 @@
+//! Master files (RFC 1035 §5) into a [`Zone`].
+//!
+//! The entry layer is ours: it tracks files and lines for every diagnostic, handles
+//! `$ORIGIN`, `$TTL`, `$INCLUDE` (with loop detection), parentheses, comments, quoted strings
+//! and omitted owner, TTL and class. Rdata of the common types (A, AAAA, NS, CNAME, PTR,
+//! DNAME, MX, SOA, TXT, SPF, SRV) is converted here; every other type goes through NLnet
+//! Labs' `domain` crate (`ZoneRecordData::scan`) fed by our tokens; RFC 3597 `\#` rdata is
+//! read here for any type.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use domain::base::iana::Rtype;
+use domain::base::name::Name as DomainName;
+use domain::base::rdata::ComposeRecordData;
+use domain::base::scan::{ConvertSymbols, EntrySymbol, Scanner, ScannerError, Symbol, Symbols};
+use domain::base::{CharStr, ParseRecordData};
+use domain::dep::octseq::{Parser, Str};
+use domain::rdata::ZoneRecordData;
+
+use super::{InsertError, Inserted, SrcPos, Zone};
+use crate::wire::name::{self, Name, NameError};
+use crate::wire::rdata::{self as rd, rtype};
+
+/// Largest TTL (RFC 2181 §8).
+pub const MAX_TTL: u64 = 0x7fff_ffff;
+/// Deepest `$INCLUDE` nesting.
+const MAX_INCLUDE_DEPTH: usize = 16;
+/// Stop collecting errors after this many.
+const MAX_ERRORS: usize = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// A problem found in a zone, with the file and line it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: PathBuf,
+    pub line: u32,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        write!(f, "{}:{}: {}: {}", self.file.display(), self.line, sev, self.message)
+    }
+}
+
+/// A zone read from master files, with what was found wrong with it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub zone: Zone,
+    /// The files read, in order; `SrcPos::file` indexes this.
+    pub files: Vec<PathBuf>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// True if no error was found: the zone may replace a running one.
+    pub fn is_servable(&self) -> bool {
+        !self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+    }
+
+    /// Records a diagnostic at a position in one of the read files.
+    pub fn report(&mut self, severity: Severity, at: SrcPos, message: String) {
+        let file = self.files.get(at.file as usize).cloned().unwrap_or_default();
+        self.diagnostics.push(Diagnostic { severity, file, line: at.line, message });
+    }
+}
+
+/// The zone apex to use for a file: `--origin`, else a `$ORIGIN` before the first record,
+/// else the file name without `.zone`.
+pub fn guess_origin(path: &Path, text: &[u8]) -> Option<Name> {
+    let mut tz = Tokenizer::new(text);
+    if let Ok(Some(entry)) = tz.next_entry() {
+        if !entry.leading_space && entry.tokens.len() >= 2 && entry.tokens[0].text.eq_ignore_ascii_case(b"$ORIGIN") {
+            if let Ok(n) = Name::parse_text(entry.tokens[1].text, None) {
+                return Some(n);
+            }
+        }
+    }
+    let file = path.file_name()?.to_str()?;
+    let stem = file.strip_suffix(".zone").unwrap_or(file);
+    let stem = stem.strip_suffix('.').unwrap_or(stem);
+    Name::parse_text(format!("{stem}.").as_bytes(), None).ok()
+}
+
+/// Reads a zone from `path` (and whatever it includes). Only I/O failure of the top file
+/// is an `Err`; everything wrong inside the zone is a diagnostic.
+pub fn load_file(path: &Path, origin: Option<&Name>) -> std::io::Result<Loaded> {
+    let text = std::fs::read(path)?;
+    let origin = match origin {
+        Some(o) => o.clone(),
+        None => guess_origin(path, &text).unwrap_or_else(Name::root),
+    };
+    let mut p = ZoneParser::new(&origin);
+    p.read_text(path, &text, origin.clone(), 0);
+    let mut loaded = p.finish();
+    super::check::check(&mut loaded);
+    Ok(loaded)
+}
+
+/// Reads a zone from text already in memory (`path` is used in messages and to resolve
+/// `$INCLUDE`).
+pub fn load_text(path: &Path, text: &[u8], origin: &Name) -> Loaded {
+    let mut p = ZoneParser::new(origin);
+    p.read_text(path, text, origin.clone(), 0);
+    let mut loaded = p.finish();
+    super::check::check(&mut loaded);
+    loaded
+}
+
+struct ZoneParser {
+    zone: Zone,
+    files: Vec<PathBuf>,
+    diagnostics: Vec<Diagnostic>,
+    /// Canonical paths of the files being read, for `$INCLUDE` loops.
+    stack: Vec<PathBuf>,
+    errors: usize,
+    last_owner: Option<Name>,
+    last_ttl: Option<u32>,
+    default_ttl: Option<u32>,
+}
+
+/// One lexical token of an entry.
+#[derive(Clone, Copy, Debug)]
+struct Token<'a> {
+    /// Raw text, escapes undecoded, quotes removed.
+    text: &'a [u8],
+    quoted: bool,
+    /// Follows the previous token with no space between (`alpn="h2,h3"`).
+    glued: bool,
+    line: u32,
+}
+
+struct Entry<'a> {
+    line: u32,
+    leading_space: bool,
+    tokens: Vec<Token<'a>>,
+}
+
+struct Tokenizer<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    line: u32,
+}
+
+impl<'a> Tokenizer<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Tokenizer { buf, pos: 0, line: 1 }
+    }
+
+    /// The next non-empty entry. Errors (line, message) are not recoverable.
+    fn next_entry(&mut self) -> Result<Option<Entry<'a>>, (u32, String)> {
+        let mut tokens: Vec<Token<'a>> = Vec::new();
+        let mut depth = 0usize;
+        let mut open_line = 0;
+        let mut start_line = self.line;
+        let mut leading_space = self.at_blank();
+        loop {
+            let Some(&c) = self.buf.get(self.pos) else {
+                if depth > 0 {
+                    return Err((open_line, "unbalanced parentheses: '(' is never closed (truncated file?)".into()));
+                }
+                return Ok(if tokens.is_empty() { None } else { Some(Entry { line: start_line, leading_space, tokens }) });
+            };
+            match c {
+                b' ' | b'\t' | b'\r' => self.pos += 1,
+                b'\n' => {
+                    self.pos += 1;
+                    self.line += 1;
+                    if depth == 0 {
+                        if !tokens.is_empty() {
+                            return Ok(Some(Entry { line: start_line, leading_space, tokens }));
+                        }
+                        start_line = self.line;
+                        leading_space = self.at_blank();
+                    }
+                }
+                b';' => {
+                    while self.pos < self.buf.len() && self.buf[self.pos] != b'\n' {
+                        self.pos += 1;
+                    }
+                }
+                b'(' => {
+                    if depth == 0 {
+                        open_line = self.line;
+                    }
+                    depth += 1;
+                    self.pos += 1;
+                }
+                b')' => {
+                    if depth == 0 {
+                        return Err((self.line, "unbalanced parentheses: ')' without '('".into()));
+                    }
+                    depth -= 1;
+                    self.pos += 1;
+                }
+                b'"' => {
+                    let start = self.pos + 1;
+                    let mut i = start;
+                    loop {
+                        match self.buf.get(i) {
+                            None | Some(b'\n') => {
+                                return Err((self.line, "unterminated quoted string".into()));
+                            }
+                            Some(b'\\') => i += 2,
+                            Some(b'"') => break,
+                            Some(_) => i += 1,
+                        }
+                    }
+                    if i > self.buf.len() {
+                        return Err((self.line, "unterminated quoted string".into()));
+                    }
+                    let glued = self.glued(self.pos, &tokens);
+                    tokens.push(Token { text: &self.buf[start..i], quoted: true, glued, line: self.line });
+                    self.pos = i + 1;
+                }
+                _ => {
+                    let start = self.pos;
+                    let mut i = start;
+                    while let Some(&b) = self.buf.get(i) {
+                        match b {
+                            b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b';' | b'"' => break,
+                            b'\\' => i += 2,
+                            _ => i += 1,
+                        }
+                    }
+                    let i = i.min(self.buf.len());
+                    let glued = self.glued(start, &tokens);
+                    tokens.push(Token { text: &self.buf[start..i], quoted: false, glued, line: self.line });
+                    self.pos = i;
+                }
+            }
+        }
+    }
+
+    fn glued(&self, start: usize, tokens: &[Token<'_>]) -> bool {
+        !tokens.is_empty() && start > 0 && !matches!(self.buf[start - 1], b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')')
+    }
+
+    fn at_blank(&self) -> bool {
+        matches!(self.buf.get(self.pos), Some(b' ' | b'\t'))
+    }
+}
+
+/// An error in one entry.
+struct EntryError {
+    line: u32,
+    message: String,
+}
+
+fn err<T>(line: u32, message: impl Into<String>) -> Result<T, EntryError> {
+    Err(EntryError { line, message: message.into() })
+}
+
+impl ZoneParser {
+    fn new(origin: &Name) -> Self {
+        ZoneParser {
+            zone: Zone::new(origin),
+            files: Vec::new(),
+            diagnostics: Vec::new(),
+            stack: Vec::new(),
+            errors: 0,
+            last_owner: None,
+            last_ttl: None,
+            default_ttl: None,
+        }
+    }
+
+    fn finish(self) -> Loaded {
+        Loaded { zone: self.zone, files: self.files, diagnostics: self.diagnostics }
+    }
+
+    fn diag(&mut self, severity: Severity, file: u16, line: u32, message: String) {
+        if severity == Severity::Error {
+            self.errors += 1;
+            if self.errors > MAX_ERRORS {
+                return;
+            }
+        }
+        let file = self.files[file as usize].clone();
+        self.diagnostics.push(Diagnostic { severity, file, line, message });
+    }
+
+    fn read_text(&mut self, path: &Path, text: &[u8], mut origin: Name, depth: usize) {
+        let file = self.files.len() as u16;
+        self.files.push(path.to_path_buf());
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.stack.push(canonical);
+        let mut tz = Tokenizer::new(text);
+        loop {
+            if self.errors > MAX_ERRORS {
+                break;
+            }
+            let entry = match tz.next_entry() {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err((line, msg)) => {
+                    self.diag(Severity::Error, file, line, msg);
+                    break;
+                }
+            };
+            if let Err(e) = self.entry(path, file, &entry, &mut origin, depth) {
+                self.diag(Severity::Error, file, e.line, e.message);
+            }
+        }
+        self.stack.pop();
+    }
+
+    fn entry(&mut self, path: &Path, file: u16, e: &Entry<'_>, origin: &mut Name, depth: usize) -> Result<(), EntryError> {
+        let first = e.tokens[0];
+        if !e.leading_space && !first.quoted && first.text.first() == Some(&b'$') {
+            return self.directive(path, file, e, origin, depth);
+        }
+        let mut idx = 0;
+        let owner = if e.leading_space {
+            match &self.last_owner {
+                Some(o) => o.clone(),
+                None => return err(e.line, "record without an owner name and no previous owner"),
+            }
+        } else {
+            idx = 1;
+            parse_name(first, origin)?
+        };
+        self.last_owner = Some(owner.clone());
+        let mut ttl = None;
+        let mut class_seen = false;
+        for _ in 0..2 {
+            let Some(t) = e.tokens.get(idx) else { break };
+            if t.quoted {
+                break;
+            }
+            if !class_seen && is_class(t.text) {
+                if !t.text.eq_ignore_ascii_case(b"IN") {
+                    return err(t.line, format!("class {} is not supported (only IN)", text(t.text)));
+                }
+                class_seen = true;
+                idx += 1;
+            } else if ttl.is_none() && t.text.first().is_some_and(u8::is_ascii_digit) {
+                ttl = Some(parse_ttl(*t)?);
+                idx += 1;
+            } else {
+                break;
+            }
+        }
+        let Some(type_tok) = e.tokens.get(idx) else {
+            return err(e.line, "record has no type");
+        };
+        let t = parse_type(*type_tok)?;
+        let ttl = match ttl {
+            Some(v) => {
+                self.last_ttl = Some(v);
+                v
+            }
+            None => match self.default_ttl.or(self.last_ttl) {
+                Some(v) => v,
+                None => return err(e.line, "no TTL given and no $TTL before this record"),
+            },
+        };
+        let rdata = rdata_from_tokens(t, &e.tokens[idx + 1..], origin, type_tok.line)?;
+        let at = SrcPos { file, line: e.line };
+        match self.zone.insert(&owner, t, ttl, &rdata, at) {
+            Ok(Inserted::Added) | Ok(Inserted::Duplicate) => Ok(()),
+            Ok(Inserted::TtlNormalised { rrset_ttl }) => {
+                self.diag(
+                    Severity::Warning,
+                    file,
+                    e.line,
+                    format!(
+                        "TTL {ttl} differs from {rrset_ttl} of the other {} records at {owner} (RFC 2181 §5.2); using {rrset_ttl}",
+                        type_name(t)
+                    ),
+                );
+                Ok(())
+            }
+            Err(InsertError::OutOfZone { name, origin }) => {
+                err(e.line, format!("{name} is outside the zone {origin} (out-of-zone record)"))
+            }
+            Err(other) => err(e.line, other.to_string()),
+        }
+    }
+
+    fn directive(&mut self, path: &Path, file: u16, e: &Entry<'_>, origin: &mut Name, depth: usize) -> Result<(), EntryError> {
+        let d = e.tokens[0].text.to_ascii_uppercase();
+        let args = &e.tokens[1..];
+        match &d[..] {
+            b"$ORIGIN" => {
+                let [n] = args else { return err(e.line, "$ORIGIN takes one domain name") };
+                *origin = parse_name(*n, origin)?;
+                Ok(())
+            }
+            b"$TTL" => {
+                let [t] = args else { return err(e.line, "$TTL takes one TTL value") };
+                self.default_ttl = Some(parse_ttl(*t)?);
+                Ok(())
+            }
+            b"$INCLUDE" => {
+                let (file_tok, new_origin) = match args {
+                    [f] => (f, origin.clone()),
+                    [f, o] => (f, parse_name(*o, origin)?),
+                    _ => return err(e.line, "$INCLUDE takes a file name and an optional origin"),
+                };
+                let rel = decode_text(file_tok.text).map_err(|m| EntryError { line: e.line, message: m })?;
+                let rel = PathBuf::from(String::from_utf8_lossy(&rel).into_owned());
+                let target = if rel.is_absolute() { rel } else { path.parent().unwrap_or(Path::new(".")).join(rel) };
+                let canonical = std::fs::canonicalize(&target)
+                    .map_err(|io| EntryError { line: e.line, message: format!("$INCLUDE {}: {io}", target.display()) })?;
+                if self.stack.contains(&canonical) {
+                    return err(e.line, format!("$INCLUDE loop: {} is already being read", target.display()));
+                }
+                if depth + 1 > MAX_INCLUDE_DEPTH {
+                    return err(e.line, format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH}"));
+                }
+                let text = std::fs::read(&target)
+                    .map_err(|io| EntryError { line: e.line, message: format!("$INCLUDE {}: {io}", target.display()) })?;
+                // RFC 1035 §5.1: the included file starts with the given origin, and the
+                // includer's origin is back in force afterwards; owner carries on.
+                self.read_text(&target, &text, new_origin, depth + 1);
+                let _ = file;
+                Ok(())
+            }
+            _ => err(e.line, format!("unknown or unsupported directive {}", text(e.tokens[0].text))),
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn name_err(t: Token<'_>, e: NameError) -> EntryError {
+    EntryError { line: t.line, message: format!("bad domain name '{}': {e}", text(t.text)) }
+}
+
+fn parse_name(t: Token<'_>, origin: &Name) -> Result<Name, EntryError> {
+    Name::parse_text(t.text, Some(origin)).map_err(|e| name_err(t, e))
+}
+
+fn is_class(t: &[u8]) -> bool {
+    let u = t.to_ascii_uppercase();
+    matches!(&u[..], b"IN" | b"CH" | b"CS" | b"HS") || (u.starts_with(b"CLASS") && u.len() > 5 && u[5..].iter().all(u8::is_ascii_digit))
+}
+
+/// A TTL: seconds, or BIND's units (`1h30m`, `2W`). At most 2^31-1 (RFC 2181 §8).
+fn parse_ttl(t: Token<'_>) -> Result<u32, EntryError> {
+    let v = parse_duration(t.text).ok_or_else(|| EntryError { line: t.line, message: format!("bad TTL '{}'", text(t.text)) })?;
+    if v > MAX_TTL {
+        return err(t.line, format!("TTL {v} is over the maximum 2147483647 (RFC 2181 §8)"));
+    }
+    Ok(v as u32)
+}
+
+fn parse_duration(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut cur: u64 = 0;
+    let mut digits = false;
+    let mut units = false;
+    for &c in s {
+        if c.is_ascii_digit() {
+            cur = cur.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+            digits = true;
+            if cur > u32::MAX as u64 * 2 {
+                return Some(cur);
+            }
+        } else {
+            let mul = match c.to_ascii_lowercase() {
+                b's' => 1,
+                b'm' => 60,
+                b'h' => 3600,
+                b'd' => 86400,
+                b'w' => 604800,
+                _ => return None,
+            };
+            if !digits {
+                return None;
+            }
+            total = total.checked_add(cur.checked_mul(mul)?)?;
+            cur = 0;
+            digits = false;
+            units = true;
+        }
+    }
+    if digits {
+        if units {
+            // "1h30" — trailing bare number counts as seconds, as BIND does.
+        }
+        total = total.checked_add(cur)?;
+    }
+    Some(total)
+}
+
+fn parse_u32_field(t: Token<'_>, what: &str, duration: bool) -> Result<u32, EntryError> {
+    let v = if duration {
+        parse_duration(t.text)
+    } else if t.text.iter().all(u8::is_ascii_digit) {
+        std::str::from_utf8(t.text).ok().and_then(|s| s.parse::<u64>().ok())
+    } else {
+        None
+    };
+    match v {
+        Some(v) if v <= u32::MAX as u64 => Ok(v as u32),
+        _ => err(t.line, format!("bad {what} '{}'", text(t.text))),
+    }
+}
+
+fn parse_u16_field(t: Token<'_>, what: &str) -> Result<u16, EntryError> {
+    match std::str::from_utf8(t.text).ok().and_then(|s| s.parse::<u16>().ok()) {
+        Some(v) if t.text.iter().all(u8::is_ascii_digit) => Ok(v),
+        _ => err(t.line, format!("bad {what} '{}' (0-65535)", text(t.text))),
+    }
+}
+
+/// The type in a record: a mnemonic or `TYPEnnn`.
+fn parse_type(t: Token<'_>) -> Result<u16, EntryError> {
+    let s = std::str::from_utf8(t.text).unwrap_or("");
+    let u = s.to_ascii_uppercase();
+    if let Some(num) = u.strip_prefix("TYPE") {
+        if let Ok(v) = num.parse::<u16>() {
+            if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+                return Ok(v);
+            }
+        }
+    }
+    if u == "SPF" {
+        return Ok(rtype::SPF);
+    }
+    match u.parse::<Rtype>() {
+        Ok(r) if !u.starts_with("TYPE") => Ok(r.to_int()),
+        _ => err(t.line, format!("unknown record type '{s}'")),
+    }
+}
+
+/// The text name of a type: its mnemonic or `TYPEnnn`.
+pub fn type_name(t: u16) -> String {
+    if t == rtype::SPF {
+        return "SPF".into();
+    }
+    Rtype::from_int(t).to_string()
+}
+
+/// Decodes escapes in a token into octets.
+fn decode_text(s: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'\\' {
+            let (b, used) = name::unescape(&s[i..]).map_err(|_| format!("bad escape sequence in '{}'", text(s)))?;
+            out.push(b);
+            i += used;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn push_charstr(out: &mut Vec<u8>, t: Token<'_>) -> Result<(), EntryError> {
+    let v = decode_text(t.text).map_err(|m| EntryError { line: t.line, message: m })?;
+    if v.len() > 255 {
+        return err(t.line, format!("character string of {} octets (at most 255)", v.len()));
+    }
+    out.push(v.len() as u8);
+    out.extend_from_slice(&v);
+    Ok(())
+}
+
+/// Presentation rdata → uncompressed wire rdata.
+fn rdata_from_tokens(t: u16, toks: &[Token<'_>], origin: &Name, line: u32) -> Result<Vec<u8>, EntryError> {
+    let tname = type_name(t);
+    if let Some(first) = toks.first() {
+        if !first.quoted && first.text == b"\\#" {
+            return generic_rdata(t, &toks[1..], line);
+        }
+    }
+    let need = |n: usize| -> Result<(), EntryError> {
+        if toks.len() != n {
+            return err(line, format!("{tname} takes {n} rdata fields, found {}", toks.len()));
+        }
+        Ok(())
+    };
+    let mut out = Vec::new();
+    match t {
+        rtype::A => {
+            need(1)?;
+            let a: std::net::Ipv4Addr = std::str::from_utf8(toks[0].text)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| EntryError { line, message: format!("bad IPv4 address '{}'", text(toks[0].text)) })?;
+            out.extend_from_slice(&a.octets());
+        }
+        rtype::AAAA => {
+            need(1)?;
+            let a: std::net::Ipv6Addr = std::str::from_utf8(toks[0].text)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| EntryError { line, message: format!("bad IPv6 address '{}'", text(toks[0].text)) })?;
+            out.extend_from_slice(&a.octets());
+        }
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
+            need(1)?;
+            out.extend_from_slice(parse_name(toks[0], origin)?.as_wire());
+        }
+        rtype::MX => {
+            need(2)?;
+            out.extend_from_slice(&parse_u16_field(toks[0], "MX preference")?.to_be_bytes());
+            out.extend_from_slice(parse_name(toks[1], origin)?.as_wire());
+        }
+        rtype::SRV => {
+            need(4)?;
+            for (tok, what) in toks[..3].iter().zip(["SRV priority", "SRV weight", "SRV port"]) {
+                out.extend_from_slice(&parse_u16_field(*tok, what)?.to_be_bytes());
+            }
+            out.extend_from_slice(parse_name(toks[3], origin)?.as_wire());
+        }
+        rtype::SOA => {
+            need(7)?;
+            out.extend_from_slice(parse_name(toks[0], origin)?.as_wire());
+            out.extend_from_slice(parse_name(toks[1], origin)?.as_wire());
+            out.extend_from_slice(&parse_u32_field(toks[2], "SOA serial", false)?.to_be_bytes());
+            for (tok, what) in toks[3..].iter().zip(["SOA refresh", "SOA retry", "SOA expire", "SOA minimum"]) {
+                out.extend_from_slice(&parse_u32_field(*tok, what, true)?.to_be_bytes());
+            }
+        }
+        rtype::TXT | rtype::SPF => {
+            if toks.is_empty() {
+                return err(line, format!("{tname} needs at least one character string"));
+            }
+            for tok in toks {
+                push_charstr(&mut out, *tok)?;
+            }
+        }
+        _ => {
+            let rtype = Rtype::from_int(t);
+            let mut sc = TokenScanner { toks, pos: 0, origin };
+            let data = ZoneRecordData::<Vec<u8>, DomainName<Vec<u8>>>::scan(rtype, &mut sc)
+                .map_err(|e| EntryError { line, message: format!("bad {tname} rdata: {e}") })?;
+            if sc.pos != toks.len() {
+                return err(toks[sc.pos].line, format!("trailing data in {tname} rdata: '{}'", text(toks[sc.pos].text)));
+            }
+            if let ZoneRecordData::Unknown(_) = data {
+                return err(line, format!("type {tname} needs its rdata in RFC 3597 form (\\# LENGTH HEX)"));
+            }
+            data.compose_rdata(&mut out).map_err(|_| EntryError { line, message: "rdata too long".into() })?;
+        }
+    }
+    if out.len() > 65535 {
+        return err(line, "rdata longer than 65535 octets");
+    }
+    Ok(out)
+}
+
+/// RFC 3597 §5: `\# LENGTH HEX...`.
+fn generic_rdata(t: u16, toks: &[Token<'_>], line: u32) -> Result<Vec<u8>, EntryError> {
+    let Some(len_tok) = toks.first() else { return err(line, "\\# needs a length") };
+    let len: usize = std::str::from_utf8(len_tok.text)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&l: &usize| l <= 65535)
+        .ok_or_else(|| EntryError { line, message: format!("bad RFC 3597 length '{}'", text(len_tok.text)) })?;
+    let mut hex = Vec::new();
+    for tok in &toks[1..] {
+        hex.extend_from_slice(tok.text);
+    }
+    if hex.len() % 2 != 0 {
+        return err(line, "RFC 3597 hex data has an odd number of digits");
+    }
+    let mut out = Vec::with_capacity(hex.len() / 2);
+    for pair in hex.chunks(2) {
+        let s = std::str::from_utf8(pair).unwrap_or("zz");
+        let b = u8::from_str_radix(s, 16).map_err(|_| EntryError { line, message: format!("bad hex digits '{s}' in RFC 3597 data") })?;
+        out.push(b);
+    }
+    if out.len() != len {
+        return err(line, format!("RFC 3597 length {len} does not match the {} octets given", out.len()));
+    }
+    validate_wire_rdata(t, &out).map_err(|m| EntryError { line, message: m })?;
+    Ok(out)
+}
+
+/// Checks that wire rdata of a known type is well formed.
+pub fn validate_wire_rdata(t: u16, data: &[u8]) -> Result<(), String> {
+    let tname = type_name(t);
+    match t {
+        rtype::A if data.len() != 4 => return Err(format!("{tname} rdata must be 4 octets, not {}", data.len())),
+        rtype::AAAA if data.len() != 16 => return Err(format!("{tname} rdata must be 16 octets, not {}", data.len())),
+        rtype::TXT | rtype::SPF => {
+            let mut i = 0;
+            while i < data.len() {
+                i += 1 + data[i] as usize;
+            }
+            if i != data.len() || data.is_empty() {
+                return Err(format!("{tname} rdata is not a sequence of character strings"));
+            }
+        }
+        _ => {}
+    }
+    rd::names_in(t, data).map_err(|e| format!("bad {tname} rdata: {e}"))?;
+    let mut parser = Parser::from_ref(data);
+    match ZoneRecordData::<&[u8], domain::base::ParsedName<&[u8]>>::parse_rdata(Rtype::from_int(t), &mut parser) {
+        Ok(_) if parser.remaining() == 0 => Ok(()),
+        Ok(_) => Err(format!("bad {tname} rdata: trailing octets")),
+        Err(e) => Err(format!("bad {tname} rdata: {e}")),
+    }
+}
+
+/// Feeds our tokens to `domain`'s record-data scanners, completing relative names with the
+/// current origin.
+struct TokenScanner<'t, 'a> {
+    toks: &'t [Token<'a>],
+    pos: usize,
+    origin: &'t Name,
+}
+
+impl TokenScanner<'_, '_> {
+    fn next_str(&mut self) -> Result<&str, std::io::Error> {
+        let t = self.toks.get(self.pos).ok_or_else(std::io::Error::end_of_entry)?;
+        self.pos += 1;
+        std::str::from_utf8(t.text).map_err(|_| std::io::Error::custom("text is not UTF-8"))
+    }
+
+    fn symbols(&mut self) -> Result<Vec<Symbol>, std::io::Error> {
+        let s = self.next_str()?;
+        let mut out = Vec::with_capacity(s.len());
+        let mut it = Symbols::new(s.chars());
+        for sym in &mut it {
+            out.push(sym);
+        }
+        it.ok().map_err(|_| std::io::Error::custom("bad escape sequence"))?;
+        Ok(out)
+    }
+}
+
+impl Scanner for TokenScanner<'_, '_> {
+    type Octets = Vec<u8>;
+    type OctetsBuilder = Vec<u8>;
+    type Name = DomainName<Vec<u8>>;
+    type Error = std::io::Error;
+
+    fn has_space(&self) -> bool {
+        false
+    }
+
+    fn continues(&mut self) -> bool {
+        self.pos < self.toks.len()
+    }
+
+    fn scan_symbols<F>(&mut self, mut op: F) -> Result<(), Self::Error>
+    where
+        F: FnMut(Symbol) -> Result<(), Self::Error>,
+    {
+        for sym in self.symbols()? {
+            op(sym)?;
+        }
+        Ok(())
+    }
+
+    fn scan_entry_symbols<F>(&mut self, mut op: F) -> Result<(), Self::Error>
+    where
+        F: FnMut(EntrySymbol) -> Result<(), Self::Error>,
+    {
+        while self.continues() {
+            for sym in self.symbols()? {
+                op(sym.into())?;
+            }
+            op(EntrySymbol::EndOfToken)?;
+        }
+        Ok(())
+    }
+
+    fn convert_token<C: ConvertSymbols<Symbol, Self::Error>>(&mut self, mut convert: C) -> Result<Vec<u8>, Self::Error> {
+        let mut out = Vec::new();
+        for sym in self.symbols()? {
+            if let Some(d) = convert.process_symbol(sym)? {
+                out.extend_from_slice(d);
+            }
+        }
+        if let Some(d) = convert.process_tail()? {
+            out.extend_from_slice(d);
+        }
+        Ok(out)
+    }
+
+    fn convert_entry<C: ConvertSymbols<EntrySymbol, Self::Error>>(&mut self, mut convert: C) -> Result<Vec<u8>, Self::Error> {
+        let mut out = Vec::new();
+        while self.continues() {
+            for sym in self.symbols()? {
+                if let Some(d) = convert.process_symbol(sym.into())? {
+                    out.extend_from_slice(d);
+                }
+            }
+        }
+        if let Some(d) = convert.process_tail()? {
+            out.extend_from_slice(d);
+        }
+        Ok(out)
+    }
+
+    fn scan_octets(&mut self) -> Result<Vec<u8>, Self::Error> {
+        self.symbols()?
+            .into_iter()
+            .map(|s| s.into_octet().map_err(|_| std::io::Error::custom("bad symbol")))
+            .collect()
+    }
+
+    fn scan_svcb_octets(&mut self) -> Result<Vec<u8>, Self::Error> {
+        // `key=value`, where a quoted value directly after `=` is part of the same item.
+        let mut out = self.scan_octets()?;
+        while self.toks.get(self.pos).is_some_and(|t| t.glued && t.quoted) {
+            out.extend(self.scan_octets()?);
+        }
+        Ok(out)
+    }
+
+    fn scan_ascii_str<F, T>(&mut self, op: F) -> Result<T, Self::Error>
+    where
+        F: FnOnce(&str) -> Result<T, Self::Error>,
+    {
+        let s = self.scan_string()?;
+        if !s.is_ascii() {
+            return Err(std::io::Error::custom("non-ASCII characters"));
+        }
+        op(&s)
+    }
+
+    fn scan_name(&mut self) -> Result<Self::Name, Self::Error> {
+        let t = *self.toks.get(self.pos).ok_or_else(std::io::Error::end_of_entry)?;
+        self.pos += 1;
+        let n = Name::parse_text(t.text, Some(self.origin)).map_err(|e| std::io::Error::other(format!("bad name: {e}")))?;
+        DomainName::from_octets(n.as_wire().to_vec()).map_err(|_| std::io::Error::custom("bad name"))
+    }
+
+    fn scan_charstr(&mut self) -> Result<CharStr<Vec<u8>>, Self::Error> {
+        let v = self.scan_octets()?;
+        CharStr::from_octets(v).map_err(|_| std::io::Error::custom("character string longer than 255 octets"))
+    }
+
+    fn scan_string(&mut self) -> Result<Str<Vec<u8>>, Self::Error> {
+        let mut s = String::new();
+        for sym in self.symbols()? {
+            s.push(sym.into_char().map_err(|_| std::io::Error::custom("bad symbol"))?);
+        }
+        Str::from_utf8(s.into_bytes()).map_err(|_| std::io::Error::custom("text is not UTF-8"))
+    }
+
+    fn scan_charstr_entry(&mut self) -> Result<Vec<u8>, Self::Error> {
+        let mut out = Vec::new();
+        while self.continues() {
+            let v = self.scan_octets()?;
+            if v.len() > 255 {
+                return Err(std::io::Error::custom("character string longer than 255 octets"));
+            }
+            out.push(v.len() as u8);
+            out.extend_from_slice(&v);
+        }
+        Ok(out)
+    }
+
+    fn scan_opt_unknown_marker(&mut self) -> Result<bool, Self::Error> {
+        Ok(self.toks.get(self.pos).is_some_and(|t| !t.quoted && t.text == b"\\#"))
+    }
+
+    fn octets_builder(&mut self) -> Result<Vec<u8>, Self::Error> {
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(s: &str) -> Loaded {
+        let origin = Name::parse_text(b"example.com.", None).unwrap();
+        load_text(Path::new("t.zone"), s.as_bytes(), &origin)
+    }
+
+    const HEAD: &str = "$TTL 3600\n@ IN SOA ns1 hostmaster ( 2024010101 ; serial\n  7200 900 1209600 300 )\n  NS ns1\nns1 A 192.0.2.1\n";
+
+    #[test]
+    fn basic_zone() {
+        let l = load(&format!("{HEAD}www 300 IN A 192.0.2.2\n     AAAA 2001:db8::2\nmail MX 10 mx.example.net.\ntxt TXT \"a b\" c\\\"d \"\\065\"\n"));
+        assert!(l.is_servable(), "{:?}", l.diagnostics);
+        let z = &l.zone;
+        assert_eq!(z.serial(), Some(2024010101));
+        let www = Name::parse_text(b"www.example.com.", None).unwrap();
+        assert_eq!(z.rrset(&www, rtype::A).unwrap().ttl, 300);
+        assert_eq!(z.rrset(&www, rtype::AAAA).unwrap().ttl, 3600);
+        let txt = Name::parse_text(b"txt.example.com.", None).unwrap();
+        assert_eq!(&z.rrset(&txt, rtype::TXT).unwrap().rdata[0][..], b"\x03a b\x03c\"d\x01A");
+    }
+
+    #[test]
+    fn errors_have_lines() {
+        let l = load(&format!("{HEAD}bad A 192.0.2\nx FOO 1\ny 2147483648 A 192.0.2.1\nz TYPE65400 \\# 2 0a\n"));
+        let msgs: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(msgs[0].starts_with("t.zone:6: error: bad IPv4"), "{msgs:?}");
+        assert!(msgs[1].contains(":7: error: unknown record type 'FOO'"), "{msgs:?}");
+        assert!(msgs[2].contains(":8: error: TTL 2147483648"), "{msgs:?}");
+        assert!(msgs[3].contains(":9: error: RFC 3597 length 2"), "{msgs:?}");
+    }
+
+    #[test]
+    fn unbalanced() {
+        let l = load(&format!("{HEAD}www A (\n192.0.2.1\n"));
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e[0].line, 6);
+        assert!(e[0].message.contains("never closed"));
+    }
+
+    #[test]
+    fn generic_and_domain_types() {
+        let l = load(&format!(
+            "{HEAD}u TYPE65400 \\# 4 0a000001\nk A \\# 4 c0000201\nc CAA 0 issue \"ca.example.net\"\n\
+             s HTTPS 1 . alpn=h2,h3 port=8443 ipv4hint=192.0.2.1\nn NAPTR 100 10 \"u\" \"E2U+sip\" \"!^.*$!sip:info@example.com!\" .\n"
+        ));
+        assert!(l.is_servable(), "{:?}", l.diagnostics);
+        let k = Name::parse_text(b"k.example.com.", None).unwrap();
+        assert_eq!(&l.zone.rrset(&k, rtype::A).unwrap().rdata[0][..], &[192, 0, 2, 1]);
+    }
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_duration(b"1h30m"), Some(5400));
+        assert_eq!(parse_duration(b"1W"), Some(604800));
+        assert_eq!(parse_duration(b"h"), None);
+        assert_eq!(parse_duration(b"12x"), None);
+    }
+}

@@ -1,0 +1,137 @@
+//! Records in master-file (presentation) format, one per line.
+
+use std::fmt::Write;
+
+use domain::base::iana::Rtype;
+use domain::base::zonefile_fmt::{DisplayKind, ZonefileFmt};
+use domain::base::{ParseRecordData, ParsedName};
+use domain::dep::octseq::Parser;
+use domain::rdata::ZoneRecordData;
+
+use super::parse::type_name;
+use super::Record;
+use crate::wire::rdata::rtype;
+
+/// `OWNER TTL IN TYPE RDATA`, names absolute.
+pub fn format_record(r: &Record) -> String {
+    let mut s = String::with_capacity(64 + r.rdata.len() * 2);
+    let _ = write!(s, "{}\t{}\tIN\t{}\t", r.owner, r.ttl, type_name(r.rtype));
+    format_rdata(&mut s, r.rtype, &r.rdata);
+    s
+}
+
+/// Rdata in presentation format; RFC 3597 `\#` form for types we cannot print.
+pub fn format_rdata(s: &mut String, t: u16, rd: &[u8]) {
+    if t == rtype::TXT || t == rtype::SPF {
+        if write_charstrs(s, rd).is_some() {
+            return;
+        }
+    } else {
+        let mut p = Parser::from_ref(rd);
+        if let Ok(Some(data)) = ZoneRecordData::<&[u8], ParsedName<&[u8]>>::parse_rdata(Rtype::from_int(t), &mut p) {
+            if p.remaining() == 0 && !matches!(data, ZoneRecordData::Unknown(_)) {
+                let _ = write!(s, "{}", data.display_zonefile(DisplayKind::Simple));
+                return;
+            }
+        }
+    }
+    let _ = write!(s, "\\# {}", rd.len());
+    if !rd.is_empty() {
+        s.push(' ');
+        for b in rd {
+            let _ = write!(s, "{b:02x}");
+        }
+    }
+}
+
+fn write_charstrs(s: &mut String, rd: &[u8]) -> Option<()> {
+    let mut i = 0;
+    let mut first = true;
+    while i < rd.len() {
+        let len = rd[i] as usize;
+        let cs = rd.get(i + 1..i + 1 + len)?;
+        if !first {
+            s.push(' ');
+        }
+        first = false;
+        s.push('"');
+        for &b in cs {
+            match b {
+                b'"' | b'\\' => {
+                    s.push('\\');
+                    s.push(b as char);
+                }
+                0x20..=0x7e => s.push(b as char),
+                _ => {
+                    let _ = write!(s, "\\{b:03}");
+                }
+            }
+        }
+        s.push('"');
+        i += 1 + len;
+    }
+    (!first).then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::name::Name;
+
+    fn rec(t: u16, rd: &[u8]) -> String {
+        let owner = Name::parse_text(b"x.example.", None).unwrap();
+        format_record(&Record { owner, rtype: t, ttl: 60, rdata: rd.into() })
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(rec(rtype::A, &[192, 0, 2, 1]), "x.example.\t60\tIN\tA\t192.0.2.1");
+        assert_eq!(rec(rtype::MX, b"\x00\x0a\x02mx\x07example\x00"), "x.example.\t60\tIN\tMX\t10 mx.example.");
+        assert_eq!(rec(rtype::TXT, b"\x03a\"b\x01\x07"), "x.example.\t60\tIN\tTXT\t\"a\\\"b\" \"\\007\"");
+        assert_eq!(rec(65400, &[10, 0, 0, 1]), "x.example.\t60\tIN\tTYPE65400\t\\# 4 0a000001");
+        assert_eq!(rec(rtype::SPF, b"\x04v=sp"), "x.example.\t60\tIN\tSPF\t\"v=sp\"");
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        let origin = Name::parse_text(b"example.com.", None).unwrap();
+        let src = r#"$TTL 300
+@ SOA ns1 host\.master 1 2 3 4 5
+@ NS ns1
+ns1 A 192.0.2.1
+ns1 AAAA 2001:db8::1
+@ MX 10 mail
+mail CNAME ns1
+t TXT "a b" "c\"d" "\200"
+t SPF "v=spf1 -all"
+_s._tcp SRV 1 2 3 ns1
+_s2._tcp SRV 1 2 3 .
+p PTR ns1
+@ CAA 0 issue "ca.example.net"
+h HINFO "PC" "Linux"
+n NAPTR 100 10 "u" "E2U+sip" "!^.*$!sip:x@example.com!" .
+n2 NAPTR 100 10 "" "" "" next
+s SSHFP 1 1 123456789abcdef67890123456789abcdef67890
+_443._tcp TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+d DNAME example.net.
+sec DS 12345 8 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+@ DNSKEY 257 3 8 AwEAAcFgy8HVRtI1gcEb1xLv2H0mXSDwnDFCIO0nqWHa3ACePQs8 aJfEO1FkJjUkCmzBGGzHpa3oJpTCclOIw8QRBPQ=
+@ RRSIG SOA 8 2 300 20270101000000 20261101000000 12345 example.com. c2lnbmF0dXJl
+@ NSEC ns1 A NS SOA MX RRSIG NSEC DNSKEY CAA
+abc NSEC3 1 0 10 aabbccdd 2vptu5timamqttgl4luu9kg21e0aor3s A RRSIG
+@ NSEC3PARAM 1 0 10 aabbccdd
+sv SVCB 1 . alpn=h2,h3 port=8443 ipv4hint=192.0.2.1,192.0.2.2 ipv6hint=2001:db8::1 mandatory=alpn,port
+@ HTTPS 0 sv
+h2 HTTPS 1 . alpn="h3,h2" ech=AEX+DQBB
+u TYPE65400 \# 4 0a000001
+u2 TYPE65401 \# 0
+"#;
+        let l = crate::zone::parse::load_text(std::path::Path::new("t.zone"), src.as_bytes(), &origin);
+        assert!(l.is_servable(), "{:?}", l.diagnostics);
+        assert_eq!(l.zone.rr_count(), 29);
+        let text: String = l.zone.records_canonical().iter().map(|r| format_record(&r.to_owned()) + "\n").collect();
+        let again = crate::zone::parse::load_text(std::path::Path::new("dump.zone"), text.as_bytes(), &origin);
+        assert!(again.is_servable(), "{:?}\n{text}", again.diagnostics);
+        assert!(l.zone.diff(&again.zone).is_empty(), "{:?}\n{text}", l.zone.diff(&again.zone));
+    }
+}
