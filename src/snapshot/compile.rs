@@ -1,8 +1,8 @@
 //! Zone → [`ZoneImage`]: the tree flattened, RRsets rendered to wire fragments.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
-use super::{fixup, name_hash, AdditionalRec, Fixup, NodeRec, RrsetRec, ZoneImage, NONE};
+use super::{name_hash, NodeRec, RrsetRec, ZoneImage, NONE};
 use crate::wire::name::{is_suffix_wire, Name};
 use crate::wire::rdata::{self, rtype};
 use crate::zone::{soa_minimum, Rrset, Zone};
@@ -27,31 +27,30 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
     if tree.len() >= NONE as usize / 2 {
         return Err(CompileError::TooLarge(origin.clone()));
     }
-    let index: HashMap<&Name, u32> = tree.iter().enumerate().map(|(i, t)| (&t.name, i as u32)).collect();
+    let index: FxHashMap<&[u8], u32> = tree.iter().enumerate().map(|(i, t)| (t.name, i as u32)).collect();
     let mut img = ZoneImage {
         origin: origin.as_wire().to_vec(),
         serial: zone.serial().unwrap_or(0),
-        apex: index[origin],
+        apex: index[origin.as_wire()],
         neg_soa: NONE,
         nodes: Vec::with_capacity(tree.len()),
         buckets: Vec::new(),
         rrsets: Vec::with_capacity(zone.node_count() * 2),
-        fixups: Vec::new(),
-        additionals: Vec::new(),
+        extras: Vec::new(),
         names: Vec::new(),
         data: Vec::new(),
     };
     let has_addr = |n: &Name| zone.get(n).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
     for t in &tree {
         let name_off = img.names.len() as u32;
-        img.names.extend_from_slice(t.name.as_wire());
+        img.names.extend_from_slice(t.name);
         let rrset_start = img.rrsets.len() as u32;
         let mut count = 0u16;
         if let Some(node) = t.node {
             for (&ty, set) in &node.rrsets {
                 let rec = render(&mut img, origin, &node.name, ty, set.ttl, set, &|target: &Name| {
                     if has_addr(target) {
-                        index.get(target).copied()
+                        index.get(target.as_wire()).copied()
                     } else {
                         None
                     }
@@ -107,17 +106,16 @@ fn render(
     additional_node: &dyn Fn(&Name) -> Option<u32>,
 ) -> Result<RrsetRec, CompileError> {
     let mut frag: Vec<u8> = Vec::new();
-    let fixup_start = img.fixups.len() as u32;
-    let additional_start = img.additionals.len() as u32;
+    let mut apex_ptrs: Vec<u16> = Vec::new();
+    let mut adds: Vec<(u16, u32)> = Vec::new();
     let mut rdatas: Vec<&[u8]> = set.rdata.iter().map(|r| &r[..]).collect();
     if rdatas.len() > 1 {
         rdatas.sort_by_cached_key(|r| rdata::canonical_rdata(ty, r));
     }
     let bad = || CompileError::BadRdata { owner: owner.clone(), rtype: crate::zone::parse::type_name(ty) };
     for rd in &rdatas {
-        let rr_start = frag.len();
+        // The owner pointer (C0 00) is filled in at answer time.
         frag.extend_from_slice(&[0xC0, 0]);
-        img.fixups.push(Fixup { at: rr_start as u16, kind: fixup::OWNER });
         frag.extend_from_slice(&ty.to_be_bytes());
         frag.extend_from_slice(&1u16.to_be_bytes());
         frag.extend_from_slice(&ttl.to_be_bytes());
@@ -134,21 +132,15 @@ fn render(
             if n.compress && is_suffix_wire(wire, origin.as_wire()) {
                 let head = wire.len() - origin.len();
                 frag.extend_from_slice(&wire[..head]);
-                let ptr_at = frag.len();
+                apex_ptrs.push(frag.len().min(u16::MAX as usize) as u16);
                 frag.extend_from_slice(&[0xC0, 0]);
-                if ptr_at > u16::MAX as usize {
-                    return Err(too_large(owner, ty, frag.len()));
-                }
-                img.fixups.push(Fixup { at: ptr_at as u16, kind: fixup::APEX });
             } else {
                 frag.extend_from_slice(wire);
             }
-            if target.is_some_and(|t| t.offset == n.offset) {
+            if target.is_some_and(|t| t.offset == n.offset) && name_at <= u16::MAX as usize {
                 let lower = Name::from_wire(wire).map_err(|_| bad())?.to_lowercase();
                 if let Some(node) = additional_node(&lower) {
-                    if name_at <= u16::MAX as usize {
-                        img.additionals.push(AdditionalRec { name_at: name_at as u16, node });
-                    }
+                    adds.push((name_at as u16, node));
                 }
             }
             pos = n.offset + n.len;
@@ -160,19 +152,21 @@ fn render(
         }
         frag[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
     }
+    let extra = if apex_ptrs.is_empty() && adds.is_empty() {
+        NONE
+    } else {
+        let at = img.extras.len() as u32;
+        img.extras.push(apex_ptrs.len() as u16);
+        img.extras.extend_from_slice(&apex_ptrs);
+        img.extras.push(adds.len() as u16);
+        for (name_at, node) in adds {
+            img.extras.extend_from_slice(&[name_at, (node >> 16) as u16, node as u16]);
+        }
+        at
+    };
     let data_off = img.data.len() as u32;
     img.data.extend_from_slice(&frag);
-    Ok(RrsetRec {
-        rtype: ty,
-        count: rdatas.len() as u16,
-        ttl,
-        data_off,
-        data_len: frag.len() as u32,
-        fixup_start,
-        fixup_count: img.fixups.len() as u32 - fixup_start,
-        additional_start,
-        additional_count: img.additionals.len() as u32 - additional_start,
-    })
+    Ok(RrsetRec { data_off, data_len: frag.len() as u16, rtype: ty, extra })
 }
 
 fn too_large(owner: &Name, ty: u16, len: usize) -> CompileError {

@@ -170,7 +170,11 @@ fn check_header(path: &Path, map: &[u8]) -> Result<(usize, usize), SnapshotError
     }
     let header_len = u32_at(12) as usize;
     let olen = u32_at(32) as usize;
-    if olen == 0 || olen > name::MAX_NAME_LEN || header_len != (FIXED_HEADER + olen).next_multiple_of(16) || header_len > map.len() {
+    if olen == 0
+        || olen > name::MAX_NAME_LEN
+        || header_len != (FIXED_HEADER + olen).next_multiple_of(16)
+        || header_len > map.len()
+    {
         return Err(refused(path, "bad header length (truncated file?)"));
     }
     if header_crc(&map[..header_len]) != u32_at(36) {
@@ -243,36 +247,36 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
         let off = r.data_off.to_native() as usize;
         let len = r.data_len.to_native() as usize;
         let frag = z.data.get(off..off + len).ok_or_else(|| format!("RRset {i}: data out of range"))?;
-        if len > u16::MAX as usize {
-            return Err(format!("RRset {i}: fragment too long"));
-        }
-        let fs = r.fixup_start.to_native() as usize;
-        let fixups = z.fixups.get(fs..fs + r.fixup_count.to_native() as usize).ok_or_else(|| format!("RRset {i}: fixups out of range"))?;
-        for f in fixups {
-            if f.at.to_native() as usize + 2 > len || f.kind > super::fixup::APEX {
-                return Err(format!("RRset {i}: bad fixup"));
+        // The fragment must hold whole RRs of its type, and at least one.
+        let mut pos = 0;
+        while pos < len {
+            let h = frag.get(pos..pos + 12).ok_or_else(|| format!("RRset {i}: truncated RR"))?;
+            if h[0..2] != [0xC0, 0] || u16::from_be_bytes([h[2], h[3]]) != r.rtype.to_native() {
+                return Err(format!("RRset {i}: bad RR header"));
             }
+            pos += 12 + u16::from_be_bytes([h[10], h[11]]) as usize;
         }
-        let a = r.additional_start.to_native() as usize;
-        let adds = z
-            .additionals
-            .get(a..a + r.additional_count.to_native() as usize)
-            .ok_or_else(|| format!("RRset {i}: additionals out of range"))?;
-        for ad in adds {
-            if ad.node.to_native() as usize >= nodes || ad.name_at.to_native() as usize >= len {
+        if pos != len || len == 0 {
+            return Err(format!("RRset {i}: fragment does not hold whole RRs"));
+        }
+        let x = r.extra.to_native();
+        if x == NONE {
+            continue;
+        }
+        let e = z.extras.get(x as usize..).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
+        let f = e.first().map_or(usize::MAX, |v| v.to_native() as usize);
+        let ptrs = e.get(1..1 + f).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
+        if ptrs.iter().any(|p| p.to_native() as usize + 2 > len) {
+            return Err(format!("RRset {i}: apex pointer out of range"));
+        }
+        let rest = &e[1 + f..];
+        let a = rest.first().map_or(usize::MAX, |v| v.to_native() as usize);
+        let adds = rest.get(1..1 + 3 * a).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
+        for c in adds.chunks_exact(3) {
+            let node = (c[1].to_native() as usize) << 16 | c[2].to_native() as usize;
+            if c[0].to_native() as usize >= len || node >= nodes {
                 return Err(format!("RRset {i}: bad additional"));
             }
-        }
-        // The fragment must hold exactly `count` well-formed RRs.
-        let mut pos = 0;
-        let mut count = 0;
-        while pos < len {
-            let rdlen = frag.get(pos + 10..pos + 12).ok_or_else(|| format!("RRset {i}: truncated RR"))?;
-            pos += 12 + u16::from_be_bytes([rdlen[0], rdlen[1]]) as usize;
-            count += 1;
-        }
-        if pos != len || count != r.count.to_native() as usize || count == 0 {
-            return Err(format!("RRset {i}: fragment does not hold its RRs"));
         }
     }
     Ok(())

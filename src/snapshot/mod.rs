@@ -7,13 +7,17 @@
 //!   (a range of `rrsets`, in type order);
 //! - `buckets`: an open-addressing hash index from lowercased wire name to node;
 //! - `rrsets`: per RRset a pre-rendered wire fragment (a range of `data`) holding every RR
-//!   of the set ready to copy into a response, plus the places in it to patch
-//!   (`fixups`) and the additional-section records it calls for (`additionals`).
+//!   of the set ready to copy into a response and, when it has any, an entry in `extras`
+//!   listing the apex pointers to patch and the additional-section records it calls for.
 //!
 //! A fragment RR is `owner(2) type(2) class(2) ttl(4) rdlen(2) rdata`, where the owner is a
 //! compression pointer filled in at answer time (usually the question name at offset 12)
 //! and names in rdata of RFC 1035 types end in a pointer to the zone apex as written in the
 //! question. The module must not know about sockets or queries.
+//!
+//! `extras` entry (u16 words): `F, at_1 .. at_F, A, (name_at, node_hi, node_lo) × A` — F
+//! offsets (from the fragment start) of apex pointers, then A additional-section candidates:
+//! the A/AAAA RRsets of `node`, owned by the name written at `name_at` in the fragment.
 
 mod compile;
 mod file;
@@ -32,14 +36,6 @@ pub const FORMAT_VERSION: u32 = 1;
 /// "No node" / "no RRset".
 pub const NONE: u32 = u32::MAX;
 
-/// What a fixup fills a pointer with.
-pub mod fixup {
-    /// The owner name of this RRset (the question name, a CNAME target, ...).
-    pub const OWNER: u8 = 0;
-    /// The zone apex, as the tail of the question name.
-    pub const APEX: u8 = 1;
-}
-
 /// One compiled zone.
 #[derive(Archive, Serialize, Deserialize, Debug)]
 pub struct ZoneImage {
@@ -53,8 +49,7 @@ pub struct ZoneImage {
     pub nodes: Vec<NodeRec>,
     pub buckets: Vec<u32>,
     pub rrsets: Vec<RrsetRec>,
-    pub fixups: Vec<Fixup>,
-    pub additionals: Vec<AdditionalRec>,
+    pub extras: Vec<u16>,
     pub names: Vec<u8>,
     pub data: Vec<u8>,
 }
@@ -72,31 +67,32 @@ pub struct NodeRec {
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
 pub struct RrsetRec {
-    pub rtype: u16,
-    /// Number of RRs in the fragment.
-    pub count: u16,
-    pub ttl: u32,
     pub data_off: u32,
-    pub data_len: u32,
-    pub fixup_start: u32,
-    pub fixup_count: u32,
-    pub additional_start: u32,
-    pub additional_count: u32,
+    pub data_len: u16,
+    pub rtype: u16,
+    /// Index into `extras`, or `NONE`.
+    pub extra: u32,
 }
 
-/// A 2-octet compression pointer at `at` (from the fragment start) to fill in.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
-pub struct Fixup {
-    pub at: u16,
-    pub kind: u8,
-}
-
-/// An additional-section candidate: the A/AAAA RRsets of `node`, whose owner is the name
-/// written at `name_at` in the fragment.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
-pub struct AdditionalRec {
+/// An additional-section candidate of an RRset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Additional {
+    /// Offset in the fragment of the name that owns the additional records.
     pub name_at: u16,
     pub node: u32,
+}
+
+/// Offsets of the RRs in a fragment (which must be well formed: the loader checks).
+pub fn rr_starts(frag: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        if pos + 12 > frag.len() {
+            return None;
+        }
+        let at = pos;
+        pos += 12 + u16::from_be_bytes([frag[pos + 10], frag[pos + 11]]) as usize;
+        Some(at)
+    })
 }
 
 /// The hash used by the name index: FNV-1a over the lowercased wire name.
@@ -154,13 +150,155 @@ impl ArchivedZoneImage {
         &self.data[off..off + r.data_len.to_native() as usize]
     }
 
-    pub fn rrset_fixups(&self, r: &ArchivedRrsetRec) -> &[ArchivedFixup] {
-        let s = r.fixup_start.to_native() as usize;
-        &self.fixups[s..s + r.fixup_count.to_native() as usize]
+    /// Offsets in the fragment of the pointers to the apex.
+    pub fn apex_pointers(&self, r: &ArchivedRrsetRec) -> impl Iterator<Item = usize> + '_ {
+        let e = self.extra(r);
+        let n = e.first().map_or(0, |v| v.to_native() as usize);
+        e.iter().skip(1).take(n).map(|v| v.to_native() as usize)
     }
 
-    pub fn rrset_additionals(&self, r: &ArchivedRrsetRec) -> &[ArchivedAdditionalRec] {
-        let s = r.additional_start.to_native() as usize;
-        &self.additionals[s..s + r.additional_count.to_native() as usize]
+    /// The additional-section candidates of an RRset.
+    pub fn additionals(&self, r: &ArchivedRrsetRec) -> impl Iterator<Item = Additional> + '_ {
+        let e = self.extra(r);
+        let f = e.first().map_or(0, |v| v.to_native() as usize);
+        let rest = e.get(1 + f..).unwrap_or(&[]);
+        let a = rest.first().map_or(0, |v| v.to_native() as usize);
+        rest.get(1..1 + 3 * a).unwrap_or(&[]).chunks_exact(3).map(|c| Additional {
+            name_at: c[0].to_native(),
+            node: (c[1].to_native() as u32) << 16 | c[2].to_native() as u32,
+        })
+    }
+
+    fn extra(&self, r: &ArchivedRrsetRec) -> &[rkyv::rend::u16_le] {
+        let x = r.extra.to_native();
+        if x == NONE {
+            &[]
+        } else {
+            &self.extras[x as usize..]
+        }
+    }
+
+    /// TTL of an RRset (every RR in a fragment has the same).
+    pub fn ttl(&self, r: &ArchivedRrsetRec) -> u32 {
+        let f = self.fragment(r);
+        u32::from_be_bytes([f[6], f[7], f[8], f[9]])
+    }
+
+    /// Number of RRs in an RRset.
+    pub fn rr_count(&self, r: &ArchivedRrsetRec) -> usize {
+        rr_starts(self.fragment(r)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::name::Name;
+    use crate::zone::parse::load_text;
+    use std::path::Path;
+
+    const ZONE: &str =
+        "$ORIGIN example.com.\n$TTL 3600\n@ SOA ns1 hostmaster 7 7200 900 1209600 300\n@ NS ns1\n@ NS ns.sub\n\
+        @ MX 10 mail\nns1 A 192.0.2.1\nmail A 192.0.2.2\nmail AAAA 2001:db8::2\nsub NS ns.sub\nns.sub A 192.0.2.3\n\
+        *.w TXT \"wild\"\na.b.c A 192.0.2.4\nd DNAME example.net.\nc2 CNAME mail\n";
+
+    fn image() -> (crate::zone::Zone, ZoneImage) {
+        let origin = Name::parse_text(b"example.com.", None).unwrap();
+        let l = load_text(Path::new("t.zone"), ZONE.as_bytes(), &origin);
+        assert!(l.is_servable(), "{:?}", l.diagnostics);
+        let img = compile(&l.zone).unwrap();
+        (l.zone, img)
+    }
+
+    fn written() -> (crate::zone::Zone, tempfile::TempDir, std::path::PathBuf) {
+        let (zone, img) = image();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("z.snap");
+        write_snapshot(&path, &img).unwrap();
+        (zone, dir, path)
+    }
+
+    #[test]
+    fn round_trip_through_file() {
+        let (zone, _dir, path) = written();
+        let snap = Snapshot::open(&path).unwrap();
+        assert_eq!(snap.serial(), 7);
+        let back = to_zone(snap.zone()).unwrap();
+        assert!(zone.diff(&back).is_empty(), "{:?}", zone.diff(&back));
+        assert_eq!(back.records_canonical(), zone.records_canonical());
+    }
+
+    #[test]
+    fn lookup_flags_and_prepared_additionals() {
+        let (_zone, _dir, path) = written();
+        let snap = Snapshot::open(&path).unwrap();
+        let z = snap.zone();
+        let find = |s: &str| z.find(Name::parse_text(s.as_bytes(), None).unwrap().as_wire());
+        let apex = find("example.com.").unwrap();
+        assert_eq!(apex, z.apex.to_native());
+        assert!(find("nope.example.com.").is_none());
+        let ent = find("b.c.example.com.").unwrap();
+        assert_ne!(z.node(ent).flags & crate::zone::flags::EMPTY_NON_TERMINAL, 0);
+        let glue = find("ns.sub.example.com.").unwrap();
+        assert_ne!(z.node(glue).flags & crate::zone::flags::BELOW_CUT, 0);
+        assert_ne!(z.node(find("w.example.com.").unwrap()).flags & crate::zone::flags::WILDCARD_CHILD, 0);
+        // The apex MX names mail, which has A and AAAA: one additional entry for it.
+        let mx = z.rrset(apex, crate::wire::rdata::rtype::MX).unwrap();
+        let adds: Vec<Additional> = z.additionals(mx).collect();
+        assert_eq!(adds.len(), 1);
+        assert_eq!(adds[0].node, find("mail.example.com.").unwrap());
+        assert_eq!(adds[0].name_at, 14);
+        // Rendered for the question "MAIL.example.com" the MX target points at the apex
+        // inside the question: 10, "mail", pointer to offset 17.
+        let mut msg = [0u8; 512];
+        let q = b"\x04www1\x07Example\x03com\x00";
+        msg[12..12 + q.len()].copy_from_slice(q);
+        let at = 12 + q.len();
+        let n = render_rrset(z, mx, &mut msg, at, 12, 17).unwrap();
+        assert_eq!(&msg[at..at + n], b"\xc0\x0c\x00\x0f\x00\x01\x00\x00\x0e\x10\x00\x09\x00\x0a\x04mail\xc0\x11");
+        // The negative SOA carries min(TTL, MINIMUM) = 300.
+        let neg = &z.rrsets[z.neg_soa.to_native() as usize];
+        assert_eq!(z.ttl(neg), 300);
+        assert_eq!(z.rr_count(z.rrset(apex, crate::wire::rdata::rtype::NS).unwrap()), 2);
+        assert_eq!(render_rrset(z, mx, &mut msg, 500, 12, 17), Err(RenderError::NoRoom));
+    }
+
+    #[test]
+    fn truncated_and_corrupted_files_are_refused() {
+        let (_zone, dir, path) = written();
+        let good = std::fs::read(&path).unwrap();
+        let bad = dir.path().join("bad.snap");
+        for len in [0, 7, 63, 64, good.len() / 2, good.len() - 1] {
+            std::fs::write(&bad, &good[..len]).unwrap();
+            let e = Snapshot::open(&bad).unwrap_err().to_string();
+            assert!(e.contains("snapshot refused"), "len {len}: {e}");
+        }
+        for pos in (0..good.len()).step_by(7) {
+            for bit in [0, 5] {
+                let mut b = good.clone();
+                b[pos] ^= 1 << bit;
+                std::fs::write(&bad, &b).unwrap();
+                let e = Snapshot::open(&bad).unwrap_err().to_string();
+                assert!(e.contains("snapshot refused"), "flip at {pos}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn failed_write_keeps_the_old_file() {
+        let (_zone, _dir, path) = written();
+        let before = std::fs::read(&path).unwrap();
+        let (_, img) = image();
+        // A directory where the file should go cannot be replaced by rename.
+        let blocked = path.with_extension("dir");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("x"), b"x").unwrap();
+        assert!(write_snapshot(&blocked, &img).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp."))
+            .collect();
+        assert!(leftovers.is_empty());
     }
 }

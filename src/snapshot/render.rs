@@ -1,6 +1,6 @@
 //! Turning pre-rendered fragments into message bytes, and back into records.
 
-use super::{fixup, ArchivedRrsetRec, ArchivedZoneImage};
+use super::{rr_starts, ArchivedRrsetRec, ArchivedZoneImage};
 use crate::wire::name::{self, Name};
 use crate::wire::rdata;
 use crate::zone::{Record, SrcPos, Zone};
@@ -31,10 +31,13 @@ pub fn render_rrset(
     let frag = z.fragment(r);
     let dst = out.get_mut(at..at + frag.len()).ok_or(RenderError::NoRoom)?;
     dst.copy_from_slice(frag);
-    for f in z.rrset_fixups(r) {
-        let target = if f.kind == fixup::OWNER { owner_off } else { apex_off };
-        let p = f.at.to_native() as usize;
-        dst[p..p + 2].copy_from_slice(&(0xC000 | target as u16).to_be_bytes());
+    let owner = (0xC000 | owner_off as u16).to_be_bytes();
+    for p in rr_starts(frag) {
+        dst[p..p + 2].copy_from_slice(&owner);
+    }
+    let apex = (0xC000 | apex_off as u16).to_be_bytes();
+    for p in z.apex_pointers(r) {
+        dst[p..p + 2].copy_from_slice(&apex);
     }
     Ok(frag.len())
 }
@@ -65,7 +68,8 @@ pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
             let mut pos = base;
             while pos < base + len {
                 let mut buf = [0u8; 256];
-                let (next, nlen) = name::read_compressed(&msg[..base + len], pos, &mut buf).map_err(RenderError::Malformed)?;
+                let (next, nlen) =
+                    name::read_compressed(&msg[..base + len], pos, &mut buf).map_err(RenderError::Malformed)?;
                 let f = &msg[next..next + 10];
                 let t = u16::from_be_bytes([f[0], f[1]]);
                 let ttl = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);

@@ -385,10 +385,7 @@ pub fn canonical_cmp_wire(a: &[u8], b: &[u8]) -> Ordering {
     let la: Vec<&[u8]> = labels(a).collect();
     let lb: Vec<&[u8]> = labels(b).collect();
     for (x, y) in la.iter().rev().zip(lb.iter().rev()) {
-        let ord = x
-            .iter()
-            .map(u8::to_ascii_lowercase)
-            .cmp(y.iter().map(u8::to_ascii_lowercase));
+        let ord = x.iter().map(u8::to_ascii_lowercase).cmp(y.iter().map(u8::to_ascii_lowercase));
         if ord != Ordering::Equal {
             return ord;
         }
@@ -428,8 +425,14 @@ mod tests {
     fn canonical_order_rfc4034_example() {
         // The ordered list from RFC 4034 §6.1.
         let list = [
-            "example.", "a.example.", "yljkjljk.a.example.", "Z.a.example.",
-            "zABC.a.EXAMPLE.", "z.example.", "\\001.z.example.", "*.z.example.",
+            "example.",
+            "a.example.",
+            "yljkjljk.a.example.",
+            "Z.a.example.",
+            "zABC.a.EXAMPLE.",
+            "z.example.",
+            "\\001.z.example.",
+            "*.z.example.",
             "\\200.z.example.",
         ];
         let names: Vec<Name> = list.iter().map(|s| n(s)).collect();

@@ -100,13 +100,12 @@ pub struct RdataName {
     pub compress: bool,
 }
 
-/// The domain names in uncompressed rdata of type `t`, in order. Fails if the rdata does not
-/// hold the names its type promises.
-pub fn names_in(t: u16, rdata: &[u8]) -> Result<Vec<RdataName>, name::NameError> {
-    let mut out = Vec::new();
+/// Calls `f` for each domain name in uncompressed rdata of type `t`, in order. Fails if the
+/// rdata does not hold the names its type promises.
+pub fn for_each_name(t: u16, rdata: &[u8], mut f: impl FnMut(RdataName)) -> Result<(), name::NameError> {
     let mut pos = 0usize;
-    for f in layout(t) {
-        match *f {
+    for field in layout(t) {
+        match *field {
             Field::Fixed(n) => pos += n,
             Field::CharStr => pos += 1 + *rdata.get(pos).ok_or(name::NameError::Truncated)? as usize,
             Field::Name { compress } => {
@@ -114,7 +113,7 @@ pub fn names_in(t: u16, rdata: &[u8]) -> Result<Vec<RdataName>, name::NameError>
                     return Err(name::NameError::Truncated);
                 }
                 let len = name::uncompressed_len(rdata, pos)?;
-                out.push(RdataName { offset: pos, len, compress });
+                f(RdataName { offset: pos, len, compress });
                 pos += len;
             }
         }
@@ -122,7 +121,37 @@ pub fn names_in(t: u16, rdata: &[u8]) -> Result<Vec<RdataName>, name::NameError>
     if pos > rdata.len() {
         return Err(name::NameError::Truncated);
     }
+    Ok(())
+}
+
+/// The domain names in uncompressed rdata of type `t`, in order.
+pub fn names_in(t: u16, rdata: &[u8]) -> Result<Vec<RdataName>, name::NameError> {
+    let mut out = Vec::new();
+    for_each_name(t, rdata, |n| out.push(n))?;
     Ok(out)
+}
+
+/// True if two rdata of type `t` are equal in canonical form (names compared
+/// case-insensitively where RFC 4034 §6.2 lowercases them). Does not allocate.
+pub fn canonical_eq(t: u16, a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a == b {
+        return true;
+    }
+    if !lowercase_in_canonical_form(t) {
+        return false;
+    }
+    // Length octets are below 64, so folding ASCII case over a whole name region is exact.
+    let mut pos = 0;
+    let mut same = true;
+    let ok = for_each_name(t, a, |n| {
+        same &= a[pos..n.offset] == b[pos..n.offset]
+            && a[n.offset..n.offset + n.len].eq_ignore_ascii_case(&b[n.offset..n.offset + n.len]);
+        pos = n.offset + n.len;
+    });
+    ok.is_ok() && same && a[pos..] == b[pos..]
 }
 
 /// RFC 4034 §6.2 as amended by RFC 6840 §5.1: types whose rdata names are lowercased in
@@ -131,8 +160,27 @@ pub fn lowercase_in_canonical_form(t: u16) -> bool {
     use rtype::*;
     matches!(
         t,
-        NS | MD | MF | CNAME | SOA | MB | MG | MR | PTR | MINFO | MX | RP | AFSDB | RT | SIG | PX | NXT | NAPTR
-            | KX | SRV | DNAME | A6
+        NS | MD
+            | MF
+            | CNAME
+            | SOA
+            | MB
+            | MG
+            | MR
+            | PTR
+            | MINFO
+            | MX
+            | RP
+            | AFSDB
+            | RT
+            | SIG
+            | PX
+            | NXT
+            | NAPTR
+            | KX
+            | SRV
+            | DNAME
+            | A6
     )
 }
 
@@ -158,27 +206,6 @@ pub fn additional_target(t: u16, rdata: &[u8]) -> Option<RdataName> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn soa_and_mx_names() {
-        let soa = b"\x02ns\x00\x02hm\x00\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00\x04\x00\x00\x00\x05";
-        let n = names_in(rtype::SOA, soa).unwrap();
-        assert_eq!(n.len(), 2);
-        assert_eq!((n[0].offset, n[0].len), (0, 4));
-        assert_eq!((n[1].offset, n[1].len), (4, 4));
-        let mx = b"\x00\x0a\x04MAIL\x00";
-        let t = additional_target(rtype::MX, mx).unwrap();
-        assert_eq!((t.offset, t.len, t.compress), (2, 6, true));
-        assert_eq!(canonical_rdata(rtype::MX, mx), b"\x00\x0a\x04mail\x00");
-        // RRSIG signer names keep their case in canonical form (RFC 6840 §5.1).
-        assert!(!lowercase_in_canonical_form(rtype::RRSIG));
-        assert!(names_in(rtype::MX, b"\x00\x0a\x04MA").is_err());
-    }
-}
-
 /// Reads rdata of type `t` at `msg[start..start + rdlen]`, expanding compressed names
 /// (which only RFC 1035 types may contain), into uncompressed wire form.
 pub fn decompress(t: u16, msg: &[u8], start: usize, rdlen: usize) -> Result<Vec<u8>, name::NameError> {
@@ -189,12 +216,16 @@ pub fn decompress(t: u16, msg: &[u8], start: usize, rdlen: usize) -> Result<Vec<
     for f in layout(t) {
         match *f {
             Field::Fixed(n) => {
-                out.extend_from_slice(msg.get(pos..pos + n).filter(|_| pos + n <= end).ok_or(name::NameError::Truncated)?);
+                out.extend_from_slice(
+                    msg.get(pos..pos + n).filter(|_| pos + n <= end).ok_or(name::NameError::Truncated)?,
+                );
                 pos += n;
             }
             Field::CharStr => {
                 let n = 1 + *rdata.get(pos - start).ok_or(name::NameError::Truncated)? as usize;
-                out.extend_from_slice(msg.get(pos..pos + n).filter(|_| pos + n <= end).ok_or(name::NameError::Truncated)?);
+                out.extend_from_slice(
+                    msg.get(pos..pos + n).filter(|_| pos + n <= end).ok_or(name::NameError::Truncated)?,
+                );
                 pos += n;
             }
             Field::Name { compress } => {
@@ -216,4 +247,29 @@ pub fn decompress(t: u16, msg: &[u8], start: usize, rdlen: usize) -> Result<Vec<
     }
     out.extend_from_slice(&msg[pos..end]);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soa_and_mx_names() {
+        let soa =
+            b"\x02ns\x00\x02hm\x00\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00\x04\x00\x00\x00\x05";
+        let n = names_in(rtype::SOA, soa).unwrap();
+        assert_eq!(n.len(), 2);
+        assert_eq!((n[0].offset, n[0].len), (0, 4));
+        assert_eq!((n[1].offset, n[1].len), (4, 4));
+        let mx = b"\x00\x0a\x04MAIL\x00";
+        let t = additional_target(rtype::MX, mx).unwrap();
+        assert_eq!((t.offset, t.len, t.compress), (2, 6, true));
+        assert_eq!(canonical_rdata(rtype::MX, mx), b"\x00\x0a\x04mail\x00");
+        // RRSIG signer names keep their case in canonical form (RFC 6840 §5.1).
+        assert!(!lowercase_in_canonical_form(rtype::RRSIG));
+        assert!(names_in(rtype::MX, b"\x00\x0a\x04MA").is_err());
+        assert!(canonical_eq(rtype::MX, mx, b"\x00\x0a\x04mail\x00"));
+        assert!(!canonical_eq(rtype::MX, mx, b"\x00\x0b\x04mail\x00"));
+        assert!(!canonical_eq(rtype::TXT, b"\x01A", b"\x01a"));
+    }
 }

@@ -27,7 +27,11 @@ pub fn check(loaded: &mut Loaded) {
                 found.push((Severity::Error, first_line, format!("no SOA record at the zone apex {origin}")));
             }
             if apex.get(rtype::NS).is_none() {
-                found.push((Severity::Error, soa_at.unwrap_or(first_line), format!("no NS records at the zone apex {origin}")));
+                found.push((
+                    Severity::Error,
+                    soa_at.unwrap_or(first_line),
+                    format!("no NS records at the zone apex {origin}"),
+                ));
             }
         }
     }
@@ -36,7 +40,11 @@ pub fn check(loaded: &mut Loaded) {
         let Some(node) = t.node else { continue };
         if t.flags & flags::APEX == 0 {
             if let Some(soa) = node.get(rtype::SOA) {
-                found.push((Severity::Error, soa.src, format!("SOA record at {} is not at the zone apex {origin}", t.name)));
+                found.push((
+                    Severity::Error,
+                    soa.src,
+                    format!("SOA record at {} is not at the zone apex {origin}", node.name),
+                ));
             }
         }
         if let Some(cname) = node.get(rtype::CNAME) {
@@ -46,19 +54,18 @@ pub fn check(loaded: &mut Loaded) {
                     found.push((
                         Severity::Error,
                         at,
-                        format!("CNAME and other data ({}) at {} (RFC 2181 §10.1)", type_name(other_t), t.name),
+                        format!("CNAME and other data ({}) at {} (RFC 2181 §10.1)", type_name(other_t), node.name),
                     ));
                 }
             }
         }
         if t.flags & flags::BELOW_DNAME != 0 {
-            for set in node.rrsets.values() {
+            if let Some(set) = node.rrsets.values().min_by_key(|s| s.src) {
                 found.push((
                     Severity::Error,
                     set.src,
-                    format!("{} lies below a DNAME (RFC 6672 §2.3: no data below a DNAME)", t.name),
+                    format!("{} lies below a DNAME (RFC 6672 §2.3: no data below a DNAME)", node.name),
                 ));
-                break;
             }
         }
         // NS targets inside the zone need address records: glue if below a cut.
@@ -75,13 +82,13 @@ pub fn check(loaded: &mut Loaded) {
                 let has_addr =
                     zone.get(&target).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
                 if !has_addr {
-                    let below_cut = (target != origin && zone.rrset(&target, rtype::NS).is_some())
-                        || cut_above(zone, &target);
+                    let below_cut =
+                        (target != origin && zone.rrset(&target, rtype::NS).is_some()) || cut_above(zone, &target);
                     let what = if below_cut { "missing glue: " } else { "" };
                     found.push((
                         Severity::Warning,
                         ns.src,
-                        format!("{what}NS target {target} of {} has no A or AAAA record in the zone", t.name),
+                        format!("{what}NS target {target} of {} has no A or AAAA record in the zone", node.name),
                     ));
                 }
             }

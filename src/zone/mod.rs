@@ -11,7 +11,7 @@ pub mod check;
 pub mod parse;
 pub mod text;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::wire::name::Name;
 use crate::wire::rdata::{self, rtype};
@@ -75,7 +75,7 @@ pub enum InsertError {
 #[derive(Clone, Debug)]
 pub struct Zone {
     origin: Name,
-    nodes: HashMap<Name, Node>,
+    nodes: FxHashMap<Name, Node>,
     rr_count: usize,
 }
 
@@ -142,7 +142,8 @@ pub mod flags {
 /// A name of the zone's tree, empty non-terminals included.
 #[derive(Clone, Debug)]
 pub struct TreeName<'a> {
-    pub name: Name,
+    /// Lowercased wire name.
+    pub name: &'a [u8],
     pub node: Option<&'a Node>,
     pub flags: u8,
     /// Index of the parent in the tree list; None for the apex.
@@ -151,7 +152,7 @@ pub struct TreeName<'a> {
 
 impl Zone {
     pub fn new(origin: &Name) -> Zone {
-        Zone { origin: origin.to_lowercase(), nodes: HashMap::new(), rr_count: 0 }
+        Zone { origin: origin.to_lowercase(), nodes: FxHashMap::default(), rr_count: 0 }
     }
 
     /// The apex, lowercased.
@@ -189,7 +190,14 @@ impl Zone {
     }
 
     /// Adds one record. The owner must be inside the zone.
-    pub fn insert(&mut self, owner: &Name, t: u16, ttl: u32, rdata: &[u8], src: SrcPos) -> Result<Inserted, InsertError> {
+    pub fn insert(
+        &mut self,
+        owner: &Name,
+        t: u16,
+        ttl: u32,
+        rdata: &[u8],
+        src: SrcPos,
+    ) -> Result<Inserted, InsertError> {
         if !owner.ends_with(&self.origin) {
             return Err(InsertError::OutOfZone { name: owner.clone(), origin: self.origin.clone() });
         }
@@ -205,14 +213,12 @@ impl Zone {
         };
         let node = match self.nodes.get_mut(key) {
             Some(n) => n,
-            None => self
-                .nodes
-                .entry(key.clone())
-                .or_insert_with(|| Node { name: key.clone(), rrsets: Default::default() }),
+            None => {
+                self.nodes.entry(key.clone()).or_insert_with(|| Node { name: key.clone(), rrsets: Default::default() })
+            }
         };
         let set = node.rrsets.entry(t).or_insert_with(|| Rrset { ttl, rdata: Vec::new(), src });
-        let canon = rdata::canonical_rdata(t, rdata);
-        if set.rdata.iter().any(|r| rdata::canonical_rdata(t, r) == canon) {
+        if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
             return Ok(Inserted::Duplicate);
         }
         if !set.rdata.is_empty() {
@@ -236,8 +242,7 @@ impl Zone {
         let key = owner.to_lowercase();
         let Some(node) = self.nodes.get_mut(&key) else { return false };
         let Some(set) = node.rrsets.get_mut(&t) else { return false };
-        let canon = rdata::canonical_rdata(t, rdata);
-        let Some(i) = set.rdata.iter().position(|r| rdata::canonical_rdata(t, r) == canon) else {
+        let Some(i) = set.rdata.iter().position(|r| rdata::canonical_eq(t, r, rdata)) else {
             return false;
         };
         set.rdata.remove(i);
@@ -253,9 +258,9 @@ impl Zone {
 
     /// Nodes in canonical order (RFC 4034 §6.1).
     pub fn nodes_canonical(&self) -> Vec<&Node> {
-        let mut v: Vec<(Vec<u8>, &Node)> = self.nodes.values().map(|n| (n.name.canonical_key(), n)).collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        v.into_iter().map(|(_, n)| n).collect()
+        let v: Vec<&Node> = self.nodes.values().collect();
+        let order = canonical_order(v.iter().map(|n| n.name.as_wire()));
+        order.into_iter().map(|i| v[i]).collect()
     }
 
     /// Every record in canonical order, the apex SOA first, RRsets in type order and rdata
@@ -279,28 +284,37 @@ impl Zone {
     /// The tree of names: every node, plus every empty non-terminal between a node and the
     /// apex, in canonical order, with flags and parent links.
     pub fn tree(&self) -> Vec<TreeName<'_>> {
-        let mut all: HashMap<Name, Option<&Node>> = HashMap::with_capacity(self.nodes.len() * 5 / 4);
+        let origin = self.origin.as_wire();
+        let mut all: FxHashMap<&[u8], Option<&Node>> = FxHashMap::default();
+        all.reserve(self.nodes.len() * 5 / 4 + 1);
         for node in self.nodes.values() {
-            all.insert(node.name.clone(), Some(node));
+            all.insert(node.name.as_wire(), Some(node));
         }
-        all.entry(self.origin.clone()).or_insert(None);
+        all.entry(origin).or_insert(None);
         for node in self.nodes.values() {
-            let mut cur = node.name.parent();
-            while let Some(p) = cur {
-                if p.len() < self.origin.len() || all.contains_key(&p) {
+            // Every suffix of an owner down to the apex is a name of the tree.
+            let w = node.name.as_wire();
+            let mut i = 0;
+            while w[i] != 0 {
+                i += w[i] as usize + 1;
+                let suffix = &w[i..];
+                if suffix.len() < origin.len() || all.contains_key(suffix) {
                     break;
                 }
-                cur = p.parent();
-                all.insert(p, None);
+                all.insert(suffix, None);
             }
         }
-        let mut names: Vec<(Vec<u8>, Name, Option<&Node>)> =
-            all.into_iter().map(|(n, node)| (n.canonical_key(), n, node)).collect();
-        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let index: HashMap<&Name, usize> = names.iter().enumerate().map(|(i, (_, n, _))| (n, i)).collect();
-        let mut tree: Vec<TreeName<'_>> = names
+        let entries: Vec<(&[u8], Option<&Node>)> = all.into_iter().collect();
+        let order = canonical_order(entries.iter().map(|e| e.0));
+        let mut index: FxHashMap<&[u8], usize> = FxHashMap::default();
+        index.reserve(order.len());
+        for (pos, &i) in order.iter().enumerate() {
+            index.insert(entries[i].0, pos);
+        }
+        let mut tree: Vec<TreeName<'_>> = order
             .iter()
-            .map(|(_, name, node)| {
+            .map(|&i| {
+                let (name, node) = entries[i];
                 let mut f = 0u8;
                 match node {
                     None => f |= flags::EMPTY_NON_TERMINAL,
@@ -313,13 +327,16 @@ impl Zone {
                         }
                     }
                 }
-                if *name == self.origin {
+                let parent = if name == origin {
                     f |= flags::APEX;
-                } else if node.is_some_and(|n| n.get(rtype::NS).is_some()) {
-                    f |= flags::CUT;
-                }
-                let parent = if *name == self.origin { None } else { name.parent().and_then(|p| index.get(&p).copied()) };
-                TreeName { name: name.clone(), node: *node, flags: f, parent }
+                    None
+                } else {
+                    if node.is_some_and(|n| n.get(rtype::NS).is_some()) {
+                        f |= flags::CUT;
+                    }
+                    index.get(&name[name[0] as usize + 1..]).copied()
+                };
+                TreeName { name, node, flags: f, parent }
             })
             .collect();
         // Parents come before children in canonical order, so one pass propagates.
@@ -332,7 +349,7 @@ impl Zone {
                 if pf & (flags::DNAME | flags::BELOW_DNAME) != 0 {
                     tree[i].flags |= flags::BELOW_DNAME;
                 }
-                if tree[i].name.is_wildcard() {
+                if tree[i].name.starts_with(b"\x01*") {
                     tree[p].flags |= flags::WILDCARD_CHILD;
                 }
             }
@@ -343,11 +360,7 @@ impl Zone {
     /// The changes that turn `self` into `newer`. An RRset whose TTL changed is removed
     /// and added whole.
     pub fn diff(&self, newer: &Zone) -> Changeset {
-        let mut cs = Changeset {
-            soa_from: self.soa_record(),
-            soa_to: newer.soa_record(),
-            ..Default::default()
-        };
+        let mut cs = Changeset { soa_from: self.soa_record(), soa_to: newer.soa_record(), ..Default::default() };
         for node in self.nodes_canonical() {
             for (&t, old) in &node.rrsets {
                 if t == rtype::SOA && node.name == self.origin {
@@ -406,8 +419,7 @@ impl Zone {
 }
 
 fn contains(t: u16, set: &Rrset, rdata: &[u8]) -> bool {
-    let canon = rdata::canonical_rdata(t, rdata);
-    set.rdata.iter().any(|r| rdata::canonical_rdata(t, r) == canon)
+    set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata))
 }
 
 fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: &'a Rrset) {
@@ -416,6 +428,34 @@ fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: &'
         rd.sort_by_cached_key(|r| rdata::canonical_rdata(t, r));
     }
     out.extend(rd.into_iter().map(|r| RecordRef { owner, rtype: t, ttl: set.ttl, rdata: r }));
+}
+
+/// Positions of `names` (lowercased wire names) sorted into canonical order. Builds every
+/// sort key into one buffer so that each comparison is a `memcmp`.
+pub fn canonical_order<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<usize> {
+    let mut keys: Vec<u8> = Vec::new();
+    let mut spans: Vec<(u32, u32)> = Vec::new();
+    let mut starts: Vec<usize> = Vec::with_capacity(128);
+    for w in names {
+        let from = keys.len() as u32;
+        starts.clear();
+        let mut i = 0;
+        while i < w.len() && w[i] != 0 {
+            starts.push(i);
+            i += w[i] as usize + 1;
+        }
+        for &s in starts.iter().rev() {
+            for &b in &w[s + 1..s + 1 + w[s] as usize] {
+                keys.extend_from_slice(&(b.to_ascii_lowercase() as u16 + 1).to_be_bytes());
+            }
+            keys.extend_from_slice(&[0, 0]);
+        }
+        spans.push((from, keys.len() as u32 - from));
+    }
+    let key = |i: usize| &keys[spans[i].0 as usize..(spans[i].0 + spans[i].1) as usize];
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
+    order
 }
 
 /// The serial field of SOA rdata.
@@ -473,7 +513,10 @@ mod tests {
             z.insert(&n("a.b.c.example.com."), rtype::A, 60, &[192, 0, 2, 9], p),
             Ok(Inserted::TtlNormalised { rrset_ttl: 300 })
         );
-        assert!(matches!(z.insert(&n("example.net."), rtype::A, 1, &[1, 2, 3, 4], p), Err(InsertError::OutOfZone { .. })));
+        assert!(matches!(
+            z.insert(&n("example.net."), rtype::A, 1, &[1, 2, 3, 4], p),
+            Err(InsertError::OutOfZone { .. })
+        ));
         assert!(matches!(z.insert(&n("example.com."), rtype::SOA, 1, &soa(2), p), Err(InsertError::SecondSoa(_))));
         assert_eq!(z.serial(), Some(1));
         assert_eq!(z.rr_count(), 7);
@@ -483,15 +526,22 @@ mod tests {
     fn tree_flags_and_order() {
         let z = base();
         let tree = z.tree();
-        let names: Vec<String> = tree.iter().map(|t| t.name.to_string()).collect();
+        let show = |w: &[u8]| Name::from_wire(w).unwrap().to_string();
+        let names: Vec<String> = tree.iter().map(|t| show(t.name)).collect();
         assert_eq!(
             names,
             [
-                "example.com.", "c.example.com.", "b.c.example.com.", "a.b.c.example.com.", "sub.example.com.",
-                "ns.sub.example.com.", "w.example.com.", "*.w.example.com."
+                "example.com.",
+                "c.example.com.",
+                "b.c.example.com.",
+                "a.b.c.example.com.",
+                "sub.example.com.",
+                "ns.sub.example.com.",
+                "w.example.com.",
+                "*.w.example.com."
             ]
         );
-        let f = |s: &str| tree.iter().find(|t| t.name.to_string() == s).unwrap().flags;
+        let f = |s: &str| tree.iter().find(|t| show(t.name) == s).unwrap().flags;
         assert_ne!(f("example.com.") & flags::APEX, 0);
         assert_ne!(f("c.example.com.") & flags::EMPTY_NON_TERMINAL, 0);
         assert_ne!(f("sub.example.com.") & flags::CUT, 0);

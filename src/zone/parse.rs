@@ -84,11 +84,17 @@ impl Loaded {
 /// else the file name without `.zone`.
 pub fn guess_origin(path: &Path, text: &[u8]) -> Option<Name> {
     let mut tz = Tokenizer::new(text);
-    if let Ok(Some(entry)) = tz.next_entry() {
-        if !entry.leading_space && entry.tokens.len() >= 2 && entry.tokens[0].text.eq_ignore_ascii_case(b"$ORIGIN") {
-            if let Ok(n) = Name::parse_text(entry.tokens[1].text, None) {
+    // Directives before the first record: the first absolute $ORIGIN names the apex.
+    while let Ok(Some(entry)) = tz.next_entry() {
+        let first = entry.tokens[0];
+        if entry.leading_space || first.quoted || first.text.first() != Some(&b'$') {
+            break;
+        }
+        if first.text.eq_ignore_ascii_case(b"$ORIGIN") {
+            if let Some(Ok(n)) = entry.tokens.get(1).map(|t| Name::parse_text(t.text, None)) {
                 return Some(n);
             }
+            break;
         }
     }
     let file = path.file_name()?.to_str()?;
@@ -174,7 +180,11 @@ impl<'a> Tokenizer<'a> {
                 if depth > 0 {
                     return Err((open_line, "unbalanced parentheses: '(' is never closed (truncated file?)".into()));
                 }
-                return Ok(if tokens.is_empty() { None } else { Some(Entry { line: start_line, leading_space, tokens }) });
+                return Ok(if tokens.is_empty() {
+                    None
+                } else {
+                    Some(Entry { line: start_line, leading_space, tokens })
+                });
             };
             match c {
                 b' ' | b'\t' | b'\r' => self.pos += 1,
@@ -320,7 +330,14 @@ impl ZoneParser {
         self.stack.pop();
     }
 
-    fn entry(&mut self, path: &Path, file: u16, e: &Entry<'_>, origin: &mut Name, depth: usize) -> Result<(), EntryError> {
+    fn entry(
+        &mut self,
+        path: &Path,
+        file: u16,
+        e: &Entry<'_>,
+        origin: &mut Name,
+        depth: usize,
+    ) -> Result<(), EntryError> {
         let first = e.tokens[0];
         if !e.leading_space && !first.quoted && first.text.first() == Some(&b'$') {
             return self.directive(path, file, e, origin, depth);
@@ -344,7 +361,7 @@ impl ZoneParser {
                 break;
             }
             if !class_seen && is_class(t.text) {
-                if !t.text.eq_ignore_ascii_case(b"IN") {
+                if !t.text.eq_ignore_ascii_case(b"IN") && !t.text.eq_ignore_ascii_case(b"CLASS1") {
                     return err(t.line, format!("class {} is not supported (only IN)", text(t.text)));
                 }
                 class_seen = true;
@@ -393,7 +410,14 @@ impl ZoneParser {
         }
     }
 
-    fn directive(&mut self, path: &Path, file: u16, e: &Entry<'_>, origin: &mut Name, depth: usize) -> Result<(), EntryError> {
+    fn directive(
+        &mut self,
+        path: &Path,
+        file: u16,
+        e: &Entry<'_>,
+        origin: &mut Name,
+        depth: usize,
+    ) -> Result<(), EntryError> {
         let d = e.tokens[0].text.to_ascii_uppercase();
         let args = &e.tokens[1..];
         match &d[..] {
@@ -416,16 +440,20 @@ impl ZoneParser {
                 let rel = decode_text(file_tok.text).map_err(|m| EntryError { line: e.line, message: m })?;
                 let rel = PathBuf::from(String::from_utf8_lossy(&rel).into_owned());
                 let target = if rel.is_absolute() { rel } else { path.parent().unwrap_or(Path::new(".")).join(rel) };
-                let canonical = std::fs::canonicalize(&target)
-                    .map_err(|io| EntryError { line: e.line, message: format!("$INCLUDE {}: {io}", target.display()) })?;
+                let canonical = std::fs::canonicalize(&target).map_err(|io| EntryError {
+                    line: e.line,
+                    message: format!("$INCLUDE {}: {io}", target.display()),
+                })?;
                 if self.stack.contains(&canonical) {
                     return err(e.line, format!("$INCLUDE loop: {} is already being read", target.display()));
                 }
                 if depth + 1 > MAX_INCLUDE_DEPTH {
                     return err(e.line, format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH}"));
                 }
-                let text = std::fs::read(&target)
-                    .map_err(|io| EntryError { line: e.line, message: format!("$INCLUDE {}: {io}", target.display()) })?;
+                let text = std::fs::read(&target).map_err(|io| EntryError {
+                    line: e.line,
+                    message: format!("$INCLUDE {}: {io}", target.display()),
+                })?;
                 // RFC 1035 §5.1: the included file starts with the given origin, and the
                 // includer's origin is back in force afterwards; owner carries on.
                 self.read_text(&target, &text, new_origin, depth + 1);
@@ -451,12 +479,14 @@ fn parse_name(t: Token<'_>, origin: &Name) -> Result<Name, EntryError> {
 
 fn is_class(t: &[u8]) -> bool {
     let u = t.to_ascii_uppercase();
-    matches!(&u[..], b"IN" | b"CH" | b"CS" | b"HS") || (u.starts_with(b"CLASS") && u.len() > 5 && u[5..].iter().all(u8::is_ascii_digit))
+    matches!(&u[..], b"IN" | b"CH" | b"CS" | b"HS")
+        || (u.starts_with(b"CLASS") && u.len() > 5 && u[5..].iter().all(u8::is_ascii_digit))
 }
 
 /// A TTL: seconds, or BIND's units (`1h30m`, `2W`). At most 2^31-1 (RFC 2181 §8).
 fn parse_ttl(t: Token<'_>) -> Result<u32, EntryError> {
-    let v = parse_duration(t.text).ok_or_else(|| EntryError { line: t.line, message: format!("bad TTL '{}'", text(t.text)) })?;
+    let v = parse_duration(t.text)
+        .ok_or_else(|| EntryError { line: t.line, message: format!("bad TTL '{}'", text(t.text)) })?;
     if v > MAX_TTL {
         return err(t.line, format!("TTL {v} is over the maximum 2147483647 (RFC 2181 §8)"));
     }
@@ -652,7 +682,10 @@ fn rdata_from_tokens(t: u16, toks: &[Token<'_>], origin: &Name, line: u32) -> Re
             let data = ZoneRecordData::<Vec<u8>, DomainName<Vec<u8>>>::scan(rtype, &mut sc)
                 .map_err(|e| EntryError { line, message: format!("bad {tname} rdata: {e}") })?;
             if sc.pos != toks.len() {
-                return err(toks[sc.pos].line, format!("trailing data in {tname} rdata: '{}'", text(toks[sc.pos].text)));
+                return err(
+                    toks[sc.pos].line,
+                    format!("trailing data in {tname} rdata: '{}'", text(toks[sc.pos].text)),
+                );
             }
             if let ZoneRecordData::Unknown(_) = data {
                 return err(line, format!("type {tname} needs its rdata in RFC 3597 form (\\# LENGTH HEX)"));
@@ -684,7 +717,8 @@ fn generic_rdata(t: u16, toks: &[Token<'_>], line: u32) -> Result<Vec<u8>, Entry
     let mut out = Vec::with_capacity(hex.len() / 2);
     for pair in hex.chunks(2) {
         let s = std::str::from_utf8(pair).unwrap_or("zz");
-        let b = u8::from_str_radix(s, 16).map_err(|_| EntryError { line, message: format!("bad hex digits '{s}' in RFC 3597 data") })?;
+        let b = u8::from_str_radix(s, 16)
+            .map_err(|_| EntryError { line, message: format!("bad hex digits '{s}' in RFC 3597 data") })?;
         out.push(b);
     }
     if out.len() != len {
@@ -784,7 +818,10 @@ impl Scanner for TokenScanner<'_, '_> {
         Ok(())
     }
 
-    fn convert_token<C: ConvertSymbols<Symbol, Self::Error>>(&mut self, mut convert: C) -> Result<Vec<u8>, Self::Error> {
+    fn convert_token<C: ConvertSymbols<Symbol, Self::Error>>(
+        &mut self,
+        mut convert: C,
+    ) -> Result<Vec<u8>, Self::Error> {
         let mut out = Vec::new();
         for sym in self.symbols()? {
             if let Some(d) = convert.process_symbol(sym)? {
@@ -797,7 +834,10 @@ impl Scanner for TokenScanner<'_, '_> {
         Ok(out)
     }
 
-    fn convert_entry<C: ConvertSymbols<EntrySymbol, Self::Error>>(&mut self, mut convert: C) -> Result<Vec<u8>, Self::Error> {
+    fn convert_entry<C: ConvertSymbols<EntrySymbol, Self::Error>>(
+        &mut self,
+        mut convert: C,
+    ) -> Result<Vec<u8>, Self::Error> {
         let mut out = Vec::new();
         while self.continues() {
             for sym in self.symbols()? {
@@ -813,10 +853,7 @@ impl Scanner for TokenScanner<'_, '_> {
     }
 
     fn scan_octets(&mut self) -> Result<Vec<u8>, Self::Error> {
-        self.symbols()?
-            .into_iter()
-            .map(|s| s.into_octet().map_err(|_| std::io::Error::custom("bad symbol")))
-            .collect()
+        self.symbols()?.into_iter().map(|s| s.into_octet().map_err(|_| std::io::Error::custom("bad symbol"))).collect()
     }
 
     fn scan_svcb_octets(&mut self) -> Result<Vec<u8>, Self::Error> {
@@ -842,7 +879,8 @@ impl Scanner for TokenScanner<'_, '_> {
     fn scan_name(&mut self) -> Result<Self::Name, Self::Error> {
         let t = *self.toks.get(self.pos).ok_or_else(std::io::Error::end_of_entry)?;
         self.pos += 1;
-        let n = Name::parse_text(t.text, Some(self.origin)).map_err(|e| std::io::Error::other(format!("bad name: {e}")))?;
+        let n =
+            Name::parse_text(t.text, Some(self.origin)).map_err(|e| std::io::Error::other(format!("bad name: {e}")))?;
         DomainName::from_octets(n.as_wire().to_vec()).map_err(|_| std::io::Error::custom("bad name"))
     }
 

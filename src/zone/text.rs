@@ -10,7 +10,8 @@ use domain::rdata::ZoneRecordData;
 
 use super::parse::type_name;
 use super::Record;
-use crate::wire::rdata::rtype;
+use crate::wire::name;
+use crate::wire::rdata::{self, rtype};
 
 /// `OWNER TTL IN TYPE RDATA`, names absolute.
 pub fn format_record(r: &Record) -> String {
@@ -26,12 +27,18 @@ pub fn format_rdata(s: &mut String, t: u16, rd: &[u8]) {
         if write_charstrs(s, rd).is_some() {
             return;
         }
+    } else if let Some(text) = names_only(t, rd) {
+        s.push_str(&text);
+        return;
     } else {
         let mut p = Parser::from_ref(rd);
         if let Ok(Some(data)) = ZoneRecordData::<&[u8], ParsedName<&[u8]>>::parse_rdata(Rtype::from_int(t), &mut p) {
             if p.remaining() == 0 && !matches!(data, ZoneRecordData::Unknown(_)) {
-                let _ = write!(s, "{}", data.display_zonefile(DisplayKind::Simple));
-                return;
+                let text = data.display_zonefile(DisplayKind::Simple).to_string();
+                if let Some(text) = with_our_names(t, rd, &text) {
+                    escape_unprintable(s, &text);
+                    return;
+                }
             }
         }
     }
@@ -40,6 +47,96 @@ pub fn format_rdata(s: &mut String, t: u16, rd: &[u8]) {
         s.push(' ');
         for b in rd {
             let _ = write!(s, "{b:02x}");
+        }
+    }
+}
+
+fn name_text(rd: &[u8], n: &rdata::RdataName) -> String {
+    let mut out = String::new();
+    let _ = name::write_text(&rd[n.offset..n.offset + n.len], &mut out);
+    out
+}
+
+/// Types made only of names and fixed-size integers, printed entirely here (so that every
+/// name gets its escapes).
+fn names_only(t: u16, rd: &[u8]) -> Option<String> {
+    let names = rdata::names_in(t, rd).ok()?;
+    let u16_at = |o: usize| rd.get(o..o + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| rd.get(o..o + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let end = names.last().map(|n| n.offset + n.len)?;
+    let text = match t {
+        rtype::NS
+        | rtype::MD
+        | rtype::MF
+        | rtype::CNAME
+        | rtype::MB
+        | rtype::MG
+        | rtype::MR
+        | rtype::PTR
+        | rtype::DNAME => name_text(rd, &names[0]),
+        rtype::MINFO | rtype::RP => format!("{} {}", name_text(rd, &names[0]), name_text(rd, &names[1])),
+        rtype::MX | rtype::AFSDB | rtype::RT | rtype::KX => format!("{} {}", u16_at(0)?, name_text(rd, &names[0])),
+        rtype::PX => format!("{} {} {}", u16_at(0)?, name_text(rd, &names[0]), name_text(rd, &names[1])),
+        rtype::SRV => format!("{} {} {} {}", u16_at(0)?, u16_at(2)?, u16_at(4)?, name_text(rd, &names[0])),
+        rtype::SOA => {
+            if rd.len() != end + 20 {
+                return None;
+            }
+            let f: Vec<u32> = (0..5).map(|i| u32_at(end + 4 * i)).collect::<Option<_>>()?;
+            format!(
+                "{} {} {} {} {} {} {}",
+                name_text(rd, &names[0]),
+                name_text(rd, &names[1]),
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                f[4]
+            )
+        }
+        _ => return None,
+    };
+    (end == rd.len()).then_some(text)
+}
+
+/// Replaces the name tokens in `domain`'s presentation of the mixed types (whose names it
+/// does not escape) with ours, and fixes the spelling of `no-default-alpn`.
+fn with_our_names(t: u16, rd: &[u8], text: &str) -> Option<String> {
+    let names = rdata::names_in(t, rd).ok()?;
+    let Some(n) = names.first() else { return Some(text.to_string()) };
+    let ours = name_text(rd, n);
+    let mut toks: Vec<String> = text.split(' ').map(str::to_string).collect();
+    let idx = match t {
+        rtype::NSEC => 0,
+        rtype::SVCB | rtype::HTTPS => 1,
+        rtype::RRSIG => 7,
+        rtype::NAPTR => {
+            let (head, _) = text.rsplit_once(' ')?;
+            return Some(format!("{head} {ours}"));
+        }
+        _ => return Some(text.to_string()),
+    };
+    *toks.get_mut(idx)? = ours;
+    if matches!(t, rtype::SVCB | rtype::HTTPS) {
+        for tok in toks.iter_mut().skip(2) {
+            if tok == "nodefaultalpn" {
+                *tok = "no-default-alpn".into();
+            }
+        }
+    }
+    Some(toks.join(" "))
+}
+
+/// Escapes control and non-ASCII octets as `\DDD`.
+fn escape_unprintable(s: &mut String, text: &str) {
+    for c in text.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            s.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(s, "\\{b:03}");
+            }
         }
     }
 }
@@ -123,12 +220,19 @@ abc NSEC3 1 0 10 aabbccdd 2vptu5timamqttgl4luu9kg21e0aor3s A RRSIG
 sv SVCB 1 . alpn=h2,h3 port=8443 ipv4hint=192.0.2.1,192.0.2.2 ipv6hint=2001:db8::1 mandatory=alpn,port
 @ HTTPS 0 sv
 h2 HTTPS 1 . alpn="h3,h2" ech=AEX+DQBB
+cn CNAME x\"y\;z.example.com.
+pp PTR a\(b\)c
+ss SRV 0 0 1 a\032b
+nn NAPTR 1 1 "" "" "" a\;b
+h3 HTTPS 1 x\"y alpn=h2 no-default-alpn
+sig RRSIG A 8 3 300 20270101000000 20261101000000 1 s\(x\). c2ln
+nsec NSEC a\"b A
 u TYPE65400 \# 4 0a000001
 u2 TYPE65401 \# 0
 "#;
         let l = crate::zone::parse::load_text(std::path::Path::new("t.zone"), src.as_bytes(), &origin);
         assert!(l.is_servable(), "{:?}", l.diagnostics);
-        assert_eq!(l.zone.rr_count(), 29);
+        assert_eq!(l.zone.rr_count(), 36);
         let text: String = l.zone.records_canonical().iter().map(|r| format_record(&r.to_owned()) + "\n").collect();
         let again = crate::zone::parse::load_text(std::path::Path::new("dump.zone"), text.as_bytes(), &origin);
         assert!(again.is_servable(), "{:?}\n{text}", again.diagnostics);
