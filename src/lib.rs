@@ -1,5 +1,8 @@
 //! nsxdp: an authoritative DNS server. See ARCHITECTURE.md for how the modules fit.
 
+pub mod answer;
+pub mod control;
+pub mod dataplane;
 pub mod snapshot;
 pub mod wire;
 pub mod zone;

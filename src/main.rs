@@ -1,13 +1,19 @@
 //! The `nsxdp` command: the edge where errors become messages and exit codes.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+use nsxdp::answer::{Catalog, Config};
+use nsxdp::control::tcp::{TcpConfig, TcpServer};
+use nsxdp::dataplane::{self, udp, StatsSnapshot};
 use nsxdp::snapshot::{self, Snapshot};
 use nsxdp::wire::name::Name;
 use nsxdp::zone::parse::{self, Loaded};
@@ -42,6 +48,36 @@ enum Cmd {
     Dump { snapshot: PathBuf },
     /// Load a snapshot (map and validate) and print figures about it, as key=value lines.
     Stat { snapshot: PathBuf },
+    /// Serve zones over UDP (one pinned loop per core, kernel sockets) and TCP.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Zone file to serve (compiled to a snapshot in --data-dir); repeatable.
+    #[arg(long = "zone")]
+    zones: Vec<PathBuf>,
+    /// Snapshot file to serve as it is; repeatable.
+    #[arg(long = "snapshot")]
+    snapshots: Vec<PathBuf>,
+    /// Address to answer on, UDP and TCP; repeatable (default 127.0.0.1:5353 and [::1]:5353).
+    #[arg(long = "listen")]
+    listen: Vec<SocketAddr>,
+    /// UDP run loops, one pinned to each core in turn (default: one per core).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Where compiled snapshots are written.
+    #[arg(long, default_value = "/var/tmp/nsxdp")]
+    data_dir: PathBuf,
+    /// EDNS UDP payload size we offer (RFC 6891).
+    #[arg(long, default_value_t = 1232, value_parser = clap::value_parser!(u16).range(512..=4096))]
+    edns_size: u16,
+    /// Seconds before an idle TCP connection is closed.
+    #[arg(long, default_value_t = 10)]
+    tcp_idle_timeout: u64,
+    /// TCP connections open at once.
+    #[arg(long, default_value_t = 256)]
+    tcp_max_clients: usize,
 }
 
 fn main() -> ExitCode {
@@ -121,7 +157,82 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             println!("rss_kib={}", rss_kib().unwrap_or(0));
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Serve(args) => serve(args),
     }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.zones.is_empty() && args.snapshots.is_empty() {
+        bail!("nothing to serve: give --zone FILE or --snapshot FILE");
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("data directory {}", args.data_dir.display()))?;
+    let mut snaps: Vec<Arc<Snapshot>> = Vec::new();
+    for file in &args.zones {
+        let loaded = load(file, None)?;
+        if !loaded.is_servable() {
+            bail!("{}: zone not loaded", file.display());
+        }
+        let img = snapshot::compile(&loaded.zone).with_context(|| format!("{}", file.display()))?;
+        let origin = loaded.zone.origin().to_string();
+        let stem = origin.trim_end_matches('.');
+        let path = args.data_dir.join(format!("{}.snap", if stem.is_empty() { "root" } else { stem }));
+        snapshot::write_snapshot(&path, &img)?;
+        snaps.push(Arc::new(Snapshot::open(&path)?));
+    }
+    for path in &args.snapshots {
+        snaps.push(Arc::new(Snapshot::open(path)?));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &snaps {
+        if !seen.insert(s.origin()) {
+            bail!("zone {} given twice", s.origin());
+        }
+    }
+    let zones: Vec<String> = snaps.iter().map(|s| format!("{} (serial {})", s.origin(), s.serial())).collect();
+    let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::new(snaps)));
+    let cfg = Config { edns_size: args.edns_size };
+    let defaults = args.listen.is_empty();
+    let mut listen = args.listen.clone();
+    if defaults {
+        listen.push("127.0.0.1:5353".parse()?);
+        // Only where IPv6 loopback exists.
+        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+            listen.push("[::1]:5353".parse()?);
+        }
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, shutdown.clone())?;
+    }
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let threads = args.cores.unwrap_or(cores.len().max(1));
+    let loops = udp::spawn(&listen, threads, &cores, catalog.clone(), cfg, shutdown.clone())
+        .with_context(|| format!("binding UDP {listen:?}"))?;
+    let tcp_cfg = TcpConfig {
+        idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
+        max_connections: args.tcp_max_clients,
+        ..TcpConfig::default()
+    };
+    let mut tcp = TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg).context("binding TCP")?;
+    let addrs: Vec<String> = loops.bound.iter().map(|a| a.to_string()).collect();
+    eprintln!(
+        "nsxdp: serving {} on {} (UDP: {} loops, kernel sockets; TCP on the control thread)",
+        zones.join(", "),
+        addrs.join(" "),
+        loops.handles.len()
+    );
+    eprintln!("nsxdp: ready");
+    tcp.run(&shutdown)?;
+    let mut hist = dataplane::new_histogram();
+    for h in loops.handles {
+        if let Ok(part) = h.join() {
+            let _ = hist.add(&part);
+        }
+    }
+    eprintln!("nsxdp: stopping; UDP {}", StatsSnapshot::sum(&loops.stats));
+    eprintln!("nsxdp: UDP {}", dataplane::describe_histogram(&hist));
+    eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_origin(s: &str) -> anyhow::Result<Name> {

@@ -1,0 +1,558 @@
+//! The authoritative answer algorithm (RFC 1034 §4.3.2 with RFC 2308, 4592, 6604, 6672,
+//! 6891, 8020, 8482 and 9471) over archived snapshots: query bytes in, response bytes out,
+//! written in place over the query.
+//!
+//! Pure: no allocation, no I/O, no clock, no locks. It must not know about sockets, frames or
+//! anything below UDP/TCP; the caller says which transport the query came over.
+
+mod catalog;
+mod query;
+
+pub use catalog::{Catalog, Zones};
+pub use query::{parse_query, Edns, Query, QueryError};
+
+use crate::snapshot::{render_rrset, ArchivedRrsetRec, ArchivedZoneImage, NONE};
+use crate::wire::name::{self, MAX_NAME_LEN};
+use crate::wire::rdata::rtype;
+use crate::zone::flags;
+
+/// Response codes.
+pub mod rcode {
+    pub const NOERROR: u8 = 0;
+    pub const FORMERR: u8 = 1;
+    pub const SERVFAIL: u8 = 2;
+    pub const NXDOMAIN: u8 = 3;
+    pub const NOTIMP: u8 = 4;
+    pub const REFUSED: u8 = 5;
+    pub const YXDOMAIN: u8 = 6;
+    /// Extended (needs OPT): 16.
+    pub const BADVERS: u16 = 16;
+}
+
+/// Opcodes.
+pub mod opcode {
+    pub const QUERY: u8 = 0;
+    pub const NOTIFY: u8 = 4;
+    pub const UPDATE: u8 = 5;
+}
+
+/// Server-wide answer settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Our EDNS UDP payload size (RFC 6891 §6.2.5), sent in every OPT.
+    pub edns_size: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { edns_size: 1232 }
+    }
+}
+
+/// How the query arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Why a message got no response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Shorter than a DNS header.
+    Short,
+    /// QR=1: a response, never answered (RFC 1035 §4.1.1).
+    Response,
+}
+
+/// What to do with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the first `len` bytes of the buffer.
+    Reply { len: usize, rcode: u16, truncated: bool },
+    /// Send nothing.
+    Drop(DropReason),
+}
+
+/// Longest CNAME/DNAME chain followed (loop protection).
+const MAX_CHAIN: usize = 8;
+/// Additional-section nodes remembered to avoid duplicates.
+const MAX_ADDITIONAL_NODES: usize = 32;
+/// Size of an OPT RR without options.
+const OPT_LEN: usize = 11;
+
+/// Answers the query in `buf[..len]`, writing the response over it. `buf` should be at
+/// least 512 bytes for UDP and 65535 for TCP; responses never exceed it.
+pub fn answer(zones: &impl Zones, buf: &mut [u8], len: usize, transport: Transport, cfg: &Config) -> Outcome {
+    let q = match parse_query(&buf[..len.min(buf.len())]) {
+        Ok(q) => q,
+        Err(QueryError::Short) => return Outcome::Drop(DropReason::Short),
+        Err(QueryError::Response) => return Outcome::Drop(DropReason::Response),
+        Err(QueryError::Malformed { question_end }) => {
+            return error_reply(buf, question_end, None, rcode::FORMERR as u16, cfg);
+        }
+    };
+    let edns = q.edns;
+    if let Some(e) = edns {
+        if e.version > 0 {
+            return error_reply(buf, Some(q.question_end), edns, rcode::BADVERS, cfg);
+        }
+    }
+    if q.opcode != opcode::QUERY {
+        // NOTIFY and UPDATE go to the control side once the transfer issues land.
+        return error_reply(buf, Some(q.question_end), edns, rcode::NOTIMP as u16, cfg);
+    }
+    if q.qclass != 1 {
+        return error_reply(buf, Some(q.question_end), edns, rcode::REFUSED as u16, cfg);
+    }
+    match q.qtype {
+        rtype::OPT | rtype::TSIG | rtype::TKEY => {
+            return error_reply(buf, Some(q.question_end), edns, rcode::FORMERR as u16, cfg);
+        }
+        rtype::AXFR | rtype::IXFR | rtype::MAILA | rtype::MAILB => {
+            return error_reply(buf, Some(q.question_end), edns, rcode::NOTIMP as u16, cfg);
+        }
+        _ => {}
+    }
+    let Some(zone) = zones.find_zone(q.qname_lower()) else {
+        return error_reply(buf, Some(q.question_end), edns, rcode::REFUSED as u16, cfg);
+    };
+    let cap = match transport {
+        Transport::Udp => match edns {
+            Some(e) => e.udp_size.max(512).min(cfg.edns_size) as usize,
+            None => 512,
+        },
+        Transport::Tcp => 65535,
+    }
+    .min(buf.len());
+    let reserve = if edns.is_some() { OPT_LEN } else { 0 };
+    let mut r = Responder {
+        buf,
+        z: zone,
+        w: q.question_end,
+        limit: cap.saturating_sub(reserve),
+        counts: [0; 3],
+        apex_off: 12 + q.qname_len - zone.origin.len(),
+        added: [NONE; MAX_ADDITIONAL_NODES],
+        n_added: 0,
+    };
+    let (rc, aa, tc) = match r.resolve(&q) {
+        Ok((rc, aa)) => (rc, aa, false),
+        Err(Truncated { aa }) => {
+            r.w = q.question_end;
+            r.counts = [0; 3];
+            (rcode::NOERROR, aa, true)
+        }
+    };
+    let (w, counts) = (r.w, r.counts);
+    finish(buf, w, counts, rc as u16, aa, tc, edns, cfg)
+}
+
+/// The response did not fit: send TC with the question only.
+struct Truncated {
+    aa: bool,
+}
+
+struct Responder<'b, 'z> {
+    buf: &'b mut [u8],
+    z: &'z ArchivedZoneImage,
+    /// Write position.
+    w: usize,
+    /// Where the sections must end (room for OPT kept aside).
+    limit: usize,
+    /// Answer, authority, additional.
+    counts: [u16; 3],
+    /// Offset of the zone apex inside the question name.
+    apex_off: usize,
+    added: [u32; MAX_ADDITIONAL_NODES],
+    n_added: usize,
+}
+
+const ANSWER: usize = 0;
+const AUTHORITY: usize = 1;
+const ADDITIONAL: usize = 2;
+
+/// What the zone says about one name.
+enum Lookup {
+    /// The name exists (with data, or as an empty non-terminal).
+    Node(u32),
+    /// The name matched the wildcard `node`.
+    Wildcard(u32),
+    /// The name lies at or below the zone cut `node`.
+    Delegation(u32),
+    /// The name lies below the DNAME at `node`.
+    Dname(u32),
+    NxDomain,
+}
+
+impl Responder<'_, '_> {
+    /// Runs the lookup for the question, writing sections. Returns (rcode, AA).
+    fn resolve(&mut self, q: &Query) -> Result<(u8, bool), Truncated> {
+        let z = self.z;
+        let qtype = q.qtype;
+        let mut name = [0u8; 256];
+        let mut name_len = q.qname_len;
+        name[..name_len].copy_from_slice(q.qname_lower());
+        // Where the current name is written in the message.
+        let mut name_off = 12usize;
+        for step in 0..MAX_CHAIN {
+            let aa = true;
+            let trunc = Truncated { aa };
+            // A wildcard's RRsets answer for the name itself: owners point at `name_off`.
+            let node = match self.lookup(&name[..name_len], qtype) {
+                Lookup::Node(n) | Lookup::Wildcard(n) => n,
+                Lookup::Delegation(cut) => {
+                    self.referral(cut, &name[..name_len], name_off).map_err(|_| Truncated { aa: step > 0 })?;
+                    return Ok((rcode::NOERROR, step > 0));
+                }
+                Lookup::Dname(d) => {
+                    match self.synthesise(d, &mut name, &mut name_len, &mut name_off) {
+                        Ok(true) => {}
+                        Ok(false) => return Ok((rcode::YXDOMAIN, aa)),
+                        Err(()) => return Err(trunc),
+                    }
+                    if !name::is_suffix_wire(&name[..name_len], &z.origin) {
+                        return Ok((rcode::NOERROR, aa));
+                    }
+                    continue;
+                }
+                Lookup::NxDomain => {
+                    self.negative().map_err(|_| Truncated { aa })?;
+                    return Ok((rcode::NXDOMAIN, aa));
+                }
+            };
+            if qtype == rtype::ANY {
+                // RFC 8482 §4.1: one RRset is enough; the first in type order.
+                if let Some(r) = z.node_rrsets(node).first() {
+                    let base = self.w;
+                    self.push(ANSWER, r, name_off).map_err(|_| trunc)?;
+                    self.additionals_of(r, base);
+                    return Ok((rcode::NOERROR, aa));
+                }
+                self.negative().map_err(|_| Truncated { aa })?;
+                return Ok((rcode::NOERROR, aa));
+            }
+            if let Some(r) = z.rrset(node, qtype) {
+                let base = self.w;
+                self.push(ANSWER, r, name_off).map_err(|_| trunc)?;
+                self.additionals_of(r, base);
+                return Ok((rcode::NOERROR, aa));
+            }
+            if let Some(r) = z.rrset(node, rtype::CNAME) {
+                let base = self.w;
+                self.push(ANSWER, r, name_off).map_err(|_| trunc)?;
+                // The target is the rdata of the one CNAME RR: its name starts there.
+                let target_off = base + 12;
+                let mut tmp = [0u8; 256];
+                let Ok((_, tlen)) = name::read_compressed(&self.buf[..self.w], target_off, &mut tmp) else {
+                    return Ok((rcode::NOERROR, aa));
+                };
+                name[..tlen].copy_from_slice(&tmp[..tlen]);
+                name::lowercase_in_place(&mut name[..tlen]);
+                name_len = tlen;
+                name_off = target_off;
+                if !name::is_suffix_wire(&name[..name_len], &z.origin) || name_off > 0x3FFF {
+                    return Ok((rcode::NOERROR, aa));
+                }
+                continue;
+            }
+            // NODATA (RFC 2308 §2.2), also for empty non-terminals (RFC 8020).
+            self.negative().map_err(|_| Truncated { aa })?;
+            return Ok((rcode::NOERROR, aa));
+        }
+        Ok((rcode::NOERROR, true))
+    }
+
+    /// Finds what the zone holds for `name` (lowercased, inside the zone).
+    fn lookup(&self, name: &[u8], qtype: u16) -> Lookup {
+        let z = self.z;
+        if let Some(n) = z.find(name) {
+            let f = z.node(n).flags;
+            if f & (flags::BELOW_CUT | flags::BELOW_DNAME) != 0 {
+                if let Some(l) = self.occluder(z.node(n).parent.to_native()) {
+                    return l;
+                }
+            }
+            // At a zone cut only DS (and the NSEC/RRSIG that go with it) belong to us.
+            if f & flags::CUT != 0 && qtype != rtype::DS {
+                return Lookup::Delegation(n);
+            }
+            return Lookup::Node(n);
+        }
+        // Closest encloser: strip labels until a name of the tree is found; every ancestor
+        // up to the apex is one, so this ends at the apex at the latest.
+        let mut off = 0;
+        while name[off] != 0 {
+            off += name[off] as usize + 1;
+            let suffix = &name[off..];
+            let Some(enc) = z.find(suffix) else { continue };
+            let f = z.node(enc).flags;
+            if f & (flags::BELOW_CUT | flags::BELOW_DNAME | flags::CUT | flags::DNAME) != 0 {
+                if let Some(l) = self.occluder(enc) {
+                    return l;
+                }
+            }
+            if f & flags::WILDCARD_CHILD != 0 {
+                let mut wild = [0u8; 257];
+                wild[0] = 1;
+                wild[1] = b'*';
+                let wlen = 2 + suffix.len();
+                if wlen <= MAX_NAME_LEN {
+                    wild[2..wlen].copy_from_slice(suffix);
+                    if let Some(w) = z.find(&wild[..wlen]) {
+                        if qtype != rtype::DS || z.node(w).flags & flags::CUT == 0 {
+                            return Lookup::Wildcard(w);
+                        }
+                    }
+                }
+            }
+            return Lookup::NxDomain;
+        }
+        Lookup::NxDomain
+    }
+
+    /// The topmost zone cut or DNAME at `from` or above it (below the apex).
+    fn occluder(&self, from: u32) -> Option<Lookup> {
+        let z = self.z;
+        let mut cur = from;
+        let mut top = None;
+        while cur != NONE {
+            let node = z.node(cur);
+            let f = node.flags;
+            if f & flags::APEX != 0 {
+                break;
+            }
+            if f & flags::CUT != 0 {
+                top = Some(Lookup::Delegation(cur));
+            } else if f & flags::DNAME != 0 {
+                top = Some(Lookup::Dname(cur));
+            }
+            cur = node.parent.to_native();
+        }
+        top
+    }
+
+    /// Offset in the message of the suffix of the name at `off` that has `keep` labels.
+    fn suffix_offset(&self, off: usize, name_labels: usize, keep: usize) -> Option<usize> {
+        let mut pos = off;
+        let mut skip = name_labels.checked_sub(keep)?;
+        loop {
+            let b = *self.buf.get(pos)?;
+            if b & 0xC0 == 0xC0 {
+                let lo = *self.buf.get(pos + 1)? as usize;
+                pos = ((b as usize & 0x3F) << 8) | lo;
+                continue;
+            }
+            if skip == 0 {
+                return Some(pos);
+            }
+            if b == 0 {
+                return None;
+            }
+            pos += b as usize + 1;
+            skip -= 1;
+        }
+    }
+
+    /// A referral to the zone cut `cut` (RFC 1034 §4.3.2 step 3b): NS in authority, glue in
+    /// additional; all glue below the cut must fit (RFC 9471), or the response is truncated.
+    fn referral(&mut self, cut: u32, name: &[u8], name_off: usize) -> Result<(), ()> {
+        let z = self.z;
+        let Some(ns) = z.rrset(cut, rtype::NS) else { return Err(()) };
+        let cut_labels = labels(z.node_name(cut));
+        let owner = self.suffix_offset(name_off, labels(name), cut_labels).ok_or(())?;
+        let base = self.w;
+        self.push(AUTHORITY, ns, owner)?;
+        for a in z.additionals(ns) {
+            let in_bailiwick = z.node(a.node).flags & flags::BELOW_CUT != 0;
+            let owner = base + a.name_at as usize;
+            if owner > 0x3FFF {
+                if in_bailiwick {
+                    return Err(());
+                }
+                continue;
+            }
+            for t in [rtype::A, rtype::AAAA] {
+                if let Some(r) = z.rrset(a.node, t) {
+                    if self.push(ADDITIONAL, r, owner).is_err() && in_bailiwick {
+                        return Err(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// DNAME substitution (RFC 6672 §3.1): the DNAME RR and a CNAME synthesised from it.
+    /// Returns false when the new name is too long (YXDOMAIN), with the DNAME in place.
+    fn synthesise(
+        &mut self,
+        d: u32,
+        name: &mut [u8; 256],
+        name_len: &mut usize,
+        name_off: &mut usize,
+    ) -> Result<bool, ()> {
+        let z = self.z;
+        let Some(dn) = z.rrset(d, rtype::DNAME) else { return Err(()) };
+        let owner_labels = labels(z.node_name(d));
+        let cur_labels = labels(&name[..*name_len]);
+        let owner = self.suffix_offset(*name_off, cur_labels, owner_labels).ok_or(())?;
+        let base = self.w;
+        self.push(ANSWER, dn, owner)?;
+        let target_off = base + 12;
+        let target_len = name::uncompressed_len(self.buf, target_off).map_err(|_| ())?;
+        // The prefix: the labels of the current name above the DNAME owner.
+        let prefix_len = *name_len - z.node_name(d).len();
+        let new_len = prefix_len + target_len;
+        if new_len > MAX_NAME_LEN {
+            return Ok(false);
+        }
+        let ttl = z.ttl(dn);
+        // owner(2) type(2) class(2) ttl(4) rdlen(2) + prefix + pointer to the target.
+        let rdlen = prefix_len + 2;
+        let need = 12 + rdlen;
+        if self.w + need > self.limit || target_off > 0x3FFF || *name_off > 0x3FFF {
+            return Err(());
+        }
+        let w = self.w;
+        let b = &mut self.buf[w..w + need];
+        b[0..2].copy_from_slice(&(0xC000 | *name_off as u16).to_be_bytes());
+        b[2..4].copy_from_slice(&rtype::CNAME.to_be_bytes());
+        b[4..6].copy_from_slice(&1u16.to_be_bytes());
+        b[6..10].copy_from_slice(&ttl.to_be_bytes());
+        b[10..12].copy_from_slice(&(rdlen as u16).to_be_bytes());
+        // Prefix labels as they appear in the message (the question's case).
+        let mut src = *name_off;
+        let mut copied = 0;
+        let mut prefix = [0u8; 256];
+        while copied < prefix_len {
+            let l = self.buf[src];
+            if l & 0xC0 == 0xC0 {
+                src = ((l as usize & 0x3F) << 8) | self.buf[src + 1] as usize;
+                continue;
+            }
+            let n = l as usize + 1;
+            prefix[copied..copied + n].copy_from_slice(&self.buf[src..src + n]);
+            copied += n;
+            src += n;
+        }
+        let b = &mut self.buf[w..w + need];
+        b[12..12 + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+        b[12 + prefix_len..].copy_from_slice(&(0xC000 | target_off as u16).to_be_bytes());
+        self.w += need;
+        self.counts[ANSWER] += 1;
+        // Continue with the synthesised name.
+        let mut full = [0u8; 256];
+        full[..prefix_len].copy_from_slice(&prefix[..prefix_len]);
+        full[prefix_len..new_len].copy_from_slice(&self.buf[target_off..target_off + target_len]);
+        name::lowercase_in_place(&mut full[..new_len]);
+        name[..new_len].copy_from_slice(&full[..new_len]);
+        *name_len = new_len;
+        *name_off = w + 12;
+        Ok(true)
+    }
+
+    /// The SOA of a negative answer, in authority.
+    fn negative(&mut self) -> Result<(), ()> {
+        let z = self.z;
+        let soa = &z.rrsets[z.neg_soa.to_native() as usize];
+        self.push(AUTHORITY, soa, self.apex_off)
+    }
+
+    /// Additional A/AAAA for the NS/MX/SRV targets of an RRset written at `base`; only
+    /// what fits.
+    fn additionals_of(&mut self, r: &ArchivedRrsetRec, base: usize) {
+        let z = self.z;
+        for a in z.additionals(r) {
+            let owner = base + a.name_at as usize;
+            if owner > 0x3FFF || self.added[..self.n_added].contains(&a.node) {
+                continue;
+            }
+            if self.n_added < MAX_ADDITIONAL_NODES {
+                self.added[self.n_added] = a.node;
+                self.n_added += 1;
+            }
+            for t in [rtype::A, rtype::AAAA] {
+                if let Some(ar) = z.rrset(a.node, t) {
+                    let _ = self.push(ADDITIONAL, ar, owner);
+                }
+            }
+        }
+    }
+
+    /// Appends an RRset to a section, whole or not at all.
+    fn push(&mut self, section: usize, r: &ArchivedRrsetRec, owner_off: usize) -> Result<(), ()> {
+        let len = r.data_len.to_native() as usize;
+        if self.w + len > self.limit {
+            return Err(());
+        }
+        let n =
+            render_rrset(self.z, r, &mut self.buf[..self.limit], self.w, owner_off, self.apex_off).map_err(|_| ())?;
+        self.w += n;
+        self.counts[section] += self.z.rr_count(r) as u16;
+        Ok(())
+    }
+}
+
+fn labels(wire: &[u8]) -> usize {
+    name::labels(wire).count()
+}
+
+/// Header, counts and OPT around sections already written up to `w`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    buf: &mut [u8],
+    w: usize,
+    counts: [u16; 3],
+    rc: u16,
+    aa: bool,
+    tc: bool,
+    edns: Option<Edns>,
+    cfg: &Config,
+) -> Outcome {
+    let qflags = u16::from_be_bytes([buf[2], buf[3]]);
+    // QR, opcode echoed, AA, TC, RD echoed, RA clear, Z clear, AD clear, CD echoed.
+    let mut f = 0x8000 | (qflags & 0x7800) | (qflags & 0x0100) | (qflags & 0x0010);
+    if aa {
+        f |= 0x0400;
+    }
+    if tc {
+        f |= 0x0200;
+    }
+    f |= rc & 0xF;
+    buf[2..4].copy_from_slice(&f.to_be_bytes());
+    buf[6..8].copy_from_slice(&counts[0].to_be_bytes());
+    buf[8..10].copy_from_slice(&counts[1].to_be_bytes());
+    let mut ar = counts[2];
+    let mut end = w;
+    if let Some(e) = edns {
+        // root, OPT, our payload size, extended rcode, version 0, DO echoed, no options.
+        let ext = (rc >> 4) as u8;
+        let opt = &mut buf[w..w + OPT_LEN];
+        opt[0] = 0;
+        opt[1..3].copy_from_slice(&rtype::OPT.to_be_bytes());
+        opt[3..5].copy_from_slice(&cfg.edns_size.to_be_bytes());
+        opt[5] = ext;
+        opt[6] = 0;
+        opt[7..9].copy_from_slice(&(if e.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+        opt[9..11].copy_from_slice(&[0, 0]);
+        end += OPT_LEN;
+        ar += 1;
+    }
+    buf[10..12].copy_from_slice(&ar.to_be_bytes());
+    Outcome::Reply { len: end, rcode: rc, truncated: tc }
+}
+
+/// A response with no records: the question if it could be read, and OPT if the query had
+/// one.
+fn error_reply(buf: &mut [u8], question_end: Option<usize>, edns: Option<Edns>, rc: u16, cfg: &Config) -> Outcome {
+    let (w, qd) = match question_end {
+        Some(end) => (end, 1u16),
+        None => (12, 0),
+    };
+    buf[4..6].copy_from_slice(&qd.to_be_bytes());
+    finish(buf, w, [0; 3], rc, false, false, edns, cfg)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! Reading a query: header, the one question, and the additional section for EDNS.
+//! Every length and offset is checked; nothing is allocated.
+
+use crate::wire::name::MAX_NAME_LEN;
+use crate::wire::rdata::rtype;
+
+/// EDNS facts from a query's OPT record (RFC 6891 §6.1.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    pub udp_size: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+}
+
+/// A parsed query.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub id: u16,
+    pub opcode: u8,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// Length of the question name in wire form.
+    pub qname_len: usize,
+    qname: [u8; 256],
+    /// Offset just past the question.
+    pub question_end: usize,
+    pub edns: Option<Edns>,
+}
+
+impl Query {
+    /// The question name, lowercased, uncompressed wire form.
+    pub fn qname_lower(&self) -> &[u8] {
+        &self.qname[..self.qname_len]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryError {
+    /// Shorter than a header: nothing to answer.
+    Short,
+    /// QR is set.
+    Response,
+    /// FORMERR; the question can be echoed if it was read.
+    Malformed { question_end: Option<usize> },
+}
+
+fn u16_at(m: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*m.get(o)?, *m.get(o + 1)?]))
+}
+
+/// Reads a query message.
+pub fn parse_query(m: &[u8]) -> Result<Query, QueryError> {
+    if m.len() < 12 {
+        return Err(QueryError::Short);
+    }
+    let flags = u16::from_be_bytes([m[2], m[3]]);
+    if flags & 0x8000 != 0 {
+        return Err(QueryError::Response);
+    }
+    let bad = QueryError::Malformed { question_end: None };
+    let qd = u16::from_be_bytes([m[4], m[5]]);
+    let an = u16::from_be_bytes([m[6], m[7]]);
+    let ns = u16::from_be_bytes([m[8], m[9]]);
+    let ar = u16::from_be_bytes([m[10], m[11]]);
+    if qd != 1 {
+        return Err(bad);
+    }
+    let mut q = Query {
+        id: u16::from_be_bytes([m[0], m[1]]),
+        opcode: ((flags >> 11) & 0xF) as u8,
+        qtype: 0,
+        qclass: 0,
+        qname_len: 0,
+        qname: [0; 256],
+        question_end: 0,
+        edns: None,
+    };
+    // The question name: uncompressed (there is nothing before it to point at).
+    let mut pos = 12;
+    loop {
+        let l = *m.get(pos).ok_or(bad)? as usize;
+        if l & 0xC0 != 0 {
+            return Err(bad);
+        }
+        if q.qname_len + l + 1 > MAX_NAME_LEN {
+            return Err(bad);
+        }
+        let label = m.get(pos..pos + 1 + l).ok_or(bad)?;
+        q.qname[q.qname_len..q.qname_len + 1 + l].copy_from_slice(label);
+        q.qname[q.qname_len + 1..q.qname_len + 1 + l].make_ascii_lowercase();
+        q.qname_len += 1 + l;
+        pos += 1 + l;
+        if l == 0 {
+            break;
+        }
+    }
+    q.qtype = u16_at(m, pos).ok_or(bad)?;
+    q.qclass = u16_at(m, pos + 2).ok_or(bad)?;
+    pos += 4;
+    q.question_end = pos;
+    let bad = QueryError::Malformed { question_end: Some(pos) };
+    for i in 0..(an as usize + ns as usize + ar as usize) {
+        let owner_root = m.get(pos) == Some(&0);
+        pos = skip_name(m, pos).ok_or(bad)?;
+        let t = u16_at(m, pos).ok_or(bad)?;
+        let class = u16_at(m, pos + 2).ok_or(bad)?;
+        let ttl_hi = u16_at(m, pos + 4).ok_or(bad)?;
+        let ttl_lo = u16_at(m, pos + 6).ok_or(bad)?;
+        let rdlen = u16_at(m, pos + 8).ok_or(bad)? as usize;
+        let rd_start = pos + 10;
+        let rd = m.get(rd_start..rd_start + rdlen).ok_or(bad)?;
+        if t == rtype::OPT {
+            // Only in the additional section, only once, owned by the root (RFC 6891 §6.1.1).
+            if i < an as usize + ns as usize || q.edns.is_some() || !owner_root {
+                return Err(bad);
+            }
+            let mut o = 0;
+            while o < rd.len() {
+                let olen = u16_at(rd, o + 2).ok_or(bad)? as usize;
+                o += 4 + olen;
+            }
+            if o != rd.len() {
+                return Err(bad);
+            }
+            q.edns = Some(Edns { udp_size: class, version: (ttl_hi & 0xFF) as u8, dnssec_ok: ttl_lo & 0x8000 != 0 });
+        }
+        pos = rd_start + rdlen;
+    }
+    if pos != m.len() {
+        return Err(bad);
+    }
+    Ok(q)
+}
+
+/// Skips a possibly compressed name in a record.
+fn skip_name(m: &[u8], mut pos: usize) -> Option<usize> {
+    let start = pos;
+    loop {
+        let l = *m.get(pos)? as usize;
+        match l & 0xC0 {
+            0 if l == 0 => return Some(pos + 1),
+            0 => pos += 1 + l,
+            0xC0 => {
+                m.get(pos + 1)?;
+                return Some(pos + 2);
+            }
+            _ => return None,
+        }
+        if pos - start > MAX_NAME_LEN {
+            return None;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! DNS over TCP (RFC 7766) on the control thread's mio loop: two-octet length framing, many
+//! and pipelined queries per connection, partial reads and writes, an idle timeout and a
+//! connection limit. Zone transfers will be served from here too.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::answer::{answer, Config, Outcome, Transport};
+use crate::dataplane::{LoopStats, SharedCatalog};
+
+/// TCP settings.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpConfig {
+    /// Close a connection with nothing to do for this long (Knot's default is 10 s).
+    pub idle_timeout: Duration,
+    /// Connections open at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Stop reading from a client that does not read its responses past this many bytes.
+    pub max_pending_output: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig { idle_timeout: Duration::from_secs(10), max_connections: 256, max_pending_output: 1 << 20 }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    written: usize,
+    last_active: Instant,
+    interest: Interest,
+    /// The client closed its side: answer what came, send it, then close.
+    eof: bool,
+}
+
+/// The TCP side of the control thread.
+pub struct TcpServer {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    conns: HashMap<usize, Conn>,
+    next_token: usize,
+    catalog: SharedCatalog,
+    cfg: Config,
+    tcp: TcpConfig,
+    scratch: Vec<u8>,
+    pub stats: Arc<LoopStats>,
+}
+
+const LISTENER_TOKENS: usize = 1024;
+
+impl TcpServer {
+    pub fn bind(listen: &[SocketAddr], catalog: SharedCatalog, cfg: Config, tcp: TcpConfig) -> io::Result<TcpServer> {
+        let poll = Poll::new()?;
+        let mut listeners = Vec::new();
+        for (i, addr) in listen.iter().enumerate() {
+            let s = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM, None)?;
+            if addr.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            s.set_reuse_address(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&(*addr).into())?;
+            s.listen(1024)?;
+            let mut l = TcpListener::from_std(s.into());
+            poll.registry().register(&mut l, Token(i), Interest::READABLE)?;
+            listeners.push(l);
+        }
+        Ok(TcpServer {
+            poll,
+            listeners,
+            conns: HashMap::new(),
+            next_token: LISTENER_TOKENS,
+            catalog,
+            cfg,
+            tcp,
+            scratch: vec![0u8; 65535],
+            stats: Arc::new(LoopStats::default()),
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// Runs until `shutdown` is set.
+    pub fn run(&mut self, shutdown: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        while !shutdown.load(Ordering::Relaxed) {
+            match self.poll.poll(&mut events, Some(Duration::from_millis(200))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                let t = ev.token().0;
+                if t < LISTENER_TOKENS {
+                    self.accept(t);
+                } else {
+                    self.service(t);
+                }
+            }
+            self.expire_idle();
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, i: usize) {
+        loop {
+            let (mut stream, _peer) = match self.listeners[i].accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            };
+            if self.conns.len() >= self.tcp.max_connections {
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let token = self.next_token;
+            self.next_token += 1;
+            if self.poll.registry().register(&mut stream, Token(token), Interest::READABLE).is_err() {
+                continue;
+            }
+            self.conns.insert(
+                token,
+                Conn {
+                    stream,
+                    input: Vec::with_capacity(512),
+                    output: Vec::new(),
+                    written: 0,
+                    last_active: Instant::now(),
+                    interest: Interest::READABLE,
+                    eof: false,
+                },
+            );
+        }
+    }
+
+    fn service(&mut self, token: usize) {
+        let Some(mut c) = self.conns.remove(&token) else { return };
+        let keep = self.read_and_answer(&mut c) && flush(&mut c);
+        if !keep || (c.eof && c.output.is_empty()) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            return;
+        }
+        // Read while the client keeps up; write when output is waiting.
+        let mut want = Interest::READABLE;
+        if c.output.len() > c.written {
+            want = if c.eof || c.output.len() - c.written > self.tcp.max_pending_output {
+                Interest::WRITABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+        }
+        if want != c.interest && self.poll.registry().reregister(&mut c.stream, Token(token), want).is_ok() {
+            c.interest = want;
+        }
+        self.conns.insert(token, c);
+    }
+
+    /// Reads what is there and answers every complete message. False when the connection
+    /// should close.
+    fn read_and_answer(&mut self, c: &mut Conn) -> bool {
+        if c.interest == Interest::WRITABLE {
+            return true;
+        }
+        let mut chunk = [0u8; 16384];
+        loop {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => {
+                    c.eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.input.extend_from_slice(&chunk[..n]);
+                    c.last_active = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        let mut pos = 0;
+        while c.input.len() - pos >= 2 {
+            let len = u16::from_be_bytes([c.input[pos], c.input[pos + 1]]) as usize;
+            if len == 0 {
+                return false;
+            }
+            if c.input.len() - pos - 2 < len {
+                break;
+            }
+            let msg = &c.input[pos + 2..pos + 2 + len];
+            self.scratch[..len].copy_from_slice(msg);
+            let cat = self.catalog.load();
+            let o = answer(&**cat, &mut self.scratch, len, Transport::Tcp, &self.cfg);
+            self.stats.record(&o);
+            if let Outcome::Reply { len, .. } = o {
+                c.output.extend_from_slice(&(len as u16).to_be_bytes());
+                c.output.extend_from_slice(&self.scratch[..len]);
+            }
+            pos += 2 + len;
+        }
+        c.input.drain(..pos);
+        true
+    }
+
+    fn expire_idle(&mut self) {
+        let now = Instant::now();
+        let idle = self.tcp.idle_timeout;
+        let stale: Vec<usize> =
+            self.conns.iter().filter(|(_, c)| now.duration_since(c.last_active) > idle).map(|(t, _)| *t).collect();
+        for t in stale {
+            if let Some(mut c) = self.conns.remove(&t) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+            }
+        }
+    }
+}
+
+/// Writes pending output. False when the connection failed.
+fn flush(c: &mut Conn) -> bool {
+    while c.written < c.output.len() {
+        match c.stream.write(&c.output[c.written..]) {
+            Ok(0) => return false,
+            Ok(n) => {
+                c.written += n;
+                c.last_active = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    c.output.clear();
+    c.written = 0;
+    true
+}

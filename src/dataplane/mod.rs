@@ -1,0 +1,131 @@
+//! Packet sources and the per-core run loops that answer UDP queries.
+//!
+//! A run loop takes a batch of messages from its source, answers each in place with
+//! [`crate::answer::answer`] against the catalog loaded once per batch, and sends the batch
+//! back. Counters are per loop (relaxed atomics, never shared between writers) and summed
+//! only when read; each loop keeps its own service-time histogram. This module knows nothing
+//! of zones beyond handing the catalog to the engine.
+
+pub mod udp;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::answer::{Catalog, DropReason, Outcome};
+
+/// The published set of zones: swapped whole, loaded once per batch.
+pub type SharedCatalog = Arc<ArcSwap<Catalog>>;
+
+/// Counters of one run loop.
+#[derive(Debug, Default)]
+pub struct LoopStats {
+    /// Messages received.
+    pub received: AtomicU64,
+    /// Responses sent.
+    pub sent: AtomicU64,
+    /// Responses by rcode (extended rcodes above 15 counted at 16).
+    pub rcodes: [AtomicU64; 17],
+    pub truncated: AtomicU64,
+    pub dropped_short: AtomicU64,
+    pub dropped_response: AtomicU64,
+    pub send_errors: AtomicU64,
+    /// Batches received (one receive call each).
+    pub batches: AtomicU64,
+}
+
+impl LoopStats {
+    /// Counts the outcome of one message.
+    pub fn record(&self, o: &Outcome) {
+        let add = |c: &AtomicU64| c.store(c.load(Relaxed) + 1, Relaxed);
+        add(&self.received);
+        match o {
+            Outcome::Reply { rcode, truncated, .. } => {
+                add(&self.rcodes[(*rcode as usize).min(16)]);
+                if *truncated {
+                    add(&self.truncated);
+                }
+            }
+            Outcome::Drop(DropReason::Short) => add(&self.dropped_short),
+            Outcome::Drop(DropReason::Response) => add(&self.dropped_response),
+        }
+    }
+}
+
+/// A sum of loop counters, taken when someone asks.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub received: u64,
+    pub sent: u64,
+    pub rcodes: [u64; 17],
+    pub truncated: u64,
+    pub dropped_short: u64,
+    pub dropped_response: u64,
+    pub send_errors: u64,
+    pub batches: u64,
+}
+
+impl StatsSnapshot {
+    pub fn sum<'a>(loops: impl IntoIterator<Item = &'a Arc<LoopStats>>) -> StatsSnapshot {
+        let mut s = StatsSnapshot::default();
+        for l in loops {
+            s.received += l.received.load(Relaxed);
+            s.sent += l.sent.load(Relaxed);
+            for (a, b) in s.rcodes.iter_mut().zip(l.rcodes.iter()) {
+                *a += b.load(Relaxed);
+            }
+            s.truncated += l.truncated.load(Relaxed);
+            s.dropped_short += l.dropped_short.load(Relaxed);
+            s.dropped_response += l.dropped_response.load(Relaxed);
+            s.send_errors += l.send_errors.load(Relaxed);
+            s.batches += l.batches.load(Relaxed);
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for StatsSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN"];
+        write!(f, "received={} sent={} batches={}", self.received, self.sent, self.batches)?;
+        for (i, n) in self.rcodes.iter().enumerate() {
+            if *n > 0 {
+                match names.get(i) {
+                    Some(name) => write!(f, " {name}={n}")?,
+                    None if i == 16 => write!(f, " BADVERS={n}")?,
+                    None => write!(f, " rcode{i}={n}")?,
+                }
+            }
+        }
+        write!(
+            f,
+            " truncated={} dropped_short={} dropped_response={} send_errors={}",
+            self.truncated, self.dropped_short, self.dropped_response, self.send_errors
+        )
+    }
+}
+
+/// Service time per query, in nanoseconds.
+pub type ServiceHistogram = hdrhistogram::Histogram<u64>;
+
+pub fn new_histogram() -> ServiceHistogram {
+    // 1 ns to 10 ms, 3 significant figures.
+    hdrhistogram::Histogram::new_with_bounds(1, 10_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// One line about a merged histogram.
+pub fn describe_histogram(h: &ServiceHistogram) -> String {
+    if h.is_empty() {
+        return "service time: no queries".into();
+    }
+    format!(
+        "service time ns: p50={} p90={} p99={} p99.9={} max={} (n={})",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        h.len()
+    )
+}

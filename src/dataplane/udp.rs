@@ -1,0 +1,226 @@
+//! The kernel-socket backend: per core, one UDP socket per listen address (SO_REUSEPORT
+//! spreads flows over the cores), batches in with recvmmsg and out with sendmmsg.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{new_histogram, LoopStats, ServiceHistogram, SharedCatalog};
+use crate::answer::{answer, Config, Outcome, Transport};
+
+/// Messages per receive/send call.
+pub const BATCH: usize = 32;
+/// Room per message: a query and its in-place response (at most the EDNS size we offer).
+pub const SLOT: usize = 4096;
+/// How often an idle loop looks at the shutdown flag.
+const POLL_MS: i32 = 200;
+
+/// Binds one UDP socket with SO_REUSEPORT.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.set_recv_buffer_size(4 << 20).ok();
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// A running set of UDP loops.
+pub struct UdpLoops {
+    pub stats: Vec<Arc<LoopStats>>,
+    pub handles: Vec<JoinHandle<ServiceHistogram>>,
+    /// The addresses actually bound (port 0 resolved).
+    pub bound: Vec<SocketAddr>,
+}
+
+/// Starts `threads` loops, each with its own socket on every address in `listen`, pinned
+/// to `cores` in turn (if given).
+pub fn spawn(
+    listen: &[SocketAddr],
+    threads: usize,
+    cores: &[core_affinity::CoreId],
+    catalog: SharedCatalog,
+    cfg: Config,
+    shutdown: Arc<AtomicBool>,
+) -> io::Result<UdpLoops> {
+    // Resolve port 0 once, so that every thread's socket joins the same reuseport group.
+    let mut bound = Vec::new();
+    let mut first_sockets = Vec::new();
+    for addr in listen {
+        let s = bind_udp(*addr)?;
+        let local = s.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
+        bound.push(local);
+        first_sockets.push(s);
+    }
+    let mut loops = UdpLoops { stats: Vec::new(), handles: Vec::new(), bound: bound.clone() };
+    let mut first = Some(first_sockets);
+    for t in 0..threads.max(1) {
+        let sockets = match first.take() {
+            Some(s) => s,
+            None => bound.iter().map(|a| bind_udp(*a)).collect::<io::Result<Vec<_>>>()?,
+        };
+        let stats = Arc::new(LoopStats::default());
+        loops.stats.push(stats.clone());
+        let core = cores.get(t % cores.len().max(1)).copied().filter(|_| !cores.is_empty());
+        let catalog = catalog.clone();
+        let shutdown = shutdown.clone();
+        let h = std::thread::Builder::new().name(format!("nsxdp-udp{t}")).spawn(move || {
+            if let Some(c) = core {
+                core_affinity::set_for_current(c);
+            }
+            run(sockets, catalog, cfg, stats, shutdown)
+        })?;
+        loops.handles.push(h);
+    }
+    Ok(loops)
+}
+
+/// Receive buffers and headers of one socket batch, reused for the life of the loop.
+struct Batch {
+    bufs: Vec<[u8; SLOT]>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    out_iovs: Vec<libc::iovec>,
+    out_hdrs: Vec<libc::mmsghdr>,
+}
+
+impl Batch {
+    fn new() -> Box<Batch> {
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero
+        // bytes are a valid value.
+        let zero_addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let zero_hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        let mut b = Box::new(Batch {
+            bufs: vec![[0u8; SLOT]; BATCH],
+            addrs: vec![zero_addr; BATCH],
+            iovs: Vec::with_capacity(BATCH),
+            hdrs: vec![zero_hdr; BATCH],
+            out_iovs: Vec::with_capacity(BATCH),
+            out_hdrs: vec![zero_hdr; BATCH],
+        });
+        for i in 0..BATCH {
+            let base = b.bufs[i].as_mut_ptr().cast();
+            b.iovs.push(libc::iovec { iov_base: base, iov_len: SLOT });
+            b.out_iovs.push(libc::iovec { iov_base: base, iov_len: 0 });
+        }
+        b
+    }
+
+    /// Points the receive headers at the buffers and address slots again (the kernel
+    /// rewrites lengths on every call).
+    fn arm_receive(&mut self) {
+        for i in 0..BATCH {
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+    }
+}
+
+fn run(
+    sockets: Vec<Socket>,
+    catalog: SharedCatalog,
+    cfg: Config,
+    stats: Arc<LoopStats>,
+    shutdown: Arc<AtomicBool>,
+) -> ServiceHistogram {
+    let mut hist = new_histogram();
+    let mut batch = Batch::new();
+    let mut pfds: Vec<libc::pollfd> =
+        sockets.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    while !shutdown.load(Ordering::Relaxed) {
+        // SAFETY: `pfds` is a valid, exclusively borrowed array of pollfd of the given length.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, POLL_MS) };
+        if n <= 0 {
+            continue;
+        }
+        for pfd in pfds.iter() {
+            if pfd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            // Drain the socket, a batch at a time.
+            loop {
+                let got = receive(pfd.fd, &mut batch);
+                if got == 0 {
+                    break;
+                }
+                stats.batches.store(stats.batches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                let cat = catalog.load();
+                let mut out = 0;
+                for i in 0..got {
+                    let len = batch.hdrs[i].msg_len as usize;
+                    let t0 = Instant::now();
+                    let o = answer(&**cat, &mut batch.bufs[i], len, Transport::Udp, &cfg);
+                    let _ = hist.record(t0.elapsed().as_nanos().max(1) as u64);
+                    stats.record(&o);
+                    if let Outcome::Reply { len, .. } = o {
+                        batch.out_iovs[out].iov_base = batch.bufs[i].as_mut_ptr().cast();
+                        batch.out_iovs[out].iov_len = len;
+                        let h = &mut batch.out_hdrs[out].msg_hdr;
+                        h.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+                        h.msg_namelen = batch.hdrs[i].msg_hdr.msg_namelen;
+                        h.msg_iov = &mut batch.out_iovs[out];
+                        h.msg_iovlen = 1;
+                        out += 1;
+                    }
+                }
+                drop(cat);
+                let sent = send(pfd.fd, &mut batch, out);
+                stats.sent.store(stats.sent.load(Ordering::Relaxed) + sent as u64, Ordering::Relaxed);
+                if sent < out {
+                    let e = &stats.send_errors;
+                    e.store(e.load(Ordering::Relaxed) + (out - sent) as u64, Ordering::Relaxed);
+                }
+                if got < BATCH {
+                    break;
+                }
+            }
+        }
+    }
+    hist
+}
+
+/// One recvmmsg call without blocking; the number of messages received.
+fn receive(fd: RawFd, b: &mut Batch) -> usize {
+    b.arm_receive();
+    // SAFETY: every header points at a live buffer of SLOT bytes and a sockaddr_storage
+    // owned by `b`, which outlives the call; the count matches the array length.
+    let n = unsafe { libc::recvmmsg(fd, b.hdrs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+    n.max(0) as usize
+}
+
+/// sendmmsg until every one of the `count` prepared messages is sent or has failed; the
+/// number sent.
+fn send(fd: RawFd, b: &mut Batch, count: usize) -> usize {
+    let mut done = 0;
+    let mut failed = 0;
+    while done < count {
+        // SAFETY: headers `done..count` point at buffers, iovecs and addresses owned by `b`,
+        // set up by the caller for this batch.
+        let n = unsafe { libc::sendmmsg(fd, b.out_hdrs[done..].as_mut_ptr(), (count - done) as u32, 0) };
+        if n <= 0 {
+            // Skip the message that failed (e.g. an unreachable address) and go on.
+            done += 1;
+            failed += 1;
+            continue;
+        }
+        done += n as usize;
+    }
+    count - failed
+}

@@ -1,0 +1,836 @@
+#!/usr/bin/python3
+"""Differential test of nsxdp's answers against Knot DNS and NSD.
+
+Starts knotd, nsd and (with --nsxdp) nsxdp on 127.0.0.1 with the zones in
+tests/differential/zones/, sends every server the same battery of queries
+generated from those zones and compares the responses. See
+tests/differential/README.md for what is compared and how to run it.
+
+Run with Debian's /usr/bin/python3 (it needs python3-dnspython).
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+try:
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.zone
+except ImportError:  # reported by main(); exit status 3 means "missing prerequisite"
+    dns = None
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ZONE_DIR = os.path.join(HERE, "zones")
+HOST = "127.0.0.1"
+
+# Exit statuses: 0 all matched, 1 some query failed, 2 harness error,
+# 3 a prerequisite (knotd, nsd, dnspython) is missing.
+EXIT_FAIL, EXIT_ERROR, EXIT_MISSING = 1, 2, 3
+
+ALL_TYPES = ["A", "AAAA", "NS", "SOA", "MX", "TXT", "CNAME", "DNAME", "DS", "SRV", "ANY", "TYPE65000"]
+SOME_TYPES = ["A", "TXT", "NS", "DS", "CNAME", "ANY", "TYPE65000"]
+CASE_TYPES = ["A", "MX", "NS", "DS", "CNAME", "TXT"]
+
+# name -> (EDNS version or None, payload, DO, transport)
+VARIANTS = OrderedDict(
+    [
+        ("udp", (None, None, False, "udp")),
+        ("edns", (0, 1232, False, "udp")),
+        ("do4096", (0, 4096, True, "udp")),
+        ("edns512", (0, 512, False, "udp")),
+        ("tcp", (0, 1232, False, "tcp")),
+        ("tcp-noedns", (None, None, False, "tcp")),
+        ("badvers", (1, 1232, False, "udp")),
+    ]
+)
+ALL_VARIANTS = ["udp", "edns", "do4096", "edns512", "tcp"]
+SOME_VARIANTS = ["udp", "edns", "tcp"]
+
+
+class HarnessError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------
+
+_used_ports = set()
+
+
+def free_port():
+    """A port free for both UDP and TCP on HOST (bind test)."""
+    for _ in range(200):
+        port = random.randint(20000, 60999)
+        if port in _used_ports:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket(
+                socket.AF_INET, socket.SOCK_STREAM
+            ) as t:
+                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                u.bind((HOST, port))
+                t.bind((HOST, port))
+        except OSError:
+            continue
+        _used_ports.add(port)
+        return port
+    raise HarnessError("no free port found")
+
+
+class Server:
+    def __init__(self, name, argv, port, workdir):
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.workdir = workdir
+        self.proc = None
+        self.log_path = os.path.join(workdir, name + ".log")
+
+    def start(self):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, apex, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        q = dns.message.make_query(apex, "SOA", flags=0)
+        wire = q.to_wire()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise HarnessError(
+                        "%s exited with status %s before answering:\n%s"
+                        % (self.name, self.proc.returncode, self.log_tail())
+                    )
+                try:
+                    s.sendto(wire, (HOST, self.port))
+                    s.settimeout(0.25)
+                    data, _ = s.recvfrom(65535)
+                    r = dns.message.from_wire(data)
+                    if r.rcode() == dns.rcode.NOERROR and r.answer:
+                        return
+                except (OSError, dns.exception.DNSException):
+                    pass
+                time.sleep(0.1)
+        raise HarnessError("%s did not answer SOA %s within %.0f s:\n%s" % (self.name, apex, timeout, self.log_tail()))
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+def zone_files():
+    files = sorted(f for f in os.listdir(ZONE_DIR) if f.endswith(".zone"))
+    return [(f[: -len(".zone")], os.path.join(ZONE_DIR, f)) for f in files]
+
+
+def make_knot(workdir, zones):
+    d = os.path.join(workdir, "knot")
+    os.makedirs(os.path.join(d, "db"))
+    port = free_port()
+    conf = [
+        "server:",
+        "    rundir: %s" % d,
+        "    listen: %s@%d" % (HOST, port),
+        "    udp-workers: 1",
+        "    tcp-workers: 1",
+        "    background-workers: 1",
+        '    identity: ""',
+        '    version: ""',
+        "control:",
+        "    listen: %s" % os.path.join(d, "knot.sock"),
+        "database:",
+        "    storage: %s" % os.path.join(d, "db"),
+        "log:",
+        "  - target: stderr",
+        "    any: warning",
+        "template:",
+        "  - id: default",
+        "    storage: %s" % ZONE_DIR,
+        "    semantic-checks: off",
+        "    zonefile-sync: -1",
+        "    zonefile-load: whole",
+        "    journal-content: none",
+        "zone:",
+    ]
+    for apex, path in zones:
+        conf += ["  - domain: %s" % apex, "    file: %s" % os.path.basename(path)]
+    cfg = os.path.join(d, "knot.conf")
+    with open(cfg, "w") as f:
+        f.write("\n".join(conf) + "\n")
+    return Server("knot", ["knotd", "-c", cfg, "-s", os.path.join(d, "knot.sock")], port, d)
+
+
+def make_nsd(workdir, zones):
+    d = os.path.join(workdir, "nsd")
+    os.makedirs(d)
+    port = free_port()
+    conf = [
+        "server:",
+        "    ip-address: %s@%d" % (HOST, port),
+        "    do-ip6: no",
+        '    username: ""',
+        '    chroot: ""',
+        "    zonesdir: %s" % ZONE_DIR,
+        "    pidfile: %s" % os.path.join(d, "nsd.pid"),
+        "    xfrdfile: %s" % os.path.join(d, "xfrd.state"),
+        "    xfrdir: %s" % d,
+        "    zonelistfile: %s" % os.path.join(d, "zone.list"),
+        '    database: ""',
+        "    logfile: %s" % os.path.join(d, "nsd-file.log"),
+        "    server-count: 1",
+        "    rrl-ratelimit: 0",
+        "    hide-version: yes",
+        "    hide-identity: yes",
+        "    verbosity: 1",
+        "remote-control:",
+        "    control-enable: no",
+    ]
+    for apex, path in zones:
+        conf += ["zone:", "    name: %s" % apex, "    zonefile: %s" % os.path.basename(path)]
+    cfg = os.path.join(d, "nsd.conf")
+    with open(cfg, "w") as f:
+        f.write("\n".join(conf) + "\n")
+    return Server("nsd", ["nsd", "-d", "-c", cfg], port, d)
+
+
+def make_nsxdp(workdir, zones, binary):
+    d = os.path.join(workdir, "nsxdp")
+    os.makedirs(d)
+    port = free_port()
+    argv = [binary, "serve"]
+    for _, path in zones:
+        argv += ["--zone", path]
+    argv += ["--listen", "%s:%d" % (HOST, port), "--cores", "1"]
+    return Server("nsxdp", argv, port, d)
+
+
+# ---------------------------------------------------------------------------
+# The battery
+# ---------------------------------------------------------------------------
+
+
+class Query:
+    __slots__ = ("qname", "qtype", "qclass", "variant", "group", "rd")
+
+    def __init__(self, qname, qtype, variant, group, qclass="IN", rd=False):
+        self.qname = qname
+        self.qtype = qtype
+        self.qclass = qclass
+        self.variant = variant
+        self.group = group
+        self.rd = rd
+
+    def key(self):
+        return (self.qname.to_wire(), self.qtype, self.qclass, self.variant, self.rd)
+
+    def text(self):
+        return "%s %s %s %s%s" % (
+            self.qname.to_text(),
+            self.qclass,
+            self.qtype,
+            self.variant,
+            " +rd" if self.rd else "",
+        )
+
+    def wire(self, qid):
+        ver, payload, do, _ = VARIANTS[self.variant]
+        m = dns.message.make_query(
+            self.qname,
+            dns.rdatatype.from_text(self.qtype),
+            dns.rdataclass.from_text(self.qclass),
+            use_edns=ver if ver is not None else False,
+            want_dnssec=do,
+            payload=payload,
+            id=qid,
+            flags=dns.flags.RD if self.rd else 0,
+        )
+        return m.to_wire()
+
+
+def wire_len(name):
+    return len(name.to_wire())
+
+
+def prefix_of_len(n):
+    """Relative labels whose wire length (without the root) is exactly n (n >= 2)."""
+    labels = []
+    while n > 0:
+        if n <= 64:
+            size = n
+        elif n - 64 >= 2:
+            size = 64
+        else:
+            size = n - 2  # leave 2 for a one-octet label
+        labels.append(b"p" * (size - 1))
+        n -= size
+    return labels
+
+
+def mixed_case(name):
+    out = []
+    flip = True
+    for label in name.labels:
+        b = bytearray(label)
+        for i, c in enumerate(b):
+            if 97 <= c <= 122 or 65 <= c <= 90:
+                if flip:
+                    b[i] = c ^ 0x20
+                flip = not flip
+        out.append(bytes(b))
+    return dns.name.Name(out)
+
+
+def try_name(labels_prefix, base):
+    try:
+        return dns.name.Name(list(labels_prefix) + list(base.labels))
+    except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel):
+        return None
+
+
+def load_zones(zones):
+    out = OrderedDict()
+    for apex, path in zones:
+        z = dns.zone.from_file(path, origin=apex + ".", relativize=False)
+        out[dns.name.from_text(apex + ".")] = z
+    return out
+
+
+def group_of(name, zones):
+    """The label right below the apex of the zone holding name (the
+    behaviour the zone files group there), or 'apex' / 'unserved'."""
+    best = None
+    for apex in zones:
+        if name.is_subdomain(apex) and (best is None or len(apex) > len(best)):
+            best = apex
+    if best is None:
+        return "unserved"
+    rel = name.relativize(best)
+    zone_label = best.labels[0].decode("ascii", "replace")
+    if rel == dns.name.empty:
+        return zone_label + ":apex"
+    return zone_label + ":" + dns.name.Name([rel.labels[-1]]).to_text()
+
+
+def build_battery(zones, limit=None):
+    full = OrderedDict()  # names given every type and every variant
+    some = OrderedDict()  # names given some types and some variants
+    apexes = list(zones)
+
+    def add(d, n):
+        if n is not None and n not in full:
+            d.setdefault(n, None)
+
+    for apex, z in zones.items():
+        for owner in z.nodes:
+            add(full, owner)
+            add(some, try_name([b"x"], owner))
+            add(some, try_name([b"a", b"b"], owner))
+            if owner != apex:
+                add(some, try_name([b"zz-nonexistent"], owner.parent()))
+            # ancestors up to and including the zone's parent
+            n = owner
+            while n != apex and len(n) > 1:
+                n = n.parent()
+                add(full, n)
+                add(some, try_name([b"*"], n))
+            if owner.is_wild():
+                base = owner.parent()
+                add(full, try_name([b"expanded"], base))
+                add(full, try_name([b"a", b"b"], base))
+                add(some, try_name([b"x", b"sub", b"*"], base))
+            node = z.nodes[owner]
+            dn = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.DNAME)
+            if dn is not None:
+                target = dn[0].target
+                # every name below the DNAME target that exists in a served zone
+                for z2 in zones.values():
+                    for o2 in z2.nodes:
+                        if o2 != target and o2.is_subdomain(target):
+                            add(full, try_name(o2.relativize(target).labels, owner))
+                add(full, try_name([b"nothere"], owner))
+                # substitution results of exactly 255 and 256 octets, and a much too long one
+                for total in (255, 256):
+                    p = total - wire_len(target)
+                    if p >= 2 and p + wire_len(owner) <= 255:
+                        add(full, try_name(prefix_of_len(p), owner))
+                p = 255 - wire_len(owner)
+                add(some, try_name(prefix_of_len(p), owner) if p >= 2 else None)
+        add(full, apex.parent())
+    for text in ["www.example.net.", "example.com.", "nonexistent.test.", ".", "diff.test.example.", "xdiff.test."]:
+        add(some, dns.name.from_text(text))
+
+    battery = []
+    for n in full:
+        g = group_of(n, zones)
+        for t in ALL_TYPES:
+            for v in ALL_VARIANTS:
+                battery.append(Query(n, t, v, g))
+    for n in some:
+        g = group_of(n, zones)
+        for t in SOME_TYPES:
+            for v in SOME_VARIANTS:
+                battery.append(Query(n, t, v, g))
+    # mixed case: every owner, a few types, with RD set
+    for apex, z in zones.items():
+        for owner in z.nodes:
+            m = mixed_case(owner)
+            if m.to_wire() == owner.to_wire():
+                m = mixed_case(try_name([b"Xy"], owner)) if try_name([b"Xy"], owner) else None
+            if m is None:
+                continue
+            g = group_of(owner, zones)
+            for t in CASE_TYPES:
+                for v in ("edns", "udp"):
+                    battery.append(Query(m, t, v, g, rd=True))
+    # big answers over TCP without EDNS, and the EDNS/class corner cases
+    for apex, z in zones.items():
+        for owner in z.nodes:
+            if len(z.nodes[owner].rdatasets) and any(len(rs) >= 5 for rs in z.nodes[owner].rdatasets):
+                for t in ("A", "TXT", "NS", "ANY"):
+                    battery.append(Query(owner, t, "tcp-noedns", group_of(owner, zones)))
+        www = dns.name.from_text("www", apex)
+        for n in (apex, www):
+            g = group_of(n, zones)
+            for t in ("SOA", "A", "TXT"):
+                battery.append(Query(n, t, "badvers", g))
+                for c in ("CH", "ANY", "HS", "CLASS42"):
+                    for v in ("udp", "edns"):
+                        battery.append(Query(n, t, v, g, qclass=c))
+    for n in ("version.bind.", "id.server.", "hostname.bind."):
+        battery.append(Query(dns.name.from_text(n), "TXT", "udp", "unserved", qclass="CH"))
+
+    seen = set()
+    out = []
+    for q in battery:
+        k = q.key()
+        if k not in seen:
+            seen.add(k)
+            out.append(q)
+    if limit:
+        random.Random(1).shuffle(out)
+        out = out[:limit]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Sending
+# ---------------------------------------------------------------------------
+
+_tls = threading.local()
+
+
+def _udp_sock(server):
+    socks = getattr(_tls, "socks", None)
+    if socks is None:
+        socks = _tls.socks = {}
+    s = socks.get(server.name)
+    if s is None:
+        s = socks[server.name] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect((HOST, server.port))
+    return s
+
+
+def udp_exchange(server, wire, timeout=1.5, tries=3):
+    s = _udp_sock(server)
+    for _ in range(tries):
+        s.send(wire)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                data = s.recv(65535)
+            except socket.timeout:
+                break
+            except ConnectionRefusedError:
+                return None
+            if data[:2] == wire[:2]:
+                return data
+    return None
+
+
+def _recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("connection closed after %d of %d octets" % (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def tcp_exchange(server, wire, timeout=5.0):
+    try:
+        with socket.create_connection((HOST, server.port), timeout=timeout) as s:
+            s.sendall(struct.pack("!H", len(wire)) + wire)
+            (n,) = struct.unpack("!H", _recv_exact(s, 2))
+            return _recv_exact(s, n)
+    except (OSError, EOFError):
+        return None
+
+
+def question_bytes(wire):
+    """The raw question section of a message (first question only), or None."""
+    if len(wire) < 12 or struct.unpack("!H", wire[4:6])[0] == 0:
+        return None
+    i = 12
+    while i < len(wire):
+        n = wire[i]
+        if n == 0:
+            i += 1
+            break
+        if n & 0xC0:
+            i += 2
+            break
+        i += 1 + n
+    return wire[12 : i + 4]
+
+
+def rr_key(rrset, rd):
+    canon = dns.rdata.from_wire(rd.rdclass, rd.rdtype, rd.to_digestable(), 0, len(rd.to_digestable()))
+    return "%s %d %s %s %s" % (
+        rrset.name.canonicalize().to_text(),
+        rrset.ttl,
+        dns.rdataclass.to_text(rrset.rdclass),
+        dns.rdatatype.to_text(rrset.rdtype),
+        canon.to_text(),
+    )
+
+
+def summarize(data, query_wire):
+    """A comparable summary of a response (dict), or a dict with 'error'."""
+    if data is None:
+        return {"error": "timeout"}
+    try:
+        m = dns.message.from_wire(data, ignore_trailing=True)
+    except Exception as e:  # any parse problem is a finding
+        return {"error": "unparseable: %s: %s" % (type(e).__name__, e), "hex": data.hex()}
+    qd = question_bytes(data)
+    s = {
+        "rcode": dns.rcode.to_text(m.rcode()),
+        "aa": bool(m.flags & dns.flags.AA),
+        "tc": bool(m.flags & dns.flags.TC),
+        "qdcount": len(m.question),
+        "qecho": qd == question_bytes(query_wire) if qd is not None else None,
+        "size": len(data),
+    }
+    for sec, rrsets in (("an", m.answer), ("ns", m.authority), ("ar", m.additional)):
+        s[sec] = sorted({rr_key(rs, rd) for rs in rrsets for rd in rs})
+    if m.edns >= 0:
+        s["opt"] = {"payload": m.payload, "do": bool(m.ednsflags & dns.flags.DO), "version": m.edns}
+    else:
+        s["opt"] = None
+    return s
+
+
+def run_query(q, servers):
+    qid = random.randint(0, 65535)
+    wire = q.wire(qid)
+    transport = VARIANTS[q.variant][3]
+    out = {}
+    for srv in servers:
+        data = tcp_exchange(srv, wire) if transport == "tcp" else udp_exchange(srv, wire)
+        out[srv.name] = summarize(data, wire)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Comparing
+# ---------------------------------------------------------------------------
+
+
+def apex_ns_info(zones):
+    """For every zone: (set of rr_keys of its apex NS RRset, set of target names)."""
+    info = []
+    for apex, z in zones.items():
+        rs = z.get_rdataset(apex, "NS")
+        if rs is None:
+            continue
+        rrset = dns.rrset.from_rdata_list(apex, rs.ttl, list(rs))
+        keys = {rr_key(rrset, rd) for rd in rs}
+        targets = {rd.target.canonicalize().to_text() for rd in rs}
+        info.append((keys, targets))
+    return info
+
+
+def _owner(k):
+    return k.split(" ", 1)[0]
+
+
+def _type(k):
+    return k.split(" ", 4)[3]
+
+
+def sections_match(a, b, ns_info):
+    """answer/authority/additional equal as sets, allowing one side to add
+    the zone's apex NS RRset (and address records of its targets)."""
+    if a["an"] != b["an"]:
+        return False, "answer"
+    if a["ns"] == b["ns"] and a["ar"] == b["ar"]:
+        return True, None
+    a_ns, b_ns, a_ar, b_ar = set(a["ns"]), set(b["ns"]), set(a["ar"]), set(b["ar"])
+    for keys, targets in ns_info:
+        for x_ns, x_ar, y_ns, y_ar in ((a_ns, a_ar, b_ns, b_ar), (b_ns, b_ar, a_ns, a_ar)):
+            if keys <= x_ns and not (keys & y_ns) and x_ns - keys == y_ns:
+                extra = {k for k in x_ar - y_ar if _owner(k) in targets and _type(k) in ("A", "AAAA")}
+                if x_ar - extra == y_ar:
+                    return True, None
+    return False, "authority" if a["ns"] != b["ns"] else "additional"
+
+
+def compare(ref, got, q, ns_info):
+    """List of differences between a reference response and another one."""
+    if "error" in ref or "error" in got:
+        if ref.get("error") == got.get("error") == "timeout":
+            return []
+        return ["error(%s|%s)" % (ref.get("error", "ok"), got.get("error", "ok"))]
+    diffs = []
+    for f in ("rcode", "aa", "tc", "qdcount"):
+        if ref[f] != got[f]:
+            diffs.append(f)
+    if got["qecho"] is False:
+        diffs.append("qecho")
+    edns_query = VARIANTS[q.variant][0] is not None
+    if got["opt"] != ref["opt"]:
+        diffs.append("opt")
+    elif edns_query != (got["opt"] is not None) and ref["rcode"] not in ("FORMERR",):
+        diffs.append("opt-presence")
+    if not (ref["tc"] or got["tc"]):
+        ok, where = sections_match(ref, got, ns_info)
+        if not ok:
+            diffs.append(where)
+    return diffs
+
+
+def compact(s):
+    if s is None:
+        return "-"
+    if "error" in s:
+        return s["error"]
+    flags = " ".join(f for f in ("aa", "tc") if s[f])
+    parts = ["%s%s%s qd=%d%s size=%d" % (
+        s["rcode"], " " if flags else "", flags, s["qdcount"],
+        "" if s["qecho"] in (True, None) else " QD-NOT-ECHOED", s["size"])]
+    if s["opt"] is not None:
+        parts.append("OPT(%d%s%s)" % (s["opt"]["payload"], ",do" if s["opt"]["do"] else "",
+                                      ",v%d" % s["opt"]["version"] if s["opt"]["version"] else ""))
+    for sec in ("an", "ns", "ar"):
+        if s[sec]:
+            rrs = s[sec]
+            shown = rrs if len(rrs) <= 6 else rrs[:5] + ["... (%d more)" % (len(rrs) - 5)]
+            parts.append("%s: %s" % (sec.upper(), " | ".join(shown)))
+    return "\n        ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def missing_prereqs(with_nsxdp, binary):
+    missing = []
+    if dns is None:
+        missing.append("python3-dnspython (import dns failed for %s)" % sys.executable)
+    for tool in ("knotd", "nsd"):
+        if shutil.which(tool) is None:
+            missing.append(tool)
+    if with_nsxdp and not os.access(binary, os.X_OK):
+        missing.append("nsxdp binary %s" % binary)
+    return missing
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nsxdp", help="path of the nsxdp binary; without it, compare Knot with NSD only")
+    ap.add_argument("--json", default=None, help="write all failures (or disagreements) here")
+    ap.add_argument("--limit", type=int, default=0, help="send only this many queries (a random sample)")
+    ap.add_argument("--only", default=None, help="send only queries whose text matches this regex")
+    ap.add_argument("--show", type=int, default=30, help="print this many failures in full")
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--time-limit", type=float, default=300.0, help="stop sending after this many seconds")
+    args = ap.parse_args()
+    random.seed(args.seed)
+
+    missing = missing_prereqs(args.nsxdp is not None, args.nsxdp or "")
+    if missing:
+        print("differential: missing prerequisite(s): " + ", ".join(missing))
+        return EXIT_MISSING
+
+    zfiles = zone_files()
+    zones = load_zones(zfiles)
+    ns_info = apex_ns_info(zones)
+    battery = build_battery(zones, args.limit or None)
+    if args.only:
+        rx = re.compile(args.only)
+        battery = [q for q in battery if rx.search(q.text())]
+
+    workdir = tempfile.mkdtemp(prefix="nsxdp-differential-")
+    servers = []
+    try:
+        servers = [make_knot(workdir, zfiles), make_nsd(workdir, zfiles)]
+        if args.nsxdp:
+            servers.append(make_nsxdp(workdir, zfiles, os.path.abspath(args.nsxdp)))
+        for s in servers:
+            s.start()
+        for s in servers:
+            for apex in zones:
+                s.wait_ready(apex)
+        print("differential: %s; %d zones, %d queries" % (
+            ", ".join("%s on %s:%d (pid %d)" % (s.name, HOST, s.port, s.proc.pid) for s in servers),
+            len(zones), len(battery)))
+
+        t0 = time.monotonic()
+        results = [None] * len(battery)
+        stopped = threading.Event()
+
+        def work(i):
+            if stopped.is_set() or time.monotonic() - t0 > args.time_limit:
+                stopped.set()
+                return
+            results[i] = run_query(battery[i], servers)
+
+        with ThreadPoolExecutor(max_workers=args.workers) as ex:
+            list(ex.map(work, range(len(battery))))
+        elapsed = time.monotonic() - t0
+        for s in servers:
+            if s.proc.poll() is not None:
+                raise HarnessError("%s died during the run (status %s):\n%s" % (s.name, s.proc.returncode, s.log_tail()))
+        sent = sum(1 for r in results if r is not None)
+        if stopped.is_set():
+            raise HarnessError("time limit of %.0f s reached after %d of %d queries" % (args.time_limit, sent, len(battery)))
+        print("differential: sent %d queries to each server in %.1f s" % (sent, elapsed))
+        if args.nsxdp:
+            return report_nsxdp(battery, results, ns_info, args)
+        return report_knot_nsd(battery, results, ns_info, args)
+    except HarnessError as e:
+        print("differential: error: %s" % e)
+        return EXIT_ERROR
+    finally:
+        for s in servers:
+            s.stop()
+        if args.keep:
+            print("differential: kept %s" % workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def record(q, res, diffs):
+    return {
+        "query": q.text(),
+        "group": q.group,
+        "diffs": diffs,
+        "responses": res,
+    }
+
+
+def print_record(i, rec):
+    print("  #%d %s   [%s]" % (i, rec["query"], "; ".join("%s: %s" % (k, ",".join(v)) for k, v in rec["diffs"].items())))
+    for name, s in rec["responses"].items():
+        print("    %-5s %s" % (name, compact(s)))
+
+
+def print_groups(records):
+    groups = defaultdict(list)
+    for rec in records:
+        kinds = sorted({d for v in rec["diffs"].values() for d in v})
+        groups[(rec["group"], ",".join(kinds))].append(rec)
+    print("differential: by group (label below the apex) and kind of difference:")
+    for (g, kinds), recs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        print("  %5d  %-22s %-28s e.g. %s" % (len(recs), g, kinds, recs[0]["query"]))
+
+
+def write_json(path, obj):
+    if path:
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+        print("differential: wrote %s" % path)
+
+
+def report_nsxdp(battery, results, ns_info, args):
+    n = len(battery)
+    m_knot = m_nsd = m_either = 0
+    failures = []
+    for q, res in zip(battery, results):
+        dk = compare(res["knot"], res["nsxdp"], q, ns_info)
+        dn = compare(res["nsd"], res["nsxdp"], q, ns_info)
+        m_knot += not dk
+        m_nsd += not dn
+        if not dk or not dn:
+            m_either += 1
+        else:
+            failures.append(record(q, res, {"vs-knot": dk, "vs-nsd": dn}))
+    print("differential: queries %d, matched knot %d, matched nsd %d, matched either %d, failed %d"
+          % (n, m_knot, m_nsd, m_either, len(failures)))
+    if failures:
+        print_groups(failures)
+        print("differential: first %d failures:" % min(args.show, len(failures)))
+        for i, rec in enumerate(failures[: args.show]):
+            print_record(i, rec)
+    write_json(args.json, {"queries": n, "matched_knot": m_knot, "matched_nsd": m_nsd,
+                           "matched_either": m_either, "failures": failures})
+    return EXIT_FAIL if failures else 0
+
+
+def report_knot_nsd(battery, results, ns_info, args):
+    n = len(battery)
+    disagree = []
+    for q, res in zip(battery, results):
+        d = compare(res["knot"], res["nsd"], q, ns_info)
+        if d:
+            disagree.append(record(q, res, {"knot-vs-nsd": d}))
+    print("differential: queries %d, knot and nsd agree on %d, disagree on %d" % (n, n - len(disagree), len(disagree)))
+    if disagree:
+        print_groups(disagree)
+        print("differential: first %d disagreements:" % min(args.show, len(disagree)))
+        for i, rec in enumerate(disagree[: args.show]):
+            print_record(i, rec)
+    write_json(args.json, {"queries": n, "agree": n - len(disagree), "disagreements": disagree})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
