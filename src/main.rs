@@ -19,6 +19,11 @@ use nsxdp::wire::name::Name;
 use nsxdp::zone::parse::{self, Loaded};
 use nsxdp::zone::text::format_record;
 
+// Building a zone of millions of records makes millions of small allocations; mimalloc
+// does them much faster than glibc's allocator. The query path allocates nothing.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "nsxdp", version, about = "Authoritative DNS server with AF_XDP kernel bypass")]
 struct Cli {

@@ -1,1 +1,1329 @@
+//! Engine tests: one behaviour per test, queries and responses as bytes.
+//!
+//! Zones are built from master-file text, compiled and archived in memory; responses are
+//! parsed strictly (every count honoured, every byte consumed, pointers only backwards) and
+//! records are compared as `owner ttl TYPE rdata` text with the owner lowercased.
 
+use std::path::Path;
+use std::sync::OnceLock;
+
+use super::*;
+use crate::snapshot::{compile, ArchivedZoneImage};
+use crate::wire::name::{read_compressed, Name};
+use crate::wire::rdata::decompress;
+use crate::zone::parse::{load_text, type_name};
+use crate::zone::text::format_rdata;
+
+// ---------------------------------------------------------------------------
+// Zones
+// ---------------------------------------------------------------------------
+
+type Bytes = rkyv::util::AlignedVec;
+
+fn build(origin: &str, text: &str) -> Bytes {
+    let origin = Name::parse_text(origin.as_bytes(), None).unwrap();
+    let loaded = load_text(Path::new("t.zone"), text.as_bytes(), &origin);
+    assert!(loaded.is_servable(), "{:?}", loaded.diagnostics);
+    let img = compile(&loaded.zone).unwrap();
+    rkyv::to_bytes::<rkyv::rancor::BoxedError>(&img).unwrap()
+}
+
+fn archived(b: &Bytes) -> &ArchivedZoneImage {
+    rkyv::access::<ArchivedZoneImage, rkyv::rancor::BoxedError>(b).unwrap()
+}
+
+/// `n` TXT records of one 100-octet string each: about 113 octets per RR in a message.
+fn txt_set(owner: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{owner} TXT \"{i:03}{}\"\n", "x".repeat(97))).collect()
+}
+
+fn example_text() -> String {
+    let mut t = String::from(
+        r#"$ORIGIN example.com.
+$TTL 3600
+@         SOA   ns1 hostmaster 2024010101 7200 900 1209600 300
+@         NS    ns1
+@         NS    ns2
+@         MX    10 mail
+@         TXT   "apex"
+ns1       A     192.0.2.1
+ns2       A     192.0.2.2
+ns2       AAAA  2001:db8::2
+mail      A     192.0.2.3
+mail      AAAA  2001:db8::3
+www       A     192.0.2.10
+www       AAAA  2001:db8::10
+sip       A     192.0.2.20
+_sip._tcp SRV   0 5 5060 sip
+a.b.c     A     192.0.2.4
+c1        CNAME c2
+c2        CNAME C3
+c3        CNAME www
+cnx       CNAME nothere
+cout      CNAME www.example.net.
+loop1     CNAME loop2
+loop2     CNAME loop1
+csub      CNAME host.sub
+sub       NS    ns.sub
+sub       NS    ns.example.net.
+ns.sub    A     192.0.2.53
+ns.sub    AAAA  2001:db8::53
+*.sub     TXT   "occluded"
+signed    NS    ns.signed
+signed    DS    12345 8 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE8C50A8E9C2D2A2F6C0A3C5E1
+ns.signed A     192.0.2.54
+unsigned  NS    ns.example.net.
+*.w       TXT   "wild"
+*.w       MX    10 mail
+exists.w  A     192.0.2.30
+x.ent.w   A     192.0.2.31
+*.wc      CNAME www
+d     600 DNAME example.net.
+dn        DNAME inner.example.com.
+host.inner A    192.0.2.40
+"#,
+    );
+    // A DNAME whose target is long: 3 × 64 + 13 = 205 octets.
+    let l63 = |c: char| c.to_string().repeat(63);
+    t.push_str(&format!("l DNAME {}.{}.{}.example.net.\n", l63('a'), l63('b'), l63('c')));
+    t.push_str(&txt_set("big", 8));
+    t.push_str(&txt_set("huge", 30));
+    // A delegation whose NS RRset fits 512 octets but whose glue does not.
+    for i in 1..=13 {
+        t.push_str(&format!("many NS ns{i:02}.many\nns{i:02}.many A 192.0.2.{i}\nns{i:02}.many AAAA 2001:db8::{i}\n"));
+    }
+    t
+}
+
+fn ex() -> &'static ArchivedZoneImage {
+    static Z: OnceLock<Bytes> = OnceLock::new();
+    archived(Z.get_or_init(|| build("example.com.", &example_text())))
+}
+
+/// A zone with a wildcard at the apex, a delegation, and SOA TTL < MINIMUM.
+fn wild() -> &'static ArchivedZoneImage {
+    static Z: OnceLock<Bytes> = OnceLock::new();
+    archived(Z.get_or_init(|| {
+        build(
+            "wild.test.",
+            "$ORIGIN wild.test.\n$TTL 60\n@ SOA ns hm 1 7200 900 1209600 3600\n@ NS ns\nns A 192.0.2.1\n\
+             * A 192.0.2.99\nsub NS ns.sub\nns.sub A 192.0.2.53\n",
+        )
+    }))
+}
+
+// ---------------------------------------------------------------------------
+// Queries
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+struct Opt {
+    size: u16,
+    dnssec_ok: bool,
+    version: u8,
+}
+
+#[derive(Clone)]
+struct Q {
+    id: u16,
+    flags: u16,
+    name: String,
+    qtype: u16,
+    qclass: u16,
+    opt: Option<Opt>,
+}
+
+impl Q {
+    /// An IN query with RD set.
+    fn new(name: &str, qtype: u16) -> Q {
+        Q { id: 0xBEEF, flags: 0x0100, name: name.to_string(), qtype, qclass: 1, opt: None }
+    }
+
+    fn edns(mut self, size: u16) -> Q {
+        self.opt = Some(Opt { size, dnssec_ok: false, version: 0 });
+        self
+    }
+
+    fn wire(&self) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&self.id.to_be_bytes());
+        m.extend_from_slice(&self.flags.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(self.opt.is_some())]);
+        m.extend_from_slice(Name::parse_text(self.name.as_bytes(), None).unwrap().as_wire());
+        m.extend_from_slice(&self.qtype.to_be_bytes());
+        m.extend_from_slice(&self.qclass.to_be_bytes());
+        if let Some(o) = self.opt {
+            m.extend_from_slice(&opt_rr(o.size, o.version, o.dnssec_ok, &[]));
+        }
+        m
+    }
+}
+
+fn opt_rr(size: u16, version: u8, dnssec_ok: bool, rdata: &[u8]) -> Vec<u8> {
+    let mut m = vec![0];
+    m.extend_from_slice(&rtype::OPT.to_be_bytes());
+    m.extend_from_slice(&size.to_be_bytes());
+    m.extend_from_slice(&[0, version]);
+    m.extend_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+    m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    m.extend_from_slice(rdata);
+    m
+}
+
+// ---------------------------------------------------------------------------
+// Running and reading responses
+// ---------------------------------------------------------------------------
+
+fn run_raw(zones: &impl Zones, query: &[u8], t: Transport, buf_len: usize) -> (Outcome, Vec<u8>) {
+    let mut buf = vec![0u8; buf_len.max(query.len())];
+    buf[..query.len()].copy_from_slice(query);
+    let o = answer(zones, &mut buf, query.len(), t, &Config::default());
+    if let Outcome::Reply { len, .. } = o {
+        assert!(len <= buf_len.max(query.len()));
+        buf.truncate(len);
+    }
+    (o, buf)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RespOpt {
+    size: u16,
+    ext_rcode: u8,
+    version: u8,
+    flags: u16,
+    rdlen: u16,
+}
+
+#[derive(Debug)]
+struct Resp {
+    raw: Vec<u8>,
+    id: u16,
+    flags: u16,
+    /// Header rcode plus the OPT's extended bits.
+    rcode: u16,
+    qd: u16,
+    /// Each question's uncompressed name (original case), type and class.
+    questions: Vec<(Vec<u8>, u16, u16)>,
+    answer: Vec<String>,
+    authority: Vec<String>,
+    additional: Vec<String>,
+    opt: Option<RespOpt>,
+    /// Offset just past the question section.
+    question_end: usize,
+}
+
+impl Resp {
+    fn aa(&self) -> bool {
+        self.flags & 0x0400 != 0
+    }
+    fn tc(&self) -> bool {
+        self.flags & 0x0200 != 0
+    }
+    fn qr(&self) -> bool {
+        self.flags & 0x8000 != 0
+    }
+    fn ra(&self) -> bool {
+        self.flags & 0x0080 != 0
+    }
+    fn opcode(&self) -> u16 {
+        (self.flags >> 11) & 0xF
+    }
+    fn counts(&self) -> [usize; 3] {
+        [self.answer.len(), self.authority.len(), self.additional.len() + usize::from(self.opt.is_some())]
+    }
+}
+
+fn u16_at(m: &[u8], o: usize) -> u16 {
+    u16::from_be_bytes([m[o], m[o + 1]])
+}
+
+fn name_text(wire: &[u8]) -> String {
+    Name::from_wire(wire).unwrap().to_string()
+}
+
+/// Parses a response strictly; panics on anything malformed.
+fn parse_response(m: &[u8]) -> Resp {
+    assert!(m.len() >= 12, "response shorter than a header: {m:02x?}");
+    let counts = [u16_at(m, 4), u16_at(m, 6), u16_at(m, 8), u16_at(m, 10)];
+    let mut pos = 12;
+    let mut questions = Vec::new();
+    for _ in 0..counts[0] {
+        let mut n = [0u8; 256];
+        let (next, len) = read_compressed(m, pos, &mut n).unwrap();
+        questions.push((n[..len].to_vec(), u16_at(m, next), u16_at(m, next + 2)));
+        pos = next + 4;
+    }
+    let question_end = pos;
+    let mut sections: [Vec<String>; 3] = Default::default();
+    let mut opt = None;
+    for (s, &count) in counts[1..].iter().enumerate() {
+        for _ in 0..count {
+            let mut n = [0u8; 256];
+            let (next, len) = read_compressed(m, pos, &mut n).unwrap_or_else(|e| panic!("owner at {pos}: {e:?}"));
+            let t = u16_at(m, next);
+            let class = u16_at(m, next + 2);
+            let ttl = u32::from_be_bytes([m[next + 4], m[next + 5], m[next + 6], m[next + 7]]);
+            let rdlen = u16_at(m, next + 8) as usize;
+            let start = next + 10;
+            assert!(start + rdlen <= m.len(), "rdata past the end");
+            if t == rtype::OPT {
+                assert_eq!(s, 2, "OPT outside the additional section");
+                assert!(opt.is_none(), "two OPT records");
+                assert_eq!(&n[..len], b"\x00", "OPT not owned by the root");
+                opt = Some(RespOpt {
+                    size: class,
+                    ext_rcode: (ttl >> 24) as u8,
+                    version: (ttl >> 16) as u8,
+                    flags: ttl as u16,
+                    rdlen: rdlen as u16,
+                });
+            } else {
+                assert_eq!(class, 1);
+                let rd = decompress(t, m, start, rdlen).unwrap();
+                let mut text = format!("{} {} {} ", name_text(&n[..len]).to_ascii_lowercase(), ttl, type_name(t));
+                format_rdata(&mut text, t, &rd);
+                sections[s].push(text);
+            }
+            pos = start + rdlen;
+        }
+    }
+    assert_eq!(pos, m.len(), "bytes after the last record");
+    let flags = u16_at(m, 2);
+    let rcode = (flags & 0xF) | opt.map_or(0, |o| (o.ext_rcode as u16) << 4);
+    let [answer, authority, additional] = sections;
+    Resp {
+        raw: m.to_vec(),
+        id: u16_at(m, 0),
+        flags,
+        rcode,
+        qd: counts[0],
+        questions,
+        answer,
+        authority,
+        additional,
+        opt,
+        question_end,
+    }
+}
+
+fn ask_zones(zones: &impl Zones, query: &[u8], t: Transport) -> Resp {
+    let (o, raw) = run_raw(zones, query, t, 65535);
+    let Outcome::Reply { len, rcode, truncated } = o else { panic!("no reply: {o:?}") };
+    assert_eq!(len, raw.len());
+    let r = parse_response(&raw);
+    assert_eq!(r.rcode, rcode, "Outcome rcode differs from the message");
+    assert_eq!(r.tc(), truncated, "Outcome TC differs from the message");
+    assert!(r.qr());
+    assert!(!r.ra());
+    r
+}
+
+fn ask(q: &Q) -> Resp {
+    ask_zones(ex(), &q.wire(), Transport::Udp)
+}
+
+fn ask_tcp(q: &Q) -> Resp {
+    ask_zones(ex(), &q.wire(), Transport::Tcp)
+}
+
+fn ask_bytes(query: &[u8]) -> Resp {
+    ask_zones(ex(), query, Transport::Udp)
+}
+
+fn outcome(query: &[u8]) -> Outcome {
+    run_raw(ex(), query, Transport::Udp, 512).0
+}
+
+/// The negative-answer SOA of example.com (TTL = MINIMUM 300 < 3600).
+const NEG_SOA: &str = "example.com. 300 SOA ns1.example.com. hostmaster.example.com. 2024010101 7200 900 1209600 300";
+
+fn assert_answer(r: &Resp, rcode: u16, aa: bool, answer: &[&str], authority: &[&str], additional: &[&str]) {
+    assert_eq!(r.rcode, rcode, "{r:#?}");
+    assert_eq!(r.aa(), aa, "AA: {r:#?}");
+    assert!(!r.tc(), "TC: {r:#?}");
+    assert_eq!(r.answer, answer, "answer: {r:#?}");
+    assert_eq!(r.authority, authority, "authority: {r:#?}");
+    let mut got = r.additional.clone();
+    got.sort();
+    let mut want: Vec<String> = additional.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "additional: {r:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// Header
+// ---------------------------------------------------------------------------
+
+#[test]
+fn header_id_opcode_rd_cd_echoed_qr_set_ra_ad_clear() {
+    // ID abcd; flags: RD, AD, CD set (0x0130); www.example.com A IN.
+    let q = b"\xab\xcd\x01\x30\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x03com\x00\x00\x01\x00\x01";
+    let r = ask_bytes(q);
+    assert_eq!(r.id, 0xabcd);
+    // QR, AA, RD, CD; opcode 0; TC, RA, Z, AD clear; NOERROR.
+    assert_eq!(r.flags, 0x8000 | 0x0400 | 0x0100 | 0x0010);
+    assert_eq!(&r.raw[4..12], b"\x00\x01\x00\x01\x00\x00\x00\x00");
+    // RD clear stays clear.
+    let mut q2 = q.to_vec();
+    q2[2] = 0;
+    q2[3] = 0;
+    let r = ask_bytes(&q2);
+    assert_eq!(r.flags, 0x8400);
+}
+
+#[test]
+fn header_qdcount_zero_is_formerr() {
+    let q = b"\x12\x34\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+    let r = ask_bytes(q);
+    assert_eq!(r.rcode, rcode::FORMERR as u16);
+    assert_eq!(r.raw, b"\x12\x34\x81\x01\x00\x00\x00\x00\x00\x00\x00\x00");
+}
+
+#[test]
+fn header_qdcount_two_is_formerr() {
+    let mut q = Q::new("www.example.com.", rtype::A).wire();
+    q.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+    q[5] = 2;
+    let r = ask_bytes(&q);
+    assert_eq!(r.rcode, rcode::FORMERR as u16);
+    assert!(!r.aa());
+    assert_eq!(r.counts(), [0, 0, 0]);
+}
+
+#[test]
+fn header_response_is_dropped() {
+    let mut q = Q::new("www.example.com.", rtype::A).wire();
+    q[2] |= 0x80;
+    assert_eq!(outcome(&q), Outcome::Drop(DropReason::Response));
+}
+
+#[test]
+fn header_short_is_dropped() {
+    let q = Q::new("www.example.com.", rtype::A).wire();
+    for len in 0..12 {
+        assert_eq!(outcome(&q[..len]), Outcome::Drop(DropReason::Short), "len {len}");
+    }
+}
+
+#[test]
+fn header_unknown_opcode_is_notimp() {
+    for op in [2u16, 3, 15] {
+        let mut q = Q::new("www.example.com.", rtype::A);
+        q.flags = 0x0100 | (op << 11);
+        let r = ask(&q);
+        assert_eq!(r.rcode, rcode::NOTIMP as u16);
+        assert_eq!(r.opcode(), op, "opcode echoed");
+        assert!(!r.aa());
+        assert_eq!(r.qd, 1);
+        assert_eq!(r.counts(), [0, 0, 0]);
+    }
+}
+
+#[test]
+fn header_notify_and_update_are_notimp_for_now() {
+    for op in [opcode::NOTIFY, opcode::UPDATE] {
+        let mut q = Q::new("example.com.", rtype::SOA);
+        q.flags = (op as u16) << 11;
+        let r = ask(&q);
+        assert_eq!(r.rcode, rcode::NOTIMP as u16);
+        assert_eq!(r.opcode(), op as u16);
+    }
+}
+
+#[test]
+fn header_class_ch_is_refused() {
+    let mut q = Q::new("www.example.com.", rtype::TXT);
+    q.qclass = 3;
+    let r = ask(&q);
+    assert_eq!(r.rcode, rcode::REFUSED as u16);
+    assert!(!r.aa());
+    assert_eq!(r.questions[0].2, 3);
+    assert_eq!(r.counts(), [0, 0, 0]);
+}
+
+#[test]
+fn header_name_outside_every_zone_is_refused() {
+    for name in ["www.example.org.", "com.", ".", "example.com.evil."] {
+        let r = ask(&Q::new(name, rtype::A));
+        assert_eq!(r.rcode, rcode::REFUSED as u16, "{name}");
+        assert!(!r.aa(), "{name}");
+        assert_eq!(r.counts(), [0, 0, 0], "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Positive answers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn exact_match() {
+    let r = ask(&Q::new("www.example.com.", rtype::A));
+    assert_answer(&r, 0, true, &["www.example.com. 3600 A 192.0.2.10"], &[], &[]);
+    let r = ask(&Q::new("www.example.com.", rtype::AAAA));
+    assert_answer(&r, 0, true, &["www.example.com. 3600 AAAA 2001:db8::10"], &[], &[]);
+}
+
+#[test]
+fn case_insensitive_lookup_echoes_question_and_points_owner_at_it() {
+    let q = b"\x00\x07\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03wWw\x07ExAmPlE\x03CoM\x00\x00\x01\x00\x01";
+    let r = ask_bytes(q);
+    assert_eq!(r.rcode, 0);
+    assert!(r.aa());
+    assert_eq!(&r.raw[..4], b"\x00\x07\x84\x00");
+    // The question, byte for byte.
+    assert_eq!(&r.raw[12..q.len()], &q[12..]);
+    // The answer's owner is a pointer to the question name.
+    assert_eq!(&r.raw[q.len()..], b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x0e\x10\x00\x04\xc0\x00\x02\x0a");
+}
+
+#[test]
+fn rdata_names_point_into_the_question() {
+    // MX at the apex: the target "mail" + a pointer to the apex, which is the question.
+    let q = Q::new("EXAMPLE.com.", rtype::MX).wire();
+    let r = ask_bytes(&q);
+    let at = q.len();
+    assert_eq!(&r.raw[at..at + 12], b"\xc0\x0c\x00\x0f\x00\x01\x00\x00\x0e\x10\x00\x09");
+    assert_eq!(&r.raw[at + 12..at + 21], b"\x00\x0a\x04mail\xc0\x0c");
+    assert_eq!(r.answer, ["example.com. 3600 MX 10 mail.example.com."]);
+}
+
+// ---------------------------------------------------------------------------
+// CNAME
+// ---------------------------------------------------------------------------
+
+#[test]
+fn cname_chain_inside_the_zone() {
+    let r = ask(&Q::new("c1.example.com.", rtype::A));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &[
+            "c1.example.com. 3600 CNAME c2.example.com.",
+            "c2.example.com. 3600 CNAME C3.example.com.",
+            "c3.example.com. 3600 CNAME www.example.com.",
+            "www.example.com. 3600 A 192.0.2.10",
+        ],
+        &[],
+        &[],
+    );
+}
+
+#[test]
+fn cname_chain_ending_in_nxdomain() {
+    // RFC 6604: the rcode is that of the last name of the chain.
+    let r = ask(&Q::new("cnx.example.com.", rtype::A));
+    assert_answer(
+        &r,
+        rcode::NXDOMAIN as u16,
+        true,
+        &["cnx.example.com. 3600 CNAME nothere.example.com."],
+        &[NEG_SOA],
+        &[],
+    );
+}
+
+#[test]
+fn cname_chain_ending_in_nodata() {
+    let r = ask(&Q::new("c3.example.com.", rtype::MX));
+    assert_answer(&r, 0, true, &["c3.example.com. 3600 CNAME www.example.com."], &[NEG_SOA], &[]);
+}
+
+#[test]
+fn cname_to_out_of_zone_is_just_the_cname() {
+    let r = ask(&Q::new("cout.example.com.", rtype::A));
+    assert_answer(&r, 0, true, &["cout.example.com. 3600 CNAME www.example.net."], &[], &[]);
+}
+
+#[test]
+fn cname_loop_terminates() {
+    let r = ask(&Q::new("loop1.example.com.", rtype::A));
+    assert_eq!(r.rcode, 0);
+    assert!(r.aa());
+    assert!(!r.answer.is_empty() && r.answer.len() <= MAX_CHAIN, "{r:#?}");
+    assert_eq!(r.answer[0], "loop1.example.com. 3600 CNAME loop2.example.com.");
+    assert_eq!(r.answer[1], "loop2.example.com. 3600 CNAME loop1.example.com.");
+}
+
+#[test]
+fn qtype_cname_returns_the_cname_itself() {
+    let r = ask(&Q::new("c1.example.com.", rtype::CNAME));
+    assert_answer(&r, 0, true, &["c1.example.com. 3600 CNAME c2.example.com."], &[], &[]);
+}
+
+#[test]
+fn cname_into_a_delegation_gives_the_referral() {
+    // AA follows the first owner of the answer (RFC 1035 §4.1.1), which is ours.
+    let r = ask(&Q::new("csub.example.com.", rtype::A));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["csub.example.com. 3600 CNAME host.sub.example.com."],
+        &["sub.example.com. 3600 NS ns.example.net.", "sub.example.com. 3600 NS ns.sub.example.com."],
+        &["ns.sub.example.com. 3600 A 192.0.2.53", "ns.sub.example.com. 3600 AAAA 2001:db8::53"],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Referrals
+// ---------------------------------------------------------------------------
+
+const SUB_NS: [&str; 2] = ["sub.example.com. 3600 NS ns.example.net.", "sub.example.com. 3600 NS ns.sub.example.com."];
+const SUB_GLUE: [&str; 2] = ["ns.sub.example.com. 3600 A 192.0.2.53", "ns.sub.example.com. 3600 AAAA 2001:db8::53"];
+
+#[test]
+fn referral_at_a_zone_cut() {
+    for t in [rtype::A, rtype::NS, rtype::SOA, rtype::ANY] {
+        let r = ask(&Q::new("sub.example.com.", t));
+        assert_answer(&r, 0, false, &[], &SUB_NS, &SUB_GLUE);
+    }
+}
+
+#[test]
+fn referral_below_a_zone_cut() {
+    for name in ["host.sub.example.com.", "a.b.c.sub.example.com.", "ns.sub.example.com.", "x.sub.example.com."] {
+        let r = ask(&Q::new(name, rtype::A));
+        assert_answer(&r, 0, false, &[], &SUB_NS, &SUB_GLUE);
+    }
+    // The NS owner points into the question name at "sub".
+    let q = Q::new("Host.SUB.example.com.", rtype::A).wire();
+    let r = ask_bytes(&q);
+    assert_eq!(&r.raw[q.len()..q.len() + 2], b"\xc0\x11");
+    // DS below the cut belongs to the child too.
+    let r = ask(&Q::new("x.sub.example.com.", rtype::DS));
+    assert_answer(&r, 0, false, &[], &SUB_NS, &SUB_GLUE);
+}
+
+#[test]
+fn ds_at_the_cut_is_answered_from_the_parent() {
+    let r = ask(&Q::new("signed.example.com.", rtype::DS));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["signed.example.com. 3600 DS 12345 8 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE8C50A8E9C2D2A2F6C0A3C5E1"],
+        &[],
+        &[],
+    );
+    // No DS: NODATA with the SOA.
+    let r = ask(&Q::new("sub.example.com.", rtype::DS));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+    let r = ask(&Q::new("unsigned.example.com.", rtype::DS));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+}
+
+#[test]
+fn referral_glue_that_does_not_fit_sets_tc() {
+    // RFC 9471: all in-domain glue, or TC.
+    let r = ask(&Q::new("www.many.example.com.", rtype::A));
+    assert!(r.tc(), "{r:#?}");
+    assert!(!r.aa());
+    assert_eq!(r.rcode, 0);
+    assert_eq!(r.qd, 1);
+    assert_eq!(r.counts(), [0, 0, 0]);
+    // With room for it all: 13 NS, 26 glue records.
+    for r in [ask(&Q::new("www.many.example.com.", rtype::A).edns(1232)), ask_tcp(&Q::new("many.example.com.", rtype::A))]
+    {
+        assert!(!r.tc() && !r.aa());
+        assert_eq!(r.authority.len(), 13);
+        assert_eq!(r.additional.len(), 26);
+        assert!(r.additional.contains(&"ns13.many.example.com. 3600 AAAA 2001:db8::d".to_string()));
+    }
+}
+
+#[test]
+fn no_wildcard_below_a_zone_cut() {
+    // "*.sub" lies below the cut: occluded, the referral wins.
+    let r = ask(&Q::new("nothing.sub.example.com.", rtype::TXT));
+    assert_answer(&r, 0, false, &[], &SUB_NS, &SUB_GLUE);
+    // A wildcard at the apex does not reach below a cut either.
+    let r = ask_zones(wild(), &Q::new("x.sub.wild.test.", rtype::A).wire(), Transport::Udp);
+    assert_answer(&r, 0, false, &[], &["sub.wild.test. 60 NS ns.sub.wild.test."], &["ns.sub.wild.test. 60 A 192.0.2.53"]);
+    let r = ask_zones(wild(), &Q::new("sub.wild.test.", rtype::A).wire(), Transport::Udp);
+    assert!(!r.aa());
+    assert_eq!(r.authority.len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Negative answers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn nxdomain_with_soa() {
+    let r = ask(&Q::new("nothere.example.com.", rtype::A));
+    assert_answer(&r, rcode::NXDOMAIN as u16, true, &[], &[NEG_SOA], &[]);
+    let r = ask(&Q::new("a.b.nothere.example.com.", rtype::A));
+    assert_answer(&r, rcode::NXDOMAIN as u16, true, &[], &[NEG_SOA], &[]);
+    // The SOA owner points at the apex inside the question.
+    let q = Q::new("nothere.example.com.", rtype::A).wire();
+    let r = ask_bytes(&q);
+    assert_eq!(&r.raw[q.len()..q.len() + 2], b"\xc0\x14");
+}
+
+#[test]
+fn nodata_with_soa() {
+    let r = ask(&Q::new("www.example.com.", rtype::MX));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+}
+
+#[test]
+fn negative_soa_ttl_is_min_of_ttl_and_minimum() {
+    // SOA TTL 60, MINIMUM 3600: 60.
+    let r = ask_zones(wild(), &Q::new("ns.wild.test.", rtype::MX).wire(), Transport::Udp);
+    assert_answer(&r, 0, true, &[], &["wild.test. 60 SOA ns.wild.test. hm.wild.test. 1 7200 900 1209600 3600"], &[]);
+}
+
+#[test]
+fn empty_non_terminal_is_nodata() {
+    for name in ["c.example.com.", "b.c.example.com.", "ent.w.example.com.", "_tcp.example.com."] {
+        let r = ask(&Q::new(name, rtype::A));
+        assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Wildcards (RFC 4592)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn wildcard_expansion_owner_is_the_qname() {
+    let q = Q::new("Foo.w.example.com.", rtype::TXT).wire();
+    let r = ask_bytes(&q);
+    assert_answer(&r, 0, true, &["foo.w.example.com. 3600 TXT \"wild\""], &[], &[]);
+    assert_eq!(&r.raw[q.len()..q.len() + 2], b"\xc0\x0c");
+    // Several labels below the closest encloser.
+    let r = ask(&Q::new("a.b.c.w.example.com.", rtype::TXT));
+    assert_answer(&r, 0, true, &["a.b.c.w.example.com. 3600 TXT \"wild\""], &[], &[]);
+    // With additional processing of the expanded MX.
+    let r = ask(&Q::new("mx.w.example.com.", rtype::MX));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["mx.w.example.com. 3600 MX 10 mail.example.com."],
+        &[],
+        &["mail.example.com. 3600 A 192.0.2.3", "mail.example.com. 3600 AAAA 2001:db8::3"],
+    );
+    // Apex wildcard.
+    let r = ask_zones(wild(), &Q::new("anything.wild.test.", rtype::A).wire(), Transport::Udp);
+    assert_answer(&r, 0, true, &["anything.wild.test. 60 A 192.0.2.99"], &[], &[]);
+}
+
+#[test]
+fn wildcard_blocked_by_an_existing_name() {
+    let r = ask(&Q::new("exists.w.example.com.", rtype::TXT));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+    // Below an existing name the closest encloser is that name, which has no wildcard.
+    let r = ask(&Q::new("below.exists.w.example.com.", rtype::TXT));
+    assert_answer(&r, rcode::NXDOMAIN as u16, true, &[], &[NEG_SOA], &[]);
+    let r = ask_zones(wild(), &Q::new("ns.wild.test.", rtype::A).wire(), Transport::Udp);
+    assert_eq!(r.answer, ["ns.wild.test. 60 A 192.0.2.1"]);
+}
+
+#[test]
+fn wildcard_blocked_by_an_empty_non_terminal() {
+    let r = ask(&Q::new("ent.w.example.com.", rtype::TXT));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+    let r = ask(&Q::new("y.ent.w.example.com.", rtype::TXT));
+    assert_answer(&r, rcode::NXDOMAIN as u16, true, &[], &[NEG_SOA], &[]);
+}
+
+#[test]
+fn wildcard_cname() {
+    let r = ask(&Q::new("abc.wc.example.com.", rtype::A));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["abc.wc.example.com. 3600 CNAME www.example.com.", "www.example.com. 3600 A 192.0.2.10"],
+        &[],
+        &[],
+    );
+}
+
+#[test]
+fn wildcard_literal_star_query() {
+    let q = Q::new("*.w.example.com.", rtype::TXT).wire();
+    let r = ask_bytes(&q);
+    assert_answer(&r, 0, true, &["*.w.example.com. 3600 TXT \"wild\""], &[], &[]);
+    // "*" below the wildcard is not the wildcard: expansion of *.w.
+    let r = ask(&Q::new("*.x.w.example.com.", rtype::TXT));
+    assert_answer(&r, 0, true, &["*.x.w.example.com. 3600 TXT \"wild\""], &[], &[]);
+    // Below the wildcard node itself nothing matches (RFC 4592 §2.2.1).
+    let r = ask(&Q::new("x.*.w.example.com.", rtype::TXT));
+    assert_answer(&r, rcode::NXDOMAIN as u16, true, &[], &[NEG_SOA], &[]);
+}
+
+#[test]
+fn wildcard_nodata() {
+    let r = ask(&Q::new("foo.w.example.com.", rtype::A));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+}
+
+// ---------------------------------------------------------------------------
+// DNAME (RFC 6672)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn dname_synthesises_a_cname() {
+    let q = Q::new("WWW.d.example.com.", rtype::A).wire();
+    let r = ask_bytes(&q);
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["d.example.com. 600 DNAME example.net.", "www.d.example.com. 600 CNAME WWW.example.net."],
+        &[],
+        &[],
+    );
+    // The DNAME owner points at "d" inside the question; the CNAME owner at the question.
+    assert_eq!(&r.raw[q.len()..q.len() + 2], b"\xc0\x10");
+    let cname = q.len() + 12 + 13;
+    assert_eq!(&r.raw[cname..cname + 2], b"\xc0\x0c");
+    // Several labels above the owner.
+    let r = ask(&Q::new("a.b.d.example.com.", rtype::TXT));
+    assert_eq!(r.answer[1], "a.b.d.example.com. 600 CNAME a.b.example.net.");
+}
+
+#[test]
+fn dname_chased_inside_the_zone() {
+    let r = ask(&Q::new("host.dn.example.com.", rtype::A));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &[
+            "dn.example.com. 3600 DNAME inner.example.com.",
+            "host.dn.example.com. 3600 CNAME host.inner.example.com.",
+            "host.inner.example.com. 3600 A 192.0.2.40",
+        ],
+        &[],
+        &[],
+    );
+    // Chased to a name that does not exist.
+    let r = ask(&Q::new("nope.dn.example.com.", rtype::A));
+    assert_eq!(r.rcode, rcode::NXDOMAIN as u16);
+    assert_eq!(r.answer.len(), 2);
+    assert_eq!(r.authority, [NEG_SOA]);
+}
+
+#[test]
+fn dname_result_too_long_is_yxdomain() {
+    // 51 + 205 = 256 octets > 255.
+    let name = format!("{}.l.example.com.", "p".repeat(50));
+    let r = ask(&Q::new(&name, rtype::A));
+    assert_eq!(r.rcode, rcode::YXDOMAIN as u16, "{r:#?}");
+    assert!(r.aa());
+    assert_eq!(r.answer.len(), 1);
+    assert!(r.answer[0].starts_with("l.example.com. 3600 DNAME aaa"));
+    // One octet less fits.
+    let name = format!("{}.l.example.com.", "p".repeat(49));
+    let r = ask(&Q::new(&name, rtype::A));
+    assert_eq!(r.rcode, 0);
+    assert_eq!(r.answer.len(), 2);
+}
+
+#[test]
+fn dname_owner_itself() {
+    let r = ask(&Q::new("d.example.com.", rtype::DNAME));
+    assert_answer(&r, 0, true, &["d.example.com. 600 DNAME example.net."], &[], &[]);
+    // The DNAME does not apply to its owner: other types are NODATA.
+    let r = ask(&Q::new("d.example.com.", rtype::A));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+}
+
+#[test]
+fn dname_at_the_apex() {
+    // RFC 6672 §2.3 allows a DNAME at the apex; names below it are redirected.
+    let bytes = build(
+        "alias.test.",
+        "$ORIGIN alias.test.\n$TTL 300\n@ SOA ns.example.net. hm.example.net. 1 2 3 4 5\n\
+         @ NS ns.example.net.\n@ DNAME example.net.\n",
+    );
+    let z = archived(&bytes);
+    let r = ask_zones(z, &Q::new("www.alias.test.", rtype::A).wire(), Transport::Udp);
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["alias.test. 300 DNAME example.net.", "www.alias.test. 300 CNAME www.example.net."],
+        &[],
+        &[],
+    );
+    let r = ask_zones(z, &Q::new("alias.test.", rtype::DNAME).wire(), Transport::Udp);
+    assert_answer(&r, 0, true, &["alias.test. 300 DNAME example.net."], &[], &[]);
+}
+
+// ---------------------------------------------------------------------------
+// ANY and additional-section processing
+// ---------------------------------------------------------------------------
+
+#[test]
+fn any_returns_one_rrset() {
+    for name in ["www.example.com.", "example.com.", "mail.example.com.", "foo.w.example.com."] {
+        let r = ask(&Q::new(name, rtype::ANY));
+        assert_eq!(r.rcode, 0);
+        assert!(r.aa());
+        let first_type = r.answer[0].split(' ').nth(2).unwrap().to_string();
+        assert!(r.answer.iter().all(|a| a.split(' ').nth(2) == Some(&first_type)), "{name}: {r:#?}");
+        assert!(r.authority.is_empty());
+    }
+    // An empty non-terminal has nothing to give: NODATA.
+    let r = ask(&Q::new("c.example.com.", rtype::ANY));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+}
+
+#[test]
+fn additional_for_ns_mx_srv_targets() {
+    let r = ask(&Q::new("example.com.", rtype::NS));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["example.com. 3600 NS ns1.example.com.", "example.com. 3600 NS ns2.example.com."],
+        &[],
+        &["ns1.example.com. 3600 A 192.0.2.1", "ns2.example.com. 3600 A 192.0.2.2", "ns2.example.com. 3600 AAAA 2001:db8::2"],
+    );
+    let r = ask(&Q::new("example.com.", rtype::MX));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["example.com. 3600 MX 10 mail.example.com."],
+        &[],
+        &["mail.example.com. 3600 A 192.0.2.3", "mail.example.com. 3600 AAAA 2001:db8::3"],
+    );
+    let r = ask(&Q::new("_sip._tcp.example.com.", rtype::SRV));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["_sip._tcp.example.com. 3600 SRV 0 5 5060 sip.example.com."],
+        &[],
+        &["sip.example.com. 3600 A 192.0.2.20"],
+    );
+}
+
+#[test]
+fn additional_that_does_not_fit_is_left_out_without_tc() {
+    // RFC 2181 §9: TC only for the answer itself. 13 NS = 13 × 24 octets plus 26 addresses
+    // do not fit 512; the NS RRset does, and is sent alone.
+    let bytes = build(
+        "big.test.",
+        &(1..=13).fold(String::from("$ORIGIN big.test.\n$TTL 60\n@ SOA ns01 hm 1 2 3 4 5\n"), |mut s, i| {
+            s.push_str(&format!("@ NS ns{i:02}\nns{i:02} A 192.0.2.{i}\nns{i:02} AAAA 2001:db8::{i}\n"));
+            s
+        }),
+    );
+    let r = ask_zones(archived(&bytes), &Q::new("big.test.", rtype::NS).wire(), Transport::Udp);
+    assert!(!r.tc());
+    assert_eq!(r.answer.len(), 13);
+    assert!(r.additional.len() < 26);
+    assert!(r.raw.len() <= 512);
+}
+
+// ---------------------------------------------------------------------------
+// EDNS (RFC 6891)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn edns_opt_echoed_with_our_size() {
+    let q = Q::new("www.example.com.", rtype::A).edns(4096).wire();
+    let r = ask_bytes(&q);
+    assert_eq!(r.answer, ["www.example.com. 3600 A 192.0.2.10"]);
+    assert_eq!(r.opt, Some(RespOpt { size: 1232, ext_rcode: 0, version: 0, flags: 0, rdlen: 0 }));
+    // The OPT is the last record: root, type 41, 1232, ext 0, version 0, flags 0, rdlen 0.
+    assert_eq!(&r.raw[r.raw.len() - 11..], b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00");
+    assert_eq!(u16_at(&r.raw, 10), 1);
+    // Another configured size.
+    let mut buf = vec![0u8; 4096];
+    buf[..q.len()].copy_from_slice(&q);
+    let o = answer(ex(), &mut buf, q.len(), Transport::Udp, &Config { edns_size: 4000 });
+    let Outcome::Reply { len, .. } = o else { panic!() };
+    assert_eq!(&buf[len - 11..len], b"\x00\x00\x29\x0f\xa0\x00\x00\x00\x00\x00\x00");
+    // No OPT in the query, none in the response.
+    let r = ask(&Q::new("www.example.com.", rtype::A));
+    assert!(r.opt.is_none());
+}
+
+#[test]
+fn edns_do_bit_echoed() {
+    let mut q = Q::new("www.example.com.", rtype::A).edns(1232);
+    q.opt.as_mut().unwrap().dnssec_ok = true;
+    let r = ask(&q);
+    assert_eq!(r.opt.unwrap().flags, 0x8000);
+    assert_eq!(&r.raw[r.raw.len() - 11..], b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x00");
+    // Also on error responses.
+    q.qclass = 3;
+    let r = ask(&q);
+    assert_eq!(r.rcode, rcode::REFUSED as u16);
+    assert_eq!(r.opt.unwrap().flags, 0x8000);
+}
+
+#[test]
+fn edns_version_1_is_badvers() {
+    let mut q = Q::new("www.example.com.", rtype::A).edns(1232);
+    q.opt.as_mut().unwrap().version = 1;
+    let r = ask(&q);
+    assert_eq!(r.rcode, rcode::BADVERS);
+    assert_eq!(r.flags & 0xF, 0, "header rcode");
+    assert_eq!(r.opt, Some(RespOpt { size: 1232, ext_rcode: 1, version: 0, flags: 0, rdlen: 0 }));
+    assert!(!r.aa());
+    assert_eq!(r.qd, 1);
+    assert_eq!(r.counts(), [0, 0, 1]);
+}
+
+#[test]
+fn edns_two_opts_is_formerr() {
+    let mut q = Q::new("www.example.com.", rtype::A).edns(1232).wire();
+    q[11] = 2;
+    q.extend_from_slice(&opt_rr(1232, 0, false, &[]));
+    let r = ask_bytes(&q);
+    assert_eq!(r.rcode, rcode::FORMERR as u16);
+    assert_eq!(r.counts(), [0, 0, 0]);
+}
+
+#[test]
+fn edns_opt_not_in_additional_or_not_root_is_formerr() {
+    // OPT in the answer section.
+    let mut q = Q::new("www.example.com.", rtype::A).wire();
+    q[7] = 1;
+    q.extend_from_slice(&opt_rr(1232, 0, false, &[]));
+    assert_eq!(ask_bytes(&q).rcode, rcode::FORMERR as u16);
+    // OPT owned by a name other than the root.
+    let mut q = Q::new("www.example.com.", rtype::A).wire();
+    q[11] = 1;
+    q.extend_from_slice(b"\xc0\x0c");
+    q.extend_from_slice(&opt_rr(1232, 0, false, &[])[1..]);
+    assert_eq!(ask_bytes(&q).rcode, rcode::FORMERR as u16);
+}
+
+#[test]
+fn edns_bad_option_length_is_formerr() {
+    // Option code 10 claiming 8 octets with 4 present; then a lone 2-octet fragment.
+    for rd in [&b"\x00\x0a\x00\x08\x01\x02\x03\x04"[..], b"\x00\x0a", b"\x00\x0a\x00\x00\x00"] {
+        let mut q = Q::new("www.example.com.", rtype::A).wire();
+        q[11] = 1;
+        q.extend_from_slice(&opt_rr(1232, 0, false, rd));
+        let r = ask_bytes(&q);
+        assert_eq!(r.rcode, rcode::FORMERR as u16, "{rd:02x?}");
+        assert_eq!(r.qd, 1, "the question could be read");
+    }
+}
+
+#[test]
+fn edns_unknown_options_ignored() {
+    let mut q = Q::new("www.example.com.", rtype::A).wire();
+    q[11] = 1;
+    // An unknown option (65001) and an empty one (NSID).
+    q.extend_from_slice(&opt_rr(1232, 0, false, b"\xfd\xe9\x00\x04abcd\x00\x03\x00\x00"));
+    let r = ask_bytes(&q);
+    assert_answer(&r, 0, true, &["www.example.com. 3600 A 192.0.2.10"], &[], &[]);
+    assert_eq!(r.opt.unwrap().rdlen, 0);
+}
+
+#[test]
+fn edns_size_below_512_treated_as_512() {
+    // The apex NS answer with its additionals is ~200 octets: more than 100, less than 512.
+    let r = ask(&Q::new("example.com.", rtype::NS).edns(100));
+    assert!(!r.tc());
+    assert!(r.raw.len() > 100);
+    assert_eq!(r.answer.len(), 2);
+    assert_eq!(r.additional.len(), 3);
+    let r = ask(&Q::new("big.example.com.", rtype::TXT).edns(0));
+    assert!(r.tc());
+}
+
+// ---------------------------------------------------------------------------
+// Truncation
+// ---------------------------------------------------------------------------
+
+#[test]
+fn truncation_without_edns_is_question_only() {
+    let q = Q::new("big.example.com.", rtype::TXT).wire();
+    let r = ask_bytes(&q);
+    assert!(r.tc());
+    assert!(r.aa());
+    assert_eq!(r.rcode, 0);
+    assert_eq!(r.qd, 1);
+    assert_eq!(r.counts(), [0, 0, 0]);
+    assert_eq!(r.raw.len(), q.len());
+    assert_eq!(&r.raw[12..], &q[12..]);
+    // With EDNS the question and OPT only.
+    let r = ask(&Q::new("big.example.com.", rtype::TXT).edns(600));
+    assert!(r.tc());
+    assert_eq!(r.counts(), [0, 0, 1]);
+    assert!(r.opt.is_some());
+}
+
+#[test]
+fn truncation_fits_with_edns_1232() {
+    let r = ask(&Q::new("big.example.com.", rtype::TXT).edns(1232));
+    assert!(!r.tc());
+    assert_eq!(r.answer.len(), 8);
+    assert!(r.raw.len() > 512 && r.raw.len() <= 1232);
+}
+
+#[test]
+fn truncation_tcp_up_to_65535() {
+    let r = ask(&Q::new("huge.example.com.", rtype::TXT).edns(4096));
+    assert!(r.tc(), "1232 is our limit");
+    let r = ask_tcp(&Q::new("huge.example.com.", rtype::TXT));
+    assert!(!r.tc());
+    assert_eq!(r.answer.len(), 30);
+    assert!(r.raw.len() > 3000);
+    // A TCP buffer smaller than the answer: never past its end.
+    let q = Q::new("huge.example.com.", rtype::TXT).wire();
+    let (o, raw) = run_raw(ex(), &q, Transport::Tcp, 2048);
+    assert!(matches!(o, Outcome::Reply { truncated: true, .. }));
+    assert_eq!(raw.len(), q.len());
+}
+
+#[test]
+fn truncation_of_a_cname_chain_keeps_no_partial_answer() {
+    // CNAME then a big RRset: TC, question only.
+    let bytes = build("t.test.", &format!("$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nalias CNAME big\n{}", txt_set("big", 6)));
+    let z = archived(&bytes);
+    let r = ask_zones(z, &Q::new("alias.t.test.", rtype::TXT).wire(), Transport::Udp);
+    assert!(r.tc());
+    assert_eq!(r.counts(), [0, 0, 0]);
+    let r = ask_zones(z, &Q::new("alias.t.test.", rtype::TXT).edns(1232).wire(), Transport::Udp);
+    assert!(!r.tc());
+    assert_eq!(r.answer.len(), 7);
+}
+
+// ---------------------------------------------------------------------------
+// Malformed queries
+// ---------------------------------------------------------------------------
+
+const HDR: &[u8] = b"\x55\x55\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00";
+
+fn formerr_without_question(body: &[u8]) {
+    let mut q = HDR.to_vec();
+    q.extend_from_slice(body);
+    let r = ask_bytes(&q);
+    assert_eq!(r.rcode, rcode::FORMERR as u16, "{body:02x?}");
+    assert_eq!(r.raw, b"\x55\x55\x80\x01\x00\x00\x00\x00\x00\x00\x00\x00", "{body:02x?}");
+}
+
+#[test]
+fn malformed_compression_pointer_in_question() {
+    formerr_without_question(b"\xc0\x0c\x00\x01\x00\x01");
+    formerr_without_question(b"\x03www\xc0\x0c\x00\x01\x00\x01");
+    formerr_without_question(b"\x03www\xc0\x00\x00\x01\x00\x01");
+}
+
+#[test]
+fn malformed_label_types() {
+    formerr_without_question(b"\x43www\x00\x00\x01\x00\x01");
+    formerr_without_question(b"\x03www\x80\x00\x01\x00\x01");
+    formerr_without_question(b"\x03www\x41\x00\x00\x01\x00\x01");
+}
+
+#[test]
+fn malformed_name_over_255() {
+    // 4 × 63-octet labels + root = 257 octets.
+    let mut body = Vec::new();
+    for _ in 0..4 {
+        body.push(63);
+        body.extend_from_slice(&[b'a'; 63]);
+    }
+    body.extend_from_slice(b"\x00\x00\x01\x00\x01");
+    formerr_without_question(&body);
+    // Exactly 255 is a name (outside our zones: REFUSED).
+    let mut body = Vec::new();
+    for _ in 0..3 {
+        body.push(63);
+        body.extend_from_slice(&[b'a'; 63]);
+    }
+    body.push(61);
+    body.extend_from_slice(&[b'b'; 61]);
+    body.extend_from_slice(b"\x00\x00\x01\x00\x01");
+    let mut q = HDR.to_vec();
+    q.extend_from_slice(&body);
+    assert_eq!(ask_bytes(&q).rcode, rcode::REFUSED as u16);
+}
+
+#[test]
+fn malformed_truncated_question() {
+    let q = Q::new("www.example.com.", rtype::A).wire();
+    for len in 12..q.len() {
+        let r = ask_bytes(&q[..len]);
+        assert_eq!(r.rcode, rcode::FORMERR as u16, "len {len}");
+        assert_eq!(r.qd, 0, "len {len}");
+        assert_eq!(r.raw.len(), 12);
+    }
+}
+
+#[test]
+fn malformed_trailing_garbage() {
+    let mut q = Q::new("www.example.com.", rtype::A).wire();
+    q.push(0);
+    let r = ask_bytes(&q);
+    assert_eq!(r.rcode, rcode::FORMERR as u16);
+    assert_eq!(r.qd, 1, "the question is echoed");
+    assert_eq!(&r.raw[12..], &q[12..q.len() - 1]);
+    // After an OPT record.
+    let mut q = Q::new("www.example.com.", rtype::A).edns(1232).wire();
+    q.extend_from_slice(b"junk");
+    let r = ask_bytes(&q);
+    assert_eq!(r.rcode, rcode::FORMERR as u16);
+    // A record count with no record.
+    let mut q = Q::new("www.example.com.", rtype::A).wire();
+    q[9] = 1;
+    assert_eq!(ask_bytes(&q).rcode, rcode::FORMERR as u16);
+}
+
+#[test]
+fn malformed_meta_qtypes() {
+    for t in [rtype::OPT, rtype::TSIG, rtype::TKEY] {
+        let r = ask(&Q::new("www.example.com.", t));
+        assert_eq!(r.rcode, rcode::FORMERR as u16);
+        assert_eq!(r.qd, 1);
+    }
+}
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn seed_queries() -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    let names = [
+        "www.example.com.",
+        "c1.example.com.",
+        "host.sub.example.com.",
+        "x.y.w.example.com.",
+        "a.b.d.example.com.",
+        "host.dn.example.com.",
+        "many.example.com.",
+        "big.example.com.",
+        "loop1.example.com.",
+        "nothere.example.com.",
+        "example.com.",
+        "abc.wc.example.com.",
+    ];
+    let types = [rtype::A, rtype::TXT, rtype::NS, rtype::MX, rtype::ANY, rtype::DS, rtype::CNAME, rtype::DNAME];
+    for (i, n) in names.iter().enumerate() {
+        let t = types[i % types.len()];
+        v.push(Q::new(n, t).wire());
+        let mut q = Q::new(n, types[(i + 3) % types.len()]).edns(1232);
+        q.opt.as_mut().unwrap().dnssec_ok = i % 2 == 0;
+        let mut w = q.wire();
+        // Some with an option in the OPT.
+        if i % 3 == 0 {
+            w.truncate(w.len() - 2);
+            w.extend_from_slice(b"\x00\x08\x00\x0a\x00\x01\x00\x00\x00\x08\x00\x00");
+        }
+        v.push(w);
+    }
+    v
+}
+
+#[test]
+fn fuzz_mutations_never_panic() {
+    let seeds = seed_queries();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut replies = 0;
+    for i in 0..20_000 {
+        let mut q = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..1 + rng.below(4) {
+            match rng.below(7) {
+                0 => {
+                    let p = rng.below(q.len());
+                    q[p] = rng.next() as u8;
+                }
+                1 => {
+                    let p = rng.below(q.len());
+                    q[p] ^= 1 << rng.below(8);
+                }
+                2 => q.truncate(rng.below(q.len() + 1)),
+                3 => {
+                    let p = rng.below(q.len() + 1);
+                    let b = rng.next() as u8;
+                    q.insert(p, b);
+                }
+                4 if q.len() > 12 => {
+                    // A count field.
+                    let p = 4 + 2 * rng.below(4);
+                    q[p + 1] = rng.below(4) as u8;
+                    q[p] = 0;
+                }
+                5 if q.len() > 13 => {
+                    // A compression pointer somewhere.
+                    let p = 12 + rng.below(q.len() - 13);
+                    q[p] = 0xC0;
+                    q[p + 1] = rng.next() as u8;
+                }
+                _ => q.extend_from_slice(&(rng.next() as u32).to_be_bytes()),
+            }
+            if q.is_empty() {
+                break;
+            }
+        }
+        // Never a query bit: the mutation is meant to reach the answer path.
+        if q.len() > 2 && i % 8 != 0 {
+            q[2] &= 0x7F;
+        }
+        let t = if i % 3 == 0 { Transport::Tcp } else { Transport::Udp };
+        let buf_len = if t == Transport::Tcp { 65535 } else { 512.max(q.len()) };
+        let (o, raw) = run_raw(ex(), &q, t, buf_len);
+        if let Outcome::Reply { len, rcode, truncated } = o {
+            replies += 1;
+            assert!(len <= buf_len);
+            if t == Transport::Udp {
+                assert!(len <= 1232.max(q.len()), "{q:02x?}");
+            }
+            let r = parse_response(&raw);
+            assert!(r.qr(), "{q:02x?}");
+            assert_eq!(r.rcode, rcode, "{q:02x?}");
+            assert_eq!(r.tc(), truncated);
+            assert_eq!(&raw[..2], &q[..2], "ID echoed");
+        }
+    }
+    assert!(replies > 10_000, "only {replies} replies");
+}
+
+// ---------------------------------------------------------------------------
+// Several zones
+// ---------------------------------------------------------------------------
+
+/// Parent and child zones served together: the longest apex wins.
+struct Two<'a>(&'a ArchivedZoneImage, &'a ArchivedZoneImage);
+
+impl Zones for Two<'_> {
+    fn find_zone(&self, q: &[u8]) -> Option<&ArchivedZoneImage> {
+        let mut best: Option<&ArchivedZoneImage> = None;
+        for z in [self.0, self.1] {
+            if name::is_suffix_wire(q, &z.origin) && best.is_none_or(|b| b.origin.len() < z.origin.len()) {
+                best = Some(z);
+            }
+        }
+        best
+    }
+}
+
+#[test]
+fn child_zone_answers_below_its_apex() {
+    let child = build(
+        "sub.example.com.",
+        "$ORIGIN sub.example.com.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.53\nhost A 192.0.2.77\n",
+    );
+    let zones = Two(ex(), archived(&child));
+    let r = ask_zones(&zones, &Q::new("host.sub.example.com.", rtype::A).wire(), Transport::Udp);
+    assert_answer(&r, 0, true, &["host.sub.example.com. 60 A 192.0.2.77"], &[], &[]);
+    let r = ask_zones(&zones, &Q::new("www.example.com.", rtype::A).wire(), Transport::Udp);
+    assert_eq!(r.answer, ["www.example.com. 3600 A 192.0.2.10"]);
+}

@@ -1,7 +1,5 @@
 //! Zone → [`ZoneImage`]: the tree flattened, RRsets rendered to wire fragments.
 
-use rustc_hash::FxHashMap;
-
 use super::{name_hash, NodeRec, RrsetRec, ZoneImage, NONE};
 use crate::wire::name::{is_suffix_wire, Name};
 use crate::wire::rdata::{self, rtype};
@@ -23,11 +21,20 @@ pub enum CompileError {
 pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
     let origin = zone.origin();
     let soa = zone.soa().ok_or_else(|| CompileError::NoSoa(origin.clone()))?;
-    let tree = zone.tree();
+    let crate::zone::Tree { names: tree, index } = zone.tree();
     if tree.len() >= NONE as usize / 2 {
         return Err(CompileError::TooLarge(origin.clone()));
     }
-    let index: FxHashMap<&[u8], u32> = tree.iter().enumerate().map(|(i, t)| (t.name, i as u32)).collect();
+    // Sizes known in advance, so the big arrays never grow by copying.
+    let mut data_len = 0usize;
+    let mut rrset_count = 0usize;
+    for node in zone.nodes() {
+        for set in node.rrsets.values() {
+            rrset_count += 1;
+            data_len += set.rdata.iter().map(|r| r.len() + 12).sum::<usize>();
+        }
+    }
+    let names_len: usize = tree.iter().map(|t| t.name.len()).sum();
     let mut img = ZoneImage {
         origin: origin.as_wire().to_vec(),
         serial: zone.serial().unwrap_or(0),
@@ -35,10 +42,10 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
         neg_soa: NONE,
         nodes: Vec::with_capacity(tree.len()),
         buckets: Vec::new(),
-        rrsets: Vec::with_capacity(zone.node_count() * 2),
+        rrsets: Vec::with_capacity(rrset_count + 1),
         extras: Vec::new(),
-        names: Vec::new(),
-        data: Vec::new(),
+        names: Vec::with_capacity(names_len),
+        data: Vec::with_capacity(data_len + 512),
     };
     let has_addr = |n: &Name| zone.get(n).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
     for t in &tree {

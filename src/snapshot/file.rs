@@ -47,7 +47,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
 
 /// Serialises an image and writes it to `path` atomically. Returns the file size.
 pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError> {
-    let archive = rkyv::to_bytes::<BoxedError>(img).map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
+    // Sized up front: growing a buffer of hundreds of megabytes by doubling costs copies.
+    let estimate = img.data.len()
+        + img.names.len()
+        + img.nodes.len() * std::mem::size_of::<super::NodeRec>()
+        + img.rrsets.len() * std::mem::size_of::<super::RrsetRec>()
+        + img.buckets.len() * 4
+        + img.extras.len() * 2
+        + 4096;
+    let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
+    let archive = rkyv::api::high::to_bytes_in::<_, BoxedError>(img, buf)
+        .map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
     let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
     let mut header = vec![0u8; header_len];
     header[0..8].copy_from_slice(&MAGIC);

@@ -4,13 +4,25 @@
 //! TTLs) are found while parsing; this pass looks at the zone as a tree.
 
 use super::parse::{type_name, Loaded, Severity};
-use super::{flags, SrcPos};
+use super::SrcPos;
 use crate::wire::name::Name;
 use crate::wire::rdata::{self, rtype};
 
 /// Types that may sit beside a CNAME (RFC 4035 §2.5, RFC 2181 §10.1).
 fn allowed_beside_cname(t: u16) -> bool {
     matches!(t, rtype::CNAME | rtype::RRSIG | rtype::NSEC)
+}
+
+/// The proper ancestors of a wire name that lie below the apex (whose length is `apex_len`).
+fn ancestors(w: &[u8], apex_len: usize) -> impl Iterator<Item = &[u8]> {
+    let mut i = 0usize;
+    std::iter::from_fn(move || {
+        if w.len() - i <= apex_len {
+            return None;
+        }
+        i += w[i] as usize + 1;
+        (w.len() - i > apex_len).then(|| &w[i..])
+    })
 }
 
 /// Runs every check, adding diagnostics to `loaded`.
@@ -35,10 +47,10 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
     }
-    let tree = zone.tree();
-    for t in &tree {
-        let Some(node) = t.node else { continue };
-        if t.flags & flags::APEX == 0 {
+    let has_dname = zone.nodes().any(|n| n.get(rtype::DNAME).is_some());
+    for node in zone.nodes() {
+        let is_apex = node.name == origin;
+        if !is_apex {
             if let Some(soa) = node.get(rtype::SOA) {
                 found.push((
                     Severity::Error,
@@ -59,7 +71,9 @@ pub fn check(loaded: &mut Loaded) {
                 }
             }
         }
-        if t.flags & flags::BELOW_DNAME != 0 {
+        let below_dname =
+            has_dname && ancestors(node.name.as_wire(), origin.len()).any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::DNAME).is_some()));
+        if below_dname {
             if let Some(set) = node.rrsets.values().min_by_key(|s| s.src) {
                 found.push((
                     Severity::Error,
@@ -70,7 +84,7 @@ pub fn check(loaded: &mut Loaded) {
         }
         // NS targets inside the zone need address records: glue if below a cut.
         if let Some(ns) = node.get(rtype::NS) {
-            if t.flags & flags::BELOW_CUT != 0 {
+            if ancestors(node.name.as_wire(), origin.len()).any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::NS).is_some())) {
                 continue;
             }
             for r in &ns.rdata {
@@ -94,7 +108,6 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
     }
-    drop(tree);
     for (sev, at, msg) in found {
         loaded.report(sev, at, msg);
     }

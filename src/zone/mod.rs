@@ -13,7 +13,7 @@ pub mod text;
 
 use rustc_hash::FxHashMap;
 
-use crate::wire::name::Name;
+use crate::wire::name::{self, Name};
 use crate::wire::rdata::{self, rtype};
 
 /// Where a record came from: an index into the list of files read, and a line.
@@ -38,7 +38,64 @@ pub struct Node {
     /// Lowercased owner.
     pub name: Name,
     /// RRsets by type, in type order.
-    pub rrsets: std::collections::BTreeMap<u16, Rrset>,
+    pub rrsets: RrsetMap,
+}
+
+/// The RRsets of a node: a few entries, so a sorted vector beats a tree or a hash map.
+#[derive(Clone, Debug, Default)]
+pub struct RrsetMap(Vec<(u16, Rrset)>);
+
+impl RrsetMap {
+    pub fn get(&self, t: &u16) -> Option<&Rrset> {
+        self.0.iter().find(|e| e.0 == *t).map(|e| &e.1)
+    }
+
+    pub fn get_mut(&mut self, t: &u16) -> Option<&mut Rrset> {
+        self.0.iter_mut().find(|e| e.0 == *t).map(|e| &mut e.1)
+    }
+
+    /// The RRset of type `t`, created by `f` if missing.
+    pub fn get_or_insert_with(&mut self, t: u16, f: impl FnOnce() -> Rrset) -> &mut Rrset {
+        let i = match self.0.binary_search_by_key(&t, |e| e.0) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (t, f()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    pub fn remove(&mut self, t: &u16) -> Option<Rrset> {
+        let i = self.0.iter().position(|e| e.0 == *t)?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// (type, RRset) in type order.
+    pub fn iter(&self) -> impl Iterator<Item = (&u16, &Rrset)> {
+        self.0.iter().map(|e| (&e.0, &e.1))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Rrset> {
+        self.0.iter().map(|e| &e.1)
+    }
+}
+
+impl<'a> IntoIterator for &'a RrsetMap {
+    type Item = (&'a u16, &'a Rrset);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (u16, Rrset)>, fn(&'a (u16, Rrset)) -> (&'a u16, &'a Rrset)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|e| (&e.0, &e.1))
+    }
 }
 
 impl Node {
@@ -139,6 +196,13 @@ pub mod flags {
     pub const CNAME: u8 = 1 << 7;
 }
 
+/// The names of a zone, empty non-terminals included: see [`Zone::tree`].
+pub struct Tree<'a> {
+    pub names: Vec<TreeName<'a>>,
+    /// Lowercased wire name → position in `names`.
+    pub index: FxHashMap<&'a [u8], u32>,
+}
+
 /// A name of the zone's tree, empty non-terminals included.
 #[derive(Clone, Debug)]
 pub struct TreeName<'a> {
@@ -174,6 +238,16 @@ impl Zone {
         } else {
             self.nodes.get(name)
         }
+    }
+
+    /// The node of a lowercased wire name.
+    pub fn get_wire(&self, lower_wire: &[u8]) -> Option<&Node> {
+        self.nodes.get(lower_wire)
+    }
+
+    /// Every node, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
     }
 
     pub fn rrset(&self, name: &Name, t: u16) -> Option<&Rrset> {
@@ -217,7 +291,7 @@ impl Zone {
                 self.nodes.entry(key.clone()).or_insert_with(|| Node { name: key.clone(), rrsets: Default::default() })
             }
         };
-        let set = node.rrsets.entry(t).or_insert_with(|| Rrset { ttl, rdata: Vec::new(), src });
+        let set = node.rrsets.get_or_insert_with(t, || Rrset { ttl, rdata: Vec::new(), src });
         if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
             return Ok(Inserted::Duplicate);
         }
@@ -281,16 +355,23 @@ impl Zone {
         out
     }
 
-    /// The tree of names: every node, plus every empty non-terminal between a node and the
-    /// apex, in canonical order, with flags and parent links.
-    pub fn tree(&self) -> Vec<TreeName<'_>> {
+    /// The tree of names: every node plus every empty non-terminal between a node and the
+    /// apex, parents before children (by label count, not canonical order: the answer path
+    /// needs no order and sorting a million names costs seconds), with flags, parent links
+    /// and an index from lowercased wire name to position.
+    pub fn tree(&self) -> Tree<'_> {
         let origin = self.origin.as_wire();
-        let mut all: FxHashMap<&[u8], Option<&Node>> = FxHashMap::default();
-        all.reserve(self.nodes.len() * 5 / 4 + 1);
+        let mut entries: Vec<(&[u8], Option<&Node>)> = Vec::with_capacity(self.nodes.len() * 5 / 4 + 1);
+        let mut index: FxHashMap<&[u8], u32> = FxHashMap::default();
+        index.reserve(self.nodes.len() * 5 / 4 + 1);
         for node in self.nodes.values() {
-            all.insert(node.name.as_wire(), Some(node));
+            index.insert(node.name.as_wire(), entries.len() as u32);
+            entries.push((node.name.as_wire(), Some(node)));
         }
-        all.entry(origin).or_insert(None);
+        if !index.contains_key(origin) {
+            index.insert(origin, entries.len() as u32);
+            entries.push((origin, None));
+        }
         for node in self.nodes.values() {
             // Every suffix of an owner down to the apex is a name of the tree.
             let w = node.name.as_wire();
@@ -298,23 +379,38 @@ impl Zone {
             while w[i] != 0 {
                 i += w[i] as usize + 1;
                 let suffix = &w[i..];
-                if suffix.len() < origin.len() || all.contains_key(suffix) {
+                if suffix.len() < origin.len() || index.contains_key(suffix) {
                     break;
                 }
-                all.insert(suffix, None);
+                index.insert(suffix, entries.len() as u32);
+                entries.push((suffix, None));
             }
         }
-        let entries: Vec<(&[u8], Option<&Node>)> = all.into_iter().collect();
-        let order = canonical_order(entries.iter().map(|e| e.0));
-        let mut index: FxHashMap<&[u8], usize> = FxHashMap::default();
-        index.reserve(order.len());
-        for (pos, &i) in order.iter().enumerate() {
-            index.insert(entries[i].0, pos);
+        // Counting sort by label count: parents first.
+        let depth = |w: &[u8]| name::labels(w).count();
+        let mut buckets = vec![0u32; 130];
+        let depths: Vec<u8> = entries.iter().map(|e| depth(e.0) as u8).collect();
+        for &d in &depths {
+            buckets[d as usize + 1] += 1;
         }
-        let mut tree: Vec<TreeName<'_>> = order
+        for i in 1..buckets.len() {
+            buckets[i] += buckets[i - 1];
+        }
+        let mut order = vec![0u32; entries.len()];
+        let mut pos_of = vec![0u32; entries.len()];
+        for (e, &d) in depths.iter().enumerate() {
+            let p = buckets[d as usize];
+            buckets[d as usize] += 1;
+            order[p as usize] = e as u32;
+            pos_of[e] = p;
+        }
+        for v in index.values_mut() {
+            *v = pos_of[*v as usize];
+        }
+        let mut names: Vec<TreeName<'_>> = order
             .iter()
-            .map(|&i| {
-                let (name, node) = entries[i];
+            .map(|&e| {
+                let (name, node) = entries[e as usize];
                 let mut f = 0u8;
                 match node {
                     None => f |= flags::EMPTY_NON_TERMINAL,
@@ -334,27 +430,27 @@ impl Zone {
                     if node.is_some_and(|n| n.get(rtype::NS).is_some()) {
                         f |= flags::CUT;
                     }
-                    index.get(&name[name[0] as usize + 1..]).copied()
+                    index.get(&name[name[0] as usize + 1..]).map(|&p| p as usize)
                 };
                 TreeName { name, node, flags: f, parent }
             })
             .collect();
-        // Parents come before children in canonical order, so one pass propagates.
-        for i in 0..tree.len() {
-            if let Some(p) = tree[i].parent {
-                let pf = tree[p].flags;
+        // Parents come first, so one pass propagates.
+        for i in 0..names.len() {
+            if let Some(p) = names[i].parent {
+                let pf = names[p].flags;
                 if pf & (flags::CUT | flags::BELOW_CUT) != 0 {
-                    tree[i].flags |= flags::BELOW_CUT;
+                    names[i].flags |= flags::BELOW_CUT;
                 }
                 if pf & (flags::DNAME | flags::BELOW_DNAME) != 0 {
-                    tree[i].flags |= flags::BELOW_DNAME;
+                    names[i].flags |= flags::BELOW_DNAME;
                 }
-                if tree[i].name.starts_with(b"\x01*") {
-                    tree[p].flags |= flags::WILDCARD_CHILD;
+                if names[i].name.starts_with(b"\x01*") {
+                    names[p].flags |= flags::WILDCARD_CHILD;
                 }
             }
         }
-        tree
+        Tree { names, index }
     }
 
     /// The changes that turn `self` into `newer`. An RRset whose TTL changed is removed
@@ -433,6 +529,8 @@ fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: &'
 /// Positions of `names` (lowercased wire names) sorted into canonical order. Builds every
 /// sort key into one buffer so that each comparison is a `memcmp`.
 pub fn canonical_order<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<usize> {
+    // Key: labels right to left, lowercased, each ended by 0x00, with 0x00 and 0x01 inside
+    // a label written as 01 01 and 01 02 so that the end of a label sorts first.
     let mut keys: Vec<u8> = Vec::new();
     let mut spans: Vec<(u32, u32)> = Vec::new();
     let mut starts: Vec<usize> = Vec::with_capacity(128);
@@ -444,11 +542,15 @@ pub fn canonical_order<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<usize> 
             starts.push(i);
             i += w[i] as usize + 1;
         }
+        keys.reserve(w.len() + 8);
         for &s in starts.iter().rev() {
             for &b in &w[s + 1..s + 1 + w[s] as usize] {
-                keys.extend_from_slice(&(b.to_ascii_lowercase() as u16 + 1).to_be_bytes());
+                match b {
+                    0 | 1 => keys.extend_from_slice(&[1, b + 1]),
+                    _ => keys.push(b.to_ascii_lowercase()),
+                }
             }
-            keys.extend_from_slice(&[0, 0]);
+            keys.push(0);
         }
         spans.push((from, keys.len() as u32 - from));
     }
@@ -547,7 +649,8 @@ mod tests {
         assert_ne!(f("sub.example.com.") & flags::CUT, 0);
         assert_ne!(f("ns.sub.example.com.") & flags::BELOW_CUT, 0);
         assert_ne!(f("w.example.com.") & flags::WILDCARD_CHILD, 0);
-        assert_eq!(tree[3].parent, Some(2));
+        let pos = |s: &str| tree.iter().position(|t| show(t.name) == s).unwrap();
+        assert_eq!(tree[pos("a.b.c.example.com.")].parent, Some(pos("b.c.example.com.")));
     }
 
     #[test]

@@ -197,7 +197,7 @@ def make_knot(workdir, zones):
     cfg = os.path.join(d, "knot.conf")
     with open(cfg, "w") as f:
         f.write("\n".join(conf) + "\n")
-    return Server("knot", ["knotd", "-c", cfg, "-s", os.path.join(d, "knot.sock")], port, d)
+    return Server("knot", [find_tool("knotd"), "-c", cfg, "-s", os.path.join(d, "knot.sock")], port, d)
 
 
 def make_nsd(workdir, zones):
@@ -230,7 +230,7 @@ def make_nsd(workdir, zones):
     cfg = os.path.join(d, "nsd.conf")
     with open(cfg, "w") as f:
         f.write("\n".join(conf) + "\n")
-    return Server("nsd", ["nsd", "-d", "-c", cfg], port, d)
+    return Server("nsd", [find_tool("nsd"), "-d", "-c", cfg], port, d)
 
 
 def make_nsxdp(workdir, zones, binary):
@@ -240,7 +240,7 @@ def make_nsxdp(workdir, zones, binary):
     argv = [binary, "serve"]
     for _, path in zones:
         argv += ["--zone", path]
-    argv += ["--listen", "%s:%d" % (HOST, port), "--cores", "1"]
+    argv += ["--listen", "%s:%d" % (HOST, port), "--cores", "1", "--data-dir", d]
     return Server("nsxdp", argv, port, d)
 
 
@@ -511,32 +511,99 @@ def tcp_exchange(server, wire, timeout=5.0):
         return None
 
 
+def read_name(buf, off):
+    """(list of labels, offset after the name) of a possibly compressed name."""
+    labels = []
+    end = None
+    hops = 0
+    total = 1
+    while True:
+        n = buf[off]
+        if n & 0xC0 == 0xC0:
+            if end is None:
+                end = off + 2
+            off = ((n & 0x3F) << 8) | buf[off + 1]
+            hops += 1
+            if hops > 126:
+                raise ValueError("compression loop")
+            continue
+        if n & 0xC0:
+            raise ValueError("bad label type 0x%02x" % n)
+        off += 1
+        if n == 0:
+            break
+        label = buf[off : off + n]
+        if len(label) != n:
+            raise ValueError("name runs past the end")
+        labels.append(label)
+        total += n + 1
+        off += n
+    if total > 255:
+        raise ValueError("name longer than 255 octets")
+    return labels, (end if end is not None else off)
+
+
+def canon_name(labels):
+    return b"".join(bytes([len(l)]) + l.lower() for l in labels) + b"\0"
+
+
+# rdata layouts with domain names in them (RFC 4034 6.2 canonical form lowercases them):
+# type -> (octets before the first name, number of names, octets after)
+NAME_RDATA = {2: (0, 1), 5: (0, 1), 12: (0, 1), 39: (0, 1), 15: (2, 1), 33: (6, 1), 6: (0, 2)}
+
+
+def canon_rdata(buf, off, rdlen, rtype):
+    layout = NAME_RDATA.get(rtype)
+    if layout is None:
+        return bytes(buf[off : off + rdlen])
+    pre, names = layout
+    out = bytes(buf[off : off + pre])
+    p = off + pre
+    for _ in range(names):
+        labels, p = read_name(buf, p)
+        out += canon_name(labels)
+    out += bytes(buf[p : off + rdlen])
+    if p > off + rdlen:
+        raise ValueError("rdata of type %d overruns its length" % rtype)
+    return out
+
+
 def question_bytes(wire):
     """The raw question section of a message (first question only), or None."""
     if len(wire) < 12 or struct.unpack("!H", wire[4:6])[0] == 0:
         return None
-    i = 12
-    while i < len(wire):
-        n = wire[i]
-        if n == 0:
-            i += 1
-            break
-        if n & 0xC0:
-            i += 2
-            break
-        i += 1 + n
-    return wire[12 : i + 4]
+    try:
+        _, off = read_name(wire, 12)
+    except (ValueError, IndexError):
+        return None
+    return bytes(wire[12 : off + 4])
 
 
-def rr_key(rrset, rd):
-    canon = dns.rdata.from_wire(rd.rdclass, rd.rdtype, rd.to_digestable(), 0, len(rd.to_digestable()))
-    return "%s %d %s %s %s" % (
-        rrset.name.canonicalize().to_text(),
-        rrset.ttl,
-        dns.rdataclass.to_text(rrset.rdclass),
-        dns.rdatatype.to_text(rrset.rdtype),
-        canon.to_text(),
-    )
+def parse_response(buf):
+    _, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", buf, 0)
+    off = 12
+    for _ in range(qd):
+        _, off = read_name(buf, off)
+        off += 4
+    secs = []
+    opt = None
+    for count in (an, ns, ar):
+        sec = set()
+        for _ in range(count):
+            labels, off = read_name(buf, off)
+            rtype, rclass, ttl, rdlen = struct.unpack_from("!HHIH", buf, off)
+            off += 10
+            if off + rdlen > len(buf):
+                raise ValueError("rdata runs past the end")
+            if rtype == 41:
+                opt = (rclass, ttl)
+            else:
+                sec.add((canon_name(labels), rtype, rclass, ttl, canon_rdata(buf, off, rdlen, rtype)))
+            off += rdlen
+        secs.append(sec)
+    if off != len(buf):
+        raise ValueError("%d octets after the last record" % (len(buf) - off))
+    return flags, qd, secs, opt
 
 
 def summarize(data, query_wire):
@@ -544,25 +611,51 @@ def summarize(data, query_wire):
     if data is None:
         return {"error": "timeout"}
     try:
-        m = dns.message.from_wire(data, ignore_trailing=True)
-    except Exception as e:  # any parse problem is a finding
-        return {"error": "unparseable: %s: %s" % (type(e).__name__, e), "hex": data.hex()}
-    qd = question_bytes(data)
-    s = {
-        "rcode": dns.rcode.to_text(m.rcode()),
-        "aa": bool(m.flags & dns.flags.AA),
-        "tc": bool(m.flags & dns.flags.TC),
-        "qdcount": len(m.question),
-        "qecho": qd == question_bytes(query_wire) if qd is not None else None,
+        flags, qd, (an, ns, ar), opt = parse_response(data)
+    except (ValueError, IndexError, struct.error) as e:
+        return {"error": "unparseable: %s" % e, "hex": data.hex()}
+    rcode = flags & 0xF
+    if opt is not None:
+        rcode |= (opt[1] >> 24) << 4
+    qd_raw = question_bytes(data) if qd else None
+    return {
+        "rcode": dns.rcode.to_text(rcode),
+        "aa": bool(flags & dns.flags.AA),
+        "tc": bool(flags & dns.flags.TC),
+        "qdcount": qd,
+        "qecho": qd_raw == question_bytes(query_wire) if qd_raw is not None else None,
         "size": len(data),
+        "an": an,
+        "ns": ns,
+        "ar": ar,
+        "opt": None if opt is None else {"payload": opt[0], "do": bool(opt[1] & 0x8000), "version": (opt[1] >> 16) & 0xFF},
     }
-    for sec, rrsets in (("an", m.answer), ("ns", m.authority), ("ar", m.additional)):
-        s[sec] = sorted({rr_key(rs, rd) for rs in rrsets for rd in rs})
-    if m.edns >= 0:
-        s["opt"] = {"payload": m.payload, "do": bool(m.ednsflags & dns.flags.DO), "version": m.edns}
-    else:
-        s["opt"] = None
-    return s
+
+
+def rr_text(k):
+    owner, rtype, rclass, ttl, rdata = k
+    labels, _ = read_name(owner, 0)
+    try:
+        rd = dns.rdata.from_wire(rclass, rtype, rdata, 0, len(rdata)).to_text()
+    except Exception:
+        rd = "\\# %d %s" % (len(rdata), rdata.hex())
+    return "%s %d %s %s %s" % (
+        dns.name.Name(labels + [b""]).to_text(),
+        ttl,
+        dns.rdataclass.to_text(rclass),
+        dns.rdatatype.to_text(rtype),
+        rd,
+    )
+
+
+def jsonable(s):
+    """The summary with its record sets as sorted lists of text."""
+    if s is None or "error" in s:
+        return s
+    out = dict(s)
+    for sec in ("an", "ns", "ar"):
+        out[sec] = sorted(rr_text(k) for k in s[sec])
+    return out
 
 
 def run_query(q, servers):
@@ -582,25 +675,21 @@ def run_query(q, servers):
 
 
 def apex_ns_info(zones):
-    """For every zone: (set of rr_keys of its apex NS RRset, set of target names)."""
+    """For every zone: (set of record keys of its apex NS RRset, set of the targets' owner keys)."""
     info = []
     for apex, z in zones.items():
         rs = z.get_rdataset(apex, "NS")
         if rs is None:
             continue
-        rrset = dns.rrset.from_rdata_list(apex, rs.ttl, list(rs))
-        keys = {rr_key(rrset, rd) for rd in rs}
-        targets = {rd.target.canonicalize().to_text() for rd in rs}
+        owner = canon_name(apex.labels[:-1])
+        keys = set()
+        targets = set()
+        for rd in rs:
+            t = canon_name(rd.target.labels[:-1])
+            keys.add((owner, 2, 1, rs.ttl, t))
+            targets.add(t)
         info.append((keys, targets))
     return info
-
-
-def _owner(k):
-    return k.split(" ", 1)[0]
-
-
-def _type(k):
-    return k.split(" ", 4)[3]
 
 
 def sections_match(a, b, ns_info):
@@ -610,12 +699,11 @@ def sections_match(a, b, ns_info):
         return False, "answer"
     if a["ns"] == b["ns"] and a["ar"] == b["ar"]:
         return True, None
-    a_ns, b_ns, a_ar, b_ar = set(a["ns"]), set(b["ns"]), set(a["ar"]), set(b["ar"])
     for keys, targets in ns_info:
-        for x_ns, x_ar, y_ns, y_ar in ((a_ns, a_ar, b_ns, b_ar), (b_ns, b_ar, a_ns, a_ar)):
-            if keys <= x_ns and not (keys & y_ns) and x_ns - keys == y_ns:
-                extra = {k for k in x_ar - y_ar if _owner(k) in targets and _type(k) in ("A", "AAAA")}
-                if x_ar - extra == y_ar:
+        for x, y in ((a, b), (b, a)):
+            if keys <= x["ns"] and not (keys & y["ns"]) and x["ns"] - keys == y["ns"]:
+                extra = {k for k in x["ar"] - y["ar"] if k[0] in targets and k[1] in (1, 28)}
+                if x["ar"] - extra == y["ar"]:
                     return True, None
     return False, "authority" if a["ns"] != b["ns"] else "additional"
 
@@ -625,7 +713,7 @@ def compare(ref, got, q, ns_info):
     if "error" in ref or "error" in got:
         if ref.get("error") == got.get("error") == "timeout":
             return []
-        return ["error(%s|%s)" % (ref.get("error", "ok"), got.get("error", "ok"))]
+        return ["error"]
     diffs = []
     for f in ("rcode", "aa", "tc", "qdcount"):
         if ref[f] != got[f]:
@@ -635,7 +723,7 @@ def compare(ref, got, q, ns_info):
     edns_query = VARIANTS[q.variant][0] is not None
     if got["opt"] != ref["opt"]:
         diffs.append("opt")
-    elif edns_query != (got["opt"] is not None) and ref["rcode"] not in ("FORMERR",):
+    elif edns_query != (got["opt"] is not None) and ref["rcode"] != "FORMERR":
         diffs.append("opt-presence")
     if not (ref["tc"] or got["tc"]):
         ok, where = sections_match(ref, got, ns_info)
@@ -644,7 +732,15 @@ def compare(ref, got, q, ns_info):
     return diffs
 
 
+_RUN = re.compile(r"([a-z0-9-])\1{11,}")
+
+
+def shorten(text):
+    return _RUN.sub(lambda m: "%s{%d}" % (m.group(1), len(m.group(0))), text)
+
+
 def compact(s):
+    """One response on a few lines (s: a jsonable summary)."""
     if s is None:
         return "-"
     if "error" in s:
@@ -652,7 +748,7 @@ def compact(s):
     flags = " ".join(f for f in ("aa", "tc") if s[f])
     parts = ["%s%s%s qd=%d%s size=%d" % (
         s["rcode"], " " if flags else "", flags, s["qdcount"],
-        "" if s["qecho"] in (True, None) else " QD-NOT-ECHOED", s["size"])]
+        "" if s["qecho"] in (True, None) else " QUESTION-NOT-ECHOED", s["size"])]
     if s["opt"] is not None:
         parts.append("OPT(%d%s%s)" % (s["opt"]["payload"], ",do" if s["opt"]["do"] else "",
                                       ",v%d" % s["opt"]["version"] if s["opt"]["version"] else ""))
@@ -660,8 +756,8 @@ def compact(s):
         if s[sec]:
             rrs = s[sec]
             shown = rrs if len(rrs) <= 6 else rrs[:5] + ["... (%d more)" % (len(rrs) - 5)]
-            parts.append("%s: %s" % (sec.upper(), " | ".join(shown)))
-    return "\n        ".join(parts)
+            parts.append("%s: %s" % (sec.upper(), " | ".join(shorten(r) for r in shown)))
+    return "\n          ".join(parts)
 
 
 # ---------------------------------------------------------------------------
@@ -669,12 +765,17 @@ def compact(s):
 # ---------------------------------------------------------------------------
 
 
+def find_tool(name):
+    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+    return shutil.which(name, path=path)
+
+
 def missing_prereqs(with_nsxdp, binary):
     missing = []
     if dns is None:
         missing.append("python3-dnspython (import dns failed for %s)" % sys.executable)
     for tool in ("knotd", "nsd"):
-        if shutil.which(tool) is None:
+        if find_tool(tool) is None:
             missing.append(tool)
     if with_nsxdp and not os.access(binary, os.X_OK):
         missing.append("nsxdp binary %s" % binary)
@@ -688,6 +789,7 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="send only this many queries (a random sample)")
     ap.add_argument("--only", default=None, help="send only queries whose text matches this regex")
     ap.add_argument("--show", type=int, default=30, help="print this many failures in full")
+    ap.add_argument("--verbose", action="store_true", help="print every query and its responses")
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -763,12 +865,12 @@ def record(q, res, diffs):
         "query": q.text(),
         "group": q.group,
         "diffs": diffs,
-        "responses": res,
+        "responses": {name: jsonable(s) for name, s in res.items()},
     }
 
 
 def print_record(i, rec):
-    print("  #%d %s   [%s]" % (i, rec["query"], "; ".join("%s: %s" % (k, ",".join(v)) for k, v in rec["diffs"].items())))
+    print("  #%d %s   [%s]" % (i, shorten(rec["query"]), "; ".join("%s: %s" % (k, ",".join(v)) for k, v in rec["diffs"].items())))
     for name, s in rec["responses"].items():
         print("    %-5s %s" % (name, compact(s)))
 
@@ -780,7 +882,7 @@ def print_groups(records):
         groups[(rec["group"], ",".join(kinds))].append(rec)
     print("differential: by group (label below the apex) and kind of difference:")
     for (g, kinds), recs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        print("  %5d  %-22s %-28s e.g. %s" % (len(recs), g, kinds, recs[0]["query"]))
+        print("  %5d  %-18s %-24s e.g. %s" % (len(recs), g, kinds, shorten(recs[0]["query"])))
 
 
 def write_json(path, obj):
@@ -790,8 +892,15 @@ def write_json(path, obj):
         print("differential: wrote %s" % path)
 
 
+def print_all(battery, results):
+    for i, (q, res) in enumerate(zip(battery, results)):
+        print_record(i, record(q, res, {}))
+
+
 def report_nsxdp(battery, results, ns_info, args):
     n = len(battery)
+    if args.verbose:
+        print_all(battery, results)
     m_knot = m_nsd = m_either = 0
     failures = []
     for q, res in zip(battery, results):
@@ -817,6 +926,8 @@ def report_nsxdp(battery, results, ns_info, args):
 
 def report_knot_nsd(battery, results, ns_info, args):
     n = len(battery)
+    if args.verbose:
+        print_all(battery, results)
     disagree = []
     for q, res in zip(battery, results):
         d = compare(res["knot"], res["nsd"], q, ns_info)
