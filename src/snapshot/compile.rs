@@ -115,7 +115,7 @@ fn render(
     let mut frag: Vec<u8> = Vec::new();
     let mut apex_ptrs: Vec<u16> = Vec::new();
     let mut adds: Vec<(u16, u32)> = Vec::new();
-    let mut rdatas: Vec<&[u8]> = set.rdata.iter().map(|r| &r[..]).collect();
+    let mut rdatas: Vec<&[u8]> = set.rdata.iter().collect();
     if rdatas.len() > 1 {
         rdatas.sort_by_cached_key(|r| rdata::canonical_rdata(ty, r));
     }

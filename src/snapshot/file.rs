@@ -45,52 +45,69 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io { path: path.to_path_buf(), source }
 }
 
+/// Computes CRC32C over everything written through it.
+struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+    len: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Serialises an image and writes it to `path` atomically. Returns the file size.
 pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError> {
-    // Sized up front: growing a buffer of hundreds of megabytes by doubling costs copies.
-    let estimate = img.data.len()
-        + img.names.len()
-        + img.nodes.len() * std::mem::size_of::<super::NodeRec>()
-        + img.rrsets.len() * std::mem::size_of::<super::RrsetRec>()
-        + img.buckets.len() * 4
-        + img.extras.len() * 2
-        + 4096;
-    let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
-    let archive = rkyv::api::high::to_bytes_in::<_, BoxedError>(img, buf)
-        .map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
     let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
-    let mut header = vec![0u8; header_len];
-    header[0..8].copy_from_slice(&MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    header[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
-    header[16..24].copy_from_slice(&(archive.len() as u64).to_le_bytes());
-    header[24..28].copy_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
-    header[28..32].copy_from_slice(&img.serial.to_le_bytes());
-    header[32..36].copy_from_slice(&(img.origin.len() as u32).to_le_bytes());
-    header[FIXED_HEADER..FIXED_HEADER + img.origin.len()].copy_from_slice(&img.origin);
-    let hcrc = header_crc(&header);
-    header[36..40].copy_from_slice(&hcrc.to_le_bytes());
-
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let file_name = path.file_name().ok_or_else(|| refused(path, "not a file path"))?;
     let tmp = dir.join(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&header)?;
-        f.write_all(&archive)?;
-        f.sync_all()?;
+    let result = (|| -> Result<u64, SnapshotError> {
+        let mut f = File::create(&tmp).map_err(io(path))?;
+        // The archive is streamed to the file after room for the header (no copy of a
+        // possibly huge archive in memory); the header, which needs its length and CRC,
+        // is written last.
+        f.write_all(&vec![0u8; header_len]).map_err(io(path))?;
+        let sink = CrcWriter { inner: std::io::BufWriter::with_capacity(1 << 20, f), crc: 0, len: 0 };
+        let writer = rkyv::api::high::to_bytes_in::<_, BoxedError>(img, rkyv::ser::writer::IoWriter::new(sink))
+            .map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
+        let sink = writer.into_inner();
+        let (crc, archive_len) = (sink.crc, sink.len);
+        let f = sink.inner.into_inner().map_err(|e| SnapshotError::Io { path: path.to_path_buf(), source: e.into_error() })?;
+        let mut header = vec![0u8; header_len];
+        header[0..8].copy_from_slice(&MAGIC);
+        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
+        header[16..24].copy_from_slice(&archive_len.to_le_bytes());
+        header[24..28].copy_from_slice(&crc.to_le_bytes());
+        header[28..32].copy_from_slice(&img.serial.to_le_bytes());
+        header[32..36].copy_from_slice(&(img.origin.len() as u32).to_le_bytes());
+        header[FIXED_HEADER..FIXED_HEADER + img.origin.len()].copy_from_slice(&img.origin);
+        let hcrc = header_crc(&header);
+        header[36..40].copy_from_slice(&hcrc.to_le_bytes());
+        std::os::unix::fs::FileExt::write_all_at(&f, &header, 0).map_err(io(path))?;
+        f.sync_all().map_err(io(path))?;
         drop(f);
-        std::fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
+        std::fs::rename(&tmp, path).map_err(io(path))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(path))?;
+        Ok(header_len as u64 + archive_len)
     })();
-    if let Err(e) = result {
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(SnapshotError::Io { path: path.to_path_buf(), source: e });
     }
-    Ok((header.len() + archive.len()) as u64)
+    result
 }
 
 fn header_crc(header: &[u8]) -> u32 {

@@ -49,8 +49,10 @@ pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
     let mut msg = vec![0u8; 65536 + 512];
     let apex = z.apex.to_native();
     // Canonical order, as master files and AXFR have it (the snapshot keeps parents first).
-    let mut order: Vec<u32> =
-        crate::zone::canonical_order((0..z.nodes.len() as u32).map(|i| z.node_name(i))).into_iter().map(|i| i as u32).collect();
+    let mut order: Vec<u32> = crate::zone::canonical_order((0..z.nodes.len() as u32).map(|i| z.node_name(i)))
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
     // SOA first, as AXFR and master files have it.
     if let Some(p) = order.iter().position(|&i| i == apex) {
         order.remove(p);

@@ -71,8 +71,9 @@ pub fn check(loaded: &mut Loaded) {
                 }
             }
         }
-        let below_dname =
-            has_dname && ancestors(node.name.as_wire(), origin.len()).any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::DNAME).is_some()));
+        let below_dname = has_dname
+            && ancestors(node.name.as_wire(), origin.len())
+                .any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::DNAME).is_some()));
         if below_dname {
             if let Some(set) = node.rrsets.values().min_by_key(|s| s.src) {
                 found.push((
@@ -84,7 +85,9 @@ pub fn check(loaded: &mut Loaded) {
         }
         // NS targets inside the zone need address records: glue if below a cut.
         if let Some(ns) = node.get(rtype::NS) {
-            if ancestors(node.name.as_wire(), origin.len()).any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::NS).is_some())) {
+            if ancestors(node.name.as_wire(), origin.len())
+                .any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::NS).is_some()))
+            {
                 continue;
             }
             for r in &ns.rdata {

@@ -27,9 +27,80 @@ pub struct SrcPos {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rrset {
     pub ttl: u32,
-    pub rdata: Vec<Box<[u8]>>,
+    pub rdata: RdataList,
     /// Where the first record of the set was read (zero for records from elsewhere).
     pub src: SrcPos,
+}
+
+/// The rdata of an RRset's records back to back, each after its length (two octets): one
+/// allocation per RRset instead of one per record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RdataList {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl RdataList {
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The rdata of each record, in insertion order.
+    pub fn iter(&self) -> RdataIter<'_> {
+        RdataIter { bytes: &self.bytes, pos: 0 }
+    }
+
+    pub fn first(&self) -> Option<&[u8]> {
+        self.iter().next()
+    }
+
+    /// Appends one record's rdata (at most 65535 octets).
+    pub fn push(&mut self, rdata: &[u8]) {
+        debug_assert!(rdata.len() <= u16::MAX as usize);
+        self.bytes.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        self.bytes.extend_from_slice(rdata);
+        self.count += 1;
+    }
+
+    /// Removes the `i`th record.
+    pub fn remove(&mut self, i: usize) {
+        let mut pos = 0;
+        for _ in 0..i {
+            pos += 2 + u16::from_be_bytes([self.bytes[pos], self.bytes[pos + 1]]) as usize;
+        }
+        let len = 2 + u16::from_be_bytes([self.bytes[pos], self.bytes[pos + 1]]) as usize;
+        self.bytes.drain(pos..pos + len);
+        self.count -= 1;
+    }
+}
+
+pub struct RdataIter<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for RdataIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let len = u16::from_be_bytes([*self.bytes.get(self.pos)?, *self.bytes.get(self.pos + 1)?]) as usize;
+        let r = &self.bytes[self.pos + 2..self.pos + 2 + len];
+        self.pos += 2 + len;
+        Some(r)
+    }
+}
+
+impl<'a> IntoIterator for &'a RdataList {
+    type Item = &'a [u8];
+    type IntoIter = RdataIter<'a>;
+
+    fn into_iter(self) -> RdataIter<'a> {
+        self.iter()
+    }
 }
 
 /// A name that owns records.
@@ -291,7 +362,7 @@ impl Zone {
                 self.nodes.entry(key.clone()).or_insert_with(|| Node { name: key.clone(), rrsets: Default::default() })
             }
         };
-        let set = node.rrsets.get_or_insert_with(t, || Rrset { ttl, rdata: Vec::new(), src });
+        let set = node.rrsets.get_or_insert_with(t, || Rrset { ttl, rdata: RdataList::default(), src });
         if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
             return Ok(Inserted::Duplicate);
         }
@@ -303,7 +374,7 @@ impl Zone {
                 return Err(InsertError::SecondCname(key.clone()));
             }
         }
-        set.rdata.push(rdata.into());
+        set.rdata.push(rdata);
         self.rr_count += 1;
         if set.ttl != ttl {
             return Ok(Inserted::TtlNormalised { rrset_ttl: set.ttl });
@@ -466,7 +537,7 @@ impl Zone {
                 for r in &old.rdata {
                     let keep = new.is_some_and(|n| n.ttl == old.ttl && contains(t, n, r));
                     if !keep {
-                        cs.removed.push(Record { owner: node.name.clone(), rtype: t, ttl: old.ttl, rdata: r.clone() });
+                        cs.removed.push(Record { owner: node.name.clone(), rtype: t, ttl: old.ttl, rdata: r.into() });
                     }
                 }
             }
@@ -480,7 +551,7 @@ impl Zone {
                 for r in &new.rdata {
                     let had = old.is_some_and(|o| o.ttl == new.ttl && contains(t, o, r));
                     if !had {
-                        cs.added.push(Record { owner: node.name.clone(), rtype: t, ttl: new.ttl, rdata: r.clone() });
+                        cs.added.push(Record { owner: node.name.clone(), rtype: t, ttl: new.ttl, rdata: r.into() });
                     }
                 }
             }
@@ -510,7 +581,7 @@ impl Zone {
 
     fn soa_record(&self) -> Option<Record> {
         let soa = self.soa()?;
-        Some(Record { owner: self.origin.clone(), rtype: rtype::SOA, ttl: soa.ttl, rdata: soa.rdata.first()?.clone() })
+        Some(Record { owner: self.origin.clone(), rtype: rtype::SOA, ttl: soa.ttl, rdata: soa.rdata.first()?.into() })
     }
 }
 
@@ -519,7 +590,7 @@ fn contains(t: u16, set: &Rrset, rdata: &[u8]) -> bool {
 }
 
 fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: &'a Rrset) {
-    let mut rd: Vec<&[u8]> = set.rdata.iter().map(|r| &r[..]).collect();
+    let mut rd: Vec<&[u8]> = set.rdata.iter().collect();
     if rd.len() > 1 {
         rd.sort_by_cached_key(|r| rdata::canonical_rdata(t, r));
     }
@@ -627,9 +698,14 @@ mod tests {
     #[test]
     fn tree_flags_and_order() {
         let z = base();
-        let tree = z.tree();
+        let tree = z.tree().names;
         let show = |w: &[u8]| Name::from_wire(w).unwrap().to_string();
-        let names: Vec<String> = tree.iter().map(|t| show(t.name)).collect();
+        for (i, t) in tree.iter().enumerate() {
+            assert!(t.parent.is_none_or(|p| p < i), "parents come first");
+        }
+        // Canonical order is what `canonical_order` gives.
+        let order = canonical_order(tree.iter().map(|t| t.name));
+        let names: Vec<String> = order.iter().map(|&i| show(tree[i].name)).collect();
         assert_eq!(
             names,
             [

@@ -940,7 +940,7 @@ mod tests {
         assert_eq!(z.rrset(&www, rtype::A).unwrap().ttl, 300);
         assert_eq!(z.rrset(&www, rtype::AAAA).unwrap().ttl, 3600);
         let txt = Name::parse_text(b"txt.example.com.", None).unwrap();
-        assert_eq!(&z.rrset(&txt, rtype::TXT).unwrap().rdata[0][..], b"\x03a b\x03c\"d\x01A");
+        assert_eq!(&z.rrset(&txt, rtype::TXT).unwrap().rdata.first().unwrap(), b"\x03a b\x03c\"d\x01A");
     }
 
     #[test]
@@ -970,7 +970,7 @@ mod tests {
         ));
         assert!(l.is_servable(), "{:?}", l.diagnostics);
         let k = Name::parse_text(b"k.example.com.", None).unwrap();
-        assert_eq!(&l.zone.rrset(&k, rtype::A).unwrap().rdata[0][..], &[192, 0, 2, 1]);
+        assert_eq!(&l.zone.rrset(&k, rtype::A).unwrap().rdata.first().unwrap(), &[192, 0, 2, 1]);
     }
 
     #[test]
