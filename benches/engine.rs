@@ -1,2 +1,392 @@
-//! Placeholder replaced by the engine benchmark.
-fn main() {}
+//! Criterion benchmark of the answer engine (`nsxdp::answer::answer`) on one core.
+//!
+//! Setup, all deterministic and in memory: a synthetic zone of `NAMES` generated names
+//! (A, AAAA, MX, TXT, CNAME, delegations with glue, a wildcard) as master-file text, loaded
+//! with `zone::parse::load_text`, compiled, written to a temp file with `write_snapshot` and
+//! mapped with `Snapshot::open` (the server's real mmap path), then put in a `Catalog`.
+//!
+//! A corpus of `CORPUS` wire-format queries is built: 70 % existing names with a type they
+//! hold, 10 % NXDOMAIN, 5 % NODATA, 5 % CNAME, 5 % wildcard, 5 % referral; about half carry
+//! an EDNS OPT, about a fifth have mixed-case names. Every query is answered once before
+//! measuring and the outcome checked against its category, so the benchmark measures what it
+//! claims to.
+//!
+//! Groups: `mixed` (the whole corpus), then one per category (`positive_a` is the positive
+//! queries of type A only). Each iteration answers every query of the group once, copied
+//! into a reusable 4096-byte buffer first (the engine answers in place, like the UDP loop);
+//! criterion's throughput is queries/s, and a plain summary in ns/query is printed at the end.
+//!
+//! `cargo bench --bench engine`; `cargo bench --bench engine -- mixed` for one group.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use nsxdp::answer::{answer, Catalog, Config, Outcome, Transport};
+use nsxdp::snapshot::{compile, write_snapshot, Snapshot};
+use nsxdp::wire::name::Name;
+use nsxdp::zone::parse::load_text;
+
+/// Generated owner names in the zone (besides apex, glue and wildcard names).
+const NAMES: usize = 100_000;
+/// Names per group label `g<k>` (so `g<k>` are empty non-terminals).
+const PER_GROUP: usize = 500;
+/// Queries in the mixed corpus.
+const CORPUS: usize = 10_000;
+const ORIGIN: &str = "bench.test";
+/// Same size as the UDP run loop's per-message slot.
+const BUF: usize = 4096;
+
+/// splitmix64: small, deterministic, good enough for picking names.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// True with probability `pct` percent.
+    fn pct(&mut self, pct: u64) -> bool {
+        self.next() % 100 < pct
+    }
+}
+
+const T_A: u16 = 1;
+const T_NS: u16 = 2;
+const T_CNAME: u16 = 5;
+const T_MX: u16 = 15;
+const T_TXT: u16 = 16;
+const T_AAAA: u16 = 28;
+const T_SRV: u16 = 33;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Data,
+    Cname,
+    Deleg,
+}
+
+/// What the generator put at one generated name.
+struct Owner {
+    name: String,
+    kind: Kind,
+    /// Types present (Data names only).
+    types: Vec<u16>,
+}
+
+fn owner_name(i: usize) -> String {
+    format!("h{i}.g{}", i % (NAMES / PER_GROUP))
+}
+
+/// The zone as master-file text, and what each generated name holds.
+fn gen_zone() -> (String, Vec<Owner>) {
+    let mut rng = Rng(0x6e73_7864_7062);
+    let mut z = String::with_capacity(NAMES * 80);
+    z.push_str("$TTL 3600\n");
+    z.push_str("@ IN SOA ns1 hostmaster 2026010101 7200 1800 1209600 300\n");
+    z.push_str("@ IN NS ns1\n@ IN NS ns2\n@ IN MX 10 mail\n");
+    z.push_str("ns1 IN A 192.0.2.1\nns2 IN A 192.0.2.2\nns2 IN AAAA 2001:db8::2\n");
+    z.push_str("mail IN A 192.0.2.25\nmail IN AAAA 2001:db8::25\n");
+    // The wildcard: `*.wild` with A and TXT; `wild` itself is an empty non-terminal.
+    z.push_str("*.wild IN A 192.0.2.80\n*.wild IN TXT \"wildcard answer\"\n");
+
+    // Kinds first, so CNAME and MX targets can point at names with addresses.
+    let kinds: Vec<Kind> = (0..NAMES)
+        .map(|_| match rng.next() % 100 {
+            0 => Kind::Deleg, // 1 %: 1,000 delegations
+            1..=8 => Kind::Cname,
+            _ => Kind::Data,
+        })
+        .collect();
+    let data_idx: Vec<usize> = (0..NAMES).filter(|&i| kinds[i] == Kind::Data).collect();
+    let mut owners = Vec::with_capacity(NAMES);
+    for (i, &kind) in kinds.iter().enumerate() {
+        let name = owner_name(i);
+        let mut types = Vec::new();
+        match kind {
+            Kind::Deleg => {
+                z.push_str(&format!("{name} 86400 IN NS ns1.{name}\n{name} 86400 IN NS ns2.{name}\n"));
+                z.push_str(&format!("ns1.{name} 86400 IN A 10.{}.{}.1\n", i >> 8 & 255, i & 255));
+                z.push_str(&format!("ns2.{name} 86400 IN A 10.{}.{}.2\n", i >> 8 & 255, i & 255));
+                z.push_str(&format!("ns2.{name} 86400 IN AAAA 2001:db8:{:x}:{:x}::2\n", i >> 16, i & 0xffff));
+            }
+            Kind::Cname => {
+                let t = data_idx[rng.below(data_idx.len())];
+                z.push_str(&format!("{name} IN CNAME {}\n", owner_name(t)));
+            }
+            Kind::Data => {
+                // Every data name has an A (so CNAME/MX targets resolve), 1-3 of them.
+                types.push(T_A);
+                for k in 0..1 + rng.below(3) {
+                    z.push_str(&format!("{name} IN A 10.{}.{}.{}\n", i >> 8 & 255, i & 255, k + 1));
+                }
+                if rng.pct(40) {
+                    types.push(T_AAAA);
+                    z.push_str(&format!("{name} IN AAAA 2001:db8:{:x}:{:x}::1\n", i >> 16, i & 0xffff));
+                }
+                if rng.pct(20) {
+                    types.push(T_MX);
+                    let t = data_idx[rng.below(data_idx.len())];
+                    z.push_str(&format!("{name} IN MX 10 {}\n", owner_name(t)));
+                }
+                if rng.pct(25) {
+                    types.push(T_TXT);
+                    z.push_str(&format!("{name} IN TXT \"v=spf1 ip4:10.{}.0.0/16 -all\" \"tok{i:x}\"\n", i & 255));
+                }
+            }
+        }
+        owners.push(Owner { name, kind, types });
+    }
+    (z, owners)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cat {
+    Positive,
+    NxDomain,
+    NoData,
+    Cname,
+    Wildcard,
+    Referral,
+}
+
+const CATS: [Cat; 6] = [Cat::Positive, Cat::NxDomain, Cat::NoData, Cat::Cname, Cat::Wildcard, Cat::Referral];
+
+struct Q {
+    cat: Cat,
+    qtype: u16,
+    wire: Vec<u8>,
+}
+
+/// A wire query: header (id, RD), one question, optionally an OPT (udp 1232, DO clear).
+fn wire_query(rng: &mut Rng, name: &str, qtype: u16, edns: bool, mixed_case: bool) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(&(rng.next() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, edns as u8]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len() as u8);
+        for b in label.bytes() {
+            m.push(if mixed_case && rng.pct(50) { b.to_ascii_uppercase() } else { b });
+        }
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    if edns {
+        m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    }
+    m
+}
+
+fn build_corpus(owners: &[Owner]) -> Vec<Q> {
+    let mut rng = Rng(0x636f_7270_7573);
+    let pick = |rng: &mut Rng, kind: Kind| loop {
+        let o = &owners[rng.below(owners.len())];
+        if o.kind == kind {
+            return o;
+        }
+    };
+    let mut out = Vec::with_capacity(CORPUS);
+    for _ in 0..CORPUS {
+        let r = rng.below(100);
+        let cat = match r {
+            0..=69 => Cat::Positive,
+            70..=79 => Cat::NxDomain,
+            80..=84 => Cat::NoData,
+            85..=89 => Cat::Cname,
+            90..=94 => Cat::Wildcard,
+            _ => Cat::Referral,
+        };
+        let (name, qtype) = match cat {
+            Cat::Positive => {
+                let o = pick(&mut rng, Kind::Data);
+                // Mostly A, like real traffic; otherwise any type the name holds.
+                let t = if rng.pct(60) { T_A } else { o.types[rng.below(o.types.len())] };
+                (format!("{}.{ORIGIN}", o.name), t)
+            }
+            Cat::NxDomain => {
+                // Half a missing label under an existing group, half a missing host.
+                let g = rng.below(NAMES / PER_GROUP);
+                let n = if rng.pct(50) {
+                    format!("nx{}.g{g}.{ORIGIN}", rng.below(1 << 20))
+                } else {
+                    format!("h{}.g{g}.{ORIGIN}", NAMES + rng.below(1 << 20))
+                };
+                (n, if rng.pct(70) { T_A } else { T_AAAA })
+            }
+            Cat::NoData => {
+                let o = pick(&mut rng, Kind::Data);
+                let t = [T_SRV, T_NS, T_CNAME, T_AAAA, T_MX, T_TXT]
+                    .into_iter()
+                    .filter(|t| !o.types.contains(t))
+                    .nth(rng.below(2))
+                    .unwrap_or(T_SRV);
+                (format!("{}.{ORIGIN}", o.name), t)
+            }
+            Cat::Cname => (format!("{}.{ORIGIN}", pick(&mut rng, Kind::Cname).name), T_A),
+            Cat::Wildcard => {
+                (format!("w{}.wild.{ORIGIN}", rng.below(1 << 20)), if rng.pct(70) { T_A } else { T_TXT })
+            }
+            Cat::Referral => {
+                let o = pick(&mut rng, Kind::Deleg);
+                let n = if rng.pct(50) {
+                    format!("{}.{ORIGIN}", o.name)
+                } else {
+                    format!("www.{}.{ORIGIN}", o.name)
+                };
+                (n, T_A)
+            }
+        };
+        let edns = rng.pct(50);
+        let mixed = rng.pct(20);
+        out.push(Q { cat, qtype, wire: wire_query(&mut rng, &name, qtype, edns, mixed) });
+    }
+    out
+}
+
+/// Answers once and checks the response fits the category.
+fn check(cat: &Catalog, q: &Q, buf: &mut [u8]) {
+    let cfg = Config::default();
+    buf[..q.wire.len()].copy_from_slice(&q.wire);
+    let Outcome::Reply { len, rcode, truncated } = answer(cat, buf, q.wire.len(), Transport::Udp, &cfg) else {
+        panic!("{:?} query dropped", q.cat);
+    };
+    assert!(!truncated, "{:?}: truncated", q.cat);
+    let aa = buf[2] & 0x04 != 0;
+    let an = u16::from_be_bytes([buf[6], buf[7]]);
+    let ns = u16::from_be_bytes([buf[8], buf[9]]);
+    let ok = match q.cat {
+        Cat::Positive | Cat::Wildcard => rcode == 0 && aa && an > 0,
+        Cat::Cname => rcode == 0 && aa && an >= 2,
+        Cat::NxDomain => rcode == 3 && aa && an == 0 && ns == 1,
+        Cat::NoData => rcode == 0 && aa && an == 0 && ns == 1,
+        Cat::Referral => rcode == 0 && !aa && an == 0 && ns == 2,
+    };
+    assert!(ok, "{:?} type {}: rcode {rcode} aa {aa} an {an} ns {ns} len {len}", q.cat, q.qtype);
+}
+
+struct Setup {
+    catalog: Catalog,
+    corpus: Vec<Q>,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let t0 = Instant::now();
+    let (text, owners) = gen_zone();
+    let origin = Name::parse_text(format!("{ORIGIN}.").as_bytes(), None).unwrap();
+    let loaded = load_text(Path::new("bench.zone"), text.as_bytes(), &origin);
+    assert!(loaded.is_servable(), "{:?}", loaded.errors().take(5).collect::<Vec<_>>());
+    let img = compile(&loaded.zone).expect("compile");
+    drop(loaded);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bench.snap");
+    let bytes = write_snapshot(&path, &img).expect("write_snapshot");
+    drop(img);
+    let snap = Snapshot::open(&path).expect("open");
+    let catalog = Catalog::new(vec![Arc::new(snap)]);
+    let corpus = build_corpus(&owners);
+    let mut buf = vec![0u8; BUF];
+    for q in &corpus {
+        check(&catalog, q, &mut buf);
+    }
+    let count = |c: Cat| corpus.iter().filter(|q| q.cat == c).count();
+    eprintln!(
+        "engine bench: zone {} bytes text, snapshot {bytes} bytes, {NAMES} names; corpus {} queries \
+         ({}), {} with EDNS; setup {:.1} s",
+        text.len(),
+        corpus.len(),
+        CATS.iter().map(|&c| format!("{c:?} {}", count(c))).collect::<Vec<_>>().join(", "),
+        corpus.iter().filter(|q| q.wire[11] == 1).count(),
+        t0.elapsed().as_secs_f64()
+    );
+    Setup { catalog, corpus, _dir: dir }
+}
+
+/// Queries of one group, laid out back to back with their lengths.
+struct Batch {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    fn new<'a>(qs: impl Iterator<Item = &'a Q>) -> Batch {
+        let mut b = Batch { bytes: Vec::new(), spans: Vec::new() };
+        for q in qs {
+            b.spans.push((b.bytes.len(), q.wire.len()));
+            b.bytes.extend_from_slice(&q.wire);
+        }
+        b
+    }
+
+    /// Answers every query once; returns the sum of response lengths (kept alive).
+    #[inline(never)]
+    fn run(&self, cat: &Catalog, buf: &mut [u8], cfg: &Config) -> usize {
+        let mut total = 0;
+        for &(off, len) in &self.spans {
+            buf[..len].copy_from_slice(&self.bytes[off..off + len]);
+            if let Outcome::Reply { len, .. } = answer(cat, black_box(&mut *buf), len, Transport::Udp, cfg) {
+                total += len;
+            }
+        }
+        black_box(total)
+    }
+}
+
+fn groups(s: &Setup) -> Vec<(&'static str, Batch)> {
+    let c = &s.corpus;
+    vec![
+        ("mixed", Batch::new(c.iter())),
+        ("positive_a", Batch::new(c.iter().filter(|q| q.cat == Cat::Positive && q.qtype == T_A))),
+        ("nxdomain", Batch::new(c.iter().filter(|q| q.cat == Cat::NxDomain))),
+        ("nodata", Batch::new(c.iter().filter(|q| q.cat == Cat::NoData))),
+        ("cname", Batch::new(c.iter().filter(|q| q.cat == Cat::Cname))),
+        ("wildcard", Batch::new(c.iter().filter(|q| q.cat == Cat::Wildcard))),
+        ("referral", Batch::new(c.iter().filter(|q| q.cat == Cat::Referral))),
+    ]
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let s = setup();
+    let cfg = Config::default();
+    let mut buf = vec![0u8; BUF];
+    let groups = groups(&s);
+    for (name, batch) in &groups {
+        let mut g = c.benchmark_group(format!("answer/{name}"));
+        g.throughput(Throughput::Elements(batch.spans.len() as u64));
+        g.bench_function(format!("{} queries", batch.spans.len()), |b| {
+            b.iter(|| batch.run(&s.catalog, &mut buf, &cfg))
+        });
+        g.finish();
+    }
+    // The figure the issue asks about, without criterion's units: best of several timed
+    // passes over each group (the least disturbed by other work on the machine).
+    eprintln!("\nns per answer (best of 20 passes, target <= 150 on one core):");
+    for (name, batch) in &groups {
+        let mut best = f64::MAX;
+        for _ in 0..20 {
+            let t = Instant::now();
+            batch.run(&s.catalog, &mut buf, &cfg);
+            best = best.min(t.elapsed().as_nanos() as f64 / batch.spans.len() as f64);
+        }
+        eprintln!("  {name:<11} {best:7.1} ns/query ({} queries)", batch.spans.len());
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench_engine
+}
+criterion_main!(benches);

@@ -623,7 +623,8 @@ fn referral_glue_that_does_not_fit_sets_tc() {
     assert_eq!(r.qd, 1);
     assert_eq!(r.counts(), [0, 0, 0]);
     // With room for it all: 13 NS, 26 glue records.
-    for r in [ask(&Q::new("www.many.example.com.", rtype::A).edns(1232)), ask_tcp(&Q::new("many.example.com.", rtype::A))]
+    for r in
+        [ask(&Q::new("www.many.example.com.", rtype::A).edns(1232)), ask_tcp(&Q::new("many.example.com.", rtype::A))]
     {
         assert!(!r.tc() && !r.aa());
         assert_eq!(r.authority.len(), 13);
@@ -639,7 +640,14 @@ fn no_wildcard_below_a_zone_cut() {
     assert_answer(&r, 0, false, &[], &SUB_NS, &SUB_GLUE);
     // A wildcard at the apex does not reach below a cut either.
     let r = ask_zones(wild(), &Q::new("x.sub.wild.test.", rtype::A).wire(), Transport::Udp);
-    assert_answer(&r, 0, false, &[], &["sub.wild.test. 60 NS ns.sub.wild.test."], &["ns.sub.wild.test. 60 A 192.0.2.53"]);
+    assert_answer(
+        &r,
+        0,
+        false,
+        &[],
+        &["sub.wild.test. 60 NS ns.sub.wild.test."],
+        &["ns.sub.wild.test. 60 A 192.0.2.53"],
+    );
     let r = ask_zones(wild(), &Q::new("sub.wild.test.", rtype::A).wire(), Transport::Udp);
     assert!(!r.aa());
     assert_eq!(r.authority.len(), 1);
@@ -883,7 +891,11 @@ fn additional_for_ns_mx_srv_targets() {
         true,
         &["example.com. 3600 NS ns1.example.com.", "example.com. 3600 NS ns2.example.com."],
         &[],
-        &["ns1.example.com. 3600 A 192.0.2.1", "ns2.example.com. 3600 A 192.0.2.2", "ns2.example.com. 3600 AAAA 2001:db8::2"],
+        &[
+            "ns1.example.com. 3600 A 192.0.2.1",
+            "ns2.example.com. 3600 A 192.0.2.2",
+            "ns2.example.com. 3600 AAAA 2001:db8::2",
+        ],
     );
     let r = ask(&Q::new("example.com.", rtype::MX));
     assert_answer(
@@ -1083,7 +1095,10 @@ fn truncation_tcp_up_to_65535() {
 #[test]
 fn truncation_of_a_cname_chain_keeps_no_partial_answer() {
     // CNAME then a big RRset: TC, question only.
-    let bytes = build("t.test.", &format!("$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nalias CNAME big\n{}", txt_set("big", 6)));
+    let bytes = build(
+        "t.test.",
+        &format!("$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nalias CNAME big\n{}", txt_set("big", 6)),
+    );
     let z = archived(&bytes);
     let r = ask_zones(z, &Q::new("alias.t.test.", rtype::TXT).wire(), Transport::Udp);
     assert!(r.tc());

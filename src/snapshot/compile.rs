@@ -76,7 +76,7 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
         });
     }
     // RFC 2308 §3: the SOA in a negative answer has TTL min(SOA TTL, MINIMUM).
-    let min = soa.rdata.first().and_then(|r| soa_minimum(r)).unwrap_or(soa.ttl);
+    let min = soa.rdata.first().and_then(soa_minimum).unwrap_or(soa.ttl);
     let neg = render(&mut img, origin, origin, rtype::SOA, soa.ttl.min(min), soa, &|_| None)?;
     img.neg_soa = img.rrsets.len() as u32;
     img.rrsets.push(neg);
