@@ -19,6 +19,10 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         // A free port for both UDP and TCP.
         let port = loop {
@@ -32,6 +36,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nsxdp"))
             .args(["serve", "--zone", ZONE, "--listen", &addr.to_string(), "--cores", "2", "--data-dir"])
             .arg(dir.path())
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -268,4 +273,57 @@ fn malformed_packets_get_formerr_or_a_counted_drop() {
     };
     assert!(count("dropped_short=") >= expect_short, "{summary}");
     assert!(count("dropped_response=") >= expect_qr, "{summary}");
+}
+
+fn tcp_roundtrip(s: &mut TcpStream, id: u16) -> std::io::Result<Vec<u8>> {
+    let q = query(id, "example.com", 6, false);
+    let mut wire = (q.len() as u16).to_be_bytes().to_vec();
+    wire.extend_from_slice(&q);
+    s.write_all(&wire)?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut r)?;
+    Ok(r)
+}
+
+/// True if the server has closed the connection (read gives EOF or a reset).
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+#[test]
+fn tcp_idle_connections_are_closed() {
+    let srv = Server::start_with(&["--tcp-idle-timeout", "1"]);
+    let mut s = TcpStream::connect(srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(rcode(&tcp_roundtrip(&mut s, 1).unwrap()), 0);
+    let t0 = std::time::Instant::now();
+    assert!(closed_by_server(&mut s));
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(800) && waited < Duration::from_secs(4), "{waited:?}");
+    srv.stop();
+}
+
+#[test]
+fn tcp_connection_limit() {
+    let srv = Server::start_with(&["--tcp-max-clients", "2"]);
+    let mut a = TcpStream::connect(srv.addr).unwrap();
+    let mut b = TcpStream::connect(srv.addr).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(rcode(&tcp_roundtrip(&mut a, 1).unwrap()), 0);
+    assert_eq!(rcode(&tcp_roundtrip(&mut b, 2).unwrap()), 0);
+    let mut c = TcpStream::connect(srv.addr).unwrap();
+    assert!(closed_by_server(&mut c), "third connection over the limit must be closed");
+    // The first two still work, and a slot frees when one closes.
+    assert_eq!(rcode(&tcp_roundtrip(&mut a, 3).unwrap()), 0);
+    drop(b);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut d = TcpStream::connect(srv.addr).unwrap();
+    d.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(rcode(&tcp_roundtrip(&mut d, 4).unwrap()), 0);
+    srv.stop();
 }
