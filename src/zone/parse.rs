@@ -138,6 +138,7 @@ struct ZoneParser {
     last_owner: Option<Name>,
     last_ttl: Option<u32>,
     default_ttl: Option<u32>,
+    scratch: Vec<u8>,
 }
 
 /// One lexical token of an entry.
@@ -170,7 +171,12 @@ impl<'a> Tokenizer<'a> {
 
     /// The next non-empty entry. Errors (line, message) are not recoverable.
     fn next_entry(&mut self) -> Result<Option<Entry<'a>>, (u32, String)> {
-        let mut tokens: Vec<Token<'a>> = Vec::new();
+        self.next_entry_in(Vec::new())
+    }
+
+    /// Like `next_entry`, reusing `tokens`' allocation.
+    fn next_entry_in(&mut self, mut tokens: Vec<Token<'a>>) -> Result<Option<Entry<'a>>, (u32, String)> {
+        tokens.clear();
         let mut depth = 0usize;
         let mut open_line = 0;
         let mut start_line = self.line;
@@ -287,6 +293,7 @@ impl ZoneParser {
             last_owner: None,
             last_ttl: None,
             default_ttl: None,
+            scratch: Vec::with_capacity(512),
         }
     }
 
@@ -311,11 +318,12 @@ impl ZoneParser {
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         self.stack.push(canonical);
         let mut tz = Tokenizer::new(text);
+        let mut tokens = Vec::with_capacity(16);
         loop {
             if self.errors > MAX_ERRORS {
                 break;
             }
-            let entry = match tz.next_entry() {
+            let entry = match tz.next_entry_in(std::mem::take(&mut tokens)) {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err((line, msg)) => {
@@ -326,6 +334,7 @@ impl ZoneParser {
             if let Err(e) = self.entry(path, file, &entry, &mut origin, depth) {
                 self.diag(Severity::Error, file, e.line, e.message);
             }
+            tokens = entry.tokens;
         }
         self.stack.pop();
     }
@@ -343,16 +352,28 @@ impl ZoneParser {
             return self.directive(path, file, e, origin, depth);
         }
         let mut idx = 0;
-        let owner = if e.leading_space {
-            match &self.last_owner {
-                Some(o) => o.clone(),
-                None => return err(e.line, "record without an owner name and no previous owner"),
-            }
-        } else {
+        if !e.leading_space {
             idx = 1;
-            parse_name(first, origin)?
+            self.last_owner = Some(parse_name(first, origin)?);
+        }
+        // Taken out for the length of the entry (the zone is borrowed mutably below) and
+        // put back whatever happens.
+        let Some(owner) = self.last_owner.take() else {
+            return err(e.line, "record without an owner name and no previous owner");
         };
-        self.last_owner = Some(owner.clone());
+        let result = self.record(file, e, idx, &owner, origin);
+        self.last_owner = Some(owner);
+        result
+    }
+
+    fn record(
+        &mut self,
+        file: u16,
+        e: &Entry<'_>,
+        mut idx: usize,
+        owner: &Name,
+        origin: &Name,
+    ) -> Result<(), EntryError> {
         let mut ttl = None;
         let mut class_seen = false;
         for _ in 0..2 {
@@ -387,15 +408,24 @@ impl ZoneParser {
                 None => return err(e.line, "no TTL given and no $TTL before this record"),
             },
         };
-        let rdata = rdata_from_tokens(t, &e.tokens[idx + 1..], origin, type_tok.line)?;
-        let at = SrcPos { file, line: e.line };
-        match self.zone.insert(&owner, t, ttl, &rdata, at) {
+        // One rdata buffer for the whole file.
+        let mut rdata = std::mem::take(&mut self.scratch);
+        rdata.clear();
+        let result = rdata_from_tokens(t, &e.tokens[idx + 1..], origin, type_tok.line, &mut rdata)
+            .and_then(|()| self.insert(file, e.line, owner, t, ttl, &rdata));
+        self.scratch = rdata;
+        result
+    }
+
+    fn insert(&mut self, file: u16, line: u32, owner: &Name, t: u16, ttl: u32, rdata: &[u8]) -> Result<(), EntryError> {
+        let at = SrcPos { file, line };
+        match self.zone.insert(owner, t, ttl, rdata, at) {
             Ok(Inserted::Added) | Ok(Inserted::Duplicate) => Ok(()),
             Ok(Inserted::TtlNormalised { rrset_ttl }) => {
                 self.diag(
                     Severity::Warning,
                     file,
-                    e.line,
+                    line,
                     format!(
                         "TTL {ttl} differs from {rrset_ttl} of the other {} records at {owner} (RFC 2181 §5.2); using {rrset_ttl}",
                         type_name(t)
@@ -404,9 +434,9 @@ impl ZoneParser {
                 Ok(())
             }
             Err(InsertError::OutOfZone { name, origin }) => {
-                err(e.line, format!("{name} is outside the zone {origin} (out-of-zone record)"))
+                err(line, format!("{name} is outside the zone {origin} (out-of-zone record)"))
             }
-            Err(other) => err(e.line, other.to_string()),
+            Err(other) => err(line, other.to_string()),
         }
     }
 
@@ -558,6 +588,21 @@ fn parse_u16_field(t: Token<'_>, what: &str) -> Result<u16, EntryError> {
 
 /// The type in a record: a mnemonic or `TYPEnnn`.
 fn parse_type(t: Token<'_>) -> Result<u16, EntryError> {
+    // The types of nearly every record, without allocating.
+    const COMMON: [(&[u8], u16); 9] = [
+        (b"A", rtype::A),
+        (b"AAAA", rtype::AAAA),
+        (b"NS", rtype::NS),
+        (b"CNAME", rtype::CNAME),
+        (b"MX", rtype::MX),
+        (b"TXT", rtype::TXT),
+        (b"SOA", rtype::SOA),
+        (b"PTR", rtype::PTR),
+        (b"SRV", rtype::SRV),
+    ];
+    if let Some(&(_, v)) = COMMON.iter().find(|(m, _)| t.text.eq_ignore_ascii_case(m)) {
+        return Ok(v);
+    }
     let s = std::str::from_utf8(t.text).unwrap_or("");
     let u = s.to_ascii_uppercase();
     if let Some(num) = u.strip_prefix("TYPE") {
@@ -612,11 +657,18 @@ fn push_charstr(out: &mut Vec<u8>, t: Token<'_>) -> Result<(), EntryError> {
 }
 
 /// Presentation rdata → uncompressed wire rdata.
-fn rdata_from_tokens(t: u16, toks: &[Token<'_>], origin: &Name, line: u32) -> Result<Vec<u8>, EntryError> {
+fn rdata_from_tokens(
+    t: u16,
+    toks: &[Token<'_>],
+    origin: &Name,
+    line: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), EntryError> {
     let tname = type_name(t);
     if let Some(first) = toks.first() {
         if !first.quoted && first.text == b"\\#" {
-            return generic_rdata(t, &toks[1..], line);
+            out.extend_from_slice(&generic_rdata(t, &toks[1..], line)?);
+            return Ok(());
         }
     }
     let need = |n: usize| -> Result<(), EntryError> {
@@ -625,7 +677,6 @@ fn rdata_from_tokens(t: u16, toks: &[Token<'_>], origin: &Name, line: u32) -> Re
         }
         Ok(())
     };
-    let mut out = Vec::new();
     match t {
         rtype::A => {
             need(1)?;
@@ -673,7 +724,7 @@ fn rdata_from_tokens(t: u16, toks: &[Token<'_>], origin: &Name, line: u32) -> Re
                 return err(line, format!("{tname} needs at least one character string"));
             }
             for tok in toks {
-                push_charstr(&mut out, *tok)?;
+                push_charstr(out, *tok)?;
             }
         }
         _ => {
@@ -690,13 +741,13 @@ fn rdata_from_tokens(t: u16, toks: &[Token<'_>], origin: &Name, line: u32) -> Re
             if let ZoneRecordData::Unknown(_) = data {
                 return err(line, format!("type {tname} needs its rdata in RFC 3597 form (\\# LENGTH HEX)"));
             }
-            data.compose_rdata(&mut out).map_err(|_| EntryError { line, message: "rdata too long".into() })?;
+            data.compose_rdata(out).map_err(|_| EntryError { line, message: "rdata too long".into() })?;
         }
     }
     if out.len() > 65535 {
         return err(line, "rdata longer than 65535 octets");
     }
-    Ok(out)
+    Ok(())
 }
 
 /// RFC 3597 §5: `\# LENGTH HEX...`.
