@@ -114,7 +114,16 @@ pub fn answer(zones: &impl Zones, buf: &mut [u8], len: usize, transport: Transpo
         }
         _ => {}
     }
-    let Some(zone) = zones.find_zone(q.qname_lower()) else {
+    // DS belongs to the parent side of a cut (RFC 4035 §3.1.4.1): when we serve the parent
+    // too, the zone holding the name's parent answers, not the child whose apex it is.
+    let qname = q.qname_lower();
+    let found = match q.qtype {
+        rtype::DS if qname.len() > 1 => {
+            zones.find_zone(&qname[qname[0] as usize + 1..]).or_else(|| zones.find_zone(qname))
+        }
+        _ => zones.find_zone(qname),
+    };
+    let Some(zone) = found else {
         return error_reply(buf, Some(q.question_end), edns, rcode::REFUSED as u16, cfg);
     };
     let cap = match transport {
@@ -195,6 +204,9 @@ impl Responder<'_, '_> {
         name[..name_len].copy_from_slice(q.qname_lower());
         // Where the current name is written in the message.
         let mut name_off = 12usize;
+        // Nodes whose CNAME or DNAME is already in the answer: meeting one again is a loop
+        // (RFC 1034 §3.6.2), and copying its RRs again would repeat them (RFC 2181 §5).
+        let mut seen = [NONE; MAX_CHAIN];
         for step in 0..MAX_CHAIN {
             let aa = true;
             let trunc = Truncated { aa };
@@ -206,6 +218,10 @@ impl Responder<'_, '_> {
                     return Ok((rcode::NOERROR, step > 0));
                 }
                 Lookup::Dname(d) => {
+                    if seen[..step].contains(&d) {
+                        return Ok((rcode::NOERROR, aa));
+                    }
+                    seen[step] = d;
                     match self.synthesise(d, &mut name, &mut name_len, &mut name_off) {
                         Ok(true) => {}
                         Ok(false) => return Ok((rcode::YXDOMAIN, aa)),
@@ -239,6 +255,10 @@ impl Responder<'_, '_> {
                 return Ok((rcode::NOERROR, aa));
             }
             if let Some(r) = z.rrset(node, rtype::CNAME) {
+                if seen[..step].contains(&node) {
+                    return Ok((rcode::NOERROR, aa));
+                }
+                seen[step] = node;
                 let base = self.w;
                 self.push(ANSWER, r, name_off).map_err(|_| trunc)?;
                 // The target is the rdata of the one CNAME RR: its name starts there.
@@ -311,7 +331,8 @@ impl Responder<'_, '_> {
         Lookup::NxDomain
     }
 
-    /// The topmost zone cut or DNAME at `from` or above it (below the apex).
+    /// The topmost zone cut or DNAME at `from` or above it (a cut below the apex; a DNAME at
+    /// the apex too).
     fn occluder(&self, from: u32) -> Option<Lookup> {
         let z = self.z;
         let mut cur = from;
@@ -320,6 +341,11 @@ impl Responder<'_, '_> {
             let node = z.node(cur);
             let f = node.flags;
             if f & flags::APEX != 0 {
+                // The apex is never a cut, but a DNAME there redirects every name below it
+                // (RFC 6672 §2.3).
+                if f & flags::DNAME != 0 {
+                    top = Some(Lookup::Dname(cur));
+                }
                 break;
             }
             if f & flags::CUT != 0 {
@@ -355,7 +381,9 @@ impl Responder<'_, '_> {
     }
 
     /// A referral to the zone cut `cut` (RFC 1034 §4.3.2 step 3b): NS in authority, glue in
-    /// additional; all glue below the cut must fit (RFC 9471), or the response is truncated.
+    /// additional. All in-domain glue (below the cut) must fit, or the response is truncated;
+    /// sibling glue (below another cut) and other in-zone addresses go in if they fit
+    /// (RFC 9471). In-domain glue goes first so that the others cannot crowd it out.
     fn referral(&mut self, cut: u32, name: &[u8], name_off: usize) -> Result<(), ()> {
         let z = self.z;
         let Some(ns) = z.rrset(cut, rtype::NS) else { return Err(()) };
@@ -363,19 +391,25 @@ impl Responder<'_, '_> {
         let owner = self.suffix_offset(name_off, labels(name), cut_labels).ok_or(())?;
         let base = self.w;
         self.push(AUTHORITY, ns, owner)?;
-        for a in z.additionals(ns) {
-            let in_bailiwick = z.node(a.node).flags & flags::BELOW_CUT != 0;
-            let owner = base + a.name_at as usize;
-            if owner > 0x3FFF {
-                if in_bailiwick {
-                    return Err(());
+        let cut_name = z.node_name(cut);
+        for required in [true, false] {
+            for a in z.additionals(ns) {
+                let in_domain = name::is_suffix_wire(z.node_name(a.node), cut_name);
+                if in_domain != required {
+                    continue;
                 }
-                continue;
-            }
-            for t in [rtype::A, rtype::AAAA] {
-                if let Some(r) = z.rrset(a.node, t) {
-                    if self.push(ADDITIONAL, r, owner).is_err() && in_bailiwick {
+                let owner = base + a.name_at as usize;
+                if owner > 0x3FFF {
+                    if in_domain {
                         return Err(());
+                    }
+                    continue;
+                }
+                for t in [rtype::A, rtype::AAAA] {
+                    if let Some(r) = z.rrset(a.node, t) {
+                        if self.push(ADDITIONAL, r, owner).is_err() && in_domain {
+                            return Err(());
+                        }
                     }
                 }
             }

@@ -81,6 +81,7 @@ x.ent.w   A     192.0.2.31
 d     600 DNAME example.net.
 dn        DNAME inner.example.com.
 host.inner A    192.0.2.40
+cd        CNAME X.d
 "#,
     );
     // A DNAME whose target is long: 3 × 64 + 13 = 205 octets.
@@ -194,7 +195,6 @@ struct RespOpt {
     rdlen: u16,
 }
 
-#[derive(Debug)]
 struct Resp {
     raw: Vec<u8>,
     id: u16,
@@ -210,6 +210,25 @@ struct Resp {
     opt: Option<RespOpt>,
     /// Offset just past the question section.
     question_end: usize,
+}
+
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "id {:04x} flags {:04x} rcode {} qd {} opt {:?}",
+            self.id, self.flags, self.rcode, self.qd, self.opt
+        )?;
+        for (q, t, c) in &self.questions {
+            writeln!(f, "  question {} {t} {c}", name_text(q))?;
+        }
+        for (title, s) in [("answer", &self.answer), ("authority", &self.authority), ("additional", &self.additional)] {
+            for rr in s {
+                writeln!(f, "  {title}: {rr}")?;
+            }
+        }
+        write!(f, "  raw ({} octets, question ends at {}): {:02x?}", self.raw.len(), self.question_end, self.raw)
+    }
 }
 
 impl Resp {
@@ -342,12 +361,15 @@ fn assert_answer(r: &Resp, rcode: u16, aa: bool, answer: &[&str], authority: &[&
     assert_eq!(r.aa(), aa, "AA: {r:#?}");
     assert!(!r.tc(), "TC: {r:#?}");
     assert_eq!(r.answer, answer, "answer: {r:#?}");
-    assert_eq!(r.authority, authority, "authority: {r:#?}");
-    let mut got = r.additional.clone();
-    got.sort();
-    let mut want: Vec<String> = additional.iter().map(|s| s.to_string()).collect();
-    want.sort();
-    assert_eq!(got, want, "additional: {r:#?}");
+    assert_eq!(sorted(&r.authority), sorted(authority), "authority: {r:#?}");
+    assert_eq!(sorted(&r.additional), sorted(additional), "additional: {r:#?}");
+}
+
+/// Order inside the authority and additional sections carries no meaning.
+fn sorted<S: AsRef<str>>(v: &[S]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.as_ref().to_string()).collect();
+    v.sort();
+    v
 }
 
 // ---------------------------------------------------------------------------
@@ -484,7 +506,8 @@ fn rdata_names_point_into_the_question() {
     let at = q.len();
     assert_eq!(&r.raw[at..at + 12], b"\xc0\x0c\x00\x0f\x00\x01\x00\x00\x0e\x10\x00\x09");
     assert_eq!(&r.raw[at + 12..at + 21], b"\x00\x0a\x04mail\xc0\x0c");
-    assert_eq!(r.answer, ["example.com. 3600 MX 10 mail.example.com."]);
+    // Rdata names take the case of the question's apex.
+    assert_eq!(r.answer, ["example.com. 3600 MX 10 mail.EXAMPLE.com."]);
 }
 
 // ---------------------------------------------------------------------------
@@ -537,12 +560,57 @@ fn cname_to_out_of_zone_is_just_the_cname() {
 
 #[test]
 fn cname_loop_terminates() {
+    // Each CNAME once (RFC 2181 §5: no duplicate RRs); the resolver sees the loop.
     let r = ask(&Q::new("loop1.example.com.", rtype::A));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["loop1.example.com. 3600 CNAME loop2.example.com.", "loop2.example.com. 3600 CNAME loop1.example.com."],
+        &[],
+        &[],
+    );
+    // A CNAME to itself, and a wildcard CNAME whose target it matches itself.
+    let bytes = build(
+        "l.test.",
+        "$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nself CNAME self\n*.w CNAME x.w\n\
+         a DNAME b.l.test.\nb DNAME a.l.test.\n",
+    );
+    let z = archived(&bytes);
+    let r = ask_zones(z, &Q::new("self.l.test.", rtype::A).wire(), Transport::Udp);
+    assert_answer(&r, 0, true, &["self.l.test. 60 CNAME self.l.test."], &[], &[]);
+    let r = ask_zones(z, &Q::new("q.w.l.test.", rtype::A).wire(), Transport::Udp);
+    // The second visit of the wildcard's CNAME is the loop (its target is fixed), so it ends there.
+    assert_answer(&r, 0, true, &["q.w.l.test. 60 CNAME x.w.l.test."], &[], &[]);
+    // DNAME loop: each DNAME once.
+    let r = ask_zones(z, &Q::new("x.a.l.test.", rtype::A).wire(), Transport::Udp);
+    assert_answer(
+        &r,
+        0,
+        true,
+        &[
+            "a.l.test. 60 DNAME b.l.test.",
+            "x.a.l.test. 60 CNAME x.b.l.test.",
+            "b.l.test. 60 DNAME a.l.test.",
+            "x.b.l.test. 60 CNAME x.a.l.test.",
+        ],
+        &[],
+        &[],
+    );
+}
+
+#[test]
+fn cname_chain_longer_than_the_limit_stops() {
+    let mut text = String::from("$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n");
+    for i in 0..20 {
+        text.push_str(&format!("c{i} CNAME c{}\n", i + 1));
+    }
+    text.push_str("c20 A 192.0.2.2\n");
+    let bytes = build("chain.test.", &text);
+    let r = ask_zones(archived(&bytes), &Q::new("c0.chain.test.", rtype::A).wire(), Transport::Udp);
     assert_eq!(r.rcode, 0);
-    assert!(r.aa());
-    assert!(!r.answer.is_empty() && r.answer.len() <= MAX_CHAIN, "{r:#?}");
-    assert_eq!(r.answer[0], "loop1.example.com. 3600 CNAME loop2.example.com.");
-    assert_eq!(r.answer[1], "loop2.example.com. 3600 CNAME loop1.example.com.");
+    assert_eq!(r.answer.len(), MAX_CHAIN);
+    assert!(r.answer.iter().all(|a| a.contains(" CNAME ")));
 }
 
 #[test]
@@ -629,8 +697,33 @@ fn referral_glue_that_does_not_fit_sets_tc() {
         assert!(!r.tc() && !r.aa());
         assert_eq!(r.authority.len(), 13);
         assert_eq!(r.additional.len(), 26);
-        assert!(r.additional.contains(&"ns13.many.example.com. 3600 AAAA 2001:db8::d".to_string()));
+        assert!(r.additional.contains(&"ns13.many.example.com. 3600 AAAA 2001:db8::13".to_string()));
     }
+}
+
+#[test]
+fn sibling_glue_that_does_not_fit_is_left_out_without_tc() {
+    // "a" has one in-domain server and 13 servers below the sibling cut "b"; the sibling
+    // glue sorts first but does not fit 512 octets. The in-domain glue must be there, and
+    // no TC (RFC 9471 requires TC for in-domain glue only).
+    let mut text = String::from(
+        "$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nb NS ns.b\nns.b A 192.0.2.2\n\
+         a NS nameserver.a\nnameserver.a A 192.0.2.3\n",
+    );
+    for i in 1..=13 {
+        text.push_str(&format!("a NS ns{i:02}.b\nns{i:02}.b A 192.0.2.{}\nns{i:02}.b AAAA 2001:db8::{i}\n", 10 + i));
+    }
+    let bytes = build("sib.test.", &text);
+    let z = archived(&bytes);
+    let r = ask_zones(z, &Q::new("x.a.sib.test.", rtype::A).wire(), Transport::Udp);
+    assert!(!r.tc(), "{r:#?}");
+    assert!(!r.aa());
+    assert_eq!(r.authority.len(), 14);
+    assert!(r.additional.contains(&"nameserver.a.sib.test. 60 A 192.0.2.3".to_string()), "{r:#?}");
+    assert!(r.additional.len() < 27);
+    // Over TCP everything.
+    let r = ask_zones(z, &Q::new("x.a.sib.test.", rtype::A).wire(), Transport::Tcp);
+    assert_eq!(r.additional.len(), 27);
 }
 
 #[test]
@@ -814,6 +907,25 @@ fn dname_chased_inside_the_zone() {
     assert_eq!(r.rcode, rcode::NXDOMAIN as u16);
     assert_eq!(r.answer.len(), 2);
     assert_eq!(r.authority, [NEG_SOA]);
+}
+
+#[test]
+fn cname_into_a_dname() {
+    // The DNAME owner and the synthesised CNAME's prefix are found inside the CNAME's rdata
+    // ("X.d" + a pointer to the apex in the question).
+    let r = ask(&Q::new("cd.EXAMPLE.com.", rtype::A));
+    assert_answer(
+        &r,
+        0,
+        true,
+        &[
+            "cd.example.com. 3600 CNAME X.d.EXAMPLE.com.",
+            "d.example.com. 600 DNAME example.net.",
+            "x.d.example.com. 600 CNAME X.example.net.",
+        ],
+        &[],
+        &[],
+    );
 }
 
 #[test]
@@ -1341,4 +1453,115 @@ fn child_zone_answers_below_its_apex() {
     assert_answer(&r, 0, true, &["host.sub.example.com. 60 A 192.0.2.77"], &[], &[]);
     let r = ask_zones(&zones, &Q::new("www.example.com.", rtype::A).wire(), Transport::Udp);
     assert_eq!(r.answer, ["www.example.com. 3600 A 192.0.2.10"]);
+    // The child's apex for anything but DS.
+    let r = ask_zones(&zones, &Q::new("sub.example.com.", rtype::NS).wire(), Transport::Udp);
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["sub.example.com. 60 NS ns.sub.example.com."],
+        &[],
+        &["ns.sub.example.com. 60 A 192.0.2.53"],
+    );
+}
+
+#[test]
+fn ds_at_a_served_child_apex_comes_from_the_parent() {
+    // RFC 4035 §3.1.4.1: example.com holds the DS for signed.example.com (and none for sub).
+    let signed = build(
+        "signed.example.com.",
+        "$ORIGIN signed.example.com.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.54\n",
+    );
+    let sub = build(
+        "sub.example.com.",
+        "$ORIGIN sub.example.com.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.53\n",
+    );
+    let zones = Two(ex(), archived(&signed));
+    let r = ask_zones(&zones, &Q::new("signed.example.com.", rtype::DS).wire(), Transport::Udp);
+    assert_answer(
+        &r,
+        0,
+        true,
+        &["signed.example.com. 3600 DS 12345 8 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE8C50A8E9C2D2A2F6C0A3C5E1"],
+        &[],
+        &[],
+    );
+    // Below the child's apex the child answers DS (NODATA from its SOA).
+    let r = ask_zones(&zones, &Q::new("ns.signed.example.com.", rtype::DS).wire(), Transport::Udp);
+    assert_answer(
+        &r,
+        0,
+        true,
+        &[],
+        &["signed.example.com. 5 SOA ns.signed.example.com. hm.signed.example.com. 1 2 3 4 5"],
+        &[],
+    );
+    let zones = Two(ex(), archived(&sub));
+    let r = ask_zones(&zones, &Q::new("sub.example.com.", rtype::DS).wire(), Transport::Udp);
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+    // Without the parent the child's apex answers (NODATA).
+    let r = ask_zones(archived(&sub), &Q::new("sub.example.com.", rtype::DS).wire(), Transport::Udp);
+    assert_answer(&r, 0, true, &[], &["sub.example.com. 5 SOA ns.sub.example.com. hm.sub.example.com. 1 2 3 4 5"], &[]);
+    // The apex of the only zone: its parent is not ours.
+    let r = ask(&Q::new("example.com.", rtype::DS));
+    assert_answer(&r, 0, true, &[], &[NEG_SOA], &[]);
+}
+
+#[test]
+fn buffer_of_exactly_the_query_length_is_never_overrun() {
+    // With EDNS the query's own OPT leaves room for ours; without, no OPT is written.
+    for q in seed_queries() {
+        for t in [Transport::Udp, Transport::Tcp] {
+            let (o, raw) = run_raw(ex(), &q, t, q.len());
+            let Outcome::Reply { len, .. } = o else { panic!("{o:?}") };
+            assert!(len <= q.len());
+            parse_response(&raw);
+        }
+    }
+}
+
+#[test]
+fn root_zone_referral() {
+    let bytes = build(
+        ".",
+        "$TTL 86400\n. SOA a.root-servers.net. nstld.verisign-grs.com. 1 1800 900 604800 86400\n\
+         . NS a.root-servers.net.\nroot-servers.net. NS a.root-servers.net.\na.root-servers.net. A 198.41.0.4\n\
+         com. NS a.gtld-servers.net.\nnet. NS a.gtld-servers.net.\na.gtld-servers.net. A 192.5.6.30\n",
+    );
+    let z = archived(&bytes);
+    let r = ask_zones(z, &Q::new("www.Example.COM.", rtype::A).wire(), Transport::Udp);
+    // The glue lies below "net", a sibling of "com": sent since it fits.
+    assert_answer(
+        &r,
+        0,
+        false,
+        &[],
+        &["com. 86400 NS a.gtld-servers.net."],
+        &["a.gtld-servers.net. 86400 A 192.5.6.30"],
+    );
+    let r = ask_zones(z, &Q::new(".", rtype::NS).wire(), Transport::Udp);
+    assert_answer(&r, 0, true, &[". 86400 NS a.root-servers.net."], &[], &["a.root-servers.net. 86400 A 198.41.0.4"]);
+    let r = ask_zones(z, &Q::new("nope.", rtype::A).wire(), Transport::Udp);
+    assert_eq!(r.rcode, rcode::NXDOMAIN as u16);
+    assert_eq!(r.authority, [". 86400 SOA a.root-servers.net. nstld.verisign-grs.com. 1 1800 900 604800 86400"]);
+}
+
+#[test]
+fn tcp_answer_past_the_compression_range() {
+    // 1500 MX records: the answer runs past offset 16383, where names can no longer be
+    // pointed at; the additional records for those targets are left out, never mangled.
+    let mut text = String::from("$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n");
+    for i in 0..1500 {
+        text.push_str(&format!("@ MX {i} mx{i:04}\nmx{i:04} A 10.0.{}.{}\n", i / 256, i % 256));
+    }
+    let bytes = build("mx.test.", &text);
+    let r = ask_zones(archived(&bytes), &Q::new("mx.test.", rtype::MX).wire(), Transport::Tcp);
+    assert!(!r.tc());
+    assert_eq!(r.answer.len(), 1500);
+    assert!(!r.additional.is_empty() && r.additional.len() < 1500, "{}", r.additional.len());
+    assert!(r.raw.len() <= 65535);
+    // Over UDP: TC, question only.
+    let r = ask_zones(archived(&bytes), &Q::new("mx.test.", rtype::MX).edns(1232).wire(), Transport::Udp);
+    assert!(r.tc());
+    assert_eq!(r.counts(), [0, 0, 1]);
 }

@@ -1,0 +1,219 @@
+//! The answer path allocates nothing: 10,000 `answer()` calls over a mixed query set (hits,
+//! misses, referrals, wildcards, CNAME and DNAME chains, truncation, EDNS, errors, garbage)
+//! under a counting global allocator.
+//!
+//! This is its own test binary because a `#[global_allocator]` applies to every test in a
+//! binary. Only allocations made on the measuring thread while measuring are counted, so
+//! the test harness's own threads do not disturb the count.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use nsxdp::answer::{answer, Catalog, Config, Outcome, Transport, Zones};
+use nsxdp::snapshot::{compile, write_snapshot, ArchivedZoneImage, Snapshot};
+use nsxdp::wire::name::Name;
+use nsxdp::zone::parse::load_text;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    if MEASURING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn zone_text() -> String {
+    let mut t = String::from(
+        r#"$ORIGIN example.com.
+$TTL 3600
+@         SOA   ns1 hostmaster 1 7200 900 1209600 300
+@         NS    ns1
+@         NS    ns2
+@         MX    10 mail
+ns1       A     192.0.2.1
+ns2       AAAA  2001:db8::2
+mail      A     192.0.2.3
+www       A     192.0.2.10
+_sip._tcp SRV   0 5 5060 www
+a.b.c     A     192.0.2.4
+c1        CNAME c2
+c2        CNAME www
+loop1     CNAME loop2
+loop2     CNAME loop1
+cout      CNAME www.example.net.
+sub       NS    ns.sub
+ns.sub    A     192.0.2.53
+*.w       TXT   "wild"
+d         DNAME example.net.
+dn        DNAME inner.example.com.
+host.inner A    192.0.2.40
+"#,
+    );
+    for i in 0..30 {
+        t.push_str(&format!("big TXT \"{i:03}{}\"\n", "x".repeat(97)));
+    }
+    t
+}
+
+fn build(origin: &str, text: &str) -> nsxdp::snapshot::ZoneImage {
+    let origin = Name::parse_text(origin.as_bytes(), None).unwrap();
+    let loaded = load_text(Path::new("t.zone"), text.as_bytes(), &origin);
+    assert!(loaded.is_servable(), "{:?}", loaded.diagnostics);
+    compile(&loaded.zone).unwrap()
+}
+
+fn query(name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
+    let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())];
+    m.extend_from_slice(Name::parse_text(name.as_bytes(), None).unwrap().as_wire());
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    if let Some(size) = edns {
+        m.extend_from_slice(&[0, 0, 41]);
+        m.extend_from_slice(&size.to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
+    }
+    m
+}
+
+fn queries() -> Vec<(Vec<u8>, Transport)> {
+    let names = [
+        "www.example.com.",
+        "WWW.Example.COM.",
+        "example.com.",
+        "nothere.example.com.",
+        "c.example.com.",
+        "c1.example.com.",
+        "loop1.example.com.",
+        "cout.example.com.",
+        "host.sub.example.com.",
+        "x.y.w.example.com.",
+        "a.b.d.example.com.",
+        "host.dn.example.com.",
+        "big.example.com.",
+        "_sip._tcp.example.com.",
+        "www.example.org.",
+        "host.other.test.",
+    ];
+    let types = [1u16, 28, 2, 15, 16, 33, 255, 43, 5, 39, 6];
+    let mut v = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        for (j, &t) in types.iter().enumerate() {
+            let edns = match (i + j) % 3 {
+                0 => None,
+                1 => Some(1232),
+                _ => Some(4096),
+            };
+            let transport = if (i + j) % 4 == 0 { Transport::Tcp } else { Transport::Udp };
+            v.push((query(n, t, edns), transport));
+        }
+    }
+    // Errors: class CH, opcode 2, qdcount 0, EDNS version 1, truncated, trailing garbage,
+    // a pointer in the question.
+    let mut ch = query("www.example.com.", 16, None);
+    let l = ch.len();
+    ch[l - 1] = 3;
+    v.push((ch, Transport::Udp));
+    let mut op = query("www.example.com.", 1, None);
+    op[2] = 0x10;
+    v.push((op, Transport::Udp));
+    v.push((vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Transport::Udp));
+    let mut badvers = query("www.example.com.", 1, Some(1232));
+    let l = badvers.len();
+    badvers[l - 5] = 1;
+    v.push((badvers, Transport::Udp));
+    v.push((query("www.example.com.", 1, None)[..20].to_vec(), Transport::Udp));
+    let mut trailing = query("www.example.com.", 1, None);
+    trailing.extend_from_slice(b"junk");
+    v.push((trailing, Transport::Tcp));
+    v.push((b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01".to_vec(), Transport::Udp));
+    v.push((vec![0; 5], Transport::Udp));
+    v
+}
+
+/// Runs `rounds` answers over the query set; returns (allocations, replies).
+fn measure(zones: &impl Zones, qs: &[(Vec<u8>, Transport)], buf: &mut [u8], rounds: usize) -> (usize, usize) {
+    let cfg = Config::default();
+    let mut replies = 0;
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    MEASURING.with(|m| m.set(true));
+    for i in 0..rounds {
+        let (q, t) = &qs[i % qs.len()];
+        buf[..q.len()].copy_from_slice(q);
+        let o = answer(zones, std::hint::black_box(&mut *buf), q.len(), *t, &cfg);
+        if let Outcome::Reply { len, .. } = std::hint::black_box(o) {
+            assert!(len <= buf.len());
+            replies += 1;
+        }
+    }
+    MEASURING.with(|m| m.set(false));
+    (ALLOCATIONS.load(Ordering::Relaxed), replies)
+}
+
+#[test]
+fn answering_allocates_nothing() {
+    let img = build("example.com.", &zone_text());
+    let other = build("other.test.", "$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nhost A 192.0.2.2\n");
+    let qs = queries();
+    let mut buf = vec![0u8; 65535];
+
+    // One archived zone, accessed in memory.
+    let bytes = rkyv::to_bytes::<rkyv::rancor::BoxedError>(&img).unwrap();
+    let z = rkyv::access::<ArchivedZoneImage, rkyv::rancor::BoxedError>(&bytes).unwrap();
+    let (allocs, replies) = measure(z, &qs, &mut buf, 10_000);
+    assert_eq!(allocs, 0, "allocations while answering from one zone");
+    assert!(replies > 9_000, "{replies} replies");
+
+    // The catalog over snapshot files, as the server uses it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut snaps = Vec::new();
+    for (i, img) in [&img, &other].into_iter().enumerate() {
+        let path = dir.path().join(format!("{i}.snap"));
+        write_snapshot(&path, img).unwrap();
+        snaps.push(Arc::new(Snapshot::open(&path).unwrap()));
+    }
+    let catalog = Catalog::new(snaps);
+    let (allocs, replies) = measure(&catalog, &qs, &mut buf, 10_000);
+    assert_eq!(allocs, 0, "allocations while answering from the catalog");
+    assert!(replies > 9_000, "{replies} replies");
+
+    // The counter works.
+    MEASURING.with(|m| m.set(true));
+    let v = std::hint::black_box(vec![1u8; 16]);
+    MEASURING.with(|m| m.set(false));
+    drop(v);
+    assert!(ALLOCATIONS.load(Ordering::Relaxed) >= 1);
+}
