@@ -85,7 +85,10 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
             .map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
         let sink = writer.into_inner();
         let (crc, archive_len) = (sink.crc, sink.len);
-        let f = sink.inner.into_inner().map_err(|e| SnapshotError::Io { path: path.to_path_buf(), source: e.into_error() })?;
+        let f = sink
+            .inner
+            .into_inner()
+            .map_err(|e| SnapshotError::Io { path: path.to_path_buf(), source: e.into_error() })?;
         let mut header = vec![0u8; header_len];
         header[0..8].copy_from_slice(&MAGIC);
         header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
