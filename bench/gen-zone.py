@@ -148,6 +148,16 @@ def count_choice(rng, weights):
     return len(weights)
 
 
+def distinct(rng, count, make):
+    """count distinct values from make(rng): an RRset holds no duplicate RRs."""
+    seen = []
+    while len(seen) < count:
+        v = make(rng)
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
 def main(argv):
     a = parse_args(argv)
     n, origin = a.names, a.origin
@@ -199,11 +209,11 @@ def main(argv):
                     has_aaaa = (not has_a) or rng.random() < 0.45
                     if has_a:
                         ttl = "300\t" if rng.random() < 0.2 else ""
-                        for _ in range(count_choice(rng, (6, 3, 1))):
-                            lines.append("\t%sIN\tA\t%s" % (ttl, v4(rng)))
+                        for a4 in distinct(rng, count_choice(rng, (6, 3, 1)), v4):
+                            lines.append("\t%sIN\tA\t%s" % (ttl, a4))
                     if has_aaaa:
-                        for _ in range(count_choice(rng, (8, 2))):
-                            lines.append("\tIN\tAAAA\t%s" % v6(rng))
+                        for a6 in distinct(rng, count_choice(rng, (8, 2)), v6):
+                            lines.append("\tIN\tAAAA\t%s" % a6)
                 if rng.random() < 0.22:
                     for pref in (10, 20)[:count_choice(rng, (1, 1))]:
                         j = addr_idx[rng.randrange(len(addr_idx))]
@@ -211,8 +221,8 @@ def main(argv):
                 if k == K_PLAIN or rng.random() < 0.33:
                     # One TTL per RRset (all records of the set share it).
                     ttl = "86400\t" if rng.random() < 0.1 else ""
-                    for _ in range(count_choice(rng, (7, 3))):
-                        lines.append("\t%sIN\tTXT\t%s" % (ttl, txt_rdata(rng)))
+                    for txt in distinct(rng, count_choice(rng, (7, 3)), txt_rdata):
+                        lines.append("\t%sIN\tTXT\t%s" % (ttl, txt))
                 # The first line carries the owner; following lines inherit it.
                 lines[0] = owner + lines[0]
                 owners += 1
