@@ -75,7 +75,7 @@ pub enum Outcome {
 }
 
 /// Longest CNAME/DNAME chain followed (loop protection).
-const MAX_CHAIN: usize = 8;
+const MAX_CHAIN: usize = 16;
 /// Additional-section nodes remembered to avoid duplicates.
 const MAX_ADDITIONAL_NODES: usize = 32;
 /// Size of an OPT RR without options.
@@ -102,7 +102,8 @@ pub fn answer(zones: &impl Zones, buf: &mut [u8], len: usize, transport: Transpo
         // NOTIFY and UPDATE go to the control side once the transfer issues land.
         return error_reply(buf, Some(q.question_end), edns, rcode::NOTIMP as u16, cfg);
     }
-    if q.qclass != 1 {
+    // IN, or ANY (answered from our IN data, as Knot and NSD do).
+    if q.qclass != 1 && q.qclass != 255 {
         return error_reply(buf, Some(q.question_end), edns, rcode::REFUSED as u16, cfg);
     }
     match q.qtype {
@@ -204,10 +205,16 @@ impl Responder<'_, '_> {
         name[..name_len].copy_from_slice(q.qname_lower());
         // Where the current name is written in the message.
         let mut name_off = 12usize;
-        // Nodes whose CNAME or DNAME is already in the answer: meeting one again is a loop
-        // (RFC 1034 §3.6.2), and copying its RRs again would repeat them (RFC 2181 §5).
-        let mut seen = [NONE; MAX_CHAIN];
+        // Names already looked up (by hash): meeting one again is a loop (RFC 1034 §3.6.2),
+        // and answering it again would repeat records (RFC 2181 §5). Names, not nodes: a
+        // wildcard CNAME answers for many names.
+        let mut seen = [0u64; MAX_CHAIN];
         for step in 0..MAX_CHAIN {
+            let h = chain_hash(&name[..name_len]);
+            if seen[..step].contains(&h) {
+                return Ok((rcode::NOERROR, true));
+            }
+            seen[step] = h;
             let aa = true;
             let trunc = Truncated { aa };
             // A wildcard's RRsets answer for the name itself: owners point at `name_off`.
@@ -218,16 +225,13 @@ impl Responder<'_, '_> {
                     return Ok((rcode::NOERROR, step > 0));
                 }
                 Lookup::Dname(d) => {
-                    if seen[..step].contains(&d) {
-                        return Ok((rcode::NOERROR, aa));
-                    }
-                    seen[step] = d;
                     match self.synthesise(d, &mut name, &mut name_len, &mut name_off) {
                         Ok(true) => {}
                         Ok(false) => return Ok((rcode::YXDOMAIN, aa)),
                         Err(()) => return Err(trunc),
                     }
-                    if !name::is_suffix_wire(&name[..name_len], &z.origin) {
+                    // The synthesised CNAME is the answer to a CNAME query.
+                    if qtype == rtype::CNAME || !name::is_suffix_wire(&name[..name_len], &z.origin) {
                         return Ok((rcode::NOERROR, aa));
                     }
                     continue;
@@ -255,10 +259,6 @@ impl Responder<'_, '_> {
                 return Ok((rcode::NOERROR, aa));
             }
             if let Some(r) = z.rrset(node, rtype::CNAME) {
-                if seen[..step].contains(&node) {
-                    return Ok((rcode::NOERROR, aa));
-                }
-                seen[step] = node;
                 let base = self.w;
                 self.push(ANSWER, r, name_off).map_err(|_| trunc)?;
                 // The target is the rdata of the one CNAME RR: its name starts there.
@@ -526,6 +526,11 @@ impl Responder<'_, '_> {
         self.counts[section] += self.z.rr_count(r) as u16;
         Ok(())
     }
+}
+
+/// FNV-1a over a lowercased name, for loop detection in CNAME/DNAME chains.
+fn chain_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn labels(wire: &[u8]) -> usize {

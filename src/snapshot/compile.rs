@@ -47,7 +47,30 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
         names: Vec::with_capacity(names_len),
         data: Vec::with_capacity(data_len + 512),
     };
-    let has_addr = |n: &Name| zone.get(n).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
+    let has_addr =
+        |w: &[u8]| zone.get_wire(w).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
+    // The node whose addresses go with a target name: the name itself if it exists, else
+    // the wildcard below its closest encloser (RFC 4592), whose records then answer for the
+    // target (their owner is the target name in the fragment).
+    let address_node = |target: &Name| -> Option<u32> {
+        let w = target.as_wire();
+        if !target.ends_with(origin) {
+            return None;
+        }
+        if let Some(&i) = index.get(w) {
+            return has_addr(w).then_some(i);
+        }
+        let mut off = 0;
+        while w[off] != 0 {
+            off += w[off] as usize + 1;
+            if index.contains_key(&w[off..]) {
+                let mut wild = b"\x01*".to_vec();
+                wild.extend_from_slice(&w[off..]);
+                return index.get(&wild[..]).copied().filter(|_| has_addr(&wild));
+            }
+        }
+        None
+    };
     for t in &tree {
         let name_off = img.names.len() as u32;
         img.names.extend_from_slice(t.name);
@@ -55,13 +78,7 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
         let mut count = 0u16;
         if let Some(node) = t.node {
             for (&ty, set) in &node.rrsets {
-                let rec = render(&mut img, origin, &node.name, ty, set.ttl, set, &|target: &Name| {
-                    if has_addr(target) {
-                        index.get(target.as_wire()).copied()
-                    } else {
-                        None
-                    }
-                })?;
+                let rec = render(&mut img, origin, &node.name, ty, set.ttl, set, &address_node)?;
                 img.rrsets.push(rec);
                 count += 1;
             }
