@@ -131,6 +131,10 @@ fn render(
 ) -> Result<RrsetRec, CompileError> {
     let mut frag: Vec<u8> = Vec::new();
     let mut apex_ptrs: Vec<u16> = Vec::new();
+    let mut owner_ptrs: Vec<u16> = Vec::new();
+    // Names below the owner point at it (it is in the message, as the question or a name
+    // in it), except for a wildcard, whose owner in the message is the expanded name.
+    let owner_compress = owner.len() > origin.len() && !owner.is_wildcard();
     let mut adds: Vec<(u16, u32)> = Vec::new();
     let mut rdatas: Vec<&[u8]> = set.rdata.iter().collect();
     if rdatas.len() > 1 {
@@ -153,7 +157,12 @@ fn render(
             frag.extend_from_slice(&rd[pos..n.offset]);
             let name_at = frag.len();
             let wire = &rd[n.offset..n.offset + n.len];
-            if n.compress && is_suffix_wire(wire, origin.as_wire()) {
+            if n.compress && owner_compress && is_suffix_wire(wire, owner.as_wire()) {
+                let head = wire.len() - owner.len();
+                frag.extend_from_slice(&wire[..head]);
+                owner_ptrs.push(frag.len().min(u16::MAX as usize) as u16);
+                frag.extend_from_slice(&[0xC0, 0]);
+            } else if n.compress && is_suffix_wire(wire, origin.as_wire()) {
                 let head = wire.len() - origin.len();
                 frag.extend_from_slice(&wire[..head]);
                 apex_ptrs.push(frag.len().min(u16::MAX as usize) as u16);
@@ -176,12 +185,14 @@ fn render(
         }
         frag[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
     }
-    let extra = if apex_ptrs.is_empty() && adds.is_empty() {
+    let extra = if apex_ptrs.is_empty() && owner_ptrs.is_empty() && adds.is_empty() {
         NONE
     } else {
         let at = img.extras.len() as u32;
         img.extras.push(apex_ptrs.len() as u16);
         img.extras.extend_from_slice(&apex_ptrs);
+        img.extras.push(owner_ptrs.len() as u16);
+        img.extras.extend_from_slice(&owner_ptrs);
         img.extras.push(adds.len() as u16);
         for (name_at, node) in adds {
             img.extras.extend_from_slice(&[name_at, (node >> 16) as u16, node as u16]);

@@ -294,14 +294,10 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
             continue;
         }
         let e = z.extras.get(x as usize..).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
-        let f = e.first().map_or(usize::MAX, |v| v.to_native() as usize);
-        let ptrs = e.get(1..1 + f).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
-        if ptrs.iter().any(|p| p.to_native() as usize + 2 > len) {
-            return Err(format!("RRset {i}: apex pointer out of range"));
+        let (apex, owner, adds) = super::split_extras(e).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
+        if apex.iter().chain(owner.iter()).any(|p| p.to_native() as usize + 2 > len) {
+            return Err(format!("RRset {i}: pointer out of range"));
         }
-        let rest = &e[1 + f..];
-        let a = rest.first().map_or(usize::MAX, |v| v.to_native() as usize);
-        let adds = rest.get(1..1 + 3 * a).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
         for c in adds.chunks_exact(3) {
             let node = (c[1].to_native() as usize) << 16 | c[2].to_native() as usize;
             if c[0].to_native() as usize >= len || node >= nodes {

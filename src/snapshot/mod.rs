@@ -15,9 +15,11 @@
 //! and names in rdata of RFC 1035 types end in a pointer to the zone apex as written in the
 //! question. The module must not know about sockets or queries.
 //!
-//! `extras` entry (u16 words): `F, at_1 .. at_F, A, (name_at, node_hi, node_lo) × A` — F
-//! offsets (from the fragment start) of apex pointers, then A additional-section candidates:
-//! the A/AAAA RRsets of `node`, owned by the name written at `name_at` in the fragment.
+//! `extras` entry (u16 words): `F, at × F, O, at × O, A, (name_at, node_hi, node_lo) × A` —
+//! offsets (from the fragment start) of F pointers to the apex and O pointers to the RRset's
+//! owner (rdata names below the owner, e.g. in-bailiwick NS targets, compress against it),
+//! then A additional-section candidates: the A/AAAA RRsets of `node`, owned by the name
+//! written at `name_at` in the fragment.
 
 mod compile;
 mod file;
@@ -32,7 +34,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"NSXDPSNP";
 /// Bump on any change to the archived types or the header.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// "No node" / "no RRset".
 pub const NONE: u32 = u32::MAX;
 
@@ -80,6 +82,23 @@ pub struct Additional {
     /// Offset in the fragment of the name that owns the additional records.
     pub name_at: u16,
     pub node: u32,
+}
+
+/// Splits an `extras` entry into its apex-pointer, owner-pointer and additional lists; None
+/// if it runs past the end.
+#[allow(clippy::type_complexity)]
+pub fn split_extras(
+    e: &[rkyv::rend::u16_le],
+) -> Option<(&[rkyv::rend::u16_le], &[rkyv::rend::u16_le], &[rkyv::rend::u16_le])> {
+    let f = e.first()?.to_native() as usize;
+    let apex = e.get(1..1 + f)?;
+    let e = &e[1 + f..];
+    let o = e.first()?.to_native() as usize;
+    let owner = e.get(1..1 + o)?;
+    let e = &e[1 + o..];
+    let a = e.first()?.to_native() as usize;
+    let adds = e.get(1..1 + 3 * a)?;
+    Some((apex, owner, adds))
 }
 
 /// Offsets of the RRs in a fragment (which must be well formed: the loader checks).
@@ -152,30 +171,32 @@ impl ArchivedZoneImage {
 
     /// Offsets in the fragment of the pointers to the apex.
     pub fn apex_pointers(&self, r: &ArchivedRrsetRec) -> impl Iterator<Item = usize> + '_ {
-        let e = self.extra(r);
-        let n = e.first().map_or(0, |v| v.to_native() as usize);
-        e.iter().skip(1).take(n).map(|v| v.to_native() as usize)
+        self.extra_parts(r).0.iter().map(|v| v.to_native() as usize)
+    }
+
+    /// Offsets in the fragment of the pointers to the RRset's owner.
+    pub fn owner_pointers(&self, r: &ArchivedRrsetRec) -> impl Iterator<Item = usize> + '_ {
+        self.extra_parts(r).1.iter().map(|v| v.to_native() as usize)
     }
 
     /// The additional-section candidates of an RRset.
     pub fn additionals(&self, r: &ArchivedRrsetRec) -> impl Iterator<Item = Additional> + '_ {
-        let e = self.extra(r);
-        let f = e.first().map_or(0, |v| v.to_native() as usize);
-        let rest = e.get(1 + f..).unwrap_or(&[]);
-        let a = rest.first().map_or(0, |v| v.to_native() as usize);
-        rest.get(1..1 + 3 * a).unwrap_or(&[]).chunks_exact(3).map(|c| Additional {
+        self.extra_parts(r).2.chunks_exact(3).map(|c| Additional {
             name_at: c[0].to_native(),
             node: (c[1].to_native() as u32) << 16 | c[2].to_native() as u32,
         })
     }
 
-    fn extra(&self, r: &ArchivedRrsetRec) -> &[rkyv::rend::u16_le] {
+    /// The three lists of an RRset's `extras` entry (empty when it has none).
+    fn extra_parts(
+        &self,
+        r: &ArchivedRrsetRec,
+    ) -> (&[rkyv::rend::u16_le], &[rkyv::rend::u16_le], &[rkyv::rend::u16_le]) {
         let x = r.extra.to_native();
         if x == NONE {
-            &[]
-        } else {
-            &self.extras[x as usize..]
+            return (&[], &[], &[]);
         }
+        split_extras(&self.extras[x as usize..]).unwrap_or((&[], &[], &[]))
     }
 
     /// TTL of an RRset (every RR in a fragment has the same).

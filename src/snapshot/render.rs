@@ -39,6 +39,9 @@ pub fn render_rrset(
     for p in z.apex_pointers(r) {
         dst[p..p + 2].copy_from_slice(&apex);
     }
+    for p in z.owner_pointers(r) {
+        dst[p..p + 2].copy_from_slice(&owner);
+    }
     Ok(frag.len())
 }
 
