@@ -86,8 +86,10 @@ pub fn parse_query(m: &[u8]) -> Result<Query, QueryError> {
             return Err(bad);
         }
         let label = m.get(pos..pos + 1 + l).ok_or(bad)?;
-        q.qname[q.qname_len..q.qname_len + 1 + l].copy_from_slice(label);
-        q.qname[q.qname_len + 1..q.qname_len + 1 + l].make_ascii_lowercase();
+        // Lowercased while copied (one pass over the bytes).
+        for (d, s) in q.qname[q.qname_len..q.qname_len + 1 + l].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
         q.qname_len += 1 + l;
         pos += 1 + l;
         if l == 0 {

@@ -31,8 +31,8 @@ const FIXED_HEADER: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: snapshot refused: {reason}")]
     Refused { path: PathBuf, reason: String },
 }
@@ -42,7 +42,7 @@ fn refused(path: &Path, reason: impl Into<String>) -> SnapshotError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io { path: path.to_path_buf(), source }
+    move |source| SnapshotError::Io { path: path.to_path_buf(), error: source }
 }
 
 /// Computes CRC32C over everything written through it.
@@ -88,7 +88,7 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
         let f = sink
             .inner
             .into_inner()
-            .map_err(|e| SnapshotError::Io { path: path.to_path_buf(), source: e.into_error() })?;
+            .map_err(|e| SnapshotError::Io { path: path.to_path_buf(), error: e.into_error() })?;
         let mut header = vec![0u8; header_len];
         header[0..8].copy_from_slice(&MAGIC);
         header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
