@@ -150,23 +150,7 @@ python3 "$TMP/queries.py" "$ZONE" "$TMP/queries.txt" "$ORIGIN" "$QUERY_LINES" "$
 cat "$ZONE" >/dev/null    # page cache warm for every server
 
 free_port() {
-    python3 -c 'import socket
-for _ in range(50):
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    t.bind(("127.0.0.1", 0))
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", port))
-    except OSError:
-        t.close()
-        continue
-    u.close(); t.close()
-    if port > 1024:
-        print(port)
-        break
-else:
-    raise SystemExit("no free port")'
+    python3 "$(dirname "${BASH_SOURCE[0]}")/free-port.py"
 }
 
 # CPU seconds "user,system" used so far by a process, its threads and its descendants

@@ -173,22 +173,7 @@ print("%.2f" % ((int(f[11]) + int(f[12])) / float(sys.argv[2])))' "$1" "$CLK_TCK
 }
 
 free_port() {
-    py 'import socket
-for _ in range(50):
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    t.bind(("127.0.0.1", 0))
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", port))
-    except OSError:
-        t.close()
-        continue
-    u.close(); t.close()
-    print(port)
-    break
-else:
-    raise SystemExit("no free port")'
+    python3 "$(dirname "${BASH_SOURCE[0]}")/free-port.py"
 }
 
 # Waits until 127.0.0.1@PORT answers ORIGIN/SOA authoritatively (NOERROR, SOA
