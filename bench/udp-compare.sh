@@ -214,34 +214,8 @@ start_nsxdp() {
 
 start_knotd() {
     local d=$1 port=$2
-    mkdir -p "$d/run" "$d/db" "$d/storage"
-    cat >"$d/knot.conf" <<EOF
-server:
-    rundir: "$d/run"
-    listen: 127.0.0.1@$port
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-
-log:
-  - target: stderr
-    any: notice
-
-database:
-    storage: "$d/db"
-
-template:
-  - id: default
-    storage: "$d/storage"
-    zonefile-load: whole
-    zonefile-sync: -1
-    journal-content: none
-    semantic-checks: off
-
-zone:
-  - domain: $ORIGIN
-    file: "$ZONE"
-EOF
+    mkdir -p "$d"
+    "$(dirname "${BASH_SOURCE[0]}")/knot-conf.sh" "$d" "$port" "$ORIGIN" "$ZONE" notice >"$d/knot.conf"
     taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$d/server.log" 2>&1 &
     SERVER_PID=$!
 }

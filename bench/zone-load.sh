@@ -234,35 +234,9 @@ EOF
 # knot_once RUN -> sets KO_ANSWER_S KO_RSS KO_HWM KO_CPU
 knot_once() {
     local run=$1 kd=$TMP/knot.$1 port t0 t1 ans
-    mkdir -p "$kd/run" "$kd/storage" "$kd/db"
     port=$(free_port)
-    cat >"$kd/knot.conf" <<EOF
-server:
-    rundir: "$kd/run"
-    listen: 127.0.0.1@$port
-    background-workers: 1
-    udp-workers: 1
-    tcp-workers: 1
-
-log:
-  - target: stderr
-    any: info
-
-database:
-    storage: "$kd/db"
-
-template:
-  - id: default
-    storage: "$kd/storage"
-    zonefile-load: whole
-    zonefile-sync: -1
-    journal-content: none
-    semantic-checks: off
-
-zone:
-  - domain: $ORIGIN
-    file: "$ZONE"
-EOF
+    mkdir -p "$kd"
+    "$(dirname "${BASH_SOURCE[0]}")/knot-conf.sh" "$kd" "$port" "$ORIGIN" "$ZONE" info >"$kd/knot.conf"
     log "knotd run $run: 127.0.0.1@$port"
     t0=$(now)
     knotd -c "$kd/knot.conf" 2>"$kd/knotd.log" &

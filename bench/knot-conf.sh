@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Prints the knotd configuration both benchmarks use: one zone, one worker of each kind,
+# loaded whole from the zone file with no journal and no semantic checks.
+# Usage: knot-conf.sh DIR PORT ORIGIN ZONEFILE [LOGLEVEL]   (DIR gets run/, db/, storage/)
+set -euo pipefail
+d=$1 port=$2 origin=$3 zone=$4 level=${5:-notice}
+mkdir -p "$d/run" "$d/db" "$d/storage"
+cat <<EOF
+server:
+    rundir: "$d/run"
+    listen: 127.0.0.1@$port
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+
+log:
+  - target: stderr
+    any: $level
+
+database:
+    storage: "$d/db"
+
+template:
+  - id: default
+    storage: "$d/storage"
+    zonefile-load: whole
+    zonefile-sync: -1
+    journal-content: none
+    semantic-checks: off
+
+zone:
+  - domain: $origin
+    file: "$zone"
+EOF
