@@ -315,7 +315,7 @@ fn probe_stats(z: &nsxdp::snapshot::ArchivedZoneImage) -> (f64, usize) {
     for n in 0..z.nodes.len() as u32 {
         let mut i = nsxdp::snapshot::name_hash(z.node_name(n)) as usize & mask;
         let mut k = 1;
-        while z.buckets[i].to_native() != n + 1 {
+        while z.buckets[i].to_native() as u32 != n + 1 {
             i = (i + 1) & mask;
             k += 1;
         }

@@ -11,7 +11,7 @@ mod query;
 pub use catalog::{Catalog, Zones};
 pub use query::{parse_query, Edns, Query, QueryError};
 
-use crate::snapshot::{render_rrset, ArchivedRrsetRec, ArchivedZoneImage, NONE};
+use crate::snapshot::{name_hash, render_rrset, ArchivedRrsetRec, ArchivedZoneImage, NONE};
 use crate::wire::name::{self, MAX_NAME_LEN};
 use crate::wire::rdata::rtype;
 use crate::zone::flags;
@@ -84,7 +84,8 @@ const OPT_LEN: usize = 11;
 /// Answers the query in `buf[..len]`, writing the response over it. `buf` should be at
 /// least 512 bytes for UDP and 65535 for TCP; responses never exceed it.
 pub fn answer(zones: &impl Zones, buf: &mut [u8], len: usize, transport: Transport, cfg: &Config) -> Outcome {
-    let q = match parse_query(&buf[..len.min(buf.len())]) {
+    let mut name = [0u8; 256];
+    let q = match parse_query(&buf[..len.min(buf.len())], &mut name) {
         Ok(q) => q,
         Err(QueryError::Short) => return Outcome::Drop(DropReason::Short),
         Err(QueryError::Response) => return Outcome::Drop(DropReason::Response),
@@ -117,7 +118,7 @@ pub fn answer(zones: &impl Zones, buf: &mut [u8], len: usize, transport: Transpo
     }
     // DS belongs to the parent side of a cut (RFC 4035 §3.1.4.1): when we serve the parent
     // too, the zone holding the name's parent answers, not the child whose apex it is.
-    let qname = q.qname_lower();
+    let qname = &name[..q.qname_len];
     let found = match q.qtype {
         rtype::DS if qname.len() > 1 => {
             zones.find_zone(&qname[qname[0] as usize + 1..]).or_else(|| zones.find_zone(qname))
@@ -146,7 +147,7 @@ pub fn answer(zones: &impl Zones, buf: &mut [u8], len: usize, transport: Transpo
         added: [NONE; MAX_ADDITIONAL_NODES],
         n_added: 0,
     };
-    let (rc, aa, tc) = match r.resolve(&q) {
+    let (rc, aa, tc) = match r.resolve(&q, &mut name) {
         Ok((rc, aa)) => (rc, aa, false),
         Err(Truncated { aa }) => {
             r.w = q.question_end;
@@ -197,20 +198,19 @@ enum Lookup {
 
 impl Responder<'_, '_> {
     /// Runs the lookup for the question, writing sections. Returns (rcode, AA).
-    fn resolve(&mut self, q: &Query) -> Result<(u8, bool), Truncated> {
+    fn resolve(&mut self, q: &Query, name: &mut [u8; 256]) -> Result<(u8, bool), Truncated> {
         let z = self.z;
         let qtype = q.qtype;
-        let mut name = [0u8; 256];
         let mut name_len = q.qname_len;
-        name[..name_len].copy_from_slice(q.qname_lower());
         // Where the current name is written in the message.
         let mut name_off = 12usize;
         // Names already looked up (by hash): meeting one again is a loop (RFC 1034 §3.6.2),
         // and answering it again would repeat records (RFC 2181 §5). Names, not nodes: a
         // wildcard CNAME answers for many names.
+        // The index hash serves: 64 bits, so a false "loop" is not a practical worry.
         let mut seen = [0u64; MAX_CHAIN];
         for step in 0..MAX_CHAIN {
-            let h = chain_hash(&name[..name_len]);
+            let h = name_hash(&name[..name_len]);
             if seen[..step].contains(&h) {
                 return Ok((rcode::NOERROR, true));
             }
@@ -218,14 +218,14 @@ impl Responder<'_, '_> {
             let aa = true;
             let trunc = Truncated { aa };
             // A wildcard's RRsets answer for the name itself: owners point at `name_off`.
-            let node = match self.lookup(&name[..name_len], qtype) {
+            let node = match self.lookup(&name[..name_len], h, qtype) {
                 Lookup::Node(n) | Lookup::Wildcard(n) => n,
                 Lookup::Delegation(cut) => {
                     self.referral(cut, &name[..name_len], name_off).map_err(|_| Truncated { aa: step > 0 })?;
                     return Ok((rcode::NOERROR, step > 0));
                 }
                 Lookup::Dname(d) => {
-                    match self.synthesise(d, &mut name, &mut name_len, &mut name_off) {
+                    match self.synthesise(d, name, &mut name_len, &mut name_off) {
                         Ok(true) => {}
                         Ok(false) => return Ok((rcode::YXDOMAIN, aa)),
                         Err(()) => return Err(trunc),
@@ -284,9 +284,9 @@ impl Responder<'_, '_> {
     }
 
     /// Finds what the zone holds for `name` (lowercased, inside the zone).
-    fn lookup(&self, name: &[u8], qtype: u16) -> Lookup {
+    fn lookup(&self, name: &[u8], h: u64, qtype: u16) -> Lookup {
         let z = self.z;
-        if let Some(n) = z.find(name) {
+        if let Some(n) = z.find_hashed(name, h) {
             let f = z.node(n).flags;
             if f & (flags::BELOW_CUT | flags::BELOW_DNAME) != 0 {
                 if let Some(l) = self.occluder(z.node(n).parent.to_native()) {
@@ -526,11 +526,6 @@ impl Responder<'_, '_> {
         self.counts[section] += self.z.rr_count(r) as u16;
         Ok(())
     }
-}
-
-/// FNV-1a over a lowercased name, for loop detection in CNAME/DNAME chains.
-fn chain_hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn labels(wire: &[u8]) -> usize {

@@ -1,6 +1,6 @@
 //! Zone → [`ZoneImage`]: the tree flattened, RRsets rendered to wire fragments.
 
-use super::{name_hash, NodeRec, RrsetRec, ZoneImage, NONE};
+use super::{bucket_entry, name_hash, rr_starts, NodeRec, RrsetRec, ZoneImage, NONE};
 use crate::wire::name::{is_suffix_wire, Name};
 use crate::wire::rdata::{self, rtype};
 use crate::zone::{soa_minimum, Rrset, Zone};
@@ -104,17 +104,18 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
     Ok(img)
 }
 
-fn build_index(img: &ZoneImage) -> Vec<u32> {
+fn build_index(img: &ZoneImage) -> Vec<u64> {
     let size = (img.nodes.len() * 2).next_power_of_two().max(2);
-    let mask = size as u32 - 1;
-    let mut buckets = vec![0u32; size];
+    let mask = size - 1;
+    let mut buckets = vec![0u64; size];
     for (i, n) in img.nodes.iter().enumerate() {
         let name = &img.names[n.name_off as usize..n.name_off as usize + n.name_len as usize];
-        let mut b = name_hash(name) & mask;
-        while buckets[b as usize] != 0 {
+        let h = name_hash(name);
+        let mut b = h as usize & mask;
+        while buckets[b] != 0 {
             b = (b + 1) & mask;
         }
-        buckets[b as usize] = i as u32 + 1;
+        buckets[b] = bucket_entry(i as u32, h);
     }
     buckets
 }
@@ -201,7 +202,8 @@ fn render(
     };
     let data_off = img.data.len() as u32;
     img.data.extend_from_slice(&frag);
-    Ok(RrsetRec { data_off, data_len: frag.len() as u16, rtype: ty, extra })
+    let count = rr_starts(&frag).count() as u16;
+    Ok(RrsetRec { data_off, data_len: frag.len() as u16, rtype: ty, extra, count })
 }
 
 fn too_large(owner: &Name, ty: u16, len: usize) -> CompileError {

@@ -248,7 +248,7 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
     }
     let mut empty = false;
     for s in z.buckets.iter() {
-        let s = s.to_native() as usize;
+        let s = s.to_native() as u32 as usize;
         empty |= s == 0;
         if s > nodes {
             return Err("index entry out of range".into());
@@ -278,8 +278,9 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
         let len = r.data_len.to_native() as usize;
         let frag = z.data.get(off..off + len).ok_or_else(|| format!("RRset {i}: data out of range"))?;
         // The fragment must hold whole RRs of its type, and at least one.
-        let mut pos = 0;
+        let (mut pos, mut count) = (0, 0);
         while pos < len {
+            count += 1;
             let h = frag.get(pos..pos + 12).ok_or_else(|| format!("RRset {i}: truncated RR"))?;
             if h[0..2] != [0xC0, 0] || u16::from_be_bytes([h[2], h[3]]) != r.rtype.to_native() {
                 return Err(format!("RRset {i}: bad RR header"));
@@ -288,6 +289,9 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
         }
         if pos != len || len == 0 {
             return Err(format!("RRset {i}: fragment does not hold whole RRs"));
+        }
+        if count != r.count.to_native() as usize {
+            return Err(format!("RRset {i}: wrong RR count"));
         }
         let x = r.extra.to_native();
         if x == NONE {
