@@ -312,7 +312,7 @@ fn setup() -> Setup {
 fn probe_stats(z: &nsxdp::snapshot::ArchivedZoneImage) -> (f64, usize) {
     let mask = z.buckets.len() - 1;
     let (mut sum, mut worst) = (0usize, 0usize);
-    for n in 0..z.nodes.len() as u32 {
+    for n in z.nodes.iter().map(|n| n.to_native()) {
         let mut i = nsxdp::snapshot::name_hash(z.node_name(n)) as usize & mask;
         let mut k = 1;
         while z.buckets[i].to_native() as u32 != n + 1 {

@@ -122,12 +122,12 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let size = snapshot::write_snapshot(&output, &img)?;
             let took = started.elapsed();
             eprintln!(
-                "{}: wrote {} ({} bytes, {} names, {} RRsets) in {:.3}s (parse {:.3}s)",
+                "{}: wrote {} ({} bytes, {} names, {} RRs) in {:.3}s (parse {:.3}s)",
                 file.display(),
                 output.display(),
                 size,
                 img.nodes.len(),
-                img.rrsets.len(),
+                loaded.zone.rr_count(),
                 took.as_secs_f64(),
                 parsed.as_secs_f64()
             );
@@ -157,7 +157,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             println!("origin={}", snap.origin());
             println!("serial={}", snap.serial());
             println!("nodes={}", z.nodes.len());
-            println!("rrsets={}", z.rrsets.len());
+            println!("rrsets={}", z.nodes.iter().map(|&n| z.node_rrsets(n.to_native()).len()).sum::<usize>());
             println!("load_ms={:.3}", load.as_secs_f64() * 1000.0);
             println!("rss_kib={}", rss_kib().unwrap_or(0));
             Ok(ExitCode::SUCCESS)

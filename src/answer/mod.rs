@@ -11,7 +11,7 @@ mod query;
 pub use catalog::{Catalog, Zones};
 pub use query::{parse_query, Edns, Query, QueryError};
 
-use crate::snapshot::{name_hash, render_rrset, ArchivedRrsetRec, ArchivedZoneImage, NONE};
+use crate::snapshot::{name_hash, render_rrset, ArchivedZoneImage, RrsetRec, NONE};
 use crate::wire::name::{self, MAX_NAME_LEN};
 use crate::wire::rdata::rtype;
 use crate::zone::flags;
@@ -243,10 +243,10 @@ impl Responder<'_, '_> {
             };
             if qtype == rtype::ANY {
                 // RFC 8482 §4.1: one RRset is enough; the first in type order.
-                if let Some(r) = z.node_rrsets(node).first() {
+                if let Some(r) = z.node_rrsets(node).next() {
                     let base = self.w;
-                    self.push(ANSWER, r, name_off).map_err(|_| trunc)?;
-                    self.additionals_of(r, base);
+                    self.push(ANSWER, &r, name_off).map_err(|_| trunc)?;
+                    self.additionals_of(&r, base);
                     return Ok((rcode::NOERROR, aa));
                 }
                 self.negative().map_err(|_| Truncated { aa })?;
@@ -254,13 +254,13 @@ impl Responder<'_, '_> {
             }
             if let Some(r) = z.rrset(node, qtype) {
                 let base = self.w;
-                self.push(ANSWER, r, name_off).map_err(|_| trunc)?;
-                self.additionals_of(r, base);
+                self.push(ANSWER, &r, name_off).map_err(|_| trunc)?;
+                self.additionals_of(&r, base);
                 return Ok((rcode::NOERROR, aa));
             }
             if let Some(r) = z.rrset(node, rtype::CNAME) {
                 let base = self.w;
-                self.push(ANSWER, r, name_off).map_err(|_| trunc)?;
+                self.push(ANSWER, &r, name_off).map_err(|_| trunc)?;
                 // The target is the rdata of the one CNAME RR: its name starts there.
                 let target_off = base + 12;
                 let mut tmp = [0u8; 256];
@@ -287,9 +287,9 @@ impl Responder<'_, '_> {
     fn lookup(&self, name: &[u8], h: u64, qtype: u16) -> Lookup {
         let z = self.z;
         if let Some(n) = z.find_hashed(name, h) {
-            let f = z.node(n).flags;
+            let f = z.node_flags(n);
             if f & (flags::BELOW_CUT | flags::BELOW_DNAME) != 0 {
-                if let Some(l) = self.occluder(z.node(n).parent.to_native()) {
+                if let Some(l) = self.occluder(z.node_parent(n)) {
                     return l;
                 }
             }
@@ -306,7 +306,7 @@ impl Responder<'_, '_> {
             off += name[off] as usize + 1;
             let suffix = &name[off..];
             let Some(enc) = z.find(suffix) else { continue };
-            let f = z.node(enc).flags;
+            let f = z.node_flags(enc);
             if f & (flags::BELOW_CUT | flags::BELOW_DNAME | flags::CUT | flags::DNAME) != 0 {
                 if let Some(l) = self.occluder(enc) {
                     return l;
@@ -320,7 +320,7 @@ impl Responder<'_, '_> {
                 if wlen <= MAX_NAME_LEN {
                     wild[2..wlen].copy_from_slice(suffix);
                     if let Some(w) = z.find(&wild[..wlen]) {
-                        if qtype != rtype::DS || z.node(w).flags & flags::CUT == 0 {
+                        if qtype != rtype::DS || z.node_flags(w) & flags::CUT == 0 {
                             return Lookup::Wildcard(w);
                         }
                     }
@@ -338,8 +338,7 @@ impl Responder<'_, '_> {
         let mut cur = from;
         let mut top = None;
         while cur != NONE {
-            let node = z.node(cur);
-            let f = node.flags;
+            let f = z.node_flags(cur);
             if f & flags::APEX != 0 {
                 // The apex is never a cut, but a DNAME there redirects every name below it
                 // (RFC 6672 §2.3).
@@ -353,7 +352,7 @@ impl Responder<'_, '_> {
             } else if f & flags::DNAME != 0 {
                 top = Some(Lookup::Dname(cur));
             }
-            cur = node.parent.to_native();
+            cur = z.node_parent(cur);
         }
         top
     }
@@ -390,10 +389,10 @@ impl Responder<'_, '_> {
         let cut_labels = labels(z.node_name(cut));
         let owner = self.suffix_offset(name_off, labels(name), cut_labels).ok_or(())?;
         let base = self.w;
-        self.push(AUTHORITY, ns, owner)?;
+        self.push(AUTHORITY, &ns, owner)?;
         let cut_name = z.node_name(cut);
         for required in [true, false] {
-            for a in z.additionals(ns) {
+            for a in z.additionals(&ns) {
                 let in_domain = name::is_suffix_wire(z.node_name(a.node), cut_name);
                 if in_domain != required {
                     continue;
@@ -407,7 +406,7 @@ impl Responder<'_, '_> {
                 }
                 for t in [rtype::A, rtype::AAAA] {
                     if let Some(r) = z.rrset(a.node, t) {
-                        if self.push(ADDITIONAL, r, owner).is_err() && in_domain {
+                        if self.push(ADDITIONAL, &r, owner).is_err() && in_domain {
                             return Err(());
                         }
                     }
@@ -432,7 +431,7 @@ impl Responder<'_, '_> {
         let cur_labels = labels(&name[..*name_len]);
         let owner = self.suffix_offset(*name_off, cur_labels, owner_labels).ok_or(())?;
         let base = self.w;
-        self.push(ANSWER, dn, owner)?;
+        self.push(ANSWER, &dn, owner)?;
         let target_off = base + 12;
         let target_len = name::uncompressed_len(self.buf, target_off).map_err(|_| ())?;
         // The prefix: the labels of the current name above the DNAME owner.
@@ -441,7 +440,7 @@ impl Responder<'_, '_> {
         if new_len > MAX_NAME_LEN {
             return Ok(false);
         }
-        let ttl = z.ttl(dn);
+        let ttl = z.ttl(&dn);
         // owner(2) type(2) class(2) ttl(4) rdlen(2) + prefix + pointer to the target.
         let rdlen = prefix_len + 2;
         let need = 12 + rdlen;
@@ -489,13 +488,12 @@ impl Responder<'_, '_> {
     /// The SOA of a negative answer, in authority.
     fn negative(&mut self) -> Result<(), ()> {
         let z = self.z;
-        let soa = &z.rrsets[z.neg_soa.to_native() as usize];
-        self.push(AUTHORITY, soa, self.apex_off)
+        self.push(AUTHORITY, &z.neg_soa(), self.apex_off)
     }
 
     /// Additional A/AAAA for the NS/MX/SRV targets of an RRset written at `base`; only
     /// what fits.
-    fn additionals_of(&mut self, r: &ArchivedRrsetRec, base: usize) {
+    fn additionals_of(&mut self, r: &RrsetRec, base: usize) {
         let z = self.z;
         for a in z.additionals(r) {
             let owner = base + a.name_at as usize;
@@ -508,15 +506,15 @@ impl Responder<'_, '_> {
             }
             for t in [rtype::A, rtype::AAAA] {
                 if let Some(ar) = z.rrset(a.node, t) {
-                    let _ = self.push(ADDITIONAL, ar, owner);
+                    let _ = self.push(ADDITIONAL, &ar, owner);
                 }
             }
         }
     }
 
     /// Appends an RRset to a section, whole or not at all.
-    fn push(&mut self, section: usize, r: &ArchivedRrsetRec, owner_off: usize) -> Result<(), ()> {
-        let len = r.data_len.to_native() as usize;
+    fn push(&mut self, section: usize, r: &RrsetRec, owner_off: usize) -> Result<(), ()> {
+        let len = r.data_len as usize;
         if self.w + len > self.limit {
             return Err(());
         }

@@ -1,6 +1,7 @@
 //! Zone → [`ZoneImage`]: the tree flattened, RRsets rendered to wire fragments.
 
-use super::{bucket_entry, name_hash, rr_starts, NodeRec, RrsetRec, ZoneImage, NONE};
+use super::layout::{pack, Draft};
+use super::{rr_starts, NodeRec, RrsetRec, ZoneImage, NONE};
 use crate::wire::name::{is_suffix_wire, Name};
 use crate::wire::rdata::{self, rtype};
 use crate::zone::{soa_minimum, Rrset, Zone};
@@ -35,13 +36,12 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
         }
     }
     let names_len: usize = tree.iter().map(|t| t.name.len()).sum();
-    let mut img = ZoneImage {
+    let mut img = Draft {
         origin: origin.as_wire().to_vec(),
         serial: zone.serial().unwrap_or(0),
         apex: index[origin.as_wire()],
-        neg_soa: NONE,
+        neg_soa: RrsetRec::default(),
         nodes: Vec::with_capacity(tree.len()),
-        buckets: Vec::new(),
         rrsets: Vec::with_capacity(rrset_count + 1),
         extras: Vec::new(),
         names: Vec::with_capacity(names_len),
@@ -94,35 +94,16 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
     }
     // RFC 2308 §3: the SOA in a negative answer has TTL min(SOA TTL, MINIMUM).
     let min = soa.rdata.first().and_then(soa_minimum).unwrap_or(soa.ttl);
-    let neg = render(&mut img, origin, origin, rtype::SOA, soa.ttl.min(min), soa, &|_| None)?;
-    img.neg_soa = img.rrsets.len() as u32;
-    img.rrsets.push(neg);
-    img.buckets = build_index(&img);
+    img.neg_soa = render(&mut img, origin, origin, rtype::SOA, soa.ttl.min(min), soa, &|_| None)?;
     if img.data.len() >= u32::MAX as usize || img.names.len() >= u32::MAX as usize {
         return Err(CompileError::TooLarge(origin.clone()));
     }
-    Ok(img)
-}
-
-fn build_index(img: &ZoneImage) -> Vec<u64> {
-    let size = (img.nodes.len() * 2).next_power_of_two().max(2);
-    let mask = size - 1;
-    let mut buckets = vec![0u64; size];
-    for (i, n) in img.nodes.iter().enumerate() {
-        let name = &img.names[n.name_off as usize..n.name_off as usize + n.name_len as usize];
-        let h = name_hash(name);
-        let mut b = h as usize & mask;
-        while buckets[b] != 0 {
-            b = (b + 1) & mask;
-        }
-        buckets[b] = bucket_entry(i as u32, h);
-    }
-    buckets
+    pack(img).ok_or_else(|| CompileError::TooLarge(origin.clone()))
 }
 
 /// Renders one RRset into `img.data`, returning its record.
 fn render(
-    img: &mut ZoneImage,
+    img: &mut Draft,
     origin: &Name,
     owner: &Name,
     ty: u16,

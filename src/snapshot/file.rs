@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use rkyv::rancor::BoxedError;
 
-use super::{ArchivedZoneImage, ZoneImage, FORMAT_VERSION, MAGIC, NONE};
+use super::{ArchivedZoneImage, RrsetRec, ZoneImage, BLOCK_HEADER, FORMAT_VERSION, MAGIC, NONE, RRSET_DESC};
 use crate::wire::name;
 
 const FIXED_HEADER: usize = 64;
@@ -226,21 +226,69 @@ fn check_header(path: &Path, map: &[u8]) -> Result<(usize, usize), SnapshotError
 }
 
 /// Every index and range the answer path follows, checked once so that reading never goes
-/// out of bounds.
+/// out of bounds: the node blocks laid end to end exactly as their headers say, every
+/// reference (index slot, parent, additional-section node, apex) at the start of a block.
 fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
+    let blocks = &z.blocks[..];
     let nodes = z.nodes.len();
-    let rrsets = z.rrsets.len();
-    if nodes == 0 || nodes >= NONE as usize {
-        return Err("no nodes".into());
-    }
-    if z.apex.to_native() as usize >= nodes {
-        return Err("apex index out of range".into());
-    }
-    if z.neg_soa.to_native() as usize >= rrsets {
-        return Err("negative SOA index out of range".into());
+    if nodes == 0 || nodes >= NONE as usize / 2 || blocks.len() >= (NONE - 1) as usize {
+        return Err("bad node count".into());
     }
     if name::uncompressed_len(&z.origin, 0).ok() != Some(z.origin.len()) {
         return Err("bad origin".into());
+    }
+    // Block starts, as a bitmap over the bytes of `blocks`.
+    let mut starts = vec![0u64; blocks.len() / 64 + 1];
+    let mut expect = 0usize;
+    for (i, n) in z.nodes.iter().enumerate() {
+        let off = n.to_native() as usize;
+        if off != expect {
+            return Err(format!("node {i}: block not where the previous one ends"));
+        }
+        starts[off / 64] |= 1 << (off % 64);
+        let head = blocks.get(off..off + BLOCK_HEADER).ok_or_else(|| format!("node {i}: block out of range"))?;
+        let len = head[1] as usize;
+        let count = u16::from_le_bytes([head[2], head[3]]) as usize;
+        let name_at = off + BLOCK_HEADER;
+        let name = blocks.get(name_at..name_at + len).ok_or_else(|| format!("node {i}: name out of range"))?;
+        if name::uncompressed_len(name, 0).ok() != Some(len) {
+            return Err(format!("node {i}: bad name"));
+        }
+        let descs_at = name_at + len;
+        let descs = blocks
+            .get(descs_at..descs_at + count * RRSET_DESC)
+            .ok_or_else(|| format!("node {i}: RRsets out of range"))?;
+        expect = descs_at + descs.len();
+        for d in descs.chunks_exact(RRSET_DESC) {
+            let r = RrsetRec::decode(d);
+            if r.data_off as usize != expect {
+                return Err(format!("node {i}: RRset data not in order"));
+            }
+            check_rrset(z, &r).map_err(|e| format!("node {i}: {e}"))?;
+            expect += r.data_len as usize;
+        }
+    }
+    let neg = z.neg_soa();
+    if neg.data_off as usize != expect || expect + neg.data_len as usize != blocks.len() {
+        return Err("negative SOA not at the end".into());
+    }
+    check_rrset(z, &neg).map_err(|e| format!("negative SOA: {e}"))?;
+    let is_node = |n: u32| (n as usize) < blocks.len() && starts[n as usize / 64] & (1 << (n % 64)) != 0;
+    if !is_node(z.apex.to_native()) {
+        return Err("apex is not a node".into());
+    }
+    for (i, n) in z.nodes.iter().enumerate() {
+        let n = n.to_native();
+        let p = z.node_parent(n);
+        // Parents come first: walking up always ends.
+        if p != NONE && (p >= n || !is_node(p)) {
+            return Err(format!("node {i}: bad parent"));
+        }
+        for r in z.node_rrsets(n) {
+            if z.additionals(&r).any(|a| !is_node(a.node)) {
+                return Err(format!("node {i}: additional-section record of no node"));
+            }
+        }
     }
     let b = z.buckets.len();
     if b < 2 || !b.is_power_of_two() || b < nodes {
@@ -248,66 +296,48 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
     }
     let mut empty = false;
     for s in z.buckets.iter() {
-        let s = s.to_native() as u32 as usize;
+        let s = s.to_native() as u32;
         empty |= s == 0;
-        if s > nodes {
-            return Err("index entry out of range".into());
+        if s != 0 && !is_node(s - 1) {
+            return Err("index entry is no node".into());
         }
     }
     if !empty {
         return Err("index has no free slot".into());
     }
-    for (i, n) in z.nodes.iter().enumerate() {
-        let off = n.name_off.to_native() as usize;
-        let len = n.name_len as usize;
-        let name = z.names.get(off..off + len).ok_or_else(|| format!("node {i}: name out of range"))?;
-        if name::uncompressed_len(name, 0).ok() != Some(len) {
-            return Err(format!("node {i}: bad name"));
+    Ok(())
+}
+
+/// An RRset's fragment holds whole RRs of its type (at least one, `count` of them), and its
+/// `extras` entry is in range.
+fn check_rrset(z: &ArchivedZoneImage, r: &RrsetRec) -> Result<(), String> {
+    let (off, len) = (r.data_off as usize, r.data_len as usize);
+    let frag = z.blocks.get(off..off + len).ok_or("data out of range")?;
+    let (mut pos, mut count) = (0, 0);
+    while pos < len {
+        count += 1;
+        let h = frag.get(pos..pos + 12).ok_or("truncated RR")?;
+        if h[0..2] != [0xC0, 0] || u16::from_be_bytes([h[2], h[3]]) != r.rtype {
+            return Err("bad RR header".into());
         }
-        let p = n.parent.to_native();
-        if p != NONE && p as usize >= i {
-            return Err(format!("node {i}: bad parent"));
-        }
-        let s = n.rrset_start.to_native() as usize;
-        if s + n.rrset_count.to_native() as usize > rrsets {
-            return Err(format!("node {i}: RRsets out of range"));
-        }
+        pos += 12 + u16::from_be_bytes([h[10], h[11]]) as usize;
     }
-    for (i, r) in z.rrsets.iter().enumerate() {
-        let off = r.data_off.to_native() as usize;
-        let len = r.data_len.to_native() as usize;
-        let frag = z.data.get(off..off + len).ok_or_else(|| format!("RRset {i}: data out of range"))?;
-        // The fragment must hold whole RRs of its type, and at least one.
-        let (mut pos, mut count) = (0, 0);
-        while pos < len {
-            count += 1;
-            let h = frag.get(pos..pos + 12).ok_or_else(|| format!("RRset {i}: truncated RR"))?;
-            if h[0..2] != [0xC0, 0] || u16::from_be_bytes([h[2], h[3]]) != r.rtype.to_native() {
-                return Err(format!("RRset {i}: bad RR header"));
-            }
-            pos += 12 + u16::from_be_bytes([h[10], h[11]]) as usize;
-        }
-        if pos != len || len == 0 {
-            return Err(format!("RRset {i}: fragment does not hold whole RRs"));
-        }
-        if count != r.count.to_native() as usize {
-            return Err(format!("RRset {i}: wrong RR count"));
-        }
-        let x = r.extra.to_native();
-        if x == NONE {
-            continue;
-        }
-        let e = z.extras.get(x as usize..).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
-        let (apex, owner, adds) = super::split_extras(e).ok_or_else(|| format!("RRset {i}: extras out of range"))?;
-        if apex.iter().chain(owner.iter()).any(|p| p.to_native() as usize + 2 > len) {
-            return Err(format!("RRset {i}: pointer out of range"));
-        }
-        for c in adds.chunks_exact(3) {
-            let node = (c[1].to_native() as usize) << 16 | c[2].to_native() as usize;
-            if c[0].to_native() as usize >= len || node >= nodes {
-                return Err(format!("RRset {i}: bad additional"));
-            }
-        }
+    if pos != len || len == 0 {
+        return Err("fragment does not hold whole RRs".into());
+    }
+    if count != r.count as usize {
+        return Err("wrong RR count".into());
+    }
+    if r.extra == NONE {
+        return Ok(());
+    }
+    let e = z.extras.get(r.extra as usize..).ok_or("extras out of range")?;
+    let (apex, owner, adds) = super::split_extras(e).ok_or("extras out of range")?;
+    if apex.iter().chain(owner.iter()).any(|p| p.to_native() as usize + 2 > len) {
+        return Err("pointer out of range".into());
+    }
+    if adds.chunks_exact(3).any(|c| c[0].to_native() as usize >= len) {
+        return Err("bad additional".into());
     }
     Ok(())
 }

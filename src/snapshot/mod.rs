@@ -1,17 +1,21 @@
 //! The zone snapshot: the archived, answer-ready form of one zone version, its compiler from
 //! [`crate::zone::Zone`], the on-disk file (header + rkyv archive) and the mmap loader.
 //!
-//! Layout (all flat arrays, so that validation is cheap and lookups touch few cache lines):
-//! - `nodes`: every name of the zone tree (empty non-terminals included) in canonical order,
-//!   each with its lowercased wire name (a range of `names`), flags, parent and its RRsets
-//!   (a range of `rrsets`, in type order);
+//! Layout: one byte array of **node blocks**, so that answering a name touches its hash slot
+//! and then one contiguous block (usually two or three cache lines) — nothing else.
+//! - `blocks`: per name of the zone tree (empty non-terminals included; parents before
+//!   children) one block, identified by its offset (the node id):
+//!   `flags(1) name_len(1) rrset_count(2) parent(4)`, the lowercased wire name, one
+//!   [`RRSET_DESC`]-byte descriptor per RRset (in type order: `rtype(2) count(2) len(2) 0(2)
+//!   data_off(4) extra(4)`), then the RRsets' pre-rendered wire fragments. Integers are
+//!   little-endian; nothing is aligned (it is read byte-wise).
+//! - `nodes`: the block offsets in ascending order, for walking the zone (dump, checks);
 //! - `buckets`: an open-addressing hash index (linear probing, load ≤ 1/2) from lowercased
-//!   wire name to node: each slot holds the node number + 1 (0 = empty) in its low 32 bits
+//!   wire name to node: each slot holds the block offset + 1 (0 = empty) in its low 32 bits
 //!   and the high 32 bits of the name's [`name_hash`] as a tag, so a probe that hits another
-//!   name is usually rejected without touching the node or its name;
-//! - `rrsets`: per RRset a pre-rendered wire fragment (a range of `data`) holding every RR
-//!   of the set ready to copy into a response and, when it has any, an entry in `extras`
-//!   listing the apex pointers to patch and the additional-section records it calls for.
+//!   name is usually rejected without touching its block;
+//! - `extras`: per RRset that needs it, the apex pointers to patch and the
+//!   additional-section records it calls for.
 //!
 //! A fragment RR is `owner(2) type(2) class(2) ttl(4) rdlen(2) rdata`, where the owner is a
 //! compression pointer filled in at answer time (usually the question name at offset 12)
@@ -26,6 +30,7 @@
 
 mod compile;
 mod file;
+mod layout;
 mod render;
 
 pub use compile::{compile, CompileError};
@@ -47,19 +52,20 @@ pub struct ZoneImage {
     /// Lowercased wire name of the apex.
     pub origin: Vec<u8>,
     pub serial: u32,
-    /// Index of the apex in `nodes`.
+    /// The apex node.
     pub apex: u32,
-    /// The RRset used as the negative-answer SOA (RFC 2308 TTL).
-    pub neg_soa: u32,
-    pub nodes: Vec<NodeRec>,
+    /// The RRset used as the negative-answer SOA (RFC 2308 TTL); its fragment is in `blocks`
+    /// after the last node.
+    pub neg_soa: RrsetRec,
+    /// Block offsets of every node, ascending.
+    pub nodes: Vec<u32>,
     pub buckets: Vec<u64>,
-    pub rrsets: Vec<RrsetRec>,
     pub extras: Vec<u16>,
-    pub names: Vec<u8>,
-    pub data: Vec<u8>,
+    pub blocks: Vec<u8>,
 }
 
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+/// A node while compiling (indexes into the draft's arrays).
+#[derive(Debug, Clone, Copy)]
 pub struct NodeRec {
     pub name_off: u32,
     pub name_len: u8,
@@ -70,7 +76,8 @@ pub struct NodeRec {
     pub parent: u32,
 }
 
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+/// An RRset: where its fragment is, its type, RR count and `extras` entry.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RrsetRec {
     pub data_off: u32,
     pub data_len: u16,
@@ -79,6 +86,31 @@ pub struct RrsetRec {
     pub extra: u32,
     /// Number of RRs in the fragment (the loader checks it).
     pub count: u16,
+}
+
+/// Bytes of a node block before its name.
+pub const BLOCK_HEADER: usize = 8;
+/// Bytes of an RRset descriptor in a node block.
+pub const RRSET_DESC: usize = 16;
+
+impl RrsetRec {
+    /// Reads a descriptor (`d` holds at least [`RRSET_DESC`] bytes).
+    #[inline]
+    pub fn decode(d: &[u8]) -> RrsetRec {
+        let u16_at = |i: usize| u16::from_le_bytes([d[i], d[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+        RrsetRec { rtype: u16_at(0), count: u16_at(2), data_len: u16_at(4), data_off: u32_at(8), extra: u32_at(12) }
+    }
+
+    pub fn encode(&self) -> [u8; RRSET_DESC] {
+        let mut d = [0u8; RRSET_DESC];
+        d[0..2].copy_from_slice(&self.rtype.to_le_bytes());
+        d[2..4].copy_from_slice(&self.count.to_le_bytes());
+        d[4..6].copy_from_slice(&self.data_len.to_le_bytes());
+        d[8..12].copy_from_slice(&self.data_off.to_le_bytes());
+        d[12..16].copy_from_slice(&self.extra.to_le_bytes());
+        d
+    }
 }
 
 /// An additional-section candidate of an RRset.
@@ -185,45 +217,79 @@ impl ArchivedZoneImage {
         }
     }
 
-    pub fn node(&self, i: u32) -> &ArchivedNodeRec {
-        &self.nodes[i as usize]
+    /// The `crate::zone::flags` of a node.
+    #[inline]
+    pub fn node_flags(&self, n: u32) -> u8 {
+        self.blocks[n as usize]
     }
 
-    pub fn node_name(&self, i: u32) -> &[u8] {
-        let n = self.node(i);
-        let off = n.name_off.to_native() as usize;
-        &self.names[off..off + n.name_len as usize]
+    /// The parent node, or `NONE` at the apex.
+    #[inline]
+    pub fn node_parent(&self, n: u32) -> u32 {
+        let b = &self.blocks[n as usize + 4..n as usize + 8];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The lowercased wire name of a node.
+    #[inline]
+    pub fn node_name(&self, n: u32) -> &[u8] {
+        let n = n as usize;
+        let len = self.blocks[n + 1] as usize;
+        &self.blocks[n + BLOCK_HEADER..n + BLOCK_HEADER + len]
+    }
+
+    /// The descriptors of a node's RRsets.
+    #[inline]
+    fn descriptors(&self, n: u32) -> &[u8] {
+        let n = n as usize;
+        let b = &self.blocks[n..n + 4];
+        let start = n + BLOCK_HEADER + b[1] as usize;
+        let count = u16::from_le_bytes([b[2], b[3]]) as usize;
+        &self.blocks[start..start + count * RRSET_DESC]
     }
 
     /// The RRsets of a node, in type order.
-    pub fn node_rrsets(&self, i: u32) -> &[ArchivedRrsetRec] {
-        let n = self.node(i);
-        let s = n.rrset_start.to_native() as usize;
-        &self.rrsets[s..s + n.rrset_count.to_native() as usize]
+    pub fn node_rrsets(&self, n: u32) -> impl ExactSizeIterator<Item = RrsetRec> + '_ {
+        self.descriptors(n).chunks_exact(RRSET_DESC).map(RrsetRec::decode)
     }
 
     /// The RRset of one type at a node.
-    pub fn rrset(&self, node: u32, t: u16) -> Option<&ArchivedRrsetRec> {
-        self.node_rrsets(node).iter().find(|r| r.rtype.to_native() == t)
+    #[inline]
+    pub fn rrset(&self, node: u32, t: u16) -> Option<RrsetRec> {
+        let t = t.to_le_bytes();
+        self.descriptors(node).chunks_exact(RRSET_DESC).find(|d| d[0..2] == t).map(RrsetRec::decode)
     }
 
-    pub fn fragment(&self, r: &ArchivedRrsetRec) -> &[u8] {
-        let off = r.data_off.to_native() as usize;
-        &self.data[off..off + r.data_len.to_native() as usize]
+    /// The negative-answer SOA.
+    pub fn neg_soa(&self) -> RrsetRec {
+        let r = &self.neg_soa;
+        RrsetRec {
+            data_off: r.data_off.to_native(),
+            data_len: r.data_len.to_native(),
+            rtype: r.rtype.to_native(),
+            extra: r.extra.to_native(),
+            count: r.count.to_native(),
+        }
+    }
+
+    #[inline]
+    pub fn fragment(&self, r: &RrsetRec) -> &[u8] {
+        let off = r.data_off as usize;
+        &self.blocks[off..off + r.data_len as usize]
     }
 
     /// Offsets in the fragment of the pointers to the apex.
-    pub fn apex_pointers(&self, r: &ArchivedRrsetRec) -> impl Iterator<Item = usize> + '_ {
+    pub fn apex_pointers(&self, r: &RrsetRec) -> impl Iterator<Item = usize> + '_ {
         self.extra_parts(r).0.iter().map(|v| v.to_native() as usize)
     }
 
     /// Offsets in the fragment of the pointers to the RRset's owner.
-    pub fn owner_pointers(&self, r: &ArchivedRrsetRec) -> impl Iterator<Item = usize> + '_ {
+    pub fn owner_pointers(&self, r: &RrsetRec) -> impl Iterator<Item = usize> + '_ {
         self.extra_parts(r).1.iter().map(|v| v.to_native() as usize)
     }
 
     /// The additional-section candidates of an RRset.
-    pub fn additionals(&self, r: &ArchivedRrsetRec) -> impl Iterator<Item = Additional> + '_ {
+    pub fn additionals(&self, r: &RrsetRec) -> impl Iterator<Item = Additional> + '_ {
         self.extra_parts(r).2.chunks_exact(3).map(|c| Additional {
             name_at: c[0].to_native(),
             node: (c[1].to_native() as u32) << 16 | c[2].to_native() as u32,
@@ -231,26 +297,23 @@ impl ArchivedZoneImage {
     }
 
     /// The three lists of an RRset's `extras` entry (empty when it has none).
-    fn extra_parts(
-        &self,
-        r: &ArchivedRrsetRec,
-    ) -> (&[rkyv::rend::u16_le], &[rkyv::rend::u16_le], &[rkyv::rend::u16_le]) {
-        let x = r.extra.to_native();
-        if x == NONE {
+    #[inline]
+    fn extra_parts(&self, r: &RrsetRec) -> (&[rkyv::rend::u16_le], &[rkyv::rend::u16_le], &[rkyv::rend::u16_le]) {
+        if r.extra == NONE {
             return (&[], &[], &[]);
         }
-        split_extras(&self.extras[x as usize..]).unwrap_or((&[], &[], &[]))
+        split_extras(&self.extras[r.extra as usize..]).unwrap_or((&[], &[], &[]))
     }
 
     /// TTL of an RRset (every RR in a fragment has the same).
-    pub fn ttl(&self, r: &ArchivedRrsetRec) -> u32 {
+    pub fn ttl(&self, r: &RrsetRec) -> u32 {
         let f = self.fragment(r);
         u32::from_be_bytes([f[6], f[7], f[8], f[9]])
     }
 
     /// Number of RRs in an RRset.
-    pub fn rr_count(&self, r: &ArchivedRrsetRec) -> usize {
-        r.count.to_native() as usize
+    pub fn rr_count(&self, r: &RrsetRec) -> usize {
+        r.count as usize
     }
 }
 
@@ -302,13 +365,13 @@ mod tests {
         assert_eq!(apex, z.apex.to_native());
         assert!(find("nope.example.com.").is_none());
         let ent = find("b.c.example.com.").unwrap();
-        assert_ne!(z.node(ent).flags & crate::zone::flags::EMPTY_NON_TERMINAL, 0);
+        assert_ne!(z.node_flags(ent) & crate::zone::flags::EMPTY_NON_TERMINAL, 0);
         let glue = find("ns.sub.example.com.").unwrap();
-        assert_ne!(z.node(glue).flags & crate::zone::flags::BELOW_CUT, 0);
-        assert_ne!(z.node(find("w.example.com.").unwrap()).flags & crate::zone::flags::WILDCARD_CHILD, 0);
+        assert_ne!(z.node_flags(glue) & crate::zone::flags::BELOW_CUT, 0);
+        assert_ne!(z.node_flags(find("w.example.com.").unwrap()) & crate::zone::flags::WILDCARD_CHILD, 0);
         // The apex MX names mail, which has A and AAAA: one additional entry for it.
         let mx = z.rrset(apex, crate::wire::rdata::rtype::MX).unwrap();
-        let adds: Vec<Additional> = z.additionals(mx).collect();
+        let adds: Vec<Additional> = z.additionals(&mx).collect();
         assert_eq!(adds.len(), 1);
         assert_eq!(adds[0].node, find("mail.example.com.").unwrap());
         assert_eq!(adds[0].name_at, 14);
@@ -318,13 +381,12 @@ mod tests {
         let q = b"\x04www1\x07Example\x03com\x00";
         msg[12..12 + q.len()].copy_from_slice(q);
         let at = 12 + q.len();
-        let n = render_rrset(z, mx, &mut msg, at, 12, 17).unwrap();
+        let n = render_rrset(z, &mx, &mut msg, at, 12, 17).unwrap();
         assert_eq!(&msg[at..at + n], b"\xc0\x0c\x00\x0f\x00\x01\x00\x00\x0e\x10\x00\x09\x00\x0a\x04mail\xc0\x11");
         // The negative SOA carries min(TTL, MINIMUM) = 300.
-        let neg = &z.rrsets[z.neg_soa.to_native() as usize];
-        assert_eq!(z.ttl(neg), 300);
-        assert_eq!(z.rr_count(z.rrset(apex, crate::wire::rdata::rtype::NS).unwrap()), 2);
-        assert_eq!(render_rrset(z, mx, &mut msg, 500, 12, 17), Err(RenderError::NoRoom));
+        assert_eq!(z.ttl(&z.neg_soa()), 300);
+        assert_eq!(z.rr_count(&z.rrset(apex, crate::wire::rdata::rtype::NS).unwrap()), 2);
+        assert_eq!(render_rrset(z, &mx, &mut msg, 500, 12, 17), Err(RenderError::NoRoom));
     }
 
     #[test]

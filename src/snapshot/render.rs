@@ -1,6 +1,6 @@
 //! Turning pre-rendered fragments into message bytes, and back into records.
 
-use super::{rr_starts, ArchivedRrsetRec, ArchivedZoneImage};
+use super::{rr_starts, ArchivedZoneImage, RrsetRec};
 use crate::wire::name::{self, Name};
 use crate::wire::rdata;
 use crate::zone::{Record, SrcPos, Zone};
@@ -19,7 +19,7 @@ pub enum RenderError {
 /// references at `apex_off`. Returns the number of bytes written.
 pub fn render_rrset(
     z: &ArchivedZoneImage,
-    r: &ArchivedRrsetRec,
+    r: &RrsetRec,
     out: &mut [u8],
     at: usize,
     owner_off: usize,
@@ -52,10 +52,9 @@ pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
     let mut msg = vec![0u8; 65536 + 512];
     let apex = z.apex.to_native();
     // Canonical order, as master files and AXFR have it (the snapshot keeps parents first).
-    let mut order: Vec<u32> = crate::zone::canonical_order((0..z.nodes.len() as u32).map(|i| z.node_name(i)))
-        .into_iter()
-        .map(|i| i as u32)
-        .collect();
+    let nodes: Vec<u32> = z.nodes.iter().map(|n| n.to_native()).collect();
+    let mut order: Vec<u32> =
+        crate::zone::canonical_order(nodes.iter().map(|&n| z.node_name(n))).into_iter().map(|i| nodes[i]).collect();
     // SOA first, as AXFR and master files have it.
     if let Some(p) = order.iter().position(|&i| i == apex) {
         order.remove(p);
@@ -66,12 +65,12 @@ pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
         msg[12..12 + owner.len()].copy_from_slice(owner);
         let base = 12 + owner.len();
         let apex_off = base - origin_len;
-        let mut sets: Vec<&ArchivedRrsetRec> = z.node_rrsets(i).iter().collect();
+        let mut sets: Vec<RrsetRec> = z.node_rrsets(i).collect();
         if i == apex {
-            sets.sort_by_key(|r| r.rtype.to_native() != crate::wire::rdata::rtype::SOA);
+            sets.sort_by_key(|r| r.rtype != crate::wire::rdata::rtype::SOA);
         }
         for r in sets {
-            let len = render_rrset(z, r, &mut msg, base, 12, apex_off)?;
+            let len = render_rrset(z, &r, &mut msg, base, 12, apex_off)?;
             let mut pos = base;
             while pos < base + len {
                 let mut buf = [0u8; 256];
