@@ -735,7 +735,9 @@ impl XskSocket {
     /// Creates the UMEM and rings, fills the fill ring, and binds to `queue` of the
     /// interface `ifname` (looked up in the calling thread's network namespace) with
     /// XDP_USE_NEED_WAKEUP. With [`BindMode::Auto`], zero-copy is tried first and copy mode
-    /// after it (veth only does copy mode); [`XskSocket::mode`] says which was obtained.
+    /// after it (veth only does copy mode); [`XskSocket::mode`] says which was obtained. A
+    /// queue found busy is retried for up to a second (a socket just closed releases its
+    /// queue asynchronously).
     pub fn open(ifname: &str, queue: u32, cfg: &XskConfig) -> Result<XskSocket, XskError> {
         let err =
             |step: &'static str, source: io::Error| XskError::Setup { ifname: ifname.to_string(), queue, step, source };
@@ -750,7 +752,7 @@ impl XskSocket {
         };
         let mut last = None;
         for &mode_flag in attempts {
-            match setup(&umem, len, ifindex, queue, cfg, mode_flag) {
+            match setup_retrying(&umem, len, ifindex, queue, cfg, mode_flag) {
                 Ok((fd, q)) => {
                     let mode = match xdp_options(&fd) {
                         Ok(flags) if flags & libc::XDP_OPTIONS_ZEROCOPY != 0 => XdpMode::ZeroCopy,
@@ -1015,6 +1017,34 @@ pub fn if_index(name: &str) -> io::Result<u32> {
 }
 
 type SetupError = (&'static str, io::Error);
+
+/// How long a bind that finds the queue busy is retried: the kernel releases a closed
+/// socket's hold on its queue asynchronously, so a socket reopened at once (a restart, or a
+/// fallback) can find the queue still taken for a few milliseconds.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn setup_retrying(
+    umem: &Mapping,
+    len: usize,
+    ifindex: u32,
+    queue: u32,
+    cfg: &XskConfig,
+    mode_flag: u16,
+) -> Result<(OwnedFd, Queues), SetupError> {
+    let deadline = std::time::Instant::now() + BUSY_RETRY;
+    loop {
+        match setup(umem, len, ifindex, queue, cfg, mode_flag) {
+            Err((step, e))
+                if step.starts_with("bind")
+                    && e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
 
 /// One attempt: a socket with the UMEM registered, its rings sized and mapped, the fill
 /// ring filled, bound with `mode_flag`.
