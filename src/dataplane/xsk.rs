@@ -15,6 +15,32 @@
 //! puts [`XskSocket::fd`] into its XSKMAP.
 //!
 //! Every `unsafe` block of the AF_XDP data plane is in this file, each with its reason.
+//!
+//! One turn of a run loop, with `answer` standing for the engine (query bytes and length
+//! in, reply length out, written in place):
+//! ```no_run
+//! use nsxdp::dataplane::{packet, xsk::{Frame, XskSocket}};
+//!
+//! fn turn(xsk: &mut XskSocket, rx: &mut Vec<Frame>, tx: &mut Vec<Frame>,
+//!         answer: &mut impl FnMut(&mut [u8], usize) -> Option<usize>) {
+//!     xsk.rx_burst(rx);
+//!     for mut f in rx.drain(..) {
+//!         let buf = xsk.frame_mut(&f);
+//!         let Ok(d) = packet::parse(&buf[..f.len()]) else { xsk.recycle(f); continue };
+//!         let reply = answer(&mut buf[d.payload_offset()..], d.payload_len())
+//!             .and_then(|len| packet::build_reply(buf, &d, len).ok());
+//!         match reply {
+//!             Some(range) => { f.set_data(range); tx.push(f) }
+//!             None => xsk.recycle(f),
+//!         }
+//!     }
+//!     xsk.tx_submit(tx);
+//!     xsk.kick_tx();   // and again on the next turn while xsk.tx_pending() > 0
+//!     xsk.complete();
+//!     xsk.refill();
+//!     xsk.wakeup_rx();
+//! }
+//! ```
 
 use std::ffi::CString;
 use std::io;
