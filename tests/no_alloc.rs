@@ -1,6 +1,7 @@
 //! The answer path allocates nothing: 10,000 `answer()` calls over a mixed query set (hits,
 //! misses, referrals, wildcards, CNAME and DNAME chains, truncation, EDNS, errors, garbage)
-//! under a counting global allocator.
+//! under a counting global allocator; and the AF_XDP frame path (`packet::parse`, `answer`
+//! in place, `packet::build_reply`) over the same queries in Ethernet frames.
 //!
 //! This is its own test binary because a `#[global_allocator]` applies to every test in a
 //! binary. Only allocations made on the measuring thread while measuring are counted, so
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nsxdp::answer::{answer, Catalog, Config, Outcome, Transport, Zones};
+use nsxdp::dataplane::packet::{self, UdpFrameRepr};
 use nsxdp::snapshot::{compile, write_snapshot, ArchivedZoneImage, Snapshot};
 use nsxdp::wire::name::Name;
 use nsxdp::zone::parse::load_text;
@@ -210,10 +212,56 @@ fn answering_allocates_nothing() {
     assert_eq!(allocs, 0, "allocations while answering from the catalog");
     assert!(replies > 9_000, "{replies} replies");
 
+    frame_path_allocates_nothing(z);
+
     // The counter works.
     MEASURING.with(|m| m.set(true));
     let v = std::hint::black_box(vec![1u8; 16]);
     MEASURING.with(|m| m.set(false));
     drop(v);
     assert!(ALLOCATIONS.load(Ordering::Relaxed) >= 1);
+}
+
+/// The AF_XDP frame path over one zone: parse, answer in place, build the reply.
+/// Part of the one test above, as the allocation counter is shared.
+fn frame_path_allocates_nothing(z: &impl Zones) {
+    let cfg = Config::default();
+    // Every UDP query in an Ethernet frame, over IPv4 and IPv6 (the IPv6 ones VLAN-tagged).
+    let mut frames = Vec::new();
+    for (i, (q, _)) in queries().iter().enumerate() {
+        let (src, dst, vlan) = if i % 2 == 0 {
+            ("198.18.0.2:40000", "198.18.0.1:53", None)
+        } else {
+            ("[2001:db8::2]:40000", "[2001:db8::1]:53", Some(10))
+        };
+        let repr = UdpFrameRepr {
+            dst_mac: [2, 0, 0, 0, 0, 1],
+            src_mac: [2, 0, 0, 0, 0, 2],
+            vlan,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+        };
+        let mut f = vec![0u8; repr.header_len() + q.len()];
+        f[repr.header_len()..].copy_from_slice(q);
+        repr.emit(&mut f, q.len()).unwrap();
+        frames.push(f);
+    }
+    let mut buf = vec![0u8; 4096 - 256];
+    let mut replies = 0;
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    MEASURING.with(|m| m.set(true));
+    for i in 0..10_000 {
+        let f = &frames[i % frames.len()];
+        buf[..f.len()].copy_from_slice(f);
+        let Ok(d) = packet::parse(&buf[..f.len()]) else { continue };
+        let o = answer(z, &mut buf[d.payload_offset()..], d.payload_len(), Transport::Udp, &cfg);
+        if let Outcome::Reply { len, .. } = o {
+            let r = packet::build_reply(&mut buf, &d, len).unwrap();
+            std::hint::black_box(&buf[r]);
+            replies += 1;
+        }
+    }
+    MEASURING.with(|m| m.set(false));
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations on the frame path");
+    assert!(replies > 9_000, "{replies} replies");
 }

@@ -6,7 +6,9 @@
 //! only when read; each loop keeps its own service-time histogram. This module knows nothing
 //! of zones beyond handing the catalog to the engine.
 
+pub mod packet;
 pub mod udp;
+pub mod xsk;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
