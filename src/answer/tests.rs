@@ -1566,3 +1566,77 @@ fn tcp_answer_past_the_compression_range() {
     assert!(r.tc());
     assert_eq!(r.counts(), [0, 0, 1]);
 }
+
+// ---------------------------------------------------------------------------
+// Batches
+// ---------------------------------------------------------------------------
+
+#[test]
+fn batch_answers_equal_single_answers() {
+    let names = [
+        "example.com.",
+        "www.example.com.",
+        "WwW.Example.COM.",
+        "mail.example.com.",
+        "c1.example.com.",
+        "loop1.example.com.",
+        "nothere.example.com.",
+        "x.sub.example.com.",
+        "sub.example.com.",
+        "signed.example.com.",
+        "a.w.example.com.",
+        "exists.w.example.com.",
+        "ent.w.example.com.",
+        "q.wc.example.com.",
+        "x.d.example.com.",
+        "cd.example.com.",
+        "many.example.com.",
+        "huge.example.com.",
+        "_sip._tcp.example.com.",
+        "b.c.example.com.",
+        "www.example.net.",
+    ];
+    let types = [rtype::A, rtype::AAAA, rtype::MX, rtype::NS, rtype::DS, rtype::TXT, rtype::ANY, rtype::SOA];
+    let mut queries: Vec<Vec<u8>> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        for (j, &t) in types.iter().enumerate() {
+            let q = Q::new(n, t);
+            queries.push(if (i + j) % 2 == 0 { q.edns(1232).wire() } else { q.wire() });
+        }
+    }
+    // Malformed and refused ones among them.
+    queries.insert(3, vec![0; 5]);
+    queries.insert(40, b"\xbe\xef\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01".to_vec());
+    queries.insert(41, b"\xbe\xef\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01".to_vec());
+    let cfg = Config::default();
+    for zones in [&Catalog::default() as &dyn ZonesDyn, ex() as &dyn ZonesDyn] {
+        let mut bufs: Vec<Vec<u8>> = queries.iter().map(|q| [q.as_slice(), &[0u8; 4096]].concat()).collect();
+        let lens: Vec<usize> = queries.iter().map(|q| q.len()).collect();
+        let mut out = vec![Outcome::Drop(DropReason::Short); queries.len()];
+        zones.batch(&mut bufs, &lens, &mut out, &cfg);
+        assert!(queries.len() > 2 * BATCH);
+        for (i, q) in queries.iter().enumerate() {
+            let mut one = [q.as_slice(), &[0u8; 4096]].concat();
+            let o = zones.single(&mut one, q.len(), &cfg);
+            assert_eq!(out[i], o, "query {i}");
+            if let Outcome::Reply { len, .. } = o {
+                assert_eq!(bufs[i][..len], one[..len], "query {i}");
+            }
+        }
+    }
+}
+
+/// Both entry points over either kind of zone set, for the test above.
+trait ZonesDyn {
+    fn batch(&self, bufs: &mut [Vec<u8>], lens: &[usize], out: &mut [Outcome], cfg: &Config);
+    fn single(&self, buf: &mut [u8], len: usize, cfg: &Config) -> Outcome;
+}
+
+impl<Z: Zones> ZonesDyn for Z {
+    fn batch(&self, bufs: &mut [Vec<u8>], lens: &[usize], out: &mut [Outcome], cfg: &Config) {
+        answer_batch(self, bufs, lens, Transport::Udp, cfg, out, &mut BatchScratch::new());
+    }
+    fn single(&self, buf: &mut [u8], len: usize, cfg: &Config) -> Outcome {
+        answer(self, buf, len, Transport::Udp, cfg)
+    }
+}

@@ -217,6 +217,12 @@ impl ArchivedZoneImage {
         }
     }
 
+    /// The index slot where the search for a name with hash `h` starts.
+    #[inline]
+    pub fn first_slot(&self, h: u64) -> u64 {
+        self.buckets[h as usize & (self.buckets.len() - 1)].to_native()
+    }
+
     /// The `crate::zone::flags` of a node.
     #[inline]
     pub fn node_flags(&self, n: u32) -> u8 {
