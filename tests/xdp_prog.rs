@@ -5,8 +5,8 @@
 //! - `veth_*`: two network namespaces joined by veth (names carry the test's PID; addresses
 //!   198.18.0.0/15 and 2001:db8::/32 only), the program attached on the server side from a
 //!   thread that entered the namespace: ping and other ports reach the kernel, DNS reaches
-//!   the kernel while no AF_XDP socket is registered and a minimal AF_XDP socket once one
-//!   is, malformed frames sent through an AF_PACKET socket are dropped and counted; stale,
+//!   the kernel while no AF_XDP socket is registered and an AF_XDP socket (`dataplane::xsk`) once
+//!   one is, malformed frames sent through an AF_PACKET socket are dropped and counted; stale,
 //!   foreign and live programs already on the interface; nothing left after drop or kill -9.
 //!   `ip` is used as an independent witness of what is attached.
 //!
@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nsxdp::dataplane::xdp_prog::{
-    attached_programs, AttachedXdp, XdpConfig, XdpCounter, XdpError, XdpMode, XdpProgram, NUM_COUNTERS, PROGRAM_NAME,
-    XDP_DROP, XDP_PASS,
+    attached_programs, AttachMode, AttachedXdp, XdpConfig, XdpCounter, XdpError, XdpProgram, NUM_COUNTERS,
+    PROGRAM_NAME, XDP_DROP, XDP_PASS,
 };
+use nsxdp::dataplane::xsk::{BindMode, XskConfig, XskSocket};
 
 // ---------------------------------------------------------------------------------------
 // Prerequisites
@@ -552,6 +553,38 @@ fn drain(s: &UdpSocket) -> Vec<Vec<u8>> {
     got
 }
 
+fn small_xsk_config() -> XskConfig {
+    XskConfig {
+        frame_size: 2048,
+        frame_count: 64,
+        rx_size: 32,
+        tx_size: 32,
+        fill_size: 64,
+        comp_size: 32,
+        huge_pages: false,
+        mode: BindMode::Copy,
+    }
+}
+
+/// The first frame received on `xsk`, waiting up to `timeout`.
+fn receive(xsk: &mut XskSocket, timeout: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let mut frames = Vec::with_capacity(8);
+    while Instant::now() < deadline {
+        xsk.wakeup_rx();
+        if xsk.rx_burst(&mut frames) > 0 {
+            let first = xsk.frame(&frames[0]).to_vec();
+            for f in frames.drain(..) {
+                xsk.recycle(f);
+            }
+            xsk.refill();
+            return Some(first);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
 /// Sends one datagram from the client namespace with a kernel socket.
 fn client_send(tb: &Testbed, to: SocketAddr, payload: &[u8]) {
     tb.in_ns(&tb.cli, || {
@@ -570,8 +603,8 @@ fn veth_attach_pass_drop_and_detach() {
     let id = prog.program_id().unwrap();
 
     // Attached in native mode, as we say, as netlink says and as ip says.
-    assert_eq!(prog.attachment(), Some((tb.srv_if.as_str(), XdpMode::Native)));
-    assert_eq!(tb.attached(), [AttachedXdp { id, name: PROGRAM_NAME.into(), mode: XdpMode::Native }]);
+    assert_eq!(prog.attachment(), Some((tb.srv_if.as_str(), AttachMode::Native)));
+    assert_eq!(tb.attached(), [AttachedXdp { id, name: PROGRAM_NAME.into(), mode: AttachMode::Native }]);
     assert_eq!(tb.ip_sees(), Some(("xdp".to_string(), id)));
     let c0 = prog.counters().unwrap();
 
@@ -617,13 +650,14 @@ fn veth_attach_pass_drop_and_detach() {
     assert_eq!(delta(&prog, &c3, XdpCounter::DropUdpLen), 1);
     assert_eq!(delta(&prog, &c3, XdpCounter::NoSocket), 1);
 
-    // With an AF_XDP socket on queue 0, queries go to it and no longer reach the kernel.
+    // With an AF_XDP socket (dataplane::xsk, copy mode) on queue 0, queries go to it and no
+    // longer reach the kernel.
     let srv_if = tb.srv_if.clone();
-    let xsk = tb.in_ns(&tb.srv, || xsk::Socket::bind(&srv_if, 0));
+    let mut xsk = tb.in_ns(&tb.srv, || XskSocket::open(&srv_if, 0, &small_xsk_config()).unwrap());
     prog.register_socket(0, xsk.fd()).unwrap();
     let c4 = prog.counters().unwrap();
     client_send(&tb, "198.18.0.1:53".parse().unwrap(), &dns_query(33));
-    let frame = xsk.receive(Duration::from_secs(3)).expect("the query arrived on the AF_XDP socket");
+    let frame = receive(&mut xsk, Duration::from_secs(3)).expect("the query arrived on the AF_XDP socket");
     assert_eq!(&frame[..6], SRV_MAC);
     assert_eq!(get_u16(&frame, 12), 0x0800);
     assert_eq!(&frame[L3 + 28..], dns_query(33));
@@ -659,7 +693,7 @@ fn veth_replaces_stale_refuses_foreign() {
     // A stale nsxdp program, attached with netlink by a process that is gone (in generic
     // mode, so replacing it also means changing mode): replaced without force.
     let stale = tb.ip_attach("xdpgeneric", "nsxdp.bpf.o");
-    assert_eq!(tb.attached(), [AttachedXdp { id: stale, name: PROGRAM_NAME.into(), mode: XdpMode::Generic }]);
+    assert_eq!(tb.attached(), [AttachedXdp { id: stale, name: PROGRAM_NAME.into(), mode: AttachMode::Generic }]);
     let prog = tb.attach(&config, false).unwrap();
     let id = prog.program_id().unwrap();
     assert_ne!(id, stale);
@@ -679,7 +713,7 @@ fn veth_replaces_stale_refuses_foreign() {
     let err = tb.attach(&config, false).unwrap_err();
     match &err {
         XdpError::Foreign { id, name, mode, .. } => {
-            assert_eq!((*id, name.as_str(), *mode), (foreign, "foreign_pass", XdpMode::Native))
+            assert_eq!((*id, name.as_str(), *mode), (foreign, "foreign_pass", AttachMode::Native))
         }
         e => panic!("expected a refusal, got {e}"),
     }
@@ -693,10 +727,10 @@ fn veth_replaces_stale_refuses_foreign() {
 
     // The same in generic mode.
     let foreign = tb.ip_attach("xdpgeneric", "foreign_pass.bpf.o");
-    assert!(matches!(tb.attach(&config, false), Err(XdpError::Foreign { mode: XdpMode::Generic, .. })));
+    assert!(matches!(tb.attach(&config, false), Err(XdpError::Foreign { mode: AttachMode::Generic, .. })));
     assert_eq!(tb.ip_sees(), Some(("xdpgeneric".to_string(), foreign)));
     let prog = tb.attach(&config, true).unwrap();
-    assert_eq!(prog.attachment().map(|a| a.1), Some(XdpMode::Native));
+    assert_eq!(prog.attachment().map(|a| a.1), Some(AttachMode::Native));
     drop(prog);
     assert_eq!(tb.ip_sees(), None);
 
@@ -727,10 +761,10 @@ fn loopback_falls_back_to_generic_mode() {
     // Loopback has no native XDP (this one is the server namespace's own).
     let lo_if = "lo".to_string();
     let prog = tb.in_ns(&tb.srv, || XdpProgram::attach(&lo_if, &XdpConfig::port(53), false)).unwrap();
-    assert_eq!(prog.attachment(), Some((lo_if.as_str(), XdpMode::Generic)));
+    assert_eq!(prog.attachment(), Some((lo_if.as_str(), AttachMode::Generic)));
     let id = prog.program_id().unwrap();
     let seen = tb.in_ns(&tb.srv, || attached_programs(&lo_if).unwrap());
-    assert_eq!(seen, [AttachedXdp { id, name: PROGRAM_NAME.into(), mode: XdpMode::Generic }]);
+    assert_eq!(seen, [AttachedXdp { id, name: PROGRAM_NAME.into(), mode: AttachMode::Generic }]);
     drop(prog);
     assert_eq!(tb.in_ns(&tb.srv, || attached_programs(&lo_if).unwrap()), []);
     // No such interface.
@@ -787,218 +821,4 @@ fn veth_kill_9_leaves_nothing() {
     // And a new one attaches without ado.
     let prog = tb.attach(&XdpConfig::port(53), false).unwrap();
     assert_eq!(tb.ip_sees(), Some(("xdp".to_string(), prog.program_id().unwrap())));
-}
-
-/// The least AF_XDP socket that receives (copy mode, one UMEM, fill and RX rings), so the
-/// test can check where a redirected frame lands. Not the data plane's.
-mod xsk {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::{Duration, Instant};
-
-    const AF_XDP: i32 = 44;
-    const SOL_XDP: i32 = 283;
-    const XDP_MMAP_OFFSETS: i32 = 1;
-    const XDP_RX_RING: i32 = 2;
-    const XDP_UMEM_REG: i32 = 4;
-    const XDP_UMEM_FILL_RING: i32 = 5;
-    const XDP_UMEM_COMPLETION_RING: i32 = 6;
-    const XDP_COPY: u16 = 1 << 1;
-    const XDP_UMEM_PGOFF_FILL_RING: i64 = 0x1_0000_0000;
-    const FRAMES: usize = 16;
-    const FRAME: usize = 4096;
-
-    #[repr(C)]
-    struct UmemReg {
-        addr: u64,
-        len: u64,
-        chunk_size: u32,
-        headroom: u32,
-        flags: u32,
-        tx_metadata_len: u32,
-    }
-
-    #[repr(C)]
-    #[derive(Default, Clone, Copy)]
-    struct RingOffset {
-        producer: u64,
-        consumer: u64,
-        desc: u64,
-        flags: u64,
-    }
-
-    #[repr(C)]
-    #[derive(Default)]
-    struct MmapOffsets {
-        rx: RingOffset,
-        tx: RingOffset,
-        fr: RingOffset,
-        cr: RingOffset,
-    }
-
-    #[repr(C)]
-    struct SockaddrXdp {
-        family: u16,
-        flags: u16,
-        ifindex: u32,
-        queue_id: u32,
-        shared_umem_fd: u32,
-    }
-
-    struct Map(*mut u8, usize);
-
-    // SAFETY: the mapping is plain memory owned by the value; the ring indexes in it are
-    // only touched through atomics.
-    unsafe impl Send for Map {}
-
-    impl Drop for Map {
-        fn drop(&mut self) {
-            // SAFETY: a mapping we made, unmapped once.
-            unsafe { libc::munmap(self.0.cast(), self.1) };
-        }
-    }
-
-    pub struct Socket {
-        // Field order: the rings and UMEM are unmapped before the socket closes.
-        rx: Map,
-        rx_off: RingOffset,
-        _fill: Map,
-        umem: Map,
-        fd: OwnedFd,
-    }
-
-    fn check(r: i32, what: &str) {
-        assert!(r >= 0, "{what}: {}", std::io::Error::last_os_error());
-    }
-
-    fn map_ring(fd: RawFd, len: usize, offset: i64) -> Map {
-        // SAFETY: mapping a ring the kernel created on this socket, at its documented offset.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                offset,
-            )
-        };
-        assert!(p != libc::MAP_FAILED, "mmap ring: {}", std::io::Error::last_os_error());
-        Map(p.cast(), len)
-    }
-
-    fn ring_u32(map: &Map, at: u64) -> &AtomicU32 {
-        // SAFETY: `at` is the kernel's offset of a 4-aligned u32 inside the mapping, which
-        // lives as long as the borrow; the kernel writes it concurrently, hence atomic.
-        unsafe { &*(map.0.add(at as usize) as *const AtomicU32) }
-    }
-
-    impl Socket {
-        /// An AF_XDP socket bound to `queue` of `ifname` (in this thread's namespace), its
-        /// fill ring full.
-        pub fn bind(ifname: &str, queue: u32) -> Socket {
-            // SAFETY: plain socket call, result checked.
-            let fd = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-            check(fd, "AF_XDP socket");
-            // SAFETY: the fd is new and ours.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let raw = fd.as_raw_fd();
-            let len = FRAMES * FRAME;
-            // SAFETY: anonymous private mapping, checked below.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert!(p != libc::MAP_FAILED);
-            let umem = Map(p.cast(), len);
-            let reg = UmemReg {
-                addr: p as u64,
-                len: len as u64,
-                chunk_size: FRAME as u32,
-                headroom: 0,
-                flags: 0,
-                tx_metadata_len: 0,
-            };
-            let setopt = |opt: i32, val: *const libc::c_void, size: usize, what: &str| {
-                // SAFETY: `val` points at `size` readable bytes.
-                check(unsafe { libc::setsockopt(raw, SOL_XDP, opt, val, size as u32) }, what);
-            };
-            setopt(XDP_UMEM_REG, (&reg as *const UmemReg).cast(), std::mem::size_of::<UmemReg>(), "XDP_UMEM_REG");
-            let n = FRAMES as u32;
-            for (opt, what) in [
-                (XDP_UMEM_FILL_RING, "fill ring"),
-                (XDP_UMEM_COMPLETION_RING, "completion ring"),
-                (XDP_RX_RING, "RX ring"),
-            ] {
-                setopt(opt, (&n as *const u32).cast(), 4, what);
-            }
-            let mut off = MmapOffsets::default();
-            let mut optlen = std::mem::size_of::<MmapOffsets>() as u32;
-            // SAFETY: `off` is writable for `optlen` bytes.
-            check(
-                unsafe {
-                    libc::getsockopt(raw, SOL_XDP, XDP_MMAP_OFFSETS, (&mut off as *mut MmapOffsets).cast(), &mut optlen)
-                },
-                "XDP_MMAP_OFFSETS",
-            );
-            let fill = map_ring(raw, off.fr.desc as usize + FRAMES * 8, XDP_UMEM_PGOFF_FILL_RING);
-            let rx = map_ring(raw, off.rx.desc as usize + FRAMES * 16, 0);
-            for i in 0..FRAMES {
-                // SAFETY: slot i of the fill ring's descriptor array (u64 addresses), in bounds.
-                unsafe { (fill.0.add(off.fr.desc as usize + i * 8) as *mut u64).write((i * FRAME) as u64) };
-            }
-            ring_u32(&fill, off.fr.producer).store(n, Ordering::Release);
-
-            let name = std::ffi::CString::new(ifname).unwrap();
-            // SAFETY: a valid C string.
-            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-            let sa =
-                SockaddrXdp { family: AF_XDP as u16, flags: XDP_COPY, ifindex, queue_id: queue, shared_umem_fd: 0 };
-            // SAFETY: `sa` is a valid sockaddr_xdp of the length given.
-            check(
-                unsafe {
-                    libc::bind(raw, (&sa as *const SockaddrXdp).cast(), std::mem::size_of::<SockaddrXdp>() as u32)
-                },
-                "bind AF_XDP",
-            );
-            Socket { rx, rx_off: off.rx, _fill: fill, umem, fd }
-        }
-
-        pub fn fd(&self) -> RawFd {
-            self.fd.as_raw_fd()
-        }
-
-        /// The first frame on the RX ring, waiting up to `timeout`.
-        pub fn receive(&self, timeout: Duration) -> Option<Vec<u8>> {
-            let deadline = Instant::now() + timeout;
-            let producer = ring_u32(&self.rx, self.rx_off.producer);
-            let consumer = ring_u32(&self.rx, self.rx_off.consumer);
-            while Instant::now() < deadline {
-                let cons = consumer.load(Ordering::Relaxed);
-                if producer.load(Ordering::Acquire) != cons {
-                    let slot = self.rx_off.desc as usize + (cons as usize % FRAMES) * 16;
-                    // SAFETY: an xdp_desc (u64 addr, u32 len, u32 options) in the RX ring;
-                    // the kernel published it before moving the producer (acquire above).
-                    let (addr, len) = unsafe {
-                        let d = self.rx.0.add(slot);
-                        ((d as *const u64).read(), (d.add(8) as *const u32).read())
-                    };
-                    assert!(addr as usize + len as usize <= self.umem.1);
-                    // SAFETY: the descriptor points inside the UMEM (checked above).
-                    let frame = unsafe { std::slice::from_raw_parts(self.umem.0.add(addr as usize), len as usize) };
-                    let frame = frame.to_vec();
-                    consumer.store(cons.wrapping_add(1), Ordering::Release);
-                    return Some(frame);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            None
-        }
-    }
 }

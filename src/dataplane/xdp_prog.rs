@@ -24,7 +24,7 @@ use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, Xdp, XdpFlags};
 use aya::{Ebpf, EbpfError};
 
-pub use netlink::XdpMode;
+pub use netlink::AttachMode;
 
 /// The BPF object built by `scripts/build-ebpf.sh` (committed, so building needs no clang).
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/nsxdp.bpf.o");
@@ -200,7 +200,7 @@ pub struct AttachedXdp {
     pub id: u32,
     /// Its name (at most 15 bytes), empty if it could not be read.
     pub name: String,
-    pub mode: XdpMode,
+    pub mode: AttachMode,
 }
 
 /// What can go wrong loading, attaching or talking to the program. Each message is
@@ -217,14 +217,14 @@ pub enum XdpError {
         "XDP: {ifname} already runs XDP program {name:?} (id {id}, {mode}), which is not nsxdp's; \
          refusing to replace it (force it with --xdp-force)"
     )]
-    Foreign { ifname: String, id: u32, name: String, mode: XdpMode },
+    Foreign { ifname: String, id: u32, name: String, mode: AttachMode },
     #[error("XDP: {ifname}: cannot remove XDP program {name:?} (id {id}, {mode}): {error}")]
-    Replace { ifname: String, id: u32, name: String, mode: XdpMode, error: io::Error },
+    Replace { ifname: String, id: u32, name: String, mode: AttachMode, error: io::Error },
     #[error(
         "XDP: {ifname}: XDP program {name:?} (id {id}, {mode}) is held through a BPF link by a running \
          process (another nsxdp?); stop that process first"
     )]
-    InUse { ifname: String, id: u32, name: String, mode: XdpMode },
+    InUse { ifname: String, id: u32, name: String, mode: AttachMode },
     #[error("XDP: cannot attach to {ifname}: native mode: {}; generic mode: {}", chain(&**native), chain(&**generic))]
     Attach { ifname: String, native: Box<ProgramError>, generic: Box<ProgramError> },
     #[error("XDP: {ifname}: querying the attached XDP program over netlink: {error}")]
@@ -287,7 +287,7 @@ pub struct XdpProgram {
 
 struct Attachment {
     ifname: String,
-    mode: XdpMode,
+    mode: AttachMode,
     link: XdpLinkId,
 }
 
@@ -371,14 +371,14 @@ impl XdpProgram {
 
         let xdp = self.xdp_mut()?;
         let (link, mode) = match xdp.attach_to_if_index(ifindex, XdpFlags::DRV_MODE) {
-            Ok(link) => (link, XdpMode::Native),
+            Ok(link) => (link, AttachMode::Native),
             Err(native) => match xdp.attach_to_if_index(ifindex, XdpFlags::SKB_MODE) {
                 Ok(link) => {
                     eprintln!(
                         "nsxdp: {ifname}: native XDP unavailable ({}); falling back to generic mode",
                         chain(&native)
                     );
-                    (link, XdpMode::Generic)
+                    (link, AttachMode::Generic)
                 }
                 Err(generic) => {
                     return Err(XdpError::Attach {
@@ -395,7 +395,7 @@ impl XdpProgram {
     }
 
     /// The interface and mode the program is attached in, if it is.
-    pub fn attachment(&self) -> Option<(&str, XdpMode)> {
+    pub fn attachment(&self) -> Option<(&str, AttachMode)> {
         self.attached.as_ref().map(|a| (a.ifname.as_str(), a.mode))
     }
 

@@ -47,7 +47,7 @@ const XDP_FLAGS_REPLACE: u32 = 1 << 4;
 
 /// Where an attached XDP program runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XdpMode {
+pub enum AttachMode {
     /// In the driver, before an skb exists (`xdpdrv`).
     Native,
     /// After the skb is built, for drivers without XDP support (`xdpgeneric`).
@@ -56,23 +56,23 @@ pub enum XdpMode {
     Offloaded,
 }
 
-impl XdpMode {
+impl AttachMode {
     /// The `XDP_FLAGS_*_MODE` bit of this mode.
     pub fn flag(self) -> u32 {
         match self {
-            XdpMode::Native => XDP_FLAGS_DRV_MODE,
-            XdpMode::Generic => XDP_FLAGS_SKB_MODE,
-            XdpMode::Offloaded => XDP_FLAGS_HW_MODE,
+            AttachMode::Native => XDP_FLAGS_DRV_MODE,
+            AttachMode::Generic => XDP_FLAGS_SKB_MODE,
+            AttachMode::Offloaded => XDP_FLAGS_HW_MODE,
         }
     }
 }
 
-impl std::fmt::Display for XdpMode {
+impl std::fmt::Display for AttachMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            XdpMode::Native => "native (driver) mode",
-            XdpMode::Generic => "generic (skb) mode",
-            XdpMode::Offloaded => "offloaded (hardware) mode",
+            AttachMode::Native => "native (driver) mode",
+            AttachMode::Generic => "generic (skb) mode",
+            AttachMode::Offloaded => "offloaded (hardware) mode",
         })
     }
 }
@@ -162,7 +162,7 @@ fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 }
 
 /// The XDP programs attached to an interface, by mode, parsed from the `IFLA_XDP` nest.
-fn parse_xdp_nest(nest: &[u8]) -> Vec<(XdpMode, u32)> {
+fn parse_xdp_nest(nest: &[u8]) -> Vec<(AttachMode, u32)> {
     let mut attached = XDP_ATTACHED_NONE;
     let (mut any, mut drv, mut skb, mut hw) = (0, 0, 0, 0);
     for (kind, payload) in attributes(nest) {
@@ -177,10 +177,10 @@ fn parse_xdp_nest(nest: &[u8]) -> Vec<(XdpMode, u32)> {
         }
     }
     match attached {
-        XDP_ATTACHED_DRV => vec![(XdpMode::Native, any)],
-        XDP_ATTACHED_SKB => vec![(XdpMode::Generic, any)],
-        XDP_ATTACHED_HW => vec![(XdpMode::Offloaded, any)],
-        XDP_ATTACHED_MULTI => [(XdpMode::Native, drv), (XdpMode::Generic, skb), (XdpMode::Offloaded, hw)]
+        XDP_ATTACHED_DRV => vec![(AttachMode::Native, any)],
+        XDP_ATTACHED_SKB => vec![(AttachMode::Generic, any)],
+        XDP_ATTACHED_HW => vec![(AttachMode::Offloaded, any)],
+        XDP_ATTACHED_MULTI => [(AttachMode::Native, drv), (AttachMode::Generic, skb), (AttachMode::Offloaded, hw)]
             .into_iter()
             .filter(|&(_, id)| id != 0)
             .collect(),
@@ -192,7 +192,7 @@ fn parse_xdp_nest(nest: &[u8]) -> Vec<(XdpMode, u32)> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
     /// `RTM_NEWLINK`: the interface's XDP programs.
-    Link(Vec<(XdpMode, u32)>),
+    Link(Vec<(AttachMode, u32)>),
     /// `NLMSG_ERROR` with 0: the request was carried out.
     Ack,
     /// `NLMSG_ERROR` with an errno, and the kernel's extended message if it gave one.
@@ -317,7 +317,7 @@ impl Socket {
     }
 
     /// The XDP programs attached to `ifindex` (empty if none), with their modes.
-    pub fn xdp_programs(&mut self, ifindex: u32) -> io::Result<Vec<(XdpMode, u32)>> {
+    pub fn xdp_programs(&mut self, ifindex: u32) -> io::Result<Vec<(AttachMode, u32)>> {
         let seq = self.next_seq();
         match self.round_trip(&get_link_request(seq, ifindex), seq)? {
             Reply::Link(progs) => Ok(progs),
@@ -327,7 +327,7 @@ impl Socket {
     }
 
     /// Removes the program `expected_fd` refers to from `ifindex` (attached in `mode`).
-    pub fn detach(&mut self, ifindex: u32, mode: XdpMode, expected_fd: RawFd) -> io::Result<()> {
+    pub fn detach(&mut self, ifindex: u32, mode: AttachMode, expected_fd: RawFd) -> io::Result<()> {
         let seq = self.next_seq();
         match self.round_trip(&detach_request(seq, ifindex, mode.flag(), expected_fd), seq)? {
             Reply::Ack => Ok(()),
@@ -415,11 +415,11 @@ mod tests {
 
         let drv =
             newlink(2, &[attr(IFLA_XDP_ATTACHED, &[XDP_ATTACHED_DRV]), attr(IFLA_XDP_PROG_ID, &42u32.to_ne_bytes())]);
-        assert_eq!(parse_reply(&drv, 2), Some(Reply::Link(vec![(XdpMode::Native, 42)])));
+        assert_eq!(parse_reply(&drv, 2), Some(Reply::Link(vec![(AttachMode::Native, 42)])));
 
         let skb =
             newlink(3, &[attr(IFLA_XDP_ATTACHED, &[XDP_ATTACHED_SKB]), attr(IFLA_XDP_PROG_ID, &7u32.to_ne_bytes())]);
-        assert_eq!(parse_reply(&skb, 3), Some(Reply::Link(vec![(XdpMode::Generic, 7)])));
+        assert_eq!(parse_reply(&skb, 3), Some(Reply::Link(vec![(AttachMode::Generic, 7)])));
 
         let multi = newlink(
             4,
@@ -429,7 +429,10 @@ mod tests {
                 attr(IFLA_XDP_HW_PROG_ID, &6u32.to_ne_bytes()),
             ],
         );
-        assert_eq!(parse_reply(&multi, 4), Some(Reply::Link(vec![(XdpMode::Native, 5), (XdpMode::Offloaded, 6)])));
+        assert_eq!(
+            parse_reply(&multi, 4),
+            Some(Reply::Link(vec![(AttachMode::Native, 5), (AttachMode::Offloaded, 6)]))
+        );
 
         // No IFLA_XDP at all (a kernel without XDP): nothing attached.
         let bare = message(RTM_NEWLINK, 0, 5, &[0u8; IFINFO_LEN]);
