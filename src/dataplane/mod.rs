@@ -8,6 +8,7 @@
 
 pub mod packet;
 pub mod udp;
+pub mod xdp_prog;
 pub mod xsk;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
