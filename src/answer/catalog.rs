@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::snapshot::{ArchivedZoneImage, Snapshot};
+use crate::wire::name::is_suffix_lower;
 
 /// Finds the zone whose apex is the longest suffix of a (lowercased) name.
 pub trait Zones {
@@ -28,34 +29,19 @@ impl Catalog {
 
 impl Zones for Catalog {
     fn find_zone(&self, qname_lower: &[u8]) -> Option<&ArchivedZoneImage> {
-        self.snaps.iter().map(|s| s.zone()).find(|z| in_zone(qname_lower, &z.origin))
+        self.snaps.iter().map(|s| s.zone()).find(|z| is_suffix_lower(qname_lower, &z.origin))
     }
 }
 
 impl Zones for ArchivedZoneImage {
     fn find_zone(&self, qname_lower: &[u8]) -> Option<&ArchivedZoneImage> {
-        in_zone(qname_lower, &self.origin).then_some(self)
+        is_suffix_lower(qname_lower, &self.origin).then_some(self)
     }
-}
-
-/// Whether the lowercased wire name `name` is `origin` or below it (`origin` lowercased too):
-/// the bytes first, which rejects most other zones at once, then the label boundary.
-#[inline]
-fn in_zone(name: &[u8], origin: &[u8]) -> bool {
-    let Some(start) = name.len().checked_sub(origin.len()) else { return false };
-    if name[start..] != *origin {
-        return false;
-    }
-    let mut i = 0;
-    while i < start {
-        i += name[i] as usize + 1;
-    }
-    i == start
 }
 
 #[cfg(test)]
 mod tests {
-    use super::in_zone;
+    use crate::wire::name::is_suffix_lower as in_zone;
 
     #[test]
     fn names_in_and_out_of_a_zone() {

@@ -335,7 +335,7 @@ impl Responder<'_, '_> {
                         Err(()) => return Err(trunc),
                     }
                     // The synthesised CNAME is the answer to a CNAME query.
-                    if qtype == rtype::CNAME || !name::is_suffix_wire(&name[..name_len], &z.origin) {
+                    if qtype == rtype::CNAME || !name::is_suffix_lower(&name[..name_len], &z.origin) {
                         return Ok((rcode::NOERROR, aa));
                     }
                     continue;
@@ -375,7 +375,7 @@ impl Responder<'_, '_> {
                 name::lowercase_in_place(&mut name[..tlen]);
                 name_len = tlen;
                 name_off = target_off;
-                if !name::is_suffix_wire(&name[..name_len], &z.origin) || name_off > 0x3FFF {
+                if !name::is_suffix_lower(&name[..name_len], &z.origin) || name_off > 0x3FFF {
                     return Ok((rcode::NOERROR, aa));
                 }
                 continue;
@@ -495,26 +495,29 @@ impl Responder<'_, '_> {
         let base = self.w;
         self.push(AUTHORITY, &ns, owner)?;
         let cut_name = z.node_name(cut);
-        for required in [true, false] {
-            for a in z.additionals(&ns) {
-                let in_domain = name::is_suffix_wire(z.node_name(a.node), cut_name);
-                if in_domain != required {
-                    continue;
+        // In-domain glue now; the rest remembered for afterwards (past the first 32, they
+        // are left out: they are optional).
+        let mut optional = [(0usize, NONE); MAX_ADDITIONAL_NODES];
+        let mut n_optional = 0;
+        for a in z.additionals(&ns) {
+            let owner = base + a.name_at as usize;
+            if !name::is_suffix_lower(z.node_name(a.node), cut_name) {
+                if owner <= 0x3FFF && n_optional < optional.len() {
+                    optional[n_optional] = (owner, a.node);
+                    n_optional += 1;
                 }
-                let owner = base + a.name_at as usize;
-                if owner > 0x3FFF {
-                    if in_domain {
-                        return Err(());
-                    }
-                    continue;
-                }
-                for t in [rtype::A, rtype::AAAA] {
-                    if let Some(r) = z.rrset(a.node, t) {
-                        if self.push(ADDITIONAL, &r, owner).is_err() && in_domain {
-                            return Err(());
-                        }
-                    }
-                }
+                continue;
+            }
+            if owner > 0x3FFF {
+                return Err(());
+            }
+            for r in z.addresses(a.node).into_iter().flatten() {
+                self.push(ADDITIONAL, &r, owner)?;
+            }
+        }
+        for &(owner, node) in &optional[..n_optional] {
+            for r in z.addresses(node).into_iter().flatten() {
+                let _ = self.push(ADDITIONAL, &r, owner);
             }
         }
         Ok(())
@@ -608,10 +611,8 @@ impl Responder<'_, '_> {
                 self.added[self.n_added] = a.node;
                 self.n_added += 1;
             }
-            for t in [rtype::A, rtype::AAAA] {
-                if let Some(ar) = z.rrset(a.node, t) {
-                    let _ = self.push(ADDITIONAL, &ar, owner);
-                }
+            for ar in z.addresses(a.node).into_iter().flatten() {
+                let _ = self.push(ADDITIONAL, &ar, owner);
             }
         }
     }

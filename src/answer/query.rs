@@ -1,7 +1,7 @@
 //! Reading a query: header, the one question, and the additional section for EDNS.
 //! Every length and offset is checked; nothing is allocated.
 
-use crate::wire::name::MAX_NAME_LEN;
+use crate::wire::name::{lowercase_in_place, MAX_NAME_LEN};
 use crate::wire::rdata::rtype;
 
 /// EDNS facts from a query's OPT record (RFC 6891 §6.1.3).
@@ -40,15 +40,6 @@ fn u16_at(m: &[u8], o: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*m.get(o)?, *m.get(o + 1)?]))
 }
 
-/// ASCII lowercase of every byte, branch-free so that it vectorises. Applied to a whole wire
-/// name: length octets are at most 63, below `A`, so they are left alone.
-#[inline]
-pub fn lowercase_bytes(b: &mut [u8]) {
-    for c in b {
-        *c |= (c.wrapping_sub(b'A') < 26) as u8 * 0x20;
-    }
-}
-
 /// Reads a query message; the question name, lowercased, is written to `qname`.
 pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError> {
     if m.len() < 12 {
@@ -82,7 +73,7 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
     let qname_len = pos - 12;
     let name = qname.get_mut(..qname_len).ok_or(bad)?;
     name.copy_from_slice(m.get(12..pos).ok_or(bad)?);
-    lowercase_bytes(name);
+    lowercase_in_place(name);
     let mut q = Query {
         id: u16::from_be_bytes([m[0], m[1]]),
         opcode: ((flags >> 11) & 0xF) as u8,

@@ -12,7 +12,7 @@ use std::time::Instant;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{new_histogram, LoopStats, ServiceHistogram, SharedCatalog};
-use crate::answer::{answer, Config, Outcome, Transport};
+use crate::answer::{answer_batch, BatchScratch, Config, DropReason, Outcome, Transport};
 
 /// Messages per receive/send call.
 pub const BATCH: usize = 32;
@@ -142,6 +142,9 @@ fn run(
 ) -> ServiceHistogram {
     let mut hist = new_histogram();
     let mut batch = Batch::new();
+    let mut scratch = BatchScratch::new();
+    let mut lens = [0usize; BATCH];
+    let mut outcomes = [Outcome::Drop(DropReason::Short); BATCH];
     let mut pfds: Vec<libc::pollfd> =
         sockets.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     while !shutdown.load(Ordering::Relaxed) {
@@ -162,14 +165,26 @@ fn run(
                 }
                 stats.batches.store(stats.batches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 let cat = catalog.load();
+                for (l, h) in lens.iter_mut().zip(&batch.hdrs[..got]) {
+                    *l = h.msg_len as usize;
+                }
+                let t0 = Instant::now();
+                answer_batch(
+                    &**cat,
+                    &mut batch.bufs[..got],
+                    &lens[..got],
+                    Transport::Udp,
+                    &cfg,
+                    &mut outcomes,
+                    &mut scratch,
+                );
+                // Service time per query: the batch's, shared out.
+                let each = (t0.elapsed().as_nanos() as u64 / got as u64).max(1);
+                let _ = hist.record_n(each, got as u64);
                 let mut out = 0;
-                for i in 0..got {
-                    let len = batch.hdrs[i].msg_len as usize;
-                    let t0 = Instant::now();
-                    let o = answer(&**cat, &mut batch.bufs[i], len, Transport::Udp, &cfg);
-                    let _ = hist.record(t0.elapsed().as_nanos().max(1) as u64);
-                    stats.record(&o);
-                    if let Outcome::Reply { len, .. } = o {
+                for (i, o) in outcomes[..got].iter().enumerate() {
+                    stats.record(o);
+                    if let Outcome::Reply { len, .. } = *o {
                         batch.out_iovs[out].iov_base = batch.bufs[i].as_mut_ptr().cast();
                         batch.out_iovs[out].iov_len = len;
                         let h = &mut batch.out_hdrs[out].msg_hdr;

@@ -266,6 +266,20 @@ impl ArchivedZoneImage {
         self.descriptors(node).chunks_exact(RRSET_DESC).find(|d| d[0..2] == t).map(RrsetRec::decode)
     }
 
+    /// The A and AAAA RRsets of a node (one pass over its descriptors).
+    #[inline]
+    pub fn addresses(&self, node: u32) -> [Option<RrsetRec>; 2] {
+        let mut out = [None, None];
+        for d in self.descriptors(node).chunks_exact(RRSET_DESC) {
+            match u16::from_le_bytes([d[0], d[1]]) {
+                crate::wire::rdata::rtype::A => out[0] = Some(RrsetRec::decode(d)),
+                crate::wire::rdata::rtype::AAAA => out[1] = Some(RrsetRec::decode(d)),
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// The negative-answer SOA.
     pub fn neg_soa(&self) -> RrsetRec {
         let r = &self.neg_soa;
@@ -304,7 +318,10 @@ impl ArchivedZoneImage {
 
     /// The three lists of an RRset's `extras` entry (empty when it has none).
     #[inline]
-    fn extra_parts(&self, r: &RrsetRec) -> (&[rkyv::rend::u16_le], &[rkyv::rend::u16_le], &[rkyv::rend::u16_le]) {
+    pub(crate) fn extra_parts(
+        &self,
+        r: &RrsetRec,
+    ) -> (&[rkyv::rend::u16_le], &[rkyv::rend::u16_le], &[rkyv::rend::u16_le]) {
         if r.extra == NONE {
             return (&[], &[], &[]);
         }

@@ -1,6 +1,6 @@
 //! Turning pre-rendered fragments into message bytes, and back into records.
 
-use super::{rr_starts, ArchivedZoneImage, RrsetRec};
+use super::{ArchivedZoneImage, RrsetRec};
 use crate::wire::name::{self, Name};
 use crate::wire::rdata;
 use crate::zone::{Record, SrcPos, Zone};
@@ -32,15 +32,24 @@ pub fn render_rrset(
     let dst = out.get_mut(at..at + frag.len()).ok_or(RenderError::NoRoom)?;
     dst.copy_from_slice(frag);
     let owner = (0xC000 | owner_off as u16).to_be_bytes();
-    for p in rr_starts(frag) {
+    // Every RR starts with its owner; the loader checked that the fragment holds `count`
+    // whole RRs.
+    let mut p = 0;
+    for _ in 0..r.count {
         dst[p..p + 2].copy_from_slice(&owner);
+        p += 12 + u16::from_be_bytes([dst[p + 10], dst[p + 11]]) as usize;
     }
-    let apex = (0xC000 | apex_off as u16).to_be_bytes();
-    for p in z.apex_pointers(r) {
-        dst[p..p + 2].copy_from_slice(&apex);
-    }
-    for p in z.owner_pointers(r) {
-        dst[p..p + 2].copy_from_slice(&owner);
+    if r.extra != super::NONE {
+        let (apex_ptrs, owner_ptrs, _) = z.extra_parts(r);
+        let apex = (0xC000 | apex_off as u16).to_be_bytes();
+        for p in apex_ptrs {
+            let p = p.to_native() as usize;
+            dst[p..p + 2].copy_from_slice(&apex);
+        }
+        for p in owner_ptrs {
+            let p = p.to_native() as usize;
+            dst[p..p + 2].copy_from_slice(&owner);
+        }
     }
     Ok(frag.len())
 }

@@ -287,17 +287,12 @@ pub fn labels(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// ASCII-lowercases a wire name in place (length octets are never in A–Z).
+/// ASCII-lowercases a wire name in place. Every byte is treated alike, without branches so
+/// that it vectorises: length octets are at most 63, below `A`, so they are left alone.
+#[inline]
 pub fn lowercase_in_place(wire: &mut [u8]) {
-    let mut i = 0;
-    while i < wire.len() {
-        let len = wire[i] as usize;
-        if len == 0 {
-            break;
-        }
-        let end = (i + 1 + len).min(wire.len());
-        wire[i + 1..end].make_ascii_lowercase();
-        i = end;
+    for c in wire {
+        *c |= (c.wrapping_sub(b'A') < 26) as u8 * 0x20;
     }
 }
 
@@ -384,6 +379,21 @@ pub fn is_suffix_wire(name: &[u8], suffix: &[u8]) -> bool {
         i += name[i] as usize + 1;
     }
     i == start && name[start..].eq_ignore_ascii_case(suffix)
+}
+
+/// [`is_suffix_wire`] for names already lowercased: whether `name` is `suffix` or below it.
+/// The bytes are compared first, which rejects most names at once, then the label boundary.
+#[inline]
+pub fn is_suffix_lower(name: &[u8], suffix: &[u8]) -> bool {
+    let Some(start) = name.len().checked_sub(suffix.len()) else { return false };
+    if name[start..] != *suffix {
+        return false;
+    }
+    let mut i = 0;
+    while i < start {
+        i += name[i] as usize + 1;
+    }
+    i == start
 }
 
 /// RFC 4034 §6.1 canonical order of two uncompressed wire names.
