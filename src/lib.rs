@@ -5,4 +5,5 @@ pub mod control;
 pub mod dataplane;
 pub mod snapshot;
 pub mod wire;
+pub mod xfr;
 pub mod zone;
