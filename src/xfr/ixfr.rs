@@ -199,21 +199,25 @@ where
         J: IntoIterator<IntoIter = I>,
     {
         let current = soa_serial(&current_soa.rdata).ok_or(XfrError::NoSoa)?;
-        let client = req.ixfr_serial.unwrap_or(current.wrapping_sub(1));
         let sender = Sender::new(req.head(), opts, signer);
-        let (kind, answer) = if serial_ge(client, current) {
-            (IxfrKind::UpToDate, Answer::Soa(SoaOnly { soa: current_soa.clone(), sent: false }))
-        } else {
-            match history.and_then(|h| history_from(h.as_ref(), client, current).map(|start| (h, start))) {
+        let incremental = |client: u32| {
+            let h = history?;
+            let start = history_from(h.as_ref(), client, current)?;
+            Some((h, start))
+        };
+        let (kind, answer) = match req.ixfr_serial {
+            Some(client) if serial_ge(client, current) => {
+                (IxfrKind::UpToDate, Answer::Soa(SoaOnly { soa: current_soa.clone(), sent: false }))
+            }
+            // A request without the client's SOA (not an IXFR) gets the whole zone.
+            client => match client.and_then(incremental) {
                 Some((h, start)) => {
                     let n = h.as_ref().len() - start;
-                    (
-                        IxfrKind::Incremental { changesets: n },
-                        Answer::Incremental(Incremental::new(current_soa.clone(), h, start)),
-                    )
+                    let inc = Incremental::new(current_soa.clone(), h, start);
+                    (IxfrKind::Incremental { changesets: n }, Answer::Incremental(inc))
                 }
                 None => (IxfrKind::Full, Answer::Full(FullZone::new(full_zone())?)),
-            }
+            },
         };
         Ok(Ixfr { sender, answer, kind, soa: current_soa, finished: false })
     }

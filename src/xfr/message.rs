@@ -5,8 +5,9 @@
 //! Names are compressed within each message (RFC 1035 §4.1.4): owners always, and names
 //! inside the rdata of the RFC 1035 types (RFC 3597 §4); every name written whole becomes a
 //! target for later ones. The table of targets lives in a [`Compressor`] that is cleared,
-//! not freed, between messages. Matching is case-insensitive, so an owner may point at a
-//! name spelled in another case (the question, say): names are equal in DNS either way.
+//! not freed, between messages. Matching is exact, octet for octet, so every name reaches
+//! the peer in the case it has in the zone (zone owners are lowercase; rdata keeps the
+//! zone file's case).
 
 use rustc_hash::FxHashMap;
 
@@ -84,8 +85,8 @@ impl Options {
     }
 }
 
-/// Where names already written to the current message are, by a hash of their lowercased
-/// suffix. A hit is checked against the message bytes before a pointer is written, so a
+/// Where names already written to the current message are, by a hash of their suffixes.
+/// A hit is checked against the message bytes before a pointer is written, so a
 /// hash collision costs a missed compression, never a wrong name.
 #[derive(Debug, Default)]
 pub struct Compressor {
@@ -113,15 +114,23 @@ impl Compressor {
         let mut n = 0;
         let mut i = 0;
         while i < name.len() && name[i] != 0 {
+            // A name that is not one (more than 127 labels, or a label running past the
+            // end) fits nowhere.
+            if n == starts.len() || name[i] & 0xC0 != 0 {
+                return None;
+            }
             starts[n] = i as u8;
             n += 1;
             i += name[i] as usize + 1;
+        }
+        if i + 1 != name.len() || name.len() > MAX_NAME_LEN {
+            return None;
         }
         let mut h = 0xcbf2_9ce4_8422_2325u64;
         for k in (0..n).rev() {
             let s = starts[k] as usize;
             for &b in &name[s..s + 1 + name[s] as usize] {
-                h = (h ^ b.to_ascii_lowercase() as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
             }
             hashes[k] = h;
         }
@@ -157,8 +166,8 @@ impl Compressor {
     }
 }
 
-/// True if the (possibly compressed) name at `msg[off..]` is `name` (uncompressed),
-/// ignoring ASCII case. Pointers must lead backwards, so this ends.
+/// True if the (possibly compressed) name at `msg[off..]` is `name` (uncompressed), octet
+/// for octet. Pointers must lead backwards, so this ends.
 fn same_name(msg: &[u8], mut off: usize, name: &[u8]) -> bool {
     let mut i = 0;
     loop {
@@ -181,7 +190,7 @@ fn same_name(msg: &[u8], mut off: usize, name: &[u8]) -> bool {
                     return true;
                 }
                 match (msg.get(off + 1..off + 1 + l), name.get(i + 1..i + 1 + l)) {
-                    (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => {}
+                    (Some(a), Some(b)) if a == b => {}
                     _ => return false,
                 }
                 off += 1 + l;
@@ -207,7 +216,8 @@ pub struct MessageWriter<'b> {
 
 impl<'b> MessageWriter<'b> {
     /// Starts a message of at most `max_len` octets (and at most `buf.len()`), keeping
-    /// `reserve` octets free at its end (for an OPT and a TSIG).
+    /// `reserve` octets free at its end (for an OPT and a TSIG). Fails if the header and
+    /// question do not fit, or the head's question is not a name, a type and a class.
     pub fn begin(
         buf: &'b mut [u8],
         head: &ResponseHead,
@@ -218,7 +228,9 @@ impl<'b> MessageWriter<'b> {
         let limit = max_len.min(buf.len()).min(MAX_MESSAGE);
         let room = limit.checked_sub(reserve).ok_or(NoRoom)?;
         let qlen = head.question.len();
-        if HEADER_LEN + qlen > room {
+        if HEADER_LEN + qlen > room
+            || (qlen > 0 && crate::wire::name::uncompressed_len(&head.question, 0) != Ok(qlen.wrapping_sub(4)))
+        {
             return Err(NoRoom);
         }
         comp.clear();
@@ -373,7 +385,7 @@ mod tests {
             id: 0x1234,
             opcode: 0,
             rd: false,
-            question: b"\x07Example\x03com\x00\x00\xfc\x00\x01".as_slice().into(),
+            question: b"\x07example\x03com\x00\x00\xfc\x00\x01".as_slice().into(),
         }
     }
 
@@ -390,11 +402,13 @@ mod tests {
             rtype::SRV,
             b"\x00\x01\x00\x02\x00\x03\x03www\x07example\x03com\x00"
         )));
+        // Names match octet for octet: only "com" is shared with this one.
+        assert!(w.push(&rec("Www.EXAMPLE.com.", rtype::A, &[192, 0, 2, 2])));
         let len = w.finish(None);
         #[rustfmt::skip]
         let want: &[u8] = &[
-            0x12, 0x34, 0x84, 0x00, 0, 1, 0, 3, 0, 0, 0, 0,
-            7, b'E', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, 0, 252, 0, 1,
+            0x12, 0x34, 0x84, 0x00, 0, 1, 0, 4, 0, 0, 0, 0,
+            7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, 0, 252, 0, 1,
             // example.com NS ns.example.com: owner → question (12), rdata "ns" + pointer
             0xc0, 12, 0, 2, 0, 1, 0, 0, 0x0e, 0x10, 0, 5, 2, b'n', b's', 0xc0, 12,
             // www.example.com A
@@ -402,6 +416,9 @@ mod tests {
             // _x._tcp.example.com SRV 1 2 3 www.example.com (written whole)
             2, b'_', b'x', 4, b'_', b't', b'c', b'p', 0xc0, 12, 0, 33, 0, 1, 0, 0, 0x0e, 0x10, 0, 23,
             0, 1, 0, 2, 0, 3, 3, b'w', b'w', b'w', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0,
+            // Www.EXAMPLE.com A: "com" at 20
+            3, b'W', b'w', b'w', 7, b'E', b'X', b'A', b'M', b'P', b'L', b'E', 0xc0, 20, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4,
+            192, 0, 2, 2,
         ];
         assert_eq!(&buf[..len], want);
     }
@@ -423,6 +440,37 @@ mod tests {
         assert_eq!(&buf[6..12], &[0, 2, 0, 0, 0, 1]);
     }
 
+    /// A record whose owner is given as raw bytes.
+    struct RawOwner(&'static [u8]);
+
+    impl Rr for RawOwner {
+        fn owner(&self) -> &[u8] {
+            self.0
+        }
+        fn rtype(&self) -> u16 {
+            rtype::A
+        }
+        fn ttl(&self) -> u32 {
+            0
+        }
+        fn rdata(&self) -> &[u8] {
+            &[1, 2, 3, 4]
+        }
+    }
+
+    #[test]
+    fn names_that_are_not_names_fit_nowhere() {
+        let mut buf = [0u8; 512];
+        let mut comp = Compressor::new();
+        for bad in [&b"\x03ab"[..], b"\x01a", b"\x01a\x00\x00", b"\xc0\x0c", b""] {
+            let mut w = MessageWriter::begin(&mut buf, &head(), 512, 0, &mut comp).unwrap();
+            assert!(!w.push(&RawOwner(bad)), "{bad:?}");
+        }
+        let mut h = head();
+        h.question = b"\x07example\x03com\x00\x00\xfc".as_slice().into();
+        assert!(MessageWriter::begin(&mut buf, &h, 512, 0, &mut comp).is_err());
+    }
+
     #[test]
     fn every_name_reads_back() {
         // Many owners sharing suffixes in different cases; each must decompress to itself.
@@ -440,10 +488,10 @@ mod tests {
         for o in owners {
             let mut out = [0u8; 256];
             let (next, n) = read_compressed(&buf[..len], pos, &mut out).unwrap();
-            assert!(out[..n].eq_ignore_ascii_case(Name::parse_text(o.as_bytes(), None).unwrap().as_wire()));
+            assert_eq!(&out[..n], Name::parse_text(o.as_bytes(), None).unwrap().as_wire());
             let rdlen = u16::from_be_bytes([buf[next + 8], buf[next + 9]]) as usize;
             let rd = rdata::decompress(rtype::MX, &buf[..len], next + 10, rdlen).unwrap();
-            assert!(rd.eq_ignore_ascii_case(b"\x00\x0a\x04mail\x03sub\x07example\x03com\x00"));
+            assert_eq!(rd, b"\x00\x0a\x04mail\x03SUB\x07example\x03COM\x00");
             pos = next + 10 + rdlen;
         }
         assert_eq!(pos, len);
