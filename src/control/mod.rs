@@ -3,3 +3,4 @@
 //! owns sockets and timers and wires them to the pure parts (`answer`, later `xfr`).
 
 pub mod tcp;
+pub mod zones;
