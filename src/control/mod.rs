@@ -2,5 +2,6 @@
 //! zone transfers, NOTIFY, the secondary timers and the control socket come here next. It
 //! owns sockets and timers and wires them to the pure parts (`answer`, later `xfr`).
 
+pub mod ctl;
 pub mod tcp;
 pub mod zones;
