@@ -3,5 +3,6 @@
 //! owns sockets and timers and wires them to the pure parts (`answer`, later `xfr`).
 
 pub mod ctl;
+pub mod notify;
 pub mod tcp;
 pub mod zones;
