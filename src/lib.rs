@@ -3,6 +3,7 @@
 pub mod answer;
 pub mod control;
 pub mod dataplane;
+pub mod journal;
 pub mod snapshot;
 pub mod wire;
 pub mod zone;
