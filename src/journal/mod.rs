@@ -96,7 +96,9 @@
 //!
 //! # Memory and reads
 //!
-//! The journal keeps an in-memory index only (per entry: offset, length, serials — 24 bytes),
+//! Opening reads and checks the whole file once, sequentially, one entry in memory at a time.
+//! Afterwards the journal keeps an in-memory index only (per entry: offset, length, serials —
+//! 24 bytes),
 //! and reads entries from the file on demand with `pread` ([`Journal::read`],
 //! [`Journal::changes_since`]). Entries can be large (a changeset of a big zone), so keeping
 //! them in memory would tie the journal's memory to its size limit; IXFR reads are rare and
@@ -278,8 +280,10 @@ fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
 }
 
 /// Writes a new journal file next to `path` from a header and entries read from `source`
-/// (verified again on the way), fsyncs and locks it, renames it over `path` and fsyncs the
-/// directory. Returns the new file and the new index.
+/// (verified again on the way), fsyncs and locks it, puts it in place and fsyncs the
+/// directory. In place means renamed over `path` when `source` is given (compaction), and
+/// linked to `path` otherwise (creation), which fails if `path` exists. Returns the new
+/// file, the new index and the file's length.
 fn write_atomically(
     path: &Path,
     header: &FileHeader,
@@ -303,7 +307,15 @@ fn write_atomically(
             }
         }
         f.sync_all().map_err(io(path))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
+        if source.is_some() {
+            std::fs::rename(&tmp, path).map_err(io(path))?;
+        } else {
+            std::fs::hard_link(&tmp, path).map_err(|error| match error.kind() {
+                ErrorKind::AlreadyExists => JournalError::Exists { path: path.to_path_buf() },
+                _ => JournalError::Io { path: path.to_path_buf(), error },
+            })?;
+            std::fs::remove_file(&tmp).map_err(io(path))?;
+        }
         sync_dir(path)?;
         Ok((f, index, pos))
     })();
@@ -359,11 +371,8 @@ fn valid_entry_after(file: &File, from: u64, len: u64) -> std::io::Result<bool> 
 impl Journal {
     /// Creates the journal of zone `origin`, empty, continuing from `serial` (the serial of
     /// the base it belongs to). Atomic: a crash leaves no file or a complete one. Fails if
-    /// the file exists.
+    /// the file exists (checked atomically: the new file is hard-linked into place).
     pub fn create(path: &Path, origin: &Name, serial: u32, limits: Limits) -> Result<Journal, JournalError> {
-        if path.symlink_metadata().is_ok() {
-            return Err(JournalError::Exists { path: path.to_path_buf() });
-        }
         let header = FileHeader { origin: origin.to_lowercase(), start_serial: serial };
         let (file, entries, end) = write_atomically(path, &header, None)?;
         let data_start = header.len() as u64;
@@ -638,8 +647,12 @@ impl Journal {
     }
 
     /// The changesets that bring a version at `serial` to the last one, oldest first (for
-    /// IXFR). `Ok(None)` when the history does not reach back to `serial` (the caller falls
-    /// back to AXFR); `Ok(Some(empty))` when `serial` is the last one.
+    /// IXFR). `Ok(Some(empty))` when `serial` is the last one; `Ok(None)` when `serial` is
+    /// none of the journal's versions: older than its history (the caller falls back to
+    /// AXFR), or newer than the last one, or between versions (the caller decides: RFC 1995
+    /// answers a client that is not behind with the SOA alone). Entries are read from the
+    /// file one by one; [`position_after`](Self::position_after) and [`read`](Self::read)
+    /// stream them instead, for a range too big to hold at once.
     pub fn changes_since(&self, serial: u32) -> Result<Option<Vec<Changeset>>, JournalError> {
         let Some(start) = self.position_after(serial) else { return Ok(None) };
         let mut buf = Vec::new();
