@@ -85,7 +85,7 @@ impl FileHeader {
         if version != FORMAT_VERSION {
             return Err(format!("format version {version}, this build reads {FORMAT_VERSION}"));
         }
-        let olen = u16::from_le_bytes([buf[20], buf[21]]) as usize;
+        let olen = u16::from_le_bytes([buf[field::ORIGIN_LEN.start], buf[field::ORIGIN_LEN.start + 1]]) as usize;
         let hlen = le32(&buf[field::HEADER_LEN]) as usize;
         if olen == 0 || olen > name::MAX_NAME_LEN || hlen != FIXED_HEADER + olen + 4 {
             return Err("bad header length".into());

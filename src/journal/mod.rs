@@ -54,9 +54,10 @@
 //! # Durability and recovery
 //!
 //! - [`Journal::append`] writes one entry at the end with one `pwrite` and `fdatasync`s
-//!   before returning. A failed write is cut off again; a failed fsync makes the handle
-//!   refuse further appends (after a failed fsync the kernel's view of the file cannot be
-//!   trusted; reopening re-reads what is really there).
+//!   before returning. A failed write is cut off again; a failed fsync (or a failed fsync
+//!   of the directory after compaction renamed the new file into place) makes the handle
+//!   refuse further appends: after a failed fsync the kernel's view of the file cannot be
+//!   trusted, and reopening re-reads what is really there.
 //! - [`Journal::open`] reads every entry and checks both checksums, the body structure and
 //!   the serial chain. Only the last entry can be incomplete (each append is durable before
 //!   the next begins), so damage with nothing valid after it is a **torn tail**: the file is
@@ -98,8 +99,7 @@
 //!
 //! Opening reads and checks the whole file once, sequentially, one entry in memory at a time.
 //! Afterwards the journal keeps an in-memory index only (per entry: offset, length, serials —
-//! 24 bytes),
-//! and reads entries from the file on demand with `pread` ([`Journal::read`],
+//! 24 bytes), and reads entries from the file on demand with `pread` ([`Journal::read`],
 //! [`Journal::changes_since`]). Entries can be large (a changeset of a big zone), so keeping
 //! them in memory would tie the journal's memory to its size limit; IXFR reads are rare and
 //! sequential, and the page cache serves recent ones. Finding the start of a range is a
@@ -279,18 +279,28 @@ fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
     Err(JournalError::Io { path: path.to_path_buf(), error: e })
 }
 
+/// A journal file written by [`write_atomically`] and put in place.
+struct NewFile {
+    file: File,
+    index: Vec<EntryInfo>,
+    end: u64,
+    /// The directory could not be fsynced after the file was put in place: the file is
+    /// there and consistent, but may not survive a crash.
+    unsynced: Option<JournalError>,
+}
+
 /// Writes a new journal file next to `path` from a header and entries read from `source`
 /// (verified again on the way), fsyncs and locks it, puts it in place and fsyncs the
 /// directory. In place means renamed over `path` when `source` is given (compaction), and
-/// linked to `path` otherwise (creation), which fails if `path` exists. Returns the new
-/// file, the new index and the file's length.
+/// linked to `path` otherwise (creation), which fails if `path` exists. An error means
+/// nothing was put in place.
 fn write_atomically(
     path: &Path,
     header: &FileHeader,
     source: Option<(&File, &[EntryInfo])>,
-) -> Result<(File, Vec<EntryInfo>, u64), JournalError> {
+) -> Result<NewFile, JournalError> {
     let tmp = parent_dir(path).join(format!("{}{}", tmp_prefix(path), std::process::id()));
-    let result = (|| {
+    let written = (|| {
         let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(io(path))?;
         lock(&f, path)?;
         let head = header.encode();
@@ -314,15 +324,14 @@ fn write_atomically(
                 ErrorKind::AlreadyExists => JournalError::Exists { path: path.to_path_buf() },
                 _ => JournalError::Io { path: path.to_path_buf(), error },
             })?;
-            std::fs::remove_file(&tmp).map_err(io(path))?;
         }
-        sync_dir(path)?;
-        Ok((f, index, pos))
+        Ok(NewFile { file: f, index, end: pos, unsynced: None })
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    // After a rename the temporary name is gone; after a link or a failure it goes now.
+    let _ = std::fs::remove_file(&tmp);
+    let mut new = written?;
+    new.unsynced = sync_dir(path).err();
+    Ok(new)
 }
 
 /// Reads the entry `e` into `buf` and checks its checksums.
@@ -374,15 +383,18 @@ impl Journal {
     /// the file exists (checked atomically: the new file is hard-linked into place).
     pub fn create(path: &Path, origin: &Name, serial: u32, limits: Limits) -> Result<Journal, JournalError> {
         let header = FileHeader { origin: origin.to_lowercase(), start_serial: serial };
-        let (file, entries, end) = write_atomically(path, &header, None)?;
+        let new = write_atomically(path, &header, None)?;
+        if let Some(e) = new.unsynced {
+            return Err(e);
+        }
         let data_start = header.len() as u64;
         Ok(Journal {
             path: path.to_path_buf(),
-            file,
+            file: new.file,
             header,
             data_start,
-            end,
-            entries,
+            end: new.end,
+            entries: new.index,
             limits,
             poisoned: false,
             buf: Vec::new(),
@@ -689,14 +701,21 @@ impl Journal {
         }
         let start_serial = self.entries.get(drop).map_or(self.last_serial(), |e| e.from);
         let header = FileHeader { origin: self.header.origin.clone(), start_serial };
-        let (file, entries, end) = write_atomically(&self.path, &header, Some((&self.file, &self.entries[drop..])))?;
-        // The old file's lock goes with its handle; the new one is already locked.
-        self.file = file;
+        let new = write_atomically(&self.path, &header, Some((&self.file, &self.entries[drop..])))?;
+        // The new file is in place: from now on it is the journal. The old file's lock goes
+        // with its handle; the new one is already locked.
+        self.file = new.file;
         self.header = header;
         self.data_start = self.header.len() as u64;
-        self.entries = entries;
-        self.end = end;
-        Ok(Compacted { dropped: drop, kept: self.entries.len(), bytes_before: before, bytes_after: end })
+        self.entries = new.index;
+        self.end = new.end;
+        if let Some(e) = new.unsynced {
+            // The rename may not survive a crash, and appends to the new file with it:
+            // take no more until the journal is reopened.
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(Compacted { dropped: drop, kept: self.entries.len(), bytes_before: before, bytes_after: new.end })
     }
 
     /// The error for a base serial that is not a version of this journal.

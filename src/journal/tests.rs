@@ -490,3 +490,30 @@ fn crash_during_compaction() {
         assert!(same(&r.zone, &zone_v(6)));
     }
 }
+
+/// Entries with good checksums that do not chain are no torn write: refused.
+#[test]
+fn checksummed_entries_must_chain() {
+    let f = Fixture::new(2);
+    let full = f.bytes();
+    let offsets = f.offsets();
+    let (e1, e2) = (offsets[0] as usize, offsets[1] as usize);
+    // The first entry twice.
+    let mut b = full[..e2].to_vec();
+    b.extend_from_slice(&full[e1..e2]);
+    f.write(&b);
+    let e = f.open().unwrap_err();
+    assert!(e.to_string().contains("does not follow serial"), "{e}");
+    assert_eq!(f.bytes(), b);
+    // The second entry alone after the header.
+    let mut b = full[..e1].to_vec();
+    b.extend_from_slice(&full[e2..]);
+    f.write(&b);
+    assert!(matches!(f.open(), Err(JournalError::Corrupt { .. })));
+    // A header from another format version.
+    let mut b = full.clone();
+    b[8] = 2;
+    f.write(&b);
+    let e = f.open().unwrap_err();
+    assert!(e.to_string().contains("format version 2"), "{e}");
+}
