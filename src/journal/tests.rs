@@ -517,3 +517,33 @@ fn checksummed_entries_must_chain() {
     let e = f.open().unwrap_err();
     assert!(e.to_string().contains("format version 2"), "{e}");
 }
+
+/// A changeset of 20,000 records (a bulk change), through append, reopen, IXFR read and
+/// replay.
+#[test]
+fn large_changeset() {
+    let f = Fixture::new(1);
+    let mut big = zone_v(2);
+    for i in 0..20_000u32 {
+        let owner = n(&format!("bulk{i}.ex."));
+        big.insert(
+            &owner,
+            rtype::AAAA,
+            300,
+            &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (i >> 8) as u8, i as u8],
+            SrcPos::default(),
+        )
+        .unwrap();
+    }
+    let c = zone_v(1).diff(&big);
+    assert!(c.added.len() > 20_000);
+    let (mut j, _) = f.open().unwrap();
+    j.append(&c).unwrap();
+    assert!(j.entries()[1].len > 20_000 * 36);
+    drop(j);
+    let (j, torn) = f.open().unwrap();
+    assert_eq!(torn, None);
+    assert_eq!(j.changes_since(serial_of(1)).unwrap(), Some(vec![c]));
+    let r = replay(zone_v(0), &j).unwrap();
+    assert!(same(&r.zone, &big));
+}
