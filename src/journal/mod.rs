@@ -180,9 +180,10 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 100 MiB and 20 changesets (Knot's defaults for journal usage and depth).
+    /// 64 MiB and 100 changesets: the defaults of the zone configuration
+    /// (`journal-max-bytes`, `journal-max-depth`).
     fn default() -> Limits {
-        Limits { max_bytes: 100 << 20, max_depth: 20 }
+        Limits { max_bytes: 64 << 20, max_depth: 100 }
     }
 }
 
