@@ -4,6 +4,7 @@ pub mod answer;
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod journal;
 pub mod snapshot;
 pub mod wire;
 pub mod zone;
