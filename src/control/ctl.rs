@@ -222,7 +222,7 @@ mod tests {
         std::fs::write(&file, "$ORIGIN c.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n").unwrap();
         let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
         let mut zs = ZoneSet::new(dir.path(), catalog.clone());
-        zs.add(None, &file, SerialPolicy::Increment).unwrap();
+        zs.add(None, &file, SerialPolicy::Increment, crate::journal::Limits::default(), 0, &mut Vec::new()).unwrap();
         zs.publish();
         let shutdown = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));

@@ -3,11 +3,18 @@
 //!
 //! A reload reads the zone file, checks it, compares it with the running version (rebuilt
 //! from its snapshot, so no second copy of every zone stays in memory), raises the serial
-//! when the data changed but the serial did not (per the zone's policy), writes the new
-//! snapshot (atomically: temp file, fsync, rename) and swaps it into the catalog. Run loops
-//! pick the new catalog up at their next batch; the old snapshot is unmapped when its last
-//! reader lets go. Anything wrong (unreadable file, zone errors, a failed write) leaves the
-//! running version in place and is kept as the zone's last error.
+//! when the data changed but the serial did not (per the zone's policy), appends the change
+//! to the zone's journal (durable before anything is announced), writes the new snapshot
+//! (atomically: temp file, fsync, rename) and swaps it into the catalog. Run loops pick the
+//! new catalog up at their next batch; the old snapshot is unmapped when its last reader
+//! lets go. Anything wrong (unreadable file, zone errors, a failed write) leaves the running
+//! version in place and is kept as the zone's last error.
+//!
+//! On disk, per zone, in the data directory: `NAME.snap` (the latest version, or the one
+//! before it after a crash between the journal append and the snapshot write) and
+//! `NAME.journal` (the changes, for IXFR and to replay onto the snapshot at start). At start
+//! the snapshot plus the journal give the last version; the zone file is then compared with
+//! it like a reload, so a restart neither loses a change nor reuses a serial.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,16 +23,14 @@ use std::time::SystemTime;
 use crate::answer::Catalog;
 use crate::config::SerialPolicy;
 use crate::dataplane::SharedCatalog;
+use crate::journal::{self, Journal, Limits};
 use crate::snapshot::{self, Snapshot};
 use crate::wire::name::Name;
 use crate::wire::rdata::rtype;
 use crate::zone::parse::{self, Loaded};
 use crate::zone::{soa_serial, Changeset, SrcPos, Zone};
 
-/// RFC 1982 serial number arithmetic: `a` is newer than `b`.
-pub fn serial_gt(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000_0000
-}
+use crate::journal::serial::gt as serial_gt;
 
 /// The serial a changed zone gets when its file kept the old one, or None to keep it.
 pub fn next_serial(old: u32, policy: SerialPolicy, now_unix: u32) -> Option<u32> {
@@ -43,6 +48,8 @@ pub struct ZoneState {
     pub file: PathBuf,
     pub policy: SerialPolicy,
     pub snapshot: Arc<Snapshot>,
+    /// The change history (zones served from a bare snapshot file have none).
+    pub journal: Option<Journal>,
     pub loaded_at: SystemTime,
     /// Why the last reload failed (cleared by a successful one).
     pub last_error: Option<String>,
@@ -78,23 +85,119 @@ impl ZoneSet {
         self.data_dir.join(format!("{}.snap", if stem.is_empty() { "root" } else { stem }))
     }
 
-    /// Loads a zone file for the first time and serves it (published by [`Self::publish`]).
-    pub fn add(&mut self, name: Option<&Name>, file: &Path, policy: SerialPolicy) -> Result<&ZoneState, String> {
-        let loaded = load(file, name)?;
-        let origin = loaded.zone.origin().clone();
-        if self.zones.iter().any(|z| z.name == origin) {
+    /// Where a zone's journal lives.
+    pub fn journal_path(&self, origin: &Name) -> PathBuf {
+        self.snapshot_path(origin).with_extension("journal")
+    }
+
+    /// Starts serving a zone (published by [`Self::publish`]): the version left by the last
+    /// run (snapshot + journal) if there is one, then the zone file compared with it as a
+    /// reload would. Notes for the log (a replayed journal, a torn tail cut off, a zone file
+    /// that did not load while the last version still could) go to `notes`.
+    pub fn add(
+        &mut self,
+        name: Option<&Name>,
+        file: &Path,
+        policy: SerialPolicy,
+        limits: Limits,
+        now_unix: u32,
+        notes: &mut Vec<String>,
+    ) -> Result<&ZoneState, String> {
+        let loaded = load(file, name);
+        let origin = match (&loaded, name) {
+            (Ok(l), _) => l.zone.origin().clone(),
+            (Err(_), Some(n)) => n.clone(),
+            (Err(e), None) => return Err(e.clone()),
+        };
+        if self.index(&origin).is_some() {
             return Err(format!("zone {origin} given twice"));
         }
-        let snapshot = self.write(&loaded.zone)?;
+        let snap_path = self.snapshot_path(&origin);
+        let journal_path = self.journal_path(&origin);
+        let previous = if snap_path.exists() {
+            Some(self.previous(&origin, &snap_path, &journal_path, limits, notes)?)
+        } else {
+            None
+        };
+        let (snapshot, journal) = match previous {
+            Some((snap, journal)) => (snap, journal),
+            None => {
+                let zone = &loaded.as_ref().map_err(|e| e.clone())?.zone;
+                let serial = zone.serial().unwrap_or(0);
+                if journal_path.exists() {
+                    // A journal without its snapshot cannot be replayed: keep it aside.
+                    let aside = journal_path.with_extension(format!("journal.orphan-{now_unix}"));
+                    std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+                    notes.push(format!(
+                        "zone {origin}: {} had no snapshot; moved to {}",
+                        journal_path.display(),
+                        aside.display()
+                    ));
+                }
+                let snap = self.write(zone)?;
+                let j = Journal::create(&journal_path, &origin, serial, limits).map_err(|e| e.to_string())?;
+                (snap, j)
+            }
+        };
         self.zones.push(ZoneState {
             name: origin,
             file: file.to_path_buf(),
             policy,
             snapshot,
+            journal: Some(journal),
             loaded_at: SystemTime::now(),
             last_error: None,
         });
-        Ok(self.zones.last().expect("just pushed"))
+        let i = self.zones.len() - 1;
+        match self.reload(i, now_unix) {
+            Reloaded::Unchanged { .. } => {}
+            Reloaded::Updated { from, to, warnings, .. } => {
+                notes.extend(warnings);
+                notes.push(format!(
+                    "zone {}: zone file differs from the last run: serial {from} -> {to}",
+                    self.zones[i].name
+                ));
+            }
+            Reloaded::Failed { error } => notes.push(format!(
+                "zone {}: serving serial {} from the last run: {error}",
+                self.zones[i].name,
+                self.zones[i].snapshot.serial()
+            )),
+        }
+        Ok(&self.zones[i])
+    }
+
+    /// The version the last run left: its snapshot with the journal replayed onto it (and
+    /// written as the new snapshot when the journal went further).
+    fn previous(
+        &self,
+        origin: &Name,
+        snap_path: &Path,
+        journal_path: &Path,
+        limits: Limits,
+        notes: &mut Vec<String>,
+    ) -> Result<(Arc<Snapshot>, Journal), String> {
+        let snap = Snapshot::open(snap_path).map_err(|e| e.to_string())?;
+        if snap.origin() != *origin {
+            return Err(format!("{}: holds zone {}, not {origin}", snap_path.display(), snap.origin()));
+        }
+        let (j, torn) =
+            Journal::open_or_create(journal_path, origin, snap.serial(), limits).map_err(|e| e.to_string())?;
+        if let Some(t) = torn {
+            notes.push(format!("zone {origin}: {t}"));
+        }
+        if j.last_serial() == snap.serial() {
+            return Ok((Arc::new(snap), j));
+        }
+        let base = snapshot::to_zone(snap.zone()).map_err(|e| format!("{}: {e}", snap_path.display()))?;
+        let r = journal::replay(base, &j).map_err(|e| e.to_string())?;
+        notes.push(format!(
+            "zone {origin}: journal replayed onto the snapshot: serial {} -> {} ({} changes)",
+            snap.serial(),
+            r.serial,
+            r.applied
+        ));
+        Ok((self.write(&r.zone)?, j))
     }
 
     /// Serves an existing snapshot file as it is (no zone file behind it: never reloaded).
@@ -109,6 +212,7 @@ impl ZoneSet {
             file: PathBuf::new(),
             policy: SerialPolicy::Keep,
             snapshot: Arc::new(snap),
+            journal: None,
             loaded_at: SystemTime::now(),
             last_error: None,
         });
@@ -158,6 +262,11 @@ impl ZoneSet {
         let mut warnings = Vec::new();
         let data_changed = !changes.removed.is_empty() || !changes.added.is_empty();
         let to = new.serial().unwrap_or(0);
+        if !data_changed && !serial_gt(to, from) {
+            // Only the SOA differs and not upwards: e.g. a file whose serial we raised
+            // before. What runs stays.
+            return Reloaded::Unchanged { serial: from };
+        }
         if data_changed && !serial_gt(to, from) {
             match next_serial(from, z.policy, now_unix) {
                 Some(s) => {
@@ -176,13 +285,29 @@ impl ZoneSet {
             }
         }
         let to = new.serial().unwrap_or(0);
-        match self.write(&new) {
-            Ok(snap) => {
-                self.zones[i].snapshot = snap;
-                Reloaded::Updated { from, to, changes, warnings }
+        // Durable in the journal first: a crash from here on restarts at this version.
+        if let Some(j) = &mut self.zones[i].journal {
+            if to != from {
+                if let Err(e) = j.append(&changes) {
+                    return fail(e.to_string());
+                }
             }
-            Err(e) => fail(e),
         }
+        let snap = match self.write(&new) {
+            Ok(snap) => snap,
+            Err(e) => return fail(e),
+        };
+        self.zones[i].snapshot = snap;
+        if let Some(j) = &mut self.zones[i].journal {
+            if j.needs_compaction() {
+                // The snapshot just written is the base: nothing newer is in the journal.
+                match j.compact(to) {
+                    Ok(c) => warnings.push(format!("zone {}: journal compacted: {c:?}", self.zones[i].name)),
+                    Err(e) => warnings.push(format!("zone {}: journal compaction failed: {e}", self.zones[i].name)),
+                }
+            }
+        }
+        Reloaded::Updated { from, to, changes, warnings }
     }
 
     /// Compiles and writes a zone's snapshot and maps it.
@@ -239,6 +364,7 @@ mod tests {
         assert!(!serial_gt(1, 2));
         assert!(serial_gt(0, u32::MAX));
         assert!(serial_gt(5, u32::MAX - 5));
+        // Exactly half the space apart: undefined in RFC 1982, never "newer".
         assert!(!serial_gt(0x8000_0000, 0));
         assert_eq!(next_serial(7, SerialPolicy::Increment, 0), Some(8));
         assert_eq!(next_serial(u32::MAX, SerialPolicy::Increment, 0), Some(0));
@@ -255,7 +381,7 @@ mod tests {
         std::fs::write(&file, V1).unwrap();
         let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
         let mut zs = ZoneSet::new(dir, catalog);
-        zs.add(None, &file, SerialPolicy::Increment).unwrap();
+        zs.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut Vec::new()).unwrap();
         zs.publish();
         (zs, file)
     }
@@ -298,6 +424,58 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         assert!(matches!(zs.reload(0, 0), Reloaded::Failed { .. }));
         assert_eq!(served_serial(&zs), 12);
+    }
+
+    #[test]
+    fn restarts_continue_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut zs, file) = set(dir.path());
+        let snap = zs.snapshot_path(&zs.zones[0].name);
+        let v10 = std::fs::read(&snap).unwrap();
+        // A change whose serial the file forgot: served as 11.
+        std::fs::write(&file, V1.replace("192.0.2.2", "192.0.2.3")).unwrap();
+        assert!(matches!(zs.reload(0, 0), Reloaded::Updated { to: 11, .. }));
+        drop(zs);
+        // Restart with the same file: still 11 (not 10 again, and not 12).
+        let restart = |dir: &Path| {
+            let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+            let mut zs = ZoneSet::new(dir, catalog);
+            let mut notes = Vec::new();
+            zs.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut notes).unwrap();
+            (zs, notes)
+        };
+        let (zs, notes) = restart(dir.path());
+        assert_eq!(zs.zones[0].snapshot.serial(), 11, "{notes:?}");
+        assert_eq!(zs.zones[0].journal.as_ref().unwrap().last_serial(), 11);
+        drop(zs);
+        // A crash after the journal append but before the snapshot write: the old snapshot
+        // and a journal one step ahead. The restart replays it.
+        std::fs::write(&snap, &v10).unwrap();
+        let (zs, notes) = restart(dir.path());
+        assert_eq!(zs.zones[0].snapshot.serial(), 11);
+        assert!(notes.iter().any(|n| n.contains("journal replayed")), "{notes:?}");
+        let z = snapshot::to_zone(zs.zones[0].snapshot.zone()).unwrap();
+        let www = Name::parse_text(b"www.r.test.", None).unwrap();
+        assert_eq!(z.rrset(&www, rtype::A).unwrap().rdata.first().unwrap(), &[192, 0, 2, 3][..]);
+        let ixfr = zs.zones[0].journal.as_ref().unwrap().changes_since(10).unwrap().unwrap();
+        assert_eq!(ixfr.len(), 1);
+        drop(zs);
+        // A broken zone file at start: the last version is served all the same.
+        std::fs::write(
+            &file,
+            "$ORIGIN r.test.
+www A 1.2.3
+",
+        )
+        .unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        let mut notes = Vec::new();
+        let name = Name::parse_text(b"r.test.", None).unwrap();
+        zs.add(Some(&name), &file, SerialPolicy::Increment, Limits::default(), 0, &mut notes).unwrap();
+        assert_eq!(zs.zones[0].snapshot.serial(), 11);
+        assert!(notes.iter().any(|n| n.contains("from the last run")), "{notes:?}");
+        assert!(zs.zones[0].last_error.is_some());
     }
 
     #[test]
