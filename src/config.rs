@@ -495,6 +495,27 @@ impl Config {
     pub fn acl(&self, name: &str) -> Option<&Acl> {
         self.acls.iter().find(|a| a.name == name)
     }
+
+    /// Whether `zone`'s ACLs allow `action` to a client at `from` whose request was signed
+    /// (and verified) with the key named `key`. Denied unless one of the zone's ACLs allows
+    /// it; an ACL allows when the address matches (or it lists none) and the key matches (or
+    /// it names none).
+    pub fn allows(&self, zone: &ZoneConf, action: Action, from: IpAddr, key: Option<&Name>) -> bool {
+        let from = match from {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from, IpAddr::V4),
+            v4 => v4,
+        };
+        zone.acl.iter().filter_map(|n| self.acl(n)).any(|a| {
+            a.actions.contains(&action)
+                && (a.addresses.is_empty() || a.addresses.iter().any(|p| p.contains(from)))
+                && match &a.key {
+                    None => true,
+                    Some(k) => key.is_some_and(|used| {
+                        self.key(k).is_some_and(|k| k.name.as_wire().eq_ignore_ascii_case(used.as_wire()))
+                    }),
+                }
+        })
+    }
 }
 
 /// 1-based line of a byte offset.
@@ -662,6 +683,24 @@ acl = ["anyone-notify"]
             assert!(e.message.contains(want), "{text:?}: {e}");
             assert!(e.to_string().starts_with(&format!("/etc/nsxdp/nsxdp.toml:{line}: ")), "{e}");
         }
+    }
+
+    #[test]
+    fn acls_need_address_and_key() {
+        let c = parse(GOOD).unwrap();
+        let z = &c.zones[0];
+        let xfr = Name::parse_text(b"XFR.", None).unwrap();
+        let other = Name::parse_text(b"other.", None).unwrap();
+        let lo = "127.0.0.1".parse().unwrap();
+        assert!(c.allows(z, Action::Transfer, lo, Some(&xfr)));
+        assert!(c.allows(z, Action::Transfer, "::ffff:127.0.0.1".parse().unwrap(), Some(&xfr)));
+        assert!(!c.allows(z, Action::Transfer, lo, None), "unsigned");
+        assert!(!c.allows(z, Action::Transfer, lo, Some(&other)), "another key");
+        assert!(!c.allows(z, Action::Transfer, "192.0.2.1".parse().unwrap(), Some(&xfr)), "outside");
+        assert!(!c.allows(z, Action::Notify, lo, Some(&xfr)), "not this action");
+        // The secondary zone's ACL allows NOTIFY from anyone, unsigned.
+        assert!(c.allows(&c.zones[1], Action::Notify, "192.0.2.1".parse().unwrap(), None));
+        assert!(!c.allows(&c.zones[1], Action::Transfer, lo, Some(&xfr)));
     }
 
     #[test]
