@@ -1,8 +1,10 @@
 //! nsxdp: an authoritative DNS server. See ARCHITECTURE.md for how the modules fit.
 
 pub mod answer;
+pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod journal;
 pub mod snapshot;
 pub mod wire;
 pub mod xfr;

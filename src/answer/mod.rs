@@ -144,8 +144,9 @@ fn answer_chunk<B: AsMut<[u8]>>(
             Err(o) => out[i] = o,
         }
     }
-    // The index slots, then the node blocks they lead to: independent loads, all in flight
-    // at once. What they bring into the cache is what answering reads first.
+    // The index slots, then the node blocks they lead to, then the fragment the answer
+    // will copy: independent loads across the batch, so many are in flight at once. What
+    // they bring into the cache is what answering reads.
     let mut slots = [0u64; BATCH];
     for (s, p) in slots.iter_mut().zip(&ready) {
         if let Some(p) = p {
@@ -153,10 +154,20 @@ fn answer_chunk<B: AsMut<[u8]>>(
         }
     }
     let mut warm = 0u8;
-    for (s, p) in slots.iter().zip(&ready) {
+    let mut nodes = [NONE; BATCH];
+    for ((s, p), n) in slots.iter().zip(&ready).zip(nodes.iter_mut()) {
         if let Some(p) = p {
             if *s as u32 != 0 && *s >> 32 == p.h >> 32 {
-                warm ^= p.zone.node_flags(*s as u32 - 1);
+                *n = *s as u32 - 1;
+                warm ^= p.zone.node_flags(*n);
+            }
+        }
+    }
+    for (n, p) in nodes.iter().zip(&ready) {
+        if let (Some(p), true) = (p, *n != NONE) {
+            if let Some(r) = p.zone.rrset(*n, p.q.qtype).or_else(|| p.zone.rrset(*n, rtype::CNAME)) {
+                let f = p.zone.fragment(&r);
+                warm ^= f[0] ^ f[f.len() - 1];
             }
         }
     }

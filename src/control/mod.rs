@@ -2,4 +2,7 @@
 //! zone transfers, NOTIFY, the secondary timers and the control socket come here next. It
 //! owns sockets and timers and wires them to the pure parts (`answer`, later `xfr`).
 
+pub mod ctl;
+pub mod notify;
 pub mod tcp;
+pub mod zones;

@@ -1,0 +1,718 @@
+//! The configuration file (`nsxdp serve --config FILE`): TOML, read into checked types.
+//!
+//! ```toml
+//! [server]
+//! listen = ["127.0.0.1:5300"]          # UDP and TCP
+//! data-dir = "/var/lib/nsxdp"
+//! control = "/run/nsxdp/control.sock"
+//!
+//! [[key]]
+//! name = "xfr"
+//! algorithm = "hmac-sha256"
+//! secret = "<base64>"
+//!
+//! [[acl]]
+//! name = "secondaries"
+//! address = ["127.0.0.0/8", "::1"]     # any address when left out
+//! key = "xfr"                        # no key needed when left out
+//! action = ["transfer"]
+//!
+//! [[zone]]
+//! name = "example.test"
+//! file = "example.test.zone"           # relative to the config file's directory
+//! role = "primary"
+//! notify = ["127.0.0.1:5302 key xfr"]
+//! acl = ["secondaries"]
+//! ```
+//!
+//! Everything is checked when the file is read: unknown keys, wrong types and bad values are
+//! errors that name the file, the line and the key; names referring to other sections
+//! (a zone's ACLs, an ACL's key, a notify target's key) must exist. Reading has no side
+//! effects, so a reload that finds a bad file keeps the running configuration.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::wire::name::Name;
+
+/// A configuration that was read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: Server,
+    pub keys: Vec<Key>,
+    pub acls: Vec<Acl>,
+    pub zones: Vec<ZoneConf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Addresses for UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// The Unix socket of `nsxdp ctl`.
+    pub control: PathBuf,
+    /// Cores for the run loops (default: all).
+    pub cores: Option<Vec<usize>>,
+    pub edns_size: u16,
+    pub tcp_idle_timeout_secs: u64,
+    pub tcp_max_clients: usize,
+}
+
+/// TSIG algorithms (RFC 8945 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsigAlgorithm {
+    HmacSha1,
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    pub const ALL: [(&'static str, TsigAlgorithm); 4] = [
+        ("hmac-sha1", TsigAlgorithm::HmacSha1),
+        ("hmac-sha256", TsigAlgorithm::HmacSha256),
+        ("hmac-sha384", TsigAlgorithm::HmacSha384),
+        ("hmac-sha512", TsigAlgorithm::HmacSha512),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, a)| *a == self).map_or("?", |(n, _)| n)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    /// The key's name as a domain name (as TSIG carries it).
+    pub name: Name,
+    pub algorithm: TsigAlgorithm,
+    pub secret: Vec<u8>,
+}
+
+/// What an ACL can allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// AXFR and IXFR out.
+    Transfer,
+    /// NOTIFY in (secondary zones).
+    Notify,
+}
+
+/// An address prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn contains(&self, a: IpAddr) -> bool {
+        fn masked(bytes: &[u8], len: u8) -> impl Iterator<Item = u8> + '_ {
+            bytes.iter().enumerate().map(move |(i, b)| {
+                let bits = (len as usize).saturating_sub(i * 8).min(8);
+                b & (0xFFu16 << (8 - bits)) as u8
+            })
+        }
+        match (self.addr, a) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => masked(&p.octets(), self.len).eq(masked(&a.octets(), self.len)),
+            (IpAddr::V6(p), IpAddr::V6(a)) => masked(&p.octets(), self.len).eq(masked(&a.octets(), self.len)),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// Allows `actions` to clients whose address is in `addresses` (any address when empty) and
+/// whose request is signed with `key` (no key needed when none). Both must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acl {
+    pub name: String,
+    pub addresses: Vec<Prefix>,
+    /// Name of a `[[key]]` section.
+    pub key: Option<String>,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Secondary,
+}
+
+/// What to do when a reloaded zone file changed its data but not its SOA serial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialPolicy {
+    /// serial + 1 (RFC 1982).
+    Increment,
+    /// The current Unix time, or serial + 1 when that is not larger.
+    Unixtime,
+    /// Keep the serial and warn (secondaries will not see the change).
+    Keep,
+}
+
+/// A remote server: NOTIFY target or primary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remote {
+    pub addr: SocketAddr,
+    /// Name of a `[[key]]` to sign with.
+    pub key: Option<String>,
+    /// For primaries: ask for IXFR first (`ixfr false` turns it off).
+    pub ixfr: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneConf {
+    pub name: Name,
+    /// The master file (primary zones).
+    pub file: Option<PathBuf>,
+    pub role: Role,
+    /// NOTIFY targets besides the zone's own name servers.
+    pub notify: Vec<Remote>,
+    /// Also NOTIFY the addresses of the zone's NS names (except our own).
+    pub notify_ns: bool,
+    /// Names of `[[acl]]` sections.
+    pub acl: Vec<String>,
+    /// Primaries of a secondary zone, tried in order.
+    pub primaries: Vec<Remote>,
+    pub serial_policy: SerialPolicy,
+    /// Journal limits: compaction starts past either.
+    pub journal_max_bytes: u64,
+    pub journal_max_depth: usize,
+}
+
+/// A configuration error: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------------------------------
+// The file as TOML sees it.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    key: Vec<toml::Spanned<RawKey>>,
+    #[serde(default)]
+    acl: Vec<toml::Spanned<RawAcl>>,
+    #[serde(default)]
+    zone: Vec<toml::Spanned<RawZone>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawServer {
+    #[serde(default)]
+    listen: Vec<toml::Spanned<String>>,
+    data_dir: Option<PathBuf>,
+    control: Option<PathBuf>,
+    cores: Option<Vec<usize>>,
+    edns_size: Option<toml::Spanned<u16>>,
+    tcp_idle_timeout: Option<u64>,
+    tcp_max_clients: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    algorithm: toml::Spanned<String>,
+    secret: toml::Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcl {
+    name: String,
+    #[serde(default)]
+    address: Vec<toml::Spanned<String>>,
+    key: Option<toml::Spanned<String>>,
+    action: Vec<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawZone {
+    name: toml::Spanned<String>,
+    file: Option<PathBuf>,
+    role: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    notify: Vec<toml::Spanned<String>>,
+    notify_ns: Option<bool>,
+    #[serde(default)]
+    acl: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    primaries: Vec<toml::Spanned<String>>,
+    serial_policy: Option<toml::Spanned<String>>,
+    journal_max_bytes: Option<u64>,
+    journal_max_depth: Option<usize>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading and checking.
+// ---------------------------------------------------------------------------------------
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:53";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/nsxdp";
+pub const DEFAULT_CONTROL: &str = "/run/nsxdp/control.sock";
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Checks configuration text; `path` names it in errors and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let err = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
+            file: path.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
+
+        let s = raw.server;
+        let mut listen = Vec::new();
+        for a in &s.listen {
+            let addr = parse_socket_addr(a.get_ref(), 53).ok_or_else(|| {
+                err(Some(a.span()), format!("server.listen: {:?} is not ADDRESS[:PORT]", a.get_ref()))
+            })?;
+            listen.push(addr);
+        }
+        if listen.is_empty() {
+            listen.push(DEFAULT_LISTEN.parse().expect("default address"));
+        }
+        let edns_size = match s.edns_size {
+            Some(v) if *v.get_ref() < 512 => {
+                return Err(err(Some(v.span()), format!("server.edns-size: {} is below 512", v.get_ref())))
+            }
+            Some(v) => *v.get_ref(),
+            None => 1232,
+        };
+        let server = Server {
+            listen,
+            data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
+            control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
+            cores: s.cores,
+            edns_size,
+            tcp_idle_timeout_secs: s.tcp_idle_timeout.unwrap_or(10),
+            tcp_max_clients: s.tcp_max_clients.unwrap_or(1024),
+        };
+
+        let mut keys = Vec::new();
+        let mut key_names = HashSet::new();
+        for k in raw.key {
+            let span = k.span();
+            let k = k.into_inner();
+            let name = Name::parse_text(k.name.as_bytes(), Some(&Name::root()))
+                .map_err(|e| err(Some(span.clone()), format!("key {:?}: bad name: {e}", k.name)))?;
+            if !key_names.insert(k.name.clone()) {
+                return Err(err(Some(span), format!("key {:?} is defined twice", k.name)));
+            }
+            let algorithm = TsigAlgorithm::ALL
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k.algorithm.get_ref()))
+                .map(|&(_, a)| a)
+                .ok_or_else(|| {
+                    err(
+                        Some(k.algorithm.span()),
+                        format!(
+                            "key {:?}: algorithm {:?} is not one of {}",
+                            k.name,
+                            k.algorithm.get_ref(),
+                            TsigAlgorithm::ALL.map(|(n, _)| n).join(", ")
+                        ),
+                    )
+                })?;
+            let secret = base64::engine::general_purpose::STANDARD
+                .decode(k.secret.get_ref().trim())
+                .map_err(|e| err(Some(k.secret.span()), format!("key {:?}: secret is not base64: {e}", k.name)))?;
+            if secret.is_empty() {
+                return Err(err(Some(k.secret.span()), format!("key {:?}: empty secret", k.name)));
+            }
+            keys.push(Key { name, algorithm, secret });
+        }
+
+        let mut acls = Vec::new();
+        let mut acl_names = HashSet::new();
+        for a in raw.acl {
+            let span = a.span();
+            let a = a.into_inner();
+            if !acl_names.insert(a.name.clone()) {
+                return Err(err(Some(span), format!("acl {:?} is defined twice", a.name)));
+            }
+            let mut addresses = Vec::new();
+            for p in a.address {
+                let prefix = parse_prefix(p.get_ref()).ok_or_else(|| {
+                    err(Some(p.span()), format!("acl {:?}: address {:?} is not ADDRESS[/LENGTH]", a.name, p.get_ref()))
+                })?;
+                addresses.push(prefix);
+            }
+            if let Some(k) = &a.key {
+                if !key_names.contains(k.get_ref()) {
+                    return Err(err(Some(k.span()), format!("acl {:?}: no key named {:?}", a.name, k.get_ref())));
+                }
+            }
+            let mut actions = Vec::new();
+            for act in a.action {
+                actions.push(match act.get_ref().as_str() {
+                    "transfer" => Action::Transfer,
+                    "notify" => Action::Notify,
+                    other => {
+                        return Err(err(
+                            Some(act.span()),
+                            format!("acl {:?}: action {other:?} is not transfer or notify", a.name),
+                        ))
+                    }
+                });
+            }
+            acls.push(Acl { name: a.name, addresses, key: a.key.map(|k| k.into_inner()), actions });
+        }
+
+        let mut zones = Vec::new();
+        let mut zone_names = HashSet::new();
+        for z in raw.zone {
+            let span = z.span();
+            let z = z.into_inner();
+            let zn = z.name.get_ref().clone();
+            let name = Name::parse_text(zn.as_bytes(), Some(&Name::root()))
+                .map_err(|e| err(Some(z.name.span()), format!("zone {zn:?}: bad name: {e}")))?;
+            if !zone_names.insert(name.to_lowercase()) {
+                return Err(err(Some(z.name.span()), format!("zone {zn:?} is defined twice")));
+            }
+            let role = match z.role.as_ref().map(|r| r.get_ref().as_str()) {
+                None | Some("primary") => Role::Primary,
+                Some("secondary") => Role::Secondary,
+                Some(other) => {
+                    let s = z.role.as_ref().map(|r| r.span());
+                    return Err(err(s, format!("zone {zn:?}: role {other:?} is not primary or secondary")));
+                }
+            };
+            let remote = |r: &toml::Spanned<String>, what: &str| -> Result<Remote, ConfigError> {
+                let remote = parse_remote(r.get_ref()).ok_or_else(|| {
+                    err(
+                        Some(r.span()),
+                        format!(
+                            "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false]\"",
+                            r.get_ref()
+                        ),
+                    )
+                })?;
+                if let Some(k) = &remote.key {
+                    if !key_names.contains(k) {
+                        return Err(err(
+                            Some(r.span()),
+                            format!("zone {zn:?}: {what} {:?}: no key named {k:?}", r.get_ref()),
+                        ));
+                    }
+                }
+                Ok(remote)
+            };
+            let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
+            let primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
+            let mut acl = Vec::new();
+            for a in &z.acl {
+                if !acl_names.contains(a.get_ref()) {
+                    return Err(err(Some(a.span()), format!("zone {zn:?}: no acl named {:?}", a.get_ref())));
+                }
+                acl.push(a.get_ref().clone());
+            }
+            match role {
+                Role::Primary if z.file.is_none() => {
+                    return Err(err(Some(span), format!("zone {zn:?}: a primary zone needs a file")))
+                }
+                Role::Secondary if primaries.is_empty() => {
+                    return Err(err(Some(span), format!("zone {zn:?}: a secondary zone needs primaries")))
+                }
+                _ => {}
+            }
+            let serial_policy = match z.serial_policy.as_ref().map(|p| p.get_ref().as_str()) {
+                None | Some("increment") => SerialPolicy::Increment,
+                Some("unixtime") => SerialPolicy::Unixtime,
+                Some("keep") => SerialPolicy::Keep,
+                Some(other) => {
+                    let s = z.serial_policy.as_ref().map(|p| p.span());
+                    return Err(err(
+                        s,
+                        format!("zone {zn:?}: serial-policy {other:?} is not increment, unixtime or keep"),
+                    ));
+                }
+            };
+            zones.push(ZoneConf {
+                name,
+                file: z.file.map(|f| base.join(f)),
+                role,
+                notify,
+                notify_ns: z.notify_ns.unwrap_or(true),
+                acl,
+                primaries,
+                serial_policy,
+                journal_max_bytes: z.journal_max_bytes.unwrap_or(64 << 20),
+                journal_max_depth: z.journal_max_depth.unwrap_or(100),
+            });
+        }
+        Ok(Config { server, keys, acls, zones })
+    }
+
+    pub fn key(&self, name: &str) -> Option<&Key> {
+        self.keys
+            .iter()
+            .find(|k| k.name.to_string().trim_end_matches('.').eq_ignore_ascii_case(name.trim_end_matches('.')))
+    }
+
+    pub fn acl(&self, name: &str) -> Option<&Acl> {
+        self.acls.iter().find(|a| a.name == name)
+    }
+
+    /// Whether `zone`'s ACLs allow `action` to a client at `from` whose request was signed
+    /// (and verified) with the key named `key`. Denied unless one of the zone's ACLs allows
+    /// it; an ACL allows when the address matches (or it lists none) and the key matches (or
+    /// it names none).
+    pub fn allows(&self, zone: &ZoneConf, action: Action, from: IpAddr, key: Option<&Name>) -> bool {
+        let from = match from {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from, IpAddr::V4),
+            v4 => v4,
+        };
+        zone.acl.iter().filter_map(|n| self.acl(n)).any(|a| {
+            a.actions.contains(&action)
+                && (a.addresses.is_empty() || a.addresses.iter().any(|p| p.contains(from)))
+                && match &a.key {
+                    None => true,
+                    Some(k) => key.is_some_and(|used| {
+                        self.key(k).is_some_and(|k| k.name.as_wire().eq_ignore_ascii_case(used.as_wire()))
+                    }),
+                }
+        })
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// `ADDR`, `ADDR:PORT`, `[V6]:PORT` or a bare IPv6 address.
+fn parse_socket_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port))
+}
+
+/// `ADDR` or `ADDR/LEN`.
+fn parse_prefix(s: &str) -> Option<Prefix> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
+        None => (s, None),
+    };
+    let addr: IpAddr = a.trim().parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    (len <= max).then_some(Prefix { addr, len })
+}
+
+/// `ADDR[:PORT] [key NAME] [ixfr false|true]`.
+fn parse_remote(s: &str) -> Option<Remote> {
+    let mut words = s.split_whitespace();
+    let addr = parse_socket_addr(words.next()?, 53)?;
+    let mut r = Remote { addr, key: None, ixfr: true };
+    while let Some(w) = words.next() {
+        match w {
+            "key" if r.key.is_none() => r.key = Some(words.next()?.to_string()),
+            "ixfr" => {
+                r.ixfr = match words.next()? {
+                    "true" | "yes" => true,
+                    "false" | "no" => false,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = ["127.0.0.1:5300", "::1"]
+data-dir = "data"
+control = "/run/x/control.sock"
+edns-size = 1400
+
+[[key]]
+name = "xfr"
+algorithm = "hmac-sha256"
+secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQ="
+
+[[acl]]
+name = "secondaries"
+address = ["127.0.0.0/8", "2001:db8::/32"]
+key = "xfr"
+action = ["transfer"]
+
+[[acl]]
+name = "anyone-notify"
+action = ["notify"]
+
+[[zone]]
+name = "example.test"
+file = "example.test.zone"
+role = "primary"
+notify = ["127.0.0.1:5302 key xfr", "[::1]:5303"]
+acl = ["secondaries"]
+serial-policy = "unixtime"
+
+[[zone]]
+name = "copy.test."
+role = "secondary"
+primaries = ["127.0.0.1:5400 key xfr ixfr false", "127.0.0.2"]
+acl = ["anyone-notify"]
+"#;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/nsxdp/nsxdp.toml"), text)
+    }
+
+    #[test]
+    fn a_full_file() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.server.listen, vec![sa("127.0.0.1:5300"), sa("[::1]:53")]);
+        assert_eq!(c.server.data_dir, PathBuf::from("/etc/nsxdp/data"));
+        assert_eq!(c.server.control, PathBuf::from("/run/x/control.sock"));
+        assert_eq!(c.server.edns_size, 1400);
+        let k = c.key("xfr").unwrap();
+        assert_eq!(k.algorithm, TsigAlgorithm::HmacSha256);
+        assert_eq!(k.secret, b"secret-secret-secret");
+        let acl = c.acl("secondaries").unwrap();
+        assert!(acl.addresses.iter().any(|p| p.contains("127.9.9.9".parse().unwrap())));
+        assert!(!acl.addresses.iter().any(|p| p.contains("10.0.0.1".parse().unwrap())));
+        assert!(acl.addresses.iter().any(|p| p.contains("2001:db8:1::5".parse().unwrap())));
+        assert_eq!(acl.actions, vec![Action::Transfer]);
+        assert_eq!(c.acl("anyone-notify").unwrap().actions, vec![Action::Notify]);
+        let z = &c.zones[0];
+        assert_eq!(z.name.to_string(), "example.test.");
+        assert_eq!(z.file.as_deref(), Some(Path::new("/etc/nsxdp/example.test.zone")));
+        assert_eq!(z.role, Role::Primary);
+        assert_eq!(z.notify[0], Remote { addr: sa("127.0.0.1:5302"), key: Some("xfr".into()), ixfr: true });
+        assert_eq!(z.notify[1].addr, sa("[::1]:5303"));
+        assert!(z.notify_ns);
+        assert_eq!(z.serial_policy, SerialPolicy::Unixtime);
+        let s = &c.zones[1];
+        assert_eq!(s.role, Role::Secondary);
+        assert!(!s.primaries[0].ixfr);
+        assert_eq!(s.primaries[1].addr, sa("127.0.0.2:53"));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen, vec![sa(DEFAULT_LISTEN)]);
+        assert_eq!(c.server.edns_size, 1232);
+        assert!(c.zones.is_empty());
+    }
+
+    /// Each broken file gives an error naming its line and what is wrong.
+    #[test]
+    fn errors_name_the_line_and_the_key() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("[server]\nlisten = [\"127.0.0.1:5300\"]\nbogus = 1\n", 3, "unknown field `bogus`"),
+            ("[server]\nlisten = [\"nowhere:53\"]\n", 2, "server.listen"),
+            ("[server]\nedns-size = 100\n", 2, "below 512"),
+            ("[server]\nedns-size = \"big\"\n", 2, "invalid type"),
+            ("[[key]]\nname = \"k\"\nalgorithm = \"md5\"\nsecret = \"AAAA\"\n", 3, "algorithm \"md5\""),
+            ("[[key]]\nname = \"k\"\nalgorithm = \"hmac-sha256\"\nsecret = \"!!\"\n", 4, "not base64"),
+            ("[[key]]\nname = \"k\"\nalgorithm = \"hmac-sha256\"\n", 1, "missing field `secret`"),
+            ("[[acl]]\nname = \"a\"\naddress = [\"10.0.0.0/33\"]\naction = [\"transfer\"]\n", 3, "not ADDRESS"),
+            ("[[acl]]\nname = \"a\"\nkey = \"nokey\"\naction = [\"transfer\"]\n", 3, "no key named"),
+            ("[[acl]]\nname = \"a\"\naction = [\"update\"]\n", 3, "action \"update\""),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\nacl = [\"none\"]\n", 4, "no acl named"),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\nnotify = [\"127.0.0.1 key k\"]\n", 4, "no key named"),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\nnotify = [\"127.0.0.1 psk k\"]\n", 4, "is not"),
+            ("[[zone]]\nname = \"z.test\"\nrole = \"master\"\nfile = \"f\"\n", 3, "role \"master\""),
+            ("[[zone]]\nname = \"z.test\"\n", 1, "needs a file"),
+            ("[[zone]]\nname = \"z.test\"\nrole = \"secondary\"\n", 1, "needs primaries"),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\n[[zone]]\nname = \"Z.TEST.\"\nfile = \"g\"\n", 5, "twice"),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\nserial-policy = \"date\"\n", 4, "serial-policy"),
+            ("[[zone]]\nname = \"a..b\"\nfile = \"f\"\n", 2, "bad name"),
+            ("[server\n", 1, ""),
+        ];
+        for (text, line, want) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.line, Some(*line), "{text:?}: {e}");
+            assert!(e.message.contains(want), "{text:?}: {e}");
+            assert!(e.to_string().starts_with(&format!("/etc/nsxdp/nsxdp.toml:{line}: ")), "{e}");
+        }
+    }
+
+    #[test]
+    fn acls_need_address_and_key() {
+        let c = parse(GOOD).unwrap();
+        let z = &c.zones[0];
+        let xfr = Name::parse_text(b"XFR.", None).unwrap();
+        let other = Name::parse_text(b"other.", None).unwrap();
+        let lo = "127.0.0.1".parse().unwrap();
+        assert!(c.allows(z, Action::Transfer, lo, Some(&xfr)));
+        assert!(c.allows(z, Action::Transfer, "::ffff:127.0.0.1".parse().unwrap(), Some(&xfr)));
+        assert!(!c.allows(z, Action::Transfer, lo, None), "unsigned");
+        assert!(!c.allows(z, Action::Transfer, lo, Some(&other)), "another key");
+        assert!(!c.allows(z, Action::Transfer, "192.0.2.1".parse().unwrap(), Some(&xfr)), "outside");
+        assert!(!c.allows(z, Action::Notify, lo, Some(&xfr)), "not this action");
+        // The secondary zone's ACL allows NOTIFY from anyone, unsigned.
+        assert!(c.allows(&c.zones[1], Action::Notify, "192.0.2.1".parse().unwrap(), None));
+        assert!(!c.allows(&c.zones[1], Action::Transfer, lo, Some(&xfr)));
+    }
+
+    #[test]
+    fn prefixes() {
+        let p = parse_prefix("192.0.2.128/25").unwrap();
+        assert!(p.contains("192.0.2.200".parse().unwrap()));
+        assert!(!p.contains("192.0.2.100".parse().unwrap()));
+        assert!(!p.contains("::1".parse().unwrap()));
+        assert!(parse_prefix("0.0.0.0/0").unwrap().contains("203.0.113.9".parse().unwrap()));
+        assert!(parse_prefix("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(!parse_prefix("::1").unwrap().contains("::2".parse().unwrap()));
+        assert!(parse_prefix("::/129").is_none());
+        assert!(parse_prefix("1.2.3.4/x").is_none());
+    }
+}

@@ -1,0 +1,258 @@
+//! `nsxdp ctl`: the control socket and the zone manager thread behind it.
+//!
+//! The socket is a Unix stream socket. A client sends one command line (`reload [ZONE]`,
+//! `status [ZONE]`) and reads the reply until the server closes: text lines, the last of
+//! which is `ok` or `error: ...`. The socket thread passes each command to the manager
+//! thread, which owns the [`ZoneSet`] and also reloads every zone on SIGHUP. Reloading runs
+//! there, never on a DNS thread, so a long reload delays no answer.
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::zones::{Reloaded, ZoneSet};
+use crate::wire::name::Name;
+
+/// A command for the manager, with where to send the reply.
+pub struct Request {
+    pub line: String,
+    pub reply: Sender<String>,
+}
+
+/// Longest a client waits for a reply (a reload of a large zone takes seconds).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Binds the control socket (replacing a stale one left by a crash, refusing one a running
+/// server answers on) and serves it on a thread.
+pub fn spawn_socket(path: &Path, to_manager: Sender<Request>, shutdown: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{}: another server answers on this control socket", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let path = path.to_path_buf();
+    std::thread::Builder::new().name("nsxdp-ctl".into()).spawn(move || {
+        while !shutdown.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if let Err(e) = handle(stream, &to_manager) {
+                        eprintln!("nsxdp: control socket: {e}");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => {
+                    eprintln!("nsxdp: control socket: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+fn handle(stream: UnixStream, to_manager: &Sender<Request>) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&stream).take_line(&mut line)?;
+    let (reply, from_manager) = mpsc::channel();
+    let answer = if to_manager.send(Request { line: line.trim().to_string(), reply }).is_err() {
+        "error: the server is stopping\n".to_string()
+    } else {
+        from_manager.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| "error: no reply\n".to_string())
+    };
+    (&stream).write_all(answer.as_bytes())
+}
+
+trait TakeLine {
+    fn take_line(self, out: &mut String) -> io::Result<()>;
+}
+
+impl<R: BufRead> TakeLine for R {
+    /// One line of at most 4 KiB.
+    fn take_line(self, out: &mut String) -> io::Result<()> {
+        self.take(4096).read_line(out).map(|_| ())
+    }
+}
+
+/// Runs the manager on a thread: commands from the socket, reload-all on `hup`, until
+/// `shutdown`. Gives the zone set back when it stops.
+pub fn spawn_manager(
+    mut zones: ZoneSet,
+    requests: Receiver<Request>,
+    hup: Arc<AtomicBool>,
+    shutdown: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<ZoneSet>> {
+    std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
+        while !shutdown.load(Ordering::Relaxed) {
+            if hup.swap(false, Ordering::Relaxed) {
+                eprintln!("nsxdp: SIGHUP: reloading every zone");
+                let out = command(&mut zones, "reload");
+                eprint!("{out}");
+            }
+            match requests.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => {
+                    let out = command(&mut zones, &r.line);
+                    let _ = r.reply.send(out);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        zones
+    })
+}
+
+/// Runs one command line; the reply text (its last line `ok` or `error: ...`).
+pub fn command(zones: &mut ZoneSet, line: &str) -> String {
+    let mut words = line.split_whitespace();
+    let cmd = words.next().unwrap_or("");
+    let arg = words.next();
+    if words.next().is_some() {
+        return "error: too many arguments\n".into();
+    }
+    let targets = match arg {
+        None => Ok((0..zones.zones.len()).collect::<Vec<_>>()),
+        Some(z) => Name::parse_text(z.as_bytes(), Some(&Name::root()))
+            .map_err(|e| format!("bad zone name {z:?}: {e}"))
+            .and_then(|n| zones.index(&n).map(|i| vec![i]).ok_or_else(|| format!("no zone {n}"))),
+    };
+    let targets = match targets {
+        Ok(t) => t,
+        Err(e) => return format!("error: {e}\n"),
+    };
+    let mut out = String::new();
+    match cmd {
+        "reload" => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+            let mut failed = 0;
+            for i in targets {
+                let r = zones.reload(i, now);
+                let name = &zones.zones[i].name;
+                match r {
+                    Reloaded::Unchanged { serial } => {
+                        let _ = writeln!(out, "{name} unchanged, serial {serial}");
+                    }
+                    Reloaded::Updated { from, to, changes, warnings } => {
+                        for w in warnings {
+                            let _ = writeln!(out, "warning: {w}");
+                        }
+                        let _ = writeln!(
+                            out,
+                            "{name} reloaded, serial {from} -> {to} ({} RRs removed, {} added)",
+                            changes.removed.len(),
+                            changes.added.len()
+                        );
+                    }
+                    Reloaded::Failed { error } => {
+                        failed += 1;
+                        let _ = writeln!(out, "{name} NOT reloaded, still serving serial {}: {error}", {
+                            zones.zones[i].snapshot.serial()
+                        });
+                    }
+                }
+            }
+            // The server's log gets the same lines.
+            eprint!("{}", out.lines().map(|l| format!("nsxdp: {l}\n")).collect::<String>());
+            out.push_str(if failed == 0 { "ok\n" } else { "error: some zones were not reloaded\n" });
+        }
+        "status" => {
+            for i in targets {
+                let z = &zones.zones[i];
+                let at = z.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let _ =
+                    write!(out, "{} serial {} loaded-at {at} file {}", z.name, z.snapshot.serial(), z.file.display());
+                match &z.last_error {
+                    Some(e) => {
+                        let _ = writeln!(out, " last-error {e}");
+                    }
+                    None => out.push('\n'),
+                }
+            }
+            out.push_str("ok\n");
+        }
+        "" => out.push_str("error: no command (reload [ZONE], status [ZONE])\n"),
+        other => {
+            let _ = writeln!(out, "error: unknown command {other:?} (reload [ZONE], status [ZONE])");
+        }
+    }
+    out
+}
+
+/// The client side: sends a command, prints the reply; Ok(true) when it ends with `ok`.
+pub fn client(socket: &PathBuf, line: &str) -> io::Result<bool> {
+    let mut s =
+        UnixStream::connect(socket).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", socket.display())))?;
+    s.write_all(line.as_bytes())?;
+    s.write_all(b"\n")?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = String::new();
+    io::Read::read_to_string(&mut s, &mut reply)?;
+    print!("{reply}");
+    Ok(reply.lines().last() == Some("ok"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::Catalog;
+    use crate::config::SerialPolicy;
+
+    #[test]
+    fn socket_manager_and_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.test.zone");
+        std::fs::write(&file, "$ORIGIN c.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n").unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog.clone());
+        zs.add(None, &file, SerialPolicy::Increment, crate::journal::Limits::default(), 0, &mut Vec::new()).unwrap();
+        zs.publish();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let sock = dir.path().join("run/ctl.sock");
+        let t1 = spawn_socket(&sock, tx, shutdown.clone()).unwrap();
+        let t2 = spawn_manager(zs, rx, hup.clone(), shutdown.clone()).unwrap();
+        // A second server on the same socket is refused.
+        let (tx2, _rx2) = mpsc::channel();
+        assert!(spawn_socket(&sock, tx2, shutdown.clone()).is_err());
+
+        assert!(client(&sock, "status").unwrap());
+        assert!(client(&sock, "reload c.test").unwrap());
+        assert!(!client(&sock, "reload nope.test").unwrap());
+        assert!(!client(&sock, "frobnicate").unwrap());
+        std::fs::write(&file, "$ORIGIN c.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.7\n").unwrap();
+        assert!(client(&sock, "reload").unwrap());
+        assert_eq!(catalog.load().snapshots()[0].serial(), 2);
+        // SIGHUP's flag reloads everything.
+        std::fs::write(&file, "$ORIGIN c.test.\n$TTL 60\n@ SOA ns hm 9 2 3 4 5\n@ NS ns\nns A 192.0.2.8\n").unwrap();
+        hup.store(true, Ordering::Relaxed);
+        let t0 = std::time::Instant::now();
+        while catalog.load().snapshots()[0].serial() != 9 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "SIGHUP reload did not happen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        shutdown.store(true, Ordering::Relaxed);
+        t1.join().unwrap();
+        let zs = t2.join().unwrap();
+        assert_eq!(zs.zones[0].snapshot.serial(), 9);
+        assert!(!sock.exists());
+    }
+}

@@ -1,0 +1,492 @@
+//! The served zones on the control side: loading them at start, reloading them from their
+//! files, and publishing each new version with one atomic swap of the catalog.
+//!
+//! A reload reads the zone file, checks it, compares it with the running version (rebuilt
+//! from its snapshot, so no second copy of every zone stays in memory), raises the serial
+//! when the data changed but the serial did not (per the zone's policy), appends the change
+//! to the zone's journal (durable before anything is announced), writes the new snapshot
+//! (atomically: temp file, fsync, rename) and swaps it into the catalog. Run loops pick the
+//! new catalog up at their next batch; the old snapshot is unmapped when its last reader
+//! lets go. Anything wrong (unreadable file, zone errors, a failed write) leaves the running
+//! version in place and is kept as the zone's last error.
+//!
+//! On disk, per zone, in the data directory: `NAME.snap` (the latest version, or the one
+//! before it after a crash between the journal append and the snapshot write) and
+//! `NAME.journal` (the changes, for IXFR and to replay onto the snapshot at start). At start
+//! the snapshot plus the journal give the last version; the zone file is then compared with
+//! it like a reload, so a restart neither loses a change nor reuses a serial.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::answer::Catalog;
+use crate::config::SerialPolicy;
+use crate::dataplane::SharedCatalog;
+use crate::journal::{self, Journal, Limits};
+use crate::snapshot::{self, Snapshot};
+use crate::wire::name::Name;
+use crate::wire::rdata::rtype;
+use crate::zone::parse::{self, Loaded};
+use crate::zone::{soa_serial, Changeset, SrcPos, Zone};
+
+use crate::journal::serial::gt as serial_gt;
+
+/// The serial a changed zone gets when its file kept the old one, or None to keep it.
+pub fn next_serial(old: u32, policy: SerialPolicy, now_unix: u32) -> Option<u32> {
+    match policy {
+        SerialPolicy::Keep => None,
+        SerialPolicy::Increment => Some(old.wrapping_add(1)),
+        SerialPolicy::Unixtime if serial_gt(now_unix, old) => Some(now_unix),
+        SerialPolicy::Unixtime => Some(old.wrapping_add(1)),
+    }
+}
+
+/// One zone as served.
+pub struct ZoneState {
+    pub name: Name,
+    pub file: PathBuf,
+    pub policy: SerialPolicy,
+    pub snapshot: Arc<Snapshot>,
+    /// The change history (zones served from a bare snapshot file have none).
+    pub journal: Option<Journal>,
+    pub loaded_at: SystemTime,
+    /// Why the last reload failed (cleared by a successful one).
+    pub last_error: Option<String>,
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum Reloaded {
+    /// The file holds what is served.
+    Unchanged { serial: u32 },
+    /// A new version is served.
+    Updated { from: u32, to: u32, changes: Changeset, warnings: Vec<String> },
+    /// The running version stays.
+    Failed { error: String },
+}
+
+/// The zones, their snapshot directory and the catalog the run loops read.
+pub struct ZoneSet {
+    data_dir: PathBuf,
+    catalog: SharedCatalog,
+    pub zones: Vec<ZoneState>,
+}
+
+impl ZoneSet {
+    pub fn new(data_dir: &Path, catalog: SharedCatalog) -> ZoneSet {
+        ZoneSet { data_dir: data_dir.to_path_buf(), catalog, zones: Vec::new() }
+    }
+
+    /// Where a zone's snapshot lives.
+    pub fn snapshot_path(&self, origin: &Name) -> PathBuf {
+        let text = origin.to_string().to_ascii_lowercase();
+        let stem = text.trim_end_matches('.');
+        self.data_dir.join(format!("{}.snap", if stem.is_empty() { "root" } else { stem }))
+    }
+
+    /// Where a zone's journal lives.
+    pub fn journal_path(&self, origin: &Name) -> PathBuf {
+        self.snapshot_path(origin).with_extension("journal")
+    }
+
+    /// Starts serving a zone (published by [`Self::publish`]): the version left by the last
+    /// run (snapshot + journal) if there is one, then the zone file compared with it as a
+    /// reload would. Notes for the log (a replayed journal, a torn tail cut off, a zone file
+    /// that did not load while the last version still could) go to `notes`.
+    pub fn add(
+        &mut self,
+        name: Option<&Name>,
+        file: &Path,
+        policy: SerialPolicy,
+        limits: Limits,
+        now_unix: u32,
+        notes: &mut Vec<String>,
+    ) -> Result<&ZoneState, String> {
+        let loaded = load(file, name);
+        let origin = match (&loaded, name) {
+            (Ok(l), _) => l.zone.origin().clone(),
+            (Err(_), Some(n)) => n.clone(),
+            (Err(e), None) => return Err(e.clone()),
+        };
+        if self.index(&origin).is_some() {
+            return Err(format!("zone {origin} given twice"));
+        }
+        let snap_path = self.snapshot_path(&origin);
+        let journal_path = self.journal_path(&origin);
+        let previous = if snap_path.exists() {
+            Some(self.previous(&origin, &snap_path, &journal_path, limits, notes)?)
+        } else {
+            None
+        };
+        let (snapshot, journal) = match previous {
+            Some((snap, journal)) => (snap, journal),
+            None => {
+                let zone = &loaded.as_ref().map_err(|e| e.clone())?.zone;
+                let serial = zone.serial().unwrap_or(0);
+                if journal_path.exists() {
+                    // A journal without its snapshot cannot be replayed: keep it aside.
+                    let aside = journal_path.with_extension(format!("journal.orphan-{now_unix}"));
+                    std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+                    notes.push(format!(
+                        "zone {origin}: {} had no snapshot; moved to {}",
+                        journal_path.display(),
+                        aside.display()
+                    ));
+                }
+                let snap = self.write(zone)?;
+                let j = Journal::create(&journal_path, &origin, serial, limits).map_err(|e| e.to_string())?;
+                (snap, j)
+            }
+        };
+        self.zones.push(ZoneState {
+            name: origin,
+            file: file.to_path_buf(),
+            policy,
+            snapshot,
+            journal: Some(journal),
+            loaded_at: SystemTime::now(),
+            last_error: None,
+        });
+        let i = self.zones.len() - 1;
+        match self.reload(i, now_unix) {
+            Reloaded::Unchanged { .. } => {}
+            Reloaded::Updated { from, to, warnings, .. } => {
+                notes.extend(warnings);
+                notes.push(format!(
+                    "zone {}: zone file differs from the last run: serial {from} -> {to}",
+                    self.zones[i].name
+                ));
+            }
+            Reloaded::Failed { error } => notes.push(format!(
+                "zone {}: serving serial {} from the last run: {error}",
+                self.zones[i].name,
+                self.zones[i].snapshot.serial()
+            )),
+        }
+        Ok(&self.zones[i])
+    }
+
+    /// The version the last run left: its snapshot with the journal replayed onto it (and
+    /// written as the new snapshot when the journal went further).
+    fn previous(
+        &self,
+        origin: &Name,
+        snap_path: &Path,
+        journal_path: &Path,
+        limits: Limits,
+        notes: &mut Vec<String>,
+    ) -> Result<(Arc<Snapshot>, Journal), String> {
+        let snap = Snapshot::open(snap_path).map_err(|e| e.to_string())?;
+        if snap.origin() != *origin {
+            return Err(format!("{}: holds zone {}, not {origin}", snap_path.display(), snap.origin()));
+        }
+        let (j, torn) =
+            Journal::open_or_create(journal_path, origin, snap.serial(), limits).map_err(|e| e.to_string())?;
+        if let Some(t) = torn {
+            notes.push(format!("zone {origin}: {t}"));
+        }
+        if j.last_serial() == snap.serial() {
+            return Ok((Arc::new(snap), j));
+        }
+        let base = snapshot::to_zone(snap.zone()).map_err(|e| format!("{}: {e}", snap_path.display()))?;
+        let r = journal::replay(base, &j).map_err(|e| e.to_string())?;
+        notes.push(format!(
+            "zone {origin}: journal replayed onto the snapshot: serial {} -> {} ({} changes)",
+            snap.serial(),
+            r.serial,
+            r.applied
+        ));
+        Ok((self.write(&r.zone)?, j))
+    }
+
+    /// Serves an existing snapshot file as it is (no zone file behind it: never reloaded).
+    pub fn add_snapshot(&mut self, path: &Path) -> Result<&ZoneState, String> {
+        let snap = Snapshot::open(path).map_err(|e| e.to_string())?;
+        let name = snap.origin();
+        if self.zones.iter().any(|z| z.name == name) {
+            return Err(format!("zone {name} given twice"));
+        }
+        self.zones.push(ZoneState {
+            name,
+            file: PathBuf::new(),
+            policy: SerialPolicy::Keep,
+            snapshot: Arc::new(snap),
+            journal: None,
+            loaded_at: SystemTime::now(),
+            last_error: None,
+        });
+        Ok(self.zones.last().expect("just pushed"))
+    }
+
+    /// Makes the current set of snapshots the one every run loop reads (one atomic swap).
+    pub fn publish(&self) {
+        let snaps = self.zones.iter().map(|z| z.snapshot.clone()).collect();
+        self.catalog.store(Arc::new(Catalog::new(snaps)));
+    }
+
+    /// Reloads zone `i` from its file and publishes the result if it changed.
+    pub fn reload(&mut self, i: usize, now_unix: u32) -> Reloaded {
+        let r = self.reload_inner(i, now_unix);
+        let z = &mut self.zones[i];
+        match &r {
+            Reloaded::Failed { error } => z.last_error = Some(error.clone()),
+            _ => z.last_error = None,
+        }
+        if let Reloaded::Updated { .. } = r {
+            z.loaded_at = SystemTime::now();
+            self.publish();
+        }
+        r
+    }
+
+    fn reload_inner(&mut self, i: usize, now_unix: u32) -> Reloaded {
+        let z = &self.zones[i];
+        if z.file.as_os_str().is_empty() {
+            return Reloaded::Failed { error: format!("zone {} has no zone file to reload", z.name) };
+        }
+        let fail = |error: String| Reloaded::Failed { error };
+        let mut new = match load(&z.file, Some(&z.name)) {
+            Ok(l) => l.zone,
+            Err(e) => return fail(e),
+        };
+        let old = match snapshot::to_zone(z.snapshot.zone()) {
+            Ok(o) => o,
+            Err(e) => return fail(format!("zone {}: reading the running version: {e}", z.name)),
+        };
+        let from = old.serial().unwrap_or(0);
+        let mut changes = old.diff(&new);
+        if changes.is_empty() {
+            return Reloaded::Unchanged { serial: from };
+        }
+        let mut warnings = Vec::new();
+        let data_changed = !changes.removed.is_empty() || !changes.added.is_empty();
+        let to = new.serial().unwrap_or(0);
+        if !data_changed && !serial_gt(to, from) {
+            // Only the SOA differs and not upwards: e.g. a file whose serial we raised
+            // before. What runs stays.
+            return Reloaded::Unchanged { serial: from };
+        }
+        if data_changed && !serial_gt(to, from) {
+            match next_serial(from, z.policy, now_unix) {
+                Some(s) => {
+                    if let Err(e) = set_serial(&mut new, s) {
+                        return fail(format!("zone {}: raising the serial: {e}", z.name));
+                    }
+                    warnings
+                        .push(format!("zone {}: data changed but serial {to} is not above {from}: serial {s}", z.name));
+                    changes = old.diff(&new);
+                }
+                None => warnings.push(format!(
+                    "zone {}: data changed but serial {to} is not above {from}; kept (serial-policy keep): \
+                     secondaries will not see the change",
+                    z.name
+                )),
+            }
+        }
+        let to = new.serial().unwrap_or(0);
+        // Durable in the journal first: a crash from here on restarts at this version.
+        if let Some(j) = &mut self.zones[i].journal {
+            if to != from {
+                if let Err(e) = j.append(&changes) {
+                    return fail(e.to_string());
+                }
+            }
+        }
+        let snap = match self.write(&new) {
+            Ok(snap) => snap,
+            Err(e) => return fail(e),
+        };
+        self.zones[i].snapshot = snap;
+        if let Some(j) = &mut self.zones[i].journal {
+            if j.needs_compaction() {
+                // The snapshot just written is the base: nothing newer is in the journal.
+                match j.compact(to) {
+                    Ok(c) => warnings.push(format!("zone {}: journal compacted: {c:?}", self.zones[i].name)),
+                    Err(e) => warnings.push(format!("zone {}: journal compaction failed: {e}", self.zones[i].name)),
+                }
+            }
+        }
+        Reloaded::Updated { from, to, changes, warnings }
+    }
+
+    /// Compiles and writes a zone's snapshot and maps it.
+    fn write(&self, zone: &Zone) -> Result<Arc<Snapshot>, String> {
+        let img = snapshot::compile(zone).map_err(|e| e.to_string())?;
+        let path = self.snapshot_path(zone.origin());
+        snapshot::write_snapshot(&path, &img).map_err(|e| format!("{}: {e}", path.display()))?;
+        let snap = Snapshot::open(&path).map_err(|e| e.to_string())?;
+        Ok(Arc::new(snap))
+    }
+
+    pub fn index(&self, name: &Name) -> Option<usize> {
+        let name = name.to_lowercase();
+        self.zones.iter().position(|z| z.name.to_lowercase() == name)
+    }
+}
+
+/// Reads and checks a zone file; the error names the file and its first problems.
+fn load(file: &Path, origin: Option<&Name>) -> Result<Loaded, String> {
+    let loaded = parse::load_file(file, origin).map_err(|e| format!("{}: {e}", file.display()))?;
+    if !loaded.is_servable() {
+        let errors: Vec<String> = loaded.errors().take(5).map(|d| d.to_string()).collect();
+        let more = loaded.errors().count().saturating_sub(errors.len());
+        let tail = if more > 0 { format!(" (and {more} more)") } else { String::new() };
+        return Err(format!("{}: zone not loaded: {}{tail}", file.display(), errors.join("; ")));
+    }
+    Ok(loaded)
+}
+
+/// Rewrites the apex SOA with another serial.
+fn set_serial(zone: &mut Zone, serial: u32) -> Result<(), String> {
+    let origin = zone.origin().clone();
+    let soa = zone.soa().ok_or("no SOA")?;
+    let ttl = soa.ttl;
+    let old: Vec<u8> = soa.rdata.first().ok_or("empty SOA")?.to_vec();
+    soa_serial(&old).ok_or("bad SOA rdata")?;
+    // The serial is the first of the five numbers after the two names.
+    let at = old.len() - 20;
+    let mut new = old.clone();
+    new[at..at + 4].copy_from_slice(&serial.to_be_bytes());
+    zone.remove(&origin, rtype::SOA, &old);
+    zone.insert(&origin, rtype::SOA, ttl, &new, SrcPos::default()).map_err(|e| format!("{e:?}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_arithmetic() {
+        assert!(serial_gt(2, 1));
+        assert!(!serial_gt(1, 1));
+        assert!(!serial_gt(1, 2));
+        assert!(serial_gt(0, u32::MAX));
+        assert!(serial_gt(5, u32::MAX - 5));
+        // Exactly half the space apart: undefined in RFC 1982, never "newer".
+        assert!(!serial_gt(0x8000_0000, 0));
+        assert_eq!(next_serial(7, SerialPolicy::Increment, 0), Some(8));
+        assert_eq!(next_serial(u32::MAX, SerialPolicy::Increment, 0), Some(0));
+        assert_eq!(next_serial(7, SerialPolicy::Keep, 100), None);
+        assert_eq!(next_serial(7, SerialPolicy::Unixtime, 1_700_000_000), Some(1_700_000_000));
+        assert_eq!(next_serial(2_000_000_000, SerialPolicy::Unixtime, 1_700_000_000), Some(2_000_000_001));
+    }
+
+    const V1: &str =
+        "$ORIGIN r.test.\n$TTL 300\n@ SOA ns hm 10 3600 600 86400 60\n@ NS ns\nns A 192.0.2.1\nwww A 192.0.2.2\n";
+
+    fn set(dir: &Path) -> (ZoneSet, PathBuf) {
+        let file = dir.join("r.test.zone");
+        std::fs::write(&file, V1).unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir, catalog);
+        zs.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut Vec::new()).unwrap();
+        zs.publish();
+        (zs, file)
+    }
+
+    fn served_serial(zs: &ZoneSet) -> u32 {
+        zs.catalog.load().snapshots()[0].serial()
+    }
+
+    #[test]
+    fn reload_publishes_changes_and_raises_a_forgotten_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut zs, file) = set(dir.path());
+        assert_eq!(served_serial(&zs), 10);
+        assert!(matches!(zs.reload(0, 0), Reloaded::Unchanged { serial: 10 }));
+        // New data, new serial.
+        std::fs::write(&file, V1.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.3")).unwrap();
+        match zs.reload(0, 0) {
+            Reloaded::Updated { from: 10, to: 11, changes, warnings } => {
+                assert_eq!(changes.removed.len(), 1);
+                assert_eq!(changes.added.len(), 1);
+                assert!(warnings.is_empty());
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(served_serial(&zs), 11);
+        // New data, the serial forgotten: raised to 12.
+        std::fs::write(&file, V1.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.4")).unwrap();
+        match zs.reload(0, 0) {
+            Reloaded::Updated { from: 11, to: 12, warnings, .. } => assert_eq!(warnings.len(), 1),
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(served_serial(&zs), 12);
+        // A broken file: the running version stays, the error is kept.
+        std::fs::write(&file, "$ORIGIN r.test.\n@ SOA ns hm 13 1 1 1 1\nwww A 300.1.1.1\n").unwrap();
+        let Reloaded::Failed { error } = zs.reload(0, 0) else { panic!() };
+        assert!(error.contains("r.test.zone:3"), "{error}");
+        assert_eq!(zs.zones[0].last_error.as_deref(), Some(error.as_str()));
+        assert_eq!(served_serial(&zs), 12);
+        // The file gone: same.
+        std::fs::remove_file(&file).unwrap();
+        assert!(matches!(zs.reload(0, 0), Reloaded::Failed { .. }));
+        assert_eq!(served_serial(&zs), 12);
+    }
+
+    #[test]
+    fn restarts_continue_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut zs, file) = set(dir.path());
+        let snap = zs.snapshot_path(&zs.zones[0].name);
+        let v10 = std::fs::read(&snap).unwrap();
+        // A change whose serial the file forgot: served as 11.
+        std::fs::write(&file, V1.replace("192.0.2.2", "192.0.2.3")).unwrap();
+        assert!(matches!(zs.reload(0, 0), Reloaded::Updated { to: 11, .. }));
+        drop(zs);
+        // Restart with the same file: still 11 (not 10 again, and not 12).
+        let restart = |dir: &Path| {
+            let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+            let mut zs = ZoneSet::new(dir, catalog);
+            let mut notes = Vec::new();
+            zs.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut notes).unwrap();
+            (zs, notes)
+        };
+        let (zs, notes) = restart(dir.path());
+        assert_eq!(zs.zones[0].snapshot.serial(), 11, "{notes:?}");
+        assert_eq!(zs.zones[0].journal.as_ref().unwrap().last_serial(), 11);
+        drop(zs);
+        // A crash after the journal append but before the snapshot write: the old snapshot
+        // and a journal one step ahead. The restart replays it.
+        std::fs::write(&snap, &v10).unwrap();
+        let (zs, notes) = restart(dir.path());
+        assert_eq!(zs.zones[0].snapshot.serial(), 11);
+        assert!(notes.iter().any(|n| n.contains("journal replayed")), "{notes:?}");
+        let z = snapshot::to_zone(zs.zones[0].snapshot.zone()).unwrap();
+        let www = Name::parse_text(b"www.r.test.", None).unwrap();
+        assert_eq!(z.rrset(&www, rtype::A).unwrap().rdata.first().unwrap(), &[192, 0, 2, 3][..]);
+        let ixfr = zs.zones[0].journal.as_ref().unwrap().changes_since(10).unwrap().unwrap();
+        assert_eq!(ixfr.len(), 1);
+        drop(zs);
+        // A broken zone file at start: the last version is served all the same.
+        std::fs::write(
+            &file,
+            "$ORIGIN r.test.
+www A 1.2.3
+",
+        )
+        .unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        let mut notes = Vec::new();
+        let name = Name::parse_text(b"r.test.", None).unwrap();
+        zs.add(Some(&name), &file, SerialPolicy::Increment, Limits::default(), 0, &mut notes).unwrap();
+        assert_eq!(zs.zones[0].snapshot.serial(), 11);
+        assert!(notes.iter().any(|n| n.contains("from the last run")), "{notes:?}");
+        assert!(zs.zones[0].last_error.is_some());
+    }
+
+    #[test]
+    fn keep_policy_serves_the_change_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut zs, file) = set(dir.path());
+        zs.zones[0].policy = SerialPolicy::Keep;
+        std::fs::write(&file, V1.replace("192.0.2.2", "192.0.2.9")).unwrap();
+        match zs.reload(0, 0) {
+            Reloaded::Updated { from: 10, to: 10, warnings, .. } => assert!(warnings[0].contains("kept")),
+            r => panic!("{r:?}"),
+        }
+    }
+}
