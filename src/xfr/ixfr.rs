@@ -9,10 +9,13 @@
 //! sends the answer if it fits in one message and otherwise our SOA alone, which tells the
 //! client to retry over TCP (§2).
 
+use std::cmp::Ordering;
+
 use super::axfr::FullZone;
 use super::message::{MessageWriter, Options};
 use super::stream::{owner_text, Offer, Sender, Source};
-use super::{serial_ge, Request, Rr, Signer, XfrError};
+use super::{Request, Rr, Signer, XfrError};
+use crate::journal::serial;
 use crate::zone::{soa_serial, Changeset, Record};
 
 /// Which answer an IXFR request gets.
@@ -206,7 +209,8 @@ where
             Some((h, start))
         };
         let (kind, answer) = match req.ixfr_serial {
-            Some(client) if serial_ge(client, current) => {
+            // The client is current or ahead (RFC 1982; serials 2^31 apart are not).
+            Some(client) if matches!(serial::compare(client, current), Some(Ordering::Equal | Ordering::Greater)) => {
                 (IxfrKind::UpToDate, Answer::Soa(SoaOnly { soa: current_soa.clone(), sent: false }))
             }
             // A request without the client's SOA (not an IXFR) gets the whole zone.

@@ -103,12 +103,6 @@ impl<T: Rr + ?Sized> Rr for &T {
     }
 }
 
-/// RFC 1982 serial arithmetic: `a` is `b` or comes after it. Serials exactly 2^31 apart are
-/// not comparable; this says "no" for them.
-pub fn serial_ge(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) >= 0
-}
-
 /// Writes a response with no records to `req`: its ID, RD and opcode, the question, `rcode`,
 /// and a TSIG signed by `signer` when the request was signed (e.g. REFUSED after a good
 /// TSIG but an ACL that says no). Returns the message length.

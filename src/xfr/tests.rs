@@ -295,13 +295,18 @@ fn request_and_response_signers_round_trip() {
 }
 
 #[test]
-fn base64_secrets() {
-    assert_eq!(tsig::base64_decode("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="), Some((0..32).collect()));
-    assert_eq!(tsig::base64_decode("Zm9v YmE="), Some(b"fooba".to_vec()));
-    assert_eq!(tsig::base64_decode("Zm9vYg"), Some(b"foob".to_vec()));
-    assert_eq!(tsig::base64_decode("Zm9vY"), None);
-    assert_eq!(tsig::base64_decode("Zm9vYh=="), None, "non-zero padding bits");
-    assert_eq!(tsig::base64_decode("Zm9v!"), None);
+fn keys_from_base64_and_configuration() {
+    let k =
+        Key::from_base64(&n("K."), Algorithm::HmacSha256, " AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    assert_eq!(k, Key::new(&n("k."), Algorithm::HmacSha256, &(0..32).collect::<Vec<u8>>()));
+    assert_eq!(Key::from_base64(&n("k."), Algorithm::HmacSha256, "Zm9v!"), Err(tsig::KeyError::Base64));
+    // From the configuration's key.
+    let c = crate::config::Key {
+        name: n("xfr-key."),
+        algorithm: crate::config::TsigAlgorithm::HmacSha256,
+        secret: (0..32).collect(),
+    };
+    assert_eq!(Key::from(&c), keys_sha256());
     assert!(Key::from_base64(&n("k."), Algorithm::HmacSha256, "").is_err());
     assert_eq!(Algorithm::from_name("HMAC-SHA384."), Some(Algorithm::HmacSha384));
     assert_eq!(Algorithm::from_name("hmac-md5"), None);
@@ -638,7 +643,6 @@ fn error_responses_echo_the_request() {
     // QR, RD copied (kdig sets it), not AA; REFUSED.
     assert_eq!(u16::from_be_bytes([r[2], r[3]]), 0x8105);
     tsig::Verifier::new(&key, &ok.mac).verify(r, t).unwrap();
-    assert!(serial_ge(1, 1) && serial_ge(2, 1) && serial_ge(0, 0xffff_ffff) && !serial_ge(1, 2));
 }
 
 #[test]

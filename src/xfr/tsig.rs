@@ -101,8 +101,6 @@ impl std::fmt::Display for Algorithm {
 /// Why a key cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown TSIG algorithm {0:?} (hmac-sha1, hmac-sha256, hmac-sha384, hmac-sha512)")]
-    Algorithm(String),
     #[error("the secret is not valid base64")]
     Base64,
     #[error("the secret is empty")]
@@ -132,10 +130,11 @@ impl Key {
         Key { name: name.to_lowercase(), algorithm, secret: secret.into(), min_mac_len: algorithm.mac_len() }
     }
 
-    /// A key from a base64 secret (RFC 4648, padding optional, whitespace ignored), the
-    /// way configuration files and `dig -y` give it.
+    /// A key from a base64 secret (RFC 4648 §4, surrounding whitespace ignored), the way
+    /// configuration files and `dig -y` give it.
     pub fn from_base64(name: &Name, algorithm: Algorithm, secret: &str) -> Result<Key, KeyError> {
-        let secret = base64_decode(secret).ok_or(KeyError::Base64)?;
+        use base64::Engine;
+        let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).map_err(|_| KeyError::Base64)?;
         if secret.is_empty() {
             return Err(KeyError::EmptySecret);
         }
@@ -162,39 +161,23 @@ impl Key {
     }
 }
 
-/// Decodes standard base64 (RFC 4648 §4); None if it is not.
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits, mut pad) = (0u32, 0u32, 0usize);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                pad += 1;
-                continue;
-            }
-            c if c.is_ascii_whitespace() => continue,
-            _ => return None,
-        };
-        if pad > 0 {
-            return None;
-        }
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
+impl From<crate::config::TsigAlgorithm> for Algorithm {
+    fn from(a: crate::config::TsigAlgorithm) -> Algorithm {
+        use crate::config::TsigAlgorithm as C;
+        match a {
+            C::HmacSha1 => Algorithm::HmacSha1,
+            C::HmacSha256 => Algorithm::HmacSha256,
+            C::HmacSha384 => Algorithm::HmacSha384,
+            C::HmacSha512 => Algorithm::HmacSha512,
         }
     }
-    // Left-over bits must be zero padding of a valid length.
-    if bits >= 6 || acc & ((1 << bits) - 1) != 0 || pad > 2 {
-        return None;
+}
+
+impl From<&crate::config::Key> for Key {
+    /// A configured key (full-length MACs only).
+    fn from(k: &crate::config::Key) -> Key {
+        Key::new(&k.name, k.algorithm.into(), &k.secret)
     }
-    Some(out)
 }
 
 /// An HMAC under way, for one of the algorithms.
