@@ -5,4 +5,5 @@
 pub mod ctl;
 pub mod notify;
 pub mod tcp;
+pub mod transfer;
 pub mod zones;

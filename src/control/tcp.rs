@@ -1,6 +1,7 @@
 //! DNS over TCP (RFC 7766) on the control thread's mio loop: two-octet length framing, many
 //! and pipelined queries per connection, partial reads and writes, an idle timeout and a
-//! connection limit. Zone transfers will be served from here too.
+//! connection limit. AXFR and IXFR requests go to [`super::transfer`]; their messages are made
+//! as the connection drains, and queries pipelined behind a transfer wait for its end.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -12,8 +13,10 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use super::transfer::{self, Transfers};
 use crate::answer::{answer, Config, Outcome, Transport};
 use crate::dataplane::{LoopStats, SharedCatalog};
+use crate::wire::rdata::rtype;
 
 /// TCP settings.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +37,9 @@ impl Default for TcpConfig {
 
 struct Conn {
     stream: TcpStream,
+    peer: SocketAddr,
+    /// A zone transfer being sent.
+    transfer: Option<transfer::Stream>,
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
@@ -53,8 +59,12 @@ pub struct TcpServer {
     cfg: Config,
     tcp: TcpConfig,
     scratch: Vec<u8>,
+    transfers: Option<Transfers>,
     pub stats: Arc<LoopStats>,
 }
+
+/// Output kept ready while a transfer is sent: more is made when less is waiting.
+const TRANSFER_LOW_WATER: usize = 256 * 1024;
 
 const LISTENER_TOKENS: usize = 1024;
 
@@ -84,8 +94,15 @@ impl TcpServer {
             cfg,
             tcp,
             scratch: vec![0u8; 65535],
+            transfers: None,
             stats: Arc::new(LoopStats::default()),
         })
+    }
+
+    /// Allows zone transfers, as the configuration's ACLs say (without this, every transfer
+    /// request is refused).
+    pub fn set_transfers(&mut self, t: Transfers) {
+        self.transfers = Some(t);
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -116,7 +133,7 @@ impl TcpServer {
 
     fn accept(&mut self, i: usize) {
         loop {
-            let (mut stream, _peer) = match self.listeners[i].accept() {
+            let (mut stream, peer) = match self.listeners[i].accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return,
@@ -135,6 +152,8 @@ impl TcpServer {
                 token,
                 Conn {
                     stream,
+                    peer,
+                    transfer: None,
                     input: Vec::with_capacity(512),
                     output: Vec::new(),
                     written: 0,
@@ -148,14 +167,24 @@ impl TcpServer {
 
     fn service(&mut self, token: usize) {
         let Some(mut c) = self.conns.remove(&token) else { return };
-        let keep = self.read_and_answer(&mut c) && flush(&mut c);
-        if !keep || (c.eof && c.output.is_empty()) {
+        let mut keep = self.read_and_answer(&mut c) && self.pump(&mut c) && flush(&mut c);
+        // A transfer that drained its output makes more; when it ends, what was pipelined
+        // behind it is answered.
+        while keep && c.transfer.is_some() && c.output.is_empty() {
+            keep = self.pump(&mut c) && flush(&mut c);
+        }
+        if keep && c.transfer.is_none() && c.input.len() >= 2 {
+            keep = self.answer_input(&mut c) && self.pump(&mut c) && flush(&mut c);
+        }
+        if !keep || (c.eof && c.output.is_empty() && c.transfer.is_none()) {
             let _ = self.poll.registry().deregister(&mut c.stream);
             return;
         }
         // Read while the client keeps up; write when output is waiting.
         let mut want = Interest::READABLE;
-        if c.output.len() > c.written {
+        if c.transfer.is_some() {
+            want = Interest::WRITABLE;
+        } else if c.output.len() > c.written {
             want = if c.eof || c.output.len() - c.written > self.tcp.max_pending_output {
                 Interest::WRITABLE
             } else {
@@ -190,14 +219,42 @@ impl TcpServer {
                 Err(_) => return false,
             }
         }
+        if c.transfer.is_some() {
+            return true;
+        }
+        self.answer_input(c)
+    }
+
+    /// Answers the complete messages in the input, up to a transfer request. False when the
+    /// connection should close.
+    fn answer_input(&mut self, c: &mut Conn) -> bool {
         let mut pos = 0;
-        while c.input.len() - pos >= 2 {
+        while c.input.len() - pos >= 2 && c.transfer.is_none() {
             let len = u16::from_be_bytes([c.input[pos], c.input[pos + 1]]) as usize;
             if len == 0 {
                 return false;
             }
             if c.input.len() - pos - 2 < len {
                 break;
+            }
+            let msg = &c.input[pos + 2..pos + 2 + len];
+            if is_transfer(msg) {
+                let cat = self.catalog.load();
+                let now = unix_now();
+                match transfer::request(msg, c.peer.ip(), &cat, self.transfers.as_ref(), &mut self.scratch, now) {
+                    transfer::Reply::Single(n) => {
+                        c.output.extend_from_slice(&(n as u16).to_be_bytes());
+                        c.output.extend_from_slice(&self.scratch[..n]);
+                        pos += 2 + len;
+                        continue;
+                    }
+                    transfer::Reply::Stream(s) => {
+                        c.transfer = Some(s);
+                        pos += 2 + len;
+                        continue;
+                    }
+                    transfer::Reply::Nothing => {}
+                }
             }
             let msg = &c.input[pos + 2..pos + 2 + len];
             self.scratch[..len].copy_from_slice(msg);
@@ -214,6 +271,30 @@ impl TcpServer {
         true
     }
 
+    /// Makes transfer messages until enough output waits or the transfer ends. False when
+    /// the connection should close (a transfer that failed halfway cannot be resumed).
+    fn pump(&mut self, c: &mut Conn) -> bool {
+        let now = unix_now();
+        while let Some(s) = c.transfer.as_mut() {
+            if c.output.len() - c.written >= TRANSFER_LOW_WATER {
+                return true;
+            }
+            match s(&mut self.scratch, now) {
+                Ok(Some(n)) => {
+                    c.output.extend_from_slice(&(n as u16).to_be_bytes());
+                    c.output.extend_from_slice(&self.scratch[..n]);
+                    c.last_active = Instant::now();
+                }
+                Ok(None) => c.transfer = None,
+                Err(e) => {
+                    eprintln!("nsxdp: transfer to {} failed: {e}", c.peer);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     fn expire_idle(&mut self) {
         let now = Instant::now();
         let idle = self.tcp.idle_timeout;
@@ -225,6 +306,30 @@ impl TcpServer {
             }
         }
     }
+}
+
+/// Whether a message is a QUERY for AXFR or IXFR (from its header and question; anything
+/// malformed is left to the answer engine).
+fn is_transfer(msg: &[u8]) -> bool {
+    if msg.len() < 12 || (msg[2] >> 3) & 0xF != 0 || msg[2] & 0x80 != 0 {
+        return false;
+    }
+    let mut pos = 12;
+    while let Some(&l) = msg.get(pos) {
+        if l == 0 {
+            let t = msg.get(pos + 1..pos + 3).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            return matches!(t, Some(rtype::AXFR) | Some(rtype::IXFR));
+        }
+        if l & 0xC0 != 0 {
+            return false;
+        }
+        pos += 1 + l as usize;
+    }
+    false
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Writes pending output. False when the connection failed.

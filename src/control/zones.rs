@@ -16,10 +16,12 @@
 //! the snapshot plus the journal give the last version; the zone file is then compared with
 //! it like a reload, so a restart neither loses a change nor reuses a serial.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::transfer::SharedJournals;
 use crate::answer::Catalog;
 use crate::config::SerialPolicy;
 use crate::dataplane::SharedCatalog;
@@ -48,8 +50,9 @@ pub struct ZoneState {
     pub file: PathBuf,
     pub policy: SerialPolicy,
     pub snapshot: Arc<Snapshot>,
-    /// The change history (zones served from a bare snapshot file have none).
-    pub journal: Option<Journal>,
+    /// The change history (zones served from a bare snapshot file have none); shared with
+    /// the transfer side, which reads it for IXFR.
+    pub journal: Option<Arc<Mutex<Journal>>>,
     pub loaded_at: SystemTime,
     /// Why the last reload failed (cleared by a successful one).
     pub last_error: Option<String>,
@@ -70,12 +73,19 @@ pub enum Reloaded {
 pub struct ZoneSet {
     data_dir: PathBuf,
     catalog: SharedCatalog,
+    journals: SharedJournals,
     pub zones: Vec<ZoneState>,
 }
 
 impl ZoneSet {
     pub fn new(data_dir: &Path, catalog: SharedCatalog) -> ZoneSet {
-        ZoneSet { data_dir: data_dir.to_path_buf(), catalog, zones: Vec::new() }
+        let journals = Arc::new(arc_swap::ArcSwap::from_pointee(HashMap::new()));
+        ZoneSet { data_dir: data_dir.to_path_buf(), catalog, journals, zones: Vec::new() }
+    }
+
+    /// The zones' journals as the transfer side sees them (updated by [`Self::publish`]).
+    pub fn journals(&self) -> SharedJournals {
+        self.journals.clone()
     }
 
     /// Where a zone's snapshot lives.
@@ -144,7 +154,7 @@ impl ZoneSet {
             file: file.to_path_buf(),
             policy,
             snapshot,
-            journal: Some(journal),
+            journal: Some(Arc::new(Mutex::new(journal))),
             loaded_at: SystemTime::now(),
             last_error: None,
         });
@@ -223,6 +233,8 @@ impl ZoneSet {
     pub fn publish(&self) {
         let snaps = self.zones.iter().map(|z| z.snapshot.clone()).collect();
         self.catalog.store(Arc::new(Catalog::new(snaps)));
+        let journals = self.zones.iter().filter_map(|z| Some((z.name.to_lowercase(), z.journal.clone()?))).collect();
+        self.journals.store(Arc::new(journals));
     }
 
     /// Reloads zone `i` from its file and publishes the result if it changed.
@@ -286,7 +298,8 @@ impl ZoneSet {
         }
         let to = new.serial().unwrap_or(0);
         // Durable in the journal first: a crash from here on restarts at this version.
-        if let Some(j) = &mut self.zones[i].journal {
+        if let Some(j) = &self.zones[i].journal {
+            let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
             if to != from {
                 if let Err(e) = j.append(&changes) {
                     return fail(e.to_string());
@@ -298,7 +311,8 @@ impl ZoneSet {
             Err(e) => return fail(e),
         };
         self.zones[i].snapshot = snap;
-        if let Some(j) = &mut self.zones[i].journal {
+        if let Some(j) = &self.zones[i].journal {
+            let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
             if j.needs_compaction() {
                 // The snapshot just written is the base: nothing newer is in the journal.
                 match j.compact(to) {
@@ -446,7 +460,7 @@ mod tests {
         };
         let (zs, notes) = restart(dir.path());
         assert_eq!(zs.zones[0].snapshot.serial(), 11, "{notes:?}");
-        assert_eq!(zs.zones[0].journal.as_ref().unwrap().last_serial(), 11);
+        assert_eq!(zs.zones[0].journal.as_ref().unwrap().lock().unwrap().last_serial(), 11);
         drop(zs);
         // A crash after the journal append but before the snapshot write: the old snapshot
         // and a journal one step ahead. The restart replays it.
@@ -457,7 +471,7 @@ mod tests {
         let z = snapshot::to_zone(zs.zones[0].snapshot.zone()).unwrap();
         let www = Name::parse_text(b"www.r.test.", None).unwrap();
         assert_eq!(z.rrset(&www, rtype::A).unwrap().rdata.first().unwrap(), &[192, 0, 2, 3][..]);
-        let ixfr = zs.zones[0].journal.as_ref().unwrap().changes_since(10).unwrap().unwrap();
+        let ixfr = zs.zones[0].journal.as_ref().unwrap().lock().unwrap().changes_since(10).unwrap().unwrap();
         assert_eq!(ixfr.len(), 1);
         drop(zs);
         // A broken zone file at start: the last version is served all the same.
