@@ -100,7 +100,7 @@ pub fn request(
         Err(_) => return single(xfr::write_error(&req, xfr::rcode::SERVFAIL, signer.as_mut(), buf, now)),
     };
     if req.is_axfr() {
-        return match Axfr::new(&req, records.into_iter(), signer, opts) {
+        return match Axfr::new(&req, records, signer, opts) {
             Ok(mut x) => Reply::Stream(Box::new(move |b, now| x.next_message(b, now))),
             Err(_) => Reply::Nothing,
         };
