@@ -157,3 +157,65 @@ acl = ["secondaries"]
     shutdown.store(true, Ordering::Relaxed);
     t.join().unwrap();
 }
+
+/// A reload that changes the zone sends NOTIFY, signed, to the configured target, and tries
+/// again until it is answered.
+#[test]
+fn notify_after_reload_signed_and_retried() {
+    use nsxdp::control::ctl::{self, Notifier};
+    use nsxdp::xfr::tsig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let zone_file = dir.path().join("xfr.test.zone");
+    std::fs::write(&zone_file, zone_text(100, "192.0.2.10")).unwrap();
+    let conf_path = dir.path().join("nsxdp.toml");
+    let conf = format!(
+        "[server]\ndata-dir = \"data\"\n[[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\
+         [[zone]]\nname = \"xfr.test\"\nfile = \"xfr.test.zone\"\nnotify = [\"{} key xfr\"]\nnotify-ns = false\n",
+        target.local_addr().unwrap()
+    );
+    std::fs::write(&conf_path, &conf).unwrap();
+    let config = Arc::new(Config::load(&conf_path).unwrap());
+    let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+    std::fs::create_dir_all(&config.server.data_dir).unwrap();
+    let mut zones = ZoneSet::new(&config.server.data_dir, catalog.clone());
+    let z = &config.zones[0];
+    zones
+        .add(Some(&z.name), z.file.as_deref().unwrap(), z.serial_policy, Limits::default(), 0, &mut Vec::new())
+        .unwrap();
+    zones.publish();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sock = dir.path().join("ctl.sock");
+    let t1 = ctl::spawn_socket(&sock, tx, shutdown.clone()).unwrap();
+    let notifier = Notifier::new(config.clone());
+    let t2 = ctl::spawn_manager(zones, rx, Arc::new(AtomicBool::new(false)), shutdown.clone(), Some(notifier)).unwrap();
+
+    std::fs::write(&zone_file, zone_text(101, "192.0.2.11")).unwrap();
+    assert!(ctl::client(&sock, "reload xfr.test").unwrap());
+    let keys: Vec<tsig::Key> = config.keys.iter().map(tsig::Key::from).collect();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut buf = [0u8; 2048];
+    // The first NOTIFY goes unanswered; a second one comes.
+    let (n, from) = target.recv_from(&mut buf).expect("a NOTIFY");
+    let first = buf[..n].to_vec();
+    assert_eq!((first[2] >> 3) & 0xF, 4, "opcode NOTIFY");
+    assert!(tsig::verify_request(&first, &keys, now()).unwrap().is_some(), "signed with the key");
+    let t0 = std::time::Instant::now();
+    let (n, _) = target.recv_from(&mut buf).expect("a retry");
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(1500), "retried after the timeout");
+    assert_eq!(buf[..2], first[..2], "same ID");
+    // Answered: no more.
+    let q = tsig::locate(&buf[..n]).unwrap().map_or(n, |l| l.start);
+    let mut resp = buf[..q].to_vec();
+    resp[2] |= 0x80;
+    resp[11] = 0; // no TSIG in the reply
+    target.send_to(&resp, from).unwrap();
+    target.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    assert!(target.recv_from(&mut buf).is_err(), "nothing after the answer");
+    shutdown.store(true, Ordering::Relaxed);
+    t1.join().unwrap();
+    t2.join().unwrap();
+}

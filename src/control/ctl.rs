@@ -17,8 +17,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::notify::{self, Done, Outbox, Policy};
 use super::zones::{Reloaded, ZoneSet};
+use crate::config::Config;
 use crate::wire::name::Name;
+use crate::xfr::tsig::{Key, Signer};
 
 /// A command for the manager, with where to send the reply.
 pub struct Request {
@@ -92,36 +95,138 @@ impl<R: BufRead> TakeLine for R {
     }
 }
 
-/// Runs the manager on a thread: commands from the socket, reload-all on `hup`, until
-/// `shutdown`. Gives the zone set back when it stops.
+/// NOTIFY out: the configuration (targets and keys per zone) and a socket per family.
+pub struct Notifier {
+    pub config: Arc<Config>,
+    pub v4: Option<std::net::UdpSocket>,
+    pub v6: Option<std::net::UdpSocket>,
+    pub policy: Policy,
+}
+
+impl Notifier {
+    /// Unbound-port sockets for both families (a family without a working socket is left
+    /// out).
+    pub fn new(config: Arc<Config>) -> Notifier {
+        let open = |a: &str| std::net::UdpSocket::bind(a).ok().filter(|s| s.set_nonblocking(true).is_ok());
+        Notifier { config, v4: open("0.0.0.0:0"), v6: open("[::]:0"), policy: Policy::default() }
+    }
+
+    /// Queues NOTIFY for a new version of zone `i` to its configured targets and its NS
+    /// addresses.
+    fn changed(&self, zones: &ZoneSet, i: usize, outbox: &mut Outbox) {
+        let z = &zones.zones[i];
+        let serial = z.snapshot.serial();
+        let now = std::time::Instant::now();
+        let conf = self.config.zones.iter().find(|c| c.name.to_lowercase() == z.name.to_lowercase());
+        let mut targets: Vec<(std::net::SocketAddr, Option<String>)> = Vec::new();
+        if let Some(c) = conf {
+            targets.extend(c.notify.iter().map(|r| (r.addr, r.key.clone())));
+            if c.notify_ns {
+                targets.extend(z.ns_targets.iter().map(|a| (*a, None)));
+            }
+        }
+        for (addr, key) in targets {
+            outbox.notify(&z.name, serial, addr, key, now, &self.policy);
+        }
+    }
+
+    /// Sends what is due and reads responses.
+    fn run(&self, outbox: &mut Outbox) {
+        let now = std::time::Instant::now();
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut done = Vec::new();
+        for p in outbox.due(now, &self.policy, &mut done) {
+            let mut buf = [0u8; 1024];
+            let m = notify::message(p.id, &p.zone, None);
+            buf[..m.len()].copy_from_slice(&m);
+            let mut len = m.len();
+            if let Some(k) = &p.key {
+                match self.config.key(k) {
+                    Some(k) => match Signer::request(&Key::from(k)).sign(&mut buf, len, unix) {
+                        Ok(l) => len = l,
+                        Err(_) => continue,
+                    },
+                    None => continue,
+                }
+            }
+            let sock = if p.target.is_ipv4() { &self.v4 } else { &self.v6 };
+            if let Some(s) = sock {
+                if let Err(e) = s.send_to(&buf[..len], p.target) {
+                    eprintln!("nsxdp: NOTIFY {} serial {} to {}: {e}", p.zone, p.serial, p.target);
+                }
+            }
+        }
+        let mut buf = [0u8; 4096];
+        for s in [&self.v4, &self.v6].into_iter().flatten() {
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                if let Some(d) = outbox.response(from, &buf[..n]) {
+                    done.push(d);
+                }
+            }
+        }
+        for d in done {
+            match d {
+                Done::Answered { zone, target, rcode } => {
+                    eprintln!("nsxdp: NOTIFY {zone} to {target}: answered (rcode {rcode})")
+                }
+                Done::GaveUp { zone, target, attempts } => {
+                    eprintln!("nsxdp: NOTIFY {zone} to {target}: no answer after {attempts} attempts")
+                }
+            }
+        }
+    }
+}
+
+/// Runs the manager on a thread: commands from the socket, reload-all on `hup`, NOTIFY out
+/// after every change (with a notifier), until `shutdown`. Gives the zone set back when it
+/// stops.
 pub fn spawn_manager(
     mut zones: ZoneSet,
     requests: Receiver<Request>,
     hup: Arc<AtomicBool>,
     shutdown: Arc<AtomicBool>,
+    notifier: Option<Notifier>,
 ) -> io::Result<JoinHandle<ZoneSet>> {
     std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
+        let mut outbox = Outbox::new(std::process::id() as u16);
         while !shutdown.load(Ordering::Relaxed) {
+            let mut changed = Vec::new();
             if hup.swap(false, Ordering::Relaxed) {
                 eprintln!("nsxdp: SIGHUP: reloading every zone");
-                let out = command(&mut zones, "reload");
+                let (out, c) = command(&mut zones, "reload");
                 eprint!("{out}");
+                changed.extend(c);
             }
-            match requests.recv_timeout(Duration::from_millis(100)) {
+            let wait = if outbox.is_empty() { 100 } else { 20 };
+            match requests.recv_timeout(Duration::from_millis(wait)) {
                 Ok(r) => {
-                    let out = command(&mut zones, &r.line);
+                    let (out, c) = command(&mut zones, &r.line);
+                    changed.extend(c);
                     let _ = r.reply.send(out);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(n) = &notifier {
+                for i in changed {
+                    n.changed(&zones, i, &mut outbox);
+                }
+                n.run(&mut outbox);
             }
         }
         zones
     })
 }
 
-/// Runs one command line; the reply text (its last line `ok` or `error: ...`).
-pub fn command(zones: &mut ZoneSet, line: &str) -> String {
+/// Runs one command line; the reply text (its last line `ok` or `error: ...`) and the zones
+/// that changed.
+pub fn command(zones: &mut ZoneSet, line: &str) -> (String, Vec<usize>) {
+    let mut changed = Vec::new();
+    let out = run_command(zones, line, &mut changed);
+    (out, changed)
+}
+
+fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> String {
     let mut words = line.split_whitespace();
     let cmd = words.next().unwrap_or("");
     let arg = words.next();
@@ -151,6 +256,7 @@ pub fn command(zones: &mut ZoneSet, line: &str) -> String {
                         let _ = writeln!(out, "{name} unchanged, serial {serial}");
                     }
                     Reloaded::Updated { from, to, changes, warnings } => {
+                        changed.push(i);
                         for w in warnings {
                             let _ = writeln!(out, "warning: {w}");
                         }
@@ -229,7 +335,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let sock = dir.path().join("run/ctl.sock");
         let t1 = spawn_socket(&sock, tx, shutdown.clone()).unwrap();
-        let t2 = spawn_manager(zs, rx, hup.clone(), shutdown.clone()).unwrap();
+        let t2 = spawn_manager(zs, rx, hup.clone(), shutdown.clone(), None).unwrap();
         // A second server on the same socket is refused.
         let (tx2, _rx2) = mpsc::channel();
         assert!(spawn_socket(&sock, tx2, shutdown.clone()).is_err());

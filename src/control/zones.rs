@@ -56,6 +56,10 @@ pub struct ZoneState {
     pub loaded_at: SystemTime,
     /// Why the last reload failed (cleared by a successful one).
     pub last_error: Option<String>,
+    /// NOTIFY targets found in the zone itself (the addresses of its NS names, ours
+    /// excepted), refreshed at every change; empty unless [`ZoneSet::set_own_addresses`]
+    /// was called.
+    pub ns_targets: Vec<std::net::SocketAddr>,
 }
 
 /// What a reload did.
@@ -74,13 +78,24 @@ pub struct ZoneSet {
     data_dir: PathBuf,
     catalog: SharedCatalog,
     journals: SharedJournals,
+    /// Our addresses, left out of the NS-derived NOTIFY targets; None: no NS targets.
+    own: Option<Vec<std::net::IpAddr>>,
     pub zones: Vec<ZoneState>,
 }
 
 impl ZoneSet {
     pub fn new(data_dir: &Path, catalog: SharedCatalog) -> ZoneSet {
         let journals = Arc::new(arc_swap::ArcSwap::from_pointee(HashMap::new()));
-        ZoneSet { data_dir: data_dir.to_path_buf(), catalog, journals, zones: Vec::new() }
+        ZoneSet { data_dir: data_dir.to_path_buf(), catalog, journals, own: None, zones: Vec::new() }
+    }
+
+    /// Turns on NOTIFY targets from the zones' NS records, leaving out these addresses.
+    pub fn set_own_addresses(&mut self, own: Vec<std::net::IpAddr>) {
+        self.own = Some(own);
+    }
+
+    fn ns_targets(&self, zone: &Zone) -> Vec<std::net::SocketAddr> {
+        self.own.as_ref().map_or_else(Vec::new, |own| super::notify::ns_addresses(zone, 53, own))
     }
 
     /// The zones' journals as the transfer side sees them (updated by [`Self::publish`]).
@@ -157,8 +172,14 @@ impl ZoneSet {
             journal: Some(Arc::new(Mutex::new(journal))),
             loaded_at: SystemTime::now(),
             last_error: None,
+            ns_targets: Vec::new(),
         });
         let i = self.zones.len() - 1;
+        if self.own.is_some() {
+            if let Ok(z) = snapshot::to_zone(self.zones[i].snapshot.zone()) {
+                self.zones[i].ns_targets = self.ns_targets(&z);
+            }
+        }
         match self.reload(i, now_unix) {
             Reloaded::Unchanged { .. } => {}
             Reloaded::Updated { from, to, warnings, .. } => {
@@ -225,6 +246,7 @@ impl ZoneSet {
             journal: None,
             loaded_at: SystemTime::now(),
             last_error: None,
+            ns_targets: Vec::new(),
         });
         Ok(self.zones.last().expect("just pushed"))
     }
@@ -311,6 +333,7 @@ impl ZoneSet {
             Err(e) => return fail(e),
         };
         self.zones[i].snapshot = snap;
+        self.zones[i].ns_targets = self.ns_targets(&new);
         if let Some(j) = &self.zones[i].journal {
             let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
             if j.needs_compaction() {
