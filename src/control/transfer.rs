@@ -1,6 +1,7 @@
 //! Zone transfers out (AXFR, RFC 5936; IXFR, RFC 1995) on the control thread: the request's
 //! TSIG checked, the zone found, the zone's ACL asked, then a stream of messages built one at
-//! a time as the connection drains (so a large zone never sits in the output buffer whole).
+//! a time as the connection drains, from records read out of the snapshot a node at a time
+//! (so a large zone never sits in memory or in the output buffer whole).
 //!
 //! Denied by default: a zone without a configuration entry, or whose ACLs do not allow
 //! `transfer` to the client's address and key, gets REFUSED. The protocol itself (message
@@ -17,7 +18,7 @@ use arc_swap::ArcSwap;
 use crate::answer::Catalog;
 use crate::config::{Action, Config};
 use crate::journal::Journal;
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{Snapshot, SnapshotRecords};
 use crate::wire::name::Name;
 use crate::xfr::message::Options;
 use crate::xfr::tsig::{self, Key, Signer};
@@ -95,12 +96,13 @@ pub fn request(
         opts.edns_udp_size = Some(1232);
     }
     let snap: Arc<Snapshot> = snap.clone();
-    let records = match snapshot::records(snap.zone()) {
-        Ok(r) => r,
-        Err(_) => return single(xfr::write_error(&req, xfr::rcode::SERVFAIL, signer.as_mut(), buf, now)),
+    // The records come from the snapshot a node at a time, as the messages are made.
+    let mut records = SnapshotRecords::new(snap.clone());
+    let Some(soa) = records.next() else {
+        return single(xfr::write_error(&req, xfr::rcode::SERVFAIL, signer.as_mut(), buf, now));
     };
     if req.is_axfr() {
-        return match Axfr::new(&req, records, signer, opts) {
+        return match Axfr::new(&req, std::iter::once(soa).chain(records), signer, opts) {
             Ok(mut x) => Reply::Stream(Box::new(move |b, now| x.next_message(b, now))),
             Err(_) => Reply::Nothing,
         };
@@ -114,8 +116,8 @@ pub fn request(
             .and_then(|j| j.lock().ok().and_then(|j| j.changes_since(serial).ok().flatten())),
         _ => None,
     };
-    let Some(soa) = records.first().cloned() else { return Reply::Nothing };
-    match Ixfr::new(&req, soa, history, move || records.into_iter(), signer, opts) {
+    let full = std::iter::once(soa.clone()).chain(records);
+    match Ixfr::new(&req, soa, history, move || full, signer, opts) {
         Ok(mut x) => Reply::Stream(Box::new(move |b, now| x.next_message(b, now))),
         Err(_) => Reply::Nothing,
     }

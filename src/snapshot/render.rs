@@ -56,30 +56,99 @@ pub fn render_rrset(
 
 /// Every record of an archived zone, in canonical order (apex SOA first), uncompressed.
 pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
+    let mut w = Walker::new(z);
     let mut out = Vec::new();
-    let origin_len = z.origin.len();
-    let mut msg = vec![0u8; 65536 + 512];
-    let apex = z.apex.to_native();
-    // Canonical order, as master files and AXFR have it (the snapshot keeps parents first).
-    let nodes: Vec<u32> = z.nodes.iter().map(|n| n.to_native()).collect();
-    let mut order: Vec<u32> =
-        crate::zone::canonical_order(nodes.iter().map(|&n| z.node_name(n))).into_iter().map(|i| nodes[i]).collect();
-    // SOA first, as AXFR and master files have it.
-    if let Some(p) = order.iter().position(|&i| i == apex) {
-        order.remove(p);
-        order.insert(0, apex);
+    while let Some(r) = w.next(z) {
+        out.push(r?);
     }
-    for i in order {
+    Ok(out)
+}
+
+/// The records of a mapped snapshot in canonical order (apex SOA first), made a node at a
+/// time as they are asked for: what AXFR streams, without the whole zone in memory. The
+/// snapshot stays mapped while this lives. A snapshot that fails to render (it cannot: the
+/// loader checked it) ends the sequence early and sets [`SnapshotRecords::failed`].
+pub struct SnapshotRecords {
+    snap: std::sync::Arc<super::Snapshot>,
+    walker: Walker,
+    failed: Option<RenderError>,
+}
+
+impl SnapshotRecords {
+    pub fn new(snap: std::sync::Arc<super::Snapshot>) -> SnapshotRecords {
+        let walker = Walker::new(snap.zone());
+        SnapshotRecords { snap, walker, failed: None }
+    }
+
+    pub fn failed(&self) -> Option<&RenderError> {
+        self.failed.as_ref()
+    }
+}
+
+impl Iterator for SnapshotRecords {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        match self.walker.next(self.snap.zone())? {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.failed = Some(e);
+                self.walker.next = self.walker.order.len();
+                None
+            }
+        }
+    }
+}
+
+/// Walks a zone's nodes in canonical order, the apex first, rendering one node's RRsets at a
+/// time.
+struct Walker {
+    order: Vec<u32>,
+    next: usize,
+    /// The current node's records, last first.
+    pending: Vec<Record>,
+    msg: Vec<u8>,
+}
+
+impl Walker {
+    fn new(z: &ArchivedZoneImage) -> Walker {
+        let apex = z.apex.to_native();
+        let nodes: Vec<u32> = z.nodes.iter().map(|n| n.to_native()).collect();
+        // Canonical order, as master files and AXFR have it (the snapshot keeps parents first).
+        let mut order: Vec<u32> =
+            crate::zone::canonical_order(nodes.iter().map(|&n| z.node_name(n))).into_iter().map(|i| nodes[i]).collect();
+        // SOA first, as AXFR and master files have it.
+        if let Some(p) = order.iter().position(|&i| i == apex) {
+            order.remove(p);
+            order.insert(0, apex);
+        }
+        Walker { order, next: 0, pending: Vec::new(), msg: vec![0u8; 65536 + 512] }
+    }
+
+    fn next(&mut self, z: &ArchivedZoneImage) -> Option<Result<Record, RenderError>> {
+        while self.pending.is_empty() {
+            let &i = self.order.get(self.next)?;
+            self.next += 1;
+            if let Err(e) = self.render_node(z, i) {
+                return Some(Err(e));
+            }
+            self.pending.reverse();
+        }
+        self.pending.pop().map(Ok)
+    }
+
+    fn render_node(&mut self, z: &ArchivedZoneImage, i: u32) -> Result<(), RenderError> {
+        let msg = &mut self.msg;
         let owner = z.node_name(i);
         msg[12..12 + owner.len()].copy_from_slice(owner);
         let base = 12 + owner.len();
-        let apex_off = base - origin_len;
+        let apex_off = base - z.origin.len();
         let mut sets: Vec<RrsetRec> = z.node_rrsets(i).collect();
-        if i == apex {
+        if i == z.apex.to_native() {
             sets.sort_by_key(|r| r.rtype != crate::wire::rdata::rtype::SOA);
         }
         for r in sets {
-            let len = render_rrset(z, &r, &mut msg, base, 12, apex_off)?;
+            let len = render_rrset(z, &r, msg, base, 12, apex_off)?;
             let mut pos = base;
             while pos < base + len {
                 let mut buf = [0u8; 256];
@@ -91,12 +160,12 @@ pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
                 let rdlen = u16::from_be_bytes([f[8], f[9]]) as usize;
                 let rd = rdata::decompress(t, &msg[..base + len], next + 10, rdlen).map_err(RenderError::Malformed)?;
                 let owner = Name::from_wire(&buf[..nlen]).map_err(RenderError::Malformed)?;
-                out.push(Record { owner, rtype: t, ttl, rdata: rd.into_boxed_slice() });
+                self.pending.push(Record { owner, rtype: t, ttl, rdata: rd.into_boxed_slice() });
                 pos = next + 10 + rdlen;
             }
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// Rebuilds the owned zone from an archived one.
