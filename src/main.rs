@@ -1,7 +1,7 @@
 //! The `nsxdp` command: the edge where errors become messages and exit codes.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -12,8 +12,11 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use nsxdp::answer::{Catalog, Config};
+use nsxdp::control::handoff;
 use nsxdp::control::tcp::{TcpConfig, TcpServer};
-use nsxdp::dataplane::{self, udp, StatsSnapshot};
+use nsxdp::dataplane::xdp_prog::XdpConfig;
+use nsxdp::dataplane::xsk::XskConfig;
+use nsxdp::dataplane::{self, udp, xdp, StatsSnapshot};
 use nsxdp::snapshot::{self, Snapshot};
 use nsxdp::wire::name::Name;
 use nsxdp::zone::parse::{self, Loaded};
@@ -65,12 +68,25 @@ struct ServeArgs {
     /// Snapshot file to serve as it is; repeatable.
     #[arg(long = "snapshot")]
     snapshots: Vec<PathBuf>,
-    /// Address to answer on, UDP and TCP; repeatable (default 127.0.0.1:5353 and [::1]:5353).
+    /// Address to answer on, UDP and TCP; repeatable (default 127.0.0.1:5353 and [::1]:5353;
+    /// with --xdp, 0.0.0.0:53 and [::]:53).
     #[arg(long = "listen")]
     listen: Vec<SocketAddr>,
-    /// UDP run loops, one pinned to each core in turn (default: one per core).
+    /// Kernel sockets: the number of UDP run loops, pinned to the cores in turn (default:
+    /// one per core). With --xdp: the cores of the queues' loops, a list (`1`, `0,1`, `2-3`),
+    /// the i-th queue on the i-th core (default: queue i on core i modulo the core count).
     #[arg(long)]
-    cores: Option<usize>,
+    cores: Option<String>,
+    /// Answer UDP through AF_XDP on this interface (TCP stays with the kernel). The listen
+    /// addresses must share one port: the XDP program hands over UDP to that port.
+    #[arg(long, value_name = "IFACE")]
+    xdp: Option<String>,
+    /// With --xdp: the RX queues to serve, a list like `0,2-3` (default: all of IFACE's).
+    #[arg(long, value_name = "LIST", requires = "xdp")]
+    queues: Option<String>,
+    /// With --xdp: replace an XDP program on IFACE that is not nsxdp's.
+    #[arg(long, requires = "xdp")]
+    xdp_force: bool,
     /// Where compiled snapshots are written.
     #[arg(long, default_value = "/var/tmp/nsxdp")]
     data_dir: PathBuf,
@@ -198,7 +214,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config { edns_size: args.edns_size };
     let defaults = args.listen.is_empty();
     let mut listen = args.listen.clone();
-    if defaults {
+    if defaults && args.xdp.is_some() {
+        listen.push("0.0.0.0:53".parse()?);
+        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+            listen.push("[::]:53".parse()?);
+        }
+    } else if defaults {
         listen.push("127.0.0.1:5353".parse()?);
         // Only where IPv6 loopback exists.
         if std::net::UdpSocket::bind("[::1]:0").is_ok() {
@@ -210,15 +231,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, shutdown.clone())?;
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let threads = args.cores.unwrap_or(cores.len().max(1));
+    if let Some(ifname) = args.xdp.clone() {
+        return serve_xdp(&args, &ifname, &listen, &zones, catalog, cfg, shutdown);
+    }
+    let threads = match &args.cores {
+        Some(n) => {
+            n.parse::<usize>().map_err(|_| anyhow::anyhow!("--cores {n:?}: a number of loops (without --xdp)"))?
+        }
+        None => cores.len().max(1),
+    };
     let loops = udp::spawn(&listen, threads, &cores, catalog.clone(), cfg, shutdown.clone())
         .with_context(|| format!("binding UDP {listen:?}"))?;
-    let tcp_cfg = TcpConfig {
-        idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
-        max_connections: args.tcp_max_clients,
-        ..TcpConfig::default()
-    };
-    let mut tcp = TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg).context("binding TCP")?;
+    let mut tcp = TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg(&args)).context("binding TCP")?;
     let addrs: Vec<String> = loops.bound.iter().map(|a| a.to_string()).collect();
     eprintln!(
         "nsxdp: serving {} on {} (UDP: {} loops, kernel sockets; TCP on the control thread)",
@@ -237,6 +261,161 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     eprintln!("nsxdp: stopping; UDP {}", StatsSnapshot::sum(&loops.stats));
     eprintln!("nsxdp: UDP {}", dataplane::describe_histogram(&hist));
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tcp_cfg(args: &ServeArgs) -> TcpConfig {
+    TcpConfig {
+        idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
+        max_connections: args.tcp_max_clients,
+        ..TcpConfig::default()
+    }
+}
+
+/// What the XDP program should hand over, from the listen addresses: their one port; per
+/// family, the address if exactly one specific address of it is listened on, any address
+/// if the unspecified one is (or several), and none (0.0.0.0 or ::, which no query is sent
+/// to) if no address of that family is.
+fn xdp_program_config(listen: &[SocketAddr]) -> anyhow::Result<XdpConfig> {
+    let port = listen[0].port();
+    if port == 0 || listen.iter().any(|a| a.port() != port) {
+        bail!("with --xdp, every --listen address must have the same port, not 0 ({listen:?})");
+    }
+    let v4: Vec<Ipv4Addr> = listen
+        .iter()
+        .filter_map(|a| match a.ip() {
+            IpAddr::V4(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    let v6: Vec<Ipv6Addr> = listen
+        .iter()
+        .filter_map(|a| match a.ip() {
+            IpAddr::V6(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    let pick4 = match v4.as_slice() {
+        [] => Some(Ipv4Addr::UNSPECIFIED),
+        [one] if !one.is_unspecified() => Some(*one),
+        _ => None,
+    };
+    let pick6 = match v6.as_slice() {
+        [] => Some(Ipv6Addr::UNSPECIFIED),
+        [one] if !one.is_unspecified() => Some(*one),
+        _ => None,
+    };
+    Ok(XdpConfig { port, v4: pick4, v6: pick6 })
+}
+
+/// `serve --xdp IFACE`: UDP through AF_XDP run loops, one per queue; TCP, and whatever UDP
+/// the XDP program leaves to the kernel (fragments, IPv6 extension headers, other
+/// interfaces), through kernel sockets on the listen addresses; NOTIFY, UPDATE and IXFR
+/// from the loops to the control side's handoff thread.
+fn serve_xdp(
+    args: &ServeArgs,
+    ifname: &str,
+    listen: &[SocketAddr],
+    zones: &[String],
+    catalog: dataplane::SharedCatalog,
+    cfg: Config,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<ExitCode> {
+    let program = xdp_program_config(listen)?;
+    let queues = match &args.queues {
+        Some(l) => xdp::parse_list(l).map_err(|e| anyhow::anyhow!("--queues: {e}"))?,
+        None => xdp::rx_queues(ifname).with_context(|| format!("{ifname}: reading its RX queues from /sys"))?,
+    };
+    let core_count = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
+    let cores: Vec<usize> = match &args.cores {
+        Some(l) => {
+            xdp::parse_list(l).map_err(|e| anyhow::anyhow!("--cores: {e}"))?.into_iter().map(|c| c as usize).collect()
+        }
+        None => queues.iter().map(|q| *q as usize % core_count).collect(),
+    };
+    let mtu = match xdp::interface_mtu(ifname) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("nsxdp: {ifname}: MTU unknown ({e}); assuming {}", xdp::DEFAULT_MTU);
+            xdp::DEFAULT_MTU
+        }
+    };
+    // Kernel side first: the fallback UDP loop (one, unpinned: it only sees what XDP
+    // passes), the handoff thread answering through its sockets, and TCP.
+    let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone())
+        .with_context(|| format!("binding UDP {listen:?}"))?;
+    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
+    let (handoff_stats, handoff_thread) =
+        handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, shutdown.clone()).context("handoff thread")?;
+    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args)).context("binding TCP")?;
+    let opts = xdp::XdpOptions {
+        ifname: ifname.to_string(),
+        queues,
+        cores,
+        force: args.xdp_force,
+        program,
+        mtu,
+        socket: XskConfig::default(),
+    };
+    let plane = match xdp::XdpPlane::start(&opts, catalog, cfg, handoff_tx, shutdown.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            // Stop the kernel-side threads before reporting.
+            shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(e).with_context(|| format!("starting AF_XDP on {ifname}"));
+        }
+    };
+    let addrs: Vec<String> = fallback.bound.iter().map(|a| a.to_string()).collect();
+    let qs: Vec<String> = plane
+        .loops
+        .iter()
+        .map(|l| format!("{}@{}", l.queue, l.core.map_or("-".to_string(), |c| c.to_string())))
+        .collect();
+    eprintln!(
+        "nsxdp: serving {} on {} (UDP: AF_XDP on {ifname} queues {} (queue@core), {} mode, MTU {mtu}; \
+         TCP and the rest through the kernel)",
+        zones.join(", "),
+        addrs.join(" "),
+        qs.join(","),
+        plane.loops.first().map_or("?".to_string(), |l| l.mode.to_string()),
+    );
+    eprintln!("nsxdp: ready");
+    let tcp_result = tcp.run(&shutdown);
+    // However the TCP loop ended, stop everything (the plane detaches the program when it
+    // goes out of scope, also on the error return below).
+    shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+    let per_queue: Vec<_> = plane.loops.iter().map(|l| (l.queue, l.dns.clone(), l.frames.clone())).collect();
+    let report = plane.stop();
+    let mut hist = dataplane::new_histogram();
+    for h in fallback.handles {
+        if let Ok(part) = h.join() {
+            let _ = hist.add(&part);
+        }
+    }
+    let _ = handoff_thread.join();
+    eprintln!("nsxdp: stopping");
+    for (q, (queue, dns, frames)) in report.queues.iter().zip(&per_queue) {
+        debug_assert_eq!(q.queue, *queue);
+        eprintln!("nsxdp: XDP {}", xdp::describe_queue(q));
+        eprintln!(
+            "nsxdp: XDP queue {queue} frames: dropped={} ({}) build_errors={} handed_off={} handoff_dropped={} idle_polls={}",
+            frames.dropped(),
+            frames.describe_drops(),
+            frames.build_errors.load(std::sync::atomic::Ordering::Relaxed),
+            frames.handed_off.load(std::sync::atomic::Ordering::Relaxed),
+            frames.handoff_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            frames.idle_polls.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        eprintln!("nsxdp: XDP queue {queue} DNS: {}", StatsSnapshot::sum([dns]));
+    }
+    eprintln!("nsxdp: XDP program {}", report.describe_program());
+    eprintln!("nsxdp: XDP DNS: {}", StatsSnapshot::sum(per_queue.iter().map(|p| &p.1)));
+    eprintln!("nsxdp: XDP {}", dataplane::describe_histogram(&report.hist));
+    eprintln!("nsxdp: UDP (kernel) {}", StatsSnapshot::sum(&fallback.stats));
+    eprintln!("nsxdp: handoff {}", handoff_stats);
+    eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    tcp_result?;
     Ok(ExitCode::SUCCESS)
 }
 

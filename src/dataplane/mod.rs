@@ -8,6 +8,7 @@
 
 pub mod packet;
 pub mod udp;
+pub mod xdp;
 pub mod xdp_prog;
 pub mod xsk;
 

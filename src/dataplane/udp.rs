@@ -40,6 +40,10 @@ pub struct UdpLoops {
     pub handles: Vec<JoinHandle<ServiceHistogram>>,
     /// The addresses actually bound (port 0 resolved).
     pub bound: Vec<SocketAddr>,
+    /// A second handle (dup) of the first loop's socket on each address, in the order of
+    /// `bound`: for sending from elsewhere (the control side) with the same source address.
+    /// Never read from: what arrives goes to the loops.
+    pub senders: Vec<Socket>,
 }
 
 /// Starts `threads` loops, each with its own socket on every address in `listen`, pinned
@@ -61,7 +65,8 @@ pub fn spawn(
         bound.push(local);
         first_sockets.push(s);
     }
-    let mut loops = UdpLoops { stats: Vec::new(), handles: Vec::new(), bound: bound.clone() };
+    let senders = first_sockets.iter().map(Socket::try_clone).collect::<io::Result<Vec<_>>>()?;
+    let mut loops = UdpLoops { stats: Vec::new(), handles: Vec::new(), bound: bound.clone(), senders };
     let mut first = Some(first_sockets);
     for t in 0..threads.max(1) {
         let sockets = match first.take() {

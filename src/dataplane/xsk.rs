@@ -602,6 +602,9 @@ struct Queues {
     /// Chunk addresses we hold that are in no ring and with no [`Frame`] token. Capacity
     /// `frame_count` up front, so pushing never allocates.
     free: Vec<u64>,
+    /// One bit per chunk: set while a [`Frame`] token for it exists. A chunk never has two
+    /// tokens, so frames handed out together never overlap ([`XskSocket::frames_mut`]).
+    held: Vec<u64>,
     frame_size: u32,
     umem_len: u64,
     id: u32,
@@ -628,6 +631,7 @@ impl Queues {
             rx,
             tx,
             free,
+            held: vec![0; (frame_count as usize).div_ceil(64)],
             frame_size,
             umem_len: u64::from(frame_count) * u64::from(frame_size),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -642,6 +646,21 @@ impl Queues {
 
     fn check(&self, f: &Frame) {
         assert_eq!(f.owner, self.id, "frame used with a socket it does not belong to");
+    }
+
+    /// Marks the chunk of `addr` as held by a token; false if it already was.
+    fn take_chunk(&mut self, addr: u64) -> bool {
+        let i = (addr / u64::from(self.frame_size)) as usize;
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        let was = self.held[word] & bit != 0;
+        self.held[word] |= bit;
+        !was
+    }
+
+    /// The token of the chunk at `addr` is gone (recycled or on the TX ring).
+    fn release_chunk(&mut self, addr: u64) {
+        let i = (addr / u64::from(self.frame_size)) as usize;
+        self.held[i / 64] &= !(1u64 << (i % 64));
     }
 
     /// The first refill, before the kernel has seen the ring (an empty ring is not an event).
@@ -676,7 +695,7 @@ impl Queues {
         for i in 0..n {
             let d = self.rx.read(i);
             let room = u64::from(self.frame_size) - (d.addr & u64::from(self.frame_size - 1));
-            if d.addr >= self.umem_len || u64::from(d.len) > room {
+            if d.addr >= self.umem_len || u64::from(d.len) > room || !self.take_chunk(d.addr) {
                 bump(&self.stats.rx_invalid, 1);
                 continue;
             }
@@ -691,12 +710,14 @@ impl Queues {
     /// A free frame to build a datagram in (data length 0, the whole chunk as room).
     fn alloc(&mut self) -> Option<Frame> {
         let addr = self.free.pop()?;
+        self.take_chunk(addr);
         Some(Frame { addr, len: 0, room: self.frame_size, owner: self.id })
     }
 
     /// Gives a frame back unsent.
     fn recycle(&mut self, f: Frame) {
         self.check(&f);
+        self.release_chunk(f.addr);
         self.free.push(self.chunk(f.addr));
     }
 
@@ -707,6 +728,7 @@ impl Queues {
         let mut queued = 0u32;
         for f in frames.drain(..) {
             self.check(&f);
+            self.release_chunk(f.addr);
             if f.len == 0 || f.len > f.room {
                 bump(&self.stats.tx_invalid, 1);
                 self.free.push(f.addr & !u64::from(self.frame_size - 1));
@@ -905,6 +927,27 @@ impl XskSocket {
         // SAFETY: as in `frame`, with `room` for the length; `&mut self` makes this the only
         // reference into the UMEM that Rust code holds.
         unsafe { std::slice::from_raw_parts_mut(self.umem.ptr.as_ptr().add(f.addr as usize), f.room as usize) }
+    }
+
+    /// The frames `frames` at once, each from its data start to the end of its chunk (as
+    /// [`XskSocket::frame_mut`]), into `out[i]`; for answering a batch in place. Returns how
+    /// many were written: `min(frames.len(), out.len())`.
+    pub fn frames_mut<'a>(&'a mut self, frames: &[Frame], out: &mut [&'a mut [u8]]) -> usize {
+        let base = self.umem.ptr.as_ptr();
+        let mut n = 0;
+        for (f, o) in frames.iter().zip(out.iter_mut()) {
+            self.q.check(f);
+            // SAFETY: as in `frame_mut`, the range lies inside the UMEM mapping, which lives
+            // as long as `self` (borrowed mutably for 'a, so no other reference into the
+            // UMEM is made meanwhile), and the kernel does not write a frame held as a
+            // token. The slices do not overlap: each lies within its own chunk, and a
+            // chunk has at most one token (`Queues::held`), so distinct tokens in `frames`
+            // are distinct chunks (`Frame` is not `Clone`, so `frames` cannot hold one
+            // token twice).
+            *o = unsafe { std::slice::from_raw_parts_mut(base.add(f.addr as usize), f.room as usize) };
+            n += 1;
+        }
+        n
     }
 
     /// Tells the kernel to send what is on the TX ring, if it asked to be told (always so
@@ -1533,6 +1576,29 @@ mod tests {
         let mut v = Vec::with_capacity(4);
         assert_eq!(q2.rx_burst(&mut v), 0);
         assert_eq!(q2.stats.snapshot().rx_invalid, 2);
+    }
+
+    #[test]
+    fn a_chunk_is_never_handed_out_twice() {
+        let (mut q, mut k) = queues(4, 4, 4);
+        // The same chunk twice in the RX ring (a misbehaving kernel): the second is skipped.
+        assert_eq!(k.rx.reserve(2), 2);
+        k.rx.write(0, xdp_desc { addr: 256, len: 60, options: 0 });
+        k.rx.write(1, xdp_desc { addr: 300, len: 60, options: 0 });
+        k.rx.submit(2);
+        let mut v = Vec::with_capacity(4);
+        assert_eq!(q.rx_burst(&mut v), 1);
+        assert_eq!(q.stats.snapshot().rx_invalid, 1);
+        // Once the token is gone, the chunk can come back.
+        q.recycle(v.pop().unwrap());
+        assert_eq!(k.rx.reserve(1), 1);
+        k.rx.write(0, xdp_desc { addr: 256, len: 60, options: 0 });
+        k.rx.submit(1);
+        assert_eq!(q.rx_burst(&mut v), 1);
+        let mut out = vec![v.pop().unwrap()];
+        out[0].set_data(0..60);
+        assert_eq!(q.tx_submit(&mut out), 1);
+        assert_eq!(q.held.iter().map(|w| w.count_ones()).sum::<u32>(), 0);
     }
 
     #[test]

@@ -1,0 +1,585 @@
+//! The AF_XDP backend: one run loop per NIC RX queue, each pinned to its core, answering
+//! UDP queries in the frames they arrived in.
+//!
+//! [`XdpPlane::start`] attaches the XDP program (`xdp_prog`), opens one AF_XDP socket per
+//! queue (`xsk`), puts each into the program's socket map and starts the loops. One turn of
+//! a loop: completions back to the free list, the fill ring topped up (the driver woken if
+//! it asked), a batch of up to 32 frames from the RX ring → [`packet::parse`] (bad frames
+//! dropped and counted by reason) → the DNS messages answered in place together by
+//! [`answer_batch`] → [`packet::build_reply`] → the TX ring, and a TX kick (in copy mode one
+//! kick sends at most 32 frames, so the loop kicks again while frames are pending). Frames
+//! that get no reply go straight back to the free list. An idle loop spins a little, then
+//! sleeps in `poll` with a timeout so that it notices shutdown.
+//!
+//! Nothing on this path allocates, locks or makes a per-packet syscall: the buffers are
+//! fixed arrays, the catalog is loaded once per batch, kicks and wakeups are per batch and
+//! only when the kernel asks for them.
+//!
+//! Messages that are not plain queries — NOTIFY, UPDATE, and IXFR over UDP — are not
+//! answered here: they are copied into a [`Handoff`] and sent to the control side over a
+//! bounded channel (`try_send`: dropped and counted when full, never blocking).
+//!
+//! This module knows nothing of zones beyond handing the catalog to the engine.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use super::packet::{self, Datagram};
+use super::xdp_prog::{describe_counters, XdpConfig, XdpError, XdpProgram, NUM_COUNTERS};
+use super::xsk::{Frame, KernelStats, XdpMode, XskConfig, XskCounters, XskError, XskSocket, XskStats};
+use super::{new_histogram, LoopStats, ServiceHistogram, SharedCatalog};
+use crate::answer::{self, answer_batch, opcode, BatchScratch, Config, Outcome, Transport};
+use crate::wire::rdata::rtype;
+
+/// Frames taken from the RX ring per turn: the engine's batch.
+pub const BATCH: usize = answer::BATCH;
+/// Empty turns (nothing received, nothing to send) before the loop sleeps in `poll`.
+const SPIN_TURNS: u32 = 256;
+/// How long an idle loop sleeps before it looks at the shutdown flag again.
+const POLL_MS: i32 = 100;
+/// The largest DNS message handed to the control side (a UDP payload in one frame).
+pub const HANDOFF_MAX: usize = 4096;
+/// Ethernet MTU assumed when the interface's cannot be read.
+pub const DEFAULT_MTU: usize = 1500;
+
+/// A message for the control side: NOTIFY, UPDATE or an IXFR query that arrived over
+/// AF_XDP. Fixed size, so sending it allocates nothing.
+pub struct Handoff {
+    /// Who sent it (where the answer goes).
+    pub client: SocketAddr,
+    /// The address and port it was sent to (where the answer comes from).
+    pub server: SocketAddr,
+    len: u16,
+    msg: [u8; HANDOFF_MAX],
+}
+
+impl Handoff {
+    /// The DNS message.
+    pub fn message(&self) -> &[u8] {
+        &self.msg[..usize::from(self.len)]
+    }
+
+    /// The message buffer (room for an answer written in place) and the message length.
+    pub fn buffer_mut(&mut self) -> (&mut [u8; HANDOFF_MAX], usize) {
+        (&mut self.msg, usize::from(self.len))
+    }
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("client", &self.client)
+            .field("server", &self.server)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// Whether a DNS message goes to the control side instead of the engine: opcode NOTIFY or
+/// UPDATE, or a query for IXFR. Looks at the header and, for QUERY, the question type only.
+pub fn for_control(msg: &[u8]) -> bool {
+    if msg.len() < 12 {
+        return false;
+    }
+    match (msg[2] >> 3) & 0x0f {
+        opcode::NOTIFY | opcode::UPDATE => true,
+        opcode::QUERY => {
+            msg[2] & 0x80 == 0 && u16::from_be_bytes([msg[4], msg[5]]) == 1 && qtype(msg) == Some(rtype::IXFR)
+        }
+        _ => false,
+    }
+}
+
+/// The type of the first question (uncompressed name), if it is complete.
+fn qtype(msg: &[u8]) -> Option<u16> {
+    let mut p = 12;
+    loop {
+        let l = usize::from(*msg.get(p)?);
+        if l == 0 {
+            p += 1;
+            break;
+        }
+        if l & 0xc0 != 0 {
+            return None;
+        }
+        p += 1 + l;
+    }
+    Some(u16::from_be_bytes([*msg.get(p)?, *msg.get(p + 1)?]))
+}
+
+/// Frame-level counters of one queue loop (the DNS-level ones are a [`LoopStats`]; the
+/// socket's are its [`XskStats`]). One writer, read by anyone.
+#[derive(Debug, Default)]
+pub struct FrameStats {
+    /// Frames dropped by [`packet::parse`], by [`packet::DropReason::index`].
+    pub drops: [AtomicU64; packet::DropReason::COUNT],
+    /// Replies that could not be framed (never expected).
+    pub build_errors: AtomicU64,
+    /// Messages sent to the control side.
+    pub handed_off: AtomicU64,
+    /// Messages for the control side dropped because its channel was full (or closed).
+    pub handoff_dropped: AtomicU64,
+    /// Times an idle loop went to sleep in poll.
+    pub idle_polls: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed) + n, Relaxed);
+}
+
+impl FrameStats {
+    /// `name=value` for each non-zero drop reason, space separated ("none" if none).
+    pub fn describe_drops(&self) -> String {
+        let parts: Vec<String> = packet::DropReason::ALL
+            .iter()
+            .filter_map(|r| match self.drops[r.index()].load(Relaxed) {
+                0 => None,
+                n => Some(format!("{r}={n}")),
+            })
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+/// What to run: the interface, its queues and where their loops go.
+#[derive(Debug, Clone)]
+pub struct XdpOptions {
+    pub ifname: String,
+    /// RX queues to serve (an AF_XDP socket and a loop each).
+    pub queues: Vec<u32>,
+    /// Core of each queue's loop, in the order of `queues` (cycled if shorter; empty: not
+    /// pinned).
+    pub cores: Vec<usize>,
+    /// Replace a foreign XDP program already on the interface.
+    pub force: bool,
+    /// Which frames the XDP program hands over.
+    pub program: XdpConfig,
+    /// The interface MTU: no reply frame is longer than the MTU plus its link header.
+    pub mtu: usize,
+    pub socket: XskConfig,
+}
+
+/// Why the AF_XDP data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpStartError {
+    #[error(transparent)]
+    Program(#[from] XdpError),
+    #[error(transparent)]
+    Socket(#[from] XskError),
+    #[error("starting the run loop of queue {queue}: {source}")]
+    Thread { queue: u32, source: io::Error },
+    #[error("no RX queue to serve on {0}")]
+    NoQueues(String),
+}
+
+/// One queue's running loop and its counters.
+#[derive(Debug)]
+pub struct QueueLoop {
+    pub queue: u32,
+    pub core: Option<usize>,
+    pub mode: XdpMode,
+    pub dns: Arc<LoopStats>,
+    pub frames: Arc<FrameStats>,
+    pub socket: Arc<XskStats>,
+    handle: Option<JoinHandle<LoopEnd>>,
+}
+
+/// What a loop hands back when it stops.
+#[derive(Debug)]
+struct LoopEnd {
+    hist: ServiceHistogram,
+    kernel: Option<KernelStats>,
+}
+
+/// The report of one queue after its loop stopped.
+#[derive(Debug)]
+pub struct QueueReport {
+    pub queue: u32,
+    pub core: Option<usize>,
+    pub mode: XdpMode,
+    pub socket: XskCounters,
+    pub kernel: Option<KernelStats>,
+}
+
+/// The XDP program on the interface and the loops of its queues. Dropping it detaches the
+/// program (the loops stop with the shutdown flag).
+pub struct XdpPlane {
+    // Loops before the program: on drop, nothing is left attached.
+    pub loops: Vec<QueueLoop>,
+    program: XdpProgram,
+    ifname: String,
+}
+
+/// The run loops' stopped state and the program's last counters.
+pub struct XdpReport {
+    pub queues: Vec<QueueReport>,
+    pub hist: ServiceHistogram,
+    pub program: Option<[u64; NUM_COUNTERS]>,
+}
+
+impl XdpPlane {
+    /// Attaches the program to `opts.ifname` (a stale nsxdp program is replaced, a foreign
+    /// one only with `opts.force`), opens and registers one socket per queue, and starts
+    /// the loops. They answer with the catalog's zones until `shutdown` is set; messages
+    /// for the control side go to `handoff`.
+    pub fn start(
+        opts: &XdpOptions,
+        catalog: SharedCatalog,
+        cfg: Config,
+        handoff: Sender<Handoff>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<XdpPlane, XdpStartError> {
+        if opts.queues.is_empty() {
+            return Err(XdpStartError::NoQueues(opts.ifname.clone()));
+        }
+        let mut program = XdpProgram::attach(&opts.ifname, &opts.program, opts.force)?;
+        // Every socket open and registered before any loop runs: an error leaves nothing
+        // behind (the sockets close, the program is detached on return).
+        let mut sockets = Vec::with_capacity(opts.queues.len());
+        for &q in &opts.queues {
+            let s = XskSocket::open(&opts.ifname, q, &opts.socket)?;
+            program.register_socket(q, s.fd())?;
+            sockets.push(s);
+        }
+        let mut plane = XdpPlane { loops: Vec::new(), program, ifname: opts.ifname.clone() };
+        for (i, xsk) in sockets.into_iter().enumerate() {
+            let queue = opts.queues[i];
+            let core = (!opts.cores.is_empty()).then(|| opts.cores[i % opts.cores.len()]);
+            let dns = Arc::new(LoopStats::default());
+            let frames = Arc::new(FrameStats::default());
+            let ctx = LoopCtx {
+                catalog: catalog.clone(),
+                cfg,
+                mtu: opts.mtu,
+                dns: dns.clone(),
+                frames: frames.clone(),
+                handoff: handoff.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let (mode, socket) = (xsk.mode(), xsk.stats().clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("nsxdp-xdp{queue}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                    }
+                    run(xsk, ctx)
+                })
+                .map_err(|source| XdpStartError::Thread { queue, source })?;
+            plane.loops.push(QueueLoop { queue, core, mode, dns, frames, socket, handle: Some(handle) });
+        }
+        Ok(plane)
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// The program's counters now (summed over CPUs).
+    pub fn program_counters(&self) -> Result<[u64; NUM_COUNTERS], XdpError> {
+        self.program.counters()
+    }
+
+    /// Waits for the loops (stopped by the shutdown flag), reads the program's counters
+    /// and detaches it.
+    pub fn stop(mut self) -> XdpReport {
+        let mut hist = new_histogram();
+        let mut queues = Vec::new();
+        for l in &mut self.loops {
+            let end = l.handle.take().and_then(|h| h.join().ok());
+            if let Some(e) = &end {
+                let _ = hist.add(&e.hist);
+            }
+            queues.push(QueueReport {
+                queue: l.queue,
+                core: l.core,
+                mode: l.mode,
+                socket: l.socket.snapshot(),
+                kernel: end.and_then(|e| e.kernel),
+            });
+        }
+        let program = self.program.counters().ok();
+        // Dropping `self` detaches the program.
+        XdpReport { queues, hist, program }
+    }
+}
+
+impl XdpReport {
+    /// One line for the program's counters.
+    pub fn describe_program(&self) -> String {
+        match &self.program {
+            Some(c) => describe_counters(c),
+            None => "xdp: counters unavailable".into(),
+        }
+    }
+}
+
+/// `received=... sent=...` of a queue: the socket's counters and the kernel's.
+pub fn describe_queue(r: &QueueReport) -> String {
+    let core = r.core.map_or("unpinned".to_string(), |c| format!("core {c}"));
+    let mut s = format!("queue {} ({core}, {} mode): {}", r.queue, r.mode, r.socket);
+    if let Some(k) = &r.kernel {
+        s.push_str(&format!(
+            " kernel_rx_dropped={} kernel_rx_ring_full={} kernel_fill_empty={} kernel_rx_invalid={} \
+             kernel_tx_invalid={}",
+            k.rx_dropped, k.rx_ring_full, k.rx_fill_ring_empty_descs, k.rx_invalid_descs, k.tx_invalid_descs
+        ));
+    }
+    s
+}
+
+/// The RX queues of `ifname`, from `/sys/class/net/IFNAME/queues/rx-N` (in the network
+/// namespace whose sysfs is mounted, as `ip netns exec` arranges).
+pub fn rx_queues(ifname: &str) -> io::Result<Vec<u32>> {
+    let dir = Path::new("/sys/class/net").join(ifname).join("queues");
+    let mut qs: Vec<u32> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("rx-")?.parse().ok())
+        .collect();
+    qs.sort_unstable();
+    Ok(qs)
+}
+
+/// The MTU of `ifname` (`/sys/class/net/IFNAME/mtu`).
+pub fn interface_mtu(ifname: &str) -> io::Result<usize> {
+    let path = Path::new("/sys/class/net").join(ifname).join("mtu");
+    std::fs::read_to_string(&path)?
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::other(format!("{}: not a number", path.display())))
+}
+
+/// Parses a list of numbers and ranges: `0,2,4-7`.
+pub fn parse_list(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |t: &str| t.trim().parse::<u32>().map_err(|_| format!("{t:?} is not a number (in {s:?})"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b || b - a > 1024 {
+                    return Err(format!("bad range {part:?}"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("empty list {s:?}"));
+    }
+    Ok(out)
+}
+
+/// What a loop works with besides its socket.
+struct LoopCtx {
+    catalog: SharedCatalog,
+    cfg: Config,
+    mtu: usize,
+    dns: Arc<LoopStats>,
+    frames: Arc<FrameStats>,
+    handoff: Sender<Handoff>,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Per-loop working memory, allocated once.
+struct Work {
+    rx: Vec<Frame>,
+    tx: Vec<Frame>,
+    scratch: Box<BatchScratch>,
+    hist: ServiceHistogram,
+}
+
+fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
+    let mut w = Work {
+        rx: Vec::with_capacity(BATCH),
+        tx: Vec::with_capacity(BATCH),
+        scratch: BatchScratch::new(),
+        hist: new_histogram(),
+    };
+    let mut empty = 0u32;
+    while !ctx.shutdown.load(Relaxed) {
+        if xsk.tx_in_flight() > 0 {
+            xsk.complete();
+        }
+        xsk.refill();
+        xsk.wakeup_rx();
+        if xsk.rx_burst(&mut w.rx) == 0 {
+            if xsk.tx_pending() > 0 {
+                // Copy mode sends 32 frames a kick: keep kicking until the ring is empty.
+                xsk.kick_tx();
+                continue;
+            }
+            empty += 1;
+            if empty >= SPIN_TURNS && xsk.tx_in_flight() == 0 {
+                bump(&ctx.frames.idle_polls, 1);
+                let _ = xsk.poll_rx(POLL_MS);
+                empty = 0;
+            }
+            continue;
+        }
+        empty = 0;
+        let t0 = Instant::now();
+        let n = w.rx.len();
+        turn(&mut xsk, &mut w, &ctx);
+        xsk.tx_submit(&mut w.tx);
+        if xsk.tx_pending() > 0 {
+            xsk.kick_tx();
+        }
+        // Service time per query: the batch's time shared out evenly.
+        let per = (t0.elapsed().as_nanos() as u64 / n as u64).max(1);
+        let _ = w.hist.record_n(per, n as u64);
+    }
+    xsk.flush_tx(64);
+    LoopEnd { hist: w.hist, kernel: xsk.kernel_stats().ok() }
+}
+
+/// Answers the frames in `w.rx`: replies go to `w.tx`, the rest back to the socket.
+fn turn(xsk: &mut XskSocket, w: &mut Work, ctx: &LoopCtx) {
+    let n = w.rx.len();
+    debug_assert!(n <= BATCH, "the RX vector has a capacity of exactly BATCH");
+    let mut lens = [0usize; BATCH];
+    let mut outcomes = [Outcome::Drop(answer::DropReason::Short); BATCH];
+    // For the k-th message answered: its frame and datagram.
+    let mut which = [(0usize, None::<Datagram>); BATCH];
+    let mut replies: [Option<Range<usize>>; BATCH] = [const { None }; BATCH];
+    let stats = &ctx.dns;
+    bump(&stats.batches, 1);
+    let cat = ctx.catalog.load();
+    {
+        let mut bufs: [&mut [u8]; BATCH] = Default::default();
+        xsk.frames_mut(&w.rx, &mut bufs);
+        let mut msgs: [&mut [u8]; BATCH] = Default::default();
+        let mut k = 0;
+        for (i, buf) in bufs[..n].iter_mut().enumerate() {
+            let d = match packet::parse(&buf[..w.rx[i].len()]) {
+                Ok(d) => d,
+                Err(reason) => {
+                    bump(&ctx.frames.drops[reason.index()], 1);
+                    continue;
+                }
+            };
+            let payload = d.payload_range();
+            if for_control(&buf[payload.clone()]) {
+                hand_off(ctx, &d, buf);
+                continue;
+            }
+            // The reply may use the frame up to the end of its chunk, but not beyond the MTU.
+            let end = buf.len().min(d.ip_offset() + ctx.mtu).max(payload.end);
+            lens[k] = payload.len();
+            which[k] = (i, Some(d));
+            msgs[k] = &mut buf[payload.start..end];
+            k += 1;
+        }
+        answer_batch(&**cat, &mut msgs[..k], &lens[..k], Transport::Udp, &ctx.cfg, &mut outcomes[..k], &mut w.scratch);
+        for (j, o) in outcomes[..k].iter().enumerate() {
+            stats.record(o);
+            let (i, Some(d)) = which[j] else { continue };
+            if let Outcome::Reply { len, .. } = *o {
+                match packet::build_reply(&mut *bufs[i], &d, len) {
+                    Ok(r) => replies[i] = Some(r),
+                    Err(_) => bump(&ctx.frames.build_errors, 1),
+                }
+            }
+        }
+    }
+    drop(cat);
+    let mut sent = 0;
+    for (i, mut f) in w.rx.drain(..).enumerate() {
+        match replies[i].take() {
+            Some(r) => {
+                f.set_data(r);
+                w.tx.push(f);
+                sent += 1;
+            }
+            None => xsk.recycle(f),
+        }
+    }
+    bump(&stats.sent, sent);
+}
+
+/// Copies a message for the control side into the channel, or counts it dropped.
+fn hand_off(ctx: &LoopCtx, d: &Datagram, frame: &[u8]) {
+    let payload = &frame[d.payload_range()];
+    if payload.len() > HANDOFF_MAX {
+        bump(&ctx.frames.handoff_dropped, 1);
+        return;
+    }
+    let repr = d.repr(frame);
+    let mut h = Handoff { client: repr.src, server: repr.dst, len: payload.len() as u16, msg: [0; HANDOFF_MAX] };
+    h.msg[..payload.len()].copy_from_slice(payload);
+    match ctx.handoff.try_send(h) {
+        Ok(()) => bump(&ctx.frames.handed_off, 1),
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => bump(&ctx.frames.handoff_dropped, 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(flags: u8, qdcount: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, flags, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        m[4..6].copy_from_slice(&qdcount.to_be_bytes());
+        m.extend_from_slice(qname);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m
+    }
+
+    #[test]
+    fn what_goes_to_the_control_side() {
+        let name = b"\x07example\x03com\x00";
+        // QUERY for A, AXFR: the engine's; IXFR: the control side's.
+        assert!(!for_control(&msg(0x00, 1, name, 1)));
+        assert!(!for_control(&msg(0x00, 1, name, rtype::AXFR)));
+        assert!(for_control(&msg(0x00, 1, name, rtype::IXFR)));
+        assert!(for_control(&msg(0x01, 1, b"\x00", rtype::IXFR)), "RD set, root");
+        // IXFR responses, two questions, compressed or cut names: the engine's (it drops or
+        // refuses them).
+        assert!(!for_control(&msg(0x80, 1, name, rtype::IXFR)));
+        assert!(!for_control(&msg(0x00, 2, name, rtype::IXFR)));
+        assert!(!for_control(&msg(0x00, 1, b"\xc0\x0c", rtype::IXFR)));
+        let cut = msg(0x00, 1, name, rtype::IXFR);
+        assert!(!for_control(&cut[..cut.len() - 3]));
+        assert!(!for_control(&cut[..11]));
+        // NOTIFY (opcode 4) and UPDATE (5), queries and responses.
+        assert!(for_control(&msg(4 << 3, 1, name, 6)));
+        assert!(for_control(&msg(0x80 | 4 << 3 | 4, 1, name, 6)));
+        assert!(for_control(&msg(5 << 3, 1, name, 6)));
+        // STATUS (2) and unassigned opcodes: the engine's (NOTIMP).
+        assert!(!for_control(&msg(2 << 3, 1, name, 1)));
+        assert!(!for_control(&msg(15 << 3, 1, name, 1)));
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(parse_list("0").unwrap(), [0]);
+        assert_eq!(parse_list("1,3, 5-7").unwrap(), [1, 3, 5, 6, 7]);
+        for bad in ["", ",", "a", "3-1", "1-", "0-100000"] {
+            assert!(parse_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_has_queues_and_an_mtu() {
+        assert!(!rx_queues("lo").unwrap().is_empty());
+        assert!(interface_mtu("lo").unwrap() >= 1280);
+        assert!(rx_queues("nsxdp-none0").is_err());
+    }
+}
