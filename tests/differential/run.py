@@ -464,8 +464,8 @@ def _udp_sock(server):
         socks = _tls.socks = {}
     s = socks.get(server.name)
     if s is None:
-        s = socks[server.name] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.connect((HOST, server.port))
+        s = socks[server.name] = socket.socket(getattr(server, "family", socket.AF_INET), socket.SOCK_DGRAM)
+        s.connect((getattr(server, "host", HOST), server.port))
     return s
 
 
@@ -502,7 +502,7 @@ def _recv_exact(s, n):
 
 def tcp_exchange(server, wire, timeout=5.0):
     try:
-        with socket.create_connection((HOST, server.port), timeout=timeout) as s:
+        with socket.create_connection((getattr(server, "host", HOST), server.port), timeout=timeout) as s:
             s.sendall(struct.pack("!H", len(wire)) + wire)
             (n,) = struct.unpack("!H", _recv_exact(s, 2))
             return _recv_exact(s, n)
@@ -817,8 +817,14 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--time-limit", type=float, default=300.0, help="stop sending after this many seconds")
+    ap.add_argument("--pair", nargs=2, metavar="HOST:PORT",
+                    help="compare two running servers byte for byte (e.g. nsxdp's AF_XDP and kernel paths) "
+                         "instead of starting knotd, nsd and nsxdp; [v6]:PORT for IPv6")
+    ap.add_argument("--pair-tcp", action="store_true", help="with --pair: also the TCP variants")
     args = ap.parse_args()
     random.seed(args.seed)
+    if args.pair:
+        return main_pair(args)
 
     missing = missing_prereqs(args.nsxdp is not None, args.nsxdp or "")
     if missing:
@@ -881,6 +887,82 @@ def main():
             print("differential: kept %s" % workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Remote:
+    """A server someone else runs, at HOST:PORT or [V6]:PORT."""
+
+    def __init__(self, name, spec):
+        self.name = name
+        if spec.startswith("["):
+            host, _, port = spec[1:].partition("]:")
+            self.family = socket.AF_INET6
+        else:
+            host, _, port = spec.rpartition(":")
+            self.family = socket.AF_INET
+        if not host or not port.isdigit():
+            raise HarnessError("bad address %r (HOST:PORT or [V6]:PORT)" % spec)
+        self.host, self.port = host, int(port)
+
+    def __str__(self):
+        return ("[%s]:%d" if self.family == socket.AF_INET6 else "%s:%d") % (self.host, self.port)
+
+
+def main_pair(args):
+    """--pair A B: every query of the battery (UDP variants, and TCP ones with --pair-tcp)
+    sent with the same ID to A and to B, whose responses must be identical byte for byte.
+    Exit 0 if all are, 1 if not, 2 on a harness error, 3 if dnspython is missing."""
+    if dns is None:
+        print("differential: missing prerequisite(s): python3-dnspython (import dns failed for %s)" % sys.executable)
+        return EXIT_MISSING
+    try:
+        a, b = Remote("a", args.pair[0]), Remote("b", args.pair[1])
+    except HarnessError as e:
+        print("differential: error: %s" % e)
+        return EXIT_ERROR
+    zones = load_zones(zone_files())
+    battery = build_battery(zones, args.limit or None)
+    if not args.pair_tcp:
+        battery = [q for q in battery if VARIANTS[q.variant][3] == "udp"]
+    if args.only:
+        rx = re.compile(args.only)
+        battery = [q for q in battery if rx.search(q.text())]
+    t0 = time.monotonic()
+    stopped = threading.Event()
+
+    def work(q):
+        if stopped.is_set() or time.monotonic() - t0 > args.time_limit:
+            stopped.set()
+            return None
+        wire = q.wire(random.randint(0, 65535))
+        ex = tcp_exchange if VARIANTS[q.variant][3] == "tcp" else udp_exchange
+        return ex(a, wire), ex(b, wire)
+
+    with ThreadPoolExecutor(max_workers=args.workers) as ex:
+        results = list(ex.map(work, battery))
+    elapsed = time.monotonic() - t0
+    if stopped.is_set():
+        print("differential: error: time limit of %.0f s reached" % args.time_limit)
+        return EXIT_ERROR
+    same = silent = 0
+    diffs = []
+    for q, (ra, rb) in zip(battery, results):
+        if ra is not None and ra == rb:
+            same += 1
+        elif ra is None and rb is None:
+            silent += 1
+        else:
+            diffs.append((q, ra, rb))
+    print("differential: pair %s and %s: %d queries in %.1f s: %d identical, %d unanswered by both, %d differ"
+          % (a, b, len(battery), elapsed, same, silent, len(diffs)))
+    for q, ra, rb in diffs[: args.show]:
+        print("  %s" % shorten(q.text()))
+        for name, r in (("a", ra), ("b", rb)):
+            print("    %s %s" % (name, "no response" if r is None else r.hex()))
+    write_json(args.json, {"queries": len(battery), "identical": same, "silent": silent,
+                           "differ": [{"query": q.text(), "a": ra and ra.hex(), "b": rb and rb.hex()}
+                                      for q, ra, rb in diffs]})
+    return EXIT_FAIL if diffs or silent else 0
 
 
 def record(q, res, diffs):
