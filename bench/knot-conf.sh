@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Prints the knotd configuration both benchmarks use: one zone, one worker of each kind,
+# Prints the knotd configuration the benchmarks use: one zone, one worker of each kind,
 # loaded whole from the zone file with no journal and no semantic checks.
 # Usage: knot-conf.sh DIR PORT ORIGIN ZONEFILE [LOGLEVEL]   (DIR gets run/, db/, storage/)
+# Environment: KNOT_ADDR (listen address, default 127.0.0.1); KNOT_XDP=IFACE adds an xdp
+# section answering UDP on IFACE@PORT through AF_XDP (testbed.md).
 set -euo pipefail
 d=$1 port=$2 origin=$3 zone=$4 level=${5:-notice}
+addr=${KNOT_ADDR:-127.0.0.1}
 mkdir -p "$d/run" "$d/db" "$d/storage"
-cat <<EOF
+cat <<CONF
 server:
     rundir: "$d/run"
-    listen: 127.0.0.1@$port
+    listen: $addr@$port
     udp-workers: 1
     tcp-workers: 1
     background-workers: 1
@@ -31,4 +34,12 @@ template:
 zone:
   - domain: $origin
     file: "$zone"
-EOF
+CONF
+if [ -n "${KNOT_XDP:-}" ]; then
+    cat <<CONF
+
+xdp:
+    listen: $KNOT_XDP@$port
+    udp: on
+CONF
+fi

@@ -1,7 +1,9 @@
 //! The answer path allocates nothing: 10,000 `answer()` calls over a mixed query set (hits,
 //! misses, referrals, wildcards, CNAME and DNAME chains, truncation, EDNS, errors, garbage)
 //! under a counting global allocator; and the AF_XDP frame path (`packet::parse`, `answer`
-//! in place, `packet::build_reply`) over the same queries in Ethernet frames.
+//! in place, `packet::build_reply`) over the same queries in Ethernet frames, one by one and
+//! as the run loop does it, in batches of 32 (`dataplane::xdp::answer_frames`: parse, hand
+//! NOTIFY over to the control side's channel, `answer_batch`, replies), bad frames included.
 //!
 //! This is its own test binary because a `#[global_allocator]` applies to every test in a
 //! binary. Only allocations made on the measuring thread while measuring are counted, so
@@ -17,6 +19,8 @@ use nsxdp::answer::{
     answer, answer_batch, BatchScratch, Catalog, Config, DropReason, Outcome, Transport, Zones, BATCH,
 };
 use nsxdp::dataplane::packet::{self, UdpFrameRepr};
+use nsxdp::dataplane::xdp::{self, FrameCtx, FrameStats};
+use nsxdp::dataplane::LoopStats;
 use nsxdp::snapshot::{compile, write_snapshot, ArchivedZoneImage, Snapshot};
 use nsxdp::wire::name::Name;
 use nsxdp::zone::parse::load_text;
@@ -216,6 +220,7 @@ fn answering_allocates_nothing() {
 
     batches_allocate_nothing(&catalog, &qs);
     frame_path_allocates_nothing(z);
+    batch_frame_path_allocates_nothing(&catalog);
 
     // The counter works.
     MEASURING.with(|m| m.set(true));
@@ -292,4 +297,66 @@ fn frame_path_allocates_nothing(z: &impl Zones) {
     MEASURING.with(|m| m.set(false));
     assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations on the frame path");
     assert!(replies > 9_000, "{replies} replies");
+}
+
+/// The run loop's frame work (`xdp::answer_frames`) in batches of 32 frames: queries, a
+/// NOTIFY for the control side (its channel fills up and drops, as when the control side
+/// lags), and frames with a bad checksum. Part of the one test above.
+fn batch_frame_path_allocates_nothing(z: &impl Zones) {
+    let mut msgs: Vec<Vec<u8>> = queries().into_iter().filter(|(_, t)| *t == Transport::Udp).map(|(q, _)| q).collect();
+    let mut notify = query("example.com.", 6, None);
+    notify[2] = 4 << 3;
+    msgs.push(notify);
+    let mut frames = Vec::new();
+    for (i, q) in msgs.iter().enumerate() {
+        let (src, dst) = if i % 2 == 0 {
+            ("198.18.0.2:40000", "198.18.0.1:53")
+        } else {
+            ("[2001:db8::2]:40000", "[2001:db8::1]:53")
+        };
+        let repr = UdpFrameRepr {
+            dst_mac: [2, 0, 0, 0, 0, 1],
+            src_mac: [2, 0, 0, 0, 0, 2],
+            vlan: None,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+        };
+        let mut f = vec![0u8; repr.header_len() + q.len()];
+        f[repr.header_len()..].copy_from_slice(q);
+        repr.emit(&mut f, q.len()).unwrap();
+        if i % 7 == 3 {
+            let last = f.len() - 1;
+            f[last] ^= 0x40; // the UDP checksum no longer matches
+        }
+        frames.push(f);
+    }
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let (dns, fstats) = (LoopStats::default(), FrameStats::default());
+    let ctx = FrameCtx { cfg: Config::default(), mtu: 1500, dns: &dns, frames: &fstats, handoff: &tx };
+    let mut scratch = BatchScratch::new();
+    let mut store = vec![vec![0u8; 4096 - 256]; xdp::BATCH];
+    let mut lens = [0usize; xdp::BATCH];
+    let mut replies = [const { None }; xdp::BATCH];
+    let mut n_replies = 0;
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    MEASURING.with(|m| m.set(true));
+    for round in 0..400 {
+        for (j, (buf, len)) in store.iter_mut().zip(lens.iter_mut()).enumerate() {
+            let f = &frames[(round * xdp::BATCH + j) % frames.len()];
+            buf[..f.len()].copy_from_slice(f);
+            *len = f.len();
+        }
+        let mut bufs: [&mut [u8]; xdp::BATCH] = Default::default();
+        for (b, s) in bufs.iter_mut().zip(store.iter_mut()) {
+            *b = &mut s[..];
+        }
+        xdp::answer_frames(z, &ctx, &mut bufs, &lens, &mut replies, &mut scratch);
+        n_replies += replies.iter().filter(|r| r.is_some()).count();
+    }
+    MEASURING.with(|m| m.set(false));
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations on the batched frame path");
+    let handed = fstats.handed_off.load(Ordering::Relaxed) + fstats.handoff_dropped.load(Ordering::Relaxed);
+    assert!(handed >= 50 && rx.len() == 4, "NOTIFY frames handed over: {handed}");
+    assert!(fstats.drops[packet::DropReason::BadUdpChecksum.index()].load(Ordering::Relaxed) > 100);
+    assert!(n_replies > 400 * 20, "{n_replies} replies");
 }

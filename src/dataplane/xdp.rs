@@ -8,8 +8,8 @@
 //! dropped and counted by reason) → the DNS messages answered in place together by
 //! [`answer_batch`] → [`packet::build_reply`] → the TX ring, and a TX kick (in copy mode one
 //! kick sends at most 32 frames, so the loop kicks again while frames are pending). Frames
-//! that get no reply go straight back to the free list. An idle loop spins a little, then
-//! sleeps in `poll` with a timeout so that it notices shutdown.
+//! that get no reply go straight back to the free list. An idle loop spins for half a
+//! millisecond, then sleeps in `poll` with a timeout so that it notices shutdown.
 //!
 //! Nothing on this path allocates, locks or makes a per-packet syscall: the buffers are
 //! fixed arrays, the catalog is loaded once per batch, kicks and wakeups are per batch and
@@ -36,13 +36,17 @@ use super::packet::{self, Datagram};
 use super::xdp_prog::{describe_counters, XdpConfig, XdpError, XdpProgram, NUM_COUNTERS};
 use super::xsk::{Frame, KernelStats, XdpMode, XskConfig, XskCounters, XskError, XskSocket, XskStats};
 use super::{new_histogram, LoopStats, ServiceHistogram, SharedCatalog};
-use crate::answer::{self, answer_batch, opcode, BatchScratch, Config, Outcome, Transport};
+use crate::answer::{self, answer_batch, opcode, BatchScratch, Config, Outcome, Transport, Zones};
 use crate::wire::rdata::rtype;
 
 /// Frames taken from the RX ring per turn: the engine's batch.
 pub const BATCH: usize = answer::BATCH;
-/// Empty turns (nothing received, nothing to send) before the loop sleeps in `poll`.
-const SPIN_TURNS: u32 = 256;
+/// How long a loop keeps spinning after the last frame before it sleeps in `poll`: going to
+/// sleep and being woken costs more than a few microseconds of spinning, and under load the
+/// next frame is rarely that far away.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(500);
+/// Empty turns between two looks at the clock while spinning.
+const SPIN_CHECK: u32 = 64;
 /// How long an idle loop sleeps before it looks at the shutdown flag again.
 const POLL_MS: i32 = 100;
 /// The largest DNS message handed to the control side (a UDP payload in one frame).
@@ -413,6 +417,7 @@ fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
         hist: new_histogram(),
     };
     let mut empty = 0u32;
+    let mut idle_since = Instant::now();
     while !ctx.shutdown.load(Relaxed) {
         if xsk.tx_in_flight() > 0 {
             xsk.complete();
@@ -425,8 +430,11 @@ fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
                 xsk.kick_tx();
                 continue;
             }
+            if empty == 0 {
+                idle_since = Instant::now();
+            }
             empty += 1;
-            if empty >= SPIN_TURNS && xsk.tx_in_flight() == 0 {
+            if empty % SPIN_CHECK == 0 && xsk.tx_in_flight() == 0 && idle_since.elapsed() >= SPIN {
                 bump(&ctx.frames.idle_polls, 1);
                 let _ = xsk.poll_rx(POLL_MS);
                 empty = 0;
@@ -455,67 +463,100 @@ fn turn(xsk: &mut XskSocket, w: &mut Work, ctx: &LoopCtx) {
     let n = w.rx.len();
     debug_assert!(n <= BATCH, "the RX vector has a capacity of exactly BATCH");
     let mut lens = [0usize; BATCH];
-    let mut outcomes = [Outcome::Drop(answer::DropReason::Short); BATCH];
-    // For the k-th message answered: its frame and datagram.
-    let mut which = [(0usize, None::<Datagram>); BATCH];
+    for (l, f) in lens.iter_mut().zip(&w.rx) {
+        *l = f.len();
+    }
     let mut replies: [Option<Range<usize>>; BATCH] = [const { None }; BATCH];
-    let stats = &ctx.dns;
-    bump(&stats.batches, 1);
-    let cat = ctx.catalog.load();
+    let fctx = FrameCtx { cfg: ctx.cfg, mtu: ctx.mtu, dns: &ctx.dns, frames: &ctx.frames, handoff: &ctx.handoff };
     {
+        let cat = ctx.catalog.load();
         let mut bufs: [&mut [u8]; BATCH] = Default::default();
         xsk.frames_mut(&w.rx, &mut bufs);
-        let mut msgs: [&mut [u8]; BATCH] = Default::default();
-        let mut k = 0;
-        for (i, buf) in bufs[..n].iter_mut().enumerate() {
-            let d = match packet::parse(&buf[..w.rx[i].len()]) {
-                Ok(d) => d,
-                Err(reason) => {
-                    bump(&ctx.frames.drops[reason.index()], 1);
-                    continue;
-                }
-            };
-            let payload = d.payload_range();
-            if for_control(&buf[payload.clone()]) {
-                hand_off(ctx, &d, buf);
-                continue;
-            }
-            // The reply may use the frame up to the end of its chunk, but not beyond the MTU.
-            let end = buf.len().min(d.ip_offset() + ctx.mtu).max(payload.end);
-            lens[k] = payload.len();
-            which[k] = (i, Some(d));
-            msgs[k] = &mut buf[payload.start..end];
-            k += 1;
-        }
-        answer_batch(&**cat, &mut msgs[..k], &lens[..k], Transport::Udp, &ctx.cfg, &mut outcomes[..k], &mut w.scratch);
-        for (j, o) in outcomes[..k].iter().enumerate() {
-            stats.record(o);
-            let (i, Some(d)) = which[j] else { continue };
-            if let Outcome::Reply { len, .. } = *o {
-                match packet::build_reply(&mut *bufs[i], &d, len) {
-                    Ok(r) => replies[i] = Some(r),
-                    Err(_) => bump(&ctx.frames.build_errors, 1),
-                }
-            }
-        }
+        answer_frames(&**cat, &fctx, &mut bufs[..n], &lens[..n], &mut replies, &mut w.scratch);
     }
-    drop(cat);
-    let mut sent = 0;
     for (i, mut f) in w.rx.drain(..).enumerate() {
         match replies[i].take() {
             Some(r) => {
                 f.set_data(r);
                 w.tx.push(f);
-                sent += 1;
             }
             None => xsk.recycle(f),
         }
     }
-    bump(&stats.sent, sent);
+}
+
+/// What [`answer_frames`] needs besides the zones and the frames.
+pub struct FrameCtx<'a> {
+    pub cfg: Config,
+    /// The interface MTU: a reply frame is at most the MTU plus its link-layer header.
+    pub mtu: usize,
+    pub dns: &'a LoopStats,
+    pub frames: &'a FrameStats,
+    pub handoff: &'a Sender<Handoff>,
+}
+
+/// The work of one turn on up to [`BATCH`] received frames, `frames[i][..lens[i]]` each
+/// (`frames[i]` running to the end of its UMEM chunk): parse, hand over what is for the
+/// control side, answer the rest in place together, build the replies. `replies[i]` is the
+/// reply's range in `frames[i]` (for [`Frame::set_data`]), or `None`: no reply. Counts
+/// everything. No I/O, no allocation, no lock.
+pub fn answer_frames(
+    zones: &impl Zones,
+    ctx: &FrameCtx,
+    frames: &mut [&mut [u8]],
+    lens: &[usize],
+    replies: &mut [Option<Range<usize>>; BATCH],
+    scratch: &mut BatchScratch,
+) {
+    let n = frames.len().min(lens.len()).min(BATCH);
+    let mut msg_lens = [0usize; BATCH];
+    let mut outcomes = [Outcome::Drop(answer::DropReason::Short); BATCH];
+    // For the k-th message answered: its frame and datagram.
+    let mut which = [(0usize, None::<Datagram>); BATCH];
+    bump(&ctx.dns.batches, 1);
+    let mut msgs: [&mut [u8]; BATCH] = Default::default();
+    let mut k = 0;
+    for (i, buf) in frames[..n].iter_mut().enumerate() {
+        replies[i] = None;
+        let d = match packet::parse(&buf[..lens[i].min(buf.len())]) {
+            Ok(d) => d,
+            Err(reason) => {
+                bump(&ctx.frames.drops[reason.index()], 1);
+                continue;
+            }
+        };
+        let payload = d.payload_range();
+        if for_control(&buf[payload.clone()]) {
+            hand_off(ctx, &d, buf);
+            continue;
+        }
+        // The reply may use the frame up to the end of its chunk, but not beyond the MTU.
+        let end = buf.len().min(d.ip_offset() + ctx.mtu).max(payload.end);
+        msg_lens[k] = payload.len();
+        which[k] = (i, Some(d));
+        msgs[k] = &mut buf[payload.start..end];
+        k += 1;
+    }
+    answer_batch(zones, &mut msgs[..k], &msg_lens[..k], Transport::Udp, &ctx.cfg, &mut outcomes[..k], scratch);
+    let mut sent = 0;
+    for (j, o) in outcomes[..k].iter().enumerate() {
+        ctx.dns.record(o);
+        let (i, Some(d)) = which[j] else { continue };
+        if let Outcome::Reply { len, .. } = *o {
+            match packet::build_reply(&mut *frames[i], &d, len) {
+                Ok(r) => {
+                    replies[i] = Some(r);
+                    sent += 1;
+                }
+                Err(_) => bump(&ctx.frames.build_errors, 1),
+            }
+        }
+    }
+    bump(&ctx.dns.sent, sent);
 }
 
 /// Copies a message for the control side into the channel, or counts it dropped.
-fn hand_off(ctx: &LoopCtx, d: &Datagram, frame: &[u8]) {
+fn hand_off(ctx: &FrameCtx, d: &Datagram, frame: &[u8]) {
     let payload = &frame[d.payload_range()];
     if payload.len() > HANDOFF_MAX {
         bump(&ctx.frames.handoff_dropped, 1);

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# AF_XDP query throughput: nsxdp (--xdp, one queue, one loop) and Knot DNS in XDP mode (one
+# UDP worker), one after the other in the same run, on the same testbed (two network
+# namespaces joined by veth, ../shared/testbed.md), same zone, same query file, same load:
+# kxdpgun on CLIENT_CPU in the client namespace, the server pinned to SERVER_CPU. Then a
+# fixed-rate run against nsxdp (kxdpgun -Q, default 150,000 queries/s) for the share
+# answered.
+#
+# Usage: bench/xdp-compare.sh [options]
+#   --duration S     seconds kxdpgun runs per measurement (default 10)
+#   --names N        names in the generated zone (default 100000)
+#   --runs R         rounds; each round measures every server once (default 1)
+#   --rate QPS       kxdpgun -Q of the throughput runs (default 1000000: as fast as it can)
+#   --fixed QPS      kxdpgun -Q of the fixed-rate run against nsxdp (default 150000; 0: none)
+#   --only LIST      comma-separated subset of nsxdp,knotd (default both)
+#   --no-build       do not run `cargo build --release`
+#
+# Environment:
+#   NSXDP_BIN=PATH      nsxdp binary to measure (default target/release/nsxdp; implies no build)
+#   SERVER_CPU=1        CPU of the server (taskset, and nsxdp --cores); CLIENT_CPU=0 for kxdpgun
+#   NSXDP_BENCH_KEEP=1  keep the temporary directory (configs, logs, kxdpgun output)
+#
+# Needs root, python3, ip, ethtool, taskset, kdig, kxdpgun (knot-dnsutils) and knotd (knot).
+# Addresses: 198.18.0.1 and .2 inside the two namespaces this script makes (named after its
+# PID) and deletes on exit, with the veth pair and anything attached to it. Each server is
+# stopped by its PID.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+ORIGIN=bench.test
+SERIAL=2026010101          # fixed serial written by gen-zone.py
+SEED=1
+DURATION=10
+N=100000
+RUNS=1
+RATE=1000000
+FIXED=150000
+ONLY=nsxdp,knotd
+BUILD=1
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+QUERY_LINES=200000         # lines in the query file (kxdpgun loops over it)
+NX_PERCENT=10              # share of NXDOMAIN queries
+START_TIMEOUT_S=300        # per server start (nsxdp compiles, knotd loads the zone)
+WARMUP_S=2                 # unmeasured kxdpgun run before each measurement
+SRV_ADDR=198.18.0.1
+CLI_ADDR=198.18.0.2
+
+die() { echo "xdp-compare: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) DURATION=${2:?}; shift ;;
+        --names) N=${2:?}; shift ;;
+        --runs) RUNS=${2:?}; shift ;;
+        --rate) RATE=${2:?}; shift ;;
+        --fixed) FIXED=${2:?}; shift ;;
+        --only) ONLY=${2:?}; shift ;;
+        --no-build) BUILD=0 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $1 (try --help)" ;;
+    esac
+    shift
+done
+for v in DURATION N RUNS RATE; do
+    case "${!v}" in ''|*[!0-9]*|0) die "$v must be a positive integer" ;; esac
+done
+case "$FIXED" in ''|*[!0-9]*) die "--fixed must be a number" ;; esac
+[ "$DURATION" -le 600 ] || die "--duration at most 600"
+[ "$RUNS" -le 20 ] || die "--runs at most 20"
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces, XDP)"
+for c in python3 ip ethtool taskset kdig kxdpgun; do
+    command -v "$c" >/dev/null || die "missing $c (apt-get install -y iproute2 ethtool util-linux knot-dnsutils)"
+done
+case ",$ONLY," in *,knotd,*) command -v knotd >/dev/null || die "missing knotd (apt-get install -y knot)" ;; esac
+
+if [ -n "${NSXDP_BIN:-}" ]; then
+    NSXDP=$NSXDP_BIN
+else
+    NSXDP=$REPO/target/release/nsxdp
+    if [ "$BUILD" = 1 ]; then
+        log "cargo build --release"
+        (cd "$REPO" && cargo build --release 2>&1 | tail -1) >&2
+    fi
+fi
+case ",$ONLY," in *,nsxdp,*) [ -x "$NSXDP" ] || die "no nsxdp binary at $NSXDP" ;; esac
+
+TMP=$(mktemp -d /tmp/nsxdp-xdp-compare.XXXXXX)
+NS_SRV=nsxb-$$-srv
+NS_CLI=nsxb-$$-cli
+IF_SRV=xbs$$
+IF_CLI=xbc$$
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    # Deleting the namespaces deletes the veth pair and whatever XDP program is on it.
+    ip netns del "$NS_SRV" 2>/dev/null || true
+    ip netns del "$NS_CLI" 2>/dev/null || true
+    if [ "${NSXDP_BENCH_KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- testbed ---
+ip netns add "$NS_SRV"
+ip netns add "$NS_CLI"
+ip link add "$IF_SRV" netns "$NS_SRV" type veth peer name "$IF_CLI" netns "$NS_CLI"
+ip -n "$NS_SRV" addr add "$SRV_ADDR/24" dev "$IF_SRV"
+ip -n "$NS_CLI" addr add "$CLI_ADDR/24" dev "$IF_CLI"
+for ns in "$NS_SRV" "$NS_CLI"; do ip -n "$ns" link set lo up; done
+ip -n "$NS_SRV" link set "$IF_SRV" up
+ip -n "$NS_CLI" link set "$IF_CLI" up
+# kdig's readiness checks go through the kernel, which leaves UDP checksums to the veth
+# "hardware" unless told otherwise; nsxdp verifies them (kxdpgun computes its own).
+ip netns exec "$NS_CLI" ethtool -K "$IF_CLI" tx off >/dev/null
+ip netns exec "$NS_CLI" ping -c 1 -W 2 "$SRV_ADDR" >/dev/null || die "the testbed does not ping"
+log "testbed: $NS_SRV/$IF_SRV ($SRV_ADDR) <-> $NS_CLI/$IF_CLI ($CLI_ADDR)"
+
+# --- zone (cached like udp-compare.sh) and query file ---
+GEN=$SCRIPT_DIR/gen-zone.py
+GEN_HASH=$(sha256sum "$GEN" | cut -d' ' -f1)
+ZONE=/tmp/nsxdp-bench-zone-$N.zone
+WANT_HEADER="; gen-zone.py sha256=$GEN_HASH names=$N seed=$SEED origin=$ORIGIN"
+if [ -f "$ZONE" ] && [ "$(head -n1 "$ZONE")" = "$WANT_HEADER" ]; then
+    log "reusing cached zone $ZONE"
+else
+    log "generating $ZONE"
+    python3 "$GEN" --names "$N" --seed "$SEED" "$ORIGIN" "$ZONE.tmp.$$" >&2
+    mv "$ZONE.tmp.$$" "$ZONE"
+fi
+python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE" "$TMP/queries.txt" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT"
+cat "$ZONE" >/dev/null    # page cache warm for every server
+
+# CPU seconds (user+system) used so far by process $1 and its threads.
+cpu_s() {
+    python3 - "$1" <<'EOF'
+import os, sys
+s = open("/proc/%s/stat" % sys.argv[1]).read()
+f = s[s.rindex(")") + 2:].split()
+print("%.2f" % ((int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")))
+EOF
+}
+
+# Waits until the server answers the SOA with the generator's serial, from the client side.
+wait_answer() {
+    local pid=$1 t0=$SECONDS
+    while [ $((SECONDS - t0)) -lt "$START_TIMEOUT_S" ]; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        case "$(ip netns exec "$NS_CLI" kdig @"$SRV_ADDR" "$ORIGIN" SOA +short +timeout=1 +retry=0 2>/dev/null || true)" in
+            *" $SERIAL "*) return 0 ;;
+        esac
+        sleep 0.2
+    done
+    return 1
+}
+
+stop_server() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid still running after 10 s, SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    SERVER_PID=
+    # Knot leaves its program behind when killed; nsxdp never does. Either way, nothing
+    # stays on the interface for the next server.
+    ip -n "$NS_SRV" link set dev "$IF_SRV" xdp off 2>/dev/null || true
+}
+
+# `ip netns exec` and `taskset` exec their command: $! is the server's PID.
+start_nsxdp() {
+    local d=$1
+    mkdir -p "$d/data"
+    ip netns exec "$NS_SRV" taskset -c "$SERVER_CPU" "$NSXDP" serve --xdp "$IF_SRV" --queues 0 \
+        --cores "$SERVER_CPU" --listen "$SRV_ADDR:53" --zone "$ZONE" --data-dir "$d/data" >"$d/server.log" 2>&1 &
+    SERVER_PID=$!
+}
+
+start_knotd() {
+    local d=$1
+    mkdir -p "$d"
+    KNOT_ADDR=$SRV_ADDR KNOT_XDP=$IF_SRV "$SCRIPT_DIR/knot-conf.sh" "$d" 53 "$ORIGIN" "$ZONE" notice >"$d/knot.conf"
+    ip netns exec "$NS_SRV" taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$d/server.log" 2>&1 &
+    SERVER_PID=$!
+}
+
+# kxdpgun from the client namespace on CLIENT_CPU: $1 seconds at $2 queries/s, output to $3.
+run_gun() {
+    local secs=$1 rate=$2 out=$3
+    ip netns exec "$NS_CLI" kxdpgun -t "$secs" -Q "$rate" -F "$CLIENT_CPU" -i "$TMP/queries.txt" \
+        -I "$IF_CLI" "$SRV_ADDR" >"$out" 2>&1 || { cat "$out" >&2; die "kxdpgun failed"; }
+}
+
+RESULTS=$TMP/results.txt
+: >"$RESULTS"
+
+# Appends "name run kind offered_qps replies_qps answered_pct cpu_pct" for kxdpgun output $4.
+record() {
+    local name=$1 run=$2 kind=$3 out=$4 cpu=$5
+    python3 - "$name" "$run" "$kind" "$out" "$cpu" "$DURATION" >>"$RESULTS" <<'EOF'
+import re, sys
+name, run, kind, path, cpu, dur = sys.argv[1:7]
+t = open(path).read()
+q = re.search(r"total queries:\s+(\d+) \((\d+) pps\)", t)
+r = re.search(r"total replies:\s+(\d+) \((\d+) pps\)", t)
+if not q or not r:
+    sys.exit("xdp-compare: cannot read kxdpgun output %s:\n%s" % (path, t))
+sent, got = int(q.group(1)), int(r.group(1))
+print(name, run, kind, q.group(2), r.group(2), "%.3f" % (100.0 * got / max(sent, 1)),
+      "%.0f" % (100.0 * float(cpu) / float(dur)))
+EOF
+    log "$name run $run $kind: $(tail -n1 "$RESULTS")"
+}
+
+measure() {
+    local name=$1 run=$2 d pid before after
+    d=$TMP/$name-$run
+    mkdir -p "$d"
+    "start_$name" "$d"
+    pid=$SERVER_PID
+    if ! wait_answer "$pid"; then
+        tail -n 20 "$d/server.log" >&2
+        die "$name did not answer on $SRV_ADDR within ${START_TIMEOUT_S}s"
+    fi
+    log "$name (pid $pid, run $run) answers on $SRV_ADDR:53; affinity $(taskset -pc "$pid" | sed 's/.*: //')"
+    run_gun "$WARMUP_S" "$RATE" "$d/warmup.txt"
+    sleep 0.5
+    before=$(cpu_s "$pid")
+    run_gun "$DURATION" "$RATE" "$d/max.txt"
+    after=$(cpu_s "$pid")
+    record "$name" "$run" max "$d/max.txt" "$(python3 -c "print($after-$before)")"
+    if [ "$name" = nsxdp ] && [ "$FIXED" -gt 0 ]; then
+        sleep 0.5
+        before=$(cpu_s "$pid")
+        run_gun "$DURATION" "$FIXED" "$d/fixed.txt"
+        after=$(cpu_s "$pid")
+        record "$name" "$run" "fixed" "$d/fixed.txt" "$(python3 -c "print($after-$before)")"
+    fi
+    stop_server "$pid"
+    if [ "$name" = nsxdp ]; then
+        grep -E "XDP (queue|program xdp)" "$d/server.log" | sed 's/^/   /' >&2 || true
+    fi
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "zone $ZONE ($N names); $DURATION s per measurement; kxdpgun -Q $RATE on CPU $CLIENT_CPU; server on CPU $SERVER_CPU; load $LOAD_BEFORE"
+IFS=, read -r -a SERVERS <<<"$ONLY"
+for run in $(seq "$RUNS"); do
+    for s in "${SERVERS[@]}"; do
+        case "$s" in nsxdp|knotd) measure "$s" "$run" ;; *) die "unknown server $s" ;; esac
+    done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- table ---
+python3 - "$RESULTS" "$DURATION" "$(knotd -V 2>/dev/null | sed 's/.*version //' || echo -)" "$(nproc)" \
+    "$LOAD_BEFORE" "$LOAD_AFTER" "$FIXED" <<'EOF'
+import sys, time
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+dur, kv, cores, load0, load1, fixed = sys.argv[2:8]
+print("xdp-compare: %s, %s cores, knotd %s, %s s per measurement, load average %s before, %s after"
+      % (time.strftime("%Y-%m-%d %H:%M"), cores, kv, dur, load0, load1))
+print("%-6s %-4s %-7s %10s %10s %9s %6s" % ("server", "run", "load", "offered/s", "replies/s", "answered", "cpu %"))
+for name, run, kind, off, rep, pct, cpu in rows:
+    load = "max" if kind == "max" else "%s/s" % fixed
+    print("%-6s %-4s %-7s %10s %10s %8s%% %6s" % (name, run, load, off, rep, pct, cpu))
+best = {}
+for name, run, kind, off, rep, pct, cpu in rows:
+    if kind == "max":
+        best.setdefault(name, []).append(float(rep))
+if "nsxdp" in best and "knotd" in best:
+    n = sum(best["nsxdp"]) / len(best["nsxdp"])
+    k = sum(best["knotd"]) / len(best["knotd"])
+    print("replies/s, mean over runs: nsxdp %.0f, knotd %.0f, ratio nsxdp/knotd %.2f (target >= 2)" % (n, k, n / max(k, 1)))
+fx = [float(r[5]) for r in rows if r[0] == "nsxdp" and r[2] == "fixed"]
+if fx:
+    print("nsxdp at %s queries/s offered: %.3f%% answered (worst run; target >= 99.9%%)" % (fixed, min(fx)))
+EOF
