@@ -333,6 +333,9 @@ fn serve_xdp(
         }
         None => queues.iter().map(|q| *q as usize % core_count).collect(),
     };
+    if let Some(c) = cores.iter().find(|c| **c >= core_count) {
+        bail!("--cores: there is no core {c} (cores 0 to {})", core_count - 1);
+    }
     let mtu = match xdp::interface_mtu(ifname) {
         Ok(m) => m,
         Err(e) => {

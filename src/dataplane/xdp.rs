@@ -450,7 +450,9 @@ fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
         let per = (t0.elapsed().as_nanos() as u64 / n as u64).max(1);
         let _ = w.hist.record_n(per, n as u64);
         xsk.tx_submit(&mut w.tx);
-        if xsk.tx_pending() > 0 {
+        // A full kick's worth now; less waits for the next turn, which kicks anyway if
+        // nothing more has come in (one syscall for several small bursts).
+        if xsk.tx_pending() >= BATCH as u32 {
             xsk.kick_tx();
         }
     }
