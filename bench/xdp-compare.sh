@@ -246,7 +246,7 @@ measure() {
     fi
     stop_server "$pid"
     if [ "$name" = nsxdp ]; then
-        grep -E "XDP (queue|program xdp)" "$d/server.log" | sed 's/^/   /' >&2 || true
+        grep -E "XDP (queue|program xdp|service)" "$d/server.log" | sed 's/^/   /' >&2 || true
     fi
 }
 

@@ -74,7 +74,7 @@ struct ServeArgs {
     listen: Vec<SocketAddr>,
     /// Kernel sockets: the number of UDP run loops, pinned to the cores in turn (default:
     /// one per core). With --xdp: the cores of the queues' loops, a list (`1`, `0,1`, `2-3`),
-    /// the i-th queue on the i-th core (default: queue i on core i modulo the core count).
+    /// the i-th queue on the i-th core (default: queue i on the i-th allowed core, cycling).
     #[arg(long)]
     cores: Option<String>,
     /// Answer UDP through AF_XDP on this interface (TCP stays with the kernel). The listen
@@ -326,15 +326,17 @@ fn serve_xdp(
         Some(l) => xdp::parse_list(l).map_err(|e| anyhow::anyhow!("--queues: {e}"))?,
         None => xdp::rx_queues(ifname).with_context(|| format!("{ifname}: reading its RX queues from /sys"))?,
     };
-    let core_count = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
+    // The cores this process may run on (taskset narrows them), by id.
+    let allowed: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().iter().map(|c| c.id).collect();
     let cores: Vec<usize> = match &args.cores {
         Some(l) => {
             xdp::parse_list(l).map_err(|e| anyhow::anyhow!("--cores: {e}"))?.into_iter().map(|c| c as usize).collect()
         }
-        None => queues.iter().map(|q| *q as usize % core_count).collect(),
+        None if allowed.is_empty() => Vec::new(),
+        None => queues.iter().map(|q| allowed[*q as usize % allowed.len()]).collect(),
     };
-    if let Some(c) = cores.iter().find(|c| **c >= core_count) {
-        bail!("--cores: there is no core {c} (cores 0 to {})", core_count - 1);
+    if let Some(c) = cores.iter().find(|c| !allowed.is_empty() && !allowed.contains(c)) {
+        bail!("--cores: core {c} is not one this process may run on ({allowed:?})");
     }
     let mtu = match xdp::interface_mtu(ifname) {
         Ok(m) => m,
