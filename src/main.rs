@@ -15,7 +15,6 @@ use nsxdp::answer::{Catalog, Config};
 use nsxdp::control::handoff;
 use nsxdp::control::tcp::{TcpConfig, TcpServer};
 use nsxdp::dataplane::xdp_prog::XdpConfig;
-use nsxdp::dataplane::xsk::XskConfig;
 use nsxdp::dataplane::{self, udp, xdp, StatsSnapshot};
 use nsxdp::snapshot::{self, Snapshot};
 use nsxdp::wire::name::Name;
@@ -361,7 +360,7 @@ fn serve_xdp(
         force: args.xdp_force,
         program,
         mtu,
-        socket: XskConfig::default(),
+        socket: xdp::socket_config(mtu),
     };
     let plane = match xdp::XdpPlane::start(&opts, catalog, cfg, handoff_tx, shutdown.clone()) {
         Ok(p) => p,

@@ -163,6 +163,23 @@ impl FrameStats {
     }
 }
 
+/// The AF_XDP socket of a queue loop: an RX ring of 4096 (at 150,000 queries/s, 27 ms of
+/// queries while the loop is off its core), the fill ring twice that, and 16,384 frames of
+/// 2048 bytes (4096 when the MTU needs it: in copy mode a frame starts 256 bytes into its
+/// chunk, and a reply may be as long as the MTU allows).
+pub fn socket_config(mtu: usize) -> XskConfig {
+    let frame_size = if 256 + 18 + mtu <= 2048 { 2048 } else { 4096 };
+    XskConfig {
+        frame_size,
+        frame_count: 16384,
+        rx_size: 4096,
+        tx_size: 4096,
+        fill_size: 8192,
+        comp_size: 8192,
+        ..XskConfig::default()
+    }
+}
+
 /// What to run: the interface, its queues and where their loops go.
 #[derive(Debug, Clone)]
 pub struct XdpOptions {
