@@ -453,9 +453,10 @@ fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
                 idle_since = Instant::now();
             }
             empty += 1;
-            if empty % SPIN_CHECK == 0 && xsk.tx_in_flight() == 0 && idle_since.elapsed() >= SPIN {
+            if empty % SPIN_CHECK == 0 && idle_since.elapsed() >= SPIN {
                 bump(&ctx.frames.idle_polls, 1);
-                let _ = xsk.poll_rx(POLL_MS);
+                // Sent frames not yet completed: look again soon, to recycle them.
+                let _ = xsk.poll_rx(if xsk.tx_in_flight() > 0 { 1 } else { POLL_MS });
                 empty = 0;
             }
             continue;
