@@ -3,8 +3,8 @@
 # UDP worker), one after the other in the same run, on the same testbed (two network
 # namespaces joined by veth, ../shared/testbed.md), same zone, same query file, same load:
 # kxdpgun on CLIENT_CPU in the client namespace, the server pinned to SERVER_CPU. Then a
-# fixed-rate run against nsxdp (kxdpgun -Q, default 150,000 queries/s) for the share
-# answered.
+# fixed-rate run against a freshly started nsxdp (kxdpgun -Q, default 150,000 queries/s) for
+# the share answered.
 #
 # Usage: bench/xdp-compare.sh [options]
 #   --duration S     seconds kxdpgun runs per measurement (default 10)
@@ -220,9 +220,12 @@ EOF
     log "$name run $run $kind: $(tail -n1 "$RESULTS")"
 }
 
+# One measurement: start server $1 (round $2), wait for it, warm up at $3 queries/s, measure
+# at that rate, stop it; kind $4 (max or fixed) in the results. A fresh server for each
+# measurement, so its counters at exit are those of this one load.
 measure() {
-    local name=$1 run=$2 d pid before after
-    d=$TMP/$name-$run
+    local name=$1 run=$2 rate=$3 kind=$4 d pid before after
+    d=$TMP/$name-$run-$kind
     mkdir -p "$d"
     "start_$name" "$d"
     pid=$SERVER_PID
@@ -230,20 +233,13 @@ measure() {
         tail -n 20 "$d/server.log" >&2
         die "$name did not answer on $SRV_ADDR within ${START_TIMEOUT_S}s"
     fi
-    log "$name (pid $pid, run $run) answers on $SRV_ADDR:53; affinity $(taskset -pc "$pid" | sed 's/.*: //')"
-    run_gun "$WARMUP_S" "$RATE" "$d/warmup.txt"
+    log "$name (pid $pid, run $run, $kind) answers on $SRV_ADDR:53; affinity $(taskset -pc "$pid" | sed 's/.*: //')"
+    run_gun "$WARMUP_S" "$rate" "$d/warmup.txt"
     sleep 0.5
     before=$(cpu_s "$pid")
-    run_gun "$DURATION" "$RATE" "$d/max.txt"
+    run_gun "$DURATION" "$rate" "$d/gun.txt"
     after=$(cpu_s "$pid")
-    record "$name" "$run" max "$d/max.txt" "$(python3 -c "print($after-$before)")"
-    if [ "$name" = nsxdp ] && [ "$FIXED" -gt 0 ]; then
-        sleep 0.5
-        before=$(cpu_s "$pid")
-        run_gun "$DURATION" "$FIXED" "$d/fixed.txt"
-        after=$(cpu_s "$pid")
-        record "$name" "$run" "fixed" "$d/fixed.txt" "$(python3 -c "print($after-$before)")"
-    fi
+    record "$name" "$run" "$kind" "$d/gun.txt" "$(python3 -c "print($after-$before)")"
     stop_server "$pid"
     if [ "$name" = nsxdp ]; then
         grep -E "XDP (queue|program xdp|service)" "$d/server.log" | sed 's/^/   /' >&2 || true
@@ -255,8 +251,11 @@ log "zone $ZONE ($N names); $DURATION s per measurement; kxdpgun -Q $RATE on CPU
 IFS=, read -r -a SERVERS <<<"$ONLY"
 for run in $(seq "$RUNS"); do
     for s in "${SERVERS[@]}"; do
-        case "$s" in nsxdp|knotd) measure "$s" "$run" ;; *) die "unknown server $s" ;; esac
+        case "$s" in nsxdp|knotd) measure "$s" "$run" "$RATE" max ;; *) die "unknown server $s" ;; esac
     done
+    if [ "$FIXED" -gt 0 ]; then
+        case ",$ONLY," in *,nsxdp,*) measure nsxdp "$run" "$FIXED" fixed ;; esac
+    fi
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -268,10 +267,12 @@ rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 dur, kv, cores, load0, load1, fixed = sys.argv[2:8]
 print("xdp-compare: %s, %s cores, knotd %s, %s s per measurement, load average %s before, %s after"
       % (time.strftime("%Y-%m-%d %H:%M"), cores, kv, dur, load0, load1))
-print("%-6s %-4s %-7s %10s %10s %9s %6s" % ("server", "run", "load", "offered/s", "replies/s", "answered", "cpu %"))
+print("%-6s %-4s %-8s %10s %10s %9s %6s %11s" % ("server", "run", "load", "offered/s", "replies/s", "answered", "cpu %",
+                                                "rep/cpu-s"))
 for name, run, kind, off, rep, pct, cpu in rows:
     load = "max" if kind == "max" else "%s/s" % fixed
-    print("%-6s %-4s %-7s %10s %10s %8s%% %6s" % (name, run, load, off, rep, pct, cpu))
+    per_cpu = "%.0f" % (float(rep) * 100 / float(cpu)) if float(cpu) > 0 else "-"
+    print("%-6s %-4s %-8s %10s %10s %8s%% %6s %11s" % (name, run, load, off, rep, pct, cpu, per_cpu))
 best = {}
 for name, run, kind, off, rep, pct, cpu in rows:
     if kind == "max":
@@ -280,6 +281,13 @@ if "nsxdp" in best and "knotd" in best:
     n = sum(best["nsxdp"]) / len(best["nsxdp"])
     k = sum(best["knotd"]) / len(best["knotd"])
     print("replies/s, mean over runs: nsxdp %.0f, knotd %.0f, ratio nsxdp/knotd %.2f (target >= 2)" % (n, k, n / max(k, 1)))
+    eff = {}
+    for name, run, kind, off, rep, pct, cpu in rows:
+        if kind == "max" and float(cpu) > 0:
+            eff.setdefault(name, []).append(float(rep) * 100 / float(cpu))
+    if "nsxdp" in eff and "knotd" in eff:
+        n, k = sum(eff["nsxdp"]) / len(eff["nsxdp"]), sum(eff["knotd"]) / len(eff["knotd"])
+        print("replies per server CPU-second, mean: nsxdp %.0f, knotd %.0f, ratio %.2f" % (n, k, n / max(k, 1)))
 fx = [float(r[5]) for r in rows if r[0] == "nsxdp" and r[2] == "fixed"]
 if fx:
     print("nsxdp at %s queries/s offered: %.3f%% answered (worst run; target >= 99.9%%)" % (fixed, min(fx)))
