@@ -12,10 +12,14 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use nsxdp::answer::{Catalog, Config};
+use nsxdp::control::ctl::{self, Notifier};
 use nsxdp::control::handoff;
 use nsxdp::control::tcp::{TcpConfig, TcpServer};
+use nsxdp::control::transfer::Transfers;
+use nsxdp::control::zones::ZoneSet;
 use nsxdp::dataplane::xdp_prog::XdpConfig;
 use nsxdp::dataplane::{self, udp, xdp, StatsSnapshot};
+use nsxdp::journal::Limits;
 use nsxdp::snapshot::{self, Snapshot};
 use nsxdp::wire::name::Name;
 use nsxdp::zone::parse::{self, Loaded};
@@ -57,11 +61,32 @@ enum Cmd {
     Stat { snapshot: PathBuf },
     /// Serve zones over UDP (one pinned loop per core, kernel sockets) and TCP.
     Serve(ServeArgs),
+    /// Talk to a running server: `reload [ZONE]`, `status [ZONE]`.
+    Ctl {
+        /// The server's control socket (default: the configuration's, else
+        /// /var/tmp/nsxdp/control.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Read the socket path from this configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(required = true, num_args = 1..=2)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Zone file to serve (compiled to a snapshot in --data-dir); repeatable.
+    /// Configuration file (TOML): listen addresses, data directory, control socket, TSIG
+    /// keys, ACLs and zones. Flags given as well add zones or override the addresses.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The control socket for `nsxdp ctl` (default: the configuration's, else
+    /// DATA_DIR/control.sock).
+    #[arg(long)]
+    control: Option<PathBuf>,
+    /// Zone file to serve (compiled to a snapshot in --data-dir, with a journal beside it;
+    /// reloaded by `nsxdp ctl reload` and SIGHUP); repeatable.
     #[arg(long = "zone")]
     zones: Vec<PathBuf>,
     /// Snapshot file to serve as it is; repeatable.
@@ -86,9 +111,10 @@ struct ServeArgs {
     /// With --xdp: replace an XDP program on IFACE that is not nsxdp's.
     #[arg(long, requires = "xdp")]
     xdp_force: bool,
-    /// Where compiled snapshots are written.
-    #[arg(long, default_value = "/var/tmp/nsxdp")]
-    data_dir: PathBuf,
+    /// Where snapshots and journals are kept (default: the configuration's, else
+    /// /var/tmp/nsxdp).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// EDNS UDP payload size we offer (RFC 6891).
     #[arg(long, default_value_t = 1232, value_parser = clap::value_parser!(u16).range(512..=4096))]
     edns_size: u16,
@@ -178,41 +204,85 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve(args) => serve(args),
+        Cmd::Ctl { socket, config, command } => {
+            let socket = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => nsxdp::config::Config::load(&c)?.server.control,
+                (None, None) => PathBuf::from(DEFAULT_DATA_DIR).join("control.sock"),
+            };
+            let ok = nsxdp::control::ctl::client(&socket, &command.join(" "))?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+const DEFAULT_DATA_DIR: &str = "/var/tmp/nsxdp";
+
+/// The zone manager and its control socket, running beside the DNS threads.
+struct Control {
+    socket: std::thread::JoinHandle<()>,
+    manager: std::thread::JoinHandle<ZoneSet>,
+}
+
+impl Control {
+    fn stop(self) {
+        let _ = self.socket.join();
+        let _ = self.manager.join();
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    if args.zones.is_empty() && args.snapshots.is_empty() {
-        bail!("nothing to serve: give --zone FILE or --snapshot FILE");
+    let config = match &args.config {
+        Some(p) => Some(Arc::new(nsxdp::config::Config::load(p)?)),
+        None => None,
+    };
+    let zone_confs = config.as_ref().map_or(&[][..], |c| &c.zones[..]);
+    if args.zones.is_empty() && args.snapshots.is_empty() && zone_confs.is_empty() {
+        bail!("nothing to serve: give --zone FILE, --snapshot FILE or --config FILE with zones");
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("data directory {}", args.data_dir.display()))?;
-    let mut snaps: Vec<Arc<Snapshot>> = Vec::new();
+    if let Some(z) = zone_confs.iter().find(|z| z.role != nsxdp::config::Role::Primary) {
+        bail!("zone {}: the secondary role is not built yet", z.name);
+    }
+    let data_dir = match (&args.data_dir, &config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(c)) => c.server.data_dir.clone(),
+        (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
+    };
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("data directory {}", data_dir.display()))?;
+    let catalog: dataplane::SharedCatalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+    let mut zone_set = ZoneSet::new(&data_dir, catalog.clone());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    let mut notes = Vec::new();
     for file in &args.zones {
-        let loaded = load(file, None)?;
-        if !loaded.is_servable() {
-            bail!("{}: zone not loaded", file.display());
-        }
-        let img = snapshot::compile(&loaded.zone).with_context(|| format!("{}", file.display()))?;
-        let origin = loaded.zone.origin().to_string();
-        let stem = origin.trim_end_matches('.');
-        let path = args.data_dir.join(format!("{}.snap", if stem.is_empty() { "root" } else { stem }));
-        snapshot::write_snapshot(&path, &img)?;
-        snaps.push(Arc::new(Snapshot::open(&path)?));
+        report_diagnostics(file);
+        zone_set
+            .add(None, file, nsxdp::config::SerialPolicy::Increment, Limits::default(), now, &mut notes)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    for z in zone_confs {
+        let file = z.file.as_deref().expect("primary zones have a file (checked with the config)");
+        report_diagnostics(file);
+        let limits = Limits { max_bytes: z.journal_max_bytes, max_depth: z.journal_max_depth };
+        zone_set.add(Some(&z.name), file, z.serial_policy, limits, now, &mut notes).map_err(|e| anyhow::anyhow!(e))?;
     }
     for path in &args.snapshots {
-        snaps.push(Arc::new(Snapshot::open(path)?));
+        zone_set.add_snapshot(path).map_err(|e| anyhow::anyhow!(e))?;
     }
-    let mut seen = std::collections::HashSet::new();
-    for s in &snaps {
-        if !seen.insert(s.origin()) {
-            bail!("zone {} given twice", s.origin());
+    for n in &notes {
+        eprintln!("nsxdp: {n}");
+    }
+    zone_set.publish();
+    let zones: Vec<String> =
+        zone_set.zones.iter().map(|z| format!("{} (serial {})", z.name, z.snapshot.serial())).collect();
+    let edns_size = config.as_ref().map_or(args.edns_size, |c| c.server.edns_size);
+    let cfg = Config { edns_size };
+    let mut listen = args.listen.clone();
+    if listen.is_empty() {
+        if let Some(c) = &config {
+            listen = c.server.listen.clone();
         }
     }
-    let zones: Vec<String> = snaps.iter().map(|s| format!("{} (serial {})", s.origin(), s.serial())).collect();
-    let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::new(snaps)));
-    let cfg = Config { edns_size: args.edns_size };
-    let defaults = args.listen.is_empty();
-    let mut listen = args.listen.clone();
+    let defaults = listen.is_empty();
     if defaults && args.xdp.is_some() {
         listen.push("0.0.0.0:53".parse()?);
         if std::net::UdpSocket::bind("[::1]:0").is_ok() {
@@ -229,9 +299,34 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, shutdown.clone())?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    // Transfers (TSIG keys, ACLs, journals) and NOTIFY need the configuration.
+    let transfers = config.as_ref().map(|c| Transfers::new(c.clone(), zone_set.journals()));
+    if config.is_some() {
+        zone_set.set_own_addresses(listen.iter().map(|a| a.ip()).collect());
+        for i in 0..zone_set.zones.len() {
+            zone_set.refresh_ns_targets(i);
+        }
+    }
+    let control_path = match (&args.control, &config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => c.server.control.clone(),
+        (None, None) => data_dir.join("control.sock"),
+    };
+    let (to_manager, requests) = std::sync::mpsc::channel();
+    let control = Control {
+        socket: ctl::spawn_socket(&control_path, to_manager, shutdown.clone())
+            .with_context(|| format!("control socket {}", control_path.display()))?,
+        manager: ctl::spawn_manager(zone_set, requests, hup, shutdown.clone(), config.clone().map(Notifier::new))?,
+    };
+    eprintln!("nsxdp: control socket {}", control_path.display());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     if let Some(ifname) = args.xdp.clone() {
-        return serve_xdp(&args, &ifname, &listen, &zones, catalog, cfg, shutdown);
+        let r = serve_xdp(&args, &ifname, &listen, &zones, catalog, cfg, shutdown.clone(), transfers);
+        shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+        control.stop();
+        return r;
     }
     let threads = match &args.cores {
         Some(n) => {
@@ -241,7 +336,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let loops = udp::spawn(&listen, threads, &cores, catalog.clone(), cfg, shutdown.clone())
         .with_context(|| format!("binding UDP {listen:?}"))?;
-    let mut tcp = TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg(&args)).context("binding TCP")?;
+    let mut tcp =
+        TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg(&args, config.as_deref())).context("binding TCP")?;
+    if let Some(t) = transfers {
+        tcp.set_transfers(t);
+    }
     let addrs: Vec<String> = loops.bound.iter().map(|a| a.to_string()).collect();
     eprintln!(
         "nsxdp: serving {} on {} (UDP: {} loops, kernel sockets; TCP on the control thread)",
@@ -250,7 +349,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         loops.handles.len()
     );
     eprintln!("nsxdp: ready");
-    tcp.run(&shutdown)?;
+    let tcp_result = tcp.run(&shutdown);
+    shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+    control.stop();
+    tcp_result?;
     let mut hist = dataplane::new_histogram();
     for h in loops.handles {
         if let Ok(part) = h.join() {
@@ -263,12 +365,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn tcp_cfg(args: &ServeArgs) -> TcpConfig {
-    TcpConfig {
-        idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
-        max_connections: args.tcp_max_clients,
-        ..TcpConfig::default()
-    }
+fn tcp_cfg(args: &ServeArgs, config: Option<&nsxdp::config::Config>) -> TcpConfig {
+    let (idle, max) = match config {
+        Some(c) => (c.server.tcp_idle_timeout_secs, c.server.tcp_max_clients),
+        None => (args.tcp_idle_timeout, args.tcp_max_clients),
+    };
+    TcpConfig { idle_timeout: Duration::from_secs(idle), max_connections: max, ..TcpConfig::default() }
 }
 
 /// What the XDP program should hand over, from the listen addresses: their one port; per
@@ -319,6 +421,7 @@ fn serve_xdp(
     catalog: dataplane::SharedCatalog,
     cfg: Config,
     shutdown: Arc<AtomicBool>,
+    transfers: Option<Transfers>,
 ) -> anyhow::Result<ExitCode> {
     let program = xdp_program_config(listen)?;
     let queues = match &args.queues {
@@ -352,7 +455,10 @@ fn serve_xdp(
     let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
     let (handoff_stats, handoff_thread) =
         handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, shutdown.clone()).context("handoff thread")?;
-    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args)).context("binding TCP")?;
+    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, None)).context("binding TCP")?;
+    if let Some(t) = transfers {
+        tcp.set_transfers(t);
+    }
     let opts = xdp::XdpOptions {
         ifname: ifname.to_string(),
         queues,
@@ -426,6 +532,15 @@ fn serve_xdp(
 fn parse_origin(s: &str) -> anyhow::Result<Name> {
     let abs = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
     Name::parse_text(abs.as_bytes(), None).map_err(|e| anyhow::anyhow!("bad --origin '{s}': {e}"))
+}
+
+/// Prints a zone file's warnings and errors (the zone set reports only whether it loaded).
+fn report_diagnostics(path: &Path) {
+    if let Ok(l) = parse::load_file(path, None) {
+        for d in &l.diagnostics {
+            eprintln!("{d}");
+        }
+    }
 }
 
 /// Loads and checks a zone file, printing its diagnostics.

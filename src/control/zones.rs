@@ -94,6 +94,16 @@ impl ZoneSet {
         self.own = Some(own);
     }
 
+    /// Recomputes zone `i`'s NS-derived NOTIFY targets from its snapshot.
+    pub fn refresh_ns_targets(&mut self, i: usize) {
+        if self.own.is_none() {
+            return;
+        }
+        if let Ok(z) = snapshot::to_zone(self.zones[i].snapshot.zone()) {
+            self.zones[i].ns_targets = self.ns_targets(&z);
+        }
+    }
+
     fn ns_targets(&self, zone: &Zone) -> Vec<std::net::SocketAddr> {
         self.own.as_ref().map_or_else(Vec::new, |own| super::notify::ns_addresses(zone, 53, own))
     }
@@ -132,7 +142,12 @@ impl ZoneSet {
         let origin = match (&loaded, name) {
             (Ok(l), _) => l.zone.origin().clone(),
             (Err(_), Some(n)) => n.clone(),
-            (Err(e), None) => return Err(e.clone()),
+            // The apex as the loader would guess it ($ORIGIN, or the file name), to find
+            // what the last run served.
+            (Err(e), None) => match std::fs::read(file).ok().and_then(|t| parse::guess_origin(file, &t)) {
+                Some(n) if self.snapshot_path(&n).exists() => n,
+                _ => return Err(e.clone()),
+            },
         };
         if self.index(&origin).is_some() {
             return Err(format!("zone {origin} given twice"));
@@ -175,11 +190,7 @@ impl ZoneSet {
             ns_targets: Vec::new(),
         });
         let i = self.zones.len() - 1;
-        if self.own.is_some() {
-            if let Ok(z) = snapshot::to_zone(self.zones[i].snapshot.zone()) {
-                self.zones[i].ns_targets = self.ns_targets(&z);
-            }
-        }
+        self.refresh_ns_targets(i);
         match self.reload(i, now_unix) {
             Reloaded::Unchanged { .. } => {}
             Reloaded::Updated { from, to, warnings, .. } => {
