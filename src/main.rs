@@ -413,6 +413,7 @@ fn xdp_program_config(listen: &[SocketAddr]) -> anyhow::Result<XdpConfig> {
 /// the XDP program leaves to the kernel (fragments, IPv6 extension headers, other
 /// interfaces), through kernel sockets on the listen addresses; NOTIFY, UPDATE and IXFR
 /// from the loops to the control side's handoff thread.
+#[allow(clippy::too_many_arguments)]
 fn serve_xdp(
     args: &ServeArgs,
     ifname: &str,
