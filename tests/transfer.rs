@@ -42,6 +42,19 @@ fn zone_text(serial: u32, www: &str) -> String {
 /// Records in the zone text above (SOA included).
 const RECORDS: usize = 8 + 600;
 
+/// The configuration's first zone in a zone set, published.
+fn serve_zones(config: &Config) -> (nsxdp::dataplane::SharedCatalog, ZoneSet) {
+    let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+    std::fs::create_dir_all(&config.server.data_dir).unwrap();
+    let mut zones = ZoneSet::new(&config.server.data_dir, catalog.clone());
+    let z = &config.zones[0];
+    zones
+        .add(Some(&z.name), z.file.as_deref().unwrap(), z.serial_policy, Limits::default(), 0, &mut Vec::new())
+        .unwrap();
+    zones.publish();
+    (catalog, zones)
+}
+
 struct Kdig {
     out: String,
     ok: bool,
@@ -96,14 +109,7 @@ acl = ["secondaries"]
     std::fs::write(&conf_path, &conf).unwrap();
     let config = Config::load(&conf_path).unwrap();
 
-    let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
-    std::fs::create_dir_all(&config.server.data_dir).unwrap();
-    let mut zones = ZoneSet::new(&config.server.data_dir, catalog.clone());
-    let z = &config.zones[0];
-    zones
-        .add(Some(&z.name), z.file.as_deref().unwrap(), z.serial_policy, Limits::default(), 0, &mut Vec::new())
-        .unwrap();
-    zones.publish();
+    let (catalog, mut zones) = serve_zones(&config);
 
     let mut server =
         TcpServer::bind(&["127.0.0.1:0".parse().unwrap()], catalog, AnswerConfig::default(), TcpConfig::default())
@@ -178,14 +184,7 @@ fn notify_after_reload_signed_and_retried() {
     );
     std::fs::write(&conf_path, &conf).unwrap();
     let config = Arc::new(Config::load(&conf_path).unwrap());
-    let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
-    std::fs::create_dir_all(&config.server.data_dir).unwrap();
-    let mut zones = ZoneSet::new(&config.server.data_dir, catalog.clone());
-    let z = &config.zones[0];
-    zones
-        .add(Some(&z.name), z.file.as_deref().unwrap(), z.serial_policy, Limits::default(), 0, &mut Vec::new())
-        .unwrap();
-    zones.publish();
+    let (_catalog, zones) = serve_zones(&config);
     let shutdown = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
     let sock = dir.path().join("ctl.sock");
