@@ -1,8 +1,9 @@
 //! Zone → [`ZoneImage`]: the tree flattened, RRsets rendered to wire fragments.
 
 use super::{name_hash, NodeRec, RrsetRec, ZoneImage, NONE};
-use crate::wire::name::{is_suffix_wire, Name};
+use crate::wire::name::{is_suffix_wire, lowercase_into, Name};
 use crate::wire::rdata::{self, rtype};
+use crate::zone::parse::type_name;
 use crate::zone::{soa_minimum, Rrset, Zone};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,26 +22,20 @@ pub enum CompileError {
 pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
     let origin = zone.origin();
     let soa = zone.soa().ok_or_else(|| CompileError::NoSoa(origin.clone()))?;
-    let crate::zone::Tree { names: tree, index } = zone.tree();
-    if tree.len() >= NONE as usize / 2 {
+    let tree = zone.tree();
+    if tree.names.len() >= NONE as usize / 2 {
         return Err(CompileError::TooLarge(origin.clone()));
     }
     // Sizes known in advance, so the big arrays never grow by copying.
-    let mut data_len = 0usize;
-    let mut rrset_count = 0usize;
-    for node in zone.nodes() {
-        for set in node.rrsets.values() {
-            rrset_count += 1;
-            data_len += set.rdata.iter().map(|r| r.len() + 12).sum::<usize>();
-        }
-    }
-    let names_len: usize = tree.iter().map(|t| t.name.len()).sum();
+    let rrset_count: usize = zone.nodes().map(|n| n.rrsets.len()).sum();
+    let data_len = zone.rdata_octets() + 12 * zone.rr_count();
+    let names_len: usize = tree.names.iter().map(|t| t.name.len()).sum();
     let mut img = ZoneImage {
         origin: origin.as_wire().to_vec(),
         serial: zone.serial().unwrap_or(0),
-        apex: index[origin.as_wire()],
+        apex: tree.find(origin.as_wire()).map_or(0, |p| p as u32),
         neg_soa: NONE,
-        nodes: Vec::with_capacity(tree.len()),
+        nodes: Vec::with_capacity(tree.names.len()),
         buckets: Vec::new(),
         rrsets: Vec::with_capacity(rrset_count + 1),
         extras: Vec::new(),
@@ -48,37 +43,38 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
         data: Vec::with_capacity(data_len + 512),
     };
     let has_addr =
-        |w: &[u8]| zone.get_wire(w).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
-    // The node whose addresses go with a target name: the name itself if it exists, else
-    // the wildcard below its closest encloser (RFC 4592), whose records then answer for the
-    // target (their owner is the target name in the fragment).
-    let address_node = |target: &Name| -> Option<u32> {
-        let w = target.as_wire();
-        if !target.ends_with(origin) {
+        |p: usize| tree.names[p].node.is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
+    // The node whose addresses go with a target name (lowercased wire): the name itself if
+    // it exists, else the wildcard below its closest encloser (RFC 4592), whose records then
+    // answer for the target (their owner is the target name in the fragment).
+    let address_node = |w: &[u8]| -> Option<u32> {
+        if !is_suffix_wire(w, origin.as_wire()) {
             return None;
         }
-        if let Some(&i) = index.get(w) {
-            return has_addr(w).then_some(i);
+        if let Some(p) = tree.find(w) {
+            return has_addr(p).then_some(p as u32);
         }
         let mut off = 0;
         while w[off] != 0 {
             off += w[off] as usize + 1;
-            if index.contains_key(&w[off..]) {
-                let mut wild = b"\x01*".to_vec();
-                wild.extend_from_slice(&w[off..]);
-                return index.get(&wild[..]).copied().filter(|_| has_addr(&wild));
+            if tree.find(&w[off..]).is_some() {
+                let mut wild = [0u8; 2 + 256];
+                wild[..2].copy_from_slice(b"\x01*");
+                wild[2..2 + w.len() - off].copy_from_slice(&w[off..]);
+                return tree.find(&wild[..2 + w.len() - off]).filter(|&p| has_addr(p)).map(|p| p as u32);
             }
         }
         None
     };
-    for t in &tree {
+    let mut scratch = Scratch::default();
+    for t in &tree.names {
         let name_off = img.names.len() as u32;
         img.names.extend_from_slice(t.name);
         let rrset_start = img.rrsets.len() as u32;
         let mut count = 0u16;
         if let Some(node) = t.node {
             for (&ty, set) in &node.rrsets {
-                let rec = render(&mut img, origin, &node.name, ty, set.ttl, set, &address_node)?;
+                let rec = render(&mut img, &mut scratch, origin, node.name.as_wire(), ty, set.ttl, set, &address_node)?;
                 img.rrsets.push(rec);
                 count += 1;
             }
@@ -94,7 +90,7 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
     }
     // RFC 2308 §3: the SOA in a negative answer has TTL min(SOA TTL, MINIMUM).
     let min = soa.rdata.first().and_then(soa_minimum).unwrap_or(soa.ttl);
-    let neg = render(&mut img, origin, origin, rtype::SOA, soa.ttl.min(min), soa, &|_| None)?;
+    let neg = render(&mut img, &mut scratch, origin, origin.as_wire(), rtype::SOA, soa.ttl.min(min), soa, &|_| None)?;
     img.neg_soa = img.rrsets.len() as u32;
     img.rrsets.push(neg);
     img.buckets = build_index(&img);
@@ -119,91 +115,130 @@ fn build_index(img: &ZoneImage) -> Vec<u32> {
     buckets
 }
 
+/// Buffers reused from one RRset to the next.
+#[derive(Default)]
+struct Scratch<'z> {
+    rdatas: Vec<&'z [u8]>,
+    apex_ptrs: Vec<u16>,
+    owner_ptrs: Vec<u16>,
+    adds: Vec<(u16, u32)>,
+    key_a: Vec<u8>,
+    key_b: Vec<u8>,
+}
+
+/// Sorts the rdata of an RRset into canonical order (RFC 4034 §6.3: canonical forms
+/// compared as octet strings) without allocating per record.
+fn sort_canonical(ty: u16, rdatas: &mut [&[u8]], key_a: &mut Vec<u8>, key_b: &mut Vec<u8>) {
+    if rdatas.len() < 2 {
+        return;
+    }
+    if !rdata::lowercase_in_canonical_form(ty) {
+        rdatas.sort_unstable();
+        return;
+    }
+    let canonical = |r: &[u8], key: &mut Vec<u8>| {
+        key.clear();
+        key.extend_from_slice(r);
+        // Length octets are below 64, so folding ASCII case over a whole name is exact.
+        let _ = rdata::for_each_name(ty, r, |n| key[n.offset..n.offset + n.len].make_ascii_lowercase());
+    };
+    rdatas.sort_unstable_by(|a, b| {
+        canonical(a, key_a);
+        canonical(b, key_b);
+        key_a.as_slice().cmp(key_b.as_slice())
+    });
+}
+
 /// Renders one RRset into `img.data`, returning its record.
-fn render(
+#[allow(clippy::too_many_arguments)]
+fn render<'z>(
     img: &mut ZoneImage,
+    scratch: &mut Scratch<'z>,
     origin: &Name,
-    owner: &Name,
+    owner: &[u8],
     ty: u16,
     ttl: u32,
-    set: &Rrset,
-    additional_node: &dyn Fn(&Name) -> Option<u32>,
+    set: &'z Rrset,
+    additional_node: &dyn Fn(&[u8]) -> Option<u32>,
 ) -> Result<RrsetRec, CompileError> {
-    let mut frag: Vec<u8> = Vec::new();
-    let mut apex_ptrs: Vec<u16> = Vec::new();
-    let mut owner_ptrs: Vec<u16> = Vec::new();
+    let Scratch { rdatas, apex_ptrs, owner_ptrs, adds, key_a, key_b } = scratch;
+    rdatas.clear();
+    apex_ptrs.clear();
+    owner_ptrs.clear();
+    adds.clear();
+    let origin = origin.as_wire();
     // Names below the owner point at it (it is in the message, as the question or a name
     // in it), except for a wildcard, whose owner in the message is the expanded name.
-    let owner_compress = owner.len() > origin.len() && !owner.is_wildcard();
-    let mut adds: Vec<(u16, u32)> = Vec::new();
-    let mut rdatas: Vec<&[u8]> = set.rdata.iter().collect();
-    if rdatas.len() > 1 {
-        rdatas.sort_by_cached_key(|r| rdata::canonical_rdata(ty, r));
-    }
-    let bad = || CompileError::BadRdata { owner: owner.clone(), rtype: crate::zone::parse::type_name(ty) };
-    for rd in &rdatas {
+    let owner_compress = owner.len() > origin.len() && !owner.starts_with(b"\x01*");
+    // NS, MX and SRV name one target each, which calls for additional A/AAAA records.
+    let has_target = matches!(ty, rtype::NS | rtype::MX | rtype::SRV);
+    rdatas.extend(set.rdata.iter());
+    sort_canonical(ty, rdatas, key_a, key_b);
+    let bad = || CompileError::BadRdata { owner: Name::from_wire_trusted(owner), rtype: type_name(ty) };
+    let data = &mut img.data;
+    let start = data.len();
+    for rd in rdatas.iter() {
         // The owner pointer (C0 00) is filled in at answer time.
-        frag.extend_from_slice(&[0xC0, 0]);
-        frag.extend_from_slice(&ty.to_be_bytes());
-        frag.extend_from_slice(&1u16.to_be_bytes());
-        frag.extend_from_slice(&ttl.to_be_bytes());
-        let rdlen_at = frag.len();
-        frag.extend_from_slice(&[0, 0]);
-        let rdata_start = frag.len();
-        let names = rdata::names_in(ty, rd).map_err(|_| bad())?;
-        let target = rdata::additional_target(ty, rd);
+        data.extend_from_slice(&[0xC0, 0]);
+        data.extend_from_slice(&ty.to_be_bytes());
+        data.extend_from_slice(&1u16.to_be_bytes());
+        data.extend_from_slice(&ttl.to_be_bytes());
+        let rdlen_at = data.len();
+        data.extend_from_slice(&[0, 0]);
+        let rdata_start = data.len();
         let mut pos = 0;
-        for n in names {
-            frag.extend_from_slice(&rd[pos..n.offset]);
-            let name_at = frag.len();
+        rdata::for_each_name(ty, rd, |n| {
+            data.extend_from_slice(&rd[pos..n.offset]);
+            let name_at = data.len() - start;
             let wire = &rd[n.offset..n.offset + n.len];
-            if n.compress && owner_compress && is_suffix_wire(wire, owner.as_wire()) {
+            if n.compress && owner_compress && is_suffix_wire(wire, owner) {
                 let head = wire.len() - owner.len();
-                frag.extend_from_slice(&wire[..head]);
-                owner_ptrs.push(frag.len().min(u16::MAX as usize) as u16);
-                frag.extend_from_slice(&[0xC0, 0]);
-            } else if n.compress && is_suffix_wire(wire, origin.as_wire()) {
+                data.extend_from_slice(&wire[..head]);
+                owner_ptrs.push((data.len() - start).min(u16::MAX as usize) as u16);
+                data.extend_from_slice(&[0xC0, 0]);
+            } else if n.compress && is_suffix_wire(wire, origin) {
                 let head = wire.len() - origin.len();
-                frag.extend_from_slice(&wire[..head]);
-                apex_ptrs.push(frag.len().min(u16::MAX as usize) as u16);
-                frag.extend_from_slice(&[0xC0, 0]);
+                data.extend_from_slice(&wire[..head]);
+                apex_ptrs.push((data.len() - start).min(u16::MAX as usize) as u16);
+                data.extend_from_slice(&[0xC0, 0]);
             } else {
-                frag.extend_from_slice(wire);
+                data.extend_from_slice(wire);
             }
-            if target.is_some_and(|t| t.offset == n.offset) && name_at <= u16::MAX as usize {
-                let lower = Name::from_wire(wire).map_err(|_| bad())?.to_lowercase();
-                if let Some(node) = additional_node(&lower) {
+            if has_target && name_at <= u16::MAX as usize {
+                let mut buf = [0u8; 256];
+                if let Some(node) = additional_node(lowercase_into(wire, &mut buf)) {
                     adds.push((name_at as u16, node));
                 }
             }
             pos = n.offset + n.len;
+        })
+        .map_err(|_| bad())?;
+        data.extend_from_slice(&rd[pos..]);
+        let rdlen = data.len() - rdata_start;
+        let frag_len = data.len() - start;
+        if rdlen > u16::MAX as usize || frag_len > u16::MAX as usize {
+            return Err(too_large(owner, ty, frag_len));
         }
-        frag.extend_from_slice(&rd[pos..]);
-        let rdlen = frag.len() - rdata_start;
-        if rdlen > u16::MAX as usize || frag.len() > u16::MAX as usize {
-            return Err(too_large(owner, ty, frag.len()));
-        }
-        frag[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
+        data[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
     }
+    let frag_len = data.len() - start;
     let extra = if apex_ptrs.is_empty() && owner_ptrs.is_empty() && adds.is_empty() {
         NONE
     } else {
         let at = img.extras.len() as u32;
         img.extras.push(apex_ptrs.len() as u16);
-        img.extras.extend_from_slice(&apex_ptrs);
+        img.extras.extend_from_slice(apex_ptrs);
         img.extras.push(owner_ptrs.len() as u16);
-        img.extras.extend_from_slice(&owner_ptrs);
+        img.extras.extend_from_slice(owner_ptrs);
         img.extras.push(adds.len() as u16);
-        for (name_at, node) in adds {
+        for &(name_at, node) in adds.iter() {
             img.extras.extend_from_slice(&[name_at, (node >> 16) as u16, node as u16]);
         }
         at
     };
-    let data_off = img.data.len() as u32;
-    img.data.extend_from_slice(&frag);
-    Ok(RrsetRec { data_off, data_len: frag.len() as u16, rtype: ty, extra })
+    Ok(RrsetRec { data_off: start as u32, data_len: frag_len as u16, rtype: ty, extra })
 }
 
-fn too_large(owner: &Name, ty: u16, len: usize) -> CompileError {
-    CompileError::RrsetTooLarge { owner: owner.clone(), rtype: crate::zone::parse::type_name(ty), len }
+fn too_large(owner: &[u8], ty: u16, len: usize) -> CompileError {
+    CompileError::RrsetTooLarge { owner: Name::from_wire_trusted(owner), rtype: type_name(ty), len }
 }

@@ -11,7 +11,11 @@ pub mod check;
 pub mod parse;
 pub mod text;
 
-use rustc_hash::FxHashMap;
+use std::fmt;
+use std::hash::Hasher;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::wire::name::{self, Name};
 use crate::wire::rdata::{self, rtype};
@@ -61,6 +65,7 @@ impl RdataList {
     /// Appends one record's rdata (at most 65535 octets).
     pub fn push(&mut self, rdata: &[u8]) {
         debug_assert!(rdata.len() <= u16::MAX as usize);
+        self.bytes.reserve(2 + rdata.len());
         self.bytes.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         self.bytes.extend_from_slice(rdata);
         self.count += 1;
@@ -130,6 +135,10 @@ impl RrsetMap {
         let i = match self.0.binary_search_by_key(&t, |e| e.0) {
             Ok(i) => i,
             Err(i) => {
+                // Most names own one to four RRsets: grow 1, 2, 4, ... rather than from 4.
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact(self.0.len().max(1));
+                }
                 self.0.insert(i, (t, f()));
                 i
             }
@@ -200,11 +209,41 @@ pub enum InsertError {
 }
 
 /// One version of a zone.
-#[derive(Clone, Debug)]
+///
+/// Nodes sit in a vector (in the order their names first appeared) with a hash index by
+/// lowercased wire name beside it: one allocation per name, iteration in memory order, and a
+/// zone of a million names built without rehashing when its size is known in advance.
+#[derive(Clone)]
 pub struct Zone {
     origin: Name,
-    nodes: FxHashMap<Name, Node>,
+    nodes: Vec<Node>,
+    /// Positions in `nodes`, hashed by the node's name (`name_hash`).
+    index: HashTable<u32>,
     rr_count: usize,
+    /// Octets of rdata in all records (for sizing what is built from the zone).
+    rdata_octets: usize,
+    /// The node the last insert went to: records of a name usually come together.
+    last: Option<u32>,
+}
+
+impl fmt::Debug for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Zone")
+            .field("origin", &self.origin)
+            .field("rr_count", &self.rr_count)
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
+/// "No entry" in [`Zone::tree`]'s parent lists.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// Hash of a lowercased wire name for the zone's index.
+fn name_hash(lower_wire: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(lower_wire);
+    h.finish()
 }
 
 /// One resource record, borrowed from a zone.
@@ -270,8 +309,23 @@ pub mod flags {
 /// The names of a zone, empty non-terminals included: see [`Zone::tree`].
 pub struct Tree<'a> {
     pub names: Vec<TreeName<'a>>,
-    /// Lowercased wire name → position in `names`.
-    pub index: FxHashMap<&'a [u8], u32>,
+    zone: &'a Zone,
+    /// Position in `names` of each zone node (by its index in the zone), then of each
+    /// empty non-terminal (by its number in `ents`, after the nodes).
+    pos: Vec<u32>,
+    /// Empty non-terminals (and the apex when it owns nothing) → entry number.
+    ents: FxHashMap<&'a [u8], u32>,
+}
+
+impl Tree<'_> {
+    /// Position in `names` of a lowercased wire name.
+    pub fn find(&self, lower_wire: &[u8]) -> Option<usize> {
+        let entry = match self.zone.find_index(lower_wire) {
+            Some(i) => i,
+            None => *self.ents.get(lower_wire)?,
+        };
+        Some(self.pos[entry as usize] as usize)
+    }
 }
 
 /// A name of the zone's tree, empty non-terminals included.
@@ -287,7 +341,19 @@ pub struct TreeName<'a> {
 
 impl Zone {
     pub fn new(origin: &Name) -> Zone {
-        Zone { origin: origin.to_lowercase(), nodes: FxHashMap::default(), rr_count: 0 }
+        Zone::with_capacity(origin, 0)
+    }
+
+    /// An empty zone with room for `names` owner names.
+    pub fn with_capacity(origin: &Name, names: usize) -> Zone {
+        Zone {
+            origin: origin.to_lowercase(),
+            nodes: Vec::with_capacity(names),
+            index: HashTable::with_capacity(names),
+            rr_count: 0,
+            rdata_octets: 0,
+            last: None,
+        }
     }
 
     /// The apex, lowercased.
@@ -303,22 +369,30 @@ impl Zone {
         self.nodes.len()
     }
 
+    /// Octets of rdata over all records.
+    pub fn rdata_octets(&self) -> usize {
+        self.rdata_octets
+    }
+
     pub fn get(&self, name: &Name) -> Option<&Node> {
-        if name.as_wire().iter().any(u8::is_ascii_uppercase) {
-            self.nodes.get(&name.to_lowercase())
-        } else {
-            self.nodes.get(name)
-        }
+        let mut buf = [0u8; 256];
+        self.get_wire(name::lowercase_into(name.as_wire(), &mut buf))
     }
 
     /// The node of a lowercased wire name.
     pub fn get_wire(&self, lower_wire: &[u8]) -> Option<&Node> {
-        self.nodes.get(lower_wire)
+        self.find_index(lower_wire).map(|i| &self.nodes[i as usize])
     }
 
-    /// Every node, in no particular order.
+    /// Position in `nodes` of a lowercased wire name.
+    fn find_index(&self, lower_wire: &[u8]) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.index.find(name_hash(lower_wire), |&i| nodes[i as usize].name.as_wire() == lower_wire).copied()
+    }
+
+    /// Every node, in the order their names first appeared.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.values()
+        self.nodes.iter()
     }
 
     pub fn rrset(&self, name: &Name, t: u16) -> Option<&Rrset> {
@@ -343,69 +417,114 @@ impl Zone {
         rdata: &[u8],
         src: SrcPos,
     ) -> Result<Inserted, InsertError> {
-        if !owner.ends_with(&self.origin) {
-            return Err(InsertError::OutOfZone { name: owner.clone(), origin: self.origin.clone() });
+        self.insert_wire(owner.as_wire(), t, ttl, rdata, src)
+    }
+
+    /// [`Zone::insert`] with the owner as a wire name (well formed, any case).
+    pub fn insert_wire(
+        &mut self,
+        owner: &[u8],
+        t: u16,
+        ttl: u32,
+        rdata: &[u8],
+        src: SrcPos,
+    ) -> Result<Inserted, InsertError> {
+        let mut buf = [0u8; 256];
+        let key = name::lowercase_into(owner, &mut buf);
+        if !name::is_suffix_exact(key, self.origin.as_wire()) {
+            return Err(InsertError::OutOfZone { name: Name::from_wire_trusted(owner), origin: self.origin.clone() });
         }
         if rdata::is_meta(t) {
             return Err(InsertError::MetaType(t));
         }
-        let lower;
-        let key = if owner.as_wire().iter().any(u8::is_ascii_uppercase) {
-            lower = owner.to_lowercase();
-            &lower
-        } else {
-            owner
-        };
-        let node = match self.nodes.get_mut(key) {
-            Some(n) => n,
-            None => {
-                self.nodes.entry(key.clone()).or_insert_with(|| Node { name: key.clone(), rrsets: Default::default() })
-            }
-        };
+        let i = self.node_index_or_insert(key);
+        let node = &mut self.nodes[i];
         let set = node.rrsets.get_or_insert_with(t, || Rrset { ttl, rdata: RdataList::default(), src });
         if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
             return Ok(Inserted::Duplicate);
         }
         if !set.rdata.is_empty() {
             if t == rtype::SOA {
-                return Err(InsertError::SecondSoa(key.clone()));
+                return Err(InsertError::SecondSoa(node.name.clone()));
             }
             if t == rtype::CNAME {
-                return Err(InsertError::SecondCname(key.clone()));
+                return Err(InsertError::SecondCname(node.name.clone()));
             }
         }
         set.rdata.push(rdata);
         self.rr_count += 1;
+        self.rdata_octets += rdata.len();
         if set.ttl != ttl {
             return Ok(Inserted::TtlNormalised { rrset_ttl: set.ttl });
         }
         Ok(Inserted::Added)
     }
 
+    /// Position of the node of a lowercased wire name, created (empty) if missing.
+    fn node_index_or_insert(&mut self, key: &[u8]) -> usize {
+        if let Some(last) = self.last {
+            if self.nodes[last as usize].name.as_wire() == key {
+                return last as usize;
+            }
+        }
+        let nodes = &mut self.nodes;
+        let hash = name_hash(key);
+        let i = match self.index.find(hash, |&i| nodes[i as usize].name.as_wire() == key) {
+            Some(&i) => i,
+            None => {
+                let i = nodes.len() as u32;
+                nodes.push(Node { name: Name::from_wire_trusted(key), rrsets: RrsetMap::default() });
+                self.index.insert_unique(hash, i, |&j| name_hash(nodes[j as usize].name.as_wire()));
+                i
+            }
+        };
+        self.last = Some(i);
+        i as usize
+    }
+
     /// Removes one record (rdata compared in canonical form). True if it was there.
     pub fn remove(&mut self, owner: &Name, t: u16, rdata: &[u8]) -> bool {
-        let key = owner.to_lowercase();
-        let Some(node) = self.nodes.get_mut(&key) else { return false };
+        let mut buf = [0u8; 256];
+        let key = name::lowercase_into(owner.as_wire(), &mut buf);
+        let Some(i) = self.find_index(key) else { return false };
+        let node = &mut self.nodes[i as usize];
         let Some(set) = node.rrsets.get_mut(&t) else { return false };
-        let Some(i) = set.rdata.iter().position(|r| rdata::canonical_eq(t, r, rdata)) else {
+        let Some(r) = set.rdata.iter().position(|r| rdata::canonical_eq(t, r, rdata)) else {
             return false;
         };
-        set.rdata.remove(i);
+        self.rdata_octets -= set.rdata.iter().nth(r).map_or(0, <[u8]>::len);
+        set.rdata.remove(r);
         self.rr_count -= 1;
         if set.rdata.is_empty() {
             node.rrsets.remove(&t);
             if node.rrsets.is_empty() {
-                self.nodes.remove(&key);
+                self.remove_node(i);
             }
         }
         true
     }
 
+    /// Removes the node at position `i`; the last node takes its place.
+    fn remove_node(&mut self, i: u32) {
+        let hash = name_hash(self.nodes[i as usize].name.as_wire());
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        let last = self.nodes.len() as u32 - 1;
+        if i != last {
+            let hash = name_hash(self.nodes[last as usize].name.as_wire());
+            if let Some(slot) = self.index.find_mut(hash, |&j| j == last) {
+                *slot = i;
+            }
+        }
+        self.nodes.swap_remove(i as usize);
+        self.last = None;
+    }
+
     /// Nodes in canonical order (RFC 4034 §6.1).
     pub fn nodes_canonical(&self) -> Vec<&Node> {
-        let v: Vec<&Node> = self.nodes.values().collect();
-        let order = canonical_order(v.iter().map(|n| n.name.as_wire()));
-        order.into_iter().map(|i| v[i]).collect()
+        let order = canonical_order(self.nodes.iter().map(|n| n.name.as_wire()));
+        order.into_iter().map(|i| &self.nodes[i]).collect()
     }
 
     /// Every record in canonical order, the apex SOA first, RRsets in type order and rdata
@@ -428,80 +547,105 @@ impl Zone {
 
     /// The tree of names: every node plus every empty non-terminal between a node and the
     /// apex, parents before children (by label count, not canonical order: the answer path
-    /// needs no order and sorting a million names costs seconds), with flags, parent links
-    /// and an index from lowercased wire name to position.
+    /// needs no order and sorting a million names costs seconds; within a label count,
+    /// nodes in the order their names first appeared, then empty non-terminals), with
+    /// flags, parent links and a lookup by lowercased wire name ([`Tree::find`]).
     pub fn tree(&self) -> Tree<'_> {
         let origin = self.origin.as_wire();
-        let mut entries: Vec<(&[u8], Option<&Node>)> = Vec::with_capacity(self.nodes.len() * 5 / 4 + 1);
-        let mut index: FxHashMap<&[u8], u32> = FxHashMap::default();
-        index.reserve(self.nodes.len() * 5 / 4 + 1);
-        for node in self.nodes.values() {
-            index.insert(node.name.as_wire(), entries.len() as u32);
-            entries.push((node.name.as_wire(), Some(node)));
+        let n = self.nodes.len();
+        // Entries: the nodes (by index), then the empty non-terminals (n + k), each with
+        // its parent entry.
+        let mut parent: Vec<u32> = vec![NO_ENTRY; n];
+        let mut ent_names: Vec<&[u8]> = Vec::new();
+        let mut ent_parent: Vec<u32> = Vec::new();
+        let mut ents: FxHashMap<&[u8], u32> = FxHashMap::default();
+        if self.find_index(origin).is_none() {
+            ents.insert(origin, n as u32);
+            ent_names.push(origin);
+            ent_parent.push(NO_ENTRY);
         }
-        if !index.contains_key(origin) {
-            index.insert(origin, entries.len() as u32);
-            entries.push((origin, None));
-        }
-        for node in self.nodes.values() {
-            // Every suffix of an owner down to the apex is a name of the tree.
+        for (i, node) in self.nodes.iter().enumerate() {
+            // Every suffix of an owner down to the apex is a name of the tree: find the
+            // nearest one that is already known, adding those in between.
             let w = node.name.as_wire();
-            let mut i = 0;
-            while w[i] != 0 {
-                i += w[i] as usize + 1;
-                let suffix = &w[i..];
-                if suffix.len() < origin.len() || index.contains_key(suffix) {
+            if w.len() <= origin.len() {
+                continue;
+            }
+            let mut child = i as u32;
+            let mut at = 0;
+            loop {
+                at += w[at] as usize + 1;
+                let suffix = &w[at..];
+                if suffix.len() < origin.len() {
                     break;
                 }
-                index.insert(suffix, entries.len() as u32);
-                entries.push((suffix, None));
+                let found = match self.find_index(suffix) {
+                    Some(j) => Some(j),
+                    None => ents.get(suffix).copied(),
+                };
+                let e = found.unwrap_or_else(|| {
+                    let e = (n + ent_names.len()) as u32;
+                    ents.insert(suffix, e);
+                    ent_names.push(suffix);
+                    ent_parent.push(NO_ENTRY);
+                    e
+                });
+                if (child as usize) < n {
+                    parent[child as usize] = e;
+                } else {
+                    ent_parent[child as usize - n] = e;
+                }
+                if found.is_some() {
+                    break;
+                }
+                child = e;
             }
         }
+        let total = n + ent_names.len();
+        let name_of = |e: usize| if e < n { self.nodes[e].name.as_wire() } else { ent_names[e - n] };
         // Counting sort by label count: parents first.
-        let depth = |w: &[u8]| name::labels(w).count();
+        let depths: Vec<u8> = (0..total).map(|e| name::labels(name_of(e)).count() as u8).collect();
         let mut buckets = vec![0u32; 130];
-        let depths: Vec<u8> = entries.iter().map(|e| depth(e.0) as u8).collect();
         for &d in &depths {
             buckets[d as usize + 1] += 1;
         }
         for i in 1..buckets.len() {
             buckets[i] += buckets[i - 1];
         }
-        let mut order = vec![0u32; entries.len()];
-        let mut pos_of = vec![0u32; entries.len()];
+        let mut order = vec![0u32; total];
+        let mut pos = vec![0u32; total];
         for (e, &d) in depths.iter().enumerate() {
             let p = buckets[d as usize];
             buckets[d as usize] += 1;
             order[p as usize] = e as u32;
-            pos_of[e] = p;
-        }
-        for v in index.values_mut() {
-            *v = pos_of[*v as usize];
+            pos[e] = p;
         }
         let mut names: Vec<TreeName<'_>> = order
             .iter()
             .map(|&e| {
-                let (name, node) = entries[e as usize];
+                let e = e as usize;
+                let name = name_of(e);
+                let node = self.nodes.get(e);
                 let mut f = 0u8;
                 match node {
                     None => f |= flags::EMPTY_NON_TERMINAL,
                     Some(node) => {
-                        if node.get(rtype::DNAME).is_some() {
-                            f |= flags::DNAME;
-                        }
-                        if node.get(rtype::CNAME).is_some() {
-                            f |= flags::CNAME;
+                        for (&t, _) in &node.rrsets {
+                            match t {
+                                rtype::DNAME => f |= flags::DNAME,
+                                rtype::CNAME => f |= flags::CNAME,
+                                rtype::NS if name != origin => f |= flags::CUT,
+                                _ => {}
+                            }
                         }
                     }
                 }
+                let p = if e < n { parent[e] } else { ent_parent[e - n] };
                 let parent = if name == origin {
                     f |= flags::APEX;
                     None
                 } else {
-                    if node.is_some_and(|n| n.get(rtype::NS).is_some()) {
-                        f |= flags::CUT;
-                    }
-                    index.get(&name[name[0] as usize + 1..]).map(|&p| p as usize)
+                    (p != NO_ENTRY).then(|| pos[p as usize] as usize)
                 };
                 TreeName { name, node, flags: f, parent }
             })
@@ -521,7 +665,7 @@ impl Zone {
                 }
             }
         }
-        Tree { names, index }
+        Tree { names, zone: self, pos, ents }
     }
 
     /// The changes that turn `self` into `newer`. An RRset whose TTL changed is removed
@@ -569,9 +713,13 @@ impl Zone {
         }
         if let Some(soa) = &cs.soa_to {
             let origin = self.origin.clone();
-            if let Some(node) = self.nodes.get_mut(&origin) {
-                if let Some(old) = node.rrsets.remove(&rtype::SOA) {
+            if let Some(i) = self.find_index(origin.as_wire()) {
+                if let Some(old) = self.nodes[i as usize].rrsets.remove(&rtype::SOA) {
                     self.rr_count -= old.rdata.len();
+                    self.rdata_octets -= old.rdata.iter().map(<[u8]>::len).sum::<usize>();
+                    if self.nodes[i as usize].rrsets.is_empty() {
+                        self.remove_node(i);
+                    }
                 }
             }
             self.insert(&origin, rtype::SOA, soa.ttl, &soa.rdata, SrcPos::default())?;
