@@ -135,7 +135,10 @@ struct ZoneParser {
     /// Canonical paths of the files being read, for `$INCLUDE` loops.
     stack: Vec<PathBuf>,
     errors: usize,
-    last_owner: Option<Name>,
+    /// The owner of the last record (wire form, case kept); empty before the first.
+    owner: Vec<u8>,
+    /// Where an owner is read into before it replaces `owner`.
+    owner_next: Vec<u8>,
     last_ttl: Option<u32>,
     default_ttl: Option<u32>,
     scratch: Vec<u8>,
@@ -164,6 +167,30 @@ struct Tokenizer<'a> {
     line: u32,
 }
 
+/// Octet classes for the tokenizer.
+const C_PLAIN: u8 = 0;
+const C_SPACE: u8 = 1;
+const C_NEWLINE: u8 = 2;
+const C_COMMENT: u8 = 3;
+const C_OPEN: u8 = 4;
+const C_CLOSE: u8 = 5;
+const C_QUOTE: u8 = 6;
+const C_BACKSLASH: u8 = 7;
+
+static CLASS: [u8; 256] = {
+    let mut t = [C_PLAIN; 256];
+    t[b' ' as usize] = C_SPACE;
+    t[b'\t' as usize] = C_SPACE;
+    t[b'\r' as usize] = C_SPACE;
+    t[b'\n' as usize] = C_NEWLINE;
+    t[b';' as usize] = C_COMMENT;
+    t[b'(' as usize] = C_OPEN;
+    t[b')' as usize] = C_CLOSE;
+    t[b'"' as usize] = C_QUOTE;
+    t[b'\\' as usize] = C_BACKSLASH;
+    t
+};
+
 impl<'a> Tokenizer<'a> {
     fn new(buf: &'a [u8]) -> Self {
         Tokenizer { buf, pos: 0, line: 1 }
@@ -177,12 +204,13 @@ impl<'a> Tokenizer<'a> {
     /// Like `next_entry`, reusing `tokens`' allocation.
     fn next_entry_in(&mut self, mut tokens: Vec<Token<'a>>) -> Result<Option<Entry<'a>>, (u32, String)> {
         tokens.clear();
+        let buf = self.buf;
         let mut depth = 0usize;
         let mut open_line = 0;
         let mut start_line = self.line;
         let mut leading_space = self.at_blank();
         loop {
-            let Some(&c) = self.buf.get(self.pos) else {
+            let Some(&c) = buf.get(self.pos) else {
                 if depth > 0 {
                     return Err((open_line, "unbalanced parentheses: '(' is never closed (truncated file?)".into()));
                 }
@@ -192,9 +220,9 @@ impl<'a> Tokenizer<'a> {
                     Some(Entry { line: start_line, leading_space, tokens })
                 });
             };
-            match c {
-                b' ' | b'\t' | b'\r' => self.pos += 1,
-                b'\n' => {
+            match CLASS[c as usize] {
+                C_SPACE => self.pos += 1,
+                C_NEWLINE => {
                     self.pos += 1;
                     self.line += 1;
                     if depth == 0 {
@@ -205,30 +233,28 @@ impl<'a> Tokenizer<'a> {
                         leading_space = self.at_blank();
                     }
                 }
-                b';' => {
-                    while self.pos < self.buf.len() && self.buf[self.pos] != b'\n' {
-                        self.pos += 1;
-                    }
+                C_COMMENT => {
+                    self.pos = buf[self.pos..].iter().position(|&b| b == b'\n').map_or(buf.len(), |k| self.pos + k);
                 }
-                b'(' => {
+                C_OPEN => {
                     if depth == 0 {
                         open_line = self.line;
                     }
                     depth += 1;
                     self.pos += 1;
                 }
-                b')' => {
+                C_CLOSE => {
                     if depth == 0 {
                         return Err((self.line, "unbalanced parentheses: ')' without '('".into()));
                     }
                     depth -= 1;
                     self.pos += 1;
                 }
-                b'"' => {
+                C_QUOTE => {
                     let start = self.pos + 1;
                     let mut i = start;
                     loop {
-                        match self.buf.get(i) {
+                        match buf.get(i) {
                             None | Some(b'\n') => {
                                 return Err((self.line, "unterminated quoted string".into()));
                             }
@@ -237,26 +263,27 @@ impl<'a> Tokenizer<'a> {
                             Some(_) => i += 1,
                         }
                     }
-                    if i > self.buf.len() {
+                    if i > buf.len() {
                         return Err((self.line, "unterminated quoted string".into()));
                     }
                     let glued = self.glued(self.pos, &tokens);
-                    tokens.push(Token { text: &self.buf[start..i], quoted: true, glued, line: self.line });
+                    tokens.push(Token { text: &buf[start..i], quoted: true, glued, line: self.line });
                     self.pos = i + 1;
                 }
                 _ => {
+                    // An unquoted token runs to a delimiter; a backslash escapes the next octet.
                     let start = self.pos;
                     let mut i = start;
-                    while let Some(&b) = self.buf.get(i) {
-                        match b {
-                            b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b';' | b'"' => break,
-                            b'\\' => i += 2,
-                            _ => i += 1,
+                    while i < buf.len() {
+                        match CLASS[buf[i] as usize] {
+                            C_PLAIN => i += 1,
+                            C_BACKSLASH => i += 2,
+                            _ => break,
                         }
                     }
-                    let i = i.min(self.buf.len());
+                    let i = i.min(buf.len());
                     let glued = self.glued(start, &tokens);
-                    tokens.push(Token { text: &self.buf[start..i], quoted: false, glued, line: self.line });
+                    tokens.push(Token { text: &buf[start..i], quoted: false, glued, line: self.line });
                     self.pos = i;
                 }
             }
@@ -290,7 +317,8 @@ impl ZoneParser {
             diagnostics: Vec::new(),
             stack: Vec::new(),
             errors: 0,
-            last_owner: None,
+            owner: Vec::with_capacity(256),
+            owner_next: Vec::with_capacity(256),
             last_ttl: None,
             default_ttl: None,
             scratch: Vec::with_capacity(512),
@@ -354,15 +382,18 @@ impl ZoneParser {
         let mut idx = 0;
         if !e.leading_space {
             idx = 1;
-            self.last_owner = Some(parse_name(first, origin)?);
+            self.owner_next.clear();
+            parse_name_into(first, origin, &mut self.owner_next)?;
+            std::mem::swap(&mut self.owner, &mut self.owner_next);
+        }
+        if self.owner.is_empty() {
+            return err(e.line, "record without an owner name and no previous owner");
         }
         // Taken out for the length of the entry (the zone is borrowed mutably below) and
         // put back whatever happens.
-        let Some(owner) = self.last_owner.take() else {
-            return err(e.line, "record without an owner name and no previous owner");
-        };
+        let owner = std::mem::take(&mut self.owner);
         let result = self.record(file, e, idx, &owner, origin);
-        self.last_owner = Some(owner);
+        self.owner = owner;
         result
     }
 
@@ -371,7 +402,7 @@ impl ZoneParser {
         file: u16,
         e: &Entry<'_>,
         mut idx: usize,
-        owner: &Name,
+        owner: &[u8],
         origin: &Name,
     ) -> Result<(), EntryError> {
         let mut ttl = None;
@@ -417,9 +448,9 @@ impl ZoneParser {
         result
     }
 
-    fn insert(&mut self, file: u16, line: u32, owner: &Name, t: u16, ttl: u32, rdata: &[u8]) -> Result<(), EntryError> {
+    fn insert(&mut self, file: u16, line: u32, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) -> Result<(), EntryError> {
         let at = SrcPos { file, line };
-        match self.zone.insert(owner, t, ttl, rdata, at) {
+        match self.zone.insert_wire(owner, t, ttl, rdata, at) {
             Ok(Inserted::Added) | Ok(Inserted::Duplicate) => Ok(()),
             Ok(Inserted::TtlNormalised { rrset_ttl }) => {
                 self.diag(
@@ -427,8 +458,9 @@ impl ZoneParser {
                     file,
                     line,
                     format!(
-                        "TTL {ttl} differs from {rrset_ttl} of the other {} records at {owner} (RFC 2181 §5.2); using {rrset_ttl}",
-                        type_name(t)
+                        "TTL {ttl} differs from {rrset_ttl} of the other {} records at {} (RFC 2181 §5.2); using {rrset_ttl}",
+                        type_name(t),
+                        name::Display(owner)
                     ),
                 );
                 Ok(())
@@ -507,10 +539,16 @@ fn parse_name(t: Token<'_>, origin: &Name) -> Result<Name, EntryError> {
     Name::parse_text(t.text, Some(origin)).map_err(|e| name_err(t, e))
 }
 
+/// Appends the wire form of a name token to `out`.
+fn parse_name_into(t: Token<'_>, origin: &Name, out: &mut Vec<u8>) -> Result<(), EntryError> {
+    name::parse_text_into(t.text, Some(origin.as_wire()), out).map_err(|e| name_err(t, e))
+}
+
 fn is_class(t: &[u8]) -> bool {
-    let u = t.to_ascii_uppercase();
-    matches!(&u[..], b"IN" | b"CH" | b"CS" | b"HS")
-        || (u.starts_with(b"CLASS") && u.len() > 5 && u[5..].iter().all(u8::is_ascii_digit))
+    if t.len() == 2 {
+        return [b"IN", b"CH", b"CS", b"HS"].iter().any(|c| t.eq_ignore_ascii_case(*c));
+    }
+    t.len() > 5 && t[..5].eq_ignore_ascii_case(b"CLASS") && t[5..].iter().all(u8::is_ascii_digit)
 }
 
 /// A TTL: seconds, or BIND's units (`1h30m`, `2W`). At most 2^31-1 (RFC 2181 §8).
@@ -632,28 +670,129 @@ pub fn type_name(t: u16) -> String {
 /// Decodes escapes in a token into octets.
 fn decode_text(s: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\' {
-            let (b, used) = name::unescape(&s[i..]).map_err(|_| format!("bad escape sequence in '{}'", text(s)))?;
-            out.push(b);
-            i += used;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
+    decode_text_into(s, &mut out)?;
     Ok(out)
 }
 
-fn push_charstr(out: &mut Vec<u8>, t: Token<'_>) -> Result<(), EntryError> {
-    let v = decode_text(t.text).map_err(|m| EntryError { line: t.line, message: m })?;
-    if v.len() > 255 {
-        return err(t.line, format!("character string of {} octets (at most 255)", v.len()));
+/// Decodes escapes in a token, appending the octets to `out`.
+fn decode_text_into(s: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let mut i = 0;
+    while i < s.len() {
+        let run = i;
+        while i < s.len() && s[i] != b'\\' {
+            i += 1;
+        }
+        out.extend_from_slice(&s[run..i]);
+        if i < s.len() {
+            let (b, used) = name::unescape(&s[i..]).map_err(|_| format!("bad escape sequence in '{}'", text(s)))?;
+            out.push(b);
+            i += used;
+        }
     }
-    out.push(v.len() as u8);
-    out.extend_from_slice(&v);
     Ok(())
+}
+
+fn push_charstr(out: &mut Vec<u8>, t: Token<'_>) -> Result<(), EntryError> {
+    let len_at = out.len();
+    out.push(0);
+    decode_text_into(t.text, out).map_err(|m| EntryError { line: t.line, message: m })?;
+    let len = out.len() - len_at - 1;
+    if len > 255 {
+        return err(t.line, format!("character string of {len} octets (at most 255)"));
+    }
+    out[len_at] = len as u8;
+    Ok(())
+}
+
+/// A dotted-quad IPv4 address, exactly as `Ipv4Addr::from_str` reads it (four decimal
+/// octets of at most three digits, no leading zeros), without the UTF-8 check and the
+/// general parser.
+fn parse_ipv4(s: &[u8]) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut i = 0;
+    for (k, octet) in out.iter_mut().enumerate() {
+        if k > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u32;
+        while i < s.len() && s[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + (s[i] - b'0') as u32;
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || v > 255 || (digits > 1 && s[start] == b'0') {
+            return None;
+        }
+        *octet = v as u8;
+    }
+    (i == s.len()).then_some(out)
+}
+
+/// The usual forms of an IPv6 address (hexadecimal groups, at most one `::`), quickly; None
+/// for anything else, which then goes to `Ipv6Addr::from_str` (embedded IPv4, errors).
+/// Accepts only what `Ipv6Addr::from_str` accepts, with the same value.
+fn parse_ipv6_plain(s: &[u8]) -> Option<[u8; 16]> {
+    let mut groups = [0u16; 8];
+    let mut n = 0;
+    let mut gap = None;
+    let mut i = 0;
+    if s.starts_with(b"::") {
+        gap = Some(0);
+        i = 2;
+    }
+    while i < s.len() {
+        let start = i;
+        let mut v = 0u16;
+        while i < s.len() && i - start < 4 {
+            let d = match s[i] {
+                c @ b'0'..=b'9' => c - b'0',
+                c @ b'a'..=b'f' => c - b'a' + 10,
+                c @ b'A'..=b'F' => c - b'A' + 10,
+                _ => break,
+            };
+            v = v << 4 | d as u16;
+            i += 1;
+        }
+        if i == start || n == 8 {
+            return None;
+        }
+        groups[n] = v;
+        n += 1;
+        if i == s.len() {
+            break;
+        }
+        if s[i] != b':' {
+            return None;
+        }
+        i += 1;
+        if s.get(i) == Some(&b':') {
+            if gap.is_some() {
+                return None;
+            }
+            gap = Some(n);
+            i += 1;
+        } else if i == s.len() {
+            return None;
+        }
+    }
+    match gap {
+        None if n == 8 => {}
+        Some(g) if n <= 7 => {
+            let tail = n - g;
+            groups.copy_within(g..n, 8 - tail);
+            groups[g..8 - tail].fill(0);
+        }
+        _ => return None,
+    }
+    let mut out = [0u8; 16];
+    for (k, g) in groups.iter().enumerate() {
+        out[2 * k..2 * k + 2].copy_from_slice(&g.to_be_bytes());
+    }
+    Some(out)
 }
 
 /// Presentation rdata → uncompressed wire rdata.
@@ -664,7 +803,6 @@ fn rdata_from_tokens(
     line: u32,
     out: &mut Vec<u8>,
 ) -> Result<(), EntryError> {
-    let tname = type_name(t);
     if let Some(first) = toks.first() {
         if !first.quoted && first.text == b"\\#" {
             out.extend_from_slice(&generic_rdata(t, &toks[1..], line)?);
@@ -673,47 +811,47 @@ fn rdata_from_tokens(
     }
     let need = |n: usize| -> Result<(), EntryError> {
         if toks.len() != n {
-            return err(line, format!("{tname} takes {n} rdata fields, found {}", toks.len()));
+            return err(line, format!("{} takes {n} rdata fields, found {}", type_name(t), toks.len()));
         }
         Ok(())
     };
     match t {
         rtype::A => {
             need(1)?;
-            let a: std::net::Ipv4Addr = std::str::from_utf8(toks[0].text)
-                .ok()
-                .and_then(|s| s.parse().ok())
+            let a = parse_ipv4(toks[0].text)
                 .ok_or_else(|| EntryError { line, message: format!("bad IPv4 address '{}'", text(toks[0].text)) })?;
-            out.extend_from_slice(&a.octets());
+            out.extend_from_slice(&a);
         }
         rtype::AAAA => {
             need(1)?;
-            let a: std::net::Ipv6Addr = std::str::from_utf8(toks[0].text)
-                .ok()
-                .and_then(|s| s.parse().ok())
+            let a = parse_ipv6_plain(toks[0].text)
+                .or_else(|| {
+                    let a: std::net::Ipv6Addr = std::str::from_utf8(toks[0].text).ok()?.parse().ok()?;
+                    Some(a.octets())
+                })
                 .ok_or_else(|| EntryError { line, message: format!("bad IPv6 address '{}'", text(toks[0].text)) })?;
-            out.extend_from_slice(&a.octets());
+            out.extend_from_slice(&a);
         }
         rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
             need(1)?;
-            out.extend_from_slice(parse_name(toks[0], origin)?.as_wire());
+            parse_name_into(toks[0], origin, out)?;
         }
         rtype::MX => {
             need(2)?;
             out.extend_from_slice(&parse_u16_field(toks[0], "MX preference")?.to_be_bytes());
-            out.extend_from_slice(parse_name(toks[1], origin)?.as_wire());
+            parse_name_into(toks[1], origin, out)?;
         }
         rtype::SRV => {
             need(4)?;
             for (tok, what) in toks[..3].iter().zip(["SRV priority", "SRV weight", "SRV port"]) {
                 out.extend_from_slice(&parse_u16_field(*tok, what)?.to_be_bytes());
             }
-            out.extend_from_slice(parse_name(toks[3], origin)?.as_wire());
+            parse_name_into(toks[3], origin, out)?;
         }
         rtype::SOA => {
             need(7)?;
-            out.extend_from_slice(parse_name(toks[0], origin)?.as_wire());
-            out.extend_from_slice(parse_name(toks[1], origin)?.as_wire());
+            parse_name_into(toks[0], origin, out)?;
+            parse_name_into(toks[1], origin, out)?;
             out.extend_from_slice(&parse_u32_field(toks[2], "SOA serial", false)?.to_be_bytes());
             for (tok, what) in toks[3..].iter().zip(["SOA refresh", "SOA retry", "SOA expire", "SOA minimum"]) {
                 out.extend_from_slice(&parse_u32_field(*tok, what, true)?.to_be_bytes());
@@ -721,13 +859,14 @@ fn rdata_from_tokens(
         }
         rtype::TXT | rtype::SPF => {
             if toks.is_empty() {
-                return err(line, format!("{tname} needs at least one character string"));
+                return err(line, format!("{} needs at least one character string", type_name(t)));
             }
             for tok in toks {
                 push_charstr(out, *tok)?;
             }
         }
         _ => {
+            let tname = type_name(t);
             let rtype = Rtype::from_int(t);
             let mut sc = TokenScanner { toks, pos: 0, origin };
             let data = ZoneRecordData::<Vec<u8>, DomainName<Vec<u8>>>::scan(rtype, &mut sc)
@@ -1022,6 +1161,99 @@ mod tests {
         assert!(l.is_servable(), "{:?}", l.diagnostics);
         let k = Name::parse_text(b"k.example.com.", None).unwrap();
         assert_eq!(&l.zone.rrset(&k, rtype::A).unwrap().rdata.first().unwrap(), &[192, 0, 2, 1]);
+    }
+
+    #[test]
+    fn address_parsers_agree_with_std() {
+        let mut cases: Vec<String> = [
+            "192.0.2.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            "1.2.3.04",
+            "1234.1.1.1",
+            "a.b.c.d",
+            "1.2.3.4 ",
+            "",
+            ".",
+            "::",
+            "::1",
+            "1::",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8::",
+            "::1:2:3:4:5:6:7:8",
+            "1::2::3",
+            ":1::2",
+            "1:::2",
+            ":::",
+            "1:",
+            ":1",
+            "12345::",
+            "2001:DB8::a:B:c",
+            "0000:0000::0001",
+            "::ffff:192.0.2.1",
+            "1:2:3:4:5:6:192.0.2.1",
+            "fe80::1%eth0",
+            "g::1",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Random strings over the characters that matter.
+        let alphabet = b"0123456789abcdefABCDEF:.x";
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let mut y = x;
+            let s: String = (0..len)
+                .map(|_| {
+                    y = y.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    alphabet[(y >> 59) as usize % alphabet.len()] as char
+                })
+                .collect();
+            cases.push(s);
+            // Something shaped like an address: groups, separators, maybe a gap.
+            let groups = 1 + (x >> 8) as usize % 9;
+            let gap_at = (x >> 16) as usize % 12;
+            let mut v = String::new();
+            for g in 0..groups {
+                if g > 0 {
+                    v.push(if (x >> (20 + g)) & 7 == 0 { '.' } else { ':' });
+                }
+                if g == gap_at {
+                    v.push(':');
+                }
+                let digits = 1 + (x >> (30 + 2 * g)) as usize % 5;
+                for d in 0..digits {
+                    v.push(alphabet[((x >> (g + d)) as usize) % 22] as char);
+                }
+            }
+            cases.push(v);
+        }
+        let mut fast = 0;
+        for c in &cases {
+            let std4 = c.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets());
+            assert_eq!(parse_ipv4(c.as_bytes()), std4, "IPv4 {c:?}");
+            let std6 = c.parse::<std::net::Ipv6Addr>().ok().map(|a| a.octets());
+            if let Some(v) = parse_ipv6_plain(c.as_bytes()) {
+                assert_eq!(Some(v), std6, "IPv6 {c:?}");
+                fast += 1;
+            } else {
+                assert!(std6.is_none() || c.contains('.'), "IPv6 {c:?} is for the fast path");
+            }
+        }
+        assert!(fast > 10_000, "only {fast} addresses took the fast path");
     }
 
     #[test]
