@@ -80,15 +80,16 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
         // possibly huge archive in memory); the header, which needs its length and CRC,
         // is written last.
         f.write_all(&vec![0u8; header_len]).map_err(io(path))?;
-        let sink = CrcWriter { inner: std::io::BufWriter::with_capacity(1 << 20, f), crc: 0, len: 0 };
+        // rkyv writes the archive in many small pieces: they are gathered in the buffer,
+        // and the checksum is taken over whole buffers on their way to the file.
+        let sink = std::io::BufWriter::with_capacity(1 << 20, CrcWriter { inner: f, crc: 0, len: 0 });
         let writer = rkyv::api::high::to_bytes_in::<_, BoxedError>(img, rkyv::ser::writer::IoWriter::new(sink))
             .map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
-        let sink = writer.into_inner();
-        let (crc, archive_len) = (sink.crc, sink.len);
-        let f = sink
-            .inner
+        let sink = writer
+            .into_inner()
             .into_inner()
             .map_err(|e| SnapshotError::Io { path: path.to_path_buf(), error: e.into_error() })?;
+        let (crc, archive_len, f) = (sink.crc, sink.len, sink.inner);
         let mut header = vec![0u8; header_len];
         header[0..8].copy_from_slice(&MAGIC);
         header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
