@@ -16,6 +16,7 @@ use nsxdp::control::tcp::{TcpConfig, TcpServer};
 use nsxdp::dataplane::{self, udp, StatsSnapshot};
 use nsxdp::snapshot::{self, Snapshot};
 use nsxdp::wire::name::Name;
+use nsxdp::zone::check;
 use nsxdp::zone::parse::{self, Loaded};
 use nsxdp::zone::text::format_record;
 
@@ -113,23 +114,31 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Compile { origin, file, output } => {
             let origin = origin.as_deref().map(parse_origin).transpose()?;
             let started = Instant::now();
-            let loaded = load(&file, origin.as_ref())?;
+            let mut loaded =
+                parse::parse_file(&file, origin.as_ref()).with_context(|| format!("{}", file.display()))?;
+            let parsed = started.elapsed();
+            check::check(&mut loaded);
+            report(&file, &loaded);
             if !loaded.is_servable() {
                 return Ok(ExitCode::FAILURE);
             }
-            let parsed = started.elapsed();
+            let checked = started.elapsed();
             let img = snapshot::compile(&loaded.zone).with_context(|| format!("{}", file.display()))?;
+            let compiled = started.elapsed();
             let size = snapshot::write_snapshot(&output, &img)?;
             let took = started.elapsed();
             eprintln!(
-                "{}: wrote {} ({} bytes, {} names, {} RRsets) in {:.3}s (parse {:.3}s)",
+                "{}: wrote {} ({} bytes, {} names, {} RRsets) in {:.3}s (parse {:.3}s, check {:.3}s, compile {:.3}s, write {:.3}s)",
                 file.display(),
                 output.display(),
                 size,
                 img.nodes.len(),
                 img.rrsets.len(),
                 took.as_secs_f64(),
-                parsed.as_secs_f64()
+                parsed.as_secs_f64(),
+                (checked - parsed).as_secs_f64(),
+                (compiled - checked).as_secs_f64(),
+                (took - compiled).as_secs_f64()
             );
             // Freeing millions of small allocations one by one would take longer than the
             // process has left to live.
@@ -248,6 +257,12 @@ fn parse_origin(s: &str) -> anyhow::Result<Name> {
 /// Loads and checks a zone file, printing its diagnostics.
 fn load(path: &Path, origin: Option<&Name>) -> anyhow::Result<Loaded> {
     let loaded = parse::load_file(path, origin).with_context(|| format!("{}", path.display()))?;
+    report(path, &loaded);
+    Ok(loaded)
+}
+
+/// Prints the diagnostics of a loaded zone and whether it can be served.
+fn report(path: &Path, loaded: &Loaded) {
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
@@ -263,7 +278,6 @@ fn load(path: &Path, origin: Option<&Name>) -> anyhow::Result<Loaded> {
     } else {
         eprintln!("{}: zone {}: NOT servable ({} errors)", path.display(), z.origin(), loaded.errors().count());
     }
-    Ok(loaded)
 }
 
 fn rss_kib() -> Option<u64> {

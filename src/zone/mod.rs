@@ -564,6 +564,8 @@ impl Zone {
             ent_names.push(origin);
             ent_parent.push(NO_ENTRY);
         }
+        // Names of a file come in groups below the same parent: remember the last one.
+        let mut last_parent: (&[u8], u32) = (&[], NO_ENTRY);
         for (i, node) in self.nodes.iter().enumerate() {
             // Every suffix of an owner down to the apex is a name of the tree: find the
             // nearest one that is already known, adding those in between.
@@ -579,10 +581,19 @@ impl Zone {
                 if suffix.len() < origin.len() {
                     break;
                 }
-                let found = match self.find_index(suffix) {
-                    Some(j) => Some(j),
-                    None => ents.get(suffix).copied(),
+                let found = if suffix == last_parent.0 {
+                    Some(last_parent.1)
+                } else {
+                    match self.find_index(suffix) {
+                        Some(j) => Some(j),
+                        None => ents.get(suffix).copied(),
+                    }
                 };
+                if at == w[0] as usize + 1 {
+                    if let Some(e) = found {
+                        last_parent = (suffix, e);
+                    }
+                }
                 let e = found.unwrap_or_else(|| {
                     let e = (n + ent_names.len()) as u32;
                     ents.insert(suffix, e);

@@ -106,35 +106,193 @@ pub fn guess_origin(path: &Path, text: &[u8]) -> Option<Name> {
 /// Reads a zone from `path` (and whatever it includes). Only I/O failure of the top file
 /// is an `Err`; everything wrong inside the zone is a diagnostic.
 pub fn load_file(path: &Path, origin: Option<&Name>) -> std::io::Result<Loaded> {
+    let mut loaded = parse_file(path, origin)?;
+    super::check::check(&mut loaded);
+    Ok(loaded)
+}
+
+/// [`load_file`] without the whole-zone checks ([`super::check::check`]): the records and
+/// what was found wrong while reading them.
+pub fn parse_file(path: &Path, origin: Option<&Name>) -> std::io::Result<Loaded> {
     let text = std::fs::read(path)?;
     let origin = match origin {
         Some(o) => o.clone(),
         None => guess_origin(path, &text).unwrap_or_else(Name::root),
     };
-    let mut p = ZoneParser::new(&origin);
-    p.read_text(path, &text, origin.clone(), 0);
-    let mut loaded = p.finish();
-    super::check::check(&mut loaded);
-    Ok(loaded)
+    Ok(read_zone(path, &text, &origin))
 }
 
 /// Reads a zone from text already in memory (`path` is used in messages and to resolve
 /// `$INCLUDE`).
 pub fn load_text(path: &Path, text: &[u8], origin: &Name) -> Loaded {
-    let mut p = ZoneParser::new(origin);
-    p.read_text(path, text, origin.clone(), 0);
-    let mut loaded = p.finish();
+    let mut loaded = read_zone(path, text, origin);
     super::check::check(&mut loaded);
     loaded
 }
 
-struct ZoneParser {
-    zone: Zone,
+/// Reads a zone: on one thread, or for a large file on two, one reading the text and one
+/// building the zone from what it read (the same result either way).
+fn read_zone(path: &Path, text: &[u8], origin: &Name) -> Loaded {
+    let two = text.len() >= PIPELINE_MIN_SIZE && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if two {
+        read_pipelined(path, text, origin)
+    } else {
+        read_inline(path, text, origin)
+    }
+}
+
+fn read_inline(path: &Path, text: &[u8], origin: &Name) -> Loaded {
+    let mut r = Reader::new(Loader::new(origin, text.len()));
+    r.read_text(path, text, origin.clone(), 0);
+    r.sink.finish(r.files)
+}
+
+/// Files at least this large are read on two threads.
+const PIPELINE_MIN_SIZE: usize = 1 << 20;
+/// What the reading thread gathers before handing it over.
+const BATCH_SIZE: usize = 128 << 10;
+
+/// Records and diagnostics on their way from the reading thread to the loading one.
+#[derive(Default)]
+struct Batch {
+    /// Per record: [`RECORD`], a header (file u16, line u32, type u16, TTL u32, owner
+    /// length u8, rdata length u16, little endian), the owner, the rdata. Per diagnostic:
+    /// [`DIAG`], which stands for the next entry of `diags`. Per file read: [`FILE`].
+    bytes: Vec<u8>,
+    diags: std::collections::VecDeque<(Severity, SrcPos, String)>,
+}
+
+const RECORD: u8 = 0;
+const DIAG: u8 = 1;
+const FILE: u8 = 2;
+const RECORD_HEADER: usize = 15;
+
+/// The reading thread's [`Sink`]: fills batches and sends them.
+struct BatchSink<'a> {
+    batch: Batch,
+    send: std::sync::mpsc::SyncSender<Batch>,
+    /// Emptied batches coming back.
+    recycled: std::sync::mpsc::Receiver<Batch>,
+    stop: &'a std::sync::atomic::AtomicBool,
+}
+
+impl BatchSink<'_> {
+    fn flush(&mut self) {
+        let fresh = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Batch { bytes: Vec::with_capacity(BATCH_SIZE + 1024), diags: Default::default() });
+        let full = std::mem::replace(&mut self.batch, fresh);
+        if self.send.send(full).is_err() {
+            // The loading side is gone (it panicked): nothing more to do.
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Sink for BatchSink<'_> {
+    fn record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) {
+        let b = &mut self.batch.bytes;
+        // Owner names are at most 255 octets and rdata at most 65535: both fit their fields.
+        b.push(RECORD);
+        b.extend_from_slice(&at.file.to_le_bytes());
+        b.extend_from_slice(&at.line.to_le_bytes());
+        b.extend_from_slice(&t.to_le_bytes());
+        b.extend_from_slice(&ttl.to_le_bytes());
+        b.push(owner.len() as u8);
+        b.extend_from_slice(&(rdata.len() as u16).to_le_bytes());
+        b.extend_from_slice(owner);
+        b.extend_from_slice(rdata);
+        if b.len() >= BATCH_SIZE {
+            self.flush();
+        }
+    }
+
+    fn diag(&mut self, severity: Severity, at: SrcPos, message: String) {
+        self.batch.bytes.push(DIAG);
+        self.batch.diags.push_back((severity, at, message));
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn file(&mut self) {
+        self.batch.bytes.push(FILE);
+    }
+}
+
+impl Loader {
+    /// Replays a batch, stopping where a [`Reader`] on one thread would have stopped.
+    fn replay(&mut self, batch: &mut Batch) {
+        let b = &batch.bytes[..];
+        let mut pos = 0;
+        while pos < b.len() && !self.stopped() {
+            let tag = b[pos];
+            pos += 1;
+            if tag == DIAG {
+                if let Some((severity, at, message)) = batch.diags.pop_front() {
+                    self.diag(severity, at, message);
+                }
+                continue;
+            }
+            if tag == FILE {
+                self.file();
+                continue;
+            }
+            let h = &b[pos..pos + RECORD_HEADER];
+            let at =
+                SrcPos { file: u16::from_le_bytes([h[0], h[1]]), line: u32::from_le_bytes([h[2], h[3], h[4], h[5]]) };
+            let t = u16::from_le_bytes([h[6], h[7]]);
+            let ttl = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+            let owner_len = h[12] as usize;
+            let rdata_len = u16::from_le_bytes([h[13], h[14]]) as usize;
+            let owner_at = pos + RECORD_HEADER;
+            let rdata_at = owner_at + owner_len;
+            pos = rdata_at + rdata_len;
+            self.record(at, &b[owner_at..rdata_at], t, ttl, &b[rdata_at..pos]);
+        }
+        batch.bytes.clear();
+        batch.diags.clear();
+    }
+}
+
+/// [`read_inline`] on two threads: this one builds the zone while another reads the text.
+fn read_pipelined(path: &Path, text: &[u8], origin: &Name) -> Loaded {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    let (send, receive) = std::sync::mpsc::sync_channel::<Batch>(4);
+    let (give_back, recycled) = std::sync::mpsc::channel::<Batch>();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let sink = BatchSink { batch: Batch::default(), send, recycled, stop: &stop };
+            let mut r = Reader::new(sink);
+            r.read_text(path, text, origin.clone(), 0);
+            r.sink.flush();
+            r.files
+        });
+        let mut loader = Loader::new(origin, text.len());
+        for mut batch in receive {
+            loader.replay(&mut batch);
+            if loader.stopped() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            let _ = give_back.send(batch);
+        }
+        match reader.join() {
+            Ok(files) => loader.finish(files),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Reads master files entry by entry and hands every record and every problem it finds
+/// to a [`Sink`], in file order.
+struct Reader<S> {
+    sink: S,
     files: Vec<PathBuf>,
-    diagnostics: Vec<Diagnostic>,
     /// Canonical paths of the files being read, for `$INCLUDE` loops.
     stack: Vec<PathBuf>,
-    errors: usize,
     /// The owner of the last record (wire form, case kept); empty before the first.
     owner: Vec<u8>,
     /// Where an owner is read into before it replaces `owner`.
@@ -142,6 +300,93 @@ struct ZoneParser {
     last_ttl: Option<u32>,
     default_ttl: Option<u32>,
     scratch: Vec<u8>,
+}
+
+/// Where a [`Reader`] sends what it reads.
+trait Sink {
+    /// One record, as read (owner in wire form, case kept; rdata in wire form).
+    fn record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]);
+    /// A problem found while reading.
+    fn diag(&mut self, severity: Severity, at: SrcPos, message: String);
+    /// True once reading should stop (too many errors).
+    fn stopped(&self) -> bool;
+    /// A file is about to be read (the main file, then each `$INCLUDE`).
+    fn file(&mut self);
+}
+
+/// Builds the zone from what a [`Reader`] sends, in order: inserts records (the rules of
+/// [`Zone::insert`] give more problems) and collects diagnostics, up to [`MAX_ERRORS`].
+struct Loader {
+    zone: Zone,
+    diagnostics: Vec<(Severity, SrcPos, String)>,
+    errors: usize,
+    /// Files started before reading stopped.
+    files: usize,
+}
+
+impl Loader {
+    /// A loader for a zone whose main file is `size` octets long.
+    fn new(origin: &Name, size: usize) -> Loader {
+        // Master files spend 50 to 100 octets per owner name (a few records of 20 to 40
+        // octets): room for one name every 48 octets is enough without being wasteful (the
+        // node vector's unused capacity is never touched).
+        Loader { zone: Zone::with_capacity(origin, size / 48), diagnostics: Vec::new(), errors: 0, files: 0 }
+    }
+
+    fn finish(self, mut files: Vec<PathBuf>) -> Loaded {
+        // A reader on another thread may have gone on past the point where reading stopped.
+        files.truncate(self.files);
+        let diagnostics = self
+            .diagnostics
+            .into_iter()
+            .map(|(severity, at, message)| Diagnostic {
+                severity,
+                file: files[at.file as usize].clone(),
+                line: at.line,
+                message,
+            })
+            .collect();
+        Loaded { zone: self.zone, files, diagnostics }
+    }
+}
+
+impl Sink for Loader {
+    fn record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) {
+        let message = match self.zone.insert_wire(owner, t, ttl, rdata, at) {
+            Ok(Inserted::Added) | Ok(Inserted::Duplicate) => return,
+            Ok(Inserted::TtlNormalised { rrset_ttl }) => {
+                let message = format!(
+                    "TTL {ttl} differs from {rrset_ttl} of the other {} records at {} (RFC 2181 §5.2); using {rrset_ttl}",
+                    type_name(t),
+                    name::Display(owner)
+                );
+                return self.diag(Severity::Warning, at, message);
+            }
+            Err(InsertError::OutOfZone { name, origin }) => {
+                format!("{name} is outside the zone {origin} (out-of-zone record)")
+            }
+            Err(other) => other.to_string(),
+        };
+        self.diag(Severity::Error, at, message);
+    }
+
+    fn diag(&mut self, severity: Severity, at: SrcPos, message: String) {
+        if severity == Severity::Error {
+            self.errors += 1;
+            if self.errors > MAX_ERRORS {
+                return;
+            }
+        }
+        self.diagnostics.push((severity, at, message));
+    }
+
+    fn stopped(&self) -> bool {
+        self.errors > MAX_ERRORS
+    }
+
+    fn file(&mut self) {
+        self.files += 1;
+    }
 }
 
 /// One lexical token of an entry.
@@ -309,14 +554,12 @@ fn err<T>(line: u32, message: impl Into<String>) -> Result<T, EntryError> {
     Err(EntryError { line, message: message.into() })
 }
 
-impl ZoneParser {
-    fn new(origin: &Name) -> Self {
-        ZoneParser {
-            zone: Zone::new(origin),
+impl<S: Sink> Reader<S> {
+    fn new(sink: S) -> Self {
+        Reader {
+            sink,
             files: Vec::new(),
-            diagnostics: Vec::new(),
             stack: Vec::new(),
-            errors: 0,
             owner: Vec::with_capacity(256),
             owner_next: Vec::with_capacity(256),
             last_ttl: None,
@@ -325,22 +568,12 @@ impl ZoneParser {
         }
     }
 
-    fn finish(self) -> Loaded {
-        Loaded { zone: self.zone, files: self.files, diagnostics: self.diagnostics }
-    }
-
     fn diag(&mut self, severity: Severity, file: u16, line: u32, message: String) {
-        if severity == Severity::Error {
-            self.errors += 1;
-            if self.errors > MAX_ERRORS {
-                return;
-            }
-        }
-        let file = self.files[file as usize].clone();
-        self.diagnostics.push(Diagnostic { severity, file, line, message });
+        self.sink.diag(severity, SrcPos { file, line }, message);
     }
 
     fn read_text(&mut self, path: &Path, text: &[u8], mut origin: Name, depth: usize) {
+        self.sink.file();
         let file = self.files.len() as u16;
         self.files.push(path.to_path_buf());
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -348,7 +581,7 @@ impl ZoneParser {
         let mut tz = Tokenizer::new(text);
         let mut tokens = Vec::with_capacity(16);
         loop {
-            if self.errors > MAX_ERRORS {
+            if self.sink.stopped() {
                 break;
             }
             let entry = match tz.next_entry_in(std::mem::take(&mut tokens)) {
@@ -389,8 +622,8 @@ impl ZoneParser {
         if self.owner.is_empty() {
             return err(e.line, "record without an owner name and no previous owner");
         }
-        // Taken out for the length of the entry (the zone is borrowed mutably below) and
-        // put back whatever happens.
+        // Taken out for the length of the entry (`self` is borrowed mutably below) and put
+        // back whatever happens.
         let owner = std::mem::take(&mut self.owner);
         let result = self.record(file, e, idx, &owner, origin);
         self.owner = owner;
@@ -442,34 +675,12 @@ impl ZoneParser {
         // One rdata buffer for the whole file.
         let mut rdata = std::mem::take(&mut self.scratch);
         rdata.clear();
-        let result = rdata_from_tokens(t, &e.tokens[idx + 1..], origin, type_tok.line, &mut rdata)
-            .and_then(|()| self.insert(file, e.line, owner, t, ttl, &rdata));
+        let result = rdata_from_tokens(t, &e.tokens[idx + 1..], origin, type_tok.line, &mut rdata);
+        if result.is_ok() {
+            self.sink.record(SrcPos { file, line: e.line }, owner, t, ttl, &rdata);
+        }
         self.scratch = rdata;
         result
-    }
-
-    fn insert(&mut self, file: u16, line: u32, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) -> Result<(), EntryError> {
-        let at = SrcPos { file, line };
-        match self.zone.insert_wire(owner, t, ttl, rdata, at) {
-            Ok(Inserted::Added) | Ok(Inserted::Duplicate) => Ok(()),
-            Ok(Inserted::TtlNormalised { rrset_ttl }) => {
-                self.diag(
-                    Severity::Warning,
-                    file,
-                    line,
-                    format!(
-                        "TTL {ttl} differs from {rrset_ttl} of the other {} records at {} (RFC 2181 §5.2); using {rrset_ttl}",
-                        type_name(t),
-                        name::Display(owner)
-                    ),
-                );
-                Ok(())
-            }
-            Err(InsertError::OutOfZone { name, origin }) => {
-                err(line, format!("{name} is outside the zone {origin} (out-of-zone record)"))
-            }
-            Err(other) => err(line, other.to_string()),
-        }
     }
 
     fn directive(
@@ -1161,6 +1372,54 @@ mod tests {
         assert!(l.is_servable(), "{:?}", l.diagnostics);
         let k = Name::parse_text(b"k.example.com.", None).unwrap();
         assert_eq!(&l.zone.rrset(&k, rtype::A).unwrap().rdata.first().unwrap(), &[192, 0, 2, 1]);
+    }
+
+    /// Reads `text` on one thread and on two; both must give the same zone and diagnostics.
+    fn same_both_ways(path: &Path, text: &[u8], origin: &Name) -> Loaded {
+        let one = read_inline(path, text, origin);
+        let two = read_pipelined(path, text, origin);
+        assert_eq!(one.diagnostics, two.diagnostics);
+        assert_eq!(one.files, two.files);
+        assert_eq!(one.zone.records_canonical(), two.zone.records_canonical());
+        assert_eq!(one.zone.node_count(), two.zone.node_count());
+        two
+    }
+
+    #[test]
+    fn two_threads_read_the_same() {
+        let origin = Name::parse_text(b"example.com.", None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inc.zone"), "inc A 192.0.2.9\ninc 60 A 192.0.2.10\nbad A 1.2.3\n").unwrap();
+        let mut text = String::from(HEAD);
+        for i in 0..3000 {
+            match i % 7 {
+                0 => text.push_str(&format!("h{i} A 192.0.2.{}\n 600 A 192.0.2.1\n", i % 250)),
+                1 => text.push_str(&format!("h{i}.example.net. A 192.0.2.1\n")),
+                2 => text.push_str(&format!("h{i} A 192.0.2.300\n")),
+                3 => text.push_str("$INCLUDE inc.zone\n"),
+                4 => text.push_str(&format!("c{i} CNAME a\nc{i} CNAME b\n")),
+                5 => text.push_str(&format!("m{i} MX 10 mail{i}\n TXT \"x\" y\n")),
+                _ => text.push_str(&format!("a{i} AAAA 2001:db8::{i:x}\n")),
+            }
+        }
+        let path = dir.path().join("main.zone");
+        // Far more than MAX_ERRORS: both stop at the same place.
+        let l = same_both_ways(&path, text.as_bytes(), &origin);
+        assert_eq!(l.errors().count(), MAX_ERRORS);
+        // Fewer errors: everything is read.
+        let few: String = text
+            .lines()
+            .filter(|l| !l.contains(".300") && !l.contains("example.net"))
+            .take(400)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let l = same_both_ways(&path, few.as_bytes(), &origin);
+        assert!(l.errors().count() > 10 && l.errors().count() < MAX_ERRORS, "{}", l.errors().count());
+        assert!(l.diagnostics.iter().any(|d| d.severity == Severity::Warning));
+        assert!(l.diagnostics.iter().any(|d| d.file.ends_with("inc.zone")));
+        // A tokenizer error in the main file ends it.
+        let cut = format!("{few}\nx TXT \"open\n");
+        same_both_ways(&path, cut.as_bytes(), &origin);
     }
 
     #[test]
