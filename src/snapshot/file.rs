@@ -19,6 +19,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -45,18 +46,42 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io { path: path.to_path_buf(), error: source }
 }
 
-/// Computes CRC32C over everything written through it.
-struct CrcWriter<W> {
-    inner: W,
+/// Writes the archive to the file after the header, computing CRC32C over it, and starts
+/// writing it out to the disk every few MiB, so that the final fsync has little left to wait
+/// for.
+struct CrcWriter {
+    inner: File,
     crc: u32,
     len: u64,
+    /// File offset where the archive starts.
+    start: u64,
+    /// Archive octets whose write-out has been started.
+    started: u64,
 }
 
-impl<W: Write> Write for CrcWriter<W> {
+/// Write-out is started in steps of this many octets.
+const WRITE_OUT_STEP: u64 = 8 << 20;
+
+impl Write for CrcWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
         self.len += n as u64;
+        if self.len - self.started >= WRITE_OUT_STEP {
+            let (from, len) = (self.start + self.started, self.len - self.started);
+            // SAFETY: sync_file_range only reads its integer arguments; the descriptor is
+            // open for as long as `self.inner` lives. It is a hint: failure changes nothing
+            // (the fsync at the end is what makes the file durable).
+            unsafe {
+                libc::sync_file_range(
+                    self.inner.as_raw_fd(),
+                    from as libc::off64_t,
+                    len as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.len;
+        }
         Ok(n)
     }
 
@@ -82,7 +107,10 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
         f.write_all(&vec![0u8; header_len]).map_err(io(path))?;
         // rkyv writes the archive in many small pieces: they are gathered in the buffer,
         // and the checksum is taken over whole buffers on their way to the file.
-        let sink = std::io::BufWriter::with_capacity(1 << 20, CrcWriter { inner: f, crc: 0, len: 0 });
+        let sink = std::io::BufWriter::with_capacity(
+            1 << 20,
+            CrcWriter { inner: f, crc: 0, len: 0, start: header_len as u64, started: 0 },
+        );
         let writer = rkyv::api::high::to_bytes_in::<_, BoxedError>(img, rkyv::ser::writer::IoWriter::new(sink))
             .map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
         let sink = writer
