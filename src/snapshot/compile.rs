@@ -4,7 +4,7 @@ use super::{name_hash, NodeRec, RrsetRec, ZoneImage, NONE};
 use crate::wire::name::{is_suffix_wire, lowercase_into, Name};
 use crate::wire::rdata::{self, rtype};
 use crate::zone::parse::type_name;
-use crate::zone::{soa_minimum, Rrset, Zone};
+use crate::zone::{soa_minimum, Rrset, TreeName, Zone};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -18,32 +18,54 @@ pub enum CompileError {
     BadRdata { owner: Name, rtype: String },
 }
 
+/// Trees with at least this many names are rendered on two threads.
+const PARALLEL_MIN_NAMES: usize = 100_000;
+
 /// Builds the answer-ready image of a zone.
 pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
+    let two =
+        zone.node_count() >= PARALLEL_MIN_NAMES && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    compile_in(zone, two)
+}
+
+/// [`compile`], rendering on one thread or two.
+fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
     let origin = zone.origin();
     let soa = zone.soa().ok_or_else(|| CompileError::NoSoa(origin.clone()))?;
     let tree = zone.tree();
-    if tree.names.len() >= NONE as usize / 2 {
+    let names = &tree.names;
+    if names.len() >= NONE as usize / 2 {
         return Err(CompileError::TooLarge(origin.clone()));
     }
-    // Sizes known in advance, so the big arrays never grow by copying.
-    let rrset_count: usize = zone.nodes().map(|n| n.rrsets.len()).sum();
-    let data_len = zone.rdata_octets() + 12 * zone.rr_count();
-    let names_len: usize = tree.names.iter().map(|t| t.name.len()).sum();
+    // The nodes and their names, and where each node's RRsets will be.
+    let names_len: usize = names.iter().map(|t| t.name.len()).sum();
     let mut img = ZoneImage {
         origin: origin.as_wire().to_vec(),
         serial: zone.serial().unwrap_or(0),
         apex: tree.find(origin.as_wire()).map_or(0, |p| p as u32),
         neg_soa: NONE,
-        nodes: Vec::with_capacity(tree.names.len()),
+        nodes: Vec::with_capacity(names.len()),
         buckets: Vec::new(),
-        rrsets: Vec::with_capacity(rrset_count + 1),
+        rrsets: Vec::new(),
         extras: Vec::new(),
         names: Vec::with_capacity(names_len),
-        data: Vec::with_capacity(data_len + 512),
+        data: Vec::new(),
     };
-    let has_addr =
-        |p: usize| tree.names[p].node.is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
+    let mut rrset_count = 0usize;
+    for t in names {
+        let name_off = img.names.len() as u32;
+        img.names.extend_from_slice(t.name);
+        let count = t.node.map_or(0, |n| n.rrsets.len());
+        img.nodes.push(NodeRec {
+            name_off,
+            name_len: t.name.len() as u8,
+            flags: t.flags,
+            rrset_count: count as u16,
+            rrset_start: rrset_count as u32,
+            parent: t.parent.unwrap_or(NONE),
+        });
+        rrset_count += count;
+    }
     // The node whose addresses go with a target name (lowercased wire): the name itself if
     // it exists, else the wildcard below its closest encloser (RFC 4592), whose records then
     // answer for the target (their owner is the target name in the fragment).
@@ -52,7 +74,7 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
             return None;
         }
         if let Some(p) = tree.find(w) {
-            return has_addr(p).then_some(p as u32);
+            return names[p].has_address.then_some(p as u32);
         }
         let mut off = 0;
         while w[off] != 0 {
@@ -61,36 +83,88 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
                 let mut wild = [0u8; 2 + 256];
                 wild[..2].copy_from_slice(b"\x01*");
                 wild[2..2 + w.len() - off].copy_from_slice(&w[off..]);
-                return tree.find(&wild[..2 + w.len() - off]).filter(|&p| has_addr(p)).map(|p| p as u32);
+                return tree.find(&wild[..2 + w.len() - off]).filter(|&p| names[p].has_address).map(|p| p as u32);
             }
         }
         None
     };
-    let mut scratch = Scratch::default();
-    for t in &tree.names {
-        let name_off = img.names.len() as u32;
-        img.names.extend_from_slice(t.name);
-        let rrset_start = img.rrsets.len() as u32;
-        let mut count = 0u16;
-        if let Some(node) = t.node {
-            for (&ty, set) in &node.rrsets {
-                let rec = render(&mut img, &mut scratch, origin, node.name.as_wire(), ty, set.ttl, set, &address_node)?;
-                img.rrsets.push(rec);
-                count += 1;
-            }
-        }
-        img.nodes.push(NodeRec {
-            name_off,
-            name_len: t.name.len() as u8,
-            flags: t.flags,
-            rrset_count: count,
-            rrset_start,
-            parent: t.parent.map_or(NONE, |p| p as u32),
+    // Fragments are rendered into a buffer sized for the worst case (every RR's header, its
+    // rdata, and one more octet for each of at most two names a pointer may replace), cut in
+    // two at a node boundary when two threads share the work; the second part is moved down
+    // to close the gap afterwards.
+    let bound =
+        |t: &TreeName<'_>| t.node.map_or(0, |n| n.rrsets.values().map(|s| s.rdata.octets() + 14 * s.rdata.len()).sum());
+    let total: usize = names.iter().map(bound).sum();
+    let (split, first_bound) = if two {
+        // Halve the work, measured by the space the fragments may take.
+        let mut acc = 0;
+        let at = names.iter().position(|t| {
+            acc += bound(t);
+            acc >= total / 2
         });
+        let at = at.map_or(names.len(), |i| i + 1);
+        (at, names[..at].iter().map(bound).sum())
+    } else {
+        (names.len(), total)
+    };
+    let split_rrsets = img.nodes.get(split).map_or(rrset_count, |n| n.rrset_start as usize);
+    let mut data = vec![0u8; total];
+    let mut rrsets = vec![RrsetRec { data_off: 0, data_len: 0, rtype: 0, extra: NONE }; rrset_count];
+    let (data1, data2) = data.split_at_mut(first_bound);
+    let (rrsets1, rrsets2) = rrsets.split_at_mut(split_rrsets);
+    let render_part = |part: &[TreeName<'_>], out: &mut [u8], recs: &mut [RrsetRec]| {
+        render_names(part, out, recs, origin, &address_node)
+    };
+    let (first, second) = if split < names.len() {
+        std::thread::scope(|scope| {
+            let second = scope.spawn(|| render_part(&names[split..], data2, rrsets2));
+            let first = render_part(&names[..split], data1, rrsets1);
+            match second.join() {
+                Ok(second) => (first, second),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    } else {
+        (render_part(names, data1, rrsets1), Ok((0, Vec::new())))
+    };
+    // The first error in tree order is the one reported.
+    let (used1, mut extras) = first?;
+    let (used2, extras2) = second?;
+    if used1 + used2 >= u32::MAX as usize - 65536 || extras.len() + extras2.len() >= u32::MAX as usize {
+        return Err(CompileError::TooLarge(origin.clone()));
     }
+    data.copy_within(first_bound..first_bound + used2, used1);
+    data.truncate(used1 + used2);
+    for r in &mut rrsets[split_rrsets..] {
+        r.data_off += used1 as u32;
+        if r.extra != NONE {
+            r.extra += extras.len() as u32;
+        }
+    }
+    extras.extend_from_slice(&extras2);
+    img.data = data;
+    img.rrsets = rrsets;
+    img.extras = extras;
     // RFC 2308 §3: the SOA in a negative answer has TTL min(SOA TTL, MINIMUM).
     let min = soa.rdata.first().and_then(soa_minimum).unwrap_or(soa.ttl);
-    let neg = render(&mut img, &mut scratch, origin, origin.as_wire(), rtype::SOA, soa.ttl.min(min), soa, &|_| None)?;
+    let ttl = soa.ttl.min(min);
+    let start = img.data.len();
+    img.data.resize(start + soa.rdata.octets() + 14 * soa.rdata.len(), 0);
+    let mut out = Out { buf: &mut img.data[start..], len: 0 };
+    let mut neg = render(
+        &mut out,
+        &mut img.extras,
+        &mut Scratch::default(),
+        origin,
+        origin.as_wire(),
+        rtype::SOA,
+        ttl,
+        soa,
+        &|_| None,
+    )?;
+    let used = out.len;
+    img.data.truncate(start + used);
+    neg.data_off += start as u32;
     img.neg_soa = img.rrsets.len() as u32;
     img.rrsets.push(neg);
     img.buckets = build_index(&img);
@@ -98,6 +172,54 @@ pub fn compile(zone: &Zone) -> Result<ZoneImage, CompileError> {
         return Err(CompileError::TooLarge(origin.clone()));
     }
     Ok(img)
+}
+
+/// Renders the RRsets of some names of the tree into `out` (from its start) and `recs` (one
+/// record each, in order, fragment offsets from the start of `out`). Returns the octets of
+/// `out` used and the `extras` entries (offsets from the start of this list).
+fn render_names(
+    names: &[TreeName<'_>],
+    out: &mut [u8],
+    recs: &mut [RrsetRec],
+    origin: &Name,
+    address_node: &(dyn Fn(&[u8]) -> Option<u32> + Sync),
+) -> Result<(usize, Vec<u16>), CompileError> {
+    let mut out = Out { buf: out, len: 0 };
+    let mut extras = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut recs = recs.iter_mut();
+    for node in names.iter().filter_map(|t| t.node) {
+        for (&ty, set) in &node.rrsets {
+            let rec = render(
+                &mut out,
+                &mut extras,
+                &mut scratch,
+                origin,
+                node.name.as_wire(),
+                ty,
+                set.ttl,
+                set,
+                address_node,
+            )?;
+            if let Some(slot) = recs.next() {
+                *slot = rec;
+            }
+        }
+    }
+    Ok((out.len, extras))
+}
+
+/// Fragments being written into a buffer sized in advance.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
 }
 
 fn build_index(img: &ZoneImage) -> Vec<u32> {
@@ -149,10 +271,12 @@ fn sort_canonical(ty: u16, rdatas: &mut [&[u8]], key_a: &mut Vec<u8>, key_b: &mu
     });
 }
 
-/// Renders one RRset into `img.data`, returning its record.
+/// Renders one RRset into `out`, returning its record (fragment offset from the start of
+/// `out`'s buffer, extras offset in `extras`).
 #[allow(clippy::too_many_arguments)]
 fn render<'z>(
-    img: &mut ZoneImage,
+    out: &mut Out<'_>,
+    extras: &mut Vec<u16>,
     scratch: &mut Scratch<'z>,
     origin: &Name,
     owner: &[u8],
@@ -175,34 +299,33 @@ fn render<'z>(
     rdatas.extend(set.rdata.iter());
     sort_canonical(ty, rdatas, key_a, key_b);
     let bad = || CompileError::BadRdata { owner: Name::from_wire_trusted(owner), rtype: type_name(ty) };
-    let data = &mut img.data;
-    let start = data.len();
+    let data = out;
+    let start = data.len;
     for rd in rdatas.iter() {
         // The owner pointer (C0 00) is filled in at answer time.
-        data.extend_from_slice(&[0xC0, 0]);
-        data.extend_from_slice(&ty.to_be_bytes());
-        data.extend_from_slice(&1u16.to_be_bytes());
-        data.extend_from_slice(&ttl.to_be_bytes());
-        let rdlen_at = data.len();
-        data.extend_from_slice(&[0, 0]);
-        let rdata_start = data.len();
+        let mut header = [0xC0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        header[2..4].copy_from_slice(&ty.to_be_bytes());
+        header[6..10].copy_from_slice(&ttl.to_be_bytes());
+        data.put(&header);
+        let rdlen_at = data.len - 2;
+        let rdata_start = data.len;
         let mut pos = 0;
         rdata::for_each_name(ty, rd, |n| {
-            data.extend_from_slice(&rd[pos..n.offset]);
-            let name_at = data.len() - start;
+            data.put(&rd[pos..n.offset]);
+            let name_at = data.len - start;
             let wire = &rd[n.offset..n.offset + n.len];
             if n.compress && owner_compress && is_suffix_wire(wire, owner) {
                 let head = wire.len() - owner.len();
-                data.extend_from_slice(&wire[..head]);
-                owner_ptrs.push((data.len() - start).min(u16::MAX as usize) as u16);
-                data.extend_from_slice(&[0xC0, 0]);
+                data.put(&wire[..head]);
+                owner_ptrs.push((data.len - start).min(u16::MAX as usize) as u16);
+                data.put(&[0xC0, 0]);
             } else if n.compress && is_suffix_wire(wire, origin) {
                 let head = wire.len() - origin.len();
-                data.extend_from_slice(&wire[..head]);
-                apex_ptrs.push((data.len() - start).min(u16::MAX as usize) as u16);
-                data.extend_from_slice(&[0xC0, 0]);
+                data.put(&wire[..head]);
+                apex_ptrs.push((data.len - start).min(u16::MAX as usize) as u16);
+                data.put(&[0xC0, 0]);
             } else {
-                data.extend_from_slice(wire);
+                data.put(wire);
             }
             if has_target && name_at <= u16::MAX as usize {
                 let mut buf = [0u8; 256];
@@ -213,26 +336,26 @@ fn render<'z>(
             pos = n.offset + n.len;
         })
         .map_err(|_| bad())?;
-        data.extend_from_slice(&rd[pos..]);
-        let rdlen = data.len() - rdata_start;
-        let frag_len = data.len() - start;
+        data.put(&rd[pos..]);
+        let rdlen = data.len - rdata_start;
+        let frag_len = data.len - start;
         if rdlen > u16::MAX as usize || frag_len > u16::MAX as usize {
             return Err(too_large(owner, ty, frag_len));
         }
-        data[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
+        data.buf[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
     }
-    let frag_len = data.len() - start;
+    let frag_len = data.len - start;
     let extra = if apex_ptrs.is_empty() && owner_ptrs.is_empty() && adds.is_empty() {
         NONE
     } else {
-        let at = img.extras.len() as u32;
-        img.extras.push(apex_ptrs.len() as u16);
-        img.extras.extend_from_slice(apex_ptrs);
-        img.extras.push(owner_ptrs.len() as u16);
-        img.extras.extend_from_slice(owner_ptrs);
-        img.extras.push(adds.len() as u16);
+        let at = extras.len() as u32;
+        extras.push(apex_ptrs.len() as u16);
+        extras.extend_from_slice(apex_ptrs);
+        extras.push(owner_ptrs.len() as u16);
+        extras.extend_from_slice(owner_ptrs);
+        extras.push(adds.len() as u16);
         for &(name_at, node) in adds.iter() {
-            img.extras.extend_from_slice(&[name_at, (node >> 16) as u16, node as u16]);
+            extras.extend_from_slice(&[name_at, (node >> 16) as u16, node as u16]);
         }
         at
     };
@@ -241,4 +364,32 @@ fn render<'z>(
 
 fn too_large(owner: &[u8], ty: u16, len: usize) -> CompileError {
     CompileError::RrsetTooLarge { owner: Name::from_wire_trusted(owner), rtype: type_name(ty), len }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::parse::load_text;
+    use std::path::Path;
+
+    #[test]
+    fn two_threads_render_the_same() {
+        let mut text = String::from(
+            "$ORIGIN example.com.\n$TTL 3600\n@ SOA ns1 hostmaster 7 7200 900 1209600 300\n@ NS ns1\n\
+             ns1 A 192.0.2.1\n*.w A 192.0.2.7\n",
+        );
+        for i in 0..500 {
+            text.push_str(&format!("h{i}.g{} A 192.0.2.{}\n MX 10 h{}.g1\n", i % 7, i % 250, (i * 7) % 500));
+            if i % 50 == 0 {
+                text.push_str(&format!("d{i} NS ns.d{i}\nns.d{i} A 192.0.2.2\nx{i} MX 5 q.w\n"));
+            }
+        }
+        let origin = Name::parse_text(b"example.com.", None).unwrap();
+        let l = load_text(Path::new("t.zone"), text.as_bytes(), &origin);
+        assert!(l.is_servable(), "{:?}", l.diagnostics);
+        let one = compile_in(&l.zone, false).unwrap();
+        let two = compile_in(&l.zone, true).unwrap();
+        assert_eq!(format!("{one:?}"), format!("{two:?}"));
+        assert!(!one.extras.is_empty());
+    }
 }

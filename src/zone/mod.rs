@@ -53,6 +53,11 @@ impl RdataList {
         self.count == 0
     }
 
+    /// Octets of rdata over all records.
+    pub fn octets(&self) -> usize {
+        self.bytes.len() - 2 * self.count as usize
+    }
+
     /// The rdata of each record, in insertion order.
     pub fn iter(&self) -> RdataIter<'_> {
         RdataIter { bytes: &self.bytes, pos: 0 }
@@ -334,9 +339,11 @@ pub struct TreeName<'a> {
     /// Lowercased wire name.
     pub name: &'a [u8],
     pub node: Option<&'a Node>,
-    pub flags: u8,
     /// Index of the parent in the tree list; None for the apex.
-    pub parent: Option<usize>,
+    pub parent: Option<u32>,
+    pub flags: u8,
+    /// Owns A or AAAA records.
+    pub has_address: bool,
 }
 
 impl Zone {
@@ -638,6 +645,7 @@ impl Zone {
                 let name = name_of(e);
                 let node = self.nodes.get(e);
                 let mut f = 0u8;
+                let mut has_address = false;
                 match node {
                     None => f |= flags::EMPTY_NON_TERMINAL,
                     Some(node) => {
@@ -646,6 +654,7 @@ impl Zone {
                                 rtype::DNAME => f |= flags::DNAME,
                                 rtype::CNAME => f |= flags::CNAME,
                                 rtype::NS if name != origin => f |= flags::CUT,
+                                rtype::A | rtype::AAAA => has_address = true,
                                 _ => {}
                             }
                         }
@@ -656,14 +665,15 @@ impl Zone {
                     f |= flags::APEX;
                     None
                 } else {
-                    (p != NO_ENTRY).then(|| pos[p as usize] as usize)
+                    (p != NO_ENTRY).then(|| pos[p as usize])
                 };
-                TreeName { name, node, flags: f, parent }
+                TreeName { name, node, parent, flags: f, has_address }
             })
             .collect();
         // Parents come first, so one pass propagates.
         for i in 0..names.len() {
             if let Some(p) = names[i].parent {
+                let p = p as usize;
                 let pf = names[p].flags;
                 if pf & (flags::CUT | flags::BELOW_CUT) != 0 {
                     names[i].flags |= flags::BELOW_CUT;
@@ -860,7 +870,7 @@ mod tests {
         let tree = z.tree().names;
         let show = |w: &[u8]| Name::from_wire(w).unwrap().to_string();
         for (i, t) in tree.iter().enumerate() {
-            assert!(t.parent.is_none_or(|p| p < i), "parents come first");
+            assert!(t.parent.is_none_or(|p| (p as usize) < i), "parents come first");
         }
         // Canonical order is what `canonical_order` gives.
         let order = canonical_order(tree.iter().map(|t| t.name));
@@ -885,7 +895,7 @@ mod tests {
         assert_ne!(f("ns.sub.example.com.") & flags::BELOW_CUT, 0);
         assert_ne!(f("w.example.com.") & flags::WILDCARD_CHILD, 0);
         let pos = |s: &str| tree.iter().position(|t| show(t.name) == s).unwrap();
-        assert_eq!(tree[pos("a.b.c.example.com.")].parent, Some(pos("b.c.example.com.")));
+        assert_eq!(tree[pos("a.b.c.example.com.")].parent, Some(pos("b.c.example.com.") as u32));
     }
 
     #[test]
