@@ -4,7 +4,7 @@ use super::{name_hash, NodeRec, RrsetRec, ZoneImage, NONE};
 use crate::wire::name::{is_suffix_wire, lowercase_into, Name};
 use crate::wire::rdata::{self, rtype};
 use crate::zone::parse::type_name;
-use crate::zone::{soa_minimum, Rrset, TreeName, Zone};
+use crate::zone::{soa_minimum, Rrset, Tree, Zone};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -33,29 +33,39 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
     let origin = zone.origin();
     let soa = zone.soa().ok_or_else(|| CompileError::NoSoa(origin.clone()))?;
     let tree = zone.tree();
-    let names = &tree.names;
-    if names.len() >= NONE as usize / 2 {
+    if tree.len() >= NONE as usize / 2 {
         return Err(CompileError::TooLarge(origin.clone()));
     }
     // The nodes and their names, and where each node's RRsets will be.
-    let names_len: usize = names.iter().map(|t| t.name.len()).sum();
+    let names_len: usize = tree.iter().map(|t| t.name.len()).sum();
     let mut img = ZoneImage {
         origin: origin.as_wire().to_vec(),
         serial: zone.serial().unwrap_or(0),
         apex: tree.find(origin.as_wire()).map_or(0, |p| p as u32),
         neg_soa: NONE,
-        nodes: Vec::with_capacity(names.len()),
+        nodes: Vec::with_capacity(tree.len()),
         buckets: Vec::new(),
         rrsets: Vec::new(),
         extras: Vec::new(),
         names: Vec::with_capacity(names_len),
         data: Vec::new(),
     };
+    // Fragments are rendered into a buffer sized for the worst case (every RR's header, its
+    // rdata, and one more octet for each of at most two names a pointer may replace), cut in
+    // two at a node boundary when two threads share the work; the second part is moved down
+    // to close the gap afterwards. `bounds`: that worst case, per position.
+    let mut bounds: Vec<usize> = Vec::with_capacity(if two { tree.len() } else { 0 });
+    let mut total = 0usize;
     let mut rrset_count = 0usize;
-    for t in names {
+    for t in tree.iter() {
         let name_off = img.names.len() as u32;
         img.names.extend_from_slice(t.name);
         let count = t.node.map_or(0, |n| n.rrsets.len());
+        let bound: usize = t.node.map_or(0, |n| n.rrsets.values().map(|s| s.rdata.octets() + 14 * s.rdata.len()).sum());
+        total += bound;
+        if two {
+            bounds.push(bound);
+        }
         img.nodes.push(NodeRec {
             name_off,
             name_len: t.name.len() as u8,
@@ -74,7 +84,7 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
             return None;
         }
         if let Some(p) = tree.find(w) {
-            return names[p].has_address.then_some(p as u32);
+            return tree.has_address(p).then_some(p as u32);
         }
         let mut off = 0;
         while w[off] != 0 {
@@ -83,49 +93,43 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
                 let mut wild = [0u8; 2 + 256];
                 wild[..2].copy_from_slice(b"\x01*");
                 wild[2..2 + w.len() - off].copy_from_slice(&w[off..]);
-                return tree.find(&wild[..2 + w.len() - off]).filter(|&p| names[p].has_address).map(|p| p as u32);
+                return tree.find(&wild[..2 + w.len() - off]).filter(|&p| tree.has_address(p)).map(|p| p as u32);
             }
         }
         None
     };
-    // Fragments are rendered into a buffer sized for the worst case (every RR's header, its
-    // rdata, and one more octet for each of at most two names a pointer may replace), cut in
-    // two at a node boundary when two threads share the work; the second part is moved down
-    // to close the gap afterwards.
-    let bound =
-        |t: &TreeName<'_>| t.node.map_or(0, |n| n.rrsets.values().map(|s| s.rdata.octets() + 14 * s.rdata.len()).sum());
-    let total: usize = names.iter().map(bound).sum();
     let (split, first_bound) = if two {
         // Halve the work, measured by the space the fragments may take.
         let mut acc = 0;
-        let at = names.iter().position(|t| {
-            acc += bound(t);
+        let at = bounds.iter().position(|b| {
+            acc += b;
             acc >= total / 2
         });
-        let at = at.map_or(names.len(), |i| i + 1);
-        (at, names[..at].iter().map(bound).sum())
+        let at = at.map_or(tree.len(), |i| i + 1);
+        (at, bounds[..at].iter().sum())
     } else {
-        (names.len(), total)
+        (tree.len(), total)
     };
+    drop(bounds);
     let split_rrsets = img.nodes.get(split).map_or(rrset_count, |n| n.rrset_start as usize);
     let mut data = vec![0u8; total];
     let mut rrsets = vec![RrsetRec { data_off: 0, data_len: 0, rtype: 0, extra: NONE }; rrset_count];
     let (data1, data2) = data.split_at_mut(first_bound);
     let (rrsets1, rrsets2) = rrsets.split_at_mut(split_rrsets);
-    let render_part = |part: &[TreeName<'_>], out: &mut [u8], recs: &mut [RrsetRec]| {
-        render_names(part, out, recs, origin, &address_node)
+    let render_part = |part: std::ops::Range<usize>, out: &mut [u8], recs: &mut [RrsetRec]| {
+        render_names(&tree, part, out, recs, origin, &address_node)
     };
-    let (first, second) = if split < names.len() {
+    let (first, second) = if split < tree.len() {
         std::thread::scope(|scope| {
-            let second = scope.spawn(|| render_part(&names[split..], data2, rrsets2));
-            let first = render_part(&names[..split], data1, rrsets1);
+            let second = scope.spawn(|| render_part(split..tree.len(), data2, rrsets2));
+            let first = render_part(0..split, data1, rrsets1);
             match second.join() {
                 Ok(second) => (first, second),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
     } else {
-        (render_part(names, data1, rrsets1), Ok((0, Vec::new())))
+        (render_part(0..tree.len(), data1, rrsets1), Ok((0, Vec::new())))
     };
     // The first error in tree order is the one reported.
     let (used1, mut extras) = first?;
@@ -178,7 +182,8 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
 /// record each, in order, fragment offsets from the start of `out`). Returns the octets of
 /// `out` used and the `extras` entries (offsets from the start of this list).
 fn render_names(
-    names: &[TreeName<'_>],
+    tree: &Tree<'_>,
+    part: std::ops::Range<usize>,
     out: &mut [u8],
     recs: &mut [RrsetRec],
     origin: &Name,
@@ -188,7 +193,7 @@ fn render_names(
     let mut extras = Vec::new();
     let mut scratch = Scratch::default();
     let mut recs = recs.iter_mut();
-    for node in names.iter().filter_map(|t| t.node) {
+    for node in part.filter_map(|i| tree.get(i).node) {
         for (&ty, set) in &node.rrsets {
             let rec = render(
                 &mut out,

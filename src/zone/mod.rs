@@ -140,9 +140,9 @@ impl RrsetMap {
         let i = match self.0.binary_search_by_key(&t, |e| e.0) {
             Ok(i) => i,
             Err(i) => {
-                // Most names own one to four RRsets: grow 1, 2, 4, ... rather than from 4.
+                // Most names own one to four RRsets: grow one at a time rather than from 4.
                 if self.0.len() == self.0.capacity() {
-                    self.0.reserve_exact(self.0.len().max(1));
+                    self.0.reserve_exact(if self.0.len() < 8 { 1 } else { self.0.len() });
                 }
                 self.0.insert(i, (t, f()));
                 i
@@ -311,19 +311,60 @@ pub mod flags {
     pub const CNAME: u8 = 1 << 7;
 }
 
-/// The names of a zone, empty non-terminals included: see [`Zone::tree`].
+/// The names of a zone, empty non-terminals included: see [`Zone::tree`]. Held as a few
+/// flat arrays indexed by position; [`Tree::get`] puts a [`TreeName`] together.
 pub struct Tree<'a> {
-    pub names: Vec<TreeName<'a>>,
     zone: &'a Zone,
-    /// Position in `names` of each zone node (by its index in the zone), then of each
-    /// empty non-terminal (by its number in `ents`, after the nodes).
+    /// The entry at each position: a zone node (by its index in the zone), or an empty
+    /// non-terminal (the zone's node count plus its index in `ent_names`).
+    order: Vec<u32>,
+    /// Position of each entry.
     pos: Vec<u32>,
-    /// Empty non-terminals (and the apex when it owns nothing) → entry number.
+    /// Per position: the parent's position, or [`NO_ENTRY`].
+    parent: Vec<u32>,
+    /// Per position: [`flags`].
+    flags: Vec<u8>,
+    /// Per position: owns A or AAAA records.
+    address: Vec<bool>,
+    /// Empty non-terminals (and the apex when it owns nothing).
+    ent_names: Vec<&'a [u8]>,
+    /// Their entry numbers, by name.
     ents: FxHashMap<&'a [u8], u32>,
 }
 
-impl Tree<'_> {
-    /// Position in `names` of a lowercased wire name.
+impl<'a> Tree<'a> {
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The name at position `i` (parents come before their children).
+    pub fn get(&self, i: usize) -> TreeName<'a> {
+        let e = self.order[i] as usize;
+        let nodes = &self.zone.nodes;
+        let (name, node) = match nodes.get(e) {
+            Some(node) => (node.name.as_wire(), Some(node)),
+            None => (self.ent_names[e - nodes.len()], None),
+        };
+        let parent = Some(self.parent[i]).filter(|&p| p != NO_ENTRY);
+        TreeName { name, node, parent, flags: self.flags[i], has_address: self.address[i] }
+    }
+
+    /// The names in order.
+    pub fn iter(&self) -> impl Iterator<Item = TreeName<'a>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// True if the name at position `i` owns A or AAAA records.
+    pub fn has_address(&self, i: usize) -> bool {
+        self.address[i]
+    }
+
+    /// Position of a lowercased wire name.
     pub fn find(&self, lower_wire: &[u8]) -> Option<usize> {
         let entry = match self.zone.find_index(lower_wire) {
             Some(i) => i,
@@ -334,12 +375,12 @@ impl Tree<'_> {
 }
 
 /// A name of the zone's tree, empty non-terminals included.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct TreeName<'a> {
     /// Lowercased wire name.
     pub name: &'a [u8],
     pub node: Option<&'a Node>,
-    /// Index of the parent in the tree list; None for the apex.
+    /// Position of the parent in the tree; None for the apex.
     pub parent: Option<u32>,
     pub flags: u8,
     /// Owns A or AAAA records.
@@ -560,26 +601,53 @@ impl Zone {
     pub fn tree(&self) -> Tree<'_> {
         let origin = self.origin.as_wire();
         let n = self.nodes.len();
-        // Entries: the nodes (by index), then the empty non-terminals (n + k), each with
-        // its parent entry.
+        // Per entry (the nodes by index, then the empty non-terminals): the parent entry,
+        // the label count, the entry's own flags, and whether it owns addresses / is a
+        // wildcard (bits 0 and 1 of `info`).
         let mut parent: Vec<u32> = vec![NO_ENTRY; n];
+        let mut depth: Vec<u8> = vec![0; n];
+        let mut own: Vec<u8> = vec![0; n];
+        let mut info: Vec<u8> = vec![0; n];
         let mut ent_names: Vec<&[u8]> = Vec::new();
-        let mut ent_parent: Vec<u32> = Vec::new();
         let mut ents: FxHashMap<&[u8], u32> = FxHashMap::default();
+        let new_ent = |name: &'_ [u8]| {
+            let f = flags::EMPTY_NON_TERMINAL | if name == origin { flags::APEX } else { 0 };
+            (f, u8::from(name.starts_with(b"\x01*")) << 1, name::labels(name).count() as u8)
+        };
+        let mut ent_info: Vec<(u8, u8, u8)> = Vec::new();
+        let mut ent_parent: Vec<u32> = Vec::new();
         if self.find_index(origin).is_none() {
             ents.insert(origin, n as u32);
             ent_names.push(origin);
+            ent_info.push(new_ent(origin));
             ent_parent.push(NO_ENTRY);
         }
         // Names of a file come in groups below the same parent: remember the last one.
         let mut last_parent: (&[u8], u32) = (&[], NO_ENTRY);
         for (i, node) in self.nodes.iter().enumerate() {
-            // Every suffix of an owner down to the apex is a name of the tree: find the
-            // nearest one that is already known, adding those in between.
             let w = node.name.as_wire();
+            let mut f = 0u8;
+            let mut bits = u8::from(w.starts_with(b"\x01*")) << 1;
+            for (&t, _) in &node.rrsets {
+                match t {
+                    rtype::DNAME => f |= flags::DNAME,
+                    rtype::CNAME => f |= flags::CNAME,
+                    rtype::NS if w != origin => f |= flags::CUT,
+                    rtype::A | rtype::AAAA => bits |= 1,
+                    _ => {}
+                }
+            }
+            if w == origin {
+                f |= flags::APEX;
+            }
+            own[i] = f;
+            info[i] = bits;
+            depth[i] = name::labels(w).count() as u8;
             if w.len() <= origin.len() {
                 continue;
             }
+            // Every suffix of an owner down to the apex is a name of the tree: find the
+            // nearest one that is already known, adding those in between.
             let mut child = i as u32;
             let mut at = 0;
             loop {
@@ -605,6 +673,7 @@ impl Zone {
                     let e = (n + ent_names.len()) as u32;
                     ents.insert(suffix, e);
                     ent_names.push(suffix);
+                    ent_info.push(new_ent(suffix));
                     ent_parent.push(NO_ENTRY);
                     e
                 });
@@ -620,73 +689,62 @@ impl Zone {
             }
         }
         let total = n + ent_names.len();
-        let name_of = |e: usize| if e < n { self.nodes[e].name.as_wire() } else { ent_names[e - n] };
+        let depth_of = |e: usize| if e < n { depth[e] } else { ent_info[e - n].2 };
         // Counting sort by label count: parents first.
-        let depths: Vec<u8> = (0..total).map(|e| name::labels(name_of(e)).count() as u8).collect();
         let mut buckets = vec![0u32; 130];
-        for &d in &depths {
-            buckets[d as usize + 1] += 1;
+        for e in 0..total {
+            buckets[depth_of(e) as usize + 1] += 1;
         }
         for i in 1..buckets.len() {
             buckets[i] += buckets[i - 1];
         }
         let mut order = vec![0u32; total];
         let mut pos = vec![0u32; total];
-        for (e, &d) in depths.iter().enumerate() {
-            let p = buckets[d as usize];
-            buckets[d as usize] += 1;
+        for (e, at) in pos.iter_mut().enumerate() {
+            let d = depth_of(e) as usize;
+            let p = buckets[d];
+            buckets[d] += 1;
             order[p as usize] = e as u32;
-            pos[e] = p;
+            *at = p;
         }
-        let mut names: Vec<TreeName<'_>> = order
-            .iter()
-            .map(|&e| {
-                let e = e as usize;
-                let name = name_of(e);
-                let node = self.nodes.get(e);
-                let mut f = 0u8;
-                let mut has_address = false;
-                match node {
-                    None => f |= flags::EMPTY_NON_TERMINAL,
-                    Some(node) => {
-                        for (&t, _) in &node.rrsets {
-                            match t {
-                                rtype::DNAME => f |= flags::DNAME,
-                                rtype::CNAME => f |= flags::CNAME,
-                                rtype::NS if name != origin => f |= flags::CUT,
-                                rtype::A | rtype::AAAA => has_address = true,
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                let p = if e < n { parent[e] } else { ent_parent[e - n] };
-                let parent = if name == origin {
-                    f |= flags::APEX;
-                    None
-                } else {
-                    (p != NO_ENTRY).then(|| pos[p as usize])
-                };
-                TreeName { name, node, parent, flags: f, has_address }
-            })
-            .collect();
-        // Parents come first, so one pass propagates.
-        for i in 0..names.len() {
-            if let Some(p) = names[i].parent {
-                let p = p as usize;
-                let pf = names[p].flags;
-                if pf & (flags::CUT | flags::BELOW_CUT) != 0 {
-                    names[i].flags |= flags::BELOW_CUT;
-                }
-                if pf & (flags::DNAME | flags::BELOW_DNAME) != 0 {
-                    names[i].flags |= flags::BELOW_DNAME;
-                }
-                if names[i].name.starts_with(b"\x01*") {
-                    names[p].flags |= flags::WILDCARD_CHILD;
-                }
+        drop(depth);
+        let mut parent_at = vec![NO_ENTRY; total];
+        let mut flags_at = vec![0u8; total];
+        let mut address = vec![false; total];
+        let mut wildcard = vec![false; total];
+        for (i, &e) in order.iter().enumerate() {
+            let e = e as usize;
+            let (f, bits, p) = if e < n {
+                (own[e], info[e], parent[e])
+            } else {
+                (ent_info[e - n].0, ent_info[e - n].1, ent_parent[e - n])
+            };
+            flags_at[i] = f;
+            address[i] = bits & 1 != 0;
+            wildcard[i] = bits & 2 != 0;
+            if f & flags::APEX == 0 && p != NO_ENTRY {
+                parent_at[i] = pos[p as usize];
             }
         }
-        Tree { names, zone: self, pos, ents }
+        // Parents come first, so one pass propagates.
+        for i in 0..total {
+            let p = parent_at[i];
+            if p == NO_ENTRY {
+                continue;
+            }
+            let p = p as usize;
+            let pf = flags_at[p];
+            if pf & (flags::CUT | flags::BELOW_CUT) != 0 {
+                flags_at[i] |= flags::BELOW_CUT;
+            }
+            if pf & (flags::DNAME | flags::BELOW_DNAME) != 0 {
+                flags_at[i] |= flags::BELOW_DNAME;
+            }
+            if wildcard[i] {
+                flags_at[p] |= flags::WILDCARD_CHILD;
+            }
+        }
+        Tree { zone: self, order, pos, parent: parent_at, flags: flags_at, address, ent_names, ents }
     }
 
     /// The changes that turn `self` into `newer`. An RRset whose TTL changed is removed
@@ -867,7 +925,7 @@ mod tests {
     #[test]
     fn tree_flags_and_order() {
         let z = base();
-        let tree = z.tree().names;
+        let tree: Vec<TreeName<'_>> = z.tree().iter().collect();
         let show = |w: &[u8]| Name::from_wire(w).unwrap().to_string();
         for (i, t) in tree.iter().enumerate() {
             assert!(t.parent.is_none_or(|p| (p as usize) < i), "parents come first");
