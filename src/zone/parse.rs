@@ -83,20 +83,34 @@ impl Loaded {
 /// The zone apex to use for a file: `--origin`, else a `$ORIGIN` before the first record,
 /// else the file name without `.zone`.
 pub fn guess_origin(path: &Path, text: &[u8]) -> Option<Name> {
+    match origin_directive(text, false) {
+        Ok(Some(n)) => Some(n),
+        _ => origin_from_file_name(path),
+    }
+}
+
+/// The first absolute `$ORIGIN` among the directives before the first record, if any;
+/// `Err` if `text` is the start of a file (`more`) and ends too soon to tell.
+fn origin_directive(text: &[u8], more: bool) -> Result<Option<Name>, ()> {
     let mut tz = Tokenizer::new(text);
-    // Directives before the first record: the first absolute $ORIGIN names the apex.
-    while let Ok(Some(entry)) = tz.next_entry() {
+    tz.more = more;
+    loop {
+        let entry = match tz.next_entry() {
+            Ok(Some(entry)) => entry,
+            Err(TokenError::More) => return Err(()),
+            Ok(None) | Err(TokenError::Bad(..)) => return Ok(None),
+        };
         let first = entry.tokens[0];
         if entry.leading_space || first.quoted || first.text.first() != Some(&b'$') {
-            break;
+            return Ok(None);
         }
         if first.text.eq_ignore_ascii_case(b"$ORIGIN") {
-            if let Some(Ok(n)) = entry.tokens.get(1).map(|t| Name::parse_text(t.text, None)) {
-                return Some(n);
-            }
-            break;
+            return Ok(entry.tokens.get(1).and_then(|t| Name::parse_text(t.text, None).ok()));
         }
     }
+}
+
+fn origin_from_file_name(path: &Path) -> Option<Name> {
     let file = path.file_name()?.to_str()?;
     let stem = file.strip_suffix(".zone").unwrap_or(file);
     let stem = stem.strip_suffix('.').unwrap_or(stem);
@@ -114,37 +128,85 @@ pub fn load_file(path: &Path, origin: Option<&Name>) -> std::io::Result<Loaded> 
 /// [`load_file`] without the whole-zone checks ([`super::check::check`]): the records and
 /// what was found wrong while reading them.
 pub fn parse_file(path: &Path, origin: Option<&Name>) -> std::io::Result<Loaded> {
-    let text = std::fs::read(path)?;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len() as usize;
+    let mut src = Source::File { file, buf: Vec::new(), more: true, piece: PIECE };
+    src.refill(0)?;
     let origin = match origin {
         Some(o) => o.clone(),
-        None => guess_origin(path, &text).unwrap_or_else(Name::root),
+        None => loop {
+            let (text, more) = src.text();
+            match origin_directive(text, more) {
+                Ok(Some(n)) => break n,
+                Ok(None) => break origin_from_file_name(path).unwrap_or_else(Name::root),
+                Err(()) => src.refill(0)?,
+            }
+        },
     };
-    Ok(read_zone(path, &text, &origin))
+    match read_zone(path, src, &origin, size) {
+        (_, Some(e)) => Err(e),
+        (loaded, None) => Ok(loaded),
+    }
 }
 
 /// Reads a zone from text already in memory (`path` is used in messages and to resolve
 /// `$INCLUDE`).
 pub fn load_text(path: &Path, text: &[u8], origin: &Name) -> Loaded {
-    let mut loaded = read_zone(path, text, origin);
+    // Text in memory cannot fail to be read.
+    let (mut loaded, _) = read_zone(path, Source::Text(text), origin, text.len());
     super::check::check(&mut loaded);
     loaded
 }
 
 /// Reads a zone: on one thread, or for a large file on two, one reading the text and one
 /// building the zone from what it read (the same result either way).
-fn read_zone(path: &Path, text: &[u8], origin: &Name) -> Loaded {
-    let two = text.len() >= PIPELINE_MIN_SIZE && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+/// `size`: the length of the main file. Also returns the error that stopped reading the
+/// main file, if one did.
+fn read_zone(path: &Path, src: Source<'_>, origin: &Name, size: usize) -> (Loaded, Option<std::io::Error>) {
+    let two = size >= PIPELINE_MIN_SIZE && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     if two {
-        read_pipelined(path, text, origin)
+        read_pipelined(path, src, origin, size)
     } else {
-        read_inline(path, text, origin)
+        read_inline(path, src, origin, size)
     }
 }
 
-fn read_inline(path: &Path, text: &[u8], origin: &Name) -> Loaded {
-    let mut r = Reader::new(Loader::new(origin, text.len()));
-    r.read_text(path, text, origin.clone(), 0);
-    r.sink.finish(r.files)
+fn read_inline(path: &Path, src: Source<'_>, origin: &Name, size: usize) -> (Loaded, Option<std::io::Error>) {
+    let mut r = Reader::new(Loader::new(origin, size));
+    r.read_text(path, src, origin.clone(), 0);
+    (r.sink.finish(r.files), r.io_error)
+}
+
+/// The text of a zone file: all in memory, or read from the file a piece at a time (the
+/// pieces hold whole entries; an entry longer than a piece grows the buffer).
+enum Source<'t> {
+    Text(&'t [u8]),
+    File { file: std::fs::File, buf: Vec<u8>, more: bool, piece: usize },
+}
+
+/// What is read from a file at a time.
+const PIECE: usize = 1 << 20;
+
+impl Source<'_> {
+    /// The text at hand, and whether more follows.
+    fn text(&self) -> (&[u8], bool) {
+        match self {
+            Source::Text(t) => (t, false),
+            Source::File { buf, more, .. } => (buf, *more),
+        }
+    }
+
+    /// Drops the first `consumed` octets of the text at hand and reads the next piece after
+    /// the rest.
+    fn refill(&mut self, consumed: usize) -> std::io::Result<()> {
+        if let Source::File { file, buf, more, piece } = self {
+            buf.drain(..consumed);
+            buf.reserve(*piece);
+            let n = std::io::Read::read_to_end(&mut std::io::Read::take(&mut *file, *piece as u64), buf)?;
+            *more = n == *piece;
+        }
+        Ok(())
+    }
 }
 
 /// Files at least this large are read on two threads.
@@ -258,7 +320,7 @@ impl Loader {
 }
 
 /// [`read_inline`] on two threads: this one builds the zone while another reads the text.
-fn read_pipelined(path: &Path, text: &[u8], origin: &Name) -> Loaded {
+fn read_pipelined(path: &Path, src: Source<'_>, origin: &Name, size: usize) -> (Loaded, Option<std::io::Error>) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = AtomicBool::new(false);
     let (send, receive) = std::sync::mpsc::sync_channel::<Batch>(4);
@@ -267,11 +329,11 @@ fn read_pipelined(path: &Path, text: &[u8], origin: &Name) -> Loaded {
         let reader = scope.spawn(|| {
             let sink = BatchSink { batch: Batch::default(), send, recycled, stop: &stop };
             let mut r = Reader::new(sink);
-            r.read_text(path, text, origin.clone(), 0);
+            r.read_text(path, src, origin.clone(), 0);
             r.sink.flush();
-            r.files
+            (r.files, r.io_error)
         });
-        let mut loader = Loader::new(origin, text.len());
+        let mut loader = Loader::new(origin, size);
         for mut batch in receive {
             loader.replay(&mut batch);
             if loader.stopped() {
@@ -280,7 +342,7 @@ fn read_pipelined(path: &Path, text: &[u8], origin: &Name) -> Loaded {
             let _ = give_back.send(batch);
         }
         match reader.join() {
-            Ok(files) => loader.finish(files),
+            Ok((files, io_error)) => (loader.finish(files), io_error),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
@@ -300,6 +362,8 @@ struct Reader<S> {
     last_ttl: Option<u32>,
     default_ttl: Option<u32>,
     scratch: Vec<u8>,
+    /// What stopped reading the main file, if anything did.
+    io_error: Option<std::io::Error>,
 }
 
 /// Where a [`Reader`] sends what it reads.
@@ -410,6 +474,16 @@ struct Tokenizer<'a> {
     buf: &'a [u8],
     pos: usize,
     line: u32,
+    /// `buf` is a piece of the text and more follows it.
+    more: bool,
+}
+
+/// Why the tokenizer returned no entry.
+enum TokenError {
+    /// The entry goes on after the piece of text at hand.
+    More,
+    /// The text is wrong here (line, message); reading cannot go on.
+    Bad(u32, String),
 }
 
 /// Octet classes for the tokenizer.
@@ -438,16 +512,16 @@ static CLASS: [u8; 256] = {
 
 impl<'a> Tokenizer<'a> {
     fn new(buf: &'a [u8]) -> Self {
-        Tokenizer { buf, pos: 0, line: 1 }
+        Tokenizer { buf, pos: 0, line: 1, more: false }
     }
 
-    /// The next non-empty entry. Errors (line, message) are not recoverable.
-    fn next_entry(&mut self) -> Result<Option<Entry<'a>>, (u32, String)> {
+    /// The next non-empty entry.
+    fn next_entry(&mut self) -> Result<Option<Entry<'a>>, TokenError> {
         self.next_entry_in(Vec::new())
     }
 
     /// Like `next_entry`, reusing `tokens`' allocation.
-    fn next_entry_in(&mut self, mut tokens: Vec<Token<'a>>) -> Result<Option<Entry<'a>>, (u32, String)> {
+    fn next_entry_in(&mut self, mut tokens: Vec<Token<'a>>) -> Result<Option<Entry<'a>>, TokenError> {
         tokens.clear();
         let buf = self.buf;
         let mut depth = 0usize;
@@ -456,8 +530,14 @@ impl<'a> Tokenizer<'a> {
         let mut leading_space = self.at_blank();
         loop {
             let Some(&c) = buf.get(self.pos) else {
+                if self.more {
+                    return Err(TokenError::More);
+                }
                 if depth > 0 {
-                    return Err((open_line, "unbalanced parentheses: '(' is never closed (truncated file?)".into()));
+                    return Err(TokenError::Bad(
+                        open_line,
+                        "unbalanced parentheses: '(' is never closed (truncated file?)".into(),
+                    ));
                 }
                 return Ok(if tokens.is_empty() {
                     None
@@ -478,9 +558,11 @@ impl<'a> Tokenizer<'a> {
                         leading_space = self.at_blank();
                     }
                 }
-                C_COMMENT => {
-                    self.pos = buf[self.pos..].iter().position(|&b| b == b'\n').map_or(buf.len(), |k| self.pos + k);
-                }
+                C_COMMENT => match buf[self.pos..].iter().position(|&b| b == b'\n') {
+                    Some(k) => self.pos += k,
+                    None if self.more => return Err(TokenError::More),
+                    None => self.pos = buf.len(),
+                },
                 C_OPEN => {
                     if depth == 0 {
                         open_line = self.line;
@@ -490,7 +572,7 @@ impl<'a> Tokenizer<'a> {
                 }
                 C_CLOSE => {
                     if depth == 0 {
-                        return Err((self.line, "unbalanced parentheses: ')' without '('".into()));
+                        return Err(TokenError::Bad(self.line, "unbalanced parentheses: ')' without '('".into()));
                     }
                     depth -= 1;
                     self.pos += 1;
@@ -500,8 +582,9 @@ impl<'a> Tokenizer<'a> {
                     let mut i = start;
                     loop {
                         match buf.get(i) {
+                            None if self.more => return Err(TokenError::More),
                             None | Some(b'\n') => {
-                                return Err((self.line, "unterminated quoted string".into()));
+                                return Err(TokenError::Bad(self.line, "unterminated quoted string".into()));
                             }
                             Some(b'\\') => i += 2,
                             Some(b'"') => break,
@@ -509,7 +592,7 @@ impl<'a> Tokenizer<'a> {
                         }
                     }
                     if i > buf.len() {
-                        return Err((self.line, "unterminated quoted string".into()));
+                        return Err(TokenError::Bad(self.line, "unterminated quoted string".into()));
                     }
                     let glued = self.glued(self.pos, &tokens);
                     tokens.push(Token { text: &buf[start..i], quoted: true, glued, line: self.line });
@@ -525,6 +608,9 @@ impl<'a> Tokenizer<'a> {
                             C_BACKSLASH => i += 2,
                             _ => break,
                         }
+                    }
+                    if i >= buf.len() && self.more {
+                        return Err(TokenError::More);
                     }
                     let i = i.min(buf.len());
                     let glued = self.glued(start, &tokens);
@@ -565,6 +651,7 @@ impl<S: Sink> Reader<S> {
             last_ttl: None,
             default_ttl: None,
             scratch: Vec::with_capacity(512),
+            io_error: None,
         }
     }
 
@@ -572,30 +659,43 @@ impl<S: Sink> Reader<S> {
         self.sink.diag(severity, SrcPos { file, line }, message);
     }
 
-    fn read_text(&mut self, path: &Path, text: &[u8], mut origin: Name, depth: usize) {
+    fn read_text(&mut self, path: &Path, mut src: Source<'_>, mut origin: Name, depth: usize) {
         self.sink.file();
         let file = self.files.len() as u16;
         self.files.push(path.to_path_buf());
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         self.stack.push(canonical);
-        let mut tz = Tokenizer::new(text);
-        let mut tokens = Vec::with_capacity(16);
-        loop {
-            if self.sink.stopped() {
+        // Where the next entry starts in the text at hand, and its line.
+        let (mut start, mut line) = (0, 1);
+        'text: loop {
+            let (text, more) = src.text();
+            let mut tz = Tokenizer { buf: text, pos: start, line, more };
+            let mut tokens = Vec::with_capacity(16);
+            loop {
+                if self.sink.stopped() {
+                    break 'text;
+                }
+                (start, line) = (tz.pos, tz.line);
+                let entry = match tz.next_entry_in(std::mem::take(&mut tokens)) {
+                    Ok(Some(e)) => e,
+                    Ok(None) => break 'text,
+                    // The entry goes on in the next piece: read it, then start the entry again.
+                    Err(TokenError::More) => break,
+                    Err(TokenError::Bad(line, msg)) => {
+                        self.diag(Severity::Error, file, line, msg);
+                        break 'text;
+                    }
+                };
+                if let Err(e) = self.entry(path, file, &entry, &mut origin, depth) {
+                    self.diag(Severity::Error, file, e.line, e.message);
+                }
+                tokens = entry.tokens;
+            }
+            if let Err(e) = src.refill(start) {
+                self.io_error = Some(e);
                 break;
             }
-            let entry = match tz.next_entry_in(std::mem::take(&mut tokens)) {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err((line, msg)) => {
-                    self.diag(Severity::Error, file, line, msg);
-                    break;
-                }
-            };
-            if let Err(e) = self.entry(path, file, &entry, &mut origin, depth) {
-                self.diag(Severity::Error, file, e.line, e.message);
-            }
-            tokens = entry.tokens;
+            start = 0;
         }
         self.stack.pop();
     }
@@ -729,7 +829,7 @@ impl<S: Sink> Reader<S> {
                 })?;
                 // RFC 1035 §5.1: the included file starts with the given origin, and the
                 // includer's origin is back in force afterwards; owner carries on.
-                self.read_text(&target, &text, new_origin, depth + 1);
+                self.read_text(&target, Source::Text(&text), new_origin, depth + 1);
                 let _ = file;
                 Ok(())
             }
@@ -1376,13 +1476,54 @@ mod tests {
 
     /// Reads `text` on one thread and on two; both must give the same zone and diagnostics.
     fn same_both_ways(path: &Path, text: &[u8], origin: &Name) -> Loaded {
-        let one = read_inline(path, text, origin);
-        let two = read_pipelined(path, text, origin);
+        let one = read_inline(path, Source::Text(text), origin, text.len()).0;
+        let two = read_pipelined(path, Source::Text(text), origin, text.len()).0;
         assert_eq!(one.diagnostics, two.diagnostics);
         assert_eq!(one.files, two.files);
         assert_eq!(one.zone.records_canonical(), two.zone.records_canonical());
         assert_eq!(one.zone.node_count(), two.zone.node_count());
         two
+    }
+
+    /// Reads `text` from a file in pieces of `piece` octets; must match reading it whole.
+    fn same_in_pieces(dir: &Path, text: &str, piece: usize) {
+        let origin = Name::parse_text(b"example.com.", None).unwrap();
+        let path = dir.join("pieces.zone");
+        std::fs::write(&path, text).unwrap();
+        let whole = read_inline(&path, Source::Text(text.as_bytes()), &origin, text.len()).0;
+        let file = std::fs::File::open(&path).unwrap();
+        let mut src = Source::File { file, buf: Vec::new(), more: true, piece };
+        src.refill(0).unwrap();
+        let (pieces, error) = read_inline(&path, src, &origin, text.len());
+        assert!(error.is_none());
+        assert_eq!(whole.diagnostics, pieces.diagnostics, "piece {piece}");
+        assert_eq!(whole.files, pieces.files);
+        assert_eq!(whole.zone.records_canonical(), pieces.zone.records_canonical(), "piece {piece}");
+    }
+
+    #[test]
+    fn files_read_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inc.zone"), "inc A 192.0.2.9\n").unwrap();
+        let body = format!(
+            "{HEAD}; a comment ( with \"quotes\"\nwww 300 IN A 192.0.2.2\n     AAAA 2001:db8::2 ; trailing\n\
+             txt TXT \"a b\" c\\\"d \"\\065\" ( \"more\"\n  \"lines\" )\n$INCLUDE inc.zone\nesc\\.aped A 192.0.2.3\n\
+             bad A 192.0.2\ns SVCB 1 . alpn=\"h2,h3\" port=8443\n\n\n  ; blank\nlast A 192.0.2.4"
+        );
+        for piece in [1, 2, 3, 5, 7, 16, 64, 1000] {
+            same_in_pieces(dir.path(), &body, piece);
+            // Cut off inside an entry, a quoted string and parentheses.
+            for cut in [body.len() - 3, body.find("\"more").unwrap() + 3, body.find("( \"more").unwrap() + 1] {
+                same_in_pieces(dir.path(), &body[..cut], piece);
+            }
+        }
+        // No $ORIGIN: the apex from the file name; and from a directive that ends the piece.
+        let path = dir.path().join("example.org.zone");
+        std::fs::write(&path, format!("{HEAD}www A 192.0.2.1\n")).unwrap();
+        assert_eq!(parse_file(&path, None).unwrap().zone.origin().to_string(), "example.org.");
+        let long = format!("{}$ORIGIN example.net.\n{HEAD}", "; padding\n".repeat(200_000));
+        std::fs::write(&path, long).unwrap();
+        assert_eq!(parse_file(&path, None).unwrap().zone.origin().to_string(), "example.net.");
     }
 
     #[test]
