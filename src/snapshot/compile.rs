@@ -194,7 +194,7 @@ fn render_names(
     let mut scratch = Scratch::default();
     let mut recs = recs.iter_mut();
     for node in part.filter_map(|i| tree.get(i).node) {
-        for (&ty, set) in &node.rrsets {
+        for (ty, set) in &node.rrsets {
             let rec = render(
                 &mut out,
                 &mut extras,
@@ -287,7 +287,7 @@ fn render<'z>(
     owner: &[u8],
     ty: u16,
     ttl: u32,
-    set: &'z Rrset,
+    set: Rrset<'z>,
     additional_node: &dyn Fn(&[u8]) -> Option<u32>,
 ) -> Result<RrsetRec, CompileError> {
     let Scratch { rdatas, apex_ptrs, owner_ptrs, adds, key_a, key_b } = scratch;

@@ -47,10 +47,19 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
     }
-    let has_dname = zone.nodes().any(|n| n.get(rtype::DNAME).is_some());
+    let has_dname = zone.nodes().any(|n| n.rrsets.types().any(|t| t == rtype::DNAME));
     for node in zone.nodes() {
-        let is_apex = node.name == origin;
-        if !is_apex {
+        // One look at the node's types for the rules below.
+        let (mut soa, mut cname, mut ns) = (false, false, false);
+        for t in node.rrsets.types() {
+            match t {
+                rtype::SOA => soa = true,
+                rtype::CNAME => cname = true,
+                rtype::NS => ns = true,
+                _ => {}
+            }
+        }
+        if soa && node.name != origin {
             if let Some(soa) = node.get(rtype::SOA) {
                 found.push((
                     Severity::Error,
@@ -59,8 +68,8 @@ pub fn check(loaded: &mut Loaded) {
                 ));
             }
         }
-        if let Some(cname) = node.get(rtype::CNAME) {
-            for (&other_t, other) in &node.rrsets {
+        if let Some(cname) = node.get(rtype::CNAME).filter(|_| cname) {
+            for (other_t, other) in &node.rrsets {
                 if !allowed_beside_cname(other_t) {
                     let at = cname.src.max(other.src);
                     found.push((
@@ -84,7 +93,7 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
         // NS targets inside the zone need address records: glue if below a cut.
-        if let Some(ns) = node.get(rtype::NS) {
+        if let Some(ns) = node.get(rtype::NS).filter(|_| ns) {
             if ancestors(node.name.as_wire(), origin.len())
                 .any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::NS).is_some()))
             {

@@ -27,24 +27,24 @@ pub struct SrcPos {
     pub line: u32,
 }
 
-/// All records of one type at one name. Rdata is unique in canonical form.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rrset {
+/// All records of one type at one name (a view into the node's [`RrsetMap`]). Rdata is
+/// unique in canonical form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rrset<'a> {
     pub ttl: u32,
-    pub rdata: RdataList,
+    pub rdata: RdataList<'a>,
     /// Where the first record of the set was read (zero for records from elsewhere).
     pub src: SrcPos,
 }
 
-/// The rdata of an RRset's records back to back, each after its length (two octets): one
-/// allocation per RRset instead of one per record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RdataList {
-    bytes: Vec<u8>,
+/// The rdata of an RRset's records back to back, each after its length (two octets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RdataList<'a> {
+    bytes: &'a [u8],
     count: u32,
 }
 
-impl RdataList {
+impl<'a> RdataList<'a> {
     pub fn len(&self) -> usize {
         self.count as usize
     }
@@ -59,32 +59,12 @@ impl RdataList {
     }
 
     /// The rdata of each record, in insertion order.
-    pub fn iter(&self) -> RdataIter<'_> {
-        RdataIter { bytes: &self.bytes, pos: 0 }
+    pub fn iter(&self) -> RdataIter<'a> {
+        RdataIter { bytes: self.bytes, pos: 0 }
     }
 
-    pub fn first(&self) -> Option<&[u8]> {
+    pub fn first(&self) -> Option<&'a [u8]> {
         self.iter().next()
-    }
-
-    /// Appends one record's rdata (at most 65535 octets).
-    pub fn push(&mut self, rdata: &[u8]) {
-        debug_assert!(rdata.len() <= u16::MAX as usize);
-        self.bytes.reserve(2 + rdata.len());
-        self.bytes.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        self.bytes.extend_from_slice(rdata);
-        self.count += 1;
-    }
-
-    /// Removes the `i`th record.
-    pub fn remove(&mut self, i: usize) {
-        let mut pos = 0;
-        for _ in 0..i {
-            pos += 2 + u16::from_be_bytes([self.bytes[pos], self.bytes[pos + 1]]) as usize;
-        }
-        let len = 2 + u16::from_be_bytes([self.bytes[pos], self.bytes[pos + 1]]) as usize;
-        self.bytes.drain(pos..pos + len);
-        self.count -= 1;
     }
 }
 
@@ -97,14 +77,23 @@ impl<'a> Iterator for RdataIter<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let len = u16::from_be_bytes([*self.bytes.get(self.pos)?, *self.bytes.get(self.pos + 1)?]) as usize;
+        let len = u16::from_le_bytes([*self.bytes.get(self.pos)?, *self.bytes.get(self.pos + 1)?]) as usize;
         let r = &self.bytes[self.pos + 2..self.pos + 2 + len];
         self.pos += 2 + len;
         Some(r)
     }
 }
 
-impl<'a> IntoIterator for &'a RdataList {
+impl<'a> IntoIterator for RdataList<'a> {
+    type Item = &'a [u8];
+    type IntoIter = RdataIter<'a>;
+
+    fn into_iter(self) -> RdataIter<'a> {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for &RdataList<'a> {
     type Item = &'a [u8];
     type IntoIter = RdataIter<'a>;
 
@@ -122,69 +111,235 @@ pub struct Node {
     pub rrsets: RrsetMap,
 }
 
-/// The RRsets of a node: a few entries, so a sorted vector beats a tree or a hash map.
-#[derive(Clone, Debug, Default)]
-pub struct RrsetMap(Vec<(u16, Rrset)>);
+/// The RRsets of a node and all their records in one buffer (one allocation per name, sized
+/// to fit): per RRset, in type order, a header of [`HEADER`] octets (type u16, TTL u32,
+/// source file u16, source line u32, record count u32, octets of records u32, little
+/// endian) and the records, each its rdata length (u16) and rdata.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RrsetMap {
+    buf: Vec<u8>,
+}
+
+/// Octets of an RRset header in an [`RrsetMap`].
+const HEADER: usize = 20;
+
+/// What adding a record to an [`RrsetMap`] did or why it did not.
+enum AddOutcome {
+    New,
+    Duplicate,
+    /// Added with the RRset's TTL, which differs from the record's.
+    TtlNormalised(u32),
+    /// Not added: an SOA or CNAME RRset already has its record.
+    Second,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// The RRset whose header starts at `at`: its type, the RRset, and where the next one starts.
+#[inline]
+fn rrset_at(b: &[u8], at: usize) -> (u16, Rrset<'_>, usize) {
+    let h: &[u8; HEADER] = b[at..at + HEADER].try_into().expect("header");
+    let octets = u32::from_le_bytes([h[16], h[17], h[18], h[19]]) as usize;
+    let end = at + HEADER + octets;
+    let set = Rrset {
+        ttl: u32::from_le_bytes([h[2], h[3], h[4], h[5]]),
+        src: SrcPos { file: u16::from_le_bytes([h[6], h[7]]), line: u32::from_le_bytes([h[8], h[9], h[10], h[11]]) },
+        rdata: RdataList { bytes: &b[at + HEADER..end], count: u32::from_le_bytes([h[12], h[13], h[14], h[15]]) },
+    };
+    (u16::from_le_bytes([h[0], h[1]]), set, end)
+}
 
 impl RrsetMap {
-    pub fn get(&self, t: &u16) -> Option<&Rrset> {
-        self.0.iter().find(|e| e.0 == *t).map(|e| &e.1)
+    /// (type, RRset) in type order.
+    pub fn iter(&self) -> RrsetIter<'_> {
+        RrsetIter { buf: &self.buf, pos: 0 }
     }
 
-    pub fn get_mut(&mut self, t: &u16) -> Option<&mut Rrset> {
-        self.0.iter_mut().find(|e| e.0 == *t).map(|e| &mut e.1)
+    pub fn values(&self) -> impl Iterator<Item = Rrset<'_>> {
+        self.iter().map(|e| e.1)
     }
 
-    /// The RRset of type `t`, created by `f` if missing.
-    pub fn get_or_insert_with(&mut self, t: u16, f: impl FnOnce() -> Rrset) -> &mut Rrset {
-        let i = match self.0.binary_search_by_key(&t, |e| e.0) {
-            Ok(i) => i,
-            Err(i) => {
-                // Most names own one to four RRsets: grow one at a time rather than from 4.
-                if self.0.len() == self.0.capacity() {
-                    self.0.reserve_exact(if self.0.len() < 8 { 1 } else { self.0.len() });
-                }
-                self.0.insert(i, (t, f()));
-                i
+    /// The types, in order.
+    pub fn types(&self) -> impl Iterator<Item = u16> + '_ {
+        let mut pos = 0;
+        std::iter::from_fn(move || {
+            if pos >= self.buf.len() {
+                return None;
             }
-        };
-        &mut self.0[i].1
+            let t = u16_at(&self.buf, pos);
+            pos += HEADER + u32_at(&self.buf, pos + 16) as usize;
+            Some(t)
+        })
     }
 
-    pub fn remove(&mut self, t: &u16) -> Option<Rrset> {
-        let i = self.0.iter().position(|e| e.0 == *t)?;
-        Some(self.0.remove(i).1)
+    pub fn get(&self, t: &u16) -> Option<Rrset<'_>> {
+        self.find(*t).ok().map(|at| self.rrset_at(at))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.buf.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.types().count()
     }
 
-    /// (type, RRset) in type order.
-    pub fn iter(&self) -> impl Iterator<Item = (&u16, &Rrset)> {
-        self.0.iter().map(|e| (&e.0, &e.1))
+    /// Where the RRset of type `t` starts in `buf`: Ok if there is one, else Err with where
+    /// it would go.
+    #[inline]
+    fn find(&self, t: u16) -> Result<usize, usize> {
+        let mut pos = 0;
+        while pos < self.buf.len() {
+            let here = u16_at(&self.buf, pos);
+            if here == t {
+                return Ok(pos);
+            }
+            if here > t {
+                break;
+            }
+            pos += HEADER + u32_at(&self.buf, pos + 16) as usize;
+        }
+        Err(pos)
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &Rrset> {
-        self.0.iter().map(|e| &e.1)
+    /// Adds a record (RFC 2181 §5: an rdata equal in canonical form to one already there is
+    /// a duplicate; §5.2: the RRset keeps its first TTL; one record only in an SOA or CNAME
+    /// RRset).
+    fn add(&mut self, t: u16, ttl: u32, rdata: &[u8], src: SrcPos) -> AddOutcome {
+        let rec = 2 + rdata.len();
+        let (at, set_ttl) = match self.find(t) {
+            Ok(at) => {
+                let set = self.rrset_at(at);
+                if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
+                    return AddOutcome::Duplicate;
+                }
+                if t == rtype::SOA || t == rtype::CNAME {
+                    return AddOutcome::Second;
+                }
+                (at, set.ttl)
+            }
+            Err(at) => {
+                let mut header = [0u8; HEADER];
+                header[0..2].copy_from_slice(&t.to_le_bytes());
+                header[2..6].copy_from_slice(&ttl.to_le_bytes());
+                header[6..8].copy_from_slice(&src.file.to_le_bytes());
+                header[8..12].copy_from_slice(&src.line.to_le_bytes());
+                self.buf.reserve_exact(HEADER + rec);
+                self.open(at, HEADER).copy_from_slice(&header);
+                (at, ttl)
+            }
+        };
+        let count = u32_at(&self.buf, at + 12) + 1;
+        let octets = u32_at(&self.buf, at + 16) as usize;
+        self.buf[at + 12..at + 16].copy_from_slice(&count.to_le_bytes());
+        self.buf[at + 16..at + 20].copy_from_slice(&((octets + rec) as u32).to_le_bytes());
+        let slot = self.open(at + HEADER + octets, rec);
+        slot[..2].copy_from_slice(&(rdata.len() as u16).to_le_bytes());
+        slot[2..].copy_from_slice(rdata);
+        if set_ttl != ttl {
+            AddOutcome::TtlNormalised(set_ttl)
+        } else {
+            AddOutcome::New
+        }
+    }
+
+    /// Makes room for `len` octets at `at` and returns them, for the caller to fill. The
+    /// buffer grows to fit exactly: most names get all their records one after the other,
+    /// and exact sizes keep a million names small.
+    fn open(&mut self, at: usize, len: usize) -> &mut [u8] {
+        let old = self.buf.len();
+        self.buf.reserve_exact(len);
+        self.buf.resize(old + len, 0);
+        self.buf.copy_within(at..old, at + len);
+        &mut self.buf[at..at + len]
+    }
+
+    /// Removes a record (rdata compared in canonical form), and its RRset if it was the
+    /// last. Returns the rdata octets removed.
+    fn remove_record(&mut self, t: u16, rdata: &[u8]) -> Option<usize> {
+        let at = self.find(t).ok()?;
+        let set = self.rrset_at(at);
+        let (count, octets) = (set.rdata.count, set.rdata.bytes.len());
+        let mut pos = at + HEADER;
+        let len = set
+            .rdata
+            .iter()
+            .find(|r| {
+                let hit = rdata::canonical_eq(t, r, rdata);
+                if !hit {
+                    pos += 2 + r.len();
+                }
+                hit
+            })?
+            .len();
+        if count == 1 {
+            self.buf.drain(at..at + HEADER + 2 + len);
+        } else {
+            self.buf.drain(pos..pos + 2 + len);
+            self.buf[at + 12..at + 16].copy_from_slice(&(count - 1).to_le_bytes());
+            self.buf[at + 16..at + 20].copy_from_slice(&((octets - 2 - len) as u32).to_le_bytes());
+        }
+        Some(len)
+    }
+
+    /// Removes the RRset of type `t`; returns its record count and rdata octets.
+    pub fn remove(&mut self, t: &u16) -> Option<(usize, usize)> {
+        let at = self.find(*t).ok()?;
+        let set = self.rrset_at(at);
+        let found = (set.rdata.len(), set.rdata.octets());
+        let end = at + HEADER + set.rdata.bytes.len();
+        self.buf.drain(at..end);
+        Some(found)
+    }
+
+    fn rrset_at(&self, at: usize) -> Rrset<'_> {
+        rrset_at(&self.buf, at).1
+    }
+}
+
+impl fmt::Debug for RrsetMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The RRsets of a node, in type order.
+pub struct RrsetIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for RrsetIter<'a> {
+    type Item = (u16, Rrset<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u16, Rrset<'a>)> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let (t, set, end) = rrset_at(self.buf, self.pos);
+        self.pos = end;
+        Some((t, set))
     }
 }
 
 impl<'a> IntoIterator for &'a RrsetMap {
-    type Item = (&'a u16, &'a Rrset);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (u16, Rrset)>, fn(&'a (u16, Rrset)) -> (&'a u16, &'a Rrset)>;
+    type Item = (u16, Rrset<'a>);
+    type IntoIter = RrsetIter<'a>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|e| (&e.0, &e.1))
+    fn into_iter(self) -> RrsetIter<'a> {
+        self.iter()
     }
 }
 
 impl Node {
-    pub fn get(&self, t: u16) -> Option<&Rrset> {
+    pub fn get(&self, t: u16) -> Option<Rrset<'_>> {
         self.rrsets.get(&t)
     }
 }
@@ -443,11 +598,11 @@ impl Zone {
         self.nodes.iter()
     }
 
-    pub fn rrset(&self, name: &Name, t: u16) -> Option<&Rrset> {
+    pub fn rrset(&self, name: &Name, t: u16) -> Option<Rrset<'_>> {
         self.get(name)?.get(t)
     }
 
-    pub fn soa(&self) -> Option<&Rrset> {
+    pub fn soa(&self) -> Option<Rrset<'_>> {
         self.rrset(&self.origin, rtype::SOA)
     }
 
@@ -487,25 +642,19 @@ impl Zone {
         }
         let i = self.node_index_or_insert(key);
         let node = &mut self.nodes[i];
-        let set = node.rrsets.get_or_insert_with(t, || Rrset { ttl, rdata: RdataList::default(), src });
-        if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
-            return Ok(Inserted::Duplicate);
+        let added = node.rrsets.add(t, ttl, rdata, src);
+        match added {
+            AddOutcome::Duplicate => return Ok(Inserted::Duplicate),
+            AddOutcome::Second if t == rtype::SOA => return Err(InsertError::SecondSoa(node.name.clone())),
+            AddOutcome::Second => return Err(InsertError::SecondCname(node.name.clone())),
+            AddOutcome::New | AddOutcome::TtlNormalised(_) => {}
         }
-        if !set.rdata.is_empty() {
-            if t == rtype::SOA {
-                return Err(InsertError::SecondSoa(node.name.clone()));
-            }
-            if t == rtype::CNAME {
-                return Err(InsertError::SecondCname(node.name.clone()));
-            }
-        }
-        set.rdata.push(rdata);
         self.rr_count += 1;
         self.rdata_octets += rdata.len();
-        if set.ttl != ttl {
-            return Ok(Inserted::TtlNormalised { rrset_ttl: set.ttl });
-        }
-        Ok(Inserted::Added)
+        Ok(match added {
+            AddOutcome::TtlNormalised(rrset_ttl) => Inserted::TtlNormalised { rrset_ttl },
+            _ => Inserted::Added,
+        })
     }
 
     /// Position of the node of a lowercased wire name, created (empty) if missing.
@@ -536,18 +685,11 @@ impl Zone {
         let key = name::lowercase_into(owner.as_wire(), &mut buf);
         let Some(i) = self.find_index(key) else { return false };
         let node = &mut self.nodes[i as usize];
-        let Some(set) = node.rrsets.get_mut(&t) else { return false };
-        let Some(r) = set.rdata.iter().position(|r| rdata::canonical_eq(t, r, rdata)) else {
-            return false;
-        };
-        self.rdata_octets -= set.rdata.iter().nth(r).map_or(0, <[u8]>::len);
-        set.rdata.remove(r);
+        let Some(octets) = node.rrsets.remove_record(t, rdata) else { return false };
+        self.rdata_octets -= octets;
         self.rr_count -= 1;
-        if set.rdata.is_empty() {
-            node.rrsets.remove(&t);
-            if node.rrsets.is_empty() {
-                self.remove_node(i);
-            }
+        if node.rrsets.is_empty() {
+            self.remove_node(i);
         }
         true
     }
@@ -583,7 +725,7 @@ impl Zone {
             push_rrset(&mut out, &self.origin, rtype::SOA, soa);
         }
         for node in self.nodes_canonical() {
-            for (&t, set) in &node.rrsets {
+            for (t, set) in &node.rrsets {
                 if t == rtype::SOA && node.name == self.origin {
                     continue;
                 }
@@ -628,7 +770,7 @@ impl Zone {
             let w = node.name.as_wire();
             let mut f = 0u8;
             let mut bits = u8::from(w.starts_with(b"\x01*")) << 1;
-            for (&t, _) in &node.rrsets {
+            for t in node.rrsets.types() {
                 match t {
                     rtype::DNAME => f |= flags::DNAME,
                     rtype::CNAME => f |= flags::CNAME,
@@ -752,7 +894,7 @@ impl Zone {
     pub fn diff(&self, newer: &Zone) -> Changeset {
         let mut cs = Changeset { soa_from: self.soa_record(), soa_to: newer.soa_record(), ..Default::default() };
         for node in self.nodes_canonical() {
-            for (&t, old) in &node.rrsets {
+            for (t, old) in &node.rrsets {
                 if t == rtype::SOA && node.name == self.origin {
                     continue;
                 }
@@ -766,7 +908,7 @@ impl Zone {
             }
         }
         for node in newer.nodes_canonical() {
-            for (&t, new) in &node.rrsets {
+            for (t, new) in &node.rrsets {
                 if t == rtype::SOA && node.name == newer.origin {
                     continue;
                 }
@@ -793,9 +935,9 @@ impl Zone {
         if let Some(soa) = &cs.soa_to {
             let origin = self.origin.clone();
             if let Some(i) = self.find_index(origin.as_wire()) {
-                if let Some(old) = self.nodes[i as usize].rrsets.remove(&rtype::SOA) {
-                    self.rr_count -= old.rdata.len();
-                    self.rdata_octets -= old.rdata.iter().map(<[u8]>::len).sum::<usize>();
+                if let Some((count, octets)) = self.nodes[i as usize].rrsets.remove(&rtype::SOA) {
+                    self.rr_count -= count;
+                    self.rdata_octets -= octets;
                     if self.nodes[i as usize].rrsets.is_empty() {
                         self.remove_node(i);
                     }
@@ -812,11 +954,11 @@ impl Zone {
     }
 }
 
-fn contains(t: u16, set: &Rrset, rdata: &[u8]) -> bool {
+fn contains(t: u16, set: Rrset<'_>, rdata: &[u8]) -> bool {
     set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata))
 }
 
-fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: &'a Rrset) {
+fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: Rrset<'a>) {
     let mut rd: Vec<&[u8]> = set.rdata.iter().collect();
     if rd.len() > 1 {
         rd.sort_by_cached_key(|r| rdata::canonical_rdata(t, r));
