@@ -61,7 +61,7 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
         let name_off = img.names.len() as u32;
         img.names.extend_from_slice(t.name);
         let count = t.node.map_or(0, |n| n.rrsets.len());
-        let bound: usize = t.node.map_or(0, |n| n.rrsets.values().map(|s| s.rdata.octets() + 14 * s.rdata.len()).sum());
+        let bound = t.node.map_or(0, |n| n.rrsets.rdata_octets() + 14 * n.rrsets.records());
         total += bound;
         if two {
             bounds.push(bound);

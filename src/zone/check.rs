@@ -47,18 +47,10 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
     }
-    let has_dname = zone.nodes().any(|n| n.rrsets.types().any(|t| t == rtype::DNAME));
+    let has_dname = zone.nodes().any(|n| n.rrsets.has(rtype::DNAME));
     for node in zone.nodes() {
-        // One look at the node's types for the rules below.
-        let (mut soa, mut cname, mut ns) = (false, false, false);
-        for t in node.rrsets.types() {
-            match t {
-                rtype::SOA => soa = true,
-                rtype::CNAME => cname = true,
-                rtype::NS => ns = true,
-                _ => {}
-            }
-        }
+        let sets = &node.rrsets;
+        let (soa, cname, ns) = (sets.has(rtype::SOA), sets.has(rtype::CNAME), sets.has(rtype::NS));
         if soa && node.name != origin {
             if let Some(soa) = node.get(rtype::SOA) {
                 found.push((
@@ -82,7 +74,7 @@ pub fn check(loaded: &mut Loaded) {
         }
         let below_dname = has_dname
             && ancestors(node.name.as_wire(), origin.len())
-                .any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::DNAME).is_some()));
+                .any(|a| zone.get_wire(a).is_some_and(|n| n.rrsets.has(rtype::DNAME)));
         if below_dname {
             if let Some(set) = node.rrsets.values().min_by_key(|s| s.src) {
                 found.push((
@@ -95,7 +87,7 @@ pub fn check(loaded: &mut Loaded) {
         // NS targets inside the zone need address records: glue if below a cut.
         if let Some(ns) = node.get(rtype::NS).filter(|_| ns) {
             if ancestors(node.name.as_wire(), origin.len())
-                .any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::NS).is_some()))
+                .any(|a| zone.get_wire(a).is_some_and(|n| n.rrsets.has(rtype::NS)))
             {
                 continue;
             }

@@ -118,6 +118,26 @@ pub struct Node {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct RrsetMap {
     buf: Vec<u8>,
+    /// Records over all RRsets.
+    records: u32,
+    /// RRsets.
+    count: u16,
+    /// Which of the types the zone's rules look at are here ([`type_bit`]): most questions
+    /// about a name are answered without reading its buffer.
+    types: u8,
+}
+
+/// The bit of a type in [`RrsetMap::types`], or 0 for types without one.
+fn type_bit(t: u16) -> u8 {
+    match t {
+        rtype::A => 1,
+        rtype::NS => 2,
+        rtype::CNAME => 4,
+        rtype::SOA => 8,
+        rtype::DNAME => 16,
+        rtype::AAAA => 32,
+        _ => 0,
+    }
 }
 
 /// Octets of an RRset header in an [`RrsetMap`].
@@ -179,15 +199,45 @@ impl RrsetMap {
     }
 
     pub fn get(&self, t: &u16) -> Option<Rrset<'_>> {
+        if !self.may_have(*t) {
+            return None;
+        }
         self.find(*t).ok().map(|at| self.rrset_at(at))
+    }
+
+    /// True if there is an RRset of type `t`.
+    pub fn has(&self, t: u16) -> bool {
+        let bit = type_bit(t);
+        if bit != 0 {
+            self.types & bit != 0
+        } else {
+            self.find(t).is_ok()
+        }
+    }
+
+    /// False if there is certainly no RRset of type `t`.
+    fn may_have(&self, t: u16) -> bool {
+        let bit = type_bit(t);
+        bit == 0 || self.types & bit != 0
     }
 
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
+    /// Number of RRsets.
     pub fn len(&self) -> usize {
-        self.types().count()
+        self.count as usize
+    }
+
+    /// Number of records over all RRsets.
+    pub fn records(&self) -> usize {
+        self.records as usize
+    }
+
+    /// Octets of rdata over all records.
+    pub fn rdata_octets(&self) -> usize {
+        self.buf.len() - HEADER * self.count as usize - 2 * self.records as usize
     }
 
     /// Where the RRset of type `t` starts in `buf`: Ok if there is one, else Err with where
@@ -232,6 +282,8 @@ impl RrsetMap {
                 header[8..12].copy_from_slice(&src.line.to_le_bytes());
                 self.buf.reserve_exact(HEADER + rec);
                 self.open(at, HEADER).copy_from_slice(&header);
+                self.count += 1;
+                self.types |= type_bit(t);
                 (at, ttl)
             }
         };
@@ -242,6 +294,7 @@ impl RrsetMap {
         let slot = self.open(at + HEADER + octets, rec);
         slot[..2].copy_from_slice(&(rdata.len() as u16).to_le_bytes());
         slot[2..].copy_from_slice(rdata);
+        self.records += 1;
         if set_ttl != ttl {
             AddOutcome::TtlNormalised(set_ttl)
         } else {
@@ -278,8 +331,11 @@ impl RrsetMap {
                 hit
             })?
             .len();
+        self.records -= 1;
         if count == 1 {
             self.buf.drain(at..at + HEADER + 2 + len);
+            self.count -= 1;
+            self.types &= !type_bit(t);
         } else {
             self.buf.drain(pos..pos + 2 + len);
             self.buf[at + 12..at + 16].copy_from_slice(&(count - 1).to_le_bytes());
@@ -295,6 +351,9 @@ impl RrsetMap {
         let found = (set.rdata.len(), set.rdata.octets());
         let end = at + HEADER + set.rdata.bytes.len();
         self.buf.drain(at..end);
+        self.records -= found.0 as u32;
+        self.count -= 1;
+        self.types &= !type_bit(*t);
         Some(found)
     }
 
@@ -770,17 +829,20 @@ impl Zone {
             let w = node.name.as_wire();
             let mut f = 0u8;
             let mut bits = u8::from(w.starts_with(b"\x01*")) << 1;
-            for t in node.rrsets.types() {
-                match t {
-                    rtype::DNAME => f |= flags::DNAME,
-                    rtype::CNAME => f |= flags::CNAME,
-                    rtype::NS if w != origin => f |= flags::CUT,
-                    rtype::A | rtype::AAAA => bits |= 1,
-                    _ => {}
-                }
+            let sets = &node.rrsets;
+            if sets.has(rtype::DNAME) {
+                f |= flags::DNAME;
+            }
+            if sets.has(rtype::CNAME) {
+                f |= flags::CNAME;
             }
             if w == origin {
                 f |= flags::APEX;
+            } else if sets.has(rtype::NS) {
+                f |= flags::CUT;
+            }
+            if sets.has(rtype::A) || sets.has(rtype::AAAA) {
+                bits |= 1;
             }
             own[i] = f;
             info[i] = bits;
@@ -1062,6 +1124,40 @@ mod tests {
         assert!(matches!(z.insert(&n("example.com."), rtype::SOA, 1, &soa(2), p), Err(InsertError::SecondSoa(_))));
         assert_eq!(z.serial(), Some(1));
         assert_eq!(z.rr_count(), 7);
+    }
+
+    #[test]
+    fn rrsets_of_a_name_in_one_buffer() {
+        let mut z = base();
+        let p = SrcPos::default();
+        let x = n("x.example.com.");
+        // Types out of order, records added to an RRset that is not the last.
+        z.insert(&x, rtype::TXT, 60, b"\x01a", p).unwrap();
+        z.insert(&x, rtype::A, 60, &[192, 0, 2, 1], p).unwrap();
+        z.insert(&x, rtype::MX, 60, b"\x00\x0a\x01m\x00", p).unwrap();
+        z.insert(&x, rtype::A, 60, &[192, 0, 2, 2], p).unwrap();
+        z.insert(&x, rtype::TXT, 60, b"\x01b", p).unwrap();
+        assert_eq!(z.insert(&x, rtype::MX, 60, b"\x00\x0a\x01M\x00", p), Ok(Inserted::Duplicate));
+        let node = z.get(&x).unwrap();
+        let types: Vec<u16> = node.rrsets.types().collect();
+        assert_eq!(types, [rtype::A, rtype::MX, rtype::TXT]);
+        assert_eq!((node.rrsets.len(), node.rrsets.records(), node.rrsets.rdata_octets()), (3, 5, 8 + 5 + 4));
+        let a: Vec<&[u8]> = node.get(rtype::A).unwrap().rdata.iter().collect();
+        assert_eq!(a, [&[192, 0, 2, 1][..], &[192, 0, 2, 2][..]]);
+        assert!(node.rrsets.has(rtype::A) && !node.rrsets.has(rtype::AAAA) && node.rrsets.has(rtype::TXT));
+        assert!(z.remove(&x, rtype::A, &[192, 0, 2, 1]));
+        assert!(z.remove(&x, rtype::MX, b"\x00\x0a\x01m\x00"));
+        assert!(!z.remove(&x, rtype::MX, b"\x00\x0a\x01m\x00"));
+        let node = z.get(&x).unwrap();
+        assert_eq!((node.rrsets.len(), node.rrsets.records()), (2, 3));
+        assert!(node.get(rtype::MX).is_none() && node.get(rtype::TXT).unwrap().rdata.len() == 2);
+        for r in [&b"\x01a"[..], b"\x01b"] {
+            assert!(z.remove(&x, rtype::TXT, r));
+        }
+        assert!(z.remove(&x, rtype::A, &[192, 0, 2, 2]));
+        assert!(z.get(&x).is_none());
+        assert_eq!(z.rr_count(), base().rr_count());
+        assert_eq!(z.rdata_octets(), base().rdata_octets());
     }
 
     #[test]
