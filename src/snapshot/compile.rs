@@ -36,46 +36,30 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
     if tree.len() >= NONE as usize / 2 {
         return Err(CompileError::TooLarge(origin.clone()));
     }
-    // The nodes and their names, and where each node's RRsets will be.
-    let names_len: usize = tree.iter().map(|t| t.name.len()).sum();
-    let mut img = ZoneImage {
-        origin: origin.as_wire().to_vec(),
-        serial: zone.serial().unwrap_or(0),
-        apex: tree.find(origin.as_wire()).map_or(0, |p| p as u32),
-        neg_soa: NONE,
-        nodes: Vec::with_capacity(tree.len()),
-        buckets: Vec::new(),
-        rrsets: Vec::new(),
-        extras: Vec::new(),
-        names: Vec::with_capacity(names_len),
-        data: Vec::new(),
-    };
     // Fragments are rendered into a buffer sized for the worst case (every RR's header, its
-    // rdata, and one more octet for each of at most two names a pointer may replace), cut in
-    // two at a node boundary when two threads share the work; the second part is moved down
-    // to close the gap afterwards. `bounds`: that worst case, per position.
-    let mut bounds: Vec<usize> = Vec::with_capacity(if two { tree.len() } else { 0 });
-    let mut total = 0usize;
-    let mut rrset_count = 0usize;
-    for t in tree.iter() {
-        let name_off = img.names.len() as u32;
-        img.names.extend_from_slice(t.name);
-        let count = t.node.map_or(0, |n| n.rrsets.len());
-        let bound = t.node.map_or(0, |n| n.rrsets.rdata_octets() + 14 * n.rrsets.records());
-        total += bound;
-        if two {
-            bounds.push(bound);
+    // rdata, and one more octet for each of at most two names a pointer may replace). With
+    // two threads, the tree is cut in two parts of about the same worst case, each with its
+    // stretch of the buffer; the second part is moved down to close the gap afterwards.
+    let bound = |i: usize| tree.get(i).node.map_or(0, |n| n.rrsets.rdata_octets() + 14 * n.rrsets.records());
+    let rrsets_of = |i: usize| tree.get(i).node.map_or(0, |n| n.rrsets.len());
+    let total = zone.rdata_octets() + 14 * zone.rr_count();
+    let rrset_count: usize = zone.nodes().map(|n| n.rrsets.len()).sum();
+    let names_len: usize = (0..tree.len()).map(|i| tree.get(i).name.len()).sum();
+    let (split, first_bound, first_rrsets) = if two {
+        let (mut acc, mut rrsets) = (0, 0);
+        let mut at = tree.len();
+        for i in 0..tree.len() {
+            acc += bound(i);
+            rrsets += rrsets_of(i);
+            if acc >= total / 2 {
+                at = i + 1;
+                break;
+            }
         }
-        img.nodes.push(NodeRec {
-            name_off,
-            name_len: t.name.len() as u8,
-            flags: t.flags,
-            rrset_count: count as u16,
-            rrset_start: rrset_count as u32,
-            parent: t.parent.unwrap_or(NONE),
-        });
-        rrset_count += count;
-    }
+        (at, acc, rrsets)
+    } else {
+        (tree.len(), total, rrset_count)
+    };
     // The node whose addresses go with a target name (lowercased wire): the name itself if
     // it exists, else the wildcard below its closest encloser (RFC 4592), whose records then
     // answer for the target (their owner is the target name in the fragment).
@@ -98,57 +82,62 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
         }
         None
     };
-    let (split, first_bound) = if two {
-        // Halve the work, measured by the space the fragments may take.
-        let mut acc = 0;
-        let at = bounds.iter().position(|b| {
-            acc += b;
-            acc >= total / 2
-        });
-        let at = at.map_or(tree.len(), |i| i + 1);
-        (at, bounds[..at].iter().sum())
-    } else {
-        (tree.len(), total)
-    };
-    drop(bounds);
-    let split_rrsets = img.nodes.get(split).map_or(rrset_count, |n| n.rrset_start as usize);
     let mut data = vec![0u8; total];
     let mut rrsets = vec![RrsetRec { data_off: 0, data_len: 0, rtype: 0, extra: NONE }; rrset_count];
     let (data1, data2) = data.split_at_mut(first_bound);
-    let (rrsets1, rrsets2) = rrsets.split_at_mut(split_rrsets);
-    let render_part = |part: std::ops::Range<usize>, out: &mut [u8], recs: &mut [RrsetRec]| {
-        render_names(&tree, part, out, recs, origin, &address_node)
+    let (rrsets1, rrsets2) = rrsets.split_at_mut(first_rrsets);
+    let render_part = |part: std::ops::Range<usize>, out: &mut [u8], recs: &mut [RrsetRec], base: usize| {
+        // The first part's lists become the image's: room for the second part's too.
+        let room = if part.start == 0 { (tree.len(), names_len) } else { (part.len(), names_len / 2 + 4096) };
+        render_names(&tree, part, out, recs, base, room, origin, &address_node)
     };
     let (first, second) = if split < tree.len() {
         std::thread::scope(|scope| {
-            let second = scope.spawn(|| render_part(split..tree.len(), data2, rrsets2));
-            let first = render_part(0..split, data1, rrsets1);
+            let second = scope.spawn(|| render_part(split..tree.len(), data2, rrsets2, first_rrsets));
+            let first = render_part(0..split, data1, rrsets1, 0);
             match second.join() {
                 Ok(second) => (first, second),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
     } else {
-        (render_part(0..tree.len(), data1, rrsets1), Ok((0, Vec::new())))
+        (render_part(0..tree.len(), data1, rrsets1, 0), Ok(Part::default()))
     };
     // The first error in tree order is the one reported.
-    let (used1, mut extras) = first?;
-    let (used2, extras2) = second?;
-    if used1 + used2 >= u32::MAX as usize - 65536 || extras.len() + extras2.len() >= u32::MAX as usize {
+    let mut first = first?;
+    let second = second?;
+    let used1 = first.used;
+    if used1 + second.used >= u32::MAX as usize - 65536
+        || first.extras.len() + second.extras.len() >= u32::MAX as usize
+        || names_len >= u32::MAX as usize
+    {
         return Err(CompileError::TooLarge(origin.clone()));
     }
-    data.copy_within(first_bound..first_bound + used2, used1);
-    data.truncate(used1 + used2);
-    for r in &mut rrsets[split_rrsets..] {
+    data.copy_within(first_bound..first_bound + second.used, used1);
+    data.truncate(used1 + second.used);
+    let extras1 = first.extras.len() as u32;
+    for r in &mut rrsets[first_rrsets..] {
         r.data_off += used1 as u32;
         if r.extra != NONE {
-            r.extra += extras.len() as u32;
+            r.extra += extras1;
         }
     }
-    extras.extend_from_slice(&extras2);
-    img.data = data;
-    img.rrsets = rrsets;
-    img.extras = extras;
+    first.extras.extend_from_slice(&second.extras);
+    let names1 = first.names.len() as u32;
+    first.nodes.extend(second.nodes.iter().map(|n| NodeRec { name_off: n.name_off + names1, ..*n }));
+    first.names.extend_from_slice(&second.names);
+    let mut img = ZoneImage {
+        origin: origin.as_wire().to_vec(),
+        serial: zone.serial().unwrap_or(0),
+        apex: tree.find(origin.as_wire()).map_or(0, |p| p as u32),
+        neg_soa: NONE,
+        nodes: first.nodes,
+        buckets: Vec::new(),
+        rrsets,
+        extras: first.extras,
+        names: first.names,
+        data,
+    };
     // RFC 2308 §3: the SOA in a negative answer has TTL min(SOA TTL, MINIMUM).
     let min = soa.rdata.first().and_then(soa_minimum).unwrap_or(soa.ttl);
     let ttl = soa.ttl.min(min);
@@ -178,26 +167,57 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
     Ok(img)
 }
 
-/// Renders the RRsets of some names of the tree into `out` (from its start) and `recs` (one
-/// record each, in order, fragment offsets from the start of `out`). Returns the octets of
-/// `out` used and the `extras` entries (offsets from the start of this list).
+/// What rendering part of the tree gives, besides the fragments.
+#[derive(Default)]
+struct Part {
+    /// Octets of the part's buffer used.
+    used: usize,
+    /// `extras` entries (offsets from the start of this list).
+    extras: Vec<u16>,
+    /// The part's nodes (name offsets from the start of `names`).
+    nodes: Vec<NodeRec>,
+    names: Vec<u8>,
+}
+
+/// Renders the names at positions `part` of the tree: their RRsets into `out` (from its
+/// start) and `recs` (one record each, in order, fragment offsets from the start of `out`;
+/// the first is RRset number `base` of the image), and their nodes; `room`: how many nodes
+/// and name octets to make room for.
+#[allow(clippy::too_many_arguments)]
 fn render_names(
     tree: &Tree<'_>,
     part: std::ops::Range<usize>,
     out: &mut [u8],
     recs: &mut [RrsetRec],
+    base: usize,
+    room: (usize, usize),
     origin: &Name,
     address_node: &(dyn Fn(&[u8]) -> Option<u32> + Sync),
-) -> Result<(usize, Vec<u16>), CompileError> {
+) -> Result<Part, CompileError> {
     let mut out = Out { buf: out, len: 0 };
-    let mut extras = Vec::new();
+    let mut p =
+        Part { used: 0, extras: Vec::new(), nodes: Vec::with_capacity(room.0), names: Vec::with_capacity(room.1) };
     let mut scratch = Scratch::default();
     let mut recs = recs.iter_mut();
-    for node in part.filter_map(|i| tree.get(i).node) {
+    let mut rrset_start = base;
+    for i in part {
+        let t = tree.get(i);
+        let count = t.node.map_or(0, |n| n.rrsets.len());
+        p.nodes.push(NodeRec {
+            name_off: p.names.len() as u32,
+            name_len: t.name.len() as u8,
+            flags: t.flags,
+            rrset_count: count as u16,
+            rrset_start: rrset_start as u32,
+            parent: t.parent.unwrap_or(NONE),
+        });
+        p.names.extend_from_slice(t.name);
+        rrset_start += count;
+        let Some(node) = t.node else { continue };
         for (ty, set) in &node.rrsets {
             let rec = render(
                 &mut out,
-                &mut extras,
+                &mut p.extras,
                 &mut scratch,
                 origin,
                 node.name.as_wire(),
@@ -211,7 +231,8 @@ fn render_names(
             }
         }
     }
-    Ok((out.len, extras))
+    p.used = out.len;
+    Ok(p)
 }
 
 /// Fragments being written into a buffer sized in advance.
