@@ -4,7 +4,7 @@
 //! TTLs) are found while parsing; this pass looks at the zone as a tree.
 
 use super::parse::{type_name, Loaded, Severity};
-use super::SrcPos;
+use super::{SrcPos, Zone};
 use crate::wire::name::Name;
 use crate::wire::rdata::{self, rtype};
 
@@ -27,8 +27,26 @@ fn ancestors(w: &[u8], apex_len: usize) -> impl Iterator<Item = &[u8]> {
 
 /// Runs every check, adding diagnostics to `loaded`.
 pub fn check(loaded: &mut Loaded) {
-    let mut found: Vec<(Severity, SrcPos, String)> = Vec::new();
-    let zone = &loaded.zone;
+    let found = problems(&loaded.zone);
+    add(loaded, found);
+}
+
+/// A problem found by [`problems`]: severity, where, message.
+pub type Problem = (Severity, SrcPos, String);
+
+/// Adds what [`problems`] found to the diagnostics of `loaded`, which it keeps in file and
+/// line order.
+pub fn add(loaded: &mut Loaded, found: Vec<Problem>) {
+    for (sev, at, msg) in found {
+        loaded.report(sev, at, msg);
+    }
+    loaded.diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+}
+
+/// Every whole-zone rule the zone breaks (it only reads the zone, so it can run beside
+/// something else that does).
+pub fn problems(zone: &Zone) -> Vec<Problem> {
+    let mut found: Vec<Problem> = Vec::new();
     let origin = zone.origin().clone();
     let first_line = SrcPos { file: 0, line: 1 };
     match zone.get(&origin) {
@@ -112,15 +130,12 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
     }
-    for (sev, at, msg) in found {
-        loaded.report(sev, at, msg);
-    }
-    loaded.diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    found
 }
 
 /// True if a delegation lies on the path from the apex down to `name` (for names that do
 /// not exist, whose flags the tree cannot give).
-fn cut_above(zone: &super::Zone, name: &Name) -> bool {
+fn cut_above(zone: &Zone, name: &Name) -> bool {
     let mut cur = name.parent();
     while let Some(p) = cur {
         if p.len() <= zone.origin().len() {
