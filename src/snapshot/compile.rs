@@ -83,7 +83,9 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
         None
     };
     let mut data = vec![0u8; total];
-    let mut rrsets = vec![RrsetRec { data_off: 0, data_len: 0, rtype: 0, extra: NONE }; rrset_count];
+    // One more for the negative-answer SOA.
+    let mut rrsets = Vec::with_capacity(rrset_count + 1);
+    rrsets.resize(rrset_count, RrsetRec { data_off: 0, data_len: 0, rtype: 0, extra: NONE });
     let (data1, data2) = data.split_at_mut(first_bound);
     let (rrsets1, rrsets2) = rrsets.split_at_mut(first_rrsets);
     let render_part = |part: std::ops::Range<usize>, out: &mut [u8], recs: &mut [RrsetRec], base: usize| {
@@ -122,6 +124,7 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
             r.extra += extras1;
         }
     }
+    first.extras.reserve_exact(second.extras.len() + 16);
     first.extras.extend_from_slice(&second.extras);
     let names1 = first.names.len() as u32;
     first.nodes.extend(second.nodes.iter().map(|n| NodeRec { name_off: n.name_off + names1, ..*n }));

@@ -281,7 +281,7 @@ impl RrsetMap {
                 header[6..8].copy_from_slice(&src.file.to_le_bytes());
                 header[8..12].copy_from_slice(&src.line.to_le_bytes());
                 self.buf.reserve_exact(HEADER + rec);
-                self.open(at, HEADER).copy_from_slice(&header);
+                self.put(at, &[&header]);
                 self.count += 1;
                 self.types |= type_bit(t);
                 (at, ttl)
@@ -291,9 +291,8 @@ impl RrsetMap {
         let octets = u32_at(&self.buf, at + 16) as usize;
         self.buf[at + 12..at + 16].copy_from_slice(&count.to_le_bytes());
         self.buf[at + 16..at + 20].copy_from_slice(&((octets + rec) as u32).to_le_bytes());
-        let slot = self.open(at + HEADER + octets, rec);
-        slot[..2].copy_from_slice(&(rdata.len() as u16).to_le_bytes());
-        slot[2..].copy_from_slice(rdata);
+        self.buf.reserve_exact(rec);
+        self.put(at + HEADER + octets, &[&(rdata.len() as u16).to_le_bytes(), rdata]);
         self.records += 1;
         if set_ttl != ttl {
             AddOutcome::TtlNormalised(set_ttl)
@@ -302,15 +301,25 @@ impl RrsetMap {
         }
     }
 
-    /// Makes room for `len` octets at `at` and returns them, for the caller to fill. The
-    /// buffer grows to fit exactly: most names get all their records one after the other,
-    /// and exact sizes keep a million names small.
-    fn open(&mut self, at: usize, len: usize) -> &mut [u8] {
+    /// Inserts `parts` one after the other at `at` (usually the end). The caller reserves
+    /// the room first, exactly: most names get all their records one after the other, and
+    /// exact sizes keep a million names small.
+    fn put(&mut self, at: usize, parts: &[&[u8]]) {
         let old = self.buf.len();
-        self.buf.reserve_exact(len);
+        if at == old {
+            for p in parts {
+                self.buf.extend_from_slice(p);
+            }
+            return;
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         self.buf.resize(old + len, 0);
         self.buf.copy_within(at..old, at + len);
-        &mut self.buf[at..at + len]
+        let mut to = at;
+        for p in parts {
+            self.buf[to..to + p.len()].copy_from_slice(p);
+            to += p.len();
+        }
     }
 
     /// Removes a record (rdata compared in canonical form), and its RRset if it was the
