@@ -142,6 +142,8 @@ fn type_bit(t: u16) -> u8 {
 
 /// Octets of an RRset header in an [`RrsetMap`].
 const HEADER: usize = 20;
+/// [`HEADER`], for those who size an [`RrsetMap`] in advance.
+pub(crate) const RRSET_HEADER: usize = HEADER;
 
 /// What adding a record to an [`RrsetMap`] did or why it did not.
 enum AddOutcome {
@@ -700,6 +702,20 @@ impl Zone {
         rdata: &[u8],
         src: SrcPos,
     ) -> Result<Inserted, InsertError> {
+        self.insert_with_room(owner, t, ttl, rdata, src, 0)
+    }
+
+    /// [`Zone::insert_wire`], first making room for `room` more octets in the name's
+    /// buffer (when more records for it are known to follow).
+    pub(crate) fn insert_with_room(
+        &mut self,
+        owner: &[u8],
+        t: u16,
+        ttl: u32,
+        rdata: &[u8],
+        src: SrcPos,
+        room: usize,
+    ) -> Result<Inserted, InsertError> {
         let mut buf = [0u8; 256];
         let key = name::lowercase_into(owner, &mut buf);
         if !name::is_suffix_exact(key, self.origin.as_wire()) {
@@ -710,6 +726,7 @@ impl Zone {
         }
         let i = self.node_index_or_insert(key);
         let node = &mut self.nodes[i];
+        node.rrsets.buf.reserve_exact(room);
         let added = node.rrsets.add(t, ttl, rdata, src);
         match added {
             AddOutcome::Duplicate => return Ok(Inserted::Duplicate),

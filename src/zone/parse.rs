@@ -284,11 +284,43 @@ impl Sink for BatchSink<'_> {
     }
 }
 
+/// The records of a batch from the one at `start` on that have `owner`: where they end, and
+/// the octets they take in a name's RRset buffer (each its length and rdata, and a header
+/// for each type).
+fn run_room(b: &[u8], start: usize, owner: &[u8]) -> (usize, usize) {
+    let mut pos = start;
+    let mut room = 0;
+    let mut types = [0u16; 8];
+    let mut seen = 0;
+    while pos < b.len() && b[pos] == RECORD {
+        let h = &b[pos + 1..pos + 1 + RECORD_HEADER];
+        let owner_len = h[12] as usize;
+        let at = pos + 1 + RECORD_HEADER;
+        if b[at..at + owner_len] != *owner {
+            break;
+        }
+        let t = u16::from_le_bytes([h[6], h[7]]);
+        let rdata_len = u16::from_le_bytes([h[13], h[14]]) as usize;
+        room += 2 + rdata_len;
+        if !types[..seen].contains(&t) {
+            room += crate::zone::RRSET_HEADER;
+            if seen < types.len() {
+                types[seen] = t;
+                seen += 1;
+            }
+        }
+        pos = at + owner_len + rdata_len;
+    }
+    (pos, room)
+}
+
 impl Loader {
     /// Replays a batch, stopping where a [`Reader`] on one thread would have stopped.
     fn replay(&mut self, batch: &mut Batch) {
         let b = &batch.bytes[..];
         let mut pos = 0;
+        // Where the current run of records with the same owner ends.
+        let mut run_end = 0;
         while pos < b.len() && !self.stopped() {
             let tag = b[pos];
             pos += 1;
@@ -311,8 +343,14 @@ impl Loader {
             let rdata_len = u16::from_le_bytes([h[13], h[14]]) as usize;
             let owner_at = pos + RECORD_HEADER;
             let rdata_at = owner_at + owner_len;
+            let owner = &b[owner_at..rdata_at];
+            // At the start of a run, the room its records take in the name's buffer.
+            let mut room = 0;
+            if pos >= run_end {
+                (run_end, room) = run_room(b, pos - 1, owner);
+            }
             pos = rdata_at + rdata_len;
-            self.record(at, &b[owner_at..rdata_at], t, ttl, &b[rdata_at..pos]);
+            self.add_record(at, owner, t, ttl, &b[rdata_at..pos], room);
         }
         batch.bytes.clear();
         batch.diags.clear();
@@ -414,9 +452,11 @@ impl Loader {
     }
 }
 
-impl Sink for Loader {
-    fn record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) {
-        let message = match self.zone.insert_wire(owner, t, ttl, rdata, at) {
+impl Loader {
+    /// [`Sink::record`], making room for `room` octets in the name's buffer first (for the
+    /// records that follow with the same owner).
+    fn add_record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8], room: usize) {
+        let message = match self.zone.insert_with_room(owner, t, ttl, rdata, at, room) {
             Ok(Inserted::Added) | Ok(Inserted::Duplicate) => return,
             Ok(Inserted::TtlNormalised { rrset_ttl }) => {
                 let message = format!(
@@ -432,6 +472,12 @@ impl Sink for Loader {
             Err(other) => other.to_string(),
         };
         self.diag(Severity::Error, at, message);
+    }
+}
+
+impl Sink for Loader {
+    fn record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) {
+        self.add_record(at, owner, t, ttl, rdata, 0);
     }
 
     fn diag(&mut self, severity: Severity, at: SrcPos, message: String) {
