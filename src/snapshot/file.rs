@@ -73,13 +73,12 @@ impl CrcWriter {
     /// where it is written.
     fn write_halves(&mut self, buf: &[u8]) -> std::io::Result<()> {
         use std::io::{Seek, SeekFrom};
-        use std::os::unix::fs::FileExt;
         let (a, b) = buf.split_at(buf.len() / 2);
         let at = self.start + self.len;
         let (file, crc) = (&self.inner, self.crc);
         let (crc_a, crc_b) = std::thread::scope(|scope| {
-            let second = scope.spawn(|| file.write_all_at(b, at + a.len() as u64).map(|()| crc32c::crc32c(b)));
-            let first = file.write_all_at(a, at).map(|()| crc32c::crc32c_append(crc, a));
+            let second = scope.spawn(|| write_out_at(file, b, at + a.len() as u64).map(|()| crc32c::crc32c(b)));
+            let first = write_out_at(file, a, at).map(|()| crc32c::crc32c_append(crc, a));
             match second.join() {
                 Ok(second) => (first, second),
                 Err(panic) => std::panic::resume_unwind(panic),
@@ -87,7 +86,36 @@ impl CrcWriter {
         });
         self.crc = crc32c::crc32c_combine(crc_a?, crc_b?, b.len());
         self.inner.seek(SeekFrom::Start(at + buf.len() as u64))?;
+        // Write-out has been started for all of it.
+        self.started = self.len + buf.len() as u64;
         Ok(())
+    }
+}
+
+/// Writes `buf` at `offset` in steps of [`WRITE_OUT_STEP`], starting the write-out of each.
+fn write_out_at(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut at = offset;
+    for piece in buf.chunks(WRITE_OUT_STEP as usize) {
+        file.write_all_at(piece, at)?;
+        start_write_out(file, at, piece.len() as u64);
+        at += piece.len() as u64;
+    }
+    Ok(())
+}
+
+/// Asks the kernel to start writing `len` octets at `from` out to the disk.
+fn start_write_out(file: &File, from: u64, len: u64) {
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for
+    // as long as `file` is borrowed. It is a hint: failure changes nothing (the fsync at the
+    // end is what makes the file durable).
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            from as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
 
@@ -103,18 +131,7 @@ impl Write for CrcWriter {
         };
         self.len += n as u64;
         if self.len - self.started >= WRITE_OUT_STEP {
-            let (from, len) = (self.start + self.started, self.len - self.started);
-            // SAFETY: sync_file_range only reads its integer arguments; the descriptor is
-            // open for as long as `self.inner` lives. It is a hint: failure changes nothing
-            // (the fsync at the end is what makes the file durable).
-            unsafe {
-                libc::sync_file_range(
-                    self.inner.as_raw_fd(),
-                    from as libc::off64_t,
-                    len as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
+            start_write_out(&self.inner, self.start + self.started, self.len - self.started);
             self.started = self.len;
         }
         Ok(n)
