@@ -117,6 +117,12 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let mut loaded =
                 parse::parse_file(&file, origin.as_ref()).with_context(|| format!("{}", file.display()))?;
             let parsed = started.elapsed();
+            if !loaded.is_servable() {
+                // Errors already: no image is needed, only the rest of the diagnostics.
+                check::check(&mut loaded);
+                report(&file, &loaded);
+                return Ok(ExitCode::FAILURE);
+            }
             // The checks only read the zone: they run beside the compiler, whose image is
             // thrown away if they find an error.
             let ((problems, check_took), img) = std::thread::scope(|scope| {
