@@ -45,20 +45,25 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
     let total = zone.rdata_octets() + 14 * zone.rr_count();
     let rrset_count: usize = zone.nodes().map(|n| n.rrsets.len()).sum();
     let names_len: usize = (0..tree.len()).map(|i| tree.get(i).name.len()).sum();
-    let (split, first_bound, first_rrsets) = if two {
-        let (mut acc, mut rrsets) = (0, 0);
+    if names_len >= u32::MAX as usize {
+        return Err(CompileError::TooLarge(origin.clone()));
+    }
+    // Where the second part starts: position, fragment buffer, RRset and name octets.
+    let (split, first_bound, first_rrsets, first_names) = if two {
+        let (mut acc, mut rrsets, mut names) = (0, 0, 0);
         let mut at = tree.len();
         for i in 0..tree.len() {
             acc += bound(i);
             rrsets += rrsets_of(i);
+            names += tree.get(i).name.len();
             if acc >= total / 2 {
                 at = i + 1;
                 break;
             }
         }
-        (at, acc, rrsets)
+        (at, acc, rrsets, names)
     } else {
-        (tree.len(), total, rrset_count)
+        (tree.len(), total, rrset_count, names_len)
     };
     // The node whose addresses go with a target name (lowercased wire): the name itself if
     // it exists, else the wildcard below its closest encloser (RFC 4592), whose records then
@@ -86,32 +91,44 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
     // One more for the negative-answer SOA.
     let mut rrsets = Vec::with_capacity(rrset_count + 1);
     rrsets.resize(rrset_count, RrsetRec { data_off: 0, data_len: 0, rtype: 0, extra: NONE });
+    let mut nodes =
+        vec![NodeRec { name_off: 0, name_len: 0, flags: 0, rrset_count: 0, rrset_start: 0, parent: NONE }; tree.len()];
+    let mut names = vec![0u8; names_len];
     let (data1, data2) = data.split_at_mut(first_bound);
     let (rrsets1, rrsets2) = rrsets.split_at_mut(first_rrsets);
-    let render_part = |part: std::ops::Range<usize>, out: &mut [u8], recs: &mut [RrsetRec], base: usize| {
-        // The first part's lists become the image's: room for the second part's too.
-        let room = if part.start == 0 { (tree.len(), names_len) } else { (part.len(), names_len / 2 + 4096) };
-        render_names(&tree, part, out, recs, base, room, origin, &address_node)
+    let (nodes1, nodes2) = nodes.split_at_mut(split);
+    let (names1, names2) = names.split_at_mut(first_names);
+    let render_part = |part: std::ops::Range<usize>, out: Out<'_>, lists: Lists<'_>| {
+        render_names(&tree, part, out, lists, origin, &address_node)
     };
     let (first, second) = if split < tree.len() {
         std::thread::scope(|scope| {
-            let second = scope.spawn(|| render_part(split..tree.len(), data2, rrsets2, first_rrsets));
-            let first = render_part(0..split, data1, rrsets1, 0);
+            let second = scope.spawn(|| {
+                let lists = Lists {
+                    rrsets: rrsets2,
+                    rrset_base: first_rrsets,
+                    nodes: nodes2,
+                    names: names2,
+                    name_base: first_names,
+                };
+                render_part(split..tree.len(), Out { buf: data2, len: 0 }, lists)
+            });
+            let lists = Lists { rrsets: rrsets1, rrset_base: 0, nodes: nodes1, names: names1, name_base: 0 };
+            let first = render_part(0..split, Out { buf: data1, len: 0 }, lists);
             match second.join() {
                 Ok(second) => (first, second),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
     } else {
-        (render_part(0..tree.len(), data1, rrsets1, 0), Ok(Part::default()))
+        let lists = Lists { rrsets: rrsets1, rrset_base: 0, nodes: nodes1, names: names1, name_base: 0 };
+        (render_part(0..tree.len(), Out { buf: data1, len: 0 }, lists), Ok(Part::default()))
     };
     // The first error in tree order is the one reported.
     let mut first = first?;
     let second = second?;
     let used1 = first.used;
-    if used1 + second.used >= u32::MAX as usize - 65536
-        || first.extras.len() + second.extras.len() >= u32::MAX as usize
-        || names_len >= u32::MAX as usize
+    if used1 + second.used >= u32::MAX as usize - 65536 || first.extras.len() + second.extras.len() >= u32::MAX as usize
     {
         return Err(CompileError::TooLarge(origin.clone()));
     }
@@ -126,19 +143,16 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
     }
     first.extras.reserve_exact(second.extras.len() + 16);
     first.extras.extend_from_slice(&second.extras);
-    let names1 = first.names.len() as u32;
-    first.nodes.extend(second.nodes.iter().map(|n| NodeRec { name_off: n.name_off + names1, ..*n }));
-    first.names.extend_from_slice(&second.names);
     let mut img = ZoneImage {
         origin: origin.as_wire().to_vec(),
         serial: zone.serial().unwrap_or(0),
         apex: tree.find(origin.as_wire()).map_or(0, |p| p as u32),
         neg_soa: NONE,
-        nodes: first.nodes,
+        nodes,
         buckets: Vec::new(),
         rrsets,
         extras: first.extras,
-        names: first.names,
+        names,
         data,
     };
     // RFC 2308 §3: the SOA in a negative answer has TTL min(SOA TTL, MINIMUM).
@@ -170,57 +184,59 @@ fn compile_in(zone: &Zone, two: bool) -> Result<ZoneImage, CompileError> {
     Ok(img)
 }
 
-/// What rendering part of the tree gives, besides the fragments.
+/// What rendering part of the tree gives, besides what it writes in place.
 #[derive(Default)]
 struct Part {
-    /// Octets of the part's buffer used.
+    /// Octets of the part's fragment buffer used.
     used: usize,
     /// `extras` entries (offsets from the start of this list).
     extras: Vec<u16>,
-    /// The part's nodes (name offsets from the start of `names`).
-    nodes: Vec<NodeRec>,
-    names: Vec<u8>,
+}
+
+/// The stretches of the image's lists a part of the tree fills (one entry per RRset, per
+/// node, and the names of its nodes) and where they start in the whole lists.
+struct Lists<'a> {
+    rrsets: &'a mut [RrsetRec],
+    rrset_base: usize,
+    nodes: &'a mut [NodeRec],
+    names: &'a mut [u8],
+    name_base: usize,
 }
 
 /// Renders the names at positions `part` of the tree: their RRsets into `out` (from its
-/// start) and `recs` (one record each, in order, fragment offsets from the start of `out`;
-/// the first is RRset number `base` of the image), and their nodes; `room`: how many nodes
-/// and name octets to make room for.
-#[allow(clippy::too_many_arguments)]
+/// start; fragment offsets from there) and the part's `lists`.
 fn render_names(
     tree: &Tree<'_>,
     part: std::ops::Range<usize>,
-    out: &mut [u8],
-    recs: &mut [RrsetRec],
-    base: usize,
-    room: (usize, usize),
+    mut out: Out<'_>,
+    lists: Lists<'_>,
     origin: &Name,
     address_node: &(dyn Fn(&[u8]) -> Option<u32> + Sync),
 ) -> Result<Part, CompileError> {
-    let mut out = Out { buf: out, len: 0 };
-    let mut p =
-        Part { used: 0, extras: Vec::new(), nodes: Vec::with_capacity(room.0), names: Vec::with_capacity(room.1) };
+    let Lists { rrsets, mut rrset_base, nodes, names, name_base } = lists;
+    let mut extras = Vec::new();
     let mut scratch = Scratch::default();
-    let mut recs = recs.iter_mut();
-    let mut rrset_start = base;
-    for i in part {
+    let mut recs = rrsets.iter_mut();
+    let mut name_at = 0;
+    for (i, slot) in part.zip(nodes.iter_mut()) {
         let t = tree.get(i);
         let count = t.node.map_or(0, |n| n.rrsets.len());
-        p.nodes.push(NodeRec {
-            name_off: p.names.len() as u32,
+        *slot = NodeRec {
+            name_off: (name_base + name_at) as u32,
             name_len: t.name.len() as u8,
             flags: t.flags,
             rrset_count: count as u16,
-            rrset_start: rrset_start as u32,
+            rrset_start: rrset_base as u32,
             parent: t.parent.unwrap_or(NONE),
-        });
-        p.names.extend_from_slice(t.name);
-        rrset_start += count;
+        };
+        names[name_at..name_at + t.name.len()].copy_from_slice(t.name);
+        name_at += t.name.len();
+        rrset_base += count;
         let Some(node) = t.node else { continue };
         for (ty, set) in &node.rrsets {
             let rec = render(
                 &mut out,
-                &mut p.extras,
+                &mut extras,
                 &mut scratch,
                 origin,
                 node.name.as_wire(),
@@ -234,8 +250,7 @@ fn render_names(
             }
         }
     }
-    p.used = out.len;
-    Ok(p)
+    Ok(Part { used: out.len, extras })
 }
 
 /// Fragments being written into a buffer sized in advance.
