@@ -702,11 +702,13 @@ impl Zone {
         rdata: &[u8],
         src: SrcPos,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with_room(owner, t, ttl, rdata, src, 0)
+        self.insert_with_room(owner, t, ttl, rdata, src, 0, &mut None)
     }
 
     /// [`Zone::insert_wire`], first making room for `room` more octets in the name's
-    /// buffer (when more records for it are known to follow).
+    /// buffer (when more records for it are known to follow). If the record makes a new
+    /// name and `made` holds an empty buffer, that becomes the name's.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert_with_room(
         &mut self,
         owner: &[u8],
@@ -715,6 +717,7 @@ impl Zone {
         rdata: &[u8],
         src: SrcPos,
         room: usize,
+        made: &mut Option<Vec<u8>>,
     ) -> Result<Inserted, InsertError> {
         let mut buf = [0u8; 256];
         let key = name::lowercase_into(owner, &mut buf);
@@ -724,7 +727,7 @@ impl Zone {
         if rdata::is_meta(t) {
             return Err(InsertError::MetaType(t));
         }
-        let i = self.node_index_or_insert(key);
+        let i = self.node_index_or_insert(key, made);
         let node = &mut self.nodes[i];
         node.rrsets.buf.reserve_exact(room);
         let added = node.rrsets.add(t, ttl, rdata, src);
@@ -742,8 +745,9 @@ impl Zone {
         })
     }
 
-    /// Position of the node of a lowercased wire name, created (empty) if missing.
-    fn node_index_or_insert(&mut self, key: &[u8]) -> usize {
+    /// Position of the node of a lowercased wire name, created (empty) if missing, with the
+    /// buffer in `made` if there is one.
+    fn node_index_or_insert(&mut self, key: &[u8], made: &mut Option<Vec<u8>>) -> usize {
         if let Some(last) = self.last {
             if self.nodes[last as usize].name.as_wire() == key {
                 return last as usize;
@@ -755,7 +759,9 @@ impl Zone {
             Some(&i) => i,
             None => {
                 let i = nodes.len() as u32;
-                nodes.push(Node { name: Name::from_wire_trusted(key), rrsets: RrsetMap::default() });
+                let buf = made.take().unwrap_or_default();
+                nodes
+                    .push(Node { name: Name::from_wire_trusted(key), rrsets: RrsetMap { buf, ..RrsetMap::default() } });
                 self.index.insert_unique(hash, i, |&j| name_hash(nodes[j as usize].name.as_wire()));
                 i
             }

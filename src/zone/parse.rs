@@ -222,6 +222,12 @@ struct Batch {
     /// [`DIAG`], which stands for the next entry of `diags`. Per file read: [`FILE`].
     bytes: Vec<u8>,
     diags: std::collections::VecDeque<(Severity, SrcPos, String)>,
+    /// Per run of records with the same owner (ended by another owner, a diagnostic, a file
+    /// or the end of the batch), in order: an empty buffer with room for the run's records,
+    /// for the loader to use if the run makes a new name. The reading thread allocates (and
+    /// first touches) them: building the zone is mostly memory, and this way the two threads
+    /// share that work.
+    runs: std::collections::VecDeque<Vec<u8>>,
 }
 
 const RECORD: u8 = 0;
@@ -236,14 +242,30 @@ struct BatchSink<'a> {
     /// Emptied batches coming back.
     recycled: std::sync::mpsc::Receiver<Batch>,
     stop: &'a std::sync::atomic::AtomicBool,
+    /// Where the current run of records starts in `batch.bytes`.
+    run: Option<usize>,
 }
 
 impl BatchSink<'_> {
+    /// Ends the current run of records: see [`Batch::runs`].
+    fn end_run(&mut self) {
+        let Some(start) = self.run.take() else { return };
+        let b = &self.batch.bytes;
+        let owner_len = b[start + 13] as usize;
+        let owner = &b[start + 1 + RECORD_HEADER..start + 1 + RECORD_HEADER + owner_len];
+        let (_, room) = run_room(b, start, owner);
+        let mut buf = vec![0u8; room];
+        buf.clear();
+        self.batch.runs.push_back(buf);
+    }
+
     fn flush(&mut self) {
-        let fresh = self
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Batch { bytes: Vec::with_capacity(BATCH_SIZE + 1024), diags: Default::default() });
+        self.end_run();
+        let fresh = self.recycled.try_recv().unwrap_or_else(|_| Batch {
+            bytes: Vec::with_capacity(BATCH_SIZE + 1024),
+            diags: Default::default(),
+            runs: Default::default(),
+        });
         let full = std::mem::replace(&mut self.batch, fresh);
         if self.send.send(full).is_err() {
             // The loading side is gone (it panicked): nothing more to do.
@@ -254,7 +276,17 @@ impl BatchSink<'_> {
 
 impl Sink for BatchSink<'_> {
     fn record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) {
+        if let Some(start) = self.run {
+            let b = &self.batch.bytes;
+            let owner_len = b[start + 13] as usize;
+            if b[start + 1 + RECORD_HEADER..start + 1 + RECORD_HEADER + owner_len] != *owner {
+                self.end_run();
+            }
+        }
         let b = &mut self.batch.bytes;
+        if self.run.is_none() {
+            self.run = Some(b.len());
+        }
         // Owner names are at most 255 octets and rdata at most 65535: both fit their fields.
         b.push(RECORD);
         b.extend_from_slice(&at.file.to_le_bytes());
@@ -271,6 +303,7 @@ impl Sink for BatchSink<'_> {
     }
 
     fn diag(&mut self, severity: Severity, at: SrcPos, message: String) {
+        self.end_run();
         self.batch.bytes.push(DIAG);
         self.batch.diags.push_back((severity, at, message));
     }
@@ -280,6 +313,7 @@ impl Sink for BatchSink<'_> {
     }
 
     fn file(&mut self) {
+        self.end_run();
         self.batch.bytes.push(FILE);
     }
 }
@@ -321,6 +355,7 @@ impl Loader {
         let mut pos = 0;
         // Where the current run of records with the same owner ends.
         let mut run_end = 0;
+        let mut made = None;
         while pos < b.len() && !self.stopped() {
             let tag = b[pos];
             pos += 1;
@@ -344,16 +379,19 @@ impl Loader {
             let owner_at = pos + RECORD_HEADER;
             let rdata_at = owner_at + owner_len;
             let owner = &b[owner_at..rdata_at];
-            // At the start of a run, the room its records take in the name's buffer.
+            // At the start of a run, the room its records take in the name's buffer, and what
+            // the reading thread made ready for it.
             let mut room = 0;
             if pos >= run_end {
                 (run_end, room) = run_room(b, pos - 1, owner);
+                made = batch.runs.pop_front();
             }
             pos = rdata_at + rdata_len;
-            self.add_record(at, owner, t, ttl, &b[rdata_at..pos], room);
+            self.add_record(at, owner, t, ttl, &b[rdata_at..pos], room, &mut made);
         }
         batch.bytes.clear();
         batch.diags.clear();
+        batch.runs.clear();
     }
 }
 
@@ -365,7 +403,7 @@ fn read_pipelined(path: &Path, src: Source<'_>, origin: &Name, size: usize) -> (
     let (give_back, recycled) = std::sync::mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
-            let sink = BatchSink { batch: Batch::default(), send, recycled, stop: &stop };
+            let sink = BatchSink { batch: Batch::default(), send, recycled, stop: &stop, run: None };
             let mut r = Reader::new(sink);
             r.read_text(path, src, origin.clone(), 0);
             r.sink.flush();
@@ -455,8 +493,18 @@ impl Loader {
 impl Loader {
     /// [`Sink::record`], making room for `room` octets in the name's buffer first (for the
     /// records that follow with the same owner).
-    fn add_record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8], room: usize) {
-        let message = match self.zone.insert_with_room(owner, t, ttl, rdata, at, room) {
+    #[allow(clippy::too_many_arguments)]
+    fn add_record(
+        &mut self,
+        at: SrcPos,
+        owner: &[u8],
+        t: u16,
+        ttl: u32,
+        rdata: &[u8],
+        room: usize,
+        made: &mut Option<Vec<u8>>,
+    ) {
+        let message = match self.zone.insert_with_room(owner, t, ttl, rdata, at, room, made) {
             Ok(Inserted::Added) | Ok(Inserted::Duplicate) => return,
             Ok(Inserted::TtlNormalised { rrset_ttl }) => {
                 let message = format!(
@@ -477,7 +525,7 @@ impl Loader {
 
 impl Sink for Loader {
     fn record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) {
-        self.add_record(at, owner, t, ttl, rdata, 0);
+        self.add_record(at, owner, t, ttl, rdata, 0, &mut None);
     }
 
     fn diag(&mut self, severity: Severity, at: SrcPos, message: String) {
