@@ -22,6 +22,7 @@ use nsxdp::dataplane::{self, udp, xdp, StatsSnapshot};
 use nsxdp::journal::Limits;
 use nsxdp::snapshot::{self, Snapshot};
 use nsxdp::wire::name::Name;
+use nsxdp::zone::check;
 use nsxdp::zone::parse::{self, Loaded};
 use nsxdp::zone::text::format_record;
 
@@ -154,23 +155,49 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Compile { origin, file, output } => {
             let origin = origin.as_deref().map(parse_origin).transpose()?;
             let started = Instant::now();
-            let loaded = load(&file, origin.as_ref())?;
+            let mut loaded =
+                parse::parse_file(&file, origin.as_ref()).with_context(|| format!("{}", file.display()))?;
+            let parsed = started.elapsed();
+            if !loaded.is_servable() {
+                // Errors already: no image is needed, only the rest of the diagnostics.
+                check::check(&mut loaded);
+                report(&file, &loaded);
+                return Ok(ExitCode::FAILURE);
+            }
+            // The checks only read the zone: they run beside the compiler, whose image is
+            // thrown away if they find an error.
+            let ((problems, check_took), img) = std::thread::scope(|scope| {
+                let checking = scope.spawn(|| {
+                    let t = Instant::now();
+                    (check::problems(&loaded.zone), t.elapsed())
+                });
+                let img = snapshot::compile(&loaded.zone);
+                match checking.join() {
+                    Ok(checked) => (checked, img),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            });
+            check::add(&mut loaded, problems);
+            report(&file, &loaded);
             if !loaded.is_servable() {
                 return Ok(ExitCode::FAILURE);
             }
-            let parsed = started.elapsed();
-            let img = snapshot::compile(&loaded.zone).with_context(|| format!("{}", file.display()))?;
+            let img = img.with_context(|| format!("{}", file.display()))?;
+            let compiled = started.elapsed();
             let size = snapshot::write_snapshot(&output, &img)?;
             let took = started.elapsed();
             eprintln!(
-                "{}: wrote {} ({} bytes, {} names, {} RRs) in {:.3}s (parse {:.3}s)",
+                "{}: wrote {} ({} bytes, {} names, {} RRs) in {:.3}s (parse {:.3}s, check {:.3}s beside compile {:.3}s, write {:.3}s)",
                 file.display(),
                 output.display(),
                 size,
                 img.nodes.len(),
                 loaded.zone.rr_count(),
                 took.as_secs_f64(),
-                parsed.as_secs_f64()
+                parsed.as_secs_f64(),
+                check_took.as_secs_f64(),
+                (compiled - parsed).as_secs_f64(),
+                (took - compiled).as_secs_f64()
             );
             // Freeing millions of small allocations one by one would take longer than the
             // process has left to live.
@@ -547,6 +574,12 @@ fn report_diagnostics(path: &Path) {
 /// Loads and checks a zone file, printing its diagnostics.
 fn load(path: &Path, origin: Option<&Name>) -> anyhow::Result<Loaded> {
     let loaded = parse::load_file(path, origin).with_context(|| format!("{}", path.display()))?;
+    report(path, &loaded);
+    Ok(loaded)
+}
+
+/// Prints the diagnostics of a loaded zone and whether it can be served.
+fn report(path: &Path, loaded: &Loaded) {
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
@@ -562,7 +595,6 @@ fn load(path: &Path, origin: Option<&Name>) -> anyhow::Result<Loaded> {
     } else {
         eprintln!("{}: zone {}: NOT servable ({} errors)", path.display(), z.origin(), loaded.errors().count());
     }
-    Ok(loaded)
 }
 
 fn rss_kib() -> Option<u64> {

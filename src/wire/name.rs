@@ -55,65 +55,15 @@ impl Name {
     /// Parses presentation format (`www.example.com.`, `www`, `@`, `a\.b`, `\065`).
     /// Relative names are completed with `origin`.
     pub fn parse_text(text: &[u8], origin: Option<&Name>) -> Result<Name, NameError> {
-        if text == b"@" {
-            return origin.cloned().ok_or(NameError::NoOrigin);
-        }
-        if text == b"." {
-            return Ok(Name::root());
-        }
-        let mut out = Vec::with_capacity(text.len() + 2);
-        let mut label_start = 0usize;
-        out.push(0);
-        let mut i = 0;
-        let mut absolute = false;
-        while i < text.len() {
-            let c = text[i];
-            match c {
-                b'.' => {
-                    let len = out.len() - label_start - 1;
-                    if len == 0 {
-                        return Err(NameError::EmptyLabel);
-                    }
-                    out[label_start] = len as u8;
-                    if i + 1 == text.len() {
-                        absolute = true;
-                        i += 1;
-                        continue;
-                    }
-                    label_start = out.len();
-                    out.push(0);
-                    i += 1;
-                    continue;
-                }
-                b'\\' => {
-                    let (byte, used) = unescape(&text[i..])?;
-                    out.push(byte);
-                    i += used;
-                }
-                _ => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-            if out.len() - label_start - 1 > MAX_LABEL_LEN {
-                return Err(NameError::LongLabel);
-            }
-        }
-        if absolute {
-            out.push(0);
-        } else {
-            let len = out.len() - label_start - 1;
-            if len == 0 {
-                return Err(NameError::EmptyLabel);
-            }
-            out[label_start] = len as u8;
-            let origin = origin.ok_or(NameError::NoOrigin)?;
-            out.extend_from_slice(origin.as_wire());
-        }
-        if out.len() > MAX_NAME_LEN {
-            return Err(NameError::LongName);
-        }
+        let mut out = Vec::with_capacity(text.len() + 2 + origin.map_or(0, Name::len));
+        parse_text_into(text, origin.map(Name::as_wire), &mut out)?;
         Ok(Name(out.into_boxed_slice()))
+    }
+
+    /// Takes a wire name the caller knows to be well formed (read by this module before).
+    pub(crate) fn from_wire_trusted(wire: &[u8]) -> Name {
+        debug_assert_eq!(uncompressed_len(wire, 0), Ok(wire.len()));
+        Name(wire.into())
     }
 
     pub fn as_wire(&self) -> &[u8] {
@@ -271,6 +221,93 @@ pub fn unescape(s: &[u8]) -> Result<(u8, usize), NameError> {
         }
         Some(&c) => Ok((c, 2)),
     }
+}
+
+/// [`Name::parse_text`] without allocating: appends the wire form of `text` (completed with
+/// the wire name `origin` if relative) to `out`. On error `out` holds a partial name.
+pub fn parse_text_into(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), NameError> {
+    if text == b"@" {
+        out.extend_from_slice(origin.ok_or(NameError::NoOrigin)?);
+        return Ok(());
+    }
+    if text == b"." {
+        out.push(0);
+        return Ok(());
+    }
+    let base = out.len();
+    let mut label_start = base;
+    out.push(0);
+    let mut i = 0;
+    let mut absolute = false;
+    while i < text.len() {
+        // A run of plain octets is copied at once.
+        let run = i;
+        while i < text.len() && text[i] != b'.' && text[i] != b'\\' {
+            i += 1;
+        }
+        if i > run {
+            out.extend_from_slice(&text[run..i]);
+            if out.len() - label_start - 1 > MAX_LABEL_LEN {
+                return Err(NameError::LongLabel);
+            }
+            if i == text.len() {
+                break;
+            }
+        }
+        if text[i] == b'.' {
+            let len = out.len() - label_start - 1;
+            if len == 0 {
+                return Err(NameError::EmptyLabel);
+            }
+            out[label_start] = len as u8;
+            i += 1;
+            if i == text.len() {
+                absolute = true;
+                break;
+            }
+            label_start = out.len();
+            out.push(0);
+        } else {
+            let (byte, used) = unescape(&text[i..])?;
+            out.push(byte);
+            i += used;
+            if out.len() - label_start - 1 > MAX_LABEL_LEN {
+                return Err(NameError::LongLabel);
+            }
+        }
+    }
+    if absolute {
+        out.push(0);
+    } else {
+        let len = out.len() - label_start - 1;
+        if len == 0 {
+            return Err(NameError::EmptyLabel);
+        }
+        out[label_start] = len as u8;
+        out.extend_from_slice(origin.ok_or(NameError::NoOrigin)?);
+    }
+    if out.len() - base > MAX_NAME_LEN {
+        return Err(NameError::LongName);
+    }
+    Ok(())
+}
+
+/// A wire name (uncompressed, well formed) shown in presentation format.
+pub struct Display<'a>(pub &'a [u8]);
+
+impl fmt::Display for Display<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_text(self.0, f)
+    }
+}
+
+/// Copies a wire name into `buf` in lower case (RFC 4343 folds ASCII only; length octets
+/// are below 64, so folding every octet is exact) and returns the copy.
+pub fn lowercase_into<'b>(wire: &[u8], buf: &'b mut [u8; 256]) -> &'b [u8] {
+    let out = &mut buf[..wire.len()];
+    out.copy_from_slice(wire);
+    out.make_ascii_lowercase();
+    out
 }
 
 /// Iterates over the labels of an uncompressed wire name (which must be well formed).

@@ -4,7 +4,7 @@
 //! TTLs) are found while parsing; this pass looks at the zone as a tree.
 
 use super::parse::{type_name, Loaded, Severity};
-use super::SrcPos;
+use super::{SrcPos, Zone};
 use crate::wire::name::Name;
 use crate::wire::rdata::{self, rtype};
 
@@ -27,8 +27,26 @@ fn ancestors(w: &[u8], apex_len: usize) -> impl Iterator<Item = &[u8]> {
 
 /// Runs every check, adding diagnostics to `loaded`.
 pub fn check(loaded: &mut Loaded) {
-    let mut found: Vec<(Severity, SrcPos, String)> = Vec::new();
-    let zone = &loaded.zone;
+    let found = problems(&loaded.zone);
+    add(loaded, found);
+}
+
+/// A problem found by [`problems`]: severity, where, message.
+pub type Problem = (Severity, SrcPos, String);
+
+/// Adds what [`problems`] found to the diagnostics of `loaded`, which it keeps in file and
+/// line order.
+pub fn add(loaded: &mut Loaded, found: Vec<Problem>) {
+    for (sev, at, msg) in found {
+        loaded.report(sev, at, msg);
+    }
+    loaded.diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+}
+
+/// Every whole-zone rule the zone breaks (it only reads the zone, so it can run beside
+/// something else that does).
+pub fn problems(zone: &Zone) -> Vec<Problem> {
+    let mut found: Vec<Problem> = Vec::new();
     let origin = zone.origin().clone();
     let first_line = SrcPos { file: 0, line: 1 };
     match zone.get(&origin) {
@@ -47,10 +65,11 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
     }
-    let has_dname = zone.nodes().any(|n| n.get(rtype::DNAME).is_some());
+    let has_dname = zone.nodes().any(|n| n.rrsets.has(rtype::DNAME));
     for node in zone.nodes() {
-        let is_apex = node.name == origin;
-        if !is_apex {
+        let sets = &node.rrsets;
+        let (soa, cname, ns) = (sets.has(rtype::SOA), sets.has(rtype::CNAME), sets.has(rtype::NS));
+        if soa && node.name != origin {
             if let Some(soa) = node.get(rtype::SOA) {
                 found.push((
                     Severity::Error,
@@ -59,8 +78,8 @@ pub fn check(loaded: &mut Loaded) {
                 ));
             }
         }
-        if let Some(cname) = node.get(rtype::CNAME) {
-            for (&other_t, other) in &node.rrsets {
+        if let Some(cname) = node.get(rtype::CNAME).filter(|_| cname) {
+            for (other_t, other) in &node.rrsets {
                 if !allowed_beside_cname(other_t) {
                     let at = cname.src.max(other.src);
                     found.push((
@@ -73,7 +92,7 @@ pub fn check(loaded: &mut Loaded) {
         }
         let below_dname = has_dname
             && ancestors(node.name.as_wire(), origin.len())
-                .any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::DNAME).is_some()));
+                .any(|a| zone.get_wire(a).is_some_and(|n| n.rrsets.has(rtype::DNAME)));
         if below_dname {
             if let Some(set) = node.rrsets.values().min_by_key(|s| s.src) {
                 found.push((
@@ -84,9 +103,9 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
         // NS targets inside the zone need address records: glue if below a cut.
-        if let Some(ns) = node.get(rtype::NS) {
+        if let Some(ns) = node.get(rtype::NS).filter(|_| ns) {
             if ancestors(node.name.as_wire(), origin.len())
-                .any(|a| zone.get_wire(a).is_some_and(|n| n.get(rtype::NS).is_some()))
+                .any(|a| zone.get_wire(a).is_some_and(|n| n.rrsets.has(rtype::NS)))
             {
                 continue;
             }
@@ -111,15 +130,12 @@ pub fn check(loaded: &mut Loaded) {
             }
         }
     }
-    for (sev, at, msg) in found {
-        loaded.report(sev, at, msg);
-    }
-    loaded.diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    found
 }
 
 /// True if a delegation lies on the path from the apex down to `name` (for names that do
 /// not exist, whose flags the tree cannot give).
-fn cut_above(zone: &super::Zone, name: &Name) -> bool {
+fn cut_above(zone: &Zone, name: &Name) -> bool {
     let mut cur = name.parent();
     while let Some(p) = cur {
         if p.len() <= zone.origin().len() {

@@ -11,7 +11,11 @@ pub mod check;
 pub mod parse;
 pub mod text;
 
-use rustc_hash::FxHashMap;
+use std::fmt;
+use std::hash::Hasher;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::wire::name::{self, Name};
 use crate::wire::rdata::{self, rtype};
@@ -23,24 +27,24 @@ pub struct SrcPos {
     pub line: u32,
 }
 
-/// All records of one type at one name. Rdata is unique in canonical form.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rrset {
+/// All records of one type at one name (a view into the node's [`RrsetMap`]). Rdata is
+/// unique in canonical form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rrset<'a> {
     pub ttl: u32,
-    pub rdata: RdataList,
+    pub rdata: RdataList<'a>,
     /// Where the first record of the set was read (zero for records from elsewhere).
     pub src: SrcPos,
 }
 
-/// The rdata of an RRset's records back to back, each after its length (two octets): one
-/// allocation per RRset instead of one per record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RdataList {
-    bytes: Vec<u8>,
+/// The rdata of an RRset's records back to back, each after its length (two octets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RdataList<'a> {
+    bytes: &'a [u8],
     count: u32,
 }
 
-impl RdataList {
+impl<'a> RdataList<'a> {
     pub fn len(&self) -> usize {
         self.count as usize
     }
@@ -49,32 +53,18 @@ impl RdataList {
         self.count == 0
     }
 
+    /// Octets of rdata over all records.
+    pub fn octets(&self) -> usize {
+        self.bytes.len() - 2 * self.count as usize
+    }
+
     /// The rdata of each record, in insertion order.
-    pub fn iter(&self) -> RdataIter<'_> {
-        RdataIter { bytes: &self.bytes, pos: 0 }
+    pub fn iter(&self) -> RdataIter<'a> {
+        RdataIter { bytes: self.bytes, pos: 0 }
     }
 
-    pub fn first(&self) -> Option<&[u8]> {
+    pub fn first(&self) -> Option<&'a [u8]> {
         self.iter().next()
-    }
-
-    /// Appends one record's rdata (at most 65535 octets).
-    pub fn push(&mut self, rdata: &[u8]) {
-        debug_assert!(rdata.len() <= u16::MAX as usize);
-        self.bytes.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        self.bytes.extend_from_slice(rdata);
-        self.count += 1;
-    }
-
-    /// Removes the `i`th record.
-    pub fn remove(&mut self, i: usize) {
-        let mut pos = 0;
-        for _ in 0..i {
-            pos += 2 + u16::from_be_bytes([self.bytes[pos], self.bytes[pos + 1]]) as usize;
-        }
-        let len = 2 + u16::from_be_bytes([self.bytes[pos], self.bytes[pos + 1]]) as usize;
-        self.bytes.drain(pos..pos + len);
-        self.count -= 1;
     }
 }
 
@@ -87,14 +77,23 @@ impl<'a> Iterator for RdataIter<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let len = u16::from_be_bytes([*self.bytes.get(self.pos)?, *self.bytes.get(self.pos + 1)?]) as usize;
+        let len = u16::from_le_bytes([*self.bytes.get(self.pos)?, *self.bytes.get(self.pos + 1)?]) as usize;
         let r = &self.bytes[self.pos + 2..self.pos + 2 + len];
         self.pos += 2 + len;
         Some(r)
     }
 }
 
-impl<'a> IntoIterator for &'a RdataList {
+impl<'a> IntoIterator for RdataList<'a> {
+    type Item = &'a [u8];
+    type IntoIter = RdataIter<'a>;
+
+    fn into_iter(self) -> RdataIter<'a> {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for &RdataList<'a> {
     type Item = &'a [u8];
     type IntoIter = RdataIter<'a>;
 
@@ -112,65 +111,305 @@ pub struct Node {
     pub rrsets: RrsetMap,
 }
 
-/// The RRsets of a node: a few entries, so a sorted vector beats a tree or a hash map.
-#[derive(Clone, Debug, Default)]
-pub struct RrsetMap(Vec<(u16, Rrset)>);
+/// The RRsets of a node and all their records in one buffer (one allocation per name, sized
+/// to fit): per RRset, in type order, a header of [`HEADER`] octets (type u16, TTL u32,
+/// source file u16, source line u32, record count u32, octets of records u32, little
+/// endian) and the records, each its rdata length (u16) and rdata.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RrsetMap {
+    buf: Vec<u8>,
+    /// Records over all RRsets.
+    records: u32,
+    /// RRsets.
+    count: u16,
+    /// Which of the types the zone's rules look at are here ([`type_bit`]): most questions
+    /// about a name are answered without reading its buffer.
+    types: u8,
+}
+
+/// The bit of a type in [`RrsetMap::types`], or 0 for types without one.
+fn type_bit(t: u16) -> u8 {
+    match t {
+        rtype::A => 1,
+        rtype::NS => 2,
+        rtype::CNAME => 4,
+        rtype::SOA => 8,
+        rtype::DNAME => 16,
+        rtype::AAAA => 32,
+        _ => 0,
+    }
+}
+
+/// Octets of an RRset header in an [`RrsetMap`].
+const HEADER: usize = 20;
+/// [`HEADER`], for those who size an [`RrsetMap`] in advance.
+pub(crate) const RRSET_HEADER: usize = HEADER;
+
+/// What adding a record to an [`RrsetMap`] did or why it did not.
+enum AddOutcome {
+    New,
+    Duplicate,
+    /// Added with the RRset's TTL, which differs from the record's.
+    TtlNormalised(u32),
+    /// Not added: an SOA or CNAME RRset already has its record.
+    Second,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// The RRset whose header starts at `at`: its type, the RRset, and where the next one starts.
+#[inline]
+fn rrset_at(b: &[u8], at: usize) -> (u16, Rrset<'_>, usize) {
+    let h: &[u8; HEADER] = b[at..at + HEADER].try_into().expect("header");
+    let octets = u32::from_le_bytes([h[16], h[17], h[18], h[19]]) as usize;
+    let end = at + HEADER + octets;
+    let set = Rrset {
+        ttl: u32::from_le_bytes([h[2], h[3], h[4], h[5]]),
+        src: SrcPos { file: u16::from_le_bytes([h[6], h[7]]), line: u32::from_le_bytes([h[8], h[9], h[10], h[11]]) },
+        rdata: RdataList { bytes: &b[at + HEADER..end], count: u32::from_le_bytes([h[12], h[13], h[14], h[15]]) },
+    };
+    (u16::from_le_bytes([h[0], h[1]]), set, end)
+}
 
 impl RrsetMap {
-    pub fn get(&self, t: &u16) -> Option<&Rrset> {
-        self.0.iter().find(|e| e.0 == *t).map(|e| &e.1)
+    /// (type, RRset) in type order.
+    pub fn iter(&self) -> RrsetIter<'_> {
+        RrsetIter { buf: &self.buf, pos: 0 }
     }
 
-    pub fn get_mut(&mut self, t: &u16) -> Option<&mut Rrset> {
-        self.0.iter_mut().find(|e| e.0 == *t).map(|e| &mut e.1)
+    pub fn values(&self) -> impl Iterator<Item = Rrset<'_>> {
+        self.iter().map(|e| e.1)
     }
 
-    /// The RRset of type `t`, created by `f` if missing.
-    pub fn get_or_insert_with(&mut self, t: u16, f: impl FnOnce() -> Rrset) -> &mut Rrset {
-        let i = match self.0.binary_search_by_key(&t, |e| e.0) {
-            Ok(i) => i,
-            Err(i) => {
-                self.0.insert(i, (t, f()));
-                i
+    /// The types, in order.
+    pub fn types(&self) -> impl Iterator<Item = u16> + '_ {
+        let mut pos = 0;
+        std::iter::from_fn(move || {
+            if pos >= self.buf.len() {
+                return None;
             }
-        };
-        &mut self.0[i].1
+            let t = u16_at(&self.buf, pos);
+            pos += HEADER + u32_at(&self.buf, pos + 16) as usize;
+            Some(t)
+        })
     }
 
-    pub fn remove(&mut self, t: &u16) -> Option<Rrset> {
-        let i = self.0.iter().position(|e| e.0 == *t)?;
-        Some(self.0.remove(i).1)
+    pub fn get(&self, t: &u16) -> Option<Rrset<'_>> {
+        if !self.may_have(*t) {
+            return None;
+        }
+        self.find(*t).ok().map(|at| self.rrset_at(at))
+    }
+
+    /// True if there is an RRset of type `t`.
+    pub fn has(&self, t: u16) -> bool {
+        let bit = type_bit(t);
+        if bit != 0 {
+            self.types & bit != 0
+        } else {
+            self.find(t).is_ok()
+        }
+    }
+
+    /// False if there is certainly no RRset of type `t`.
+    fn may_have(&self, t: u16) -> bool {
+        let bit = type_bit(t);
+        bit == 0 || self.types & bit != 0
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.buf.is_empty()
     }
 
+    /// Number of RRsets.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.count as usize
     }
 
-    /// (type, RRset) in type order.
-    pub fn iter(&self) -> impl Iterator<Item = (&u16, &Rrset)> {
-        self.0.iter().map(|e| (&e.0, &e.1))
+    /// Number of records over all RRsets.
+    pub fn records(&self) -> usize {
+        self.records as usize
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &Rrset> {
-        self.0.iter().map(|e| &e.1)
+    /// Octets of rdata over all records.
+    pub fn rdata_octets(&self) -> usize {
+        self.buf.len() - HEADER * self.count as usize - 2 * self.records as usize
+    }
+
+    /// Where the RRset of type `t` starts in `buf`: Ok if there is one, else Err with where
+    /// it would go.
+    #[inline]
+    fn find(&self, t: u16) -> Result<usize, usize> {
+        let mut pos = 0;
+        while pos < self.buf.len() {
+            let here = u16_at(&self.buf, pos);
+            if here == t {
+                return Ok(pos);
+            }
+            if here > t {
+                break;
+            }
+            pos += HEADER + u32_at(&self.buf, pos + 16) as usize;
+        }
+        Err(pos)
+    }
+
+    /// Adds a record (RFC 2181 §5: an rdata equal in canonical form to one already there is
+    /// a duplicate; §5.2: the RRset keeps its first TTL; one record only in an SOA or CNAME
+    /// RRset).
+    fn add(&mut self, t: u16, ttl: u32, rdata: &[u8], src: SrcPos) -> AddOutcome {
+        let rec = 2 + rdata.len();
+        let (at, set_ttl) = match self.find(t) {
+            Ok(at) => {
+                let set = self.rrset_at(at);
+                if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
+                    return AddOutcome::Duplicate;
+                }
+                if t == rtype::SOA || t == rtype::CNAME {
+                    return AddOutcome::Second;
+                }
+                (at, set.ttl)
+            }
+            Err(at) => {
+                let mut header = [0u8; HEADER];
+                header[0..2].copy_from_slice(&t.to_le_bytes());
+                header[2..6].copy_from_slice(&ttl.to_le_bytes());
+                header[6..8].copy_from_slice(&src.file.to_le_bytes());
+                header[8..12].copy_from_slice(&src.line.to_le_bytes());
+                self.buf.reserve_exact(HEADER + rec);
+                self.put(at, &[&header]);
+                self.count += 1;
+                self.types |= type_bit(t);
+                (at, ttl)
+            }
+        };
+        let count = u32_at(&self.buf, at + 12) + 1;
+        let octets = u32_at(&self.buf, at + 16) as usize;
+        self.buf[at + 12..at + 16].copy_from_slice(&count.to_le_bytes());
+        self.buf[at + 16..at + 20].copy_from_slice(&((octets + rec) as u32).to_le_bytes());
+        self.buf.reserve_exact(rec);
+        self.put(at + HEADER + octets, &[&(rdata.len() as u16).to_le_bytes(), rdata]);
+        self.records += 1;
+        if set_ttl != ttl {
+            AddOutcome::TtlNormalised(set_ttl)
+        } else {
+            AddOutcome::New
+        }
+    }
+
+    /// Inserts `parts` one after the other at `at` (usually the end). The caller reserves
+    /// the room first, exactly: most names get all their records one after the other, and
+    /// exact sizes keep a million names small.
+    fn put(&mut self, at: usize, parts: &[&[u8]]) {
+        let old = self.buf.len();
+        if at == old {
+            for p in parts {
+                self.buf.extend_from_slice(p);
+            }
+            return;
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.buf.resize(old + len, 0);
+        self.buf.copy_within(at..old, at + len);
+        let mut to = at;
+        for p in parts {
+            self.buf[to..to + p.len()].copy_from_slice(p);
+            to += p.len();
+        }
+    }
+
+    /// Removes a record (rdata compared in canonical form), and its RRset if it was the
+    /// last. Returns the rdata octets removed.
+    fn remove_record(&mut self, t: u16, rdata: &[u8]) -> Option<usize> {
+        let at = self.find(t).ok()?;
+        let set = self.rrset_at(at);
+        let (count, octets) = (set.rdata.count, set.rdata.bytes.len());
+        let mut pos = at + HEADER;
+        let len = set
+            .rdata
+            .iter()
+            .find(|r| {
+                let hit = rdata::canonical_eq(t, r, rdata);
+                if !hit {
+                    pos += 2 + r.len();
+                }
+                hit
+            })?
+            .len();
+        self.records -= 1;
+        if count == 1 {
+            self.buf.drain(at..at + HEADER + 2 + len);
+            self.count -= 1;
+            self.types &= !type_bit(t);
+        } else {
+            self.buf.drain(pos..pos + 2 + len);
+            self.buf[at + 12..at + 16].copy_from_slice(&(count - 1).to_le_bytes());
+            self.buf[at + 16..at + 20].copy_from_slice(&((octets - 2 - len) as u32).to_le_bytes());
+        }
+        Some(len)
+    }
+
+    /// Removes the RRset of type `t`; returns its record count and rdata octets.
+    pub fn remove(&mut self, t: &u16) -> Option<(usize, usize)> {
+        let at = self.find(*t).ok()?;
+        let set = self.rrset_at(at);
+        let found = (set.rdata.len(), set.rdata.octets());
+        let end = at + HEADER + set.rdata.bytes.len();
+        self.buf.drain(at..end);
+        self.records -= found.0 as u32;
+        self.count -= 1;
+        self.types &= !type_bit(*t);
+        Some(found)
+    }
+
+    fn rrset_at(&self, at: usize) -> Rrset<'_> {
+        rrset_at(&self.buf, at).1
+    }
+}
+
+impl fmt::Debug for RrsetMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The RRsets of a node, in type order.
+pub struct RrsetIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for RrsetIter<'a> {
+    type Item = (u16, Rrset<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u16, Rrset<'a>)> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let (t, set, end) = rrset_at(self.buf, self.pos);
+        self.pos = end;
+        Some((t, set))
     }
 }
 
 impl<'a> IntoIterator for &'a RrsetMap {
-    type Item = (&'a u16, &'a Rrset);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (u16, Rrset)>, fn(&'a (u16, Rrset)) -> (&'a u16, &'a Rrset)>;
+    type Item = (u16, Rrset<'a>);
+    type IntoIter = RrsetIter<'a>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|e| (&e.0, &e.1))
+    fn into_iter(self) -> RrsetIter<'a> {
+        self.iter()
     }
 }
 
 impl Node {
-    pub fn get(&self, t: u16) -> Option<&Rrset> {
+    pub fn get(&self, t: u16) -> Option<Rrset<'_>> {
         self.rrsets.get(&t)
     }
 }
@@ -200,11 +439,41 @@ pub enum InsertError {
 }
 
 /// One version of a zone.
-#[derive(Clone, Debug)]
+///
+/// Nodes sit in a vector (in the order their names first appeared) with a hash index by
+/// lowercased wire name beside it: one allocation per name, iteration in memory order, and a
+/// zone of a million names built without rehashing when its size is known in advance.
+#[derive(Clone)]
 pub struct Zone {
     origin: Name,
-    nodes: FxHashMap<Name, Node>,
+    nodes: Vec<Node>,
+    /// Positions in `nodes`, hashed by the node's name (`name_hash`).
+    index: HashTable<u32>,
     rr_count: usize,
+    /// Octets of rdata in all records (for sizing what is built from the zone).
+    rdata_octets: usize,
+    /// The node the last insert went to: records of a name usually come together.
+    last: Option<u32>,
+}
+
+impl fmt::Debug for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Zone")
+            .field("origin", &self.origin)
+            .field("rr_count", &self.rr_count)
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
+/// "No entry" in [`Zone::tree`]'s parent lists.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// Hash of a lowercased wire name for the zone's index.
+fn name_hash(lower_wire: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(lower_wire);
+    h.finish()
 }
 
 /// One resource record, borrowed from a zone.
@@ -267,27 +536,97 @@ pub mod flags {
     pub const CNAME: u8 = 1 << 7;
 }
 
-/// The names of a zone, empty non-terminals included: see [`Zone::tree`].
+/// The names of a zone, empty non-terminals included: see [`Zone::tree`]. Held as a few
+/// flat arrays indexed by position; [`Tree::get`] puts a [`TreeName`] together.
 pub struct Tree<'a> {
-    pub names: Vec<TreeName<'a>>,
-    /// Lowercased wire name → position in `names`.
-    pub index: FxHashMap<&'a [u8], u32>,
+    zone: &'a Zone,
+    /// The entry at each position: a zone node (by its index in the zone), or an empty
+    /// non-terminal (the zone's node count plus its index in `ent_names`).
+    order: Vec<u32>,
+    /// Position of each entry.
+    pos: Vec<u32>,
+    /// Per position: the parent's position, or [`NO_ENTRY`].
+    parent: Vec<u32>,
+    /// Per position: [`flags`].
+    flags: Vec<u8>,
+    /// Per position: owns A or AAAA records.
+    address: Vec<bool>,
+    /// Empty non-terminals (and the apex when it owns nothing).
+    ent_names: Vec<&'a [u8]>,
+    /// Their entry numbers, by name.
+    ents: FxHashMap<&'a [u8], u32>,
+}
+
+impl<'a> Tree<'a> {
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The name at position `i` (parents come before their children).
+    pub fn get(&self, i: usize) -> TreeName<'a> {
+        let e = self.order[i] as usize;
+        let nodes = &self.zone.nodes;
+        let (name, node) = match nodes.get(e) {
+            Some(node) => (node.name.as_wire(), Some(node)),
+            None => (self.ent_names[e - nodes.len()], None),
+        };
+        let parent = Some(self.parent[i]).filter(|&p| p != NO_ENTRY);
+        TreeName { name, node, parent, flags: self.flags[i], has_address: self.address[i] }
+    }
+
+    /// The names in order.
+    pub fn iter(&self) -> impl Iterator<Item = TreeName<'a>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// True if the name at position `i` owns A or AAAA records.
+    pub fn has_address(&self, i: usize) -> bool {
+        self.address[i]
+    }
+
+    /// Position of a lowercased wire name.
+    pub fn find(&self, lower_wire: &[u8]) -> Option<usize> {
+        let entry = match self.zone.find_index(lower_wire) {
+            Some(i) => i,
+            None => *self.ents.get(lower_wire)?,
+        };
+        Some(self.pos[entry as usize] as usize)
+    }
 }
 
 /// A name of the zone's tree, empty non-terminals included.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct TreeName<'a> {
     /// Lowercased wire name.
     pub name: &'a [u8],
     pub node: Option<&'a Node>,
+    /// Position of the parent in the tree; None for the apex.
+    pub parent: Option<u32>,
     pub flags: u8,
-    /// Index of the parent in the tree list; None for the apex.
-    pub parent: Option<usize>,
+    /// Owns A or AAAA records.
+    pub has_address: bool,
 }
 
 impl Zone {
     pub fn new(origin: &Name) -> Zone {
-        Zone { origin: origin.to_lowercase(), nodes: FxHashMap::default(), rr_count: 0 }
+        Zone::with_capacity(origin, 0)
+    }
+
+    /// An empty zone with room for `names` owner names.
+    pub fn with_capacity(origin: &Name, names: usize) -> Zone {
+        Zone {
+            origin: origin.to_lowercase(),
+            nodes: Vec::with_capacity(names),
+            index: HashTable::with_capacity(names),
+            rr_count: 0,
+            rdata_octets: 0,
+            last: None,
+        }
     }
 
     /// The apex, lowercased.
@@ -303,29 +642,37 @@ impl Zone {
         self.nodes.len()
     }
 
+    /// Octets of rdata over all records.
+    pub fn rdata_octets(&self) -> usize {
+        self.rdata_octets
+    }
+
     pub fn get(&self, name: &Name) -> Option<&Node> {
-        if name.as_wire().iter().any(u8::is_ascii_uppercase) {
-            self.nodes.get(&name.to_lowercase())
-        } else {
-            self.nodes.get(name)
-        }
+        let mut buf = [0u8; 256];
+        self.get_wire(name::lowercase_into(name.as_wire(), &mut buf))
     }
 
     /// The node of a lowercased wire name.
     pub fn get_wire(&self, lower_wire: &[u8]) -> Option<&Node> {
-        self.nodes.get(lower_wire)
+        self.find_index(lower_wire).map(|i| &self.nodes[i as usize])
     }
 
-    /// Every node, in no particular order.
+    /// Position in `nodes` of a lowercased wire name.
+    fn find_index(&self, lower_wire: &[u8]) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.index.find(name_hash(lower_wire), |&i| nodes[i as usize].name.as_wire() == lower_wire).copied()
+    }
+
+    /// Every node, in the order their names first appeared.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.values()
+        self.nodes.iter()
     }
 
-    pub fn rrset(&self, name: &Name, t: u16) -> Option<&Rrset> {
+    pub fn rrset(&self, name: &Name, t: u16) -> Option<Rrset<'_>> {
         self.get(name)?.get(t)
     }
 
-    pub fn soa(&self) -> Option<&Rrset> {
+    pub fn soa(&self) -> Option<Rrset<'_>> {
         self.rrset(&self.origin, rtype::SOA)
     }
 
@@ -343,69 +690,122 @@ impl Zone {
         rdata: &[u8],
         src: SrcPos,
     ) -> Result<Inserted, InsertError> {
-        if !owner.ends_with(&self.origin) {
-            return Err(InsertError::OutOfZone { name: owner.clone(), origin: self.origin.clone() });
+        self.insert_wire(owner.as_wire(), t, ttl, rdata, src)
+    }
+
+    /// [`Zone::insert`] with the owner as a wire name (well formed, any case).
+    pub fn insert_wire(
+        &mut self,
+        owner: &[u8],
+        t: u16,
+        ttl: u32,
+        rdata: &[u8],
+        src: SrcPos,
+    ) -> Result<Inserted, InsertError> {
+        self.insert_with_room(owner, t, ttl, rdata, src, 0, &mut None)
+    }
+
+    /// [`Zone::insert_wire`], first making room for `room` more octets in the name's
+    /// buffer (when more records for it are known to follow). If the record makes a new
+    /// name and `made` holds an empty buffer, that becomes the name's.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert_with_room(
+        &mut self,
+        owner: &[u8],
+        t: u16,
+        ttl: u32,
+        rdata: &[u8],
+        src: SrcPos,
+        room: usize,
+        made: &mut Option<Vec<u8>>,
+    ) -> Result<Inserted, InsertError> {
+        let mut buf = [0u8; 256];
+        let key = name::lowercase_into(owner, &mut buf);
+        if !name::is_suffix_lower(key, self.origin.as_wire()) {
+            return Err(InsertError::OutOfZone { name: Name::from_wire_trusted(owner), origin: self.origin.clone() });
         }
         if rdata::is_meta(t) {
             return Err(InsertError::MetaType(t));
         }
-        let lower;
-        let key = if owner.as_wire().iter().any(u8::is_ascii_uppercase) {
-            lower = owner.to_lowercase();
-            &lower
-        } else {
-            owner
-        };
-        let node = match self.nodes.get_mut(key) {
-            Some(n) => n,
-            None => {
-                self.nodes.entry(key.clone()).or_insert_with(|| Node { name: key.clone(), rrsets: Default::default() })
-            }
-        };
-        let set = node.rrsets.get_or_insert_with(t, || Rrset { ttl, rdata: RdataList::default(), src });
-        if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
-            return Ok(Inserted::Duplicate);
+        let i = self.node_index_or_insert(key, made);
+        let node = &mut self.nodes[i];
+        node.rrsets.buf.reserve_exact(room);
+        let added = node.rrsets.add(t, ttl, rdata, src);
+        match added {
+            AddOutcome::Duplicate => return Ok(Inserted::Duplicate),
+            AddOutcome::Second if t == rtype::SOA => return Err(InsertError::SecondSoa(node.name.clone())),
+            AddOutcome::Second => return Err(InsertError::SecondCname(node.name.clone())),
+            AddOutcome::New | AddOutcome::TtlNormalised(_) => {}
         }
-        if !set.rdata.is_empty() {
-            if t == rtype::SOA {
-                return Err(InsertError::SecondSoa(key.clone()));
-            }
-            if t == rtype::CNAME {
-                return Err(InsertError::SecondCname(key.clone()));
-            }
-        }
-        set.rdata.push(rdata);
         self.rr_count += 1;
-        if set.ttl != ttl {
-            return Ok(Inserted::TtlNormalised { rrset_ttl: set.ttl });
+        self.rdata_octets += rdata.len();
+        Ok(match added {
+            AddOutcome::TtlNormalised(rrset_ttl) => Inserted::TtlNormalised { rrset_ttl },
+            _ => Inserted::Added,
+        })
+    }
+
+    /// Position of the node of a lowercased wire name, created (empty) if missing, with the
+    /// buffer in `made` if there is one.
+    fn node_index_or_insert(&mut self, key: &[u8], made: &mut Option<Vec<u8>>) -> usize {
+        if let Some(last) = self.last {
+            if self.nodes[last as usize].name.as_wire() == key {
+                return last as usize;
+            }
         }
-        Ok(Inserted::Added)
+        let nodes = &mut self.nodes;
+        let hash = name_hash(key);
+        let i = match self.index.find(hash, |&i| nodes[i as usize].name.as_wire() == key) {
+            Some(&i) => i,
+            None => {
+                let i = nodes.len() as u32;
+                let buf = made.take().unwrap_or_default();
+                nodes
+                    .push(Node { name: Name::from_wire_trusted(key), rrsets: RrsetMap { buf, ..RrsetMap::default() } });
+                self.index.insert_unique(hash, i, |&j| name_hash(nodes[j as usize].name.as_wire()));
+                i
+            }
+        };
+        self.last = Some(i);
+        i as usize
     }
 
     /// Removes one record (rdata compared in canonical form). True if it was there.
     pub fn remove(&mut self, owner: &Name, t: u16, rdata: &[u8]) -> bool {
-        let key = owner.to_lowercase();
-        let Some(node) = self.nodes.get_mut(&key) else { return false };
-        let Some(set) = node.rrsets.get_mut(&t) else { return false };
-        let Some(i) = set.rdata.iter().position(|r| rdata::canonical_eq(t, r, rdata)) else {
-            return false;
-        };
-        set.rdata.remove(i);
+        let mut buf = [0u8; 256];
+        let key = name::lowercase_into(owner.as_wire(), &mut buf);
+        let Some(i) = self.find_index(key) else { return false };
+        let node = &mut self.nodes[i as usize];
+        let Some(octets) = node.rrsets.remove_record(t, rdata) else { return false };
+        self.rdata_octets -= octets;
         self.rr_count -= 1;
-        if set.rdata.is_empty() {
-            node.rrsets.remove(&t);
-            if node.rrsets.is_empty() {
-                self.nodes.remove(&key);
-            }
+        if node.rrsets.is_empty() {
+            self.remove_node(i);
         }
         true
     }
 
+    /// Removes the node at position `i`; the last node takes its place.
+    fn remove_node(&mut self, i: u32) {
+        let hash = name_hash(self.nodes[i as usize].name.as_wire());
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        let last = self.nodes.len() as u32 - 1;
+        if i != last {
+            let hash = name_hash(self.nodes[last as usize].name.as_wire());
+            if let Some(slot) = self.index.find_mut(hash, |&j| j == last) {
+                *slot = i;
+            }
+        }
+        self.nodes.swap_remove(i as usize);
+        self.last = None;
+    }
+
     /// Nodes in canonical order (RFC 4034 §6.1).
     pub fn nodes_canonical(&self) -> Vec<&Node> {
-        let v: Vec<&Node> = self.nodes.values().collect();
-        let order = canonical_order(v.iter().map(|n| n.name.as_wire()));
-        order.into_iter().map(|i| v[i]).collect()
+        let order = canonical_order(self.nodes.iter().map(|n| n.name.as_wire()));
+        order.into_iter().map(|i| &self.nodes[i]).collect()
     }
 
     /// Every record in canonical order, the apex SOA first, RRsets in type order and rdata
@@ -416,7 +816,7 @@ impl Zone {
             push_rrset(&mut out, &self.origin, rtype::SOA, soa);
         }
         for node in self.nodes_canonical() {
-            for (&t, set) in &node.rrsets {
+            for (t, set) in &node.rrsets {
                 if t == rtype::SOA && node.name == self.origin {
                     continue;
                 }
@@ -428,100 +828,159 @@ impl Zone {
 
     /// The tree of names: every node plus every empty non-terminal between a node and the
     /// apex, parents before children (by label count, not canonical order: the answer path
-    /// needs no order and sorting a million names costs seconds), with flags, parent links
-    /// and an index from lowercased wire name to position.
+    /// needs no order and sorting a million names costs seconds; within a label count,
+    /// nodes in the order their names first appeared, then empty non-terminals), with
+    /// flags, parent links and a lookup by lowercased wire name ([`Tree::find`]).
     pub fn tree(&self) -> Tree<'_> {
         let origin = self.origin.as_wire();
-        let mut entries: Vec<(&[u8], Option<&Node>)> = Vec::with_capacity(self.nodes.len() * 5 / 4 + 1);
-        let mut index: FxHashMap<&[u8], u32> = FxHashMap::default();
-        index.reserve(self.nodes.len() * 5 / 4 + 1);
-        for node in self.nodes.values() {
-            index.insert(node.name.as_wire(), entries.len() as u32);
-            entries.push((node.name.as_wire(), Some(node)));
+        let n = self.nodes.len();
+        // Per entry (the nodes by index, then the empty non-terminals): the parent entry,
+        // the label count, the entry's own flags, and whether it owns addresses / is a
+        // wildcard (bits 0 and 1 of `info`).
+        let mut parent: Vec<u32> = vec![NO_ENTRY; n];
+        let mut depth: Vec<u8> = vec![0; n];
+        let mut own: Vec<u8> = vec![0; n];
+        let mut info: Vec<u8> = vec![0; n];
+        let mut ent_names: Vec<&[u8]> = Vec::new();
+        let mut ents: FxHashMap<&[u8], u32> = FxHashMap::default();
+        let new_ent = |name: &'_ [u8]| {
+            let f = flags::EMPTY_NON_TERMINAL | if name == origin { flags::APEX } else { 0 };
+            (f, u8::from(name.starts_with(b"\x01*")) << 1, name::labels(name).count() as u8)
+        };
+        let mut ent_info: Vec<(u8, u8, u8)> = Vec::new();
+        let mut ent_parent: Vec<u32> = Vec::new();
+        if self.find_index(origin).is_none() {
+            ents.insert(origin, n as u32);
+            ent_names.push(origin);
+            ent_info.push(new_ent(origin));
+            ent_parent.push(NO_ENTRY);
         }
-        if !index.contains_key(origin) {
-            index.insert(origin, entries.len() as u32);
-            entries.push((origin, None));
-        }
-        for node in self.nodes.values() {
-            // Every suffix of an owner down to the apex is a name of the tree.
+        // Names of a file come in groups below the same parent: remember the last one.
+        let mut last_parent: (&[u8], u32) = (&[], NO_ENTRY);
+        for (i, node) in self.nodes.iter().enumerate() {
             let w = node.name.as_wire();
-            let mut i = 0;
-            while w[i] != 0 {
-                i += w[i] as usize + 1;
-                let suffix = &w[i..];
-                if suffix.len() < origin.len() || index.contains_key(suffix) {
+            let mut f = 0u8;
+            let mut bits = u8::from(w.starts_with(b"\x01*")) << 1;
+            let sets = &node.rrsets;
+            if sets.has(rtype::DNAME) {
+                f |= flags::DNAME;
+            }
+            if sets.has(rtype::CNAME) {
+                f |= flags::CNAME;
+            }
+            if w == origin {
+                f |= flags::APEX;
+            } else if sets.has(rtype::NS) {
+                f |= flags::CUT;
+            }
+            if sets.has(rtype::A) || sets.has(rtype::AAAA) {
+                bits |= 1;
+            }
+            own[i] = f;
+            info[i] = bits;
+            depth[i] = name::labels(w).count() as u8;
+            if w.len() <= origin.len() {
+                continue;
+            }
+            // Every suffix of an owner down to the apex is a name of the tree: find the
+            // nearest one that is already known, adding those in between.
+            let mut child = i as u32;
+            let mut at = 0;
+            loop {
+                at += w[at] as usize + 1;
+                let suffix = &w[at..];
+                if suffix.len() < origin.len() {
                     break;
                 }
-                index.insert(suffix, entries.len() as u32);
-                entries.push((suffix, None));
+                let found = if suffix == last_parent.0 {
+                    Some(last_parent.1)
+                } else {
+                    match self.find_index(suffix) {
+                        Some(j) => Some(j),
+                        None => ents.get(suffix).copied(),
+                    }
+                };
+                if at == w[0] as usize + 1 {
+                    if let Some(e) = found {
+                        last_parent = (suffix, e);
+                    }
+                }
+                let e = found.unwrap_or_else(|| {
+                    let e = (n + ent_names.len()) as u32;
+                    ents.insert(suffix, e);
+                    ent_names.push(suffix);
+                    ent_info.push(new_ent(suffix));
+                    ent_parent.push(NO_ENTRY);
+                    e
+                });
+                if (child as usize) < n {
+                    parent[child as usize] = e;
+                } else {
+                    ent_parent[child as usize - n] = e;
+                }
+                if found.is_some() {
+                    break;
+                }
+                child = e;
             }
         }
+        let total = n + ent_names.len();
+        let depth_of = |e: usize| if e < n { depth[e] } else { ent_info[e - n].2 };
         // Counting sort by label count: parents first.
-        let depth = |w: &[u8]| name::labels(w).count();
         let mut buckets = vec![0u32; 130];
-        let depths: Vec<u8> = entries.iter().map(|e| depth(e.0) as u8).collect();
-        for &d in &depths {
-            buckets[d as usize + 1] += 1;
+        for e in 0..total {
+            buckets[depth_of(e) as usize + 1] += 1;
         }
         for i in 1..buckets.len() {
             buckets[i] += buckets[i - 1];
         }
-        let mut order = vec![0u32; entries.len()];
-        let mut pos_of = vec![0u32; entries.len()];
-        for (e, &d) in depths.iter().enumerate() {
-            let p = buckets[d as usize];
-            buckets[d as usize] += 1;
+        let mut order = vec![0u32; total];
+        let mut pos = vec![0u32; total];
+        for (e, at) in pos.iter_mut().enumerate() {
+            let d = depth_of(e) as usize;
+            let p = buckets[d];
+            buckets[d] += 1;
             order[p as usize] = e as u32;
-            pos_of[e] = p;
+            *at = p;
         }
-        for v in index.values_mut() {
-            *v = pos_of[*v as usize];
-        }
-        let mut names: Vec<TreeName<'_>> = order
-            .iter()
-            .map(|&e| {
-                let (name, node) = entries[e as usize];
-                let mut f = 0u8;
-                match node {
-                    None => f |= flags::EMPTY_NON_TERMINAL,
-                    Some(node) => {
-                        if node.get(rtype::DNAME).is_some() {
-                            f |= flags::DNAME;
-                        }
-                        if node.get(rtype::CNAME).is_some() {
-                            f |= flags::CNAME;
-                        }
-                    }
-                }
-                let parent = if name == origin {
-                    f |= flags::APEX;
-                    None
-                } else {
-                    if node.is_some_and(|n| n.get(rtype::NS).is_some()) {
-                        f |= flags::CUT;
-                    }
-                    index.get(&name[name[0] as usize + 1..]).map(|&p| p as usize)
-                };
-                TreeName { name, node, flags: f, parent }
-            })
-            .collect();
-        // Parents come first, so one pass propagates.
-        for i in 0..names.len() {
-            if let Some(p) = names[i].parent {
-                let pf = names[p].flags;
-                if pf & (flags::CUT | flags::BELOW_CUT) != 0 {
-                    names[i].flags |= flags::BELOW_CUT;
-                }
-                if pf & (flags::DNAME | flags::BELOW_DNAME) != 0 {
-                    names[i].flags |= flags::BELOW_DNAME;
-                }
-                if names[i].name.starts_with(b"\x01*") {
-                    names[p].flags |= flags::WILDCARD_CHILD;
-                }
+        drop(depth);
+        let mut parent_at = vec![NO_ENTRY; total];
+        let mut flags_at = vec![0u8; total];
+        let mut address = vec![false; total];
+        let mut wildcard = vec![false; total];
+        for (i, &e) in order.iter().enumerate() {
+            let e = e as usize;
+            let (f, bits, p) = if e < n {
+                (own[e], info[e], parent[e])
+            } else {
+                (ent_info[e - n].0, ent_info[e - n].1, ent_parent[e - n])
+            };
+            flags_at[i] = f;
+            address[i] = bits & 1 != 0;
+            wildcard[i] = bits & 2 != 0;
+            if f & flags::APEX == 0 && p != NO_ENTRY {
+                parent_at[i] = pos[p as usize];
             }
         }
-        Tree { names, index }
+        // Parents come first, so one pass propagates.
+        for i in 0..total {
+            let p = parent_at[i];
+            if p == NO_ENTRY {
+                continue;
+            }
+            let p = p as usize;
+            let pf = flags_at[p];
+            if pf & (flags::CUT | flags::BELOW_CUT) != 0 {
+                flags_at[i] |= flags::BELOW_CUT;
+            }
+            if pf & (flags::DNAME | flags::BELOW_DNAME) != 0 {
+                flags_at[i] |= flags::BELOW_DNAME;
+            }
+            if wildcard[i] {
+                flags_at[p] |= flags::WILDCARD_CHILD;
+            }
+        }
+        Tree { zone: self, order, pos, parent: parent_at, flags: flags_at, address, ent_names, ents }
     }
 
     /// The changes that turn `self` into `newer`. An RRset whose TTL changed is removed
@@ -529,7 +988,7 @@ impl Zone {
     pub fn diff(&self, newer: &Zone) -> Changeset {
         let mut cs = Changeset { soa_from: self.soa_record(), soa_to: newer.soa_record(), ..Default::default() };
         for node in self.nodes_canonical() {
-            for (&t, old) in &node.rrsets {
+            for (t, old) in &node.rrsets {
                 if t == rtype::SOA && node.name == self.origin {
                     continue;
                 }
@@ -543,7 +1002,7 @@ impl Zone {
             }
         }
         for node in newer.nodes_canonical() {
-            for (&t, new) in &node.rrsets {
+            for (t, new) in &node.rrsets {
                 if t == rtype::SOA && node.name == newer.origin {
                     continue;
                 }
@@ -569,9 +1028,13 @@ impl Zone {
         }
         if let Some(soa) = &cs.soa_to {
             let origin = self.origin.clone();
-            if let Some(node) = self.nodes.get_mut(&origin) {
-                if let Some(old) = node.rrsets.remove(&rtype::SOA) {
-                    self.rr_count -= old.rdata.len();
+            if let Some(i) = self.find_index(origin.as_wire()) {
+                if let Some((count, octets)) = self.nodes[i as usize].rrsets.remove(&rtype::SOA) {
+                    self.rr_count -= count;
+                    self.rdata_octets -= octets;
+                    if self.nodes[i as usize].rrsets.is_empty() {
+                        self.remove_node(i);
+                    }
                 }
             }
             self.insert(&origin, rtype::SOA, soa.ttl, &soa.rdata, SrcPos::default())?;
@@ -585,11 +1048,11 @@ impl Zone {
     }
 }
 
-fn contains(t: u16, set: &Rrset, rdata: &[u8]) -> bool {
+fn contains(t: u16, set: Rrset<'_>, rdata: &[u8]) -> bool {
     set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata))
 }
 
-fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: &'a Rrset) {
+fn push_rrset<'a>(out: &mut Vec<RecordRef<'a>>, owner: &'a Name, t: u16, set: Rrset<'a>) {
     let mut rd: Vec<&[u8]> = set.rdata.iter().collect();
     if rd.len() > 1 {
         rd.sort_by_cached_key(|r| rdata::canonical_rdata(t, r));
@@ -696,12 +1159,46 @@ mod tests {
     }
 
     #[test]
+    fn rrsets_of_a_name_in_one_buffer() {
+        let mut z = base();
+        let p = SrcPos::default();
+        let x = n("x.example.com.");
+        // Types out of order, records added to an RRset that is not the last.
+        z.insert(&x, rtype::TXT, 60, b"\x01a", p).unwrap();
+        z.insert(&x, rtype::A, 60, &[192, 0, 2, 1], p).unwrap();
+        z.insert(&x, rtype::MX, 60, b"\x00\x0a\x01m\x00", p).unwrap();
+        z.insert(&x, rtype::A, 60, &[192, 0, 2, 2], p).unwrap();
+        z.insert(&x, rtype::TXT, 60, b"\x01b", p).unwrap();
+        assert_eq!(z.insert(&x, rtype::MX, 60, b"\x00\x0a\x01M\x00", p), Ok(Inserted::Duplicate));
+        let node = z.get(&x).unwrap();
+        let types: Vec<u16> = node.rrsets.types().collect();
+        assert_eq!(types, [rtype::A, rtype::MX, rtype::TXT]);
+        assert_eq!((node.rrsets.len(), node.rrsets.records(), node.rrsets.rdata_octets()), (3, 5, 8 + 5 + 4));
+        let a: Vec<&[u8]> = node.get(rtype::A).unwrap().rdata.iter().collect();
+        assert_eq!(a, [&[192, 0, 2, 1][..], &[192, 0, 2, 2][..]]);
+        assert!(node.rrsets.has(rtype::A) && !node.rrsets.has(rtype::AAAA) && node.rrsets.has(rtype::TXT));
+        assert!(z.remove(&x, rtype::A, &[192, 0, 2, 1]));
+        assert!(z.remove(&x, rtype::MX, b"\x00\x0a\x01m\x00"));
+        assert!(!z.remove(&x, rtype::MX, b"\x00\x0a\x01m\x00"));
+        let node = z.get(&x).unwrap();
+        assert_eq!((node.rrsets.len(), node.rrsets.records()), (2, 3));
+        assert!(node.get(rtype::MX).is_none() && node.get(rtype::TXT).unwrap().rdata.len() == 2);
+        for r in [&b"\x01a"[..], b"\x01b"] {
+            assert!(z.remove(&x, rtype::TXT, r));
+        }
+        assert!(z.remove(&x, rtype::A, &[192, 0, 2, 2]));
+        assert!(z.get(&x).is_none());
+        assert_eq!(z.rr_count(), base().rr_count());
+        assert_eq!(z.rdata_octets(), base().rdata_octets());
+    }
+
+    #[test]
     fn tree_flags_and_order() {
         let z = base();
-        let tree = z.tree().names;
+        let tree: Vec<TreeName<'_>> = z.tree().iter().collect();
         let show = |w: &[u8]| Name::from_wire(w).unwrap().to_string();
         for (i, t) in tree.iter().enumerate() {
-            assert!(t.parent.is_none_or(|p| p < i), "parents come first");
+            assert!(t.parent.is_none_or(|p| (p as usize) < i), "parents come first");
         }
         // Canonical order is what `canonical_order` gives.
         let order = canonical_order(tree.iter().map(|t| t.name));
@@ -726,7 +1223,7 @@ mod tests {
         assert_ne!(f("ns.sub.example.com.") & flags::BELOW_CUT, 0);
         assert_ne!(f("w.example.com.") & flags::WILDCARD_CHILD, 0);
         let pos = |s: &str| tree.iter().position(|t| show(t.name) == s).unwrap();
-        assert_eq!(tree[pos("a.b.c.example.com.")].parent, Some(pos("b.c.example.com.")));
+        assert_eq!(tree[pos("a.b.c.example.com.")].parent, Some(pos("b.c.example.com.") as u32));
     }
 
     #[test]
