@@ -312,7 +312,7 @@ fn setup() -> Setup {
 fn probe_stats(z: &nsxdp::snapshot::ArchivedZoneImage) -> (f64, usize) {
     let mask = z.buckets.len() - 1;
     let (mut sum, mut worst) = (0usize, 0usize);
-    for n in z.nodes.iter().map(|n| n.to_native()) {
+    for n in z.node_ids() {
         let mut i = nsxdp::snapshot::name_hash(z.node_name(n)) as usize & mask;
         let mut k = 1;
         while z.buckets[i].to_native() as u32 != n + 1 {
@@ -322,7 +322,7 @@ fn probe_stats(z: &nsxdp::snapshot::ArchivedZoneImage) -> (f64, usize) {
         sum += k;
         worst = worst.max(k);
     }
-    (sum as f64 / z.nodes.len() as f64, worst)
+    (sum as f64 / z.node_count.to_native() as f64, worst)
 }
 
 /// Queries of one group, laid out back to back with their lengths.

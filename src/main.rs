@@ -191,7 +191,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 file.display(),
                 output.display(),
                 size,
-                img.nodes.len(),
+                img.node_count,
                 loaded.zone.rr_count(),
                 took.as_secs_f64(),
                 parsed.as_secs_f64(),
@@ -224,8 +224,8 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             println!("size_bytes={}", snap.file_len());
             println!("origin={}", snap.origin());
             println!("serial={}", snap.serial());
-            println!("nodes={}", z.nodes.len());
-            println!("rrsets={}", z.nodes.iter().map(|&n| z.node_rrsets(n.to_native()).len()).sum::<usize>());
+            println!("nodes={}", z.node_count);
+            println!("rrsets={}", z.node_ids().map(|n| z.node_rrsets(n).len()).sum::<usize>());
             println!("load_ms={:.3}", load.as_secs_f64() * 1000.0);
             println!("rss_kib={}", rss_kib().unwrap_or(0));
             Ok(ExitCode::SUCCESS)

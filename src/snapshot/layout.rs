@@ -64,10 +64,8 @@ pub fn pack(mut d: Draft) -> Option<ZoneImage> {
         let parent = if n.parent == NONE { NONE } else { offsets[n.parent as usize] };
         blocks.extend_from_slice(&parent.to_le_bytes());
         blocks.extend_from_slice(&d.names[n.name_off as usize..][..n.name_len as usize]);
-        let mut at = blocks.len() + sets.len() * RRSET_DESC;
         for r in sets {
-            blocks.extend_from_slice(&RrsetRec { data_off: at as u32, ..*r }.encode());
-            at += r.data_len as usize;
+            blocks.extend_from_slice(&r.encode());
         }
         for r in sets {
             blocks.extend_from_slice(&d.data[r.data_off as usize..][..r.data_len as usize]);
@@ -82,7 +80,7 @@ pub fn pack(mut d: Draft) -> Option<ZoneImage> {
         serial: d.serial,
         apex: offsets[d.apex as usize],
         neg_soa,
-        nodes: offsets,
+        node_count: offsets.len() as u32,
         buckets,
         extras: d.extras,
         blocks,

@@ -6,10 +6,11 @@
 //! - `blocks`: per name of the zone tree (empty non-terminals included; parents before
 //!   children) one block, identified by its offset (the node id):
 //!   `flags(1) name_len(1) rrset_count(2) parent(4)`, the lowercased wire name, one
-//!   [`RRSET_DESC`]-byte descriptor per RRset (in type order: `rtype(2) count(2) len(2) 0(2)
-//!   data_off(4) extra(4)`), then the RRsets' pre-rendered wire fragments. Integers are
-//!   little-endian; nothing is aligned (it is read byte-wise).
-//! - `nodes`: the block offsets in ascending order, for walking the zone (dump, checks);
+//!   [`RRSET_DESC`]-byte descriptor per RRset (in type order: `rtype(2) count(2) len(2)
+//!   extra(4)`), then the RRsets' pre-rendered wire fragments in the same order (so each
+//!   fragment's offset is the end of the descriptors plus the lengths before it). Integers
+//!   are little-endian; nothing is aligned (it is read byte-wise). Blocks follow each other
+//!   with no gap, so the zone is walked block by block ([`ArchivedZoneImage::node_ids`]);
 //! - `buckets`: an open-addressing hash index (linear probing, load ≤ 1/2) from lowercased
 //!   wire name to node: each slot holds the block offset + 1 (0 = empty) in its low 32 bits
 //!   and the high 32 bits of the name's [`name_hash`] as a tag, so a probe that hits another
@@ -42,7 +43,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"NSXDPSNP";
 /// Bump on any change to the archived types or the header.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// "No node" / "no RRset".
 pub const NONE: u32 = u32::MAX;
 
@@ -57,8 +58,8 @@ pub struct ZoneImage {
     /// The RRset used as the negative-answer SOA (RFC 2308 TTL); its fragment is in `blocks`
     /// after the last node.
     pub neg_soa: RrsetRec,
-    /// Block offsets of every node, ascending.
-    pub nodes: Vec<u32>,
+    /// Number of nodes (blocks).
+    pub node_count: u32,
     pub buckets: Vec<u64>,
     pub extras: Vec<u16>,
     pub blocks: Vec<u8>,
@@ -91,15 +92,16 @@ pub struct RrsetRec {
 /// Bytes of a node block before its name.
 pub const BLOCK_HEADER: usize = 8;
 /// Bytes of an RRset descriptor in a node block.
-pub const RRSET_DESC: usize = 16;
+pub const RRSET_DESC: usize = 10;
 
 impl RrsetRec {
-    /// Reads a descriptor (`d` holds at least [`RRSET_DESC`] bytes).
+    /// Reads a descriptor (`d` holds at least [`RRSET_DESC`] bytes) whose fragment starts at
+    /// `data_off`.
     #[inline]
-    pub fn decode(d: &[u8]) -> RrsetRec {
+    pub fn decode(d: &[u8], data_off: u32) -> RrsetRec {
         let u16_at = |i: usize| u16::from_le_bytes([d[i], d[i + 1]]);
-        let u32_at = |i: usize| u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
-        RrsetRec { rtype: u16_at(0), count: u16_at(2), data_len: u16_at(4), data_off: u32_at(8), extra: u32_at(12) }
+        let extra = u32::from_le_bytes([d[6], d[7], d[8], d[9]]);
+        RrsetRec { rtype: u16_at(0), count: u16_at(2), data_len: u16_at(4), data_off, extra }
     }
 
     pub fn encode(&self) -> [u8; RRSET_DESC] {
@@ -107,8 +109,7 @@ impl RrsetRec {
         d[0..2].copy_from_slice(&self.rtype.to_le_bytes());
         d[2..4].copy_from_slice(&self.count.to_le_bytes());
         d[4..6].copy_from_slice(&self.data_len.to_le_bytes());
-        d[8..12].copy_from_slice(&self.data_off.to_le_bytes());
-        d[12..16].copy_from_slice(&self.extra.to_le_bytes());
+        d[6..10].copy_from_slice(&self.extra.to_le_bytes());
         d
     }
 }
@@ -244,38 +245,72 @@ impl ArchivedZoneImage {
         &self.blocks[n + BLOCK_HEADER..n + BLOCK_HEADER + len]
     }
 
-    /// The descriptors of a node's RRsets.
+    /// The descriptors of a node's RRsets, and where its first fragment starts.
     #[inline]
-    fn descriptors(&self, n: u32) -> &[u8] {
+    fn descriptors(&self, n: u32) -> (&[u8], u32) {
         let n = n as usize;
         let b = &self.blocks[n..n + 4];
         let start = n + BLOCK_HEADER + b[1] as usize;
-        let count = u16::from_le_bytes([b[2], b[3]]) as usize;
-        &self.blocks[start..start + count * RRSET_DESC]
+        let end = start + u16::from_le_bytes([b[2], b[3]]) as usize * RRSET_DESC;
+        (&self.blocks[start..end], end as u32)
     }
 
     /// The RRsets of a node, in type order.
     pub fn node_rrsets(&self, n: u32) -> impl ExactSizeIterator<Item = RrsetRec> + '_ {
-        self.descriptors(n).chunks_exact(RRSET_DESC).map(RrsetRec::decode)
+        let (descs, mut off) = self.descriptors(n);
+        descs.chunks_exact(RRSET_DESC).map(move |d| {
+            let r = RrsetRec::decode(d, off);
+            off += r.data_len as u32;
+            r
+        })
     }
 
     /// The RRset of one type at a node.
     #[inline]
     pub fn rrset(&self, node: u32, t: u16) -> Option<RrsetRec> {
-        let t = t.to_le_bytes();
-        self.descriptors(node).chunks_exact(RRSET_DESC).find(|d| d[0..2] == t).map(RrsetRec::decode)
+        let (descs, mut off) = self.descriptors(node);
+        for d in descs.chunks_exact(RRSET_DESC) {
+            let len = u16::from_le_bytes([d[4], d[5]]) as u32;
+            if u16::from_le_bytes([d[0], d[1]]) == t {
+                return Some(RrsetRec::decode(d, off));
+            }
+            off += len;
+        }
+        None
+    }
+
+    /// Where the block after node `n` starts (the end of its last fragment).
+    pub fn node_end(&self, n: u32) -> u32 {
+        let (descs, off) = self.descriptors(n);
+        off + descs.chunks_exact(RRSET_DESC).map(|d| u16::from_le_bytes([d[4], d[5]]) as u32).sum::<u32>()
+    }
+
+    /// Every node, block by block (parents before children).
+    pub fn node_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        let end = self.neg_soa.data_off.to_native();
+        let mut at = 0u32;
+        std::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let n = at;
+            at = self.node_end(n);
+            Some(n)
+        })
     }
 
     /// The A and AAAA RRsets of a node (one pass over its descriptors).
     #[inline]
     pub fn addresses(&self, node: u32) -> [Option<RrsetRec>; 2] {
         let mut out = [None, None];
-        for d in self.descriptors(node).chunks_exact(RRSET_DESC) {
+        let (descs, mut off) = self.descriptors(node);
+        for d in descs.chunks_exact(RRSET_DESC) {
             match u16::from_le_bytes([d[0], d[1]]) {
-                crate::wire::rdata::rtype::A => out[0] = Some(RrsetRec::decode(d)),
-                crate::wire::rdata::rtype::AAAA => out[1] = Some(RrsetRec::decode(d)),
+                crate::wire::rdata::rtype::A => out[0] = Some(RrsetRec::decode(d, off)),
+                crate::wire::rdata::rtype::AAAA => out[1] = Some(RrsetRec::decode(d, off)),
                 _ => {}
             }
+            off += u16::from_le_bytes([d[4], d[5]]) as u32;
         }
         out
     }

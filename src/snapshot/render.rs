@@ -113,7 +113,7 @@ struct Walker {
 impl Walker {
     fn new(z: &ArchivedZoneImage) -> Walker {
         let apex = z.apex.to_native();
-        let nodes: Vec<u32> = z.nodes.iter().map(|n| n.to_native()).collect();
+        let nodes: Vec<u32> = z.node_ids().collect();
         // Canonical order, as master files and AXFR have it (the snapshot keeps parents first).
         let mut order: Vec<u32> =
             crate::zone::canonical_order(nodes.iter().map(|&n| z.node_name(n))).into_iter().map(|i| nodes[i]).collect();
