@@ -288,13 +288,16 @@ impl Sink for BatchSink<'_> {
             self.run = Some(b.len());
         }
         // Owner names are at most 255 octets and rdata at most 65535: both fit their fields.
-        b.push(RECORD);
-        b.extend_from_slice(&at.file.to_le_bytes());
-        b.extend_from_slice(&at.line.to_le_bytes());
-        b.extend_from_slice(&t.to_le_bytes());
-        b.extend_from_slice(&ttl.to_le_bytes());
-        b.push(owner.len() as u8);
-        b.extend_from_slice(&(rdata.len() as u16).to_le_bytes());
+        let mut h = [0u8; 1 + RECORD_HEADER];
+        h[0] = RECORD;
+        h[1..3].copy_from_slice(&at.file.to_le_bytes());
+        h[3..7].copy_from_slice(&at.line.to_le_bytes());
+        h[7..9].copy_from_slice(&t.to_le_bytes());
+        h[9..13].copy_from_slice(&ttl.to_le_bytes());
+        h[13] = owner.len() as u8;
+        h[14..16].copy_from_slice(&(rdata.len() as u16).to_le_bytes());
+        b.reserve(h.len() + owner.len() + rdata.len());
+        b.extend_from_slice(&h);
         b.extend_from_slice(owner);
         b.extend_from_slice(rdata);
         if b.len() >= BATCH_SIZE {
