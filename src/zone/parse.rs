@@ -260,7 +260,10 @@ impl BatchSink<'_> {
     /// Ends the current run of records: see [`Batch::runs`].
     fn end_run(&mut self) {
         let Some(run) = self.run.take() else { return };
-        let mut buf = vec![0u8; run.room];
+        // Writing its first octet brings the buffer's memory in: the buffers of a batch lie
+        // one after the other, so that is every page they use.
+        let mut buf = Vec::with_capacity(run.room);
+        buf.push(0);
         buf.clear();
         self.batch.runs.push_back(buf);
     }
