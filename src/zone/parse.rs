@@ -242,19 +242,28 @@ struct BatchSink<'a> {
     /// Emptied batches coming back.
     recycled: std::sync::mpsc::Receiver<Batch>,
     stop: &'a std::sync::atomic::AtomicBool,
-    /// Where the current run of records starts in `batch.bytes`.
-    run: Option<usize>,
+    /// The current run of records.
+    run: Option<Run>,
+}
+
+/// A run of records with the same owner, as it is being written into a batch.
+struct Run {
+    /// Where it starts in `Batch::bytes`.
+    start: usize,
+    /// The octets its records take in a name's buffer (see [`run_room`]).
+    room: usize,
+    types: [u16; 8],
+    seen: usize,
 }
 
 impl BatchSink<'_> {
     /// Ends the current run of records: see [`Batch::runs`].
     fn end_run(&mut self) {
-        let Some(start) = self.run.take() else { return };
-        let b = &self.batch.bytes;
-        let owner_len = b[start + 13] as usize;
-        let owner = &b[start + 1 + RECORD_HEADER..start + 1 + RECORD_HEADER + owner_len];
-        let (_, room) = run_room(b, start, owner);
-        let mut buf = vec![0u8; room];
+        let Some(run) = self.run.take() else { return };
+        // Writing its first octet brings the buffer's memory in: the buffers of a batch lie
+        // one after the other, so that is every page they use.
+        let mut buf = Vec::with_capacity(run.room);
+        buf.push(0);
         buf.clear();
         self.batch.runs.push_back(buf);
     }
@@ -276,25 +285,34 @@ impl BatchSink<'_> {
 
 impl Sink for BatchSink<'_> {
     fn record(&mut self, at: SrcPos, owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) {
-        if let Some(start) = self.run {
+        if let Some(run) = &self.run {
             let b = &self.batch.bytes;
-            let owner_len = b[start + 13] as usize;
-            if b[start + 1 + RECORD_HEADER..start + 1 + RECORD_HEADER + owner_len] != *owner {
+            let owner_len = b[run.start + 13] as usize;
+            if b[run.start + 1 + RECORD_HEADER..run.start + 1 + RECORD_HEADER + owner_len] != *owner {
                 self.end_run();
             }
         }
         let b = &mut self.batch.bytes;
-        if self.run.is_none() {
-            self.run = Some(b.len());
+        let run = self.run.get_or_insert(Run { start: b.len(), room: 0, types: [0; 8], seen: 0 });
+        run.room += 2 + rdata.len();
+        if !run.types[..run.seen].contains(&t) {
+            run.room += crate::zone::RRSET_HEADER;
+            if run.seen < run.types.len() {
+                run.types[run.seen] = t;
+                run.seen += 1;
+            }
         }
         // Owner names are at most 255 octets and rdata at most 65535: both fit their fields.
-        b.push(RECORD);
-        b.extend_from_slice(&at.file.to_le_bytes());
-        b.extend_from_slice(&at.line.to_le_bytes());
-        b.extend_from_slice(&t.to_le_bytes());
-        b.extend_from_slice(&ttl.to_le_bytes());
-        b.push(owner.len() as u8);
-        b.extend_from_slice(&(rdata.len() as u16).to_le_bytes());
+        let mut h = [0u8; 1 + RECORD_HEADER];
+        h[0] = RECORD;
+        h[1..3].copy_from_slice(&at.file.to_le_bytes());
+        h[3..7].copy_from_slice(&at.line.to_le_bytes());
+        h[7..9].copy_from_slice(&t.to_le_bytes());
+        h[9..13].copy_from_slice(&ttl.to_le_bytes());
+        h[13] = owner.len() as u8;
+        h[14..16].copy_from_slice(&(rdata.len() as u16).to_le_bytes());
+        b.reserve(h.len() + owner.len() + rdata.len());
+        b.extend_from_slice(&h);
         b.extend_from_slice(owner);
         b.extend_from_slice(rdata);
         if b.len() >= BATCH_SIZE {
