@@ -6,33 +6,16 @@
 //!
 //! Needs knotd and kdig: under `CI=true` a missing one fails the test; otherwise it skips.
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{assert_same_zone, axfr_lines, free_port, have, start_nsxdp, Proc};
 
 const SECRET: &str = "a25vdC1pbnRlcm9wLWtleS1mb3ItbnN4ZHAtdGVzdHM=";
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is required under CI=true");
-        eprintln!("skipping: {tool} not found (apt-get install knot knot-dnsutils)");
-    }
-    ok
-}
-
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
+const ZONE: &str = "interop.test.";
 
 fn zone_text(serial: u32, www: &str, extra: usize) -> String {
     let mut t = format!(
@@ -45,107 +28,21 @@ fn zone_text(serial: u32, www: &str, extra: usize) -> String {
     t
 }
 
-/// A child process that is killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // Our own child, by PID.
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_nsxdp(dir: &Path, conf: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nsxdp"))
-        .args(["serve", "--cores", "1", "--config"])
-        .arg(conf)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    let log = dir.join("nsxdp.log");
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::create(log).unwrap();
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            use std::io::Write;
-            let _ = writeln!(f, "{line}");
-            let _ = tx.send(line);
-        }
-    });
-    while rx.recv_timeout(Duration::from_secs(20)).expect("nsxdp did not start") != "nsxdp: ready" {}
-    Proc(child)
-}
-
-/// The SOA serial a server answers for the zone, if any.
-fn serial(port: u16) -> Option<u32> {
-    let o = Command::new("kdig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+time=1", "+retry=0", "interop.test.", "SOA"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&o.stdout).split_whitespace().nth(2)?.parse().ok()
-}
-
-fn wait_serial(port: u16, want: u32, what: &str, dir: &Path) {
-    let t0 = Instant::now();
-    while serial(port) != Some(want) {
-        if t0.elapsed() > Duration::from_secs(30) {
-            let knot = std::fs::read_to_string(dir.join("knot.log")).unwrap_or_default();
-            let ns = std::fs::read_to_string(dir.join("nsxdp.log")).unwrap_or_default();
-            panic!("{what}: serial {want} not served (got {:?})\nknotd:\n{knot}\nnsxdp:\n{ns}", serial(port));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The zone as a server transfers it: sorted record lines without the closing SOA.
-fn axfr(port: u16, key: &str) -> Vec<String> {
-    let o = Command::new("kdig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-y",
-            key,
-            "+tcp",
-            "+nocomments",
-            "+nostats",
-            "AXFR",
-            "interop.test.",
-        ])
-        .output()
-        .unwrap();
-    let mut lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty() && !l.contains("TSIG"))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase())
-        .collect();
-    lines.sort();
-    lines.dedup();
-    lines
+fn wait_serial(port: u16, want: u32, what: &str, dir: &Path) -> Duration {
+    let logs = [dir.join("knot.log"), dir.join("nsxdp.log")];
+    common::wait_serial(port, ZONE, want, Duration::from_secs(30), what, &logs)
 }
 
 /// Both servers transfer the same zone.
 fn same_zone(kp: u16, np: u16, key: &str) {
-    let (k, n) = (axfr(kp, key), axfr(np, key));
+    let (k, n) = (axfr_lines(kp, ZONE, Some(key)), axfr_lines(np, ZONE, Some(key)));
     assert!(n.len() > 2000, "nsxdp sent {} records", n.len());
-    let only_k: Vec<_> = k.iter().filter(|l| !n.contains(l)).take(5).collect();
-    let only_n: Vec<_> = n.iter().filter(|l| !k.contains(l)).take(5).collect();
-    assert!(only_k.is_empty() && only_n.is_empty(), "only at knotd: {only_k:?}; only at nsxdp: {only_n:?}");
+    assert_same_zone(&k, &n, "knotd", "nsxdp");
 }
 
 #[test]
 fn knotd_secondary_follows_by_axfr_then_ixfr() {
-    if !have("knotd") || !have("kdig") {
+    if !have("knotd", "knot") || !have("kdig", "knot-dnsutils") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -187,16 +84,9 @@ fn knotd_secondary_follows_by_axfr_then_ixfr() {
         ),
     )
     .unwrap();
-    let knot_log = std::fs::File::create(d.join("knot.log")).unwrap();
-    let _knot = Proc(
-        Command::new("knotd")
-            .args(["-c"])
-            .arg(&knot_conf)
-            .stderr(Stdio::from(knot_log))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut knotd = Command::new("knotd");
+    knotd.arg("-c").arg(&knot_conf);
+    let _knot = Proc::spawn(knotd, &d.join("knot.log"));
     let key = format!("hmac-sha256:xfr:{SECRET}");
 
     // The first transfer: knotd asks at start.
@@ -212,9 +102,7 @@ fn knotd_secondary_follows_by_axfr_then_ixfr() {
         .output()
         .unwrap();
     assert!(ctl.status.success(), "{}", String::from_utf8_lossy(&ctl.stdout));
-    let t0 = Instant::now();
-    wait_serial(kp, 2, "after reload and NOTIFY", d);
-    let took = t0.elapsed();
+    let took = wait_serial(kp, 2, "after reload and NOTIFY", d);
     assert!(took < Duration::from_secs(5), "the secondary took {took:?}");
     same_zone(kp, np, &key);
 
