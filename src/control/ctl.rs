@@ -249,7 +249,9 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
             let mut failed = 0;
             for i in targets {
+                let t0 = std::time::Instant::now();
                 let r = zones.reload(i, now);
+                let took = t0.elapsed().as_secs_f64() * 1000.0;
                 let name = &zones.zones[i].name;
                 match r {
                     Reloaded::Unchanged { serial } => {
@@ -262,7 +264,7 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                         }
                         let _ = writeln!(
                             out,
-                            "{name} reloaded, serial {from} -> {to} ({} RRs removed, {} added)",
+                            "{name} reloaded, serial {from} -> {to} ({} RRs removed, {} added) in {took:.1} ms",
                             changes.removed.len(),
                             changes.added.len()
                         );
