@@ -23,6 +23,14 @@
 //! role = "primary"
 //! notify = ["127.0.0.1:5302 key xfr"]
 //! acl = ["secondaries"]
+//!
+//! [[zone]]
+//! name = "other.test"
+//! role = "secondary"
+//! primaries = ["192.0.2.1:53 key xfr", "192.0.2.2 ixfr false"]   # tried in order
+//! acl = ["from-primaries"]             # who may NOTIFY (action "notify") and transfer
+//! # refresh-min, refresh-max, retry-min, retry-max, expire-min, expire-max (seconds)
+//! # bound the SOA's timers; transfer-timeout = 10 (seconds)
 //! ```
 //!
 //! Everything is checked when the file is read: unknown keys, wrong types and bad values are
@@ -187,6 +195,11 @@ pub struct ZoneConf {
     /// Journal limits: compaction starts past either.
     pub journal_max_bytes: u64,
     pub journal_max_depth: usize,
+    /// Secondary zones: bounds on the SOA's refresh, retry and expire.
+    pub timers: crate::secondary::timers::Bounds,
+    /// Secondary zones: longest wait for a primary's answer or the next message of a
+    /// transfer, in seconds.
+    pub transfer_timeout_secs: u64,
 }
 
 /// A configuration error: where and what.
@@ -272,6 +285,13 @@ struct RawZone {
     serial_policy: Option<toml::Spanned<String>>,
     journal_max_bytes: Option<u64>,
     journal_max_depth: Option<usize>,
+    refresh_min: Option<u32>,
+    refresh_max: Option<u32>,
+    retry_min: Option<u32>,
+    retry_max: Option<u32>,
+    expire_min: Option<u32>,
+    expire_max: Option<u32>,
+    transfer_timeout: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -470,6 +490,15 @@ impl Config {
                     ));
                 }
             };
+            let d = crate::secondary::timers::Bounds::default();
+            let timers = crate::secondary::timers::Bounds {
+                refresh_min: z.refresh_min.unwrap_or(d.refresh_min),
+                refresh_max: z.refresh_max.unwrap_or(d.refresh_max),
+                retry_min: z.retry_min.unwrap_or(d.retry_min),
+                retry_max: z.retry_max.unwrap_or(d.retry_max),
+                expire_min: z.expire_min.unwrap_or(d.expire_min),
+                expire_max: z.expire_max.unwrap_or(d.expire_max),
+            };
             zones.push(ZoneConf {
                 name,
                 file: z.file.map(|f| base.join(f)),
@@ -481,6 +510,8 @@ impl Config {
                 serial_policy,
                 journal_max_bytes: z.journal_max_bytes.unwrap_or(64 << 20),
                 journal_max_depth: z.journal_max_depth.unwrap_or(100),
+                timers,
+                transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
             });
         }
         Ok(Config { server, keys, acls, zones })

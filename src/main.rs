@@ -267,9 +267,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.zones.is_empty() && args.snapshots.is_empty() && zone_confs.is_empty() {
         bail!("nothing to serve: give --zone FILE, --snapshot FILE or --config FILE with zones");
     }
-    if let Some(z) = zone_confs.iter().find(|z| z.role != nsxdp::config::Role::Primary) {
-        bail!("zone {}: the secondary role is not built yet", z.name);
-    }
     let data_dir = match (&args.data_dir, &config) {
         (Some(d), _) => d.clone(),
         (None, Some(c)) => c.server.data_dir.clone(),
@@ -287,9 +284,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     for z in zone_confs {
+        let limits = Limits { max_bytes: z.journal_max_bytes, max_depth: z.journal_max_depth };
+        if z.role == nsxdp::config::Role::Secondary {
+            let config = config.as_ref().expect("zones come from a configuration");
+            let primaries = z
+                .primaries
+                .iter()
+                .map(|r| nsxdp::control::secondary::Primary {
+                    addr: r.addr,
+                    key: r.key.as_deref().and_then(|k| config.key(k)).map(nsxdp::xfr::tsig::Key::from),
+                    ixfr: r.ixfr,
+                })
+                .collect();
+            let timeout = Duration::from_secs(z.transfer_timeout_secs);
+            zone_set
+                .add_secondary(&z.name, primaries, z.timers, limits, timeout, &mut notes)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            continue;
+        }
         let file = z.file.as_deref().expect("primary zones have a file (checked with the config)");
         report_diagnostics(file);
-        let limits = Limits { max_bytes: z.journal_max_bytes, max_depth: z.journal_max_depth };
         zone_set.add(Some(&z.name), file, z.serial_policy, limits, now, &mut notes).map_err(|e| anyhow::anyhow!(e))?;
     }
     for path in &args.snapshots {
@@ -299,8 +313,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nsxdp: {n}");
     }
     zone_set.publish();
-    let zones: Vec<String> =
-        zone_set.zones.iter().map(|z| format!("{} (serial {})", z.name, z.snapshot.serial())).collect();
+    let zones: Vec<String> = zone_set
+        .zones
+        .iter()
+        .map(|z| match z.serial() {
+            Some(s) if z.serving() => format!("{} (serial {s})", z.name),
+            Some(s) => format!("{} (serial {s}, expired)", z.name),
+            None => format!("{} (secondary, not transferred yet)", z.name),
+        })
+        .collect();
     let edns_size = config.as_ref().map_or(args.edns_size, |c| c.server.edns_size);
     let cfg = Config { edns_size };
     let mut listen = args.listen.clone();
@@ -341,16 +362,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (None, Some(c)) => c.server.control.clone(),
         (None, None) => data_dir.join("control.sock"),
     };
-    let (to_manager, requests) = std::sync::mpsc::channel();
+    let (to_manager, events) = std::sync::mpsc::channel();
+    // NOTIFY in (and the rest the run loops hand over) needs the configuration.
+    let control_side = config.clone().map(|c| handoff::ControlSide::new(c, to_manager.clone()));
     let control = Control {
-        socket: ctl::spawn_socket(&control_path, to_manager, shutdown.clone())
+        socket: ctl::spawn_socket(&control_path, to_manager.clone(), shutdown.clone())
             .with_context(|| format!("control socket {}", control_path.display()))?,
-        manager: ctl::spawn_manager(zone_set, requests, hup, shutdown.clone(), config.clone().map(Notifier::new))?,
+        manager: ctl::spawn_manager(
+            zone_set,
+            events,
+            to_manager,
+            hup,
+            shutdown.clone(),
+            config.clone().map(Notifier::new),
+        )?,
     };
     eprintln!("nsxdp: control socket {}", control_path.display());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     if let Some(ifname) = args.xdp.clone() {
-        let r = serve_xdp(&args, &ifname, &listen, &zones, catalog, cfg, shutdown.clone(), transfers);
+        let r = serve_xdp(&args, &ifname, &listen, &zones, catalog, cfg, shutdown.clone(), transfers, control_side);
         shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
         control.stop();
         return r;
@@ -361,8 +391,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => cores.len().max(1),
     };
-    let loops = udp::spawn(&listen, threads, &cores, catalog.clone(), cfg, shutdown.clone())
-        .with_context(|| format!("binding UDP {listen:?}"))?;
+    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let loops = udp::spawn(
+        &listen,
+        threads,
+        &cores,
+        catalog.clone(),
+        cfg,
+        shutdown.clone(),
+        control_side.is_some().then_some(handoff_tx),
+    )
+    .with_context(|| format!("binding UDP {listen:?}"))?;
+    let handoff = match control_side {
+        Some(c) => {
+            let senders = loops.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
+            Some(
+                handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, Some(c), shutdown.clone())
+                    .context("handoff thread")?,
+            )
+        }
+        None => None,
+    };
     let mut tcp =
         TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg(&args, config.as_deref())).context("binding TCP")?;
     if let Some(t) = transfers {
@@ -388,6 +437,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("nsxdp: stopping; UDP {}", StatsSnapshot::sum(&loops.stats));
     eprintln!("nsxdp: UDP {}", dataplane::describe_histogram(&hist));
+    if let Some((stats, thread)) = handoff {
+        let _ = thread.join();
+        eprintln!("nsxdp: control-side UDP (NOTIFY in) {stats}");
+    }
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
     Ok(ExitCode::SUCCESS)
 }
@@ -450,6 +503,7 @@ fn serve_xdp(
     cfg: Config,
     shutdown: Arc<AtomicBool>,
     transfers: Option<Transfers>,
+    control_side: Option<handoff::ControlSide>,
 ) -> anyhow::Result<ExitCode> {
     let program = xdp_program_config(listen)?;
     let queues = match &args.queues {
@@ -477,12 +531,13 @@ fn serve_xdp(
     };
     // Kernel side first: the fallback UDP loop (one, unpinned: it only sees what XDP
     // passes), the handoff thread answering through its sockets, and TCP.
-    let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone())
-        .with_context(|| format!("binding UDP {listen:?}"))?;
     let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()))
+        .with_context(|| format!("binding UDP {listen:?}"))?;
     let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
     let (handoff_stats, handoff_thread) =
-        handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, shutdown.clone()).context("handoff thread")?;
+        handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
+            .context("handoff thread")?;
     let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, None)).context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);

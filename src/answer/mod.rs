@@ -233,6 +233,9 @@ fn prepare<'z>(
         }
         _ => zones.find_zone(qname),
     };
+    if zones.unavailable(qname, found.map(|z| z.origin.len())) {
+        return fail(buf, rcode::SERVFAIL as u16);
+    }
     let Some(zone) = found else {
         return fail(buf, rcode::REFUSED as u16);
     };

@@ -1,10 +1,16 @@
 //! `nsxdp ctl`: the control socket and the zone manager thread behind it.
 //!
 //! The socket is a Unix stream socket. A client sends one command line (`reload [ZONE]`,
-//! `status [ZONE]`) and reads the reply until the server closes: text lines, the last of
-//! which is `ok` or `error: ...`. The socket thread passes each command to the manager
-//! thread, which owns the [`ZoneSet`] and also reloads every zone on SIGHUP. Reloading runs
-//! there, never on a DNS thread, so a long reload delays no answer.
+//! `status [ZONE]`, `zone-status ZONE`, `refresh ZONE`, `retransfer ZONE`) and reads the
+//! reply until the server closes: text lines, the last of which is `ok` or `error: ...`.
+//! The socket thread passes each command to the manager thread, which owns the
+//! [`ZoneSet`] and also reloads every zone on SIGHUP. Reloading runs there, never on a DNS
+//! thread, so a long reload delays no answer.
+//!
+//! The manager also runs the secondary zones: it starts each check when its timer (or a
+//! NOTIFY, passed in as an [`Event::Notify`]) says so, on a worker thread of its own
+//! (`control::secondary::fetch`), and commits what comes back ([`Event::Fetched`]) the way
+//! a reload commits a zone file: journal, snapshot, swap, NOTIFY onward.
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Write};
@@ -18,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::notify::{self, Done, Outbox, Policy};
+use super::secondary::{self, Fetched, Job};
 use super::zones::{Reloaded, ZoneSet};
 use crate::config::Config;
 use crate::wire::name::Name;
@@ -29,12 +36,22 @@ pub struct Request {
     pub reply: Sender<String>,
 }
 
+/// What the manager thread acts on.
+pub enum Event {
+    /// A control-socket command.
+    Command(Request),
+    /// An accepted NOTIFY for a secondary zone (ACL and TSIG already checked).
+    Notify { zone: Name, from: std::net::SocketAddr },
+    /// A check of a secondary zone ended.
+    Fetched { zone: Name, result: Result<Fetched, String> },
+}
+
 /// Longest a client waits for a reply (a reload of a large zone takes seconds).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Binds the control socket (replacing a stale one left by a crash, refusing one a running
 /// server answers on) and serves it on a thread.
-pub fn spawn_socket(path: &Path, to_manager: Sender<Request>, shutdown: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+pub fn spawn_socket(path: &Path, to_manager: Sender<Event>, shutdown: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -70,13 +87,13 @@ pub fn spawn_socket(path: &Path, to_manager: Sender<Request>, shutdown: Arc<Atom
     })
 }
 
-fn handle(stream: UnixStream, to_manager: &Sender<Request>) -> io::Result<()> {
+fn handle(stream: UnixStream, to_manager: &Sender<Event>) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(&stream).take_line(&mut line)?;
     let (reply, from_manager) = mpsc::channel();
-    let answer = if to_manager.send(Request { line: line.trim().to_string(), reply }).is_err() {
+    let answer = if to_manager.send(Event::Command(Request { line: line.trim().to_string(), reply })).is_err() {
         "error: the server is stopping\n".to_string()
     } else {
         from_manager.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| "error: no reply\n".to_string())
@@ -115,7 +132,7 @@ impl Notifier {
     /// addresses.
     fn changed(&self, zones: &ZoneSet, i: usize, outbox: &mut Outbox) {
         let z = &zones.zones[i];
-        let serial = z.snapshot.serial();
+        let Some(serial) = z.serial() else { return };
         let now = std::time::Instant::now();
         let conf = self.config.zones.iter().find(|c| c.name.to_lowercase() == z.name.to_lowercase());
         let mut targets: Vec<(std::net::SocketAddr, Option<String>)> = Vec::new();
@@ -177,12 +194,14 @@ impl Notifier {
     }
 }
 
-/// Runs the manager on a thread: commands from the socket, reload-all on `hup`, NOTIFY out
-/// after every change (with a notifier), until `shutdown`. Gives the zone set back when it
-/// stops.
+/// Runs the manager on a thread: commands from the socket, reload-all on `hup`, the
+/// secondary zones' checks, NOTIFY out after every change (with a notifier), until
+/// `shutdown`. `events` must be the receiving end of `to_self` (workers report through it).
+/// Gives the zone set back when it stops.
 pub fn spawn_manager(
     mut zones: ZoneSet,
-    requests: Receiver<Request>,
+    events: Receiver<Event>,
+    to_self: Sender<Event>,
     hup: Arc<AtomicBool>,
     shutdown: Arc<AtomicBool>,
     notifier: Option<Notifier>,
@@ -197,12 +216,33 @@ pub fn spawn_manager(
                 eprint!("{out}");
                 changed.extend(c);
             }
-            let wait = if outbox.is_empty() { 100 } else { 20 };
-            match requests.recv_timeout(Duration::from_millis(wait)) {
-                Ok(r) => {
+            start_checks(&mut zones, &to_self);
+            let now = std::time::Instant::now();
+            let mut wait = Duration::from_millis(if outbox.is_empty() { 100 } else { 20 });
+            for z in &zones.zones {
+                if let Some(at) = z.secondary.as_ref().and_then(|s| s.refresh.next_event(now)) {
+                    wait = wait.min(at.saturating_duration_since(now));
+                }
+            }
+            match events.recv_timeout(wait.max(Duration::from_millis(1))) {
+                Ok(Event::Command(r)) => {
                     let (out, c) = command(&mut zones, &r.line);
                     changed.extend(c);
                     let _ = r.reply.send(out);
+                }
+                Ok(Event::Notify { zone, from }) => {
+                    if let Some(s) = zones.index(&zone).and_then(|i| zones.zones[i].secondary.as_mut()) {
+                        s.counters.notifies += 1;
+                        s.refresh.notified();
+                        eprintln!("nsxdp: zone {zone}: NOTIFY from {from}: checking the primaries");
+                    }
+                }
+                Ok(Event::Fetched { zone, result }) => {
+                    if let Some(i) = zones.index(&zone) {
+                        if fetched(&mut zones, i, result) {
+                            changed.push(i);
+                        }
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -216,6 +256,118 @@ pub fn spawn_manager(
         }
         zones
     })
+}
+
+/// Starts the checks that are due (each on a worker thread) and notes zones that expired.
+fn start_checks(zones: &mut ZoneSet, to_self: &Sender<Event>) {
+    let now = std::time::Instant::now();
+    let mut republish = false;
+    for z in &mut zones.zones {
+        let name = z.name.clone();
+        let current = z.snapshot.clone();
+        let Some(s) = z.secondary.as_mut() else { continue };
+        if s.refresh.expire(now) {
+            s.counters.expired += 1;
+            eprintln!("nsxdp: zone {name}: expired: no primary answered within the SOA expire time; SERVFAIL");
+            republish = true;
+        }
+        if !s.refresh.due(now) {
+            continue;
+        }
+        s.refresh.started(now);
+        s.counters.checks += 1;
+        let job = Job {
+            zone: name.clone(),
+            primaries: s.primaries.clone(),
+            current: current.zip(s.soa.clone()),
+            force_axfr: std::mem::take(&mut s.force_axfr),
+            limits: s.limits,
+            timeout: s.timeout,
+        };
+        let tx = to_self.clone();
+        let spawned = std::thread::Builder::new().name("nsxdp-xfrin".into()).spawn(move || {
+            let result = secondary::fetch(&job);
+            let _ = tx.send(Event::Fetched { zone: job.zone, result });
+        });
+        if let Err(e) = spawned {
+            s.refresh.failed(format!("starting a transfer thread: {e}"), now);
+        }
+    }
+    if republish {
+        zones.publish();
+    }
+}
+
+/// Acts on the end of a check of secondary zone `i`; true when a new version is served.
+fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bool {
+    let now = std::time::Instant::now();
+    let name = zones.zones[i].name.clone();
+    let was_serving = zones.zones[i].serving();
+    let outcome = match result {
+        Ok(Fetched::UpToDate { from, their_serial }) => {
+            let z = &mut zones.zones[i];
+            let s = z.secondary.as_mut().expect("a secondary zone");
+            s.counters.up_to_date += 1;
+            match s.soa.as_ref().and_then(|soa| crate::secondary::timers::SoaTimers::from_rdata(&soa.rdata)) {
+                Some(t) => {
+                    s.refresh.succeeded(t, now);
+                    if !was_serving {
+                        eprintln!("nsxdp: zone {name}: {from} answers again (serial {their_serial}); serving");
+                    }
+                    Ok(false)
+                }
+                None => Err(format!("{from} has serial {their_serial} but we have no version")),
+            }
+        }
+        Ok(Fetched::New { zone, changes, report }) => {
+            let from = zones.zones[i].serial();
+            match zones.commit(i, &zone, &changes) {
+                Ok(()) => {
+                    let to = zones.zones[i].serial().unwrap_or(0);
+                    let s = zones.zones[i].secondary.as_mut().expect("a secondary zone");
+                    match report.kind {
+                        "IXFR" => s.counters.ixfr += 1,
+                        _ => s.counters.axfr += 1,
+                    }
+                    if report.fallback.is_some() {
+                        s.counters.fallbacks += 1;
+                    }
+                    let timers = crate::secondary::timers::SoaTimers::from_rdata(
+                        s.soa.as_ref().map_or(&[][..], |r| &r.rdata[..]),
+                    );
+                    if let Some(t) = timers {
+                        s.refresh.succeeded(t, now);
+                    }
+                    let line = match from {
+                        Some(f) => format!("serial {f} -> {to} by {report}"),
+                        None => format!("serial {to} by {report}"),
+                    };
+                    eprintln!("nsxdp: zone {name}: {line}");
+                    s.last_transfer = Some(line);
+                    Ok(true)
+                }
+                Err(e) => Err(format!("storing the transfer: {e}")),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let s = zones.zones[i].secondary.as_mut().expect("a secondary zone");
+    match outcome {
+        Ok(new) => {
+            zones.note_success(i);
+            if new || !was_serving {
+                zones.publish();
+            }
+            new
+        }
+        Err(e) => {
+            s.counters.failures += 1;
+            eprintln!("nsxdp: zone {name}: check failed: {e}");
+            s.refresh.failed(e.clone(), now);
+            zones.zones[i].last_error = Some(e);
+            false
+        }
+    }
 }
 
 /// Runs one command line; the reply text (its last line `ok` or `error: ...`) and the zones
@@ -271,9 +423,8 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                     }
                     Reloaded::Failed { error } => {
                         failed += 1;
-                        let _ = writeln!(out, "{name} NOT reloaded, still serving serial {}: {error}", {
-                            zones.zones[i].snapshot.serial()
-                        });
+                        let serial = zones.zones[i].serial().map_or_else(|| "none".into(), |s| s.to_string());
+                        let _ = writeln!(out, "{name} NOT reloaded, still serving serial {serial}: {error}");
                     }
                 }
             }
@@ -285,8 +436,16 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
             for i in targets {
                 let z = &zones.zones[i];
                 let at = z.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                let _ =
-                    write!(out, "{} serial {} loaded-at {at} file {}", z.name, z.snapshot.serial(), z.file.display());
+                let serial = z.serial().map_or_else(|| "none".to_string(), |s| s.to_string());
+                match &z.secondary {
+                    None => {
+                        let _ = write!(out, "{} serial {serial} loaded-at {at} file {}", z.name, z.file.display());
+                    }
+                    Some(_) => {
+                        let state = if z.serving() { "serving" } else { "SERVFAIL" };
+                        let _ = write!(out, "{} serial {serial} loaded-at {at} secondary {state}", z.name);
+                    }
+                }
                 match &z.last_error {
                     Some(e) => {
                         let _ = writeln!(out, " last-error {e}");
@@ -296,12 +455,92 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
             }
             out.push_str("ok\n");
         }
-        "" => out.push_str("error: no command (reload [ZONE], status [ZONE])\n"),
+        "zone-status" | "refresh" | "retransfer" if arg.is_none() => {
+            let _ = writeln!(out, "error: {cmd} needs a zone");
+        }
+        "zone-status" => {
+            for i in targets {
+                zone_status(zones, i, &mut out);
+            }
+        }
+        "refresh" | "retransfer" => {
+            for i in targets {
+                let z = &mut zones.zones[i];
+                let Some(s) = z.secondary.as_mut() else {
+                    let _ = writeln!(out, "error: zone {} is not a secondary (reload reads its file)", z.name);
+                    return out;
+                };
+                s.refresh.notified();
+                if cmd == "retransfer" {
+                    s.force_axfr = true;
+                }
+                let _ = writeln!(out, "{} {cmd} started", z.name);
+            }
+            out.push_str("ok\n");
+        }
+        "" => out.push_str(&format!("error: no command ({COMMANDS})\n")),
         other => {
-            let _ = writeln!(out, "error: unknown command {other:?} (reload [ZONE], status [ZONE])");
+            let _ = writeln!(out, "error: unknown command {other:?} ({COMMANDS})");
         }
     }
     out
+}
+
+const COMMANDS: &str = "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE";
+
+/// `zone-status`: a zone's serial, role, timers, last check and error, counters. Times are
+/// Unix seconds.
+fn zone_status(zones: &ZoneSet, i: usize, out: &mut String) {
+    let z = &zones.zones[i];
+    let serial = z.serial().map_or_else(|| "none".to_string(), |s| s.to_string());
+    let _ = writeln!(out, "zone {}", z.name);
+    let _ = writeln!(out, "serial {serial}");
+    let unix = |t: std::time::Instant| {
+        let now = std::time::Instant::now();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if t >= now {
+            wall + t.duration_since(now).as_secs()
+        } else {
+            wall.saturating_sub(now.duration_since(t).as_secs())
+        }
+    };
+    match &z.secondary {
+        None => {
+            let _ = writeln!(out, "role primary\nfile {}", z.file.display());
+        }
+        Some(s) => {
+            let r = &s.refresh;
+            let _ = writeln!(out, "role secondary");
+            let _ = writeln!(
+                out,
+                "state {}",
+                if z.serving() {
+                    "serving"
+                } else if r.is_expired() {
+                    "expired (SERVFAIL)"
+                } else {
+                    "not loaded (SERVFAIL)"
+                }
+            );
+            let primaries: Vec<String> = s.primaries.iter().map(|p| p.addr.to_string()).collect();
+            let _ = writeln!(out, "primaries {}", primaries.join(" "));
+            if let Some(t) = r.timers() {
+                let _ = writeln!(out, "timers refresh={} retry={} expire={}", t.refresh, t.retry, t.expire);
+            }
+            let when = |t: Option<std::time::Instant>| t.map_or_else(|| "never".to_string(), |t| unix(t).to_string());
+            let _ = writeln!(out, "last-check {}", when(r.last_check()));
+            let _ = writeln!(out, "last-success {}", when(r.last_success()));
+            let next = if r.in_flight() { "under way".to_string() } else { unix(r.next_check()).to_string() };
+            let _ = writeln!(out, "next-check {next}");
+            let _ = writeln!(out, "expires-at {}", when(r.expires_at()));
+            if let Some(t) = &s.last_transfer {
+                let _ = writeln!(out, "last-transfer {t}");
+            }
+            let _ = writeln!(out, "counters {}", s.counters);
+        }
+    }
+    let _ = writeln!(out, "last-error {}", z.last_error.as_deref().unwrap_or("none"));
+    out.push_str("ok\n");
 }
 
 /// The client side: sends a command, prints the reply; Ok(true) when it ends with `ok`.
@@ -336,8 +575,8 @@ mod tests {
         let hup = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let sock = dir.path().join("run/ctl.sock");
-        let t1 = spawn_socket(&sock, tx, shutdown.clone()).unwrap();
-        let t2 = spawn_manager(zs, rx, hup.clone(), shutdown.clone(), None).unwrap();
+        let t1 = spawn_socket(&sock, tx.clone(), shutdown.clone()).unwrap();
+        let t2 = spawn_manager(zs, rx, tx, hup.clone(), shutdown.clone(), None).unwrap();
         // A second server on the same socket is refused.
         let (tx2, _rx2) = mpsc::channel();
         assert!(spawn_socket(&sock, tx2, shutdown.clone()).is_err());
@@ -360,7 +599,7 @@ mod tests {
         shutdown.store(true, Ordering::Relaxed);
         t1.join().unwrap();
         let zs = t2.join().unwrap();
-        assert_eq!(zs.zones[0].snapshot.serial(), 9);
+        assert_eq!(zs.zones[0].serial(), Some(9));
         assert!(!sock.exists());
     }
 }

@@ -1,12 +1,15 @@
-//! Messages the AF_XDP run loops hand to the control side: NOTIFY, UPDATE and IXFR over
-//! UDP (`dataplane::xdp::Handoff`), answered here through a kernel UDP socket bound to the
-//! address they were sent to.
+//! Messages the run loops (AF_XDP or kernel UDP) hand to the control side: NOTIFY, UPDATE
+//! and IXFR over UDP (`dataplane::xdp::Handoff`), answered here through a kernel UDP socket
+//! bound to the address they were sent to.
 //!
-//! **The seam for the transfer issues.** Today every handed-over message gets the engine's
-//! answer (NOTIMP for NOTIFY, UPDATE and IXFR over UDP), as it would on the kernel-socket
-//! path; the secondary's NOTIFY handling and IXFR will replace [`answer_one`] with the real
-//! thing. The loops never wait for this thread: the channel is bounded and they drop (and
-//! count) what does not fit.
+//! - NOTIFY (RFC 1996) for one of our secondary zones: TSIG verified, the zone's ACL
+//!   asked (action `notify`), answered with AA and the question echoed, and passed to the
+//!   zone manager as an [`Event::Notify`], which starts a check (several coalesce). A
+//!   zone that is not one of our secondaries gets NOTAUTH, an ACL that says no REFUSED.
+//! - Everything else gets the engine's answer (NOTIMP for UPDATE and IXFR over UDP).
+//!
+//! The loops never wait for this thread: the channel is bounded and they drop (and count)
+//! what does not fit.
 //!
 //! This thread polls the channel (`try_recv`, then a short sleep when it is empty) instead
 //! of blocking on it: a blocked receiver would make every `try_send` in a run loop take the
@@ -21,9 +24,26 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, TryRecvError};
 use socket2::Socket;
 
+use super::ctl::Event;
 use crate::answer::{answer, Config, Outcome, Transport};
+use crate::config::{Action, Role};
 use crate::dataplane::xdp::Handoff;
 use crate::dataplane::SharedCatalog;
+use crate::xfr::tsig::{self, Key, Signer};
+
+/// What NOTIFY in needs: the configuration (zones, ACLs, keys) and the zone manager.
+pub struct ControlSide {
+    pub config: Arc<crate::config::Config>,
+    pub keys: Vec<Key>,
+    pub events: std::sync::mpsc::Sender<Event>,
+}
+
+impl ControlSide {
+    pub fn new(config: Arc<crate::config::Config>, events: std::sync::mpsc::Sender<Event>) -> ControlSide {
+        let keys = config.keys.iter().map(Key::from).collect();
+        ControlSide { config, keys, events }
+    }
+}
 
 /// How long the thread sleeps when the channel is empty.
 const IDLE: Duration = Duration::from_millis(5);
@@ -35,6 +55,10 @@ pub const CHANNEL_CAPACITY: usize = 64;
 pub struct HandoffStats {
     pub received: AtomicU64,
     pub answered: AtomicU64,
+    /// NOTIFYs accepted (passed to the zone manager).
+    pub notify_accepted: AtomicU64,
+    /// NOTIFYs refused (unknown zone, ACL, TSIG).
+    pub notify_refused: AtomicU64,
     /// Messages the engine answers with silence (responses, garbage).
     pub dropped: AtomicU64,
     /// No socket to answer from (no listen address of the message's family), or the send
@@ -46,9 +70,11 @@ impl std::fmt::Display for HandoffStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "received={} answered={} dropped={} send_errors={}",
+            "received={} answered={} notify_accepted={} notify_refused={} dropped={} send_errors={}",
             self.received.load(Relaxed),
             self.answered.load(Relaxed),
+            self.notify_accepted.load(Relaxed),
+            self.notify_refused.load(Relaxed),
             self.dropped.load(Relaxed),
             self.send_errors.load(Relaxed)
         )
@@ -62,6 +88,7 @@ pub fn spawn(
     sockets: Vec<Socket>,
     catalog: SharedCatalog,
     cfg: Config,
+    control: Option<ControlSide>,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<(Arc<HandoffStats>, JoinHandle<()>)> {
     let stats = Arc::new(HandoffStats::default());
@@ -73,7 +100,7 @@ pub fn spawn(
             match rx.try_recv() {
                 Ok(mut m) => {
                     st.received.fetch_add(1, Relaxed);
-                    answer_one(&mut m, &sockets, &locals, &catalog, &cfg, &st);
+                    answer_one(&mut m, &sockets, &locals, &catalog, &cfg, control.as_ref(), &st);
                 }
                 Err(TryRecvError::Empty) => std::thread::sleep(IDLE),
                 Err(TryRecvError::Disconnected) => break,
@@ -92,14 +119,31 @@ fn answer_one(
     locals: &[Option<SocketAddr>],
     catalog: &SharedCatalog,
     cfg: &Config,
+    control: Option<&ControlSide>,
     st: &HandoffStats,
 ) {
     let (client, server) = (m.client, m.server);
+    let is_notify = m.message().len() > 2 && (m.message()[2] >> 3) & 0x0f == crate::answer::opcode::NOTIFY;
     let (buf, len) = m.buffer_mut();
-    let cat = catalog.load();
-    let Outcome::Reply { len, .. } = answer(&**cat, buf, len, Transport::Udp, cfg) else {
-        st.dropped.fetch_add(1, Relaxed);
-        return;
+    let len = match control.filter(|_| is_notify) {
+        Some(c) => {
+            let msg = buf[..len].to_vec();
+            match notify_in(&msg, client, c, buf, st) {
+                Some(len) => len,
+                None => {
+                    st.dropped.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+        }
+        None => {
+            let cat = catalog.load();
+            let Outcome::Reply { len, .. } = answer(&**cat, buf, len, Transport::Udp, cfg) else {
+                st.dropped.fetch_add(1, Relaxed);
+                return;
+            };
+            len
+        }
     };
     let pick = locals.iter().position(|l| *l == Some(server)).or_else(|| {
         locals.iter().position(|l| {
@@ -110,4 +154,44 @@ fn answer_one(
         Some(Ok(_)) => st.answered.fetch_add(1, Relaxed),
         _ => st.send_errors.fetch_add(1, Relaxed),
     };
+}
+
+/// Answers a NOTIFY (into `buf`) and tells the zone manager when it is accepted. None for
+/// a message not to answer (a response, or one that cannot be read).
+fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8], st: &HandoffStats) -> Option<usize> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let req = match crate::xfr::parse_request(msg) {
+        Ok(r) => r,
+        Err(crate::xfr::RequestError::Malformed(why)) => {
+            st.notify_refused.fetch_add(1, Relaxed);
+            return tsig::write_failure(msg, &tsig::TsigFailure::Malformed(why), buf, now).ok();
+        }
+        Err(_) => return None,
+    };
+    let verified = match tsig::verify_request(msg, &c.keys, now) {
+        Ok(v) => v,
+        Err(f) => {
+            st.notify_refused.fetch_add(1, Relaxed);
+            eprintln!("nsxdp: NOTIFY {} from {from}: TSIG: {f}", req.qname);
+            return tsig::write_failure(msg, &f, buf, now).ok();
+        }
+    };
+    let mut signer = verified.as_ref().map(Signer::response);
+    let zone = req.qname.to_lowercase();
+    let conf = c.config.zones.iter().find(|z| z.role == Role::Secondary && z.name.to_lowercase() == zone);
+    let rcode = match conf {
+        None => crate::xfr::rcode::NOTAUTH,
+        Some(z) if !c.config.allows(z, Action::Notify, from.ip(), verified.as_ref().map(|v| v.key.name())) => {
+            crate::xfr::rcode::REFUSED
+        }
+        Some(_) => 0,
+    };
+    if rcode == 0 {
+        st.notify_accepted.fetch_add(1, Relaxed);
+        let _ = c.events.send(Event::Notify { zone: req.qname.clone(), from });
+    } else {
+        st.notify_refused.fetch_add(1, Relaxed);
+        eprintln!("nsxdp: NOTIFY {} from {from} refused (rcode {rcode})", req.qname);
+    }
+    crate::xfr::write_error(&req, rcode, signer.as_mut(), buf, now).ok()
 }

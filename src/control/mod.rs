@@ -6,6 +6,7 @@
 pub mod ctl;
 pub mod handoff;
 pub mod notify;
+pub mod secondary;
 pub mod tcp;
 pub mod transfer;
 pub mod zones;

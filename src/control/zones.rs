@@ -21,16 +21,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::secondary::Primary;
 use super::transfer::SharedJournals;
 use crate::answer::Catalog;
 use crate::config::SerialPolicy;
 use crate::dataplane::SharedCatalog;
 use crate::journal::{self, Journal, Limits};
+use crate::secondary::timers::{Bounds, Refresh, SoaTimers};
+use crate::secondary::xfrin;
 use crate::snapshot::{self, Snapshot};
 use crate::wire::name::Name;
 use crate::wire::rdata::rtype;
 use crate::zone::parse::{self, Loaded};
-use crate::zone::{soa_serial, Changeset, SrcPos, Zone};
+use crate::zone::{soa_serial, Changeset, Record, SrcPos, Zone};
 
 use crate::journal::serial::gt as serial_gt;
 
@@ -49,10 +52,12 @@ pub struct ZoneState {
     pub name: Name,
     pub file: PathBuf,
     pub policy: SerialPolicy,
-    pub snapshot: Arc<Snapshot>,
+    /// The version served; None only for a secondary zone never transferred.
+    pub snapshot: Option<Arc<Snapshot>>,
     /// The change history (zones served from a bare snapshot file have none); shared with
     /// the transfer side, which reads it for IXFR.
     pub journal: Option<Arc<Mutex<Journal>>>,
+    pub limits: Limits,
     pub loaded_at: SystemTime,
     /// Why the last reload failed (cleared by a successful one).
     pub last_error: Option<String>,
@@ -60,6 +65,82 @@ pub struct ZoneState {
     /// excepted), refreshed at every change; empty unless [`ZoneSet::set_own_addresses`]
     /// was called.
     pub ns_targets: Vec<std::net::SocketAddr>,
+    /// The secondary role's state (None for zones loaded from files).
+    pub secondary: Option<Box<Secondary>>,
+}
+
+impl ZoneState {
+    /// The serial served, if any.
+    pub fn serial(&self) -> Option<u32> {
+        self.snapshot.as_ref().map(|s| s.serial())
+    }
+
+    /// Whether queries are answered from this zone (a secondary that has no version or has
+    /// expired answers SERVFAIL).
+    pub fn serving(&self) -> bool {
+        self.snapshot.is_some() && self.secondary.as_ref().is_none_or(|s| s.refresh.serving())
+    }
+}
+
+/// A secondary zone's primaries and refresh state.
+pub struct Secondary {
+    pub primaries: Vec<Primary>,
+    pub refresh: Refresh,
+    /// The SOA of the version served.
+    pub soa: Option<Record>,
+    /// The next check skips the SOA query and IXFR (`nsxdp ctl retransfer`).
+    pub force_axfr: bool,
+    pub limits: xfrin::Limits,
+    pub timeout: std::time::Duration,
+    /// How the last new version arrived.
+    pub last_transfer: Option<String>,
+    pub counters: SecondaryCounters,
+}
+
+/// What a secondary zone did since the start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SecondaryCounters {
+    pub checks: u64,
+    pub up_to_date: u64,
+    pub ixfr: u64,
+    pub axfr: u64,
+    /// IXFRs that became AXFRs.
+    pub fallbacks: u64,
+    pub failures: u64,
+    pub notifies: u64,
+    pub expired: u64,
+}
+
+impl std::fmt::Display for SecondaryCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "checks={} up-to-date={} ixfr={} axfr={} ixfr-fallbacks={} failures={} notifies={} expired={}",
+            self.checks,
+            self.up_to_date,
+            self.ixfr,
+            self.axfr,
+            self.fallbacks,
+            self.failures,
+            self.notifies,
+            self.expired
+        )
+    }
+}
+
+impl Secondary {
+    pub fn new(primaries: Vec<Primary>, refresh: Refresh, timeout: std::time::Duration) -> Secondary {
+        Secondary {
+            primaries,
+            refresh,
+            soa: None,
+            force_axfr: false,
+            limits: xfrin::Limits::default(),
+            timeout,
+            last_transfer: None,
+            counters: SecondaryCounters::default(),
+        }
+    }
 }
 
 /// What a reload did.
@@ -99,7 +180,8 @@ impl ZoneSet {
         if self.own.is_none() {
             return;
         }
-        if let Ok(z) = snapshot::to_zone(self.zones[i].snapshot.zone()) {
+        let Some(snap) = &self.zones[i].snapshot else { return };
+        if let Ok(z) = snapshot::to_zone(snap.zone()) {
             self.zones[i].ns_targets = self.ns_targets(&z);
         }
     }
@@ -183,11 +265,13 @@ impl ZoneSet {
             name: origin,
             file: file.to_path_buf(),
             policy,
-            snapshot,
+            snapshot: Some(snapshot),
             journal: Some(Arc::new(Mutex::new(journal))),
+            limits,
             loaded_at: SystemTime::now(),
             last_error: None,
             ns_targets: Vec::new(),
+            secondary: None,
         });
         let i = self.zones.len() - 1;
         self.refresh_ns_targets(i);
@@ -203,7 +287,7 @@ impl ZoneSet {
             Reloaded::Failed { error } => notes.push(format!(
                 "zone {}: serving serial {} from the last run: {error}",
                 self.zones[i].name,
-                self.zones[i].snapshot.serial()
+                self.zones[i].serial().unwrap_or(0)
             )),
         }
         Ok(&self.zones[i])
@@ -253,20 +337,185 @@ impl ZoneSet {
             name,
             file: PathBuf::new(),
             policy: SerialPolicy::Keep,
-            snapshot: Arc::new(snap),
+            snapshot: Some(Arc::new(snap)),
             journal: None,
+            limits: Limits::default(),
             loaded_at: SystemTime::now(),
             last_error: None,
             ns_targets: Vec::new(),
+            secondary: None,
         });
         Ok(self.zones.last().expect("just pushed"))
     }
 
+    /// Starts a secondary zone: served at once from what the last run kept (snapshot plus
+    /// journal) unless that has expired (the time of its last successful check is kept in
+    /// `NAME.refresh`); a check is due at once either way. A zone with nothing kept answers
+    /// SERVFAIL until its first transfer.
+    pub fn add_secondary(
+        &mut self,
+        name: &Name,
+        primaries: Vec<Primary>,
+        bounds: Bounds,
+        limits: Limits,
+        timeout: std::time::Duration,
+        notes: &mut Vec<String>,
+    ) -> Result<&ZoneState, String> {
+        if self.index(name).is_some() {
+            return Err(format!("zone {name} given twice"));
+        }
+        let snap_path = self.snapshot_path(name);
+        let journal_path = self.journal_path(name);
+        let now = std::time::Instant::now();
+        let mut state = ZoneState {
+            name: name.clone(),
+            file: PathBuf::new(),
+            policy: SerialPolicy::Keep,
+            snapshot: None,
+            journal: None,
+            limits,
+            loaded_at: SystemTime::now(),
+            last_error: None,
+            ns_targets: Vec::new(),
+            secondary: None,
+        };
+        let mut refresh = Refresh::empty(bounds, now);
+        let mut soa = None;
+        if snap_path.exists() {
+            match self.previous(name, &snap_path, &journal_path, limits, notes) {
+                Ok((snap, journal)) => {
+                    soa = crate::snapshot::SnapshotRecords::new(snap.clone()).next();
+                    let timers = soa.as_ref().and_then(|s| SoaTimers::from_rdata(&s.rdata));
+                    let since = read_last_success(&self.refresh_path(name));
+                    if let Some(t) = timers {
+                        refresh = Refresh::loaded(bounds, t, since, now);
+                        if !refresh.serving() {
+                            notes.push(format!(
+                                "zone {name}: serial {} kept from the last run has expired ({}s since the last \
+                                 successful check); SERVFAIL until a primary answers",
+                                snap.serial(),
+                                since.as_secs()
+                            ));
+                        }
+                    }
+                    state.snapshot = Some(snap);
+                    state.journal = Some(Arc::new(Mutex::new(journal)));
+                }
+                Err(e) => notes.push(format!("zone {name}: the last run's version cannot be used: {e}")),
+            }
+        } else if journal_path.exists() {
+            let aside = journal_path.with_extension("journal.orphan");
+            std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+            notes.push(format!(
+                "zone {name}: {} had no snapshot; moved to {}",
+                journal_path.display(),
+                aside.display()
+            ));
+        }
+        let mut sec = Secondary::new(primaries, refresh, timeout);
+        sec.soa = soa;
+        state.secondary = Some(Box::new(sec));
+        self.zones.push(state);
+        let i = self.zones.len() - 1;
+        self.refresh_ns_targets(i);
+        Ok(&self.zones[i])
+    }
+
+    /// Where the time of a secondary zone's last successful check is kept.
+    pub fn refresh_path(&self, origin: &Name) -> PathBuf {
+        self.snapshot_path(origin).with_extension("refresh")
+    }
+
+    /// Records a successful check of secondary zone `i` now (for the expire timer across
+    /// restarts). Best effort: losing it only makes a restart count from an older check.
+    pub fn note_success(&self, i: usize) {
+        let path = self.refresh_path(&self.zones[i].name);
+        let unix = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let tmp = path.with_extension("refresh.tmp");
+        if std::fs::write(&tmp, format!("{unix}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+
+    /// Serves `new` as zone `i`'s next version (a transfer in): the changes from the
+    /// running version are journalled first (durable), then the snapshot is written and
+    /// swapped in. When the changes cannot be journalled as a chain from the running
+    /// version (nothing ran before, or a retransfer went sideways or back), the journal is
+    /// restarted at the new version instead (removed before the snapshot is written, so a
+    /// crash leaves the old snapshot without history, never a mismatched pair).
+    pub fn commit(&mut self, i: usize, new: &Zone, changes: &[Changeset]) -> Result<(), String> {
+        let origin = self.zones[i].name.clone();
+        let to = new.serial().ok_or_else(|| format!("zone {origin}: no SOA"))?;
+        let journal_path = self.journal_path(&origin);
+        let chained = match &self.zones[i].journal {
+            Some(j) => {
+                let j = j.lock().unwrap_or_else(|p| p.into_inner());
+                let mut at = j.last_serial();
+                let mut ok = !changes.is_empty();
+                for cs in changes {
+                    let from = cs.soa_from.as_ref().and_then(|s| soa_serial(&s.rdata));
+                    let next = cs.soa_to.as_ref().and_then(|s| soa_serial(&s.rdata));
+                    match (from, next) {
+                        (Some(f), Some(n)) if f == at && serial_gt(n, f) => at = n,
+                        _ => ok = false,
+                    }
+                }
+                ok && at == to
+            }
+            None => false,
+        };
+        if chained {
+            let j = self.zones[i].journal.as_ref().expect("chained implies a journal");
+            let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
+            for cs in changes {
+                j.append(cs).map_err(|e| e.to_string())?;
+            }
+        } else if journal_path.exists() {
+            self.zones[i].journal = None;
+            std::fs::remove_file(&journal_path).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+            if let Some(dir) = journal_path.parent() {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+        }
+        let snap = self.write(new)?;
+        let limits = self.zones[i].limits;
+        if !chained {
+            let j = Journal::create(&journal_path, &origin, to, limits).map_err(|e| e.to_string())?;
+            self.zones[i].journal = Some(Arc::new(Mutex::new(j)));
+        }
+        let z = &mut self.zones[i];
+        z.snapshot = Some(snap);
+        z.loaded_at = SystemTime::now();
+        z.last_error = None;
+        if let Some(sec) = &mut z.secondary {
+            sec.soa = new.soa().and_then(|s| {
+                Some(Record { owner: origin.clone(), rtype: rtype::SOA, ttl: s.ttl, rdata: s.rdata.first()?.into() })
+            });
+        }
+        self.zones[i].ns_targets = self.ns_targets(new);
+        if let Some(j) = &self.zones[i].journal {
+            let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
+            if j.needs_compaction() {
+                if let Err(e) = j.compact(to) {
+                    eprintln!("nsxdp: zone {origin}: journal compaction failed: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Makes the current set of snapshots the one every run loop reads (one atomic swap).
     pub fn publish(&self) {
-        let snaps = self.zones.iter().map(|z| z.snapshot.clone()).collect();
-        self.catalog.store(Arc::new(Catalog::new(snaps)));
-        let journals = self.zones.iter().filter_map(|z| Some((z.name.to_lowercase(), z.journal.clone()?))).collect();
+        let snaps = self.zones.iter().filter(|z| z.serving()).filter_map(|z| z.snapshot.clone()).collect();
+        let unavailable =
+            self.zones.iter().filter(|z| !z.serving()).map(|z| z.name.to_lowercase().as_wire().into()).collect();
+        self.catalog.store(Arc::new(Catalog::with_unavailable(snaps, unavailable)));
+        let journals = self
+            .zones
+            .iter()
+            .filter(|z| z.serving())
+            .filter_map(|z| Some((z.name.to_lowercase(), z.journal.clone()?)))
+            .collect();
         self.journals.store(Arc::new(journals));
     }
 
@@ -287,6 +536,12 @@ impl ZoneSet {
 
     fn reload_inner(&mut self, i: usize, now_unix: u32) -> Reloaded {
         let z = &self.zones[i];
+        if z.secondary.is_some() {
+            return Reloaded::Failed { error: format!("zone {} is a secondary: use refresh or retransfer", z.name) };
+        }
+        let Some(snap) = z.snapshot.clone() else {
+            return Reloaded::Failed { error: format!("zone {} has no version", z.name) };
+        };
         if z.file.as_os_str().is_empty() {
             return Reloaded::Failed { error: format!("zone {} has no zone file to reload", z.name) };
         }
@@ -295,7 +550,7 @@ impl ZoneSet {
             Ok(l) => l.zone,
             Err(e) => return fail(e),
         };
-        let old = match snapshot::to_zone(z.snapshot.zone()) {
+        let old = match snapshot::to_zone(snap.zone()) {
             Ok(o) => o,
             Err(e) => return fail(format!("zone {}: reading the running version: {e}", z.name)),
         };
@@ -343,7 +598,7 @@ impl ZoneSet {
             Ok(snap) => snap,
             Err(e) => return fail(e),
         };
-        self.zones[i].snapshot = snap;
+        self.zones[i].snapshot = Some(snap);
         self.zones[i].ns_targets = self.ns_targets(&new);
         if let Some(j) = &self.zones[i].journal {
             let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
@@ -371,6 +626,15 @@ impl ZoneSet {
         let name = name.to_lowercase();
         self.zones.iter().position(|z| z.name.to_lowercase() == name)
     }
+}
+
+/// How long ago the last successful check recorded in `path` was (zero when unknown).
+fn read_last_success(path: &Path) -> std::time::Duration {
+    let Some(then) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<u64>().ok()) else {
+        return std::time::Duration::ZERO;
+    };
+    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    std::time::Duration::from_secs(now.saturating_sub(then))
 }
 
 /// Reads and checks a zone file; the error names the file and its first problems.
@@ -493,16 +757,16 @@ mod tests {
             (zs, notes)
         };
         let (zs, notes) = restart(dir.path());
-        assert_eq!(zs.zones[0].snapshot.serial(), 11, "{notes:?}");
+        assert_eq!(zs.zones[0].serial(), Some(11), "{notes:?}");
         assert_eq!(zs.zones[0].journal.as_ref().unwrap().lock().unwrap().last_serial(), 11);
         drop(zs);
         // A crash after the journal append but before the snapshot write: the old snapshot
         // and a journal one step ahead. The restart replays it.
         std::fs::write(&snap, &v10).unwrap();
         let (zs, notes) = restart(dir.path());
-        assert_eq!(zs.zones[0].snapshot.serial(), 11);
+        assert_eq!(zs.zones[0].serial(), Some(11));
         assert!(notes.iter().any(|n| n.contains("journal replayed")), "{notes:?}");
-        let z = snapshot::to_zone(zs.zones[0].snapshot.zone()).unwrap();
+        let z = snapshot::to_zone(zs.zones[0].snapshot.as_ref().unwrap().zone()).unwrap();
         let www = Name::parse_text(b"www.r.test.", None).unwrap();
         assert_eq!(z.rrset(&www, rtype::A).unwrap().rdata.first().unwrap(), &[192, 0, 2, 3][..]);
         let ixfr = zs.zones[0].journal.as_ref().unwrap().lock().unwrap().changes_since(10).unwrap().unwrap();
@@ -521,7 +785,7 @@ www A 1.2.3
         let mut notes = Vec::new();
         let name = Name::parse_text(b"r.test.", None).unwrap();
         zs.add(Some(&name), &file, SerialPolicy::Increment, Limits::default(), 0, &mut notes).unwrap();
-        assert_eq!(zs.zones[0].snapshot.serial(), 11);
+        assert_eq!(zs.zones[0].serial(), Some(11));
         assert!(notes.iter().any(|n| n.contains("from the last run")), "{notes:?}");
         assert!(zs.zones[0].last_error.is_some());
     }

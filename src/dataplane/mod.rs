@@ -37,6 +37,8 @@ pub struct LoopStats {
     pub send_errors: AtomicU64,
     /// Batches received (one receive call each).
     pub batches: AtomicU64,
+    /// Messages for the control side that did not fit its channel.
+    pub handoff_dropped: AtomicU64,
 }
 
 impl LoopStats {
@@ -68,6 +70,7 @@ pub struct StatsSnapshot {
     pub dropped_response: u64,
     pub send_errors: u64,
     pub batches: u64,
+    pub handoff_dropped: u64,
 }
 
 impl StatsSnapshot {
@@ -84,6 +87,7 @@ impl StatsSnapshot {
             s.dropped_response += l.dropped_response.load(Relaxed);
             s.send_errors += l.send_errors.load(Relaxed);
             s.batches += l.batches.load(Relaxed);
+            s.handoff_dropped += l.handoff_dropped.load(Relaxed);
         }
         s
     }
@@ -106,7 +110,11 @@ impl std::fmt::Display for StatsSnapshot {
             f,
             " truncated={} dropped_short={} dropped_response={} send_errors={}",
             self.truncated, self.dropped_short, self.dropped_response, self.send_errors
-        )
+        )?;
+        if self.handoff_dropped > 0 {
+            write!(f, " handoff_dropped={}", self.handoff_dropped)?;
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::xdp::{for_control, Handoff};
 use super::{new_histogram, LoopStats, ServiceHistogram, SharedCatalog};
 use crate::answer::{answer_batch, BatchScratch, Config, DropReason, Outcome, Transport};
 
@@ -47,7 +48,9 @@ pub struct UdpLoops {
 }
 
 /// Starts `threads` loops, each with its own socket on every address in `listen`, pinned
-/// to `cores` in turn (if given).
+/// to `cores` in turn (if given). Messages for the control side (NOTIFY, UPDATE, IXFR
+/// over UDP) go to `handoff` when given (dropped and counted when it is full); without
+/// one the engine answers them (NOTIMP).
 pub fn spawn(
     listen: &[SocketAddr],
     threads: usize,
@@ -55,6 +58,7 @@ pub fn spawn(
     catalog: SharedCatalog,
     cfg: Config,
     shutdown: Arc<AtomicBool>,
+    handoff: Option<crossbeam_channel::Sender<Handoff>>,
 ) -> io::Result<UdpLoops> {
     // Resolve port 0 once, so that every thread's socket joins the same reuseport group.
     let mut bound = Vec::new();
@@ -78,11 +82,12 @@ pub fn spawn(
         let core = cores.get(t % cores.len().max(1)).copied().filter(|_| !cores.is_empty());
         let catalog = catalog.clone();
         let shutdown = shutdown.clone();
+        let handoff = handoff.clone().map(|tx| (tx, bound.clone()));
         let h = std::thread::Builder::new().name(format!("nsxdp-udp{t}")).spawn(move || {
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
-            run(sockets, catalog, cfg, stats, shutdown)
+            run(sockets, catalog, cfg, stats, shutdown, handoff)
         })?;
         loops.handles.push(h);
     }
@@ -138,12 +143,16 @@ impl Batch {
     }
 }
 
+/// The control side's channel and the local address of each socket (in order).
+type HandoffTo = (crossbeam_channel::Sender<Handoff>, Vec<SocketAddr>);
+
 fn run(
     sockets: Vec<Socket>,
     catalog: SharedCatalog,
     cfg: Config,
     stats: Arc<LoopStats>,
     shutdown: Arc<AtomicBool>,
+    handoff: Option<HandoffTo>,
 ) -> ServiceHistogram {
     let mut hist = new_histogram();
     let mut batch = Batch::new();
@@ -158,7 +167,7 @@ fn run(
         if n <= 0 {
             continue;
         }
-        for pfd in pfds.iter() {
+        for (sock_index, pfd) in pfds.iter().enumerate() {
             if pfd.revents & libc::POLLIN == 0 {
                 continue;
             }
@@ -172,6 +181,25 @@ fn run(
                 let cat = catalog.load();
                 for (l, h) in lens.iter_mut().zip(&batch.hdrs[..got]) {
                     *l = h.msg_len as usize;
+                }
+                // Messages for the control side leave the batch (length 0: the engine skips
+                // them, and they are not counted as answered).
+                let mut handed = 0u64;
+                if let Some((tx, locals)) = &handoff {
+                    for (i, len) in lens[..got].iter_mut().enumerate() {
+                        let msg = &batch.bufs[i][..*len];
+                        if !for_control(msg) {
+                            continue;
+                        }
+                        handed |= 1 << i;
+                        let client = sockaddr(&batch.addrs[i], batch.hdrs[i].msg_hdr.msg_namelen);
+                        let h = client.and_then(|c| Handoff::new(c, locals[sock_index], msg));
+                        if h.is_none_or(|h| tx.try_send(h).is_err()) {
+                            let d = &stats.handoff_dropped;
+                            d.store(d.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                        }
+                        *len = 0;
+                    }
                 }
                 let t0 = Instant::now();
                 answer_batch(
@@ -188,6 +216,9 @@ fn run(
                 let _ = hist.record_n(each, got as u64);
                 let mut out = 0;
                 for (i, o) in outcomes[..got].iter().enumerate() {
+                    if handed & (1 << i) != 0 {
+                        continue;
+                    }
                     stats.record(o);
                     if let Outcome::Reply { len, .. } = *o {
                         batch.out_iovs[out].iov_base = batch.bufs[i].as_mut_ptr().cast();
@@ -214,6 +245,32 @@ fn run(
         }
     }
     hist
+}
+
+/// The address a message came from.
+fn sockaddr(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the kernel wrote a sockaddr_in here (family AF_INET, length checked);
+            // sockaddr_storage is large and aligned enough for it.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a sockaddr_in6 (family AF_INET6, length checked).
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// One recvmmsg call without blocking; the number of messages received.

@@ -68,6 +68,15 @@ pub struct Handoff {
 }
 
 impl Handoff {
+    /// A message from `client` to our `server` address; None if it is longer than
+    /// [`HANDOFF_MAX`].
+    pub fn new(client: SocketAddr, server: SocketAddr, msg: &[u8]) -> Option<Handoff> {
+        let len = u16::try_from(msg.len()).ok().filter(|&l| usize::from(l) <= HANDOFF_MAX)?;
+        let mut h = Handoff { client, server, len, msg: [0; HANDOFF_MAX] };
+        h.msg[..msg.len()].copy_from_slice(msg);
+        Some(h)
+    }
+
     /// The DNS message.
     pub fn message(&self) -> &[u8] {
         &self.msg[..usize::from(self.len)]
@@ -594,8 +603,7 @@ fn hand_off(ctx: &FrameCtx, d: &Datagram, frame: &[u8]) {
         return;
     }
     let repr = d.repr(frame);
-    let mut h = Handoff { client: repr.src, server: repr.dst, len: payload.len() as u16, msg: [0; HANDOFF_MAX] };
-    h.msg[..payload.len()].copy_from_slice(payload);
+    let Some(h) = Handoff::new(repr.src, repr.dst, payload) else { return };
     match ctx.handoff.try_send(h) {
         Ok(()) => bump(&ctx.frames.handed_off, 1),
         Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => bump(&ctx.frames.handoff_dropped, 1),
