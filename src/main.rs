@@ -402,6 +402,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         control_side.is_some().then_some(handoff_tx),
     )
     .with_context(|| format!("binding UDP {listen:?}"))?;
+    let tcp_notify = control_side.clone();
     let handoff = match control_side {
         Some(c) => {
             let senders = loops.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
@@ -416,6 +417,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg(&args, config.as_deref())).context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
+    }
+    if let Some(c) = tcp_notify {
+        tcp.set_notify(c);
     }
     let addrs: Vec<String> = loops.bound.iter().map(|a| a.to_string()).collect();
     eprintln!(
@@ -535,12 +539,16 @@ fn serve_xdp(
     let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()))
         .with_context(|| format!("binding UDP {listen:?}"))?;
     let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
+    let tcp_notify = control_side.clone();
     let (handoff_stats, handoff_thread) =
         handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
             .context("handoff thread")?;
     let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, None)).context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
+    }
+    if let Some(c) = tcp_notify {
+        tcp.set_notify(c);
     }
     let opts = xdp::XdpOptions {
         ifname: ifname.to_string(),

@@ -32,6 +32,7 @@ use crate::dataplane::SharedCatalog;
 use crate::xfr::tsig::{self, Key, Signer};
 
 /// What NOTIFY in needs: the configuration (zones, ACLs, keys) and the zone manager.
+#[derive(Clone)]
 pub struct ControlSide {
     pub config: Arc<crate::config::Config>,
     pub keys: Vec<Key>,
@@ -123,12 +124,18 @@ fn answer_one(
     st: &HandoffStats,
 ) {
     let (client, server) = (m.client, m.server);
-    let is_notify = m.message().len() > 2 && (m.message()[2] >> 3) & 0x0f == crate::answer::opcode::NOTIFY;
+    let notify = is_notify(m.message());
     let (buf, len) = m.buffer_mut();
-    let len = match control.filter(|_| is_notify) {
+    let len = match control.filter(|_| notify) {
         Some(c) => {
             let msg = buf[..len].to_vec();
-            match notify_in(&msg, client, c, buf, st) {
+            let (reply, accepted) = notify_in(&msg, client, c, buf);
+            match accepted {
+                Some(true) => st.notify_accepted.fetch_add(1, Relaxed),
+                Some(false) => st.notify_refused.fetch_add(1, Relaxed),
+                None => 0,
+            };
+            match reply {
                 Some(len) => len,
                 None => {
                     st.dropped.fetch_add(1, Relaxed);
@@ -156,24 +163,29 @@ fn answer_one(
     };
 }
 
-/// Answers a NOTIFY (into `buf`) and tells the zone manager when it is accepted. None for
-/// a message not to answer (a response, or one that cannot be read).
-fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8], st: &HandoffStats) -> Option<usize> {
+/// Whether a message is a NOTIFY (opcode 4), request or response.
+pub fn is_notify(msg: &[u8]) -> bool {
+    msg.len() > 2 && (msg[2] >> 3) & 0x0f == crate::answer::opcode::NOTIFY
+}
+
+/// Answers a NOTIFY (over UDP or TCP) into `buf`, and tells the zone manager when it is
+/// accepted. Returns the reply's length (None for a message not to answer: a response, or
+/// one that cannot be read) and whether it was accepted (None: neither accepted nor
+/// refused).
+pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) -> (Option<usize>, Option<bool>) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let req = match crate::xfr::parse_request(msg) {
         Ok(r) => r,
         Err(crate::xfr::RequestError::Malformed(why)) => {
-            st.notify_refused.fetch_add(1, Relaxed);
-            return tsig::write_failure(msg, &tsig::TsigFailure::Malformed(why), buf, now).ok();
+            return (tsig::write_failure(msg, &tsig::TsigFailure::Malformed(why), buf, now).ok(), Some(false));
         }
-        Err(_) => return None,
+        Err(_) => return (None, None),
     };
     let verified = match tsig::verify_request(msg, &c.keys, now) {
         Ok(v) => v,
         Err(f) => {
-            st.notify_refused.fetch_add(1, Relaxed);
             eprintln!("nsxdp: NOTIFY {} from {from}: TSIG: {f}", req.qname);
-            return tsig::write_failure(msg, &f, buf, now).ok();
+            return (tsig::write_failure(msg, &f, buf, now).ok(), Some(false));
         }
     };
     let mut signer = verified.as_ref().map(Signer::response);
@@ -187,11 +199,9 @@ fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8], st: 
         Some(_) => 0,
     };
     if rcode == 0 {
-        st.notify_accepted.fetch_add(1, Relaxed);
         let _ = c.events.send(Event::Notify { zone: req.qname.clone(), from });
     } else {
-        st.notify_refused.fetch_add(1, Relaxed);
         eprintln!("nsxdp: NOTIFY {} from {from} refused (rcode {rcode})", req.qname);
     }
-    crate::xfr::write_error(&req, rcode, signer.as_mut(), buf, now).ok()
+    (crate::xfr::write_error(&req, rcode, signer.as_mut(), buf, now).ok(), Some(rcode == 0))
 }

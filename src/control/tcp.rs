@@ -60,6 +60,7 @@ pub struct TcpServer {
     tcp: TcpConfig,
     scratch: Vec<u8>,
     transfers: Option<Transfers>,
+    notify: Option<super::handoff::ControlSide>,
     pub stats: Arc<LoopStats>,
 }
 
@@ -95,12 +96,18 @@ impl TcpServer {
             tcp,
             scratch: vec![0u8; 65535],
             transfers: None,
+            notify: None,
             stats: Arc::new(LoopStats::default()),
         })
     }
 
     /// Allows zone transfers, as the configuration's ACLs say (without this, every transfer
     /// request is refused).
+    /// NOTIFY over TCP (Knot sends it so) goes where the UDP one goes.
+    pub fn set_notify(&mut self, c: super::handoff::ControlSide) {
+        self.notify = Some(c);
+    }
+
     pub fn set_transfers(&mut self, t: Transfers) {
         self.transfers = Some(t);
     }
@@ -238,6 +245,14 @@ impl TcpServer {
                 break;
             }
             let msg = &c.input[pos + 2..pos + 2 + len];
+            if let Some(n) = self.notify.as_ref().filter(|_| super::handoff::is_notify(msg)) {
+                if let (Some(n), _) = super::handoff::notify_in(msg, c.peer, n, &mut self.scratch) {
+                    c.output.extend_from_slice(&(n as u16).to_be_bytes());
+                    c.output.extend_from_slice(&self.scratch[..n]);
+                }
+                pos += 2 + len;
+                continue;
+            }
             if is_transfer(msg) {
                 let cat = self.catalog.load();
                 let now = unix_now();
