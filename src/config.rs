@@ -635,6 +635,9 @@ name = "copy.test."
 role = "secondary"
 primaries = ["127.0.0.1:5400 key xfr ixfr false", "127.0.0.2"]
 acl = ["anyone-notify"]
+refresh-max = 300
+expire-min = 3600
+transfer-timeout = 3
 "#;
 
     fn sa(s: &str) -> SocketAddr {
@@ -731,6 +734,10 @@ acl = ["anyone-notify"]
         assert!(!c.allows(z, Action::Notify, lo, Some(&xfr)), "not this action");
         // The secondary zone's ACL allows NOTIFY from anyone, unsigned.
         assert!(c.allows(&c.zones[1], Action::Notify, "192.0.2.1".parse().unwrap(), None));
+        let t = c.zones[1].timers;
+        assert_eq!((t.refresh_max, t.expire_min, t.retry_min), (300, 3600, 1));
+        assert_eq!(c.zones[1].transfer_timeout_secs, 3);
+        assert_eq!(c.zones[0].transfer_timeout_secs, 10);
         assert!(!c.allows(&c.zones[1], Action::Transfer, lo, Some(&xfr)));
     }
 
