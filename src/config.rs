@@ -42,6 +42,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::Deserialize;
@@ -200,6 +201,35 @@ pub struct ZoneConf {
     /// Secondary zones: longest wait for a primary's answer or the next message of a
     /// transfer, in seconds.
     pub transfer_timeout_secs: u64,
+}
+
+/// The running configuration, shared by the threads that read it (transfers, NOTIFY in and
+/// out) and replaced whole when a reload reads a good file.
+#[derive(Clone, Debug)]
+pub struct SharedConfig(Arc<arc_swap::ArcSwap<Config>>);
+
+impl SharedConfig {
+    /// The configuration now (cheap; hold it for one request).
+    pub fn load(&self) -> Arc<Config> {
+        self.0.load_full()
+    }
+
+    /// Replaces the configuration every holder sees from its next `load`.
+    pub fn store(&self, c: Config) {
+        self.0.store(Arc::new(c));
+    }
+}
+
+impl From<Arc<Config>> for SharedConfig {
+    fn from(c: Arc<Config>) -> SharedConfig {
+        SharedConfig(Arc::new(arc_swap::ArcSwap::new(c)))
+    }
+}
+
+impl From<Config> for SharedConfig {
+    fn from(c: Config) -> SharedConfig {
+        SharedConfig::from(Arc::new(c))
+    }
 }
 
 /// A configuration error: where and what.
@@ -515,6 +545,24 @@ impl Config {
             });
         }
         Ok(Config { server, keys, acls, zones })
+    }
+
+    /// The control socket a configuration file names, read leniently: only `[server]`
+    /// `control` counts (resolved like `Config::load` does), so `nsxdp ctl` reaches a
+    /// running server even while the file holds a mistake that a reload should report.
+    pub fn control_socket(path: &Path) -> Result<PathBuf, ConfigError> {
+        let fail = |message: String| ConfigError { file: path.to_path_buf(), line: None, message };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        if let Ok(c) = Config::parse(path, &text) {
+            return Ok(c.server.control);
+        }
+        let value: toml::Table = toml::from_str(&text).map_err(|e| fail(e.message().to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(value
+            .get("server")
+            .and_then(|s| s.get("control"))
+            .and_then(|c| c.as_str())
+            .map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |c| base.join(c)))
     }
 
     pub fn key(&self, name: &str) -> Option<&Key> {

@@ -234,7 +234,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Ctl { socket, config, command } => {
             let socket = match (socket, config) {
                 (Some(s), _) => s,
-                (None, Some(c)) => nsxdp::config::Config::load(&c)?.server.control,
+                (None, Some(c)) => nsxdp::config::Config::control_socket(&c)?,
                 (None, None) => PathBuf::from(DEFAULT_DATA_DIR).join("control.sock"),
             };
             let ok = nsxdp::control::ctl::client(&socket, &command.join(" "))?;
@@ -284,27 +284,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     for z in zone_confs {
-        let limits = Limits { max_bytes: z.journal_max_bytes, max_depth: z.journal_max_depth };
-        if z.role == nsxdp::config::Role::Secondary {
-            let config = config.as_ref().expect("zones come from a configuration");
-            let primaries = z
-                .primaries
-                .iter()
-                .map(|r| nsxdp::control::secondary::Primary {
-                    addr: r.addr,
-                    key: r.key.as_deref().and_then(|k| config.key(k)).map(nsxdp::xfr::tsig::Key::from),
-                    ixfr: r.ixfr,
-                })
-                .collect();
-            let timeout = Duration::from_secs(z.transfer_timeout_secs);
-            zone_set
-                .add_secondary(&z.name, primaries, z.timers, limits, timeout, &mut notes)
-                .map_err(|e| anyhow::anyhow!(e))?;
-            continue;
+        if let Some(file) = z.file.as_deref().filter(|_| z.role == nsxdp::config::Role::Primary) {
+            report_diagnostics(file);
         }
-        let file = z.file.as_deref().expect("primary zones have a file (checked with the config)");
-        report_diagnostics(file);
-        zone_set.add(Some(&z.name), file, z.serial_policy, limits, now, &mut notes).map_err(|e| anyhow::anyhow!(e))?;
+        let config = config.as_ref().expect("zones come from a configuration");
+        zone_set.add_configured(z, config, now, &mut notes).map_err(|e| anyhow::anyhow!(e))?;
     }
     for path in &args.snapshots {
         zone_set.add_snapshot(path).map_err(|e| anyhow::anyhow!(e))?;
@@ -350,7 +334,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     // Transfers (TSIG keys, ACLs, journals) and NOTIFY need the configuration.
-    let transfers = config.as_ref().map(|c| Transfers::new(c.clone(), zone_set.journals()));
+    // One shared copy of the configuration, replaced by reloads, read by every thread.
+    let shared = config.clone().map(nsxdp::config::SharedConfig::from);
+    let transfers = shared.as_ref().map(|c| Transfers::new(c.clone(), zone_set.journals()));
     if config.is_some() {
         zone_set.set_own_addresses(listen.iter().map(|a| a.ip()).collect());
         for i in 0..zone_set.zones.len() {
@@ -364,7 +350,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let (to_manager, events) = std::sync::mpsc::channel();
     // NOTIFY in (and the rest the run loops hand over) needs the configuration.
-    let control_side = config.clone().map(|c| handoff::ControlSide::new(c, to_manager.clone()));
+    let control_side = shared.clone().map(|c| handoff::ControlSide::new(c, to_manager.clone()));
     let control = Control {
         socket: ctl::spawn_socket(&control_path, to_manager.clone(), shutdown.clone())
             .with_context(|| format!("control socket {}", control_path.display()))?,
@@ -374,7 +360,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             to_manager,
             hup,
             shutdown.clone(),
-            config.clone().map(Notifier::new),
+            shared.clone().map(Notifier::new),
+            args.config.clone().zip(shared.clone()).map(|(path, shared)| ctl::ConfigSource { path, shared }),
         )?,
     };
     eprintln!("nsxdp: control socket {}", control_path.display());

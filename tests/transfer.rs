@@ -191,7 +191,7 @@ fn notify_after_reload_signed_and_retried() {
     let t1 = ctl::spawn_socket(&sock, tx.clone(), shutdown.clone()).unwrap();
     let notifier = Notifier::new(config.clone());
     let hup = Arc::new(AtomicBool::new(false));
-    let t2 = ctl::spawn_manager(zones, rx, tx, hup, shutdown.clone(), Some(notifier)).unwrap();
+    let t2 = ctl::spawn_manager(zones, rx, tx, hup, shutdown.clone(), Some(notifier), None).unwrap();
 
     std::fs::write(&zone_file, zone_text(101, "192.0.2.11")).unwrap();
     assert!(ctl::client(&sock, "reload xfr.test").unwrap());

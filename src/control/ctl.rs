@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::notify::{self, Done, Outbox, Policy};
 use super::secondary::{self, Fetched, Job};
 use super::zones::{Reloaded, ZoneSet};
-use crate::config::Config;
+use crate::config::SharedConfig;
 use crate::wire::name::Name;
 use crate::xfr::tsig::{Key, Signer};
 
@@ -114,7 +114,7 @@ impl<R: BufRead> TakeLine for R {
 
 /// NOTIFY out: the configuration (targets and keys per zone) and a socket per family.
 pub struct Notifier {
-    pub config: Arc<Config>,
+    pub config: SharedConfig,
     pub v4: Option<std::net::UdpSocket>,
     pub v6: Option<std::net::UdpSocket>,
     pub policy: Policy,
@@ -123,9 +123,9 @@ pub struct Notifier {
 impl Notifier {
     /// Unbound-port sockets for both families (a family without a working socket is left
     /// out).
-    pub fn new(config: Arc<Config>) -> Notifier {
+    pub fn new(config: impl Into<SharedConfig>) -> Notifier {
         let open = |a: &str| std::net::UdpSocket::bind(a).ok().filter(|s| s.set_nonblocking(true).is_ok());
-        Notifier { config, v4: open("0.0.0.0:0"), v6: open("[::]:0"), policy: Policy::default() }
+        Notifier { config: config.into(), v4: open("0.0.0.0:0"), v6: open("[::]:0"), policy: Policy::default() }
     }
 
     /// Queues NOTIFY for a new version of zone `i` to its configured targets and its NS
@@ -134,7 +134,8 @@ impl Notifier {
         let z = &zones.zones[i];
         let Some(serial) = z.serial() else { return };
         let now = std::time::Instant::now();
-        let conf = self.config.zones.iter().find(|c| c.name.to_lowercase() == z.name.to_lowercase());
+        let config = self.config.load();
+        let conf = config.zones.iter().find(|c| c.name.to_lowercase() == z.name.to_lowercase());
         let mut targets: Vec<(std::net::SocketAddr, Option<String>)> = Vec::new();
         if let Some(c) = conf {
             targets.extend(c.notify.iter().map(|r| (r.addr, r.key.clone())));
@@ -158,7 +159,7 @@ impl Notifier {
             buf[..m.len()].copy_from_slice(&m);
             let mut len = m.len();
             if let Some(k) = &p.key {
-                match self.config.key(k) {
+                match self.config.load().key(k) {
                     Some(k) => match Signer::request(&Key::from(k)).sign(&mut buf, len, unix) {
                         Ok(l) => len = l,
                         Err(_) => continue,
@@ -194,6 +195,55 @@ impl Notifier {
     }
 }
 
+/// Where the configuration came from, and the shared copy every thread reads: `reload`
+/// (all zones) and SIGHUP read the file again first.
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub shared: SharedConfig,
+}
+
+/// Re-reads the configuration file: a good one replaces the running configuration and its
+/// zone changes are applied; a bad one is reported and the running one stays. Lines for
+/// the reply go to `out`; false when the file was refused.
+fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, out: &mut String) -> bool {
+    let new = match crate::config::Config::load(&src.path) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(out, "configuration NOT reloaded, the running one stays: {e}");
+            return false;
+        }
+    };
+    let old = src.shared.load();
+    if new.server != old.server {
+        let _ = writeln!(out, "warning: changes to [server] take effect at the next start");
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    let mut notes = Vec::new();
+    zones.reconfigure(&old, &new, now, &mut notes);
+    src.shared.store(new);
+    for n in notes {
+        let _ = writeln!(out, "{n}");
+    }
+    let _ = writeln!(out, "configuration {} reloaded", src.path.display());
+    true
+}
+
+/// A command line, with the configuration re-read first for `reload` of every zone.
+fn handle_line(zones: &mut ZoneSet, line: &str, src: Option<&ConfigSource>) -> (String, Vec<usize>) {
+    let mut pre = String::new();
+    let config_ok = match src.filter(|_| line.trim() == "reload") {
+        Some(src) => reread_config(zones, src, &mut pre),
+        None => true,
+    };
+    let (out, changed) = command(zones, line);
+    let mut text = pre + &out;
+    if !config_ok && text.ends_with("ok\n") {
+        text.truncate(text.len() - 3);
+        text.push_str("error: the configuration file was not reloaded\n");
+    }
+    (text, changed)
+}
+
 /// Runs the manager on a thread: commands from the socket, reload-all on `hup`, the
 /// secondary zones' checks, NOTIFY out after every change (with a notifier), until
 /// `shutdown`. `events` must be the receiving end of `to_self` (workers report through it).
@@ -205,6 +255,7 @@ pub fn spawn_manager(
     hup: Arc<AtomicBool>,
     shutdown: Arc<AtomicBool>,
     notifier: Option<Notifier>,
+    config: Option<ConfigSource>,
 ) -> io::Result<JoinHandle<ZoneSet>> {
     std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
         let mut outbox = Outbox::new(std::process::id() as u16);
@@ -212,7 +263,7 @@ pub fn spawn_manager(
             let mut changed = Vec::new();
             if hup.swap(false, Ordering::Relaxed) {
                 eprintln!("nsxdp: SIGHUP: reloading every zone");
-                let (out, c) = command(&mut zones, "reload");
+                let (out, c) = handle_line(&mut zones, "reload", config.as_ref());
                 eprint!("{out}");
                 changed.extend(c);
             }
@@ -226,7 +277,7 @@ pub fn spawn_manager(
             }
             match events.recv_timeout(wait.max(Duration::from_millis(1))) {
                 Ok(Event::Command(r)) => {
-                    let (out, c) = command(&mut zones, &r.line);
+                    let (out, c) = handle_line(&mut zones, &r.line, config.as_ref());
                     changed.extend(c);
                     let _ = r.reply.send(out);
                 }
@@ -576,7 +627,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let sock = dir.path().join("run/ctl.sock");
         let t1 = spawn_socket(&sock, tx.clone(), shutdown.clone()).unwrap();
-        let t2 = spawn_manager(zs, rx, tx, hup.clone(), shutdown.clone(), None).unwrap();
+        let t2 = spawn_manager(zs, rx, tx, hup.clone(), shutdown.clone(), None, None).unwrap();
         // A second server on the same socket is refused.
         let (tx2, _rx2) = mpsc::channel();
         assert!(spawn_socket(&sock, tx2, shutdown.clone()).is_err());

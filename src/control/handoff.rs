@@ -34,15 +34,14 @@ use crate::xfr::tsig::{self, Key, Signer};
 /// What NOTIFY in needs: the configuration (zones, ACLs, keys) and the zone manager.
 #[derive(Clone)]
 pub struct ControlSide {
-    pub config: Arc<crate::config::Config>,
-    pub keys: Vec<Key>,
+    /// The running configuration, replaced by reloads.
+    pub config: crate::config::SharedConfig,
     pub events: std::sync::mpsc::Sender<Event>,
 }
 
 impl ControlSide {
-    pub fn new(config: Arc<crate::config::Config>, events: std::sync::mpsc::Sender<Event>) -> ControlSide {
-        let keys = config.keys.iter().map(Key::from).collect();
-        ControlSide { config, keys, events }
+    pub fn new(config: impl Into<crate::config::SharedConfig>, events: std::sync::mpsc::Sender<Event>) -> ControlSide {
+        ControlSide { config: config.into(), events }
     }
 }
 
@@ -181,7 +180,9 @@ pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) 
         }
         Err(_) => return (None, None),
     };
-    let verified = match tsig::verify_request(msg, &c.keys, now) {
+    let config = c.config.load();
+    let keys: Vec<Key> = config.keys.iter().map(Key::from).collect();
+    let verified = match tsig::verify_request(msg, &keys, now) {
         Ok(v) => v,
         Err(f) => {
             eprintln!("nsxdp: NOTIFY {} from {from}: TSIG: {f}", req.qname);
@@ -190,10 +191,10 @@ pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) 
     };
     let mut signer = verified.as_ref().map(Signer::response);
     let zone = req.qname.to_lowercase();
-    let conf = c.config.zones.iter().find(|z| z.role == Role::Secondary && z.name.to_lowercase() == zone);
+    let conf = config.zones.iter().find(|z| z.role == Role::Secondary && z.name.to_lowercase() == zone);
     let rcode = match conf {
         None => crate::xfr::rcode::NOTAUTH,
-        Some(z) if !c.config.allows(z, Action::Notify, from.ip(), verified.as_ref().map(|v| v.key.name())) => {
+        Some(z) if !config.allows(z, Action::Notify, from.ip(), verified.as_ref().map(|v| v.key.name())) => {
             crate::xfr::rcode::REFUSED
         }
         Some(_) => 0,

@@ -36,6 +36,18 @@ pub struct Primary {
     pub ixfr: bool,
 }
 
+/// The primaries of a configured secondary zone, their keys resolved.
+pub fn primaries(zone: &crate::config::ZoneConf, config: &crate::config::Config) -> Vec<Primary> {
+    zone.primaries
+        .iter()
+        .map(|r| Primary {
+            addr: r.addr,
+            key: r.key.as_deref().and_then(|k| config.key(k)).map(Key::from),
+            ixfr: r.ixfr,
+        })
+        .collect()
+}
+
 /// One check of one zone, for a worker thread.
 #[derive(Clone)]
 pub struct Job {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::answer::Catalog;
-use crate::config::{Action, Config};
+use crate::config::{Action, SharedConfig};
 use crate::journal::Journal;
 use crate::snapshot::{Snapshot, SnapshotRecords};
 use crate::wire::name::Name;
@@ -30,15 +30,14 @@ pub type SharedJournals = Arc<ArcSwap<HashMap<Name, Arc<Mutex<Journal>>>>>;
 
 /// What transfers need besides the catalog.
 pub struct Transfers {
-    pub config: Arc<Config>,
-    pub keys: Vec<Key>,
+    /// The running configuration (zones' ACLs, keys), replaced by reloads.
+    pub config: SharedConfig,
     pub journals: SharedJournals,
 }
 
 impl Transfers {
-    pub fn new(config: Arc<Config>, journals: SharedJournals) -> Transfers {
-        let keys = config.keys.iter().map(Key::from).collect();
-        Transfers { config, keys, journals }
+    pub fn new(config: impl Into<SharedConfig>, journals: SharedJournals) -> Transfers {
+        Transfers { config: config.into(), journals }
     }
 }
 
@@ -71,8 +70,9 @@ pub fn request(
         }
         Err(_) => return Reply::Nothing,
     };
-    let keys: &[Key] = transfers.map_or(&[], |t| &t.keys);
-    let verified = match tsig::verify_request(msg, keys, now) {
+    let config = transfers.map(|t| t.config.load());
+    let keys: Vec<Key> = config.as_ref().map_or_else(Vec::new, |c| c.keys.iter().map(Key::from).collect());
+    let verified = match tsig::verify_request(msg, &keys, now) {
         Ok(v) => v,
         Err(f) => return single(tsig::write_failure(msg, &f, buf, now)),
     };
@@ -81,12 +81,11 @@ pub fn request(
     let Some(snap) = catalog.snapshots().iter().find(|s| s.zone().origin[..] == *qname.as_wire()) else {
         return single(xfr::write_error(&req, xfr::rcode::NOTAUTH, signer.as_mut(), buf, now));
     };
-    let allowed = transfers.is_some_and(|t| {
-        t.config
-            .zones
+    let allowed = config.as_ref().is_some_and(|c| {
+        c.zones
             .iter()
             .find(|z| z.name.to_lowercase() == qname)
-            .is_some_and(|z| t.config.allows(z, Action::Transfer, from, verified.as_ref().map(|v| v.key.name())))
+            .is_some_and(|z| c.allows(z, Action::Transfer, from, verified.as_ref().map(|v| v.key.name())))
     });
     if !allowed {
         return single(xfr::write_error(&req, xfr::rcode::REFUSED, signer.as_mut(), buf, now));

@@ -24,7 +24,7 @@ use std::time::SystemTime;
 use super::secondary::Primary;
 use super::transfer::SharedJournals;
 use crate::answer::Catalog;
-use crate::config::SerialPolicy;
+use crate::config::{Config, Role, SerialPolicy, ZoneConf};
 use crate::dataplane::SharedCatalog;
 use crate::journal::{self, Journal, Limits};
 use crate::secondary::timers::{Bounds, Refresh, SoaTimers};
@@ -419,6 +419,79 @@ impl ZoneSet {
         let i = self.zones.len() - 1;
         self.refresh_ns_targets(i);
         Ok(&self.zones[i])
+    }
+
+    /// Starts serving a zone of the configuration file (either role).
+    pub fn add_configured(
+        &mut self,
+        z: &ZoneConf,
+        config: &Config,
+        now_unix: u32,
+        notes: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let limits = Limits { max_bytes: z.journal_max_bytes, max_depth: z.journal_max_depth };
+        match z.role {
+            Role::Secondary => {
+                let primaries = super::secondary::primaries(z, config);
+                let timeout = std::time::Duration::from_secs(z.transfer_timeout_secs);
+                self.add_secondary(&z.name, primaries, z.timers, limits, timeout, notes)?;
+            }
+            Role::Primary => {
+                let file = z.file.as_deref().ok_or_else(|| format!("zone {}: no file", z.name))?;
+                self.add(Some(&z.name), file, z.serial_policy, limits, now_unix, notes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a new configuration file's zones (the old one's are `old`): zones added are
+    /// started, zones gone are no longer served (their files stay in the data directory),
+    /// and the settings of the others (file, serial policy, journal limits, primaries,
+    /// timers) take effect. A changed role needs a restart. Publishes the result.
+    pub fn reconfigure(&mut self, old: &Config, new: &Config, now_unix: u32, notes: &mut Vec<String>) {
+        let lower = |n: &Name| n.to_lowercase();
+        for z in &new.zones {
+            let Some(i) = self.index(&z.name) else {
+                match self.add_configured(z, new, now_unix, notes) {
+                    Ok(()) => notes.push(format!("zone {}: added", z.name)),
+                    Err(e) => notes.push(format!("zone {}: not added: {e}", z.name)),
+                }
+                continue;
+            };
+            let st = &mut self.zones[i];
+            let limits = Limits { max_bytes: z.journal_max_bytes, max_depth: z.journal_max_depth };
+            st.limits = limits;
+            if let Some(j) = &st.journal {
+                j.lock().unwrap_or_else(|p| p.into_inner()).set_limits(limits);
+            }
+            match (&mut st.secondary, z.role) {
+                (Some(s), Role::Secondary) => {
+                    s.primaries = super::secondary::primaries(z, new);
+                    s.refresh.set_bounds(z.timers);
+                    s.timeout = std::time::Duration::from_secs(z.transfer_timeout_secs);
+                }
+                (None, Role::Primary) => {
+                    st.policy = z.serial_policy;
+                    if let Some(f) = &z.file {
+                        st.file = f.clone();
+                    }
+                }
+                _ => notes.push(format!("zone {}: a changed role takes effect at the next start", z.name)),
+            }
+        }
+        let gone: Vec<Name> = old
+            .zones
+            .iter()
+            .filter(|o| !new.zones.iter().any(|z| lower(&z.name) == lower(&o.name)))
+            .map(|o| o.name.clone())
+            .collect();
+        for name in gone {
+            if let Some(i) = self.index(&name) {
+                self.zones.remove(i);
+                notes.push(format!("zone {name}: removed (no longer served; its files stay in the data directory)"));
+            }
+        }
+        self.publish();
     }
 
     /// Where the time of a secondary zone's last successful check is kept.

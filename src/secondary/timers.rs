@@ -128,6 +128,11 @@ impl Refresh {
         r
     }
 
+    /// New bounds (a reloaded configuration): they apply from the next success.
+    pub fn set_bounds(&mut self, bounds: Bounds) {
+        self.bounds = bounds;
+    }
+
     /// Whether a check should start now.
     pub fn due(&self, now: Instant) -> bool {
         !self.in_flight && (self.notify_pending || now >= self.next_check)
