@@ -350,7 +350,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let (to_manager, events) = std::sync::mpsc::channel();
     // NOTIFY in (and the rest the run loops hand over) needs the configuration.
-    let control_side = shared.clone().map(|c| handoff::ControlSide::new(c, to_manager.clone()));
+    let control_side = shared.clone().map(|c| {
+        let mut side = handoff::ControlSide::new(c, to_manager.clone());
+        side.transfers = transfers.clone();
+        side
+    });
     let control = Control {
         socket: ctl::spawn_socket(&control_path, to_manager.clone(), shutdown.clone())
             .with_context(|| format!("control socket {}", control_path.display()))?,

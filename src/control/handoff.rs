@@ -6,7 +6,9 @@
 //!   asked (action `notify`), answered with AA and the question echoed, and passed to the
 //!   zone manager as an [`Event::Notify`], which starts a check (several coalesce). A
 //!   zone that is not one of our secondaries gets NOTAUTH, an ACL that says no REFUSED.
-//! - Everything else gets the engine's answer (NOTIMP for UPDATE and IXFR over UDP).
+//! - IXFR over UDP (RFC 1995 §2), when transfers are configured: `transfer::udp_ixfr`, the
+//!   same checks as over TCP; the answer if it fits in one datagram, else our SOA alone.
+//! - Everything else gets the engine's answer (NOTIMP for UPDATE).
 //!
 //! The loops never wait for this thread: the channel is bounded and they drop (and count)
 //! what does not fit.
@@ -37,11 +39,13 @@ pub struct ControlSide {
     /// The running configuration, replaced by reloads.
     pub config: crate::config::SharedConfig,
     pub events: std::sync::mpsc::Sender<Event>,
+    /// For IXFR over UDP (the zones' journals and ACLs).
+    pub transfers: Option<super::transfer::Transfers>,
 }
 
 impl ControlSide {
     pub fn new(config: impl Into<crate::config::SharedConfig>, events: std::sync::mpsc::Sender<Event>) -> ControlSide {
-        ControlSide { config: config.into(), events }
+        ControlSide { config: config.into(), events, transfers: None }
     }
 }
 
@@ -59,6 +63,8 @@ pub struct HandoffStats {
     pub notify_accepted: AtomicU64,
     /// NOTIFYs refused (unknown zone, ACL, TSIG).
     pub notify_refused: AtomicU64,
+    /// IXFR requests over UDP answered (incremental, whole zone, or our SOA alone).
+    pub ixfr_udp: AtomicU64,
     /// Messages the engine answers with silence (responses, garbage).
     pub dropped: AtomicU64,
     /// No socket to answer from (no listen address of the message's family), or the send
@@ -70,11 +76,12 @@ impl std::fmt::Display for HandoffStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "received={} answered={} notify_accepted={} notify_refused={} dropped={} send_errors={}",
+            "received={} answered={} notify_accepted={} notify_refused={} ixfr_udp={} dropped={} send_errors={}",
             self.received.load(Relaxed),
             self.answered.load(Relaxed),
             self.notify_accepted.load(Relaxed),
             self.notify_refused.load(Relaxed),
+            self.ixfr_udp.load(Relaxed),
             self.dropped.load(Relaxed),
             self.send_errors.load(Relaxed)
         )
@@ -124,8 +131,30 @@ fn answer_one(
 ) {
     let (client, server) = (m.client, m.server);
     let notify = is_notify(m.message());
+    let ixfr = !notify && crate::dataplane::xdp::for_control(m.message());
     let (buf, len) = m.buffer_mut();
+    let transfers = control.and_then(|c| c.transfers.as_ref()).filter(|_| ixfr);
     let len = match control.filter(|_| notify) {
+        None if transfers.is_some() => {
+            let msg = buf[..len].to_vec();
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let cat = catalog.load();
+            match super::transfer::udp_ixfr(&msg, client.ip(), &cat, transfers, buf, now) {
+                Some(len) => {
+                    st.ixfr_udp.fetch_add(1, Relaxed);
+                    len
+                }
+                None => {
+                    // Not an IXFR after all (UPDATE): the engine's answer.
+                    buf[..msg.len()].copy_from_slice(&msg);
+                    let Outcome::Reply { len, .. } = answer(&**cat, buf, msg.len(), Transport::Udp, cfg) else {
+                        st.dropped.fetch_add(1, Relaxed);
+                        return;
+                    };
+                    len
+                }
+            }
+        }
         Some(c) => {
             let msg = buf[..len].to_vec();
             let (reply, accepted) = notify_in(&msg, client, c, buf);

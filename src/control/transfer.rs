@@ -29,6 +29,7 @@ use crate::zone::Changeset;
 pub type SharedJournals = Arc<ArcSwap<HashMap<Name, Arc<Mutex<Journal>>>>>;
 
 /// What transfers need besides the catalog.
+#[derive(Clone)]
 pub struct Transfers {
     /// The running configuration (zones' ACLs, keys), replaced by reloads.
     pub config: SharedConfig,
@@ -62,6 +63,38 @@ pub fn request(
     transfers: Option<&Transfers>,
     buf: &mut [u8],
     now: u64,
+) -> Reply {
+    respond(msg, from, catalog, transfers, buf, now, None)
+}
+
+/// Handles an IXFR over UDP (RFC 1995 §2): the one message written into `buf` (at most
+/// the request's EDNS size, else 512, and `buf`'s length): the answer when it fits, else our
+/// SOA alone, which tells the client to ask over TCP. The same checks as over TCP (TSIG,
+/// zone, ACL). None: nothing to send (not an IXFR request).
+pub fn udp_ixfr(
+    msg: &[u8],
+    from: IpAddr,
+    catalog: &Catalog,
+    transfers: Option<&Transfers>,
+    buf: &mut [u8],
+    now: u64,
+) -> Option<usize> {
+    let req = xfr::parse_request(msg).ok().filter(|r| r.is_ixfr())?;
+    let max = req.edns_udp_size.map_or(512, |s| usize::from(s).max(512)).min(buf.len());
+    match respond(msg, from, catalog, transfers, buf, now, Some(max)) {
+        Reply::Single(n) => Some(n),
+        _ => None,
+    }
+}
+
+fn respond(
+    msg: &[u8],
+    from: IpAddr,
+    catalog: &Catalog,
+    transfers: Option<&Transfers>,
+    buf: &mut [u8],
+    now: u64,
+    udp: Option<usize>,
 ) -> Reply {
     let req = match xfr::parse_request(msg) {
         Ok(r) => r,
@@ -116,6 +149,16 @@ pub fn request(
         _ => None,
     };
     let full = std::iter::once(soa.clone()).chain(records);
+    if let Some(max) = udp {
+        let mut opts = Options::udp(max);
+        if req.edns_udp_size.is_some() {
+            opts.edns_udp_size = Some(max as u16);
+        }
+        return match Ixfr::new(&req, soa, history, move || full, signer, opts) {
+            Ok(x) => single(x.udp_message(&mut buf[..max], now).map_err(|_| xfr::message::NoRoom)),
+            Err(_) => Reply::Nothing,
+        };
+    }
     match Ixfr::new(&req, soa, history, move || full, signer, opts) {
         Ok(mut x) => Reply::Stream(Box::new(move |b, now| x.next_message(b, now))),
         Err(_) => Reply::Nothing,
