@@ -437,6 +437,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nsxdp: control-side UDP (NOTIFY in) {stats}");
     }
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    if let Some(s) = tcp.transfer_stats() {
+        eprintln!("nsxdp: transfers out {s}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -607,6 +610,9 @@ fn serve_xdp(
     eprintln!("nsxdp: UDP (kernel) {}", StatsSnapshot::sum(&fallback.stats));
     eprintln!("nsxdp: handoff {}", handoff_stats);
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    if let Some(s) = tcp.transfer_stats() {
+        eprintln!("nsxdp: transfers out {s}");
+    }
     tcp_result?;
     Ok(ExitCode::SUCCESS)
 }

@@ -63,7 +63,7 @@ fn ixfr_over_udp() {
     )
     .unwrap();
     let conf = d.join("nsxdp.toml");
-    let _ns = start_nsxdp(d, &conf);
+    let ns = start_nsxdp(d, &conf);
     let key = format!("hmac-sha256:xfr:{SECRET}");
 
     // A small change: 1 → 2 adds one host. The answer: SOA 2, SOA 1, SOA 2, h3, SOA 2.
@@ -81,4 +81,11 @@ fn ixfr_over_udp() {
     // Unsigned, or from outside the ACL: refused.
     assert_eq!(ixfr_udp(port, 1, None, "127.0.0.1").0, "REFUSED");
     assert_eq!(ixfr_udp(port, 1, Some(&key), "127.0.0.2").0, "REFUSED");
+    // The counters printed at exit.
+    drop(ns);
+    let log = std::fs::read_to_string(d.join("nsxdp.log")).unwrap();
+    let out = log.lines().find(|l| l.contains("transfers out")).unwrap_or_else(|| panic!("no counters:\n{log}"));
+    for want in ["ixfr-incremental=2", "ixfr-current=1", "ixfr-udp=3", "refused=2"] {
+        assert!(out.contains(want), "{want} not in {out}");
+    }
 }

@@ -108,6 +108,11 @@ impl TcpServer {
         self.notify = Some(c);
     }
 
+    /// The transfers-out counters (with transfers configured).
+    pub fn transfer_stats(&self) -> Option<std::sync::Arc<super::transfer::TransferStats>> {
+        self.transfers.as_ref().map(|t| t.stats.clone())
+    }
+
     pub fn set_transfers(&mut self, t: Transfers) {
         self.transfers = Some(t);
     }

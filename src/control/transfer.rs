@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -34,12 +35,78 @@ pub struct Transfers {
     /// The running configuration (zones' ACLs, keys), replaced by reloads.
     pub config: SharedConfig,
     pub journals: SharedJournals,
+    pub stats: Arc<TransferStats>,
 }
 
 impl Transfers {
     pub fn new(config: impl Into<SharedConfig>, journals: SharedJournals) -> Transfers {
-        Transfers { config: config.into(), journals }
+        Transfers { config: config.into(), journals, stats: Arc::default() }
     }
+}
+
+/// Transfers out since the start.
+#[derive(Debug, Default)]
+pub struct TransferStats {
+    pub axfr: AtomicU64,
+    /// IXFR answered with changesets, with the whole zone, with the SOA alone.
+    pub ixfr_incremental: AtomicU64,
+    pub ixfr_full: AtomicU64,
+    pub ixfr_current: AtomicU64,
+    /// Over UDP (any of the three).
+    pub ixfr_udp: AtomicU64,
+    /// Refused by an ACL, for a zone we do not serve (NOTAUTH), or for a bad TSIG.
+    pub refused: AtomicU64,
+    pub notauth: AtomicU64,
+    pub tsig_failures: AtomicU64,
+    /// Transfers that ended with every message made.
+    pub completed: AtomicU64,
+    pub messages: AtomicU64,
+}
+
+impl std::fmt::Display for TransferStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = |c: &AtomicU64| c.load(Relaxed);
+        write!(
+            f,
+            "axfr={} ixfr-incremental={} ixfr-full={} ixfr-current={} ixfr-udp={} completed={} messages={} \
+             refused={} notauth={} tsig-failures={}",
+            l(&self.axfr),
+            l(&self.ixfr_incremental),
+            l(&self.ixfr_full),
+            l(&self.ixfr_current),
+            l(&self.ixfr_udp),
+            l(&self.completed),
+            l(&self.messages),
+            l(&self.refused),
+            l(&self.notauth),
+            l(&self.tsig_failures)
+        )
+    }
+}
+
+/// Counts a transfer's messages and its end, and logs the end.
+fn counted(
+    stats: Option<Arc<TransferStats>>,
+    what: String,
+    mut next: impl FnMut(&mut [u8], u64) -> Result<Option<usize>, xfr::XfrError> + Send + 'static,
+) -> Stream {
+    let t0 = std::time::Instant::now();
+    let mut messages = 0u64;
+    Box::new(move |b, now| {
+        let r = next(b, now);
+        match &r {
+            Ok(Some(_)) => messages += 1,
+            Ok(None) => {
+                if let Some(s) = &stats {
+                    s.completed.fetch_add(1, Relaxed);
+                    s.messages.fetch_add(messages, Relaxed);
+                }
+                eprintln!("nsxdp: {what}: {messages} messages in {:.1} ms", t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            Err(e) => eprintln!("nsxdp: {what}: failed after {messages} messages: {e}"),
+        }
+        r
+    })
 }
 
 /// Produces the next message of a transfer into a buffer; `Ok(None)` when done.
@@ -105,13 +172,24 @@ fn respond(
     };
     let config = transfers.map(|t| t.config.load());
     let keys: Vec<Key> = config.as_ref().map_or_else(Vec::new, |c| c.keys.iter().map(Key::from).collect());
+    let stats = transfers.map(|t| t.stats.clone());
+    let count = |c: fn(&TransferStats) -> &AtomicU64| {
+        if let Some(s) = &stats {
+            c(s).fetch_add(1, Relaxed);
+        }
+    };
     let verified = match tsig::verify_request(msg, &keys, now) {
         Ok(v) => v,
-        Err(f) => return single(tsig::write_failure(msg, &f, buf, now)),
+        Err(f) => {
+            count(|s| &s.tsig_failures);
+            eprintln!("nsxdp: transfer of {} to {from} refused: TSIG: {f}", req.qname);
+            return single(tsig::write_failure(msg, &f, buf, now));
+        }
     };
     let mut signer = verified.as_ref().map(Signer::response);
     let qname = req.qname.to_lowercase();
     let Some(snap) = catalog.snapshots().iter().find(|s| s.zone().origin[..] == *qname.as_wire()) else {
+        count(|s| &s.notauth);
         return single(xfr::write_error(&req, xfr::rcode::NOTAUTH, signer.as_mut(), buf, now));
     };
     let allowed = config.as_ref().is_some_and(|c| {
@@ -121,6 +199,8 @@ fn respond(
             .is_some_and(|z| c.allows(z, Action::Transfer, from, verified.as_ref().map(|v| v.key.name())))
     });
     if !allowed {
+        count(|s| &s.refused);
+        eprintln!("nsxdp: transfer of {} to {from} refused by the zone's ACL", req.qname);
         return single(xfr::write_error(&req, xfr::rcode::REFUSED, signer.as_mut(), buf, now));
     }
     let mut opts = Options::tcp();
@@ -133,9 +213,12 @@ fn respond(
     let Some(soa) = records.next() else {
         return single(xfr::write_error(&req, xfr::rcode::SERVFAIL, signer.as_mut(), buf, now));
     };
+    let serial = snap.serial();
     if req.is_axfr() {
+        count(|s| &s.axfr);
+        let what = format!("AXFR of {} serial {serial} to {from}", req.qname);
         return match Axfr::new(&req, std::iter::once(soa).chain(records), signer, opts) {
-            Ok(mut x) => Reply::Stream(Box::new(move |b, now| x.next_message(b, now))),
+            Ok(mut x) => Reply::Stream(counted(stats, what, move |b, now| x.next_message(b, now))),
             Err(_) => Reply::Nothing,
         };
     }
@@ -154,14 +237,38 @@ fn respond(
         if req.edns_udp_size.is_some() {
             opts.edns_udp_size = Some(max as u16);
         }
+        count(|s| &s.ixfr_udp);
         return match Ixfr::new(&req, soa, history, move || full, signer, opts) {
-            Ok(x) => single(x.udp_message(&mut buf[..max], now).map_err(|_| xfr::message::NoRoom)),
+            Ok(x) => {
+                count_ixfr(&stats, x.kind());
+                single(x.udp_message(&mut buf[..max], now).map_err(|_| xfr::message::NoRoom))
+            }
             Err(_) => Reply::Nothing,
         };
     }
     match Ixfr::new(&req, soa, history, move || full, signer, opts) {
-        Ok(mut x) => Reply::Stream(Box::new(move |b, now| x.next_message(b, now))),
+        Ok(mut x) => {
+            count_ixfr(&stats, x.kind());
+            let what = format!(
+                "IXFR ({:?}) of {} serial {} -> {serial} to {from}",
+                x.kind(),
+                req.qname,
+                req.ixfr_serial.unwrap_or(0)
+            );
+            Reply::Stream(counted(stats, what, move |b, now| x.next_message(b, now)))
+        }
         Err(_) => Reply::Nothing,
+    }
+}
+
+fn count_ixfr(stats: &Option<Arc<TransferStats>>, kind: xfr::IxfrKind) {
+    if let Some(s) = stats {
+        match kind {
+            xfr::IxfrKind::Incremental { .. } => &s.ixfr_incremental,
+            xfr::IxfrKind::Full => &s.ixfr_full,
+            xfr::IxfrKind::UpToDate => &s.ixfr_current,
+        }
+        .fetch_add(1, Relaxed);
     }
 }
 
