@@ -150,7 +150,9 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
         _ => PathBuf::from("."),
     };
     let file_name = path.file_name().ok_or_else(|| refused(path, "not a file path"))?;
-    let tmp = dir.join(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id()));
+    let prefix = format!(".{}.tmp.", file_name.to_string_lossy());
+    remove_stale_tmp(&dir, &prefix);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let result = (|| -> Result<u64, SnapshotError> {
         let mut f = File::create(&tmp).map_err(io(path))?;
         // The archive is streamed to the file after room for the header (no copy of a
@@ -199,6 +201,32 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes the temporary files (`PREFIX` + a process id) that writers killed before their
+/// rename left in `dir`: each is as large as a snapshot, and a process killed again and again
+/// (a new id every time) would otherwise fill the disk with them. Only files whose process
+/// is gone are removed, so a concurrent writer of the same path (`nsxdp compile`) keeps its
+/// own; a recycled process id only means a file is left for a later write to remove.
+fn remove_stale_tmp(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid > 0 && pid as u32 != std::process::id() && !process_exists(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists (one we may not signal exists too).
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists and
+    // may be signalled. No memory is passed.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn header_crc(header: &[u8]) -> u32 {
@@ -435,6 +463,32 @@ fn check_rrset(z: &ArchivedZoneImage, r: &RrsetRec) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_temporary_files_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Above any pid_max: no such process.
+        let dead = 2_000_000_000;
+        let me = std::process::id();
+        let names = [
+            format!(".z.snap.tmp.{dead}"),
+            ".z.snap.tmp.1".into(),
+            format!(".z.snap.tmp.{me}"),
+            ".z.snap.tmp.x".into(),
+        ];
+        for n in names.iter().chain([&format!(".y.snap.tmp.{dead}")]) {
+            std::fs::write(d.join(n), b"partial").unwrap();
+        }
+        remove_stale_tmp(d, ".z.snap.tmp.");
+        let mut left: Vec<String> =
+            std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        let mut want = vec![".y.snap.tmp.2000000000".to_string(), ".z.snap.tmp.1".into(), format!(".z.snap.tmp.{me}")];
+        want.push(".z.snap.tmp.x".into());
+        want.sort();
+        assert_eq!(left, want);
+    }
 
     #[test]
     fn large_pieces_written_in_halves() {

@@ -29,6 +29,17 @@ pub fn have(tool: &str, package: &str) -> bool {
     ok
 }
 
+/// Like [`have`], for a tool that only answers `probe` successfully (dnsperf knows no
+/// `--version`: `have_probe("dnsperf", "-h", "dnsperf")`).
+pub fn have_probe(tool: &str, probe: &str, package: &str) -> bool {
+    let ok = Command::new(tool).arg(probe).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!in_ci(), "{tool} is required under CI=true (apt-get install {package})");
+        eprintln!("skipping: {tool} not found (apt-get install {package})");
+    }
+    ok
+}
+
 /// A port free for both UDP and TCP on 127.0.0.1.
 pub fn free_port() -> u16 {
     loop {
@@ -54,6 +65,15 @@ impl Proc {
 
     pub fn pid(&self) -> u32 {
         self.0.id()
+    }
+
+    /// SIGKILL (our own child, by PID), then reaps it. Consumes the handle so that no later
+    /// signal can reach a process that reused the PID.
+    pub fn kill9(mut self) -> std::process::ExitStatus {
+        let _ = self.0.kill();
+        let status = self.0.wait().unwrap();
+        std::mem::forget(self);
+        status
     }
 }
 
@@ -83,8 +103,14 @@ pub fn start_nsxdp(dir: &Path, conf: &Path) -> Proc {
 /// Starts `nsxdp serve --cores 1 ARGS...`, logging to `dir/nsxdp.log` (appended across
 /// restarts), and waits for `nsxdp: ready`.
 pub fn start_nsxdp_args(dir: &Path, args: &[&std::ffi::OsStr]) -> Proc {
+    start_nsxdp_cores(dir, 1, args)
+}
+
+/// Starts `nsxdp serve --cores CORES ARGS...`, logging to `dir/nsxdp.log` (appended across
+/// restarts), and waits for `nsxdp: ready`.
+pub fn start_nsxdp_cores(dir: &Path, cores: usize, args: &[&std::ffi::OsStr]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nsxdp"))
-        .args(["serve", "--cores", "1"])
+        .args(["serve", "--cores", &cores.to_string()])
         .args(args)
         .current_dir(dir)
         .stderr(Stdio::piped())
@@ -189,4 +215,246 @@ pub fn assert_same_zone(a: &[String], b: &[String], a_name: &str, b_name: &str) 
         a.len(),
         b.len()
     );
+}
+
+/// Record types the tests' own DNS client reads.
+pub mod qtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const MX: u16 = 15;
+    pub const TXT: u16 = 16;
+    pub const AAAA: u16 = 28;
+}
+
+/// A query for `name` (absolute, dotted) and `qtype`, with ID `id`, RD off, no EDNS.
+pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m
+}
+
+/// One record of a response, its rdata in presentation form for the types the tests use
+/// (A, CNAME, NS, SOA, MX, TXT; others as hex). Names are lowercased and absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRr {
+    pub name: String,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub data: String,
+}
+
+impl DnsRr {
+    /// The serial of an SOA record.
+    pub fn soa_serial(&self) -> Option<u32> {
+        if self.rtype != qtype::SOA {
+            return None;
+        }
+        self.data.split(' ').nth(2)?.parse().ok()
+    }
+}
+
+/// A response, parsed strictly: every count honoured, no trailing bytes, compression
+/// pointers only backwards.
+#[derive(Debug, Clone)]
+pub struct DnsMsg {
+    pub id: u16,
+    /// The header's flag bits (QR, opcode, AA, TC, RD, RA, Z, AD, CD, RCODE).
+    pub flags: u16,
+    pub qname: String,
+    pub qtype: u16,
+    pub answer: Vec<DnsRr>,
+    pub authority: Vec<DnsRr>,
+    pub additional: Vec<DnsRr>,
+}
+
+impl DnsMsg {
+    pub fn rcode(&self) -> u16 {
+        self.flags & 0xf
+    }
+    pub fn is_response(&self) -> bool {
+        self.flags & 0x8000 != 0
+    }
+    pub fn authoritative(&self) -> bool {
+        self.flags & 0x0400 != 0
+    }
+    pub fn truncated(&self) -> bool {
+        self.flags & 0x0200 != 0
+    }
+}
+
+fn read_name(msg: &[u8], mut pos: usize) -> Result<(String, usize), String> {
+    let mut out = String::new();
+    let mut end = None;
+    let mut jumps = 0;
+    loop {
+        let len = *msg.get(pos).ok_or("name runs past the end")? as usize;
+        match len & 0xc0 {
+            0 if len == 0 => {
+                if out.is_empty() {
+                    out.push('.');
+                }
+                return Ok((out, end.unwrap_or(pos + 1)));
+            }
+            0 => {
+                let label = msg.get(pos + 1..pos + 1 + len).ok_or("label runs past the end")?;
+                for &b in label {
+                    out.push(b.to_ascii_lowercase() as char);
+                }
+                out.push('.');
+                if out.len() > 255 {
+                    return Err("name longer than 255".into());
+                }
+                pos += 1 + len;
+            }
+            0xc0 => {
+                let lo = *msg.get(pos + 1).ok_or("pointer runs past the end")? as usize;
+                let target = ((len & 0x3f) << 8) | lo;
+                if target >= pos {
+                    return Err(format!("compression pointer at {pos} to {target} is not backwards"));
+                }
+                end.get_or_insert(pos + 2);
+                jumps += 1;
+                if jumps > 64 {
+                    return Err("too many compression pointers".into());
+                }
+                pos = target;
+            }
+            _ => return Err(format!("label type {len:#x}")),
+        }
+    }
+}
+
+fn read_rr(msg: &[u8], pos: usize) -> Result<(DnsRr, usize), String> {
+    let (name, mut p) = read_name(msg, pos)?;
+    let fixed = msg.get(p..p + 10).ok_or("record header runs past the end")?;
+    let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+    let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+    let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+    p += 10;
+    let rd = msg.get(p..p + rdlen).ok_or("rdata runs past the end")?;
+    if class != 1 && rtype != 41 {
+        return Err(format!("{name} type {rtype}: class {class}"));
+    }
+    let data = match rtype {
+        qtype::A if rdlen == 4 => format!("{}.{}.{}.{}", rd[0], rd[1], rd[2], rd[3]),
+        qtype::A => return Err(format!("{name} A with {rdlen} octets")),
+        qtype::CNAME | qtype::NS => {
+            let (n, e) = read_name(msg, p)?;
+            if e != p + rdlen {
+                return Err(format!("{name} type {rtype}: rdata length {rdlen} does not fit its name"));
+            }
+            n
+        }
+        qtype::MX => {
+            if rdlen < 3 {
+                return Err(format!("{name} MX too short"));
+            }
+            let (n, e) = read_name(msg, p + 2)?;
+            if e != p + rdlen {
+                return Err(format!("{name} MX: rdata length {rdlen} does not fit its name"));
+            }
+            format!("{} {n}", u16::from_be_bytes([rd[0], rd[1]]))
+        }
+        qtype::SOA => {
+            let (m, e) = read_name(msg, p)?;
+            let (r, e) = read_name(msg, e)?;
+            if e + 20 != p + rdlen {
+                return Err(format!("{name} SOA: rdata length {rdlen} does not fit"));
+            }
+            let nums: Vec<String> = (0..5)
+                .map(|i| {
+                    u32::from_be_bytes([msg[e + 4 * i], msg[e + 4 * i + 1], msg[e + 4 * i + 2], msg[e + 4 * i + 3]])
+                })
+                .map(|v| v.to_string())
+                .collect();
+            format!("{m} {r} {}", nums.join(" "))
+        }
+        qtype::TXT => {
+            let mut parts = Vec::new();
+            let mut i = 0;
+            while i < rdlen {
+                let l = rd[i] as usize;
+                let s = rd.get(i + 1..i + 1 + l).ok_or_else(|| format!("{name} TXT string runs past its rdata"))?;
+                parts.push(format!("\"{}\"", String::from_utf8_lossy(s)));
+                i += 1 + l;
+            }
+            parts.join(" ")
+        }
+        _ => rd.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    Ok((DnsRr { name, rtype, ttl, data }, p + rdlen))
+}
+
+/// Parses a response (see [`DnsMsg`]).
+pub fn parse_dns(msg: &[u8]) -> Result<DnsMsg, String> {
+    if msg.len() < 12 {
+        return Err(format!("{} octets: shorter than a header", msg.len()));
+    }
+    let word = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
+    let (id, flags) = (word(0), word(2));
+    let counts = [word(4), word(6), word(8), word(10)];
+    if counts[0] != 1 {
+        return Err(format!("QDCOUNT {}", counts[0]));
+    }
+    let (qname, mut p) = read_name(msg, 12)?;
+    let q = msg.get(p..p + 4).ok_or("question runs past the end")?;
+    let qtype = u16::from_be_bytes([q[0], q[1]]);
+    p += 4;
+    let mut sections = [Vec::new(), Vec::new(), Vec::new()];
+    for (s, &count) in sections.iter_mut().zip(&counts[1..]) {
+        for _ in 0..count {
+            let (rr, e) = read_rr(msg, p)?;
+            s.push(rr);
+            p = e;
+        }
+    }
+    if p != msg.len() {
+        return Err(format!("{} trailing octets", msg.len() - p));
+    }
+    let [answer, authority, mut additional] = sections;
+    additional.retain(|r| r.rtype != 41);
+    Ok(DnsMsg { id, flags, qname, qtype, answer, authority, additional })
+}
+
+/// The records of an IXFR (kdig over TCP, signed with `key` as kdig's `-y` wants it) from
+/// `serial`, in the order they came, as normalised lowercased lines (TSIG left out). None
+/// when the transfer failed.
+pub fn ixfr_lines(port: u16, zone: &str, serial: u32, key: Option<&str>) -> Option<Vec<String>> {
+    let mut cmd = Command::new("kdig");
+    cmd.args(["@127.0.0.1", "-p", &port.to_string(), "+tcp", "+nocomments", "+nostats", "+time=10"]);
+    if let Some(k) = key {
+        cmd.args(["-y", k]);
+    }
+    let o = cmd.arg(format!("IXFR={serial}")).arg(zone).output().ok()?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() || err.contains("ERROR") || text.contains(";; ERROR") {
+        return None;
+    }
+    Some(
+        text.lines()
+            .filter(|l| !l.starts_with(';') && !l.trim().is_empty() && !l.contains("TSIG"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase())
+            .collect(),
+    )
+}
+
+/// Percentile `p` (0..=100) of sorted values (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
