@@ -494,6 +494,19 @@ impl ZoneSet {
         self.publish();
     }
 
+    /// Takes the last `n` journal entries of zone `i` back (their version was not served);
+    /// text to add to the error when that fails too.
+    fn retract(&self, i: usize, n: usize) -> String {
+        let Some(j) = &self.zones[i].journal else { return String::new() };
+        let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..n {
+            if let Err(e) = j.retract_last() {
+                return format!("; and taking the change back out of the journal failed: {e}");
+            }
+        }
+        String::new()
+    }
+
     /// Where the time of a secondary zone's last successful check is kept.
     pub fn refresh_path(&self, origin: &Name) -> PathBuf {
         self.snapshot_path(origin).with_extension("refresh")
@@ -550,7 +563,10 @@ impl ZoneSet {
                 let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
             }
         }
-        let snap = self.write(new)?;
+        let snap = match self.write(new) {
+            Ok(s) => s,
+            Err(e) => return Err(format!("{e}{}", self.retract(i, if chained { changes.len() } else { 0 }))),
+        };
         let limits = self.zones[i].limits;
         if !chained {
             let j = Journal::create(&journal_path, &origin, to, limits).map_err(|e| e.to_string())?;
@@ -669,7 +685,11 @@ impl ZoneSet {
         }
         let snap = match self.write(&new) {
             Ok(snap) => snap,
-            Err(e) => return fail(e),
+            Err(e) => {
+                // Not served after all: the journal goes back to where the running version is.
+                let appended = usize::from(to != from);
+                return fail(format!("{e}{}", self.retract(i, appended)));
+            }
         };
         self.zones[i].snapshot = Some(snap);
         self.zones[i].ns_targets = self.ns_targets(&new);
@@ -861,6 +881,26 @@ www A 1.2.3
         assert_eq!(zs.zones[0].serial(), Some(11));
         assert!(notes.iter().any(|n| n.contains("from the last run")), "{notes:?}");
         assert!(zs.zones[0].last_error.is_some());
+    }
+
+    #[test]
+    fn a_failed_snapshot_write_takes_the_change_back_out_of_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut zs, file) = set(dir.path());
+        let snap = zs.snapshot_path(&zs.zones[0].name);
+        // The snapshot cannot be replaced: a directory where the file was.
+        std::fs::remove_file(&snap).unwrap();
+        std::fs::create_dir(&snap).unwrap();
+        std::fs::write(&file, V1.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.3")).unwrap();
+        assert!(matches!(zs.reload(0, 0), Reloaded::Failed { .. }));
+        assert_eq!(served_serial(&zs), 10);
+        let journal = zs.zones[0].journal.clone().unwrap();
+        assert_eq!(journal.lock().unwrap().last_serial(), 10, "the journal still ends at the served version");
+        // Once the snapshot can be written, the same change goes through.
+        std::fs::remove_dir(&snap).unwrap();
+        assert!(matches!(zs.reload(0, 0), Reloaded::Updated { from: 10, to: 11, .. }));
+        assert_eq!(journal.lock().unwrap().last_serial(), 11);
+        assert_eq!(journal.lock().unwrap().len(), 1);
     }
 
     #[test]

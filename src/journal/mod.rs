@@ -604,6 +604,25 @@ impl Journal {
         Ok(to)
     }
 
+    /// Takes back the last changeset appended (durably), for a change that could not be
+    /// served after all (its snapshot failed to write): the journal then ends where the
+    /// running version is, and the next change can follow it. A crash before this returns
+    /// leaves the entry, which a restart replays: a version nobody was told of, whole.
+    pub fn retract_last(&mut self) -> Result<(), JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned { path: self.path.clone() });
+        }
+        let Some(last) = self.entries.last().copied() else { return Ok(()) };
+        let io_err = |error| JournalError::Io { path: self.path.clone(), error };
+        if let Err(e) = self.file.set_len(last.offset).and_then(|()| self.file.sync_data()) {
+            self.poisoned = true;
+            return Err(io_err(e));
+        }
+        self.entries.pop();
+        self.end = last.offset;
+        Ok(())
+    }
+
     /// The serials of a changeset, once it is known to fit this journal.
     fn check_changeset(&self, cs: &Changeset) -> Result<(u32, u32), JournalError> {
         let bad = |reason: String| JournalError::BadChangeset { path: self.path.clone(), reason };
