@@ -289,20 +289,21 @@ fn tcp_exchange(
     s.write_all(&out).map_err(|e| format!("send: {e}"))?;
     let mut r = io::BufReader::with_capacity(1 << 16, s);
     let mut buf = vec![0u8; 65535];
+    let mut messages = 0usize;
+    // A read that waited `timeout` in vain fails with WouldBlock or TimedOut (by platform).
+    let read_error = |e: io::Error, messages: usize| match e.kind() {
+        io::ErrorKind::UnexpectedEof => XfrInError::Incomplete.to_string(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("timed out: nothing from the primary for {timeout:?} after {messages} messages")
+        }
+        _ => format!("read: {e}"),
+    };
     loop {
         let mut len = [0u8; 2];
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(XfrInError::Incomplete.to_string());
-            }
-            Err(e) => return Err(format!("read: {e}")),
-        }
+        r.read_exact(&mut len).map_err(|e| read_error(e, messages))?;
         let n = u16::from_be_bytes(len) as usize;
-        r.read_exact(&mut buf[..n]).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => XfrInError::Incomplete.to_string(),
-            _ => format!("read: {e}"),
-        })?;
+        r.read_exact(&mut buf[..n]).map_err(|e| read_error(e, messages))?;
+        messages += 1;
         if feed(&buf[..n])? {
             return Ok(());
         }
