@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{assert_same_zone, axfr_lines, ctl, free_port, have, soa_serial, start_nsxdp};
 use nsxdp::wire::name::Name;
 use nsxdp::wire::rdata::rtype;
-use nsxdp::xfr::tsig::{verify_request, Algorithm, Key, RequestTsig, Signer};
+use nsxdp::xfr::tsig::{verify_request, write_failure, Algorithm, Key, RequestTsig, Signer};
 use nsxdp::xfr::{parse_request, Axfr, Ixfr, Options, Request};
 use nsxdp::zone::{Changeset, Record, SrcPos, Zone};
 
@@ -124,6 +124,10 @@ enum Mode {
     IxfrBadMac,
     /// The SOA query answered without a signature.
     SoaUnsigned,
+    /// The primary does not know our key: NOTAUTH with TSIG error BADKEY to everything.
+    UnknownKey,
+    /// IXFR: NOTIMP. AXFR: signed by a clock an hour behind.
+    SkewedClock,
     /// The SOA query over UDP answered with TC (nothing else); over TCP correctly; IXFR
     /// and AXFR correct.
     SoaTruncated,
@@ -263,6 +267,9 @@ fn soa_answer(msg: &[u8], state: &Mutex<State>, tcp: bool) -> Option<Vec<u8>> {
         s.asked.push(if tcp { "SOA/TCP" } else { "SOA" }.into());
         (s.serial, s.mode)
     };
+    if mode == Mode::UnknownKey {
+        return Some(badkey(msg));
+    }
     let mut signer = tsig.filter(|_| mode != Mode::SoaUnsigned).map(|t| Signer::response(&t));
     if mode == Mode::SoaTruncated && !tcp {
         // QR, AA, TC.
@@ -279,6 +286,16 @@ fn soa_answer(msg: &[u8], state: &Mutex<State>, tcp: bool) -> Option<Vec<u8>> {
     Some(signed(m, signer.as_mut()))
 }
 
+/// What a server that does not know the request's key answers (RFC 8945 §5.2.2: NOTAUTH,
+/// TSIG error BADKEY, no MAC), from nsxdp's own writer.
+fn badkey(msg: &[u8]) -> Vec<u8> {
+    let failure = verify_request(msg, &[], unix_now()).expect_err("a signed request, no keys");
+    let mut buf = vec![0u8; 1024];
+    let len = write_failure(msg, &failure, &mut buf, unix_now()).unwrap();
+    buf.truncate(len);
+    buf
+}
+
 /// An error answer (header and question).
 fn rcode_answer(req: &Request, rcode: u8, signer: Option<Signer>) -> Vec<Vec<u8>> {
     let mut signer = signer;
@@ -292,10 +309,15 @@ fn opts() -> Options {
 
 /// A correct AXFR of `zone`, from nsxdp's writer.
 fn good_axfr(req: &Request, zone: &Zone, signer: Option<Signer>) -> Vec<Vec<u8>> {
+    axfr_signed_at(req, zone, signer, unix_now())
+}
+
+/// An AXFR of `zone` signed with the time `now`.
+fn axfr_signed_at(req: &Request, zone: &Zone, signer: Option<Signer>, now: u64) -> Vec<Vec<u8>> {
     let mut x = Axfr::new(req, records(zone), signer, opts()).unwrap();
     let mut buf = vec![0u8; 1024];
     let mut out = Vec::new();
-    while let Some(len) = x.next_message(&mut buf, unix_now()).unwrap() {
+    while let Some(len) = x.next_message(&mut buf, now).unwrap() {
         out.push(buf[..len].to_vec());
     }
     out
@@ -367,14 +389,17 @@ enum After {
 /// The fake's answer to a transfer request, by mode.
 fn transfer_answer(msg: &[u8], state: &Mutex<State>, versions: &[Zone]) -> (Vec<Vec<u8>>, After) {
     let req = parse_request(msg).unwrap();
-    let tsig = verify_request(msg, &[key()], unix_now()).unwrap().expect("nsxdp signs its requests");
-    let signer = || Some(Signer::response(&tsig));
     let ixfr = req.qtype == rtype::IXFR;
     let (mode, serial) = {
         let mut s = state.lock().unwrap();
         s.asked.push(if ixfr { format!("IXFR {}", req.ixfr_serial.unwrap_or(0)) } else { "AXFR".into() });
         (s.mode, s.serial)
     };
+    if mode == Mode::UnknownKey {
+        return (vec![badkey(msg)], After::Close);
+    }
+    let tsig = verify_request(msg, &[key()], unix_now()).unwrap().expect("nsxdp signs its requests");
+    let signer = || Some(Signer::response(&tsig));
     let current = &versions[serial as usize - 1];
     let from = req.ixfr_serial.unwrap_or(1).clamp(1, serial) as usize;
     let chain = &versions[from - 1..serial as usize];
@@ -448,6 +473,8 @@ fn transfer_answer(msg: &[u8], state: &Mutex<State>, versions: &[Zone]) -> (Vec<
             good_axfr(&req, current, Some(Signer::response(&t)))
         }
         (Mode::Unsigned, false) => good_axfr(&req, current, None),
+        (Mode::SkewedClock, false) => axfr_signed_at(&req, current, signer(), unix_now() - 3600),
+        (Mode::UnknownKey, _) => unreachable!("answered above"),
         (Mode::LastUnsigned, false) => {
             let r = axfr_records(current);
             let last = (r.len() - 1) / 40 * 40;
@@ -616,6 +643,8 @@ fn broken_primaries() {
         (Mode::CnameAndOther, 2, &["SOA", "IXFR 1", "AXFR"], "the zone has errors"),
         (Mode::IxfrBadMac, 2, &["SOA", "IXFR 1"], ": IXFR: TSIG: MAC does not verify"),
         (Mode::SoaUnsigned, 2, &["SOA"], ": SOA query: TSIG: the response is not signed"),
+        (Mode::UnknownKey, 2, &["SOA"], ": SOA query: TSIG: the primary says BADKEY"),
+        (Mode::SkewedClock, 2, &["SOA", "IXFR 1", "AXFR"], "then AXFR: TSIG: time signed is outside the fudge"),
     ];
     for &(mode, serial, asked, expect) in broken {
         let t0 = Instant::now();
