@@ -8,8 +8,11 @@
 //!    retransfer was asked for; a serial not newer than ours (RFC 1982) ends the check.
 //! 2. IXFR over TCP with our SOA (unless the primary is configured `ixfr false` or we have
 //!    nothing); changesets are applied strictly to a copy of the current version.
+//!    An IXFR answered with the whole zone (RFC 1995 §4) is taken like an AXFR (logged as
+//!    "AXFR-style IXFR", counted as an AXFR and a fallback).
 //! 3. AXFR over TCP when the primary answered the IXFR with NOTIMP, FORMERR or REFUSED,
-//!    sent something that did not apply, or IXFR was not to be used.
+//!    sent something that did not apply, or IXFR was not to be used. When it follows a
+//!    failed IXFR, its error names both failures.
 //!
 //! What comes back is checked message by message ([`crate::secondary::xfrin`]) and as a
 //! whole zone (the checks a zone file gets); nothing is kept from a transfer that fails.
@@ -76,9 +79,10 @@ pub enum Fetched {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub from: SocketAddr,
-    /// "IXFR" or "AXFR".
+    /// "IXFR" (changesets), "AXFR-style IXFR" (an IXFR answered with the whole zone) or
+    /// "AXFR".
     pub kind: &'static str,
-    /// Why an IXFR became an AXFR, if it did.
+    /// Why the zone came whole although IXFR was asked for, if it did.
     pub fallback: Option<String>,
     pub messages: usize,
     pub bytes: usize,
@@ -97,7 +101,7 @@ impl std::fmt::Display for Report {
             self.took.as_secs_f64() * 1000.0
         )?;
         if let Some(why) = &self.fallback {
-            write!(f, " (AXFR after IXFR failed: {why})")?;
+            write!(f, " ({why})")?;
         }
         Ok(())
     }
@@ -158,34 +162,49 @@ fn fetch_from(job: &Job, p: &Primary) -> Result<Fetched, String> {
                             Report { from: p.addr, kind: "IXFR", fallback, messages, bytes, took: t0.elapsed() };
                         return Ok(Fetched::New { zone: Box::new(zone), changes: changesets, report });
                     }
-                    Err(e) => fallback = Some(e.to_string()),
+                    Err(e) => fallback = Some(format!("IXFR did not apply: {e}")),
                 }
             }
             Ok((Transferred::Full { zone }, (messages, bytes))) => {
-                // The primary chose to send the whole zone (RFC 1995 §4).
+                // The primary chose to send the whole zone (RFC 1995 §4): taken like an
+                // AXFR, with the same checks.
                 servable(&zone).map_err(|e| format!("IXFR: {e}"))?;
-                let report = Report { from: p.addr, kind: "IXFR", fallback, messages, bytes, took: t0.elapsed() };
+                newer(job, ours.map(|(s, _)| s), &zone).map_err(|e| format!("IXFR: {e}"))?;
+                let fallback = Some("the primary answered the IXFR with the whole zone".to_string());
+                let report =
+                    Report { from: p.addr, kind: "AXFR-style IXFR", fallback, messages, bytes, took: t0.elapsed() };
                 let changes = difference(job, &zone)?;
                 return Ok(Fetched::New { zone, changes, report });
             }
-            Err(e) if e.try_axfr() => fallback = Some(e.to_string()),
+            Err(e) if e.try_axfr() => fallback = Some(format!("IXFR failed: {e}")),
             Err(e) => return Err(format!("IXFR: {e}")),
         }
     }
+    // When this AXFR follows a failed IXFR, its error says what went wrong with both.
+    let why = |e: String| match &fallback {
+        Some(f) => format!("{f}; then AXFR: {e}"),
+        None => format!("AXFR: {e}"),
+    };
     let t0 = Instant::now();
-    match transfer(job, p, Kind::Axfr, None).map_err(|e| format!("AXFR: {e}"))? {
+    match transfer(job, p, Kind::Axfr, None).map_err(|e| why(e.to_string()))? {
         (Transferred::Full { zone }, (messages, bytes)) => {
-            servable(&zone).map_err(|e| format!("AXFR: {e}"))?;
-            if let (Some((ours, _)), Some(theirs)) = (ours, zone.serial()) {
-                if !job.force_axfr && !serial_gt(theirs, ours) {
-                    return Err(format!("AXFR: serial {theirs} is not newer than ours ({ours})"));
-                }
-            }
+            servable(&zone).map_err(|e| why(e.to_string()))?;
+            newer(job, ours.map(|(s, _)| s), &zone).map_err(&why)?;
             let report = Report { from: p.addr, kind: "AXFR", fallback, messages, bytes, took: t0.elapsed() };
             let changes = difference(job, &zone)?;
             Ok(Fetched::New { zone, changes, report })
         }
-        _ => Err("AXFR: not a whole zone".into()),
+        _ => Err(why("not a whole zone".into())),
+    }
+}
+
+/// A whole zone must be newer than ours (RFC 1982), unless a retransfer was asked for.
+fn newer(job: &Job, ours: Option<u32>, zone: &Zone) -> Result<(), String> {
+    match (ours, zone.serial()) {
+        (Some(ours), Some(theirs)) if !job.force_axfr && !serial_gt(theirs, ours) => {
+            Err(format!("serial {theirs} is not newer than ours ({ours})"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -270,20 +289,21 @@ fn tcp_exchange(
     s.write_all(&out).map_err(|e| format!("send: {e}"))?;
     let mut r = io::BufReader::with_capacity(1 << 16, s);
     let mut buf = vec![0u8; 65535];
+    let mut messages = 0usize;
+    // A read that waited `timeout` in vain fails with WouldBlock or TimedOut (by platform).
+    let read_error = |e: io::Error, messages: usize| match e.kind() {
+        io::ErrorKind::UnexpectedEof => XfrInError::Incomplete.to_string(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("timed out: nothing from the primary for {timeout:?} after {messages} messages")
+        }
+        _ => format!("read: {e}"),
+    };
     loop {
         let mut len = [0u8; 2];
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(XfrInError::Incomplete.to_string());
-            }
-            Err(e) => return Err(format!("read: {e}")),
-        }
+        r.read_exact(&mut len).map_err(|e| read_error(e, messages))?;
         let n = u16::from_be_bytes(len) as usize;
-        r.read_exact(&mut buf[..n]).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => XfrInError::Incomplete.to_string(),
-            _ => format!("read: {e}"),
-        })?;
+        r.read_exact(&mut buf[..n]).map_err(|e| read_error(e, messages))?;
+        messages += 1;
         if feed(&buf[..n])? {
             return Ok(());
         }
