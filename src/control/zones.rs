@@ -533,12 +533,14 @@ impl ZoneSet {
         let origin = self.zones[i].name.clone();
         let to = new.serial().ok_or_else(|| format!("zone {origin}: no SOA"))?;
         let journal_path = self.journal_path(&origin);
+        // A retransfer of the version we have changes nothing: no entry, the history stays.
+        let changes: Vec<&Changeset> = changes.iter().filter(|c| !c.is_empty()).collect();
         let chained = match &self.zones[i].journal {
             Some(j) => {
                 let j = j.lock().unwrap_or_else(|p| p.into_inner());
                 let mut at = j.last_serial();
-                let mut ok = !changes.is_empty();
-                for cs in changes {
+                let mut ok = !changes.is_empty() || at == to;
+                for cs in &changes {
                     let from = cs.soa_from.as_ref().and_then(|s| soa_serial(&s.rdata));
                     let next = cs.soa_to.as_ref().and_then(|s| soa_serial(&s.rdata));
                     match (from, next) {
@@ -550,10 +552,11 @@ impl ZoneSet {
             }
             None => false,
         };
+        let n_changes = changes.len();
         if chained {
             let j = self.zones[i].journal.as_ref().expect("chained implies a journal");
             let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
-            for cs in changes {
+            for cs in &changes {
                 j.append(cs).map_err(|e| e.to_string())?;
             }
         } else if journal_path.exists() {
@@ -565,7 +568,7 @@ impl ZoneSet {
         }
         let snap = match self.write(new) {
             Ok(s) => s,
-            Err(e) => return Err(format!("{e}{}", self.retract(i, if chained { changes.len() } else { 0 }))),
+            Err(e) => return Err(format!("{e}{}", self.retract(i, if chained { n_changes } else { 0 }))),
         };
         let limits = self.zones[i].limits;
         if !chained {
