@@ -1,7 +1,8 @@
 //! DNS over TCP (RFC 7766) on the control thread's mio loop: two-octet length framing, many
 //! and pipelined queries per connection, partial reads and writes, an idle timeout and a
 //! connection limit. AXFR and IXFR requests go to [`super::transfer`]; their messages are made
-//! as the connection drains, and queries pipelined behind a transfer wait for its end.
+//! as the connection drains, and queries pipelined behind a transfer wait for its end. Other
+//! queries that carry a TSIG get a signed answer ([`transfer::signed_query`]).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -17,6 +18,7 @@ use super::transfer::{self, Transfers};
 use crate::answer::{answer, Config, Outcome, Transport};
 use crate::dataplane::{LoopStats, SharedCatalog};
 use crate::wire::rdata::rtype;
+use crate::xfr::tsig::Key;
 
 /// TCP settings.
 #[derive(Clone, Copy, Debug)]
@@ -277,13 +279,35 @@ impl TcpServer {
                 }
             }
             let msg = &c.input[pos + 2..pos + 2 + len];
-            self.scratch[..len].copy_from_slice(msg);
             let cat = self.catalog.load();
-            let o = answer(&**cat, &mut self.scratch, len, Transport::Tcp, &self.cfg);
-            self.stats.record(&o);
-            if let Outcome::Reply { len, .. } = o {
-                c.output.extend_from_slice(&(len as u16).to_be_bytes());
-                c.output.extend_from_slice(&self.scratch[..len]);
+            // A signed query gets a signed answer (or its TSIG error).
+            let transfers = self.transfers.as_ref();
+            let keys = || transfers.map_or_else(Vec::new, |t| t.config.load().keys.iter().map(Key::from).collect());
+            let (stats, cfg) = (&self.stats, &self.cfg);
+            let signed = transfer::signed_query(msg, keys, &mut self.scratch, unix_now(), |buf, len| {
+                let o = answer(&**cat, buf, len, Transport::Tcp, cfg);
+                stats.record(&o);
+                match o {
+                    Outcome::Reply { len, .. } => Some(len),
+                    Outcome::Drop(_) => None,
+                }
+            });
+            let reply = match signed {
+                transfer::SignedQuery::Reply(n) => Some(n),
+                transfer::SignedQuery::Nothing => None,
+                transfer::SignedQuery::Unsigned => {
+                    self.scratch[..len].copy_from_slice(msg);
+                    let o = answer(&**cat, &mut self.scratch, len, Transport::Tcp, &self.cfg);
+                    self.stats.record(&o);
+                    match o {
+                        Outcome::Reply { len, .. } => Some(len),
+                        Outcome::Drop(_) => None,
+                    }
+                }
+            };
+            if let Some(n) = reply {
+                c.output.extend_from_slice(&(n as u16).to_be_bytes());
+                c.output.extend_from_slice(&self.scratch[..n]);
             }
             pos += 2 + len;
         }

@@ -8,6 +8,9 @@
 //! layout, TSIG chaining, IXFR sequences) is `crate::xfr`; this module picks the data: the
 //! zone's published snapshot (one consistent version, even while a reload swaps in the next)
 //! and, for IXFR, its journal.
+//!
+//! [`signed_query`] gives any other query that carries a TSIG (a secondary's refresh SOA
+//! query) the same check, and signs the engine's answer with the request's key.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -272,9 +275,165 @@ fn count_ixfr(stats: &Option<Arc<TransferStats>>, kind: xfr::IxfrKind) {
     }
 }
 
+/// How a query other than a transfer is answered, as far as TSIG goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignedQuery {
+    /// It carries no TSIG: answer it as usual.
+    Unsigned,
+    /// The reply is in `buf[..len]`: the answer signed with the request's key, or the TSIG
+    /// error (RFC 8945 §5.3.2).
+    Reply(usize),
+    /// Send nothing.
+    Nothing,
+}
+
+/// A query (not a transfer) that may carry a TSIG (RFC 8945 §5.2, §5.3): secondaries sign
+/// the SOA queries of their refresh with the transfer key (named does, and refuses an
+/// unsigned answer: "expected a TSIG or SIG(0)"). The TSIG is checked against `keys()`
+/// (asked for only when the query has an additional record); a failure gets its error
+/// response (NOTAUTH with BADKEY, BADSIG or BADTIME; FORMERR for a malformed TSIG).
+/// Otherwise the query is copied to the start of `buf` and `answer` answers it in place — it
+/// is given the query's length and a buffer shortened by the room the TSIG needs, and
+/// returns the response's length, or None to send nothing — and the response is signed with
+/// the request's key.
+pub fn signed_query(
+    msg: &[u8],
+    keys: impl FnOnce() -> Vec<Key>,
+    buf: &mut [u8],
+    now: u64,
+    answer: impl FnOnce(&mut [u8], usize) -> Option<usize>,
+) -> SignedQuery {
+    // Most queries have no additional record but an OPT: no walk for those.
+    let arcount = msg.get(10..12).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    if arcount == 0 {
+        return SignedQuery::Unsigned;
+    }
+    let verified = match tsig::verify_request(msg, &keys(), now) {
+        Ok(Some(v)) => v,
+        Ok(None) => return SignedQuery::Unsigned,
+        Err(f) => {
+            return match tsig::write_failure(msg, &f, buf, now) {
+                Ok(len) => SignedQuery::Reply(len),
+                Err(_) => SignedQuery::Nothing,
+            }
+        }
+    };
+    let mut signer = Signer::response(&verified);
+    let room = buf.len().min(xfr::message::MAX_MESSAGE).saturating_sub(signer.reserve());
+    if msg.len() > room {
+        return SignedQuery::Nothing;
+    }
+    buf[..msg.len()].copy_from_slice(msg);
+    let Some(len) = answer(&mut buf[..room], msg.len()) else { return SignedQuery::Nothing };
+    match signer.sign(buf, len, now) {
+        Ok(len) => SignedQuery::Reply(len),
+        Err(_) => SignedQuery::Nothing,
+    }
+}
+
 fn single(r: Result<usize, xfr::message::NoRoom>) -> Reply {
     match r {
         Ok(len) => Reply::Single(len),
         Err(_) => Reply::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xfr::tsig::{error, locate, Algorithm, Verifier};
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn key(secret: &[u8]) -> Key {
+        Key::new(&Name::parse_text(b"xfr.", None).unwrap(), Algorithm::HmacSha256, secret)
+    }
+
+    /// An SOA query for interop.test (with an OPT when `edns`), signed with `key` when given;
+    /// and the request's MAC.
+    fn query(edns: bool, key: Option<&Key>) -> (Vec<u8>, Vec<u8>) {
+        let mut m = vec![0x42, 0x42, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
+        m.extend_from_slice(b"\x07interop\x04test\x00\x00\x06\x00\x01");
+        if edns {
+            m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        }
+        let Some(k) = key else { return (m, Vec::new()) };
+        let len = m.len();
+        m.resize(512, 0);
+        let mut s = Signer::request(k);
+        let len = s.sign(&mut m, len, NOW).unwrap();
+        m.truncate(len);
+        (m, s.mac().to_vec())
+    }
+
+    /// A stand-in for the answer engine: the query's header and question with QR set, and
+    /// NOERROR; checks it was given the query and room for the TSIG.
+    fn engine(query_len: usize, called: &mut bool) -> impl FnOnce(&mut [u8], usize) -> Option<usize> + '_ {
+        move |buf: &mut [u8], len: usize| {
+            *called = true;
+            assert_eq!(len, query_len);
+            assert!(buf.len() < 65535 && buf.len() > 65000, "{}", buf.len());
+            buf[2] |= 0x80;
+            buf[10..12].fill(0);
+            Some(12 + 14 + 4)
+        }
+    }
+
+    #[test]
+    fn a_signed_query_gets_a_signed_answer() {
+        let k = key(b"the right secret");
+        let (q, mac) = query(true, Some(&k));
+        let mut buf = vec![0u8; 65535];
+        let mut called = false;
+        let SignedQuery::Reply(n) = signed_query(&q, || vec![k.clone()], &mut buf, NOW, engine(q.len(), &mut called))
+        else {
+            panic!("no reply")
+        };
+        assert!(called);
+        let r = &buf[..n];
+        assert_eq!((r[2] & 0x80, r[3] & 0x0F, &r[10..12]), (0x80, 0, &[0, 1][..]), "a response with one TSIG");
+        assert_eq!(&r[12..30], &q[12..30], "the question");
+        Verifier::new(&k, &mac).verify(r, NOW).expect("the answer verifies with the request's key and MAC");
+    }
+
+    #[test]
+    fn unsigned_queries_are_left_to_the_caller() {
+        let k = key(b"the right secret");
+        let mut buf = vec![0u8; 65535];
+        for edns in [false, true] {
+            let (q, _) = query(edns, None);
+            let r = signed_query(&q, || vec![k.clone()], &mut buf, NOW, |_, _| panic!("not for us to answer"));
+            assert_eq!(r, SignedQuery::Unsigned);
+        }
+    }
+
+    #[test]
+    fn a_wrong_secret_or_unknown_key_is_notauth_and_not_answered() {
+        let k = key(b"the right secret");
+        let (q, _) = query(false, Some(&key(b"a wrong secret")));
+        let mut buf = vec![0u8; 65535];
+        for (keys, want) in [(vec![k.clone()], error::BADSIG), (vec![], error::BADKEY)] {
+            let r = signed_query(&q, || keys, &mut buf, NOW, |_, _| panic!("a refused query is not answered"));
+            let SignedQuery::Reply(n) = r else { panic!("{r:?}") };
+            assert_eq!(buf[3] & 0x0F, xfr::rcode::NOTAUTH);
+            let t = locate(&buf[..n]).unwrap().unwrap().record;
+            assert_eq!((t.error, t.mac.len()), (want, 0));
+        }
+        // Outside the fudge: BADTIME, signed.
+        let (q, mac) = query(false, Some(&k));
+        let r = signed_query(&q, || vec![k.clone()], &mut buf, NOW + 3600, |_, _| panic!("not answered"));
+        let SignedQuery::Reply(n) = r else { panic!("{r:?}") };
+        assert_eq!(buf[3] & 0x0F, xfr::rcode::NOTAUTH);
+        assert_eq!(locate(&buf[..n]).unwrap().unwrap().record.error, error::BADTIME);
+        let v = Verifier::new(&k, &mac).verify(&buf[..n], NOW + 3600);
+        assert!(matches!(v, Err(tsig::VerifyError::Peer { error: error::BADTIME, signed: true })), "{v:?}");
+    }
+
+    #[test]
+    fn an_engine_that_drops_sends_nothing() {
+        let k = key(b"the right secret");
+        let (q, _) = query(false, Some(&k));
+        let mut buf = vec![0u8; 65535];
+        assert_eq!(signed_query(&q, || vec![k.clone()], &mut buf, NOW, |_, _| None), SignedQuery::Nothing);
     }
 }
