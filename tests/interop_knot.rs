@@ -122,3 +122,64 @@ fn knotd_secondary_follows_by_axfr_then_ixfr() {
     assert!(!knot.contains("fallback to AXFR"), "knotd fell back to AXFR:\n{knot}");
     drop(ns);
 }
+
+/// knotd as a secondary of `zone` from nsxdp on 127.0.0.1:`primary`, listening on
+/// 127.0.0.1:`port`, its files under `dir/knot`, logging to `dir/knot.log`.
+fn start_knotd(dir: &Path, port: u16, primary: u16, zone: &str) -> Proc {
+    let kd = dir.join("knot");
+    for sub in ["run", "db", "zones"] {
+        std::fs::create_dir_all(kd.join(sub)).unwrap();
+    }
+    let knot_conf = dir.join("knot.conf");
+    std::fs::write(
+        &knot_conf,
+        format!(
+            "server:\n    rundir: \"{k}/run\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n\
+             \nlog:\n  - target: stderr\n    any: info\n\
+             \ndatabase:\n    storage: \"{k}/db\"\n\
+             \nkey:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {s}\n\
+             \nremote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n    key: xfr\n\
+             \nacl:\n  - id: from_primary\n    address: 127.0.0.1\n    key: xfr\n    action: [notify, transfer]\n\
+             \ntemplate:\n  - id: default\n    storage: \"{k}/zones\"\n    zonefile-sync: -1\n\
+             \nzone:\n  - domain: {zone}\n    master: primary\n    acl: from_primary\n",
+            k = kd.display(),
+            s = common::TEST_SECRET
+        ),
+    )
+    .unwrap();
+    let mut knotd = Command::new("knotd");
+    knotd.arg("-c").arg(&knot_conf);
+    Proc::spawn(knotd, &dir.join("knot.log"))
+}
+
+#[test]
+fn knotd_secondary_receives_a_200k_record_zone() {
+    if !have("knotd", "knot") || !have("kdig", "knot-dnsutils") {
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (np, kp) = (free_port(), free_port());
+    let (text, count) = common::big_zone_text("big.test.", 7);
+    std::fs::write(d.join("big.test.zone"), text).unwrap();
+    let conf = d.join("nsxdp.toml");
+    std::fs::write(&conf, common::primary_conf(np, "big.test", "big.test.zone", &[])).unwrap();
+    let ns = start_nsxdp(d, &conf);
+    let started = t0.elapsed();
+    let _knot = start_knotd(d, kp, np, "big.test");
+    let logs = [d.join("knot.log"), d.join("nsxdp.log")];
+    let took = common::wait_serial(kp, "big.test.", 7, Duration::from_secs(40), "200k-record AXFR", &logs);
+    let key = common::test_key();
+    let (k, n) = (axfr_lines(kp, "big.test.", Some(&key)), axfr_lines(np, "big.test.", Some(&key)));
+    assert_eq!(n.len(), count, "nsxdp's AXFR holds every record of the zone file");
+    assert_same_zone(&k, &n, "knotd", "nsxdp");
+    let log = std::fs::read_to_string(d.join("knot.log")).unwrap_or_default();
+    let done: Vec<&str> = log.lines().filter(|l| l.contains("AXFR") && l.contains("finished")).collect();
+    eprintln!(
+        "200k zone: {count} records; nsxdp ready after {started:?}, knotd served it {took:?} later; {done:?}; \
+         {:?} in all",
+        t0.elapsed()
+    );
+    drop(ns);
+}

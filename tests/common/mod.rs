@@ -458,3 +458,86 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+/// The hmac-sha256 secret the interop tests share (made up for them, base64).
+pub const TEST_SECRET: &str = "a25vdC1pbnRlcm9wLWtleS1mb3ItbnN4ZHAtdGVzdHM=";
+
+/// `TEST_SECRET` as kdig's `-y` wants it, under the key name `xfr`.
+pub fn test_key() -> String {
+    format!("hmac-sha256:xfr:{TEST_SECRET}")
+}
+
+/// An nsxdp configuration serving `zone` from `file` (relative to the configuration) on
+/// 127.0.0.1:`port`, data and control socket in `data/`, transfers allowed to 127.0.0.1
+/// with the key `xfr` (`TEST_SECRET`, hmac-sha256), NOTIFY to each of `notify`
+/// (`ADDR:PORT`, signed with `xfr`) and not to the NS addresses.
+pub fn primary_conf(port: u16, zone: &str, file: &str, notify: &[String]) -> String {
+    let notify: Vec<String> = notify.iter().map(|t| format!("\"{t} key xfr\"")).collect();
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"data/ctl.sock\"\n\
+         [[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{TEST_SECRET}\"\n\
+         [[acl]]\nname = \"secondaries\"\naddress = [\"127.0.0.1\"]\nkey = \"xfr\"\naction = [\"transfer\"]\n\
+         [[zone]]\nname = \"{zone}\"\nfile = \"{file}\"\nacl = [\"secondaries\"]\n\
+         notify = [{}]\nnotify-ns = false\n",
+        notify.join(", ")
+    )
+}
+
+/// A zone of `origin` (absolute, with the final dot) with the given serial and about
+/// 200,000 records: 36,000 hosts with A, AAAA, MX and TXT each, and 14,000 delegations of
+/// two NS with glue (an A and an AAAA). Returns the text and its record count.
+pub fn big_zone_text(origin: &str, serial: u32) -> (String, usize) {
+    use std::fmt::Write;
+    let mut t = String::with_capacity(12 << 20);
+    let _ = write!(
+        t,
+        "$ORIGIN {origin}\n$TTL 3600\n@ SOA ns hostmaster {serial} 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n"
+    );
+    let mut n = 3;
+    for i in 0u32..36_000 {
+        let _ = write!(
+            t,
+            "h{i} A 198.18.{}.{}\nh{i} AAAA 2001:db8::{:x}\nh{i} MX {} mx{}\nh{i} TXT \"host {i}\" \"of the big zone\"\n",
+            i / 250,
+            i % 250,
+            i,
+            i % 50,
+            i % 100
+        );
+        n += 4;
+    }
+    for j in 0u32..14_000 {
+        let _ = write!(
+            t,
+            "d{j} NS ns1.d{j}\nd{j} NS ns2.d{j}\nns1.d{j} A 198.19.{}.{}\nns2.d{j} AAAA 2001:db8:1::{:x}\n",
+            j / 250,
+            j % 250,
+            j
+        );
+        n += 4;
+    }
+    (t, n)
+}
+
+/// What kdig reports for a `qtype` query of `zone` to 127.0.0.1:`port` over TCP, with
+/// `extra` arguments (a key, a source address): the response's status (`NOERROR`,
+/// `REFUSED`, ...; kdig shows a TSIG error such as `BADSIG` in place of the NOTAUTH that
+/// carries it), or the error a transfer ended with; `UNVERIFIED` when a signed request got
+/// an answer that is not signed or does not verify. Empty when kdig printed none of these.
+pub fn kdig_status(port: u16, zone: &str, qtype: &str, extra: &[&str]) -> String {
+    let o = Command::new("kdig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+tcp", "+time=5", "+retry=0"])
+        .args(extra)
+        .args([qtype, zone])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let word = |s: &str| s.split([',', ';', ' ', '\n', '\'']).find(|w| !w.is_empty()).unwrap_or("").to_string();
+    if text.contains("WARNING: reply verification") {
+        return "UNVERIFIED".into();
+    }
+    if let Some(rest) = text.split("server replied with error '").nth(1) {
+        return word(rest);
+    }
+    text.split("status: ").nth(1).map(word).unwrap_or_default()
+}
