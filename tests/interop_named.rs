@@ -7,9 +7,9 @@
 //! has named ask for IXFR from a serial nsxdp has no history from, which gets the whole zone.
 //!
 //! named signs the SOA queries of its refresh with the primary's key and refuses an unsigned
-//! answer ("expected a TSIG or SIG(0)"). nsxdp signs its answers to signed queries over TCP
-//! (the control thread has the keys) but not yet over UDP (the data plane answers them
-//! unsigned), so named is told to ask nsxdp over TCP only (`server { tcp-only yes; }`).
+//! answer ("expected a TSIG or SIG(0)"): nsxdp answers signed queries signed, over UDP (the
+//! run loops hand them to the control side, which has the keys) and TCP. named runs with its
+//! defaults (SOA queries over UDP).
 //!
 //! named runs with `-d 3`: BIND 9.18 says whether a transfer was incremental ("got
 //! incremental response") only at that debug level.
@@ -56,7 +56,6 @@ fn start_named(dir: &Path, port: u16, primary: u16, zone: &str) -> Proc {
              \x20 dnssec-validation no;\n  notify no;\n  allow-transfer {{ key xfr; }};\n}};\n\
              controls {{ }};\n\
              key \"xfr\" {{ algorithm hmac-sha256; secret \"{TEST_SECRET}\"; }};\n\
-             server 127.0.0.1 {{ tcp-only yes; }};\n\
              zone \"{zone}\" {{\n  type secondary;\n  primaries port {primary} {{ 127.0.0.1 key xfr; }};\n\
              \x20 file \"secondary.db\";\n  masterfile-format text;\n  allow-notify {{ 127.0.0.1; }};\n}};\n",
             d = nd.display()

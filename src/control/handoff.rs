@@ -8,6 +8,8 @@
 //!   zone that is not one of our secondaries gets NOTAUTH, an ACL that says no REFUSED.
 //! - IXFR over UDP (RFC 1995 §2), when transfers are configured: `transfer::udp_ixfr`, the
 //!   same checks as over TCP; the answer if it fits in one datagram, else our SOA alone.
+//! - A query signed with TSIG: verified with the configured keys and answered by the engine,
+//!   the answer signed (`transfer::signed_query`); a bad TSIG gets its error (NOTAUTH).
 //! - Everything else gets the engine's answer (NOTIMP for UPDATE).
 //!
 //! The loops never wait for this thread: the channel is bounded and they drop (and count)
@@ -65,6 +67,8 @@ pub struct HandoffStats {
     pub notify_refused: AtomicU64,
     /// IXFR requests over UDP answered (incremental, whole zone, or our SOA alone).
     pub ixfr_udp: AtomicU64,
+    /// Queries signed with TSIG, answered signed (or with the TSIG error).
+    pub signed: AtomicU64,
     /// Messages the engine answers with silence (responses, garbage).
     pub dropped: AtomicU64,
     /// No socket to answer from (no listen address of the message's family), or the send
@@ -76,12 +80,13 @@ impl std::fmt::Display for HandoffStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "received={} answered={} notify_accepted={} notify_refused={} ixfr_udp={} dropped={} send_errors={}",
+            "received={} answered={} notify_accepted={} notify_refused={} ixfr_udp={} signed={} dropped={} send_errors={}",
             self.received.load(Relaxed),
             self.answered.load(Relaxed),
             self.notify_accepted.load(Relaxed),
             self.notify_refused.load(Relaxed),
             self.ixfr_udp.load(Relaxed),
+            self.signed.load(Relaxed),
             self.dropped.load(Relaxed),
             self.send_errors.load(Relaxed)
         )
@@ -131,7 +136,7 @@ fn answer_one(
 ) {
     let (client, server) = (m.client, m.server);
     let notify = is_notify(m.message());
-    let ixfr = !notify && crate::dataplane::xdp::for_control(m.message());
+    let ixfr = !notify && crate::xfr::parse_request(m.message()).is_ok_and(|r| r.is_ixfr());
     let (buf, len) = m.buffer_mut();
     let transfers = control.and_then(|c| c.transfers.as_ref()).filter(|_| ixfr);
     let len = match control.filter(|_| notify) {
@@ -145,7 +150,7 @@ fn answer_one(
                     len
                 }
                 None => {
-                    // Not an IXFR after all (UPDATE): the engine's answer.
+                    // Nothing to send for it: the engine's answer (FORMERR or nothing).
                     buf[..msg.len()].copy_from_slice(&msg);
                     let Outcome::Reply { len, .. } = answer(&**cat, buf, msg.len(), Transport::Udp, cfg) else {
                         st.dropped.fetch_add(1, Relaxed);
@@ -173,11 +178,49 @@ fn answer_one(
         }
         None => {
             let cat = catalog.load();
-            let Outcome::Reply { len, .. } = answer(&**cat, buf, len, Transport::Udp, cfg) else {
-                st.dropped.fetch_add(1, Relaxed);
-                return;
+            // A query signed with TSIG gets a signed answer (or the TSIG error), in the
+            // room the client's UDP size leaves.
+            let signed = match control {
+                Some(c) => {
+                    let msg = buf[..len].to_vec();
+                    let max = udp_size(&msg, cfg).min(buf.len());
+                    let now =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    let keys = || c.config.load().keys.iter().map(Key::from).collect();
+                    let answered =
+                        super::transfer::signed_query(&msg, keys, &mut buf[..max], now, |b, l| {
+                            match answer(&**cat, b, l, Transport::Udp, cfg) {
+                                Outcome::Reply { len, .. } => Some(len),
+                                Outcome::Drop(_) => None,
+                            }
+                        });
+                    match answered {
+                        super::transfer::SignedQuery::Reply(len) => {
+                            st.signed.fetch_add(1, Relaxed);
+                            Some(len)
+                        }
+                        super::transfer::SignedQuery::Nothing => {
+                            st.dropped.fetch_add(1, Relaxed);
+                            return;
+                        }
+                        super::transfer::SignedQuery::Unsigned => {
+                            buf[..msg.len()].copy_from_slice(&msg);
+                            None
+                        }
+                    }
+                }
+                None => None,
             };
-            len
+            match signed {
+                Some(len) => len,
+                None => {
+                    let Outcome::Reply { len, .. } = answer(&**cat, buf, len, Transport::Udp, cfg) else {
+                        st.dropped.fetch_add(1, Relaxed);
+                        return;
+                    };
+                    len
+                }
+            }
         }
     };
     let pick = locals.iter().position(|l| *l == Some(server)).or_else(|| {
@@ -234,4 +277,14 @@ pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) 
         eprintln!("nsxdp: NOTIFY {} from {from} refused (rcode {rcode})", req.qname);
     }
     (crate::xfr::write_error(&req, rcode, signer.as_mut(), buf, now).ok(), Some(rcode == 0))
+}
+
+/// The largest UDP answer the client takes: its EDNS size (at least 512, at most ours), else
+/// 512.
+fn udp_size(msg: &[u8], cfg: &Config) -> usize {
+    let mut name = [0u8; 256];
+    match crate::answer::parse_query(msg, &mut name) {
+        Ok(q) => q.edns.map_or(512, |e| usize::from(e.udp_size).clamp(512, usize::from(cfg.edns_size.max(512)))),
+        Err(_) => 512,
+    }
 }

@@ -99,7 +99,9 @@ impl std::fmt::Debug for Handoff {
 }
 
 /// Whether a DNS message goes to the control side instead of the engine: opcode NOTIFY or
-/// UPDATE, or a query for IXFR. Looks at the header and, for QUERY, the question type only.
+/// UPDATE, a query for IXFR, or a query signed with TSIG (its answer must be signed; RFC
+/// 8945). Looks at the header, the question type and, when there are records after the
+/// question, their types (a plain EDNS query costs one look at its OPT).
 pub fn for_control(msg: &[u8]) -> bool {
     if msg.len() < 12 {
         return false;
@@ -107,14 +109,19 @@ pub fn for_control(msg: &[u8]) -> bool {
     match (msg[2] >> 3) & 0x0f {
         opcode::NOTIFY | opcode::UPDATE => true,
         opcode::QUERY => {
-            msg[2] & 0x80 == 0 && u16::from_be_bytes([msg[4], msg[5]]) == 1 && qtype(msg) == Some(rtype::IXFR)
+            if msg[2] & 0x80 != 0 || u16::from_be_bytes([msg[4], msg[5]]) != 1 {
+                return false;
+            }
+            let Some((qtype, end)) = question(msg) else { return false };
+            qtype == rtype::IXFR || signed(msg, end)
         }
         _ => false,
     }
 }
 
-/// The type of the first question (uncompressed name), if it is complete.
-fn qtype(msg: &[u8]) -> Option<u16> {
+/// The type of the first question (uncompressed name) and where the question ends, if it
+/// is complete.
+fn question(msg: &[u8]) -> Option<(u16, usize)> {
     let mut p = 12;
     loop {
         let l = usize::from(*msg.get(p)?);
@@ -127,7 +134,35 @@ fn qtype(msg: &[u8]) -> Option<u16> {
         }
         p += 1 + l;
     }
-    Some(u16::from_be_bytes([*msg.get(p)?, *msg.get(p + 1)?]))
+    Some((u16::from_be_bytes([*msg.get(p)?, *msg.get(p + 1)?]), p + 4))
+}
+
+/// Whether one of the records from `pos` on (the answer, authority and additional
+/// sections) is a TSIG. Malformed records end the walk: the engine answers FORMERR.
+fn signed(msg: &[u8], mut pos: usize) -> bool {
+    let count = |i: usize| usize::from(u16::from_be_bytes([msg[6 + 2 * i], msg[7 + 2 * i]]));
+    let records = count(0) + count(1) + count(2);
+    for _ in 0..records {
+        // The owner: labels up to the root or a pointer.
+        loop {
+            let Some(&l) = msg.get(pos) else { return false };
+            if l == 0 {
+                pos += 1;
+                break;
+            }
+            if l & 0xc0 == 0xc0 {
+                pos += 2;
+                break;
+            }
+            pos += 1 + usize::from(l);
+        }
+        let (Some(t), Some(rdlen)) = (msg.get(pos..pos + 2), msg.get(pos + 8..pos + 10)) else { return false };
+        if u16::from_be_bytes([t[0], t[1]]) == rtype::TSIG {
+            return true;
+        }
+        pos += 10 + usize::from(u16::from_be_bytes([rdlen[0], rdlen[1]]));
+    }
+    false
 }
 
 /// Frame-level counters of one queue loop (the DNS-level ones are a [`LoopStats`]; the
@@ -646,6 +681,19 @@ mod tests {
         // STATUS (2) and unassigned opcodes: the engine's (NOTIMP).
         assert!(!for_control(&msg(2 << 3, 1, name, 1)));
         assert!(!for_control(&msg(15 << 3, 1, name, 1)));
+        // A query with an OPT: the engine's; with a TSIG (after the OPT): the control side's.
+        let mut edns = msg(0x00, 1, name, 1);
+        edns[11] = 1;
+        edns.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        assert!(!for_control(&edns));
+        let mut signed = edns.clone();
+        signed[11] = 2;
+        signed.extend_from_slice(b"\x03key\x00\x00\xfa\x00\xff\x00\x00\x00\x00\x00\x02\xaa\xbb");
+        assert!(for_control(&signed));
+        // A record count beyond the message: the engine's (FORMERR).
+        let mut lying = edns.clone();
+        lying[11] = 3;
+        assert!(!for_control(&lying));
     }
 
     #[test]
