@@ -64,29 +64,14 @@ fn knotd_secondary_follows_by_axfr_then_ixfr() {
     .unwrap();
     let ns = start_nsxdp(d, &conf);
 
-    let kd = d.join("knot");
-    for sub in ["run", "db", "zones"] {
-        std::fs::create_dir_all(kd.join(sub)).unwrap();
-    }
-    let knot_conf = d.join("knot.conf");
-    std::fs::write(
-        &knot_conf,
-        format!(
-            "server:\n    rundir: \"{k}/run\"\n    listen: 127.0.0.1@{kp}\n    udp-workers: 1\n    tcp-workers: 1\n\
-             \nlog:\n  - target: stderr\n    any: info\n\
-             \ndatabase:\n    storage: \"{k}/db\"\n\
-             \nkey:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
-             \nremote:\n  - id: primary\n    address: 127.0.0.1@{np}\n    key: xfr\n\
-             \nacl:\n  - id: from_primary\n    address: 127.0.0.1\n    key: xfr\n    action: [notify, transfer]\n\
-             \ntemplate:\n  - id: default\n    storage: \"{k}/zones\"\n    zonefile-sync: -1\n\
-             \nzone:\n  - domain: interop.test\n    master: primary\n    acl: from_primary\n",
-            k = kd.display()
-        ),
-    )
-    .unwrap();
-    let mut knotd = Command::new("knotd");
-    knotd.arg("-c").arg(&knot_conf);
-    let _knot = Proc::spawn(knotd, &d.join("knot.log"));
+    let knot_conf = common::knot_conf(
+        d,
+        kp,
+        SECRET,
+        &format!("  - id: primary\n    address: 127.0.0.1@{np}\n    key: xfr\n"),
+        "  - domain: interop.test\n    master: primary\n    acl: peers\n",
+    );
+    let _knot = common::start_knotd(d, &knot_conf);
     let key = format!("hmac-sha256:xfr:{SECRET}");
 
     // The first transfer: knotd asks at start.
@@ -126,30 +111,14 @@ fn knotd_secondary_follows_by_axfr_then_ixfr() {
 /// knotd as a secondary of `zone` from nsxdp on 127.0.0.1:`primary`, listening on
 /// 127.0.0.1:`port`, its files under `dir/knot`, logging to `dir/knot.log`.
 fn start_knotd(dir: &Path, port: u16, primary: u16, zone: &str) -> Proc {
-    let kd = dir.join("knot");
-    for sub in ["run", "db", "zones"] {
-        std::fs::create_dir_all(kd.join(sub)).unwrap();
-    }
-    let knot_conf = dir.join("knot.conf");
-    std::fs::write(
-        &knot_conf,
-        format!(
-            "server:\n    rundir: \"{k}/run\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n\
-             \nlog:\n  - target: stderr\n    any: info\n\
-             \ndatabase:\n    storage: \"{k}/db\"\n\
-             \nkey:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {s}\n\
-             \nremote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n    key: xfr\n\
-             \nacl:\n  - id: from_primary\n    address: 127.0.0.1\n    key: xfr\n    action: [notify, transfer]\n\
-             \ntemplate:\n  - id: default\n    storage: \"{k}/zones\"\n    zonefile-sync: -1\n\
-             \nzone:\n  - domain: {zone}\n    master: primary\n    acl: from_primary\n",
-            k = kd.display(),
-            s = common::TEST_SECRET
-        ),
-    )
-    .unwrap();
-    let mut knotd = Command::new("knotd");
-    knotd.arg("-c").arg(&knot_conf);
-    Proc::spawn(knotd, &dir.join("knot.log"))
+    let conf = common::knot_conf(
+        dir,
+        port,
+        common::TEST_SECRET,
+        &format!("  - id: primary\n    address: 127.0.0.1@{primary}\n    key: xfr\n"),
+        &format!("  - domain: {zone}\n    master: primary\n    acl: peers\n"),
+    );
+    common::start_knotd(dir, &conf)
 }
 
 #[test]

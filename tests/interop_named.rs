@@ -24,8 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_same_zone, axfr_lines, ctl, free_port, have, kdig_status, primary_conf, start_nsxdp, test_key, Proc,
-    TEST_SECRET,
+    assert_same_zone, axfr_lines, free_port, have, kdig_status, primary_conf, start_nsxdp, test_key, Proc, TEST_SECRET,
 };
 
 const ZONE: &str = "interop.test.";
@@ -87,13 +86,6 @@ fn named_log(d: &Path) -> String {
     std::fs::read_to_string(d.join("named.log")).unwrap_or_default()
 }
 
-fn reload(conf: &Path, zone: Option<&str>) {
-    let mut args = vec!["reload"];
-    args.extend(zone);
-    let (ok, out) = ctl(conf, &args);
-    assert!(ok, "nsxdp ctl reload: {out}");
-}
-
 #[test]
 fn named_secondary_follows_by_axfr_then_ixfr() {
     if !have("named", "bind9") || !have("kdig", "knot-dnsutils") {
@@ -117,14 +109,14 @@ fn named_secondary_follows_by_axfr_then_ixfr() {
 
     // An edit with a serial bump: reload → NOTIFY → IXFR.
     std::fs::write(&zone, zone_text(2, "192.0.2.2", 50)).unwrap();
-    reload(&conf, Some("interop.test"));
+    common::reload(&conf, Some("interop.test"));
     let took = wait(2, "after reload and NOTIFY");
     assert!(took < Duration::from_secs(10), "the secondary took {took:?}");
     same_zone(bp, np, ZONE, 2050);
 
     // An edit without a serial bump: nsxdp raises it to 3, named follows.
     std::fs::write(&zone, zone_text(2, "192.0.2.3", 60)).unwrap();
-    reload(&conf, None);
+    common::reload(&conf, None);
     wait(3, "after a reload without a serial bump");
     let records = same_zone(bp, np, ZONE, 2060);
 
@@ -212,7 +204,7 @@ fn named_secondary_takes_the_whole_zone_by_ixfr_when_history_is_missing() {
     let _named = start_named(d, bp, np, "interop.test");
     common::wait_serial(bp, ZONE, 1, Duration::from_secs(30), "named's own copy", &logs(d));
     std::fs::write(d.join("interop.test.zone"), zone_text(6, "192.0.2.6", 40)).unwrap();
-    reload(&conf, None);
+    common::reload(&conf, None);
     common::wait_serial(bp, ZONE, 6, Duration::from_secs(30), "IXFR answered by the whole zone", &logs(d));
     same_zone(bp, np, ZONE, 2040);
     let log = named_log(d);

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_same_zone, axfr_lines, ctl, free_port, have, primary_conf, start_nsxdp, test_key, Proc, TEST_SECRET,
-};
+use common::{assert_same_zone, axfr_lines, free_port, have, primary_conf, start_nsxdp, test_key, Proc, TEST_SECRET};
 
 const ZONE: &str = "interop.test.";
 
@@ -71,13 +69,6 @@ fn same_zone(nsd: u16, nsxdp: u16, min: usize) -> usize {
     n.len()
 }
 
-fn reload(conf: &Path, zone: Option<&str>) {
-    let mut args = vec!["reload"];
-    args.extend(zone);
-    let (ok, out) = ctl(conf, &args);
-    assert!(ok, "nsxdp ctl reload: {out}");
-}
-
 #[test]
 fn nsd_secondary_follows_by_axfr() {
     if !have("nsd", "nsd") || !have("kdig", "knot-dnsutils") {
@@ -101,14 +92,14 @@ fn nsd_secondary_follows_by_axfr() {
 
     // An edit with a serial bump: reload → NOTIFY → AXFR.
     std::fs::write(&zone, zone_text(2, "192.0.2.2", 50)).unwrap();
-    reload(&conf, Some("interop.test"));
+    common::reload(&conf, Some("interop.test"));
     let took = wait(2, "after reload and NOTIFY");
     assert!(took < Duration::from_secs(10), "the secondary took {took:?}");
     same_zone(sp, np, 2050);
 
     // An edit without a serial bump: nsxdp raises it to 3, NSD follows.
     std::fs::write(&zone, zone_text(2, "192.0.2.3", 60)).unwrap();
-    reload(&conf, None);
+    common::reload(&conf, None);
     wait(3, "after a reload without a serial bump");
     let records = same_zone(sp, np, 2060);
 

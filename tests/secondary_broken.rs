@@ -549,19 +549,7 @@ fn serve_tcp(mut s: TcpStream, state: &Mutex<State>, versions: &[Zone], stop: &A
 }
 
 fn nsxdp_conf(dir: &Path, port: u16, primary: u16) -> PathBuf {
-    let conf = dir.join("nsxdp.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"data/ctl.sock\"\n\
-             [[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\
-             [[acl]]\nname = \"peers\"\naddress = [\"127.0.0.1\"]\nkey = \"xfr\"\naction = [\"notify\", \"transfer\"]\n\
-             [[zone]]\nname = \"broken.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1:{primary} key xfr\"]\n\
-             acl = [\"peers\"]\nnotify-ns = false\ntransfer-timeout = 1\n"
-        ),
-    )
-    .unwrap();
-    conf
+    common::secondary_conf(dir, port, "broken.test", primary, SECRET, "transfer-timeout = 1\n")
 }
 
 /// A counter from zone-status (`failures`, `axfr`, ...).

@@ -33,47 +33,15 @@ fn zone_text(serial: u32, timers: &str, www: &str, extra: usize) -> String {
     t
 }
 
-/// A knotd in `dir`: its configuration's zone part is `zone_conf`.
+/// A knotd in `dir`: its configuration's remote and zone parts.
 fn knotd(dir: &Path, port: u16, remotes: &str, zone_conf: &str) -> (Proc, PathBuf) {
-    for sub in ["run", "db", "zones"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    let conf = dir.join("knot.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n    rundir: \"{k}/run\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n\
-             \nlog:\n  - target: stderr\n    any: info\n\
-             \ndatabase:\n    storage: \"{k}/db\"\n\
-             \nkey:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
-             \nremote:\n{remotes}\
-             \nacl:\n  - id: peers\n    address: 127.0.0.1\n    key: xfr\n    action: [notify, transfer]\n\
-             \ntemplate:\n  - id: default\n    storage: \"{k}/zones\"\n\
-             \nzone:\n{zone_conf}",
-            k = dir.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("knotd");
-    cmd.arg("-c").arg(&conf);
-    (Proc::spawn(cmd, &dir.join("knot.log")), conf)
+    let conf = common::knot_conf(dir, port, SECRET, remotes, zone_conf);
+    (common::start_knotd(dir, &conf), conf)
 }
 
 fn nsxdp_conf(dir: &Path, port: u16, primary: u16, downstream: Option<u16>, extra: &str) -> PathBuf {
     let notify = downstream.map_or(String::new(), |p| format!("notify = [\"127.0.0.1:{p} key xfr\"]\n"));
-    let conf = dir.join("nsxdp.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"data/ctl.sock\"\n\
-             [[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\
-             [[acl]]\nname = \"peers\"\naddress = [\"127.0.0.1\"]\nkey = \"xfr\"\naction = [\"notify\", \"transfer\"]\n\
-             [[zone]]\nname = \"sec.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1:{primary} key xfr\"]\n\
-             acl = [\"peers\"]\nnotify-ns = false\n{notify}{extra}"
-        ),
-    )
-    .unwrap();
-    conf
+    common::secondary_conf(dir, port, "sec.test", primary, SECRET, &format!("{notify}{extra}"))
 }
 
 fn logs(dirs: &[&Path]) -> Vec<PathBuf> {
@@ -114,8 +82,8 @@ fn chain_knot_nsxdp_knot() {
     }
     let (kp, np, sp) = (free_port(), free_port(), free_port());
     let timers = "3600 600 86400 60";
-    let zone_file = pd.join("zones/sec.test.zone");
-    std::fs::create_dir_all(pd.join("zones")).unwrap();
+    let zone_file = pd.join("knot/zones/sec.test.zone");
+    std::fs::create_dir_all(pd.join("knot/zones")).unwrap();
     std::fs::write(&zone_file, zone_text(1, timers, "192.0.2.1", 0)).unwrap();
     let (_primary, pconf) = knotd(
         &pd,
@@ -181,12 +149,12 @@ fn primary_down_retry_expire_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let (pd, nd) = (dir.path().join("primary"), dir.path().join("nsxdp"));
     for d in [&pd, &nd] {
-        std::fs::create_dir_all(d.join("zones")).unwrap();
+        std::fs::create_dir_all(d.join("knot/zones")).unwrap();
     }
     let (kp, np) = (free_port(), free_port());
     // refresh 2 s, retry 1 s, expire 6 s (nsxdp's expire-min lowered to allow it).
     let timers = "2 1 6 60";
-    std::fs::write(pd.join("zones/sec.test.zone"), zone_text(7, timers, "192.0.2.7", 0)).unwrap();
+    std::fs::write(pd.join("knot/zones/sec.test.zone"), zone_text(7, timers, "192.0.2.7", 0)).unwrap();
     let zone_conf = "  - domain: sec.test\n    file: sec.test.zone\n    acl: peers\n";
     let (primary, _) = knotd(&pd, kp, "", zone_conf);
     wait_serial(kp, 7, Duration::from_secs(20), "the primary loads its zone", &[&pd]);
@@ -224,7 +192,7 @@ fn primary_down_retry_expire_and_back() {
     assert!(log.contains("expired"), "{log}");
 
     // The primary is back (with a new serial): served again.
-    std::fs::write(pd.join("zones/sec.test.zone"), zone_text(8, timers, "192.0.2.8", 0)).unwrap();
+    std::fs::write(pd.join("knot/zones/sec.test.zone"), zone_text(8, timers, "192.0.2.8", 0)).unwrap();
     let _primary = knotd(&pd, kp, "", zone_conf);
     wait_serial(np, 8, Duration::from_secs(20), "served again once the primary is back", &[&pd, &nd]);
     assert_eq!(rcode(np), "NOERROR");

@@ -541,3 +541,65 @@ pub fn kdig_status(port: u16, zone: &str, qtype: &str, extra: &[&str]) -> String
     }
     text.split("status: ").nth(1).map(word).unwrap_or_default()
 }
+
+/// Writes `dir/knot.conf` for a knotd listening on 127.0.0.1:`port`, its files under
+/// `dir/knot`: the key `xfr` (hmac-sha256, `secret`), an ACL `peers` (127.0.0.1 with that
+/// key may NOTIFY and transfer), the `remote:` entries given (YAML list items, indented two
+/// spaces) and the `zone:` entries given. Returns the configuration's path.
+pub fn knot_conf(dir: &Path, port: u16, secret: &str, remotes: &str, zones: &str) -> PathBuf {
+    let kd = dir.join("knot");
+    for sub in ["run", "db", "zones"] {
+        std::fs::create_dir_all(kd.join(sub)).unwrap();
+    }
+    let remotes = if remotes.is_empty() { String::new() } else { format!("\nremote:\n{remotes}") };
+    let conf = dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    rundir: \"{k}/run\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n\
+             \nlog:\n  - target: stderr\n    any: info\n\
+             \ndatabase:\n    storage: \"{k}/db\"\n\
+             \nkey:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {secret}\n{remotes}\
+             \nacl:\n  - id: peers\n    address: 127.0.0.1\n    key: xfr\n    action: [notify, transfer]\n\
+             \ntemplate:\n  - id: default\n    storage: \"{k}/zones\"\n    zonefile-sync: -1\n\
+             \nzone:\n{zones}",
+            k = kd.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// Starts knotd with `conf`, logging to `dir/knot.log`.
+pub fn start_knotd(dir: &Path, conf: &Path) -> Proc {
+    let mut cmd = Command::new("knotd");
+    cmd.arg("-c").arg(conf);
+    Proc::spawn(cmd, &dir.join("knot.log"))
+}
+
+/// `nsxdp ctl --config CONF reload [ZONE]`, which must succeed.
+pub fn reload(conf: &Path, zone: Option<&str>) {
+    let mut args = vec!["reload"];
+    args.extend(zone);
+    let (ok, out) = ctl(conf, &args);
+    assert!(ok, "nsxdp ctl reload: {out}");
+}
+
+/// Writes `dir/nsxdp.toml` for nsxdp on 127.0.0.1:`port` as a TSIG secondary of `zone`
+/// from the primary on 127.0.0.1:`primary` (key `xfr` with `secret`; the ACL `peers` lets
+/// 127.0.0.1 with that key NOTIFY and transfer); `extra` is appended to the zone's section.
+pub fn secondary_conf(dir: &Path, port: u16, zone: &str, primary: u16, secret: &str, extra: &str) -> PathBuf {
+    let conf = dir.join("nsxdp.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"data/ctl.sock\"\n\
+             [[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{secret}\"\n\
+             [[acl]]\nname = \"peers\"\naddress = [\"127.0.0.1\"]\nkey = \"xfr\"\naction = [\"notify\", \"transfer\"]\n\
+             [[zone]]\nname = \"{zone}\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1:{primary} key xfr\"]\n\
+             acl = [\"peers\"]\nnotify-ns = false\n{extra}"
+        ),
+    )
+    .unwrap();
+    conf
+}
