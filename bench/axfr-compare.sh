@@ -194,6 +194,10 @@ server:
     udp-workers: 1
     tcp-workers: 1
     background-workers: 1
+    # A reader slowed down by a busy machine (kdig printing 2.5 M records) must not be
+    # dropped: Knot's default allows 500 ms per TCP message.
+    tcp-io-timeout: 60000
+    tcp-remote-io-timeout: 60000
 
 log:
   - target: stderr
