@@ -91,18 +91,19 @@ pub fn request(
     if !allowed {
         return single(xfr::write_error(&req, xfr::rcode::REFUSED, signer.as_mut(), buf, now));
     }
-    let mut opts = Options::tcp();
+    let mut opts = Options::tcp_transfer();
     if req.edns_udp_size.is_some() {
         opts.edns_udp_size = Some(1232);
     }
     let snap: Arc<Snapshot> = snap.clone();
     // The records come from the snapshot a node at a time, as the messages are made.
     let mut records = SnapshotRecords::new(snap.clone());
-    let Some(soa) = records.next() else {
+    let Some(soa) = records.peek().and_then(|r| r.to_record().ok()) else {
         return single(xfr::write_error(&req, xfr::rcode::SERVFAIL, signer.as_mut(), buf, now));
     };
     if req.is_axfr() {
-        return match Axfr::new(&req, std::iter::once(soa).chain(records), signer, opts) {
+        // Records lent one at a time from the snapshot's decoder: nothing allocated per record.
+        return match Axfr::from_cursor(&req, records, signer, opts) {
             Ok(mut x) => Reply::Stream(Box::new(move |b, now| x.next_message(b, now))),
             Err(_) => Reply::Nothing,
         };
@@ -116,8 +117,8 @@ pub fn request(
             .and_then(|j| j.lock().ok().and_then(|j| j.changes_since(serial).ok().flatten())),
         _ => None,
     };
-    let full = std::iter::once(soa.clone()).chain(records);
-    match Ixfr::new(&req, soa, history, move || full, signer, opts) {
+    // `records` still starts with the SOA.
+    match Ixfr::new(&req, soa, history, move || records, signer, opts) {
         Ok(mut x) => Reply::Stream(Box::new(move |b, now| x.next_message(b, now))),
         Err(_) => Reply::Nothing,
     }
