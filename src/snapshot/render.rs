@@ -56,7 +56,7 @@ pub fn render_rrset(
 
 /// Every record of an archived zone, in canonical order (apex SOA first), uncompressed.
 pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
-    let mut w = Walker::new(z);
+    let mut w = Walker::new();
     let mut out = Vec::new();
     while w.fill(z)? {
         out.push(w.current().to_record()?);
@@ -103,7 +103,7 @@ pub struct SnapshotRecords {
 
 impl SnapshotRecords {
     pub fn new(snap: std::sync::Arc<super::Snapshot>) -> SnapshotRecords {
-        let walker = Walker::new(snap.zone());
+        let walker = Walker::new();
         SnapshotRecords { snap, walker, failed: None }
     }
 
@@ -160,9 +160,13 @@ struct Entry {
 /// a time into buffers it reuses (no allocation per record or per node once they have
 /// grown).
 struct Walker {
-    order: Vec<u32>,
-    /// The next node of `order` to decode.
+    /// The nodes in canonical order, apex first; sorted when the walk gets past the apex (an
+    /// IXFR that only needs the SOA does not pay for sorting the zone).
+    order: Option<Vec<u32>>,
+    /// The position in `order` of the next node to decode.
     next: usize,
+    /// Nothing more to give.
+    done: bool,
     /// The current node's name (lowercase wire form).
     owner: Vec<u8>,
     /// The current node's records, in the order they are given out, and which is next.
@@ -175,17 +179,11 @@ struct Walker {
 }
 
 impl Walker {
-    fn new(z: &ArchivedZoneImage) -> Walker {
-        let apex = z.apex.to_native();
-        // Canonical order, as master files and AXFR have it (the snapshot keeps parents first).
-        let mut order = canonical_nodes(z);
-        // SOA first, as AXFR and master files have it.
-        if let Some(p) = order.iter().position(|&i| i == apex) {
-            order[..=p].rotate_right(1);
-        }
+    fn new() -> Walker {
         Walker {
-            order,
+            order: None,
             next: 0,
+            done: false,
             owner: Vec::with_capacity(256),
             entries: Vec::new(),
             current: 0,
@@ -197,7 +195,30 @@ impl Walker {
     /// Decodes nodes until a record is there to give out. False at the end.
     fn fill(&mut self, z: &ArchivedZoneImage) -> Result<bool, RenderError> {
         while self.current >= self.entries.len() {
-            let Some(&i) = self.order.get(self.next) else { return Ok(false) };
+            if self.done {
+                return Ok(false);
+            }
+            let apex = z.apex.to_native();
+            let i = if self.next == 0 {
+                apex
+            } else {
+                let order = self.order.get_or_insert_with(|| {
+                    // Canonical order, as master files and AXFR have it (the snapshot keeps
+                    // parents first); the apex (and its SOA) first.
+                    let mut order = canonical_nodes(z);
+                    if let Some(p) = order.iter().position(|&i| i == apex) {
+                        order[..=p].rotate_right(1);
+                    }
+                    order
+                });
+                match order.get(self.next) {
+                    Some(&i) => i,
+                    None => {
+                        self.done = true;
+                        return Ok(false);
+                    }
+                }
+            };
             self.next += 1;
             self.decode_node(z, i)?;
         }
@@ -221,7 +242,7 @@ impl Walker {
 
     /// Gives nothing more.
     fn finish(&mut self) {
-        self.next = self.order.len();
+        self.done = true;
         self.entries.clear();
         self.current = 0;
     }
