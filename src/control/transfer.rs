@@ -206,21 +206,22 @@ fn respond(
         eprintln!("nsxdp: transfer of {} to {from} refused by the zone's ACL", req.qname);
         return single(xfr::write_error(&req, xfr::rcode::REFUSED, signer.as_mut(), buf, now));
     }
-    let mut opts = Options::tcp();
+    let mut opts = Options::tcp_transfer();
     if req.edns_udp_size.is_some() {
         opts.edns_udp_size = Some(1232);
     }
     let snap: Arc<Snapshot> = snap.clone();
     // The records come from the snapshot a node at a time, as the messages are made.
     let mut records = SnapshotRecords::new(snap.clone());
-    let Some(soa) = records.next() else {
+    let Some(soa) = records.peek().and_then(|r| r.to_record().ok()) else {
         return single(xfr::write_error(&req, xfr::rcode::SERVFAIL, signer.as_mut(), buf, now));
     };
     let serial = snap.serial();
     if req.is_axfr() {
         count(|s| &s.axfr);
         let what = format!("AXFR of {} serial {serial} to {from}", req.qname);
-        return match Axfr::new(&req, std::iter::once(soa).chain(records), signer, opts) {
+        // Records lent one at a time from the snapshot's decoder: nothing allocated per record.
+        return match Axfr::from_cursor(&req, records, signer, opts) {
             Ok(mut x) => Reply::Stream(counted(stats, what, move |b, now| x.next_message(b, now))),
             Err(_) => Reply::Nothing,
         };
@@ -234,14 +235,14 @@ fn respond(
             .and_then(|j| j.lock().ok().and_then(|j| j.changes_since(serial).ok().flatten())),
         _ => None,
     };
-    let full = std::iter::once(soa.clone()).chain(records);
+    // `records` still starts with the SOA.
     if let Some(max) = udp {
         let mut opts = Options::udp(max);
         if req.edns_udp_size.is_some() {
             opts.edns_udp_size = Some(max as u16);
         }
         count(|s| &s.ixfr_udp);
-        return match Ixfr::new(&req, soa, history, move || full, signer, opts) {
+        return match Ixfr::new(&req, soa, history, move || records, signer, opts) {
             Ok(x) => {
                 count_ixfr(&stats, x.kind());
                 single(x.udp_message(&mut buf[..max], now).map_err(|_| xfr::message::NoRoom))
@@ -249,7 +250,7 @@ fn respond(
             Err(_) => Reply::Nothing,
         };
     }
-    match Ixfr::new(&req, soa, history, move || full, signer, opts) {
+    match Ixfr::new(&req, soa, history, move || records, signer, opts) {
         Ok(mut x) => {
             count_ixfr(&stats, x.kind());
             let what = format!(

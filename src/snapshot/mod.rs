@@ -36,7 +36,7 @@ mod render;
 
 pub use compile::{compile, CompileError};
 pub use file::{write_snapshot, Snapshot, SnapshotError};
-pub use render::{records, render_rrset, to_zone, RenderError, SnapshotRecords};
+pub use render::{records, render_rrset, to_zone, RecordSlices, RenderError, SnapshotRecords};
 
 use rkyv::{Archive, Deserialize, Serialize};
 

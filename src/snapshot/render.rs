@@ -56,18 +56,45 @@ pub fn render_rrset(
 
 /// Every record of an archived zone, in canonical order (apex SOA first), uncompressed.
 pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
-    let mut w = Walker::new(z);
+    let mut w = Walker::new();
     let mut out = Vec::new();
-    while let Some(r) = w.next(z) {
-        out.push(r?);
+    while w.fill(z)? {
+        out.push(w.current().to_record()?);
+        w.advance();
     }
     Ok(out)
 }
 
-/// The records of a mapped snapshot in canonical order (apex SOA first), made a node at a
+/// One record of a snapshot, borrowed from the walker that decoded it: owner and rdata
+/// uncompressed (the owner lowercase, as the snapshot keeps it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordSlices<'a> {
+    pub owner: &'a [u8],
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: &'a [u8],
+}
+
+impl RecordSlices<'_> {
+    /// The record, owned.
+    pub fn to_record(&self) -> Result<Record, RenderError> {
+        Ok(Record {
+            owner: Name::from_wire(self.owner).map_err(RenderError::Malformed)?,
+            rtype: self.rtype,
+            ttl: self.ttl,
+            rdata: self.rdata.into(),
+        })
+    }
+}
+
+/// The records of a mapped snapshot in canonical order (apex SOA first), decoded a node at a
 /// time as they are asked for: what AXFR streams, without the whole zone in memory. The
 /// snapshot stays mapped while this lives. A snapshot that fails to render (it cannot: the
 /// loader checked it) ends the sequence early and sets [`SnapshotRecords::failed`].
+///
+/// Two ways to read it: [`SnapshotRecords::peek`] and [`SnapshotRecords::advance`] lend each
+/// record without allocating (what the transfer writers use), and the `Iterator` gives owned
+/// [`Record`]s.
 pub struct SnapshotRecords {
     snap: std::sync::Arc<super::Snapshot>,
     walker: Walker,
@@ -76,12 +103,30 @@ pub struct SnapshotRecords {
 
 impl SnapshotRecords {
     pub fn new(snap: std::sync::Arc<super::Snapshot>) -> SnapshotRecords {
-        let walker = Walker::new(snap.zone());
+        let walker = Walker::new();
         SnapshotRecords { snap, walker, failed: None }
     }
 
     pub fn failed(&self) -> Option<&RenderError> {
         self.failed.as_ref()
+    }
+
+    /// The next record, without moving past it; None at the end (or after a failure).
+    pub fn peek(&mut self) -> Option<RecordSlices<'_>> {
+        match self.walker.fill(self.snap.zone()) {
+            Ok(true) => Some(self.walker.current()),
+            Ok(false) => None,
+            Err(e) => {
+                self.failed = Some(e);
+                self.walker.finish();
+                None
+            }
+        }
+    }
+
+    /// Moves past the record [`SnapshotRecords::peek`] gave.
+    pub fn advance(&mut self) {
+        self.walker.advance();
     }
 }
 
@@ -89,83 +134,221 @@ impl Iterator for SnapshotRecords {
     type Item = Record;
 
     fn next(&mut self) -> Option<Record> {
-        match self.walker.next(self.snap.zone())? {
+        let r = self.peek()?.to_record();
+        self.walker.advance();
+        match r {
             Ok(r) => Some(r),
             Err(e) => {
                 self.failed = Some(e);
-                self.walker.next = self.walker.order.len();
+                self.walker.finish();
                 None
             }
         }
     }
 }
 
-/// Walks a zone's nodes in canonical order, the apex first, rendering one node's RRsets at a
-/// time.
+/// One decoded record of the current node: its rdata is `data[start..start + len]`.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    rtype: u16,
+    ttl: u32,
+    start: u32,
+    len: u32,
+}
+
+/// Walks a zone's nodes in canonical order, the apex first, decoding one node's records at
+/// a time into buffers it reuses (no allocation per record or per node once they have
+/// grown).
 struct Walker {
-    order: Vec<u32>,
+    /// The nodes in canonical order, apex first; sorted when the walk gets past the apex (an
+    /// IXFR that only needs the SOA does not pay for sorting the zone).
+    order: Option<Vec<u32>>,
+    /// The position in `order` of the next node to decode.
     next: usize,
-    /// The current node's records, last first.
-    pending: Vec<Record>,
-    msg: Vec<u8>,
+    /// Nothing more to give.
+    done: bool,
+    /// The current node's name (lowercase wire form).
+    owner: Vec<u8>,
+    /// The current node's records, in the order they are given out, and which is next.
+    entries: Vec<Entry>,
+    current: usize,
+    /// Their rdata, uncompressed.
+    data: Vec<u8>,
+    /// Pointer positions of the fragment being decoded: (offset, to the owner).
+    patches: Vec<(usize, bool)>,
 }
 
 impl Walker {
-    fn new(z: &ArchivedZoneImage) -> Walker {
-        let apex = z.apex.to_native();
-        let nodes: Vec<u32> = z.node_ids().collect();
-        // Canonical order, as master files and AXFR have it (the snapshot keeps parents first).
-        let mut order: Vec<u32> =
-            crate::zone::canonical_order(nodes.iter().map(|&n| z.node_name(n))).into_iter().map(|i| nodes[i]).collect();
-        // SOA first, as AXFR and master files have it.
-        if let Some(p) = order.iter().position(|&i| i == apex) {
-            order.remove(p);
-            order.insert(0, apex);
+    fn new() -> Walker {
+        Walker {
+            order: None,
+            next: 0,
+            done: false,
+            owner: Vec::with_capacity(256),
+            entries: Vec::new(),
+            current: 0,
+            data: Vec::new(),
+            patches: Vec::new(),
         }
-        Walker { order, next: 0, pending: Vec::new(), msg: vec![0u8; 65536 + 512] }
     }
 
-    fn next(&mut self, z: &ArchivedZoneImage) -> Option<Result<Record, RenderError>> {
-        while self.pending.is_empty() {
-            let &i = self.order.get(self.next)?;
-            self.next += 1;
-            if let Err(e) = self.render_node(z, i) {
-                return Some(Err(e));
+    /// Decodes nodes until a record is there to give out. False at the end.
+    fn fill(&mut self, z: &ArchivedZoneImage) -> Result<bool, RenderError> {
+        while self.current >= self.entries.len() {
+            if self.done {
+                return Ok(false);
             }
-            self.pending.reverse();
+            let apex = z.apex.to_native();
+            let i = if self.next == 0 {
+                apex
+            } else {
+                let order = self.order.get_or_insert_with(|| {
+                    // Canonical order, as master files and AXFR have it (the snapshot keeps
+                    // parents first); the apex (and its SOA) first.
+                    let mut order = canonical_nodes(z);
+                    if let Some(p) = order.iter().position(|&i| i == apex) {
+                        order[..=p].rotate_right(1);
+                    }
+                    order
+                });
+                match order.get(self.next) {
+                    Some(&i) => i,
+                    None => {
+                        self.done = true;
+                        return Ok(false);
+                    }
+                }
+            };
+            self.next += 1;
+            self.decode_node(z, i)?;
         }
-        self.pending.pop().map(Ok)
+        Ok(true)
     }
 
-    fn render_node(&mut self, z: &ArchivedZoneImage, i: u32) -> Result<(), RenderError> {
-        let msg = &mut self.msg;
-        let owner = z.node_name(i);
-        msg[12..12 + owner.len()].copy_from_slice(owner);
-        let base = 12 + owner.len();
-        let apex_off = base - z.origin.len();
-        let mut sets: Vec<RrsetRec> = z.node_rrsets(i).collect();
-        if i == z.apex.to_native() {
-            sets.sort_by_key(|r| r.rtype != crate::wire::rdata::rtype::SOA);
+    /// The record to give out (after `fill` said there is one).
+    fn current(&self) -> RecordSlices<'_> {
+        let e = self.entries[self.current];
+        RecordSlices {
+            owner: &self.owner,
+            rtype: e.rtype,
+            ttl: e.ttl,
+            rdata: &self.data[e.start as usize..(e.start + e.len) as usize],
         }
-        for r in sets {
-            let len = render_rrset(z, &r, msg, base, 12, apex_off)?;
-            let mut pos = base;
-            while pos < base + len {
-                let mut buf = [0u8; 256];
-                let (next, nlen) =
-                    name::read_compressed(&msg[..base + len], pos, &mut buf).map_err(RenderError::Malformed)?;
-                let f = &msg[next..next + 10];
-                let t = u16::from_be_bytes([f[0], f[1]]);
-                let ttl = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
-                let rdlen = u16::from_be_bytes([f[8], f[9]]) as usize;
-                let rd = rdata::decompress(t, &msg[..base + len], next + 10, rdlen).map_err(RenderError::Malformed)?;
-                let owner = Name::from_wire(&buf[..nlen]).map_err(RenderError::Malformed)?;
-                self.pending.push(Record { owner, rtype: t, ttl, rdata: rd.into_boxed_slice() });
-                pos = next + 10 + rdlen;
+    }
+
+    fn advance(&mut self) {
+        self.current += 1;
+    }
+
+    /// Gives nothing more.
+    fn finish(&mut self) {
+        self.done = true;
+        self.entries.clear();
+        self.current = 0;
+    }
+
+    fn decode_node(&mut self, z: &ArchivedZoneImage, i: u32) -> Result<(), RenderError> {
+        self.entries.clear();
+        self.data.clear();
+        self.current = 0;
+        self.owner.clear();
+        self.owner.extend_from_slice(z.node_name(i));
+        if i == z.apex.to_native() {
+            // The SOA first at the apex, the rest in type order.
+            for r in z.node_rrsets(i).filter(|r| r.rtype == rdata::rtype::SOA) {
+                self.decode_rrset(z, &r)?;
+            }
+            for r in z.node_rrsets(i).filter(|r| r.rtype != rdata::rtype::SOA) {
+                self.decode_rrset(z, &r)?;
+            }
+        } else {
+            for r in z.node_rrsets(i) {
+                self.decode_rrset(z, &r)?;
             }
         }
         Ok(())
     }
+
+    /// Appends the records of a fragment: every RR is `owner(2) type class ttl rdlen rdata`,
+    /// and the pointers the extras list (to the apex, or to the owner) are the ends of rdata
+    /// names, replaced here by the name they point to.
+    fn decode_rrset(&mut self, z: &ArchivedZoneImage, r: &RrsetRec) -> Result<(), RenderError> {
+        let bad = || RenderError::Malformed(name::NameError::Truncated);
+        let frag = z.fragment(r);
+        let (apex_ptrs, owner_ptrs, _) = z.extra_parts(r);
+        self.patches.clear();
+        self.patches.extend(apex_ptrs.iter().map(|p| (p.to_native() as usize, false)));
+        self.patches.extend(owner_ptrs.iter().map(|p| (p.to_native() as usize, true)));
+        self.patches.sort_unstable();
+        let mut patches = self.patches.iter().copied().peekable();
+        let mut p = 0;
+        for _ in 0..r.count {
+            let h = frag.get(p..p + 12).ok_or_else(bad)?;
+            let rtype = u16::from_be_bytes([h[2], h[3]]);
+            let ttl = u32::from_be_bytes([h[6], h[7], h[8], h[9]]);
+            let end = p + 12 + u16::from_be_bytes([h[10], h[11]]) as usize;
+            if end > frag.len() {
+                return Err(bad());
+            }
+            let start = self.data.len();
+            let mut at = p + 12;
+            while let Some((ptr, to_owner)) = patches.next_if(|&(ptr, _)| ptr < end) {
+                if ptr < at || ptr + 2 > end {
+                    return Err(bad());
+                }
+                self.data.extend_from_slice(&frag[at..ptr]);
+                self.data.extend_from_slice(if to_owner { &self.owner } else { &z.origin });
+                at = ptr + 2;
+            }
+            self.data.extend_from_slice(&frag[at..end]);
+            let len = self.data.len() - start;
+            self.entries.push(Entry { rtype, ttl, start: start as u32, len: len as u32 });
+            p = end;
+        }
+        Ok(())
+    }
+}
+
+/// The zone's nodes in canonical order (RFC 4034 §6.1). Every name ends in the origin, so
+/// keys hold only the labels before it: right to left, each ended by 0x00, with 0x00 and
+/// 0x01 inside a label written as 01 01 and 01 02 so that the end of a label sorts first
+/// (names in the snapshot are lowercase). The first sixteen bytes of each key, as a number,
+/// decide most comparisons without reading the keys (sorting a million names by their keys
+/// alone took most of the time of a transfer's start).
+fn canonical_nodes(z: &ArchivedZoneImage) -> Vec<u32> {
+    let origin_len = z.origin.len();
+    let mut keys: Vec<u8> = Vec::new();
+    let mut sorted: Vec<(u128, u32, u32, u32)> = Vec::new();
+    let mut starts: Vec<usize> = Vec::with_capacity(128);
+    for n in z.node_ids() {
+        let w = z.node_name(n);
+        let from = keys.len();
+        starts.clear();
+        let mut i = 0;
+        while i + origin_len < w.len() && w[i] != 0 {
+            starts.push(i);
+            i += w[i] as usize + 1;
+        }
+        for &s in starts.iter().rev() {
+            for &b in w.get(s + 1..s + 1 + w[s] as usize).unwrap_or_default() {
+                match b {
+                    0 | 1 => keys.extend_from_slice(&[1, b + 1]),
+                    _ => keys.push(b),
+                }
+            }
+            keys.push(0);
+        }
+        let mut prefix = [0u8; 16];
+        let k = &keys[from..];
+        let l = k.len().min(16);
+        prefix[..l].copy_from_slice(&k[..l]);
+        sorted.push((u128::from_be_bytes(prefix), from as u32, (keys.len() - from) as u32, n));
+    }
+    // Past the prefix; a key shorter than it is padded with zeros, which sort first, as the
+    // end of a key does.
+    let key = |&(_, from, len, _): &(u128, u32, u32, u32)| &keys[(from + len.min(16)) as usize..(from + len) as usize];
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a).cmp(key(b))));
+    sorted.into_iter().map(|e| e.3).collect()
 }
 
 /// Rebuilds the owned zone from an archived one.

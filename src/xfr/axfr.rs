@@ -4,7 +4,7 @@
 //! zone is never held as messages.
 
 use super::message::{MessageWriter, Options};
-use super::stream::{owner_text, Offer, Sender, Source};
+use super::stream::{owner_text, Offer, RecordCursor, Sender, Source};
 use super::{Request, Rr, Signer, XfrError};
 use crate::wire::rdata::rtype;
 use crate::zone::Record;
@@ -18,33 +18,30 @@ enum Phase {
 }
 
 /// The records of a full transfer: the SOA, the rest, the SOA.
-pub(crate) struct FullZone<I: Iterator> {
+pub(crate) struct FullZone<C> {
     soa: Record,
-    records: I,
-    /// Taken from `records` but not yet written.
-    pending: Option<I::Item>,
+    records: C,
     phase: Phase,
 }
 
-impl<I: Iterator> FullZone<I>
-where
-    I::Item: Rr,
-{
+impl<C: RecordCursor> FullZone<C> {
     /// `records` must start with the zone's SOA; a later SOA of the same owner (the closing
     /// one, if the caller's sequence has it) is skipped, as the SOA is sent last anyway.
-    pub fn new(records: impl IntoIterator<IntoIter = I>) -> Result<FullZone<I>, XfrError> {
-        let mut records = records.into_iter();
-        let first = records.next().ok_or(XfrError::NoSoa)?;
-        if first.rtype() != rtype::SOA {
-            return Err(XfrError::NoSoa);
-        }
-        let soa = Record {
-            owner: crate::wire::name::Name::from_wire(first.owner()).map_err(|_| XfrError::NoSoa)?,
-            rtype: rtype::SOA,
-            ttl: first.ttl(),
-            rdata: first.rdata().into(),
+    pub fn new(mut records: C) -> Result<FullZone<C>, XfrError> {
+        let soa = {
+            let first = records.peek().ok_or(XfrError::NoSoa)?;
+            if first.rtype() != rtype::SOA {
+                return Err(XfrError::NoSoa);
+            }
+            Record {
+                owner: crate::wire::name::Name::from_wire(first.owner()).map_err(|_| XfrError::NoSoa)?,
+                rtype: rtype::SOA,
+                ttl: first.ttl(),
+                rdata: first.rdata().into(),
+            }
         };
-        Ok(FullZone { soa, records, pending: None, phase: Phase::Open })
+        records.advance();
+        Ok(FullZone { soa, records, phase: Phase::Open })
     }
 
     pub fn soa(&self) -> &Record {
@@ -52,10 +49,17 @@ where
     }
 }
 
-impl<I: Iterator> Source for FullZone<I>
+impl<I: Iterator> FullZone<std::iter::Peekable<I>>
 where
     I::Item: Rr,
 {
+    /// The same from an iterator of records.
+    pub fn from_iter(records: impl IntoIterator<IntoIter = I>) -> Result<Self, XfrError> {
+        FullZone::new(records.into_iter().peekable())
+    }
+}
+
+impl<C: RecordCursor> Source for FullZone<C> {
     fn done(&self) -> bool {
         self.phase == Phase::Done
     }
@@ -71,46 +75,52 @@ where
                     return Offer::Written;
                 }
                 Phase::Body => {
-                    let next = match self.pending.take() {
-                        Some(r) => Some(r),
-                        None => {
-                            let apex = self.soa.owner.as_wire();
-                            self.records
-                                .by_ref()
-                                .find(|r| !(r.rtype() == rtype::SOA && r.owner().eq_ignore_ascii_case(apex)))
+                    // The record lent by the cursor lives in this block only.
+                    let written = {
+                        let apex = self.soa.owner.as_wire();
+                        let Some(r) = self.records.peek() else {
+                            self.phase = Phase::Close;
+                            continue;
+                        };
+                        if r.rtype() == rtype::SOA && r.owner().eq_ignore_ascii_case(apex) {
+                            None
+                        } else {
+                            Some(w.push(&r))
                         }
                     };
-                    let Some(r) = next else {
-                        self.phase = Phase::Close;
-                        continue;
-                    };
-                    if w.push(&r) {
-                        return Offer::Written;
+                    match written {
+                        // A closing SOA in the input: skipped.
+                        None => self.records.advance(),
+                        Some(true) => {
+                            self.records.advance();
+                            return Offer::Written;
+                        }
+                        Some(false) => return Offer::NoRoom,
                     }
-                    self.pending = Some(r);
-                    return Offer::NoRoom;
                 }
                 Phase::Done => unreachable!("a finished source is not offered a message"),
             }
         }
     }
 
-    fn pending(&self) -> (String, u16) {
-        match (&self.pending, self.phase) {
-            (Some(r), Phase::Body) => (owner_text(r.owner()), r.rtype()),
-            _ => (self.soa.owner.to_string(), rtype::SOA),
+    fn pending(&mut self) -> (String, u16) {
+        if self.phase == Phase::Body {
+            if let Some(r) = self.records.peek() {
+                return (owner_text(r.owner()), r.rtype());
+            }
         }
+        (self.soa.owner.to_string(), rtype::SOA)
     }
 }
 
 /// An AXFR response being written.
-pub struct Axfr<I: Iterator> {
+pub struct Axfr<C> {
     sender: Sender,
-    zone: FullZone<I>,
+    zone: FullZone<C>,
     finished: bool,
 }
 
-impl<I: Iterator> Axfr<I>
+impl<I: Iterator> Axfr<std::iter::Peekable<I>>
 where
     I::Item: Rr,
 {
@@ -122,7 +132,15 @@ where
         records: impl IntoIterator<IntoIter = I>,
         signer: Option<Signer>,
         opts: Options,
-    ) -> Result<Axfr<I>, XfrError> {
+    ) -> Result<Self, XfrError> {
+        Axfr::from_cursor(req, records.into_iter().peekable(), signer, opts)
+    }
+}
+
+impl<C: RecordCursor> Axfr<C> {
+    /// The same with the records from a [`RecordCursor`] (e.g. a snapshot's, lent one at a
+    /// time without allocating).
+    pub fn from_cursor(req: &Request, records: C, signer: Option<Signer>, opts: Options) -> Result<Self, XfrError> {
         Ok(Axfr { sender: Sender::new(req.head(), opts, signer), zone: FullZone::new(records)?, finished: false })
     }
 

@@ -123,7 +123,7 @@ impl<C: AsRef<[Changeset]>> Source for Incremental<C> {
         Offer::Written
     }
 
-    fn pending(&self) -> (String, u16) {
+    fn pending(&mut self) -> (String, u16) {
         self.current().map_or((String::new(), 0), |r| (owner_text(r.owner()), r.rtype))
     }
 }
@@ -147,7 +147,7 @@ impl Source for SoaOnly {
         Offer::Written
     }
 
-    fn pending(&self) -> (String, u16) {
+    fn pending(&mut self) -> (String, u16) {
         (self.soa.owner.to_string(), self.soa.rtype)
     }
 }
@@ -155,7 +155,7 @@ impl Source for SoaOnly {
 enum Answer<C, I: Iterator> {
     Soa(SoaOnly),
     Incremental(Incremental<C>),
-    Full(FullZone<I>),
+    Full(FullZone<std::iter::Peekable<I>>),
 }
 
 impl<C: AsRef<[Changeset]>, I: Iterator> Answer<C, I>
@@ -220,7 +220,7 @@ where
                     let inc = Incremental::new(current_soa.clone(), h, start);
                     (IxfrKind::Incremental { changesets: n }, Answer::Incremental(inc))
                 }
-                None => (IxfrKind::Full, Answer::Full(FullZone::new(full_zone())?)),
+                None => (IxfrKind::Full, Answer::Full(FullZone::from_iter(full_zone())?)),
             },
         };
         Ok(Ixfr { sender, answer, kind, soa: current_soa, finished: false })

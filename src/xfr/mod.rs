@@ -25,6 +25,7 @@ pub use axfr::Axfr;
 pub use ixfr::{Ixfr, IxfrKind};
 pub use message::{MessageWriter, Options, ResponseHead};
 pub use request::{parse_request, Request, RequestError};
+pub use stream::RecordCursor;
 pub use tsig::{Algorithm, Key, RequestTsig, Signer, TsigFailure};
 
 use crate::zone::{Record, RecordRef};

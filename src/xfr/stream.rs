@@ -1,8 +1,63 @@
 //! The engine under AXFR and IXFR: fills one message at a time from a source of records,
 //! then signs it.
 
-use super::message::{Compressor, MessageWriter, Options, ResponseHead};
-use super::{Signer, XfrError};
+use super::message::{Compressor, MessageWriter, Options, ResponseHead, MAX_MESSAGE};
+use super::{Rr, Signer, XfrError};
+use crate::snapshot::{RecordSlices, SnapshotRecords};
+
+/// Records handed to a transfer one at a time, each lent until the cursor moves past it, so
+/// that a source which decodes records into buffers of its own (a snapshot) gives them out
+/// without allocating. Any iterator of records is one, through [`std::iter::Peekable`].
+pub trait RecordCursor {
+    type Rec<'a>: Rr
+    where
+        Self: 'a;
+    /// The current record; None at the end.
+    fn peek(&mut self) -> Option<Self::Rec<'_>>;
+    /// Moves past the current record.
+    fn advance(&mut self);
+}
+
+impl<I: Iterator> RecordCursor for std::iter::Peekable<I>
+where
+    I::Item: Rr,
+{
+    type Rec<'a>
+        = &'a I::Item
+    where
+        Self: 'a;
+    fn peek(&mut self) -> Option<&I::Item> {
+        std::iter::Peekable::peek(self)
+    }
+    fn advance(&mut self) {
+        self.next();
+    }
+}
+
+impl RecordCursor for SnapshotRecords {
+    type Rec<'a> = RecordSlices<'a>;
+    fn peek(&mut self) -> Option<RecordSlices<'_>> {
+        SnapshotRecords::peek(self)
+    }
+    fn advance(&mut self) {
+        SnapshotRecords::advance(self)
+    }
+}
+
+impl Rr for RecordSlices<'_> {
+    fn owner(&self) -> &[u8] {
+        self.owner
+    }
+    fn rtype(&self) -> u16 {
+        self.rtype
+    }
+    fn ttl(&self) -> u32 {
+        self.ttl
+    }
+    fn rdata(&self) -> &[u8] {
+        self.rdata
+    }
+}
 
 /// What a source did with the message it was offered.
 pub(crate) enum Offer {
@@ -19,7 +74,7 @@ pub(crate) trait Source {
     /// Writes the next record to `w` (only called when not done).
     fn offer(&mut self, w: &mut MessageWriter<'_>) -> Offer;
     /// The next record's owner and type, for an error message.
-    fn pending(&self) -> (String, u16);
+    fn pending(&mut self) -> (String, u16);
 }
 
 /// What every message of one response shares.
@@ -42,31 +97,40 @@ impl Sender {
     }
 
     /// Fills one message in `buf` from `src` (unsigned). Returns its length and whether the
-    /// source is done.
+    /// source is done. A record that does not fit alone in `opts.max_len` octets gets a
+    /// message of up to `opts.big_record_len`.
     pub fn fill(&mut self, src: &mut impl Source, buf: &mut [u8]) -> Result<(usize, bool), XfrError> {
         let reserve = self.reserve();
-        let limit = self.opts.max_len.min(buf.len());
-        let mut w = MessageWriter::begin(buf, &self.head, limit, reserve, &mut self.comp)
-            .map_err(|_| XfrError::SmallBuffer(limit))?;
-        while !src.done() {
-            match src.offer(&mut w) {
-                Offer::Written => {
-                    self.records += 1;
-                    if self.opts.one_rr_per_message {
+        let mut limit = self.opts.max_len.min(buf.len());
+        'message: loop {
+            let mut w = MessageWriter::begin(buf, &self.head, limit, reserve, &mut self.comp)
+                .map_err(|_| XfrError::SmallBuffer(limit))?;
+            while !src.done() {
+                match src.offer(&mut w) {
+                    Offer::Written => {
+                        self.records += 1;
+                        if self.opts.one_rr_per_message {
+                            break;
+                        }
+                    }
+                    Offer::NoRoom => {
+                        if w.answers() == 0 {
+                            let big = self.opts.big_record_len.min(buf.len()).min(MAX_MESSAGE);
+                            if big > limit {
+                                // Nothing was taken from the source: the same record again.
+                                limit = big;
+                                continue 'message;
+                            }
+                            let (owner, rtype) = src.pending();
+                            return Err(XfrError::RecordTooBig { owner, rtype, limit });
+                        }
                         break;
                     }
                 }
-                Offer::NoRoom => {
-                    if w.answers() == 0 {
-                        let (owner, rtype) = src.pending();
-                        return Err(XfrError::RecordTooBig { owner, rtype, limit });
-                    }
-                    break;
-                }
             }
+            let len = w.finish(self.opts.edns_udp_size);
+            return Ok((len, src.done()));
         }
-        let len = w.finish(self.opts.edns_udp_size);
-        Ok((len, src.done()))
     }
 
     /// Signs the message in `buf[..len]` when there is a key, and counts it.

@@ -435,6 +435,39 @@ fn axfr_fills_messages_in_order() {
 }
 
 #[test]
+fn axfr_transfer_messages_stay_in_pointer_reach_but_take_a_big_record() {
+    let z = zone(7, 3000);
+    let mut recs = records_of(&z);
+    // A record bigger than a transfer message: it gets a message of its own size.
+    let big = Record { owner: n("big.example.com."), rtype: rtype::TXT, ttl: 1, rdata: vec![7u8; 20_000].into() };
+    recs.insert(recs.len() / 2, big);
+    let mut want = recs.clone();
+    want.push(want[0].clone());
+    let req = axfr_request(7, rtype::AXFR, None);
+    let mut x = Axfr::new(&req, recs, None, Options::tcp_transfer()).unwrap();
+    let msgs = drain(|b| x.next_message(b, 0), 65535);
+    let mut got = Vec::new();
+    for m in &msgs {
+        let (_, _, answers, _) = decode(m);
+        if answers.iter().any(|r| r.rtype == rtype::TXT && r.rdata.len() == 20_000) {
+            assert!(m.len() <= 65535 && m.len() > 20_000);
+        } else {
+            assert!(m.len() <= message::TRANSFER_MESSAGE, "{}", m.len());
+        }
+        got.extend(answers);
+    }
+    assert_eq!(got, want);
+    assert!(msgs.len() > 3, "{}", msgs.len());
+    // Where a message must not grow (UDP), the big record fits nowhere.
+    let mut recs = records_of(&z);
+    recs.insert(1, Record { owner: n("big.example.com."), rtype: rtype::TXT, ttl: 1, rdata: vec![7u8; 2000].into() });
+    let mut x = Axfr::new(&req, recs, None, Options::udp(1232)).unwrap();
+    let mut buf = [0u8; 1232];
+    assert!(x.next_message(&mut buf, 0).unwrap().is_some());
+    assert!(matches!(x.next_message(&mut buf, 0), Err(XfrError::RecordTooBig { limit: 1232, .. })));
+}
+
+#[test]
 fn axfr_one_record_per_message_signed() {
     let z = zone(7, 20);
     let key = keys_sha256();
@@ -661,4 +694,32 @@ fn axfr_from_a_snapshot_is_axfr_from_the_zone() {
     let (ma, mb) = (drain(|buf| a.next_message(buf, 0), 1232), drain(|buf| b.next_message(buf, 0), 1232));
     assert!(ma.len() > 5);
     assert_eq!(ma, mb);
+}
+
+#[test]
+fn axfr_from_a_mapped_snapshot_lends_the_zones_records() {
+    // What the control thread does: the records lent by `SnapshotRecords` (rdata names
+    // rebuilt from their pointers to the apex and to the owner) make the same messages as
+    // the zone's own records. (The apex part of an rdata name comes back lowercase: the
+    // snapshot keeps it as a pointer to the apex.)
+    let mut z = zone(12, 500);
+    let p = SrcPos::default();
+    z.insert(&n("a.b.example.com."), rtype::MX, 60, b"\x00\x05\x01x\x01a\x01b\x07example\x03com\x00", p).unwrap();
+    z.insert(&n("x.a.b.example.com."), rtype::A, 60, &[192, 0, 2, 9], p).unwrap();
+    z.insert(&n("c.example.com."), rtype::CNAME, 60, b"\x04HOST\x01c\x07example\x03com\x00", p).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.snap");
+    crate::snapshot::write_snapshot(&path, &crate::snapshot::compile(&z).unwrap()).unwrap();
+    let snap = std::sync::Arc::new(crate::snapshot::Snapshot::open(&path).unwrap());
+    let req = axfr_request(6, rtype::AXFR, None);
+    for opts in [Options::tcp_transfer(), Options::udp(512)] {
+        let mut a = Axfr::from_cursor(&req, crate::snapshot::SnapshotRecords::new(snap.clone()), None, opts).unwrap();
+        let mut b = Axfr::new(&req, z.records_canonical(), None, opts).unwrap();
+        let (ma, mb) = (drain(|buf| a.next_message(buf, 0), 65535), drain(|buf| b.next_message(buf, 0), 65535));
+        assert!(ma == mb, "{} messages from the snapshot, {} from the zone", ma.len(), mb.len());
+        assert_eq!(a.records(), z.rr_count() + 1);
+    }
+    // The iterator gives the same records, owned.
+    let owned: Vec<Record> = crate::snapshot::SnapshotRecords::new(snap.clone()).collect();
+    assert_eq!(owned, records_of(&z));
 }
