@@ -146,6 +146,16 @@ impl Notifier {
         for (addr, key) in targets {
             outbox.notify(&z.name, serial, addr, key, now, &self.policy);
         }
+        let soa = match (&z.secondary, &z.snapshot) {
+            (Some(s), _) => s.soa.clone(),
+            (None, Some(snap)) => {
+                crate::snapshot::SnapshotRecords::new(snap.clone()).peek().and_then(|r| r.to_record().ok())
+            }
+            _ => None,
+        };
+        if let Some(soa) = soa {
+            outbox.attach_soa(&z.name, soa.ttl, &soa.rdata);
+        }
     }
 
     /// Sends what is due and reads responses.
@@ -154,8 +164,8 @@ impl Notifier {
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut done = Vec::new();
         for p in outbox.due(now, &self.policy, &mut done) {
-            let mut buf = [0u8; 1024];
-            let m = notify::message(p.id, &p.zone, None);
+            let mut buf = [0u8; 2048];
+            let m = notify::message(p.id, &p.zone, p.soa.as_ref().map(|(ttl, rdata)| (*ttl, &rdata[..])));
             buf[..m.len()].copy_from_slice(&m);
             let mut len = m.len();
             if let Some(k) = &p.key {

@@ -111,6 +111,9 @@ pub struct Pending {
     pub sent: u32,
     pub next: Instant,
     timeout: Duration,
+    /// The zone's SOA (TTL, rdata), sent in the answer section (RFC 1996 §3.7) so that a
+    /// secondary already at this serial can skip its SOA query.
+    pub soa: Option<(u32, std::sync::Arc<[u8]>)>,
 }
 
 /// What became of a notification.
@@ -155,7 +158,16 @@ impl Outbox {
             sent: 0,
             next: now,
             timeout: p.timeout,
+            soa: None,
         });
+    }
+
+    /// Attaches the SOA of `zone`'s version to its pending notifications.
+    pub fn attach_soa(&mut self, zone: &Name, ttl: u32, rdata: &[u8]) {
+        let rdata: std::sync::Arc<[u8]> = rdata.into();
+        for q in self.pending.iter_mut().filter(|q| q.zone == *zone) {
+            q.soa = Some((ttl, rdata.clone()));
+        }
     }
 
     /// The notifications to (re)send now; each is marked as sent. Those out of attempts are
