@@ -385,7 +385,16 @@ fn flush(c: &mut Conn) -> bool {
                 c.written += n;
                 c.last_active = Instant::now();
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // What went out is dropped from the front, so that a transfer to a slow
+                // reader keeps at most its low-water mark and a message in memory instead
+                // of everything sent so far.
+                if c.written >= TRANSFER_LOW_WATER {
+                    c.output.drain(..c.written);
+                    c.written = 0;
+                }
+                return true;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
         }
@@ -393,4 +402,65 @@ fn flush(c: &mut Conn) -> bool {
     c.output.clear();
     c.written = 0;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transfer to a reader slower than we write: `flush` keeps the output near the
+    /// low-water mark instead of everything sent so far.
+    #[test]
+    fn a_slow_reader_does_not_make_the_output_grow() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0usize;
+            loop {
+                match client.read(&mut buf) {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n,
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let mut c = Conn {
+            stream: TcpStream::from_std(server),
+            peer,
+            transfer: None,
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            last_active: Instant::now(),
+            interest: Interest::READABLE,
+            eof: false,
+        };
+        // Top the unsent part up to the low-water mark, as `pump` does, then flush: 32 MiB
+        // in all, at most 20 s.
+        let chunk = vec![0x5au8; 16 * 1024];
+        let (mut offered, mut most) = (0usize, 0usize);
+        let t0 = Instant::now();
+        while offered < 32 << 20 && t0.elapsed() < Duration::from_secs(20) {
+            while c.output.len() - c.written < TRANSFER_LOW_WATER {
+                c.output.extend_from_slice(&chunk);
+                offered += chunk.len();
+            }
+            assert!(flush(&mut c));
+            most = most.max(c.output.len());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        while c.written < c.output.len() && t0.elapsed() < Duration::from_secs(30) {
+            assert!(flush(&mut c));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(c);
+        let received = reader.join().unwrap();
+        assert_eq!(received, offered, "the reader got everything");
+        assert!(offered >= 8 << 20, "only {offered} octets went through");
+        assert!(most <= 3 * TRANSFER_LOW_WATER, "the output grew to {most} octets");
+    }
 }
