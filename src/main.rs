@@ -434,7 +434,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     eprintln!("nsxdp: UDP {}", dataplane::describe_histogram(&hist));
     if let Some((stats, thread)) = handoff {
         let _ = thread.join();
-        eprintln!("nsxdp: control-side UDP (NOTIFY in) {stats}");
+        eprintln!("nsxdp: handed to the control side (NOTIFY, IXFR, signed queries over UDP) {stats}");
     }
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
     if let Some(s) = tcp.transfer_stats() {
@@ -537,7 +537,9 @@ fn serve_xdp(
     let (handoff_stats, handoff_thread) =
         handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
             .context("handoff thread")?;
-    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, None)).context("binding TCP")?;
+    let config = tcp_notify.as_ref().map(|c| c.config.load());
+    let mut tcp =
+        TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, config.as_deref())).context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
     }
