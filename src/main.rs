@@ -538,8 +538,8 @@ fn serve_xdp(
         handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
             .context("handoff thread")?;
     let config = tcp_notify.as_ref().map(|c| c.config.load());
-    let mut tcp =
-        TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, config.as_deref())).context("binding TCP")?;
+    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, config.as_deref()))
+        .context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
     }

@@ -667,7 +667,15 @@ impl ZoneSet {
                     }
                     warnings
                         .push(format!("zone {}: data changed but serial {to} is not above {from}: serial {s}", z.name));
-                    changes = old.diff(&new);
+                    // Only the SOA differs from the changes already found.
+                    changes.soa_to = new.soa().and_then(|soa| {
+                        Some(Record {
+                            owner: new.origin().clone(),
+                            rtype: rtype::SOA,
+                            ttl: soa.ttl,
+                            rdata: soa.rdata.first()?.into(),
+                        })
+                    });
                 }
                 None => warnings.push(format!(
                     "zone {}: data changed but serial {to} is not above {from}; kept (serial-policy keep): \

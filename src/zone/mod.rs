@@ -984,10 +984,12 @@ impl Zone {
     }
 
     /// The changes that turn `self` into `newer`. An RRset whose TTL changed is removed
-    /// and added whole.
+    /// and added whole. The records come in the zones' storage order (no canonical sort of
+    /// either zone: a reload of a large zone spends its time elsewhere); IXFR and the
+    /// journal take them in any order.
     pub fn diff(&self, newer: &Zone) -> Changeset {
         let mut cs = Changeset { soa_from: self.soa_record(), soa_to: newer.soa_record(), ..Default::default() };
-        for node in self.nodes_canonical() {
+        for node in self.nodes() {
             for (t, old) in &node.rrsets {
                 if t == rtype::SOA && node.name == self.origin {
                     continue;
@@ -1001,7 +1003,7 @@ impl Zone {
                 }
             }
         }
-        for node in newer.nodes_canonical() {
+        for node in newer.nodes() {
             for (t, new) in &node.rrsets {
                 if t == rtype::SOA && node.name == newer.origin {
                     continue;
