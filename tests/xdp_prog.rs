@@ -13,13 +13,16 @@
 //! All need root (CAP_SYS_ADMIN, CAP_NET_ADMIN). Without it they are skipped with a
 //! message, except under `CI=true`, where that is a failure.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::netns::{
+    checksum, dns_query, enter_netns, run, send_raw, Testbed, CLI4, CLI6, CLI_MAC, SRV4, SRV6, SRV_MAC,
+};
 use nsxdp::dataplane::xdp_prog::{
     attached_programs, AttachMode, AttachedXdp, XdpConfig, XdpCounter, XdpError, XdpProgram, NUM_COUNTERS,
     PROGRAM_NAME, XDP_DROP, XDP_PASS,
@@ -47,34 +50,7 @@ fn have_root(test: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // Frames
 
-const SRV_MAC: [u8; 6] = [0x02, 0, 0, 0x18, 0, 0x01];
-const CLI_MAC: [u8; 6] = [0x02, 0, 0, 0x18, 0, 0x02];
-const SRV4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLI4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const SRV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-const CLI6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 const L3: usize = 14;
-
-/// A DNS query for www.example.com A (33 octets), cut to `len` if shorter.
-fn dns_query(len: usize) -> Vec<u8> {
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    q.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
-    q.truncate(len);
-    q
-}
-
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for c in chunks {
-        for pair in c.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
     [&SRV_MAC[..], &CLI_MAC, &ethertype.to_be_bytes(), payload].concat()
@@ -396,82 +372,9 @@ fn parser_follows_configuration() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Two namespaces joined by veth
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn run(cmd: &[&str]) -> String {
-    let out = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A server and a client namespace joined by a veth pair; deleted (with the pair) on drop.
-struct Testbed {
-    srv: String,
-    cli: String,
-    srv_if: String,
-    cli_if: String,
-}
+// Two namespaces joined by veth (common::netns::Testbed)
 
 impl Testbed {
-    fn new() -> Testbed {
-        let (pid, n) = (std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let tb = Testbed {
-            srv: format!("nsxdp-t{pid}-{n}-srv"),
-            cli: format!("nsxdp-t{pid}-{n}-cli"),
-            srv_if: format!("xs{pid}_{n}"),
-            cli_if: format!("xc{pid}_{n}"),
-        };
-        assert!(tb.srv_if.len() <= 15);
-        let (srv, cli, s, c) = (&tb.srv[..], &tb.cli[..], &tb.srv_if[..], &tb.cli_if[..]);
-        let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        let (smac, cmac) = (mac(SRV_MAC), mac(CLI_MAC));
-        run(&["ip", "netns", "add", srv]);
-        run(&["ip", "netns", "add", cli]);
-        // From here on, drop cleans up whatever happens.
-        run(&[
-            "ip", "link", "add", s, "address", &smac, "netns", srv, "type", "veth", "peer", "name", c, "address",
-            &cmac, "netns", cli,
-        ]);
-        run(&["ip", "-n", srv, "addr", "add", "198.18.0.1/24", "dev", s]);
-        run(&["ip", "-n", srv, "addr", "add", "2001:db8::1/64", "dev", s, "nodad"]);
-        run(&["ip", "-n", cli, "addr", "add", "198.18.0.2/24", "dev", c]);
-        run(&["ip", "-n", cli, "addr", "add", "2001:db8::2/64", "dev", c, "nodad"]);
-        for (ns, dev) in [(srv, s), (cli, c)] {
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        tb
-    }
-
-    /// Runs `f` on a thread that has entered network namespace `ns`.
-    fn in_ns<T: Send>(&self, ns: &str, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{ns}");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                enter_netns(&path);
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-
-    /// What `ip` says about the server interface's XDP program: (mode flag, prog id).
-    fn ip_sees(&self) -> Option<(String, u32)> {
-        let out = run(&["ip", "-n", &self.srv, "-d", "link", "show", "dev", &self.srv_if]);
-        let first = out.lines().next().unwrap_or("");
-        let flags = first.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(_, r)| r).unwrap_or("");
-        let mode = flags.split_whitespace().find(|w| w.starts_with("xdp")).map(str::to_string);
-        let id = out.split("prog/xdp id ").nth(1).and_then(|r| r.split_whitespace().next()).map(|i| i.parse().unwrap());
-        match (mode, id) {
-            (Some(m), Some(i)) => Some((m, i)),
-            (None, None) => None,
-            other => panic!("cannot read ip's output ({other:?}): {out}"),
-        }
-    }
-
     fn attached(&self) -> Vec<AttachedXdp> {
         let srv_if = self.srv_if.clone();
         self.in_ns(&self.srv, move || attached_programs(&srv_if).unwrap())
@@ -480,60 +383,6 @@ impl Testbed {
     fn attach(&self, config: &XdpConfig, force: bool) -> Result<XdpProgram, XdpError> {
         self.in_ns(&self.srv, || XdpProgram::attach(&self.srv_if, config, force))
     }
-
-    /// Attaches a program from a BPF object file with `ip` (netlink, as Knot or an older
-    /// loader would), in `mode` (`xdpdrv` or `xdpgeneric`); returns its id.
-    fn ip_attach(&self, mode: &str, object: &str) -> u32 {
-        let path = format!("{}/ebpf/{object}", env!("CARGO_MANIFEST_DIR"));
-        run(&["ip", "-n", &self.srv, "link", "set", "dev", &self.srv_if, mode, "obj", &path, "sec", "xdp"]);
-        self.ip_sees().expect("ip attached a program").1
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        for ns in [&self.srv, &self.cli] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn enter_netns(path: &str) {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    // SAFETY: setns on an fd we hold; CLONE_NEWNET affects only the calling thread.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-}
-
-/// Sends `frame` as it is out of interface `ifname` (in the calling thread's namespace).
-fn send_raw(ifname: &str, frame: &[u8]) {
-    // SAFETY: plain socket call, result checked.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
-    // SAFETY: we own the new fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(ifname).unwrap();
-    // SAFETY: a valid C string.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert!(ifindex != 0, "no interface {ifname}");
-    // SAFETY: all-zero sockaddr_ll is valid; the fields that matter are set below.
-    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    to.sll_family = libc::AF_PACKET as u16;
-    to.sll_ifindex = ifindex as i32;
-    to.sll_halen = 6;
-    to.sll_addr[..6].copy_from_slice(&frame[..6]);
-    // SAFETY: frame and address are valid for the lengths given.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&to as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    assert_eq!(n, frame.len() as isize, "AF_PACKET send: {}", std::io::Error::last_os_error());
 }
 
 /// A UDP socket in the server namespace: whatever reaches it went through the kernel.
@@ -598,7 +447,7 @@ fn veth_attach_pass_drop_and_detach() {
     if !have_root("veth_attach_pass_drop_and_detach") {
         return;
     }
-    let tb = Testbed::new();
+    let tb = Testbed::new('x', false);
     let mut prog = tb.attach(&XdpConfig::port(53), false).unwrap();
     let id = prog.program_id().unwrap();
 
@@ -687,7 +536,7 @@ fn veth_replaces_stale_refuses_foreign() {
     if !have_root("veth_replaces_stale_refuses_foreign") {
         return;
     }
-    let tb = Testbed::new();
+    let tb = Testbed::new('x', false);
     let config = XdpConfig { port: 53, v4: Some(SRV4), v6: Some(SRV6) };
 
     // A stale nsxdp program, attached with netlink by a process that is gone (in generic
@@ -757,7 +606,7 @@ fn loopback_falls_back_to_generic_mode() {
     if !have_root("loopback_falls_back_to_generic_mode") {
         return;
     }
-    let tb = Testbed::new();
+    let tb = Testbed::new('x', false);
     // Loopback has no native XDP (this one is the server namespace's own).
     let lo_if = "lo".to_string();
     let prog = tb.in_ns(&tb.srv, || XdpProgram::attach(&lo_if, &XdpConfig::port(53), false)).unwrap();
@@ -791,7 +640,7 @@ fn veth_kill_9_leaves_nothing() {
     if !have_root("veth_kill_9_leaves_nothing") {
         return;
     }
-    let tb = Testbed::new();
+    let tb = Testbed::new('x', false);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["xdp_child_holds_program", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env("NSXDP_TEST_NETNS", &tb.srv)

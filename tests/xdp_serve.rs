@@ -24,14 +24,16 @@
 //! dnspython). Without them the tests are skipped with a message, except under `CI=true`,
 //! where that is a failure.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common::netns::{checksum, dns_query, send_raw, Testbed, CLI4, CLI6, CLI_MAC, SRV4, SRV6, SRV_MAC};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -68,116 +70,6 @@ fn prerequisites(test: &str) -> bool {
 
 // ---------------------------------------------------------------------------------------
 // Two namespaces joined by veth
-
-const SRV_MAC: [u8; 6] = [0x02, 0, 0, 0x18, 0, 0x01];
-const CLI_MAC: [u8; 6] = [0x02, 0, 0, 0x18, 0, 0x02];
-const SRV4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLI4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const SRV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-const CLI6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn run(cmd: &[&str]) -> String {
-    let out = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A server and a client namespace joined by a veth pair; deleted (with the pair) on drop.
-struct Testbed {
-    srv: String,
-    cli: String,
-    srv_if: String,
-    cli_if: String,
-}
-
-impl Testbed {
-    fn new() -> Testbed {
-        let (pid, n) = (std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let tb = Testbed {
-            srv: format!("nsxdp-s{pid}-{n}-srv"),
-            cli: format!("nsxdp-s{pid}-{n}-cli"),
-            srv_if: format!("vs{pid}_{n}"),
-            cli_if: format!("vc{pid}_{n}"),
-        };
-        assert!(tb.srv_if.len() <= 15);
-        let (srv, cli, s, c) = (tb.srv.clone(), tb.cli.clone(), tb.srv_if.clone(), tb.cli_if.clone());
-        let (srv, cli, s, c) = (&srv[..], &cli[..], &s[..], &c[..]);
-        let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        let (smac, cmac) = (mac(SRV_MAC), mac(CLI_MAC));
-        run(&["ip", "netns", "add", srv]);
-        // From here on, dropping `tb` cleans up whatever happens.
-        run(&["ip", "netns", "add", cli]);
-        run(&[
-            "ip", "link", "add", s, "address", &smac, "netns", srv, "type", "veth", "peer", "name", c, "address",
-            &cmac, "netns", cli,
-        ]);
-        run(&["ip", "-n", srv, "addr", "add", "198.18.0.1/24", "dev", s]);
-        run(&["ip", "-n", srv, "addr", "add", "2001:db8::1/64", "dev", s, "nodad"]);
-        run(&["ip", "-n", cli, "addr", "add", "198.18.0.2/24", "dev", c]);
-        run(&["ip", "-n", cli, "addr", "add", "2001:db8::2/64", "dev", c, "nodad"]);
-        for (ns, dev) in [(srv, s), (cli, c)] {
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        // The client's kernel finishes its UDP checksums itself (see the module doc).
-        run(&["ip", "netns", "exec", cli, "ethtool", "-K", c, "tx", "off"]);
-        tb
-    }
-
-    /// What `ip` says is attached to the server interface: the XDP program id, if any.
-    fn xdp_prog_id(&self) -> Option<u32> {
-        let out = run(&["ip", "-n", &self.srv, "-d", "link", "show", "dev", &self.srv_if]);
-        out.split("prog/xdp id ").nth(1).and_then(|r| r.split_whitespace().next()).map(|i| i.parse().unwrap())
-    }
-
-    /// Attaches a program from a BPF object with `ip` (netlink, no BPF link): what an
-    /// older loader that crashed, or someone else, leaves behind.
-    fn ip_attach(&self, object: &str) -> u32 {
-        let path = format!("{}/ebpf/{object}", env!("CARGO_MANIFEST_DIR"));
-        run(&["ip", "-n", &self.srv, "link", "set", "dev", &self.srv_if, "xdpdrv", "obj", &path, "sec", "xdp"]);
-        self.xdp_prog_id().expect("ip attached a program")
-    }
-
-    /// Runs a command in the client namespace; its stdout.
-    fn client(&self, cmd: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.cli];
-        full.extend_from_slice(cmd);
-        run(&full)
-    }
-
-    /// kdig from the client namespace (two tries, one second each).
-    fn kdig(&self, args: &[&str]) -> String {
-        let mut cmd = vec!["kdig", "+timeout=1", "+retry=1"];
-        cmd.extend_from_slice(args);
-        self.client(&cmd)
-    }
-
-    /// Runs `f` on a thread that has entered network namespace `ns`.
-    fn in_ns<T: Send>(&self, ns: &str, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{ns}");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                // SAFETY: setns on an fd we hold; CLONE_NEWNET affects only this thread.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        for ns in [&self.srv, &self.cli] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The server
@@ -287,27 +179,6 @@ fn counter(log: &str, prefix: &str, key: &str) -> u64 {
 // ---------------------------------------------------------------------------------------
 // Frames (for the malformed ones, sent raw)
 
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for c in chunks {
-        for pair in c.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// A DNS query for www.example.com A, id 0x1234, cut to `len` if shorter.
-fn dns_query(len: usize) -> Vec<u8> {
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    q.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
-    q.truncate(len);
-    q
-}
-
 fn udp4(dns: &[u8]) -> Vec<u8> {
     let len = (8 + dns.len()) as u16;
     let mut d = [&40000u16.to_be_bytes()[..], &53u16.to_be_bytes(), &len.to_be_bytes(), &[0, 0], dns].concat();
@@ -339,37 +210,6 @@ fn udp6(dns: &[u8], sum: Option<u16>) -> Vec<u8> {
     [&SRV_MAC[..], &CLI_MAC, &[0x86, 0xdd], &ip, &d].concat()
 }
 
-/// Sends `frame` as it is out of interface `ifname` (in the calling thread's namespace).
-fn send_raw(ifname: &str, frame: &[u8]) {
-    // SAFETY: plain socket call, result checked.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
-    // SAFETY: we own the new fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(ifname).unwrap();
-    // SAFETY: a valid C string.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert!(ifindex != 0, "no interface {ifname}");
-    // SAFETY: all-zero sockaddr_ll is valid; the fields that matter are set below.
-    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    to.sll_family = libc::AF_PACKET as u16;
-    to.sll_ifindex = ifindex as i32;
-    to.sll_halen = 6;
-    to.sll_addr[..6].copy_from_slice(&frame[..6]);
-    // SAFETY: frame and address are valid for the lengths given.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&to as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    assert_eq!(n, frame.len() as isize, "AF_PACKET send: {}", std::io::Error::last_os_error());
-}
-
 // ---------------------------------------------------------------------------------------
 // Tests
 
@@ -379,14 +219,14 @@ fn xdp_serve_answers_through_af_xdp() {
     if !prerequisites(TEST) {
         return;
     }
-    let tb = Testbed::new();
+    let tb = Testbed::new('s', true);
     let dir = tempfile::tempdir().unwrap();
     let (xdp_dir, kernel_dir) = (dir.path().join("xdp"), dir.path().join("kernel"));
     let listen = ["--listen", "198.18.0.1:53", "--listen", "[2001:db8::1]:53"];
     let xdp_args = [&listen[..], &["--xdp", &tb.srv_if, "--cores", "1"]].concat();
     let srv = Server::start(&tb, &xdp_dir, &xdp_args).unwrap_or_else(|e| panic!("{e}"));
     assert!(srv.log.contains("AF_XDP on"), "{}", srv.log);
-    let prog_id = tb.xdp_prog_id().expect("an XDP program is attached while nsxdp runs");
+    let prog_id = tb.ip_sees().map(|(_, id)| id).expect("an XDP program is attached while nsxdp runs");
 
     // kdig over UDP, IPv4 and IPv6, and over TCP (the kernel's).
     let mut udp_queries = 0;
@@ -481,7 +321,7 @@ fn xdp_serve_answers_through_af_xdp() {
     // SIGTERM: a clean exit, counters that account for every UDP query, nothing attached.
     let log = srv.stop();
     eprintln!("{log}");
-    assert_eq!(tb.xdp_prog_id(), None, "the XDP program (id {prog_id}) is still attached after SIGTERM");
+    assert_eq!(tb.ip_sees().map(|(_, id)| id), None, "the XDP program (id {prog_id}) is still attached after SIGTERM");
     assert!(log.contains("XDP program detached from"), "{log}");
     // Every query sent over UDP to port 53 went to the AF_XDP socket (kdig and run.py may
     // have repeated some after a timeout on this busy machine, hence at least).
@@ -516,7 +356,7 @@ fn xdp_serve_restarts_after_kill_9() {
     if !prerequisites(TEST) {
         return;
     }
-    let tb = Testbed::new();
+    let tb = Testbed::new('s', true);
     let dir = tempfile::tempdir().unwrap();
     let args = ["--listen", "198.18.0.1:53", "--xdp", &tb.srv_if, "--queues", "0", "--cores", "0"];
     let answers = |what: &str| {
@@ -526,35 +366,35 @@ fn xdp_serve_restarts_after_kill_9() {
 
     let srv = Server::start(&tb, dir.path(), &args).unwrap_or_else(|e| panic!("{e}"));
     answers("first start");
-    assert!(tb.xdp_prog_id().is_some());
+    assert!(tb.ip_sees().map(|(_, id)| id).is_some());
     srv.kill_9();
     // Our attachment is a BPF link: the kernel removes it with the process.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while tb.xdp_prog_id().is_some() && Instant::now() < deadline {
+    while tb.ip_sees().map(|(_, id)| id).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(tb.xdp_prog_id(), None, "kill -9 left the program attached");
+    assert_eq!(tb.ip_sees().map(|(_, id)| id), None, "kill -9 left the program attached");
 
     // A stale nsxdp program attached the old way (netlink), which survives its loader.
-    let stale = tb.ip_attach("nsxdp.bpf.o");
+    let stale = tb.ip_attach("xdpdrv", "nsxdp.bpf.o");
     let srv = Server::start(&tb, dir.path(), &args).unwrap_or_else(|e| panic!("{e}"));
     assert!(srv.log.contains("removed stale nsxdp XDP program"), "{}", srv.log);
-    let now = tb.xdp_prog_id().expect("attached");
+    let now = tb.ip_sees().map(|(_, id)| id).expect("attached");
     assert_ne!(now, stale);
     answers("after replacing a stale program");
     let log = srv.stop();
-    assert_eq!(tb.xdp_prog_id(), None, "{log}");
+    assert_eq!(tb.ip_sees().map(|(_, id)| id), None, "{log}");
     assert!(counter(&log, "nsxdp: XDP program xdp:", "redirected") >= 1, "{log}");
 
     // Someone else's program: refused, left in place; replaced with --xdp-force.
-    let foreign = tb.ip_attach("foreign_pass.bpf.o");
+    let foreign = tb.ip_attach("xdpdrv", "foreign_pass.bpf.o");
     let err = Server::start(&tb, dir.path(), &args).err().expect("a foreign program is refused");
     assert!(err.contains("--xdp-force"), "{err}");
-    assert_eq!(tb.xdp_prog_id(), Some(foreign));
+    assert_eq!(tb.ip_sees().map(|(_, id)| id), Some(foreign));
     let forced = [&args[..], &["--xdp-force"]].concat();
     let srv = Server::start(&tb, dir.path(), &forced).unwrap_or_else(|e| panic!("{e}"));
-    assert_ne!(tb.xdp_prog_id(), Some(foreign));
+    assert_ne!(tb.ip_sees().map(|(_, id)| id), Some(foreign));
     answers("after forcing out a foreign program");
     let log = srv.stop();
-    assert_eq!(tb.xdp_prog_id(), None, "{log}");
+    assert_eq!(tb.ip_sees().map(|(_, id)| id), None, "{log}");
 }

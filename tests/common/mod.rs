@@ -5,6 +5,8 @@
 //! Each test binary uses its own subset; the rest is dead code there.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
