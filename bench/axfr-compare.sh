@@ -49,6 +49,7 @@ UTIL=$SCRIPT_DIR/xfr-util.py
 
 die() { echo "axfr-compare: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
+. "$SCRIPT_DIR/lib.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -80,15 +81,7 @@ pin() {  # pin CPU CMD... : runs CMD pinned to CPU unless NSXDP_BENCH_NOPIN=1
 }
 [ "${NSXDP_BENCH_NOPIN:-0}" = 1 ] || command -v taskset >/dev/null || die "missing taskset"
 
-if [ -n "${NSXDP_BIN:-}" ]; then
-    NSXDP=$NSXDP_BIN
-else
-    NSXDP=$REPO/target/release/nsxdp
-    if [ "$BUILD" = 1 ]; then
-        log "cargo build --release"
-        (cd "$REPO" && cargo build --release 2>&1 | tail -n 1) >&2
-    fi
-fi
+bench_nsxdp
 [ -x "$NSXDP" ] || die "no nsxdp binary at $NSXDP"
 
 TMP=$(mktemp -d /tmp/nsxdp-axfr-compare.XXXXXX)
@@ -109,17 +102,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- zone (cached like zone-load.sh: the first line names generator hash, N and seed) ---
-GEN=$SCRIPT_DIR/gen-zone.py
-GEN_HASH=$(sha256sum "$GEN" | cut -d' ' -f1)
-ZONE=/tmp/nsxdp-bench-zone-$N.zone
-WANT_HEADER="; gen-zone.py sha256=$GEN_HASH names=$N seed=$SEED origin=$ORIGIN"
-if [ -f "$ZONE" ] && [ "$(head -n1 "$ZONE")" = "$WANT_HEADER" ]; then
-    log "reusing cached zone $ZONE"
-else
-    log "generating $ZONE"
-    python3 "$GEN" --names "$N" --seed "$SEED" "$ORIGIN" "$ZONE.tmp.$$" >&2
-    mv "$ZONE.tmp.$$" "$ZONE"
-fi
+bench_zone
 ZONE_RRS=$(grep -c "$(printf '\tIN\t')" "$ZONE")
 cat "$ZONE" >/dev/null    # page cache warm for both primaries
 

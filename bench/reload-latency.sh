@@ -45,6 +45,7 @@ UTIL=$SCRIPT_DIR/xfr-util.py
 
 die() { echo "reload-latency: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
+. "$SCRIPT_DIR/lib.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -76,15 +77,7 @@ for c in python3 knotd knotc; do
 done
 
 if has nsxdp; then
-    if [ -n "${NSXDP_BIN:-}" ]; then
-        NSXDP=$NSXDP_BIN
-    else
-        NSXDP=$REPO/target/release/nsxdp
-        if [ "$BUILD" = 1 ]; then
-            log "cargo build --release"
-            (cd "$REPO" && cargo build --release 2>&1 | tail -n 1) >&2
-        fi
-    fi
+    bench_nsxdp
     [ -x "$NSXDP" ] || die "no nsxdp binary at $NSXDP"
 fi
 
@@ -106,17 +99,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- zone (cached like zone-load.sh: the first line names generator hash, N and seed) ---
-GEN=$SCRIPT_DIR/gen-zone.py
-GEN_HASH=$(sha256sum "$GEN" | cut -d' ' -f1)
-BASE=/tmp/nsxdp-bench-zone-$N.zone
-WANT_HEADER="; gen-zone.py sha256=$GEN_HASH names=$N seed=$SEED origin=$ORIGIN"
-if [ -f "$BASE" ] && [ "$(head -n1 "$BASE")" = "$WANT_HEADER" ]; then
-    log "reusing cached zone $BASE"
-else
-    log "generating $BASE"
-    python3 "$GEN" --names "$N" --seed "$SEED" "$ORIGIN" "$BASE.tmp.$$" >&2
-    mv "$BASE.tmp.$$" "$BASE"
-fi
+bench_zone
+BASE=$ZONE
 ZONE_RRS=$(grep -c "$(printf '\tIN\t')" "$BASE")
 
 SECRET=$(head -c 32 /dev/urandom | base64)

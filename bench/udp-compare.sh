@@ -45,6 +45,7 @@ WARMUP_S=2                 # unmeasured dnsperf run before each measurement
 
 die() { echo "udp-compare: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
+. "$SCRIPT_DIR/lib.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -74,15 +75,7 @@ done
 case ",$ONLY," in *,knotd,*) command -v knotd >/dev/null || die "missing knotd (apt-get install -y knot)" ;; esac
 case ",$ONLY," in *,nsd,*) command -v nsd >/dev/null || die "missing nsd (apt-get install -y nsd)" ;; esac
 
-if [ -n "${NSXDP_BIN:-}" ]; then
-    NSXDP=$NSXDP_BIN
-else
-    NSXDP=$REPO/target/release/nsxdp
-    if [ "$BUILD" = 1 ]; then
-        log "cargo build --release"
-        (cd "$REPO" && cargo build --release 2>&1 | tail -1) >&2
-    fi
-fi
+bench_nsxdp
 case ",$ONLY," in *,nsxdp,*) [ -x "$NSXDP" ] || die "no nsxdp binary at $NSXDP" ;; esac
 
 TMP=$(mktemp -d /tmp/nsxdp-udp-compare.XXXXXX)
@@ -99,17 +92,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- zone (cached like zone-load.sh: the first line names generator hash, N and seed) ---
-GEN=$SCRIPT_DIR/gen-zone.py
-GEN_HASH=$(sha256sum "$GEN" | cut -d' ' -f1)
-ZONE=/tmp/nsxdp-bench-zone-$N.zone
-WANT_HEADER="; gen-zone.py sha256=$GEN_HASH names=$N seed=$SEED origin=$ORIGIN"
-if [ -f "$ZONE" ] && [ "$(head -n1 "$ZONE")" = "$WANT_HEADER" ]; then
-    log "reusing cached zone $ZONE"
-else
-    log "generating $ZONE"
-    python3 "$GEN" --names "$N" --seed "$SEED" "$ORIGIN" "$ZONE.tmp.$$" >&2
-    mv "$ZONE.tmp.$$" "$ZONE"
-fi
+bench_zone
 
 # --- query file: owners and types sampled from the zone, plus NXDOMAIN names ---
 python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE" "$TMP/queries.txt" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT"

@@ -49,6 +49,7 @@ CLI_ADDR=198.18.0.2
 
 die() { echo "xdp-compare: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
+. "$SCRIPT_DIR/lib.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -76,15 +77,7 @@ for c in python3 ip ethtool taskset kdig kxdpgun; do
 done
 case ",$ONLY," in *,knotd,*) command -v knotd >/dev/null || die "missing knotd (apt-get install -y knot)" ;; esac
 
-if [ -n "${NSXDP_BIN:-}" ]; then
-    NSXDP=$NSXDP_BIN
-else
-    NSXDP=$REPO/target/release/nsxdp
-    if [ "$BUILD" = 1 ]; then
-        log "cargo build --release"
-        (cd "$REPO" && cargo build --release 2>&1 | tail -1) >&2
-    fi
-fi
+bench_nsxdp
 case ",$ONLY," in *,nsxdp,*) [ -x "$NSXDP" ] || die "no nsxdp binary at $NSXDP" ;; esac
 
 TMP=$(mktemp -d /tmp/nsxdp-xdp-compare.XXXXXX)
@@ -123,17 +116,7 @@ ip netns exec "$NS_CLI" ping -c 1 -W 2 "$SRV_ADDR" >/dev/null || die "the testbe
 log "testbed: $NS_SRV/$IF_SRV ($SRV_ADDR) <-> $NS_CLI/$IF_CLI ($CLI_ADDR)"
 
 # --- zone (cached like udp-compare.sh) and query file ---
-GEN=$SCRIPT_DIR/gen-zone.py
-GEN_HASH=$(sha256sum "$GEN" | cut -d' ' -f1)
-ZONE=/tmp/nsxdp-bench-zone-$N.zone
-WANT_HEADER="; gen-zone.py sha256=$GEN_HASH names=$N seed=$SEED origin=$ORIGIN"
-if [ -f "$ZONE" ] && [ "$(head -n1 "$ZONE")" = "$WANT_HEADER" ]; then
-    log "reusing cached zone $ZONE"
-else
-    log "generating $ZONE"
-    python3 "$GEN" --names "$N" --seed "$SEED" "$ORIGIN" "$ZONE.tmp.$$" >&2
-    mv "$ZONE.tmp.$$" "$ZONE"
-fi
+bench_zone
 python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE" "$TMP/queries.txt" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT"
 cat "$ZONE" >/dev/null    # page cache warm for every server
 

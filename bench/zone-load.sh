@@ -35,6 +35,7 @@ POLL_S=0.05
 
 die() { echo "zone-load: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
+. "$SCRIPT_DIR/lib.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -99,18 +100,7 @@ fi
 # ---------------------------------------------------------------- zone
 # The generated zone is cached as /tmp/nsxdp-bench-zone-N.zone; its first line
 # names the sha256 of gen-zone.py, N and the seed, so any change regenerates.
-GEN=$SCRIPT_DIR/gen-zone.py
-GEN_HASH=$(sha256sum "$GEN" | cut -d' ' -f1)
-ZONE=/tmp/nsxdp-bench-zone-$N.zone
-[ "$SEED" = 1 ] || ZONE=/tmp/nsxdp-bench-zone-$N-s$SEED.zone
-WANT_HEADER="; gen-zone.py sha256=$GEN_HASH names=$N seed=$SEED origin=$ORIGIN"
-if [ -f "$ZONE" ] && [ "$(head -n1 "$ZONE")" = "$WANT_HEADER" ]; then
-    log "reusing cached zone $ZONE"
-else
-    log "generating $ZONE (N=$N seed=$SEED)"
-    python3 "$GEN" --names "$N" --seed "$SEED" "$ORIGIN" "$ZONE.tmp.$$"
-    mv -f "$ZONE.tmp.$$" "$ZONE"
-fi
+bench_zone
 ZONE_BYTES=$(stat -c %s "$ZONE")
 # Every RR line written by gen-zone.py has "<TAB>IN<TAB>"; SOA continuation lines do not.
 ZONE_RRS=$(grep -c "$(printf '\tIN\t')" "$ZONE")
