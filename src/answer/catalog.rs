@@ -49,12 +49,18 @@ impl Catalog {
 }
 
 impl Zones for Catalog {
+    #[inline]
     fn find_zone(&self, qname_lower: &[u8]) -> Option<&ArchivedZoneImage> {
         self.snaps.iter().map(|s| s.zone()).find(|z| is_suffix_lower(qname_lower, &z.origin))
     }
 
+    #[inline]
     fn unavailable(&self, qname_lower: &[u8], served_len: Option<usize>) -> bool {
-        self.unavailable.iter().any(|u| served_len.is_none_or(|l| u.len() > l) && is_suffix_lower(qname_lower, u))
+        !self.unavailable.is_empty()
+            && self
+                .unavailable
+                .iter()
+                .any(|u| served_len.is_none_or(|l| u.len() > l) && is_suffix_lower(qname_lower, u))
     }
 }
 

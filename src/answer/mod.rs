@@ -239,7 +239,7 @@ fn prepare<'z>(
     let Some(zone) = found else {
         return fail(buf, rcode::REFUSED as u16);
     };
-    Ok(Prepared { q, zone, h: name_hash(qname) })
+    Ok(Prepared { q, zone, h: q.qname_hash })
 }
 
 /// Answers a prepared query.

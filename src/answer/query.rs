@@ -1,7 +1,8 @@
 //! Reading a query: header, the one question, and the additional section for EDNS.
 //! Every length and offset is checked; nothing is allocated.
 
-use crate::wire::name::{lowercase_in_place, MAX_NAME_LEN};
+use crate::snapshot::lower_and_hash;
+use crate::wire::name::MAX_NAME_LEN;
 use crate::wire::rdata::rtype;
 
 /// EDNS facts from a query's OPT record (RFC 6891 §6.1.3).
@@ -21,6 +22,8 @@ pub struct Query {
     pub qclass: u16,
     /// Length of the question name in wire form.
     pub qname_len: usize,
+    /// [`name_hash`](crate::snapshot::name_hash) of the lowercased question name.
+    pub qname_hash: u64,
     /// Offset just past the question.
     pub question_end: usize,
     pub edns: Option<Edns>,
@@ -40,7 +43,9 @@ fn u16_at(m: &[u8], o: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*m.get(o)?, *m.get(o + 1)?]))
 }
 
-/// Reads a query message; the question name, lowercased, is written to `qname`.
+/// Reads a query message; the question name, lowercased, is written to `qname` and its
+/// index hash ([`name_hash`](crate::snapshot::name_hash)) goes to [`Query::qname_hash`].
+#[inline]
 pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError> {
     if m.len() < 12 {
         return Err(QueryError::Short);
@@ -51,39 +56,50 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
     }
     let bad = QueryError::Malformed { question_end: None };
     let qd = u16::from_be_bytes([m[4], m[5]]);
-    let an = u16::from_be_bytes([m[6], m[7]]);
-    let ns = u16::from_be_bytes([m[8], m[9]]);
-    let ar = u16::from_be_bytes([m[10], m[11]]);
     if qd != 1 {
         return Err(bad);
     }
     // The question name: uncompressed (there is nothing before it to point at). First the
-    // labels are walked to find its end, then it is copied and lowercased in one go.
+    // labels are walked to find its end, then it is copied, lowercased and hashed in one go.
     let mut pos = 12;
     loop {
         let l = *m.get(pos).ok_or(bad)? as usize;
-        if l & 0xC0 != 0 || pos + 1 + l - 12 > MAX_NAME_LEN {
+        pos += 1 + l;
+        if l & 0xC0 != 0 || pos - 12 > MAX_NAME_LEN {
             return Err(bad);
         }
-        pos += 1 + l;
         if l == 0 {
             break;
         }
     }
     let qname_len = pos - 12;
-    let name = qname.get_mut(..qname_len).ok_or(bad)?;
-    name.copy_from_slice(m.get(12..pos).ok_or(bad)?);
-    lowercase_in_place(name);
+    let name = m.get(12..pos).ok_or(bad)?;
+    let qname_hash = lower_and_hash(name, qname);
+    let Some(&[t0, t1, c0, c1]) = m.get(pos..pos + 4) else { return Err(bad) };
     let mut q = Query {
         id: u16::from_be_bytes([m[0], m[1]]),
         opcode: ((flags >> 11) & 0xF) as u8,
-        qtype: u16_at(m, pos).ok_or(bad)?,
-        qclass: u16_at(m, pos + 2).ok_or(bad)?,
+        qtype: u16::from_be_bytes([t0, t1]),
+        qclass: u16::from_be_bytes([c0, c1]),
         qname_len,
+        qname_hash,
         question_end: pos + 4,
         edns: None,
     };
     pos += 4;
+    let rest = &m[pos..];
+    let (an, ns, ar) = (u16_at(m, 6).unwrap_or(0), u16_at(m, 8).unwrap_or(0), u16_at(m, 10).unwrap_or(0));
+    // The usual shapes first: nothing after the question, or one OPT without options.
+    if an == 0 && ns == 0 {
+        match (ar, rest) {
+            (0, []) => return Ok(q),
+            (1, &[0, 0, 41, s0, s1, _rcode, version, d0, _d1, 0, 0]) => {
+                q.edns = Some(Edns { udp_size: u16::from_be_bytes([s0, s1]), version, dnssec_ok: d0 & 0x80 != 0 });
+                return Ok(q);
+            }
+            _ => {}
+        }
+    }
     let bad = QueryError::Malformed { question_end: Some(pos) };
     for i in 0..(an as usize + ns as usize + ar as usize) {
         let owner_root = m.get(pos) == Some(&0);

@@ -274,6 +274,7 @@ impl Snapshot {
     }
 
     /// The archived zone.
+    #[inline]
     pub fn zone(&self) -> &ArchivedZoneImage {
         let bytes = &self.map[self.start..self.start + self.len];
         // SAFETY: `open` validated exactly these bytes with bytecheck and checked every

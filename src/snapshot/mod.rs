@@ -159,31 +159,111 @@ pub fn rr_starts(frag: &[u8]) -> impl Iterator<Item = usize> + '_ {
 /// no flooding to defend against.
 #[inline]
 pub fn name_hash(lower_wire: &[u8]) -> u64 {
-    const K0: u64 = 0x9E37_79B9_7F4A_7C15;
-    const K1: u64 = 0xD6E8_FEB8_6659_FD93;
-    #[inline(always)]
-    fn fold(a: u64, b: u64) -> u64 {
-        let r = (a as u128).wrapping_mul(b as u128);
-        (r as u64) ^ ((r >> 64) as u64)
-    }
     let n = lower_wire.len();
-    let mut h = K1 ^ n as u64;
+    let mut h = HASH_K1 ^ n as u64;
     let mut words = lower_wire.chunks_exact(8);
     for w in &mut words {
-        h = fold(h ^ u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]), K0);
+        h = hash_fold(h ^ load8(w, 0), HASH_K0);
     }
     let rest = words.remainder();
     if !rest.is_empty() {
         let w = if n >= 8 {
             // The last eight bytes, shifted so that only the remainder is left.
-            let t = &lower_wire[n - 8..];
-            u64::from_le_bytes([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]]) >> (8 * (8 - rest.len()))
+            load8(lower_wire, n - 8) >> (8 * (8 - rest.len()))
         } else {
             rest.iter().rev().fold(0u64, |a, &b| a << 8 | b as u64)
         };
-        h = fold(h ^ w, K0);
+        h = hash_fold(h ^ w, HASH_K0);
     }
-    fold(h, K1)
+    hash_fold(h, HASH_K1)
+}
+
+/// Copies a wire name (1 to 255 octets) into `dst` in lower case and returns the
+/// [`name_hash`] of the copy: one pass over the name, eight octets at a time, which is what
+/// reading a query needs (the lowercased name to look up, and its hash).
+#[inline]
+pub fn lower_and_hash(src: &[u8], dst: &mut [u8; 256]) -> u64 {
+    let n = src.len();
+    debug_assert!((1..=255).contains(&n));
+    let mut h = HASH_K1 ^ n as u64;
+    let mut i = 0;
+    while i + 8 <= n {
+        let w = lower8(load8(src, i));
+        dst[i..i + 8].copy_from_slice(&w.to_le_bytes());
+        h = hash_fold(h ^ w, HASH_K0);
+        i += 8;
+    }
+    let rest = n - i;
+    if rest > 0 {
+        let w = if n >= 8 {
+            // The last eight octets again (lowercasing twice changes nothing), so that no
+            // octet past the name is read or written.
+            let w = lower8(load8(src, n - 8));
+            dst[n - 8..n].copy_from_slice(&w.to_le_bytes());
+            w >> (8 * (8 - rest))
+        } else {
+            let w = lower8(src.iter().rev().fold(0u64, |a, &b| a << 8 | b as u64));
+            dst[..n].copy_from_slice(&w.to_le_bytes()[..n]);
+            w
+        };
+        h = hash_fold(h ^ w, HASH_K0);
+    }
+    hash_fold(h, HASH_K1)
+}
+
+const HASH_K0: u64 = 0x9E37_79B9_7F4A_7C15;
+const HASH_K1: u64 = 0xD6E8_FEB8_6659_FD93;
+
+#[inline(always)]
+fn hash_fold(a: u64, b: u64) -> u64 {
+    let r = (a as u128).wrapping_mul(b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// Eight octets at `at`, little-endian.
+#[inline(always)]
+fn load8(b: &[u8], at: usize) -> u64 {
+    let w = &b[at..at + 8];
+    u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
+}
+
+/// ASCII-lowercases the eight octets of a word at once: 0x20 is added to every octet from
+/// `A` to `Z`, and nothing else changes (octets of 0x80 and up included).
+#[inline(always)]
+fn lower8(w: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low = w & LOW7;
+    // Per octet, no carries (low ≤ 0x7F): the high bit says low ≥ 'A', resp. low > 'Z'.
+    let from_a = low + 0x3F3F_3F3F_3F3F_3F3F;
+    let past_z = low + 0x2525_2525_2525_2525;
+    let upper = from_a & !past_z & !w & HIGH;
+    w | (upper >> 2)
+}
+
+/// Whether two octet strings are equal, compared a word at a time (names are short, and a
+/// call to `memcmp` costs more than the comparison).
+#[inline]
+pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if load8(a, i) != load8(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        load8(a, n - 8) == load8(b, n - 8)
+    } else if n >= 4 {
+        let l4 = |s: &[u8], at: usize| u32::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]]);
+        l4(a, 0) == l4(b, 0) && l4(a, n - 4) == l4(b, n - 4)
+    } else {
+        a == b
+    }
 }
 
 /// An index slot for node `node` whose name hashes to `h`.
@@ -210,7 +290,7 @@ impl ArchivedZoneImage {
             }
             if slot >> 32 == tag {
                 let node = slot as u32 - 1;
-                if self.node_name(node) == lower_wire {
+                if bytes_eq(self.node_name(node), lower_wire) {
                     return Some(node);
                 }
             }
@@ -401,6 +481,37 @@ mod tests {
         let path = dir.path().join("z.snap");
         write_snapshot(&path, &img).unwrap();
         (zone, dir, path)
+    }
+
+    /// A few thousand names of every length, with upper case, length octets and octets of
+    /// 0x80 and up: the fused lowercase-and-hash agrees with lowercasing then hashing, and
+    /// the word-wise comparison with `==`.
+    #[test]
+    fn lower_and_hash_matches_name_hash() {
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"aZ09-_*AzMm\x00\x3f\x40\x41\x5a\x5b\x60\x61\x7a\x7b\x7f\x80\xc1\xda\xff";
+        for round in 0..4000 {
+            let n = 1 + round % 255;
+            let src: Vec<u8> = (0..n).map(|_| alphabet[next() as usize % alphabet.len()]).collect();
+            let mut dst = [0xEEu8; 256];
+            let h = lower_and_hash(&src, &mut dst);
+            let want = src.to_ascii_lowercase();
+            assert_eq!(&dst[..n], &want[..], "len {n}");
+            assert!(dst[n..].iter().all(|&b| b == 0xEE), "wrote past the name, len {n}");
+            assert_eq!(h, name_hash(&want), "len {n}");
+            let mut other = want.clone();
+            assert!(bytes_eq(&want, &other));
+            let at = next() as usize % n;
+            other[at] ^= 1 << (next() % 8);
+            assert!(!bytes_eq(&want, &other), "len {n}, flipped at {at}");
+            assert!(!bytes_eq(&want, &want[..n - 1]));
+        }
     }
 
     #[test]

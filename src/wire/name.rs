@@ -423,7 +423,7 @@ pub fn is_suffix_wire(name: &[u8], suffix: &[u8]) -> bool {
 #[inline]
 pub fn is_suffix_lower(name: &[u8], suffix: &[u8]) -> bool {
     let Some(start) = name.len().checked_sub(suffix.len()) else { return false };
-    if name[start..] != *suffix {
+    if !crate::snapshot::bytes_eq(&name[start..], suffix) {
         return false;
     }
     let mut i = 0;
