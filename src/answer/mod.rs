@@ -86,7 +86,7 @@ const OPT_LEN: usize = 11;
 pub fn answer(zones: &impl Zones, buf: &mut [u8], len: usize, transport: Transport, cfg: &Config) -> Outcome {
     let mut name = [0u8; 256];
     match prepare(zones, buf, len, cfg, &mut name) {
-        Ok(p) => complete(&p, buf, transport, cfg, &mut name),
+        Ok(p) => complete(&p, buf, transport, cfg, &mut name, NONE).outcome(),
         Err(o) => o,
     }
 }
@@ -147,19 +147,16 @@ fn answer_chunk<B: AsMut<[u8]>>(
     // The index slots, then the node blocks they lead to, then the fragment the answer
     // will copy: independent loads across the batch, so many are in flight at once. What
     // they bring into the cache is what answering reads.
-    let mut slots = [0u64; BATCH];
-    for (s, p) in slots.iter_mut().zip(&ready) {
-        if let Some(p) = p {
-            *s = p.zone.first_slot(p.h);
-        }
+    let mut warm = 0u64;
+    for p in ready.iter().flatten() {
+        warm ^= p.zone.first_slot(p.h);
     }
-    let mut warm = 0u8;
     let mut nodes = [NONE; BATCH];
-    for ((s, p), n) in slots.iter().zip(&ready).zip(nodes.iter_mut()) {
+    for (p, n) in ready.iter().zip(nodes.iter_mut()) {
         if let Some(p) = p {
-            if *s as u32 != 0 && *s >> 32 == p.h >> 32 {
-                *n = *s as u32 - 1;
-                warm ^= p.zone.node_flags(*n);
+            *n = p.zone.candidate(p.h);
+            if *n != NONE {
+                warm ^= p.zone.node_flags(*n) as u64;
             }
         }
     }
@@ -167,14 +164,14 @@ fn answer_chunk<B: AsMut<[u8]>>(
         if let (Some(p), true) = (p, *n != NONE) {
             if let Some(r) = p.zone.rrset(*n, p.q.qtype).or_else(|| p.zone.rrset(*n, rtype::CNAME)) {
                 let f = p.zone.fragment(&r);
-                warm ^= f[0] ^ f[f.len() - 1];
+                warm ^= (f[0] ^ f[f.len() - 1]) as u64;
             }
         }
     }
     std::hint::black_box(warm);
     for (i, b) in bufs.iter_mut().enumerate() {
         if let Some(p) = &ready[i] {
-            out[i] = complete(p, b.as_mut(), transport, cfg, &mut names[i]);
+            out[i] = complete(p, b.as_mut(), transport, cfg, &mut names[i], nodes[i]).outcome();
         }
     }
 }
@@ -190,7 +187,9 @@ struct Prepared<'z> {
 }
 
 /// Reads the query and picks the zone; any other outcome is final (the reply, if any, is
-/// already in `buf`).
+/// already in `buf`). Inlined so that the result is not passed through memory (reading back
+/// a struct just written field by field stalls the load).
+#[inline(always)]
 fn prepare<'z>(
     zones: &'z impl Zones,
     buf: &mut [u8],
@@ -242,8 +241,16 @@ fn prepare<'z>(
     Ok(Prepared { q, zone, h: q.qname_hash })
 }
 
-/// Answers a prepared query.
-fn complete(p: &Prepared, buf: &mut [u8], transport: Transport, cfg: &Config, name: &mut [u8; 256]) -> Outcome {
+/// Answers a prepared query; `candidate` is [`ArchivedZoneImage::candidate`] for its name's
+/// hash if known (else `NONE`).
+fn complete(
+    p: &Prepared,
+    buf: &mut [u8],
+    transport: Transport,
+    cfg: &Config,
+    name: &mut [u8; 256],
+    candidate: u32,
+) -> Reply {
     let (q, zone) = (&p.q, p.zone);
     let edns = q.edns;
     let cap = match transport {
@@ -255,26 +262,27 @@ fn complete(p: &Prepared, buf: &mut [u8], transport: Transport, cfg: &Config, na
     }
     .min(buf.len());
     let reserve = if edns.is_some() { OPT_LEN } else { 0 };
+    // The section counts are kept in the header as records are written.
+    buf[6..12].fill(0);
     let mut r = Responder {
         buf,
         z: zone,
         w: q.question_end,
         limit: cap.saturating_sub(reserve),
-        counts: [0; 3],
         apex_off: 12 + q.qname_len - zone.origin.len(),
         added: [NONE; MAX_ADDITIONAL_NODES],
         n_added: 0,
     };
-    let (rc, aa, tc) = match r.resolve(q, name, p.h) {
+    let (rc, aa, tc) = match r.resolve(q, name, p.h, candidate) {
         Ok((rc, aa)) => (rc, aa, false),
         Err(Truncated { aa }) => {
             r.w = q.question_end;
-            r.counts = [0; 3];
+            r.buf[6..12].fill(0);
             (rcode::NOERROR, aa, true)
         }
     };
-    let (w, counts) = (r.w, r.counts);
-    finish(buf, w, counts, rc as u16, aa, tc, edns, cfg)
+    let w = r.w;
+    finish_reply(buf, w, rc as u16, aa, tc, edns, cfg)
 }
 
 /// The response did not fit: send TC with the question only.
@@ -289,8 +297,6 @@ struct Responder<'b, 'z> {
     w: usize,
     /// Where the sections must end (room for OPT kept aside).
     limit: usize,
-    /// Answer, authority, additional.
-    counts: [u16; 3],
     /// Offset of the zone apex inside the question name.
     apex_off: usize,
     added: [u32; MAX_ADDITIONAL_NODES],
@@ -316,7 +322,13 @@ enum Lookup {
 
 impl Responder<'_, '_> {
     /// Runs the lookup for the question, writing sections. Returns (rcode, AA).
-    fn resolve(&mut self, q: &Query, name: &mut [u8; 256], qname_hash: u64) -> Result<(u8, bool), Truncated> {
+    fn resolve(
+        &mut self,
+        q: &Query,
+        name: &mut [u8; 256],
+        qname_hash: u64,
+        candidate: u32,
+    ) -> Result<(u8, bool), Truncated> {
         let z = self.z;
         let qtype = q.qtype;
         let mut name_len = q.qname_len;
@@ -336,7 +348,8 @@ impl Responder<'_, '_> {
             let aa = true;
             let trunc = Truncated { aa };
             // A wildcard's RRsets answer for the name itself: owners point at `name_off`.
-            let node = match self.lookup(&name[..name_len], h, qtype) {
+            let hint = if step == 0 { candidate } else { NONE };
+            let node = match self.lookup(&name[..name_len], h, hint, qtype) {
                 Lookup::Node(n) | Lookup::Wildcard(n) => n,
                 Lookup::Delegation(cut) => {
                     self.referral(cut, &name[..name_len], name_off).map_err(|_| Truncated { aa: step > 0 })?;
@@ -401,10 +414,11 @@ impl Responder<'_, '_> {
         Ok((rcode::NOERROR, true))
     }
 
-    /// Finds what the zone holds for `name` (lowercased, inside the zone).
-    fn lookup(&self, name: &[u8], h: u64, qtype: u16) -> Lookup {
+    /// Finds what the zone holds for `name` (lowercased, inside the zone); `candidate` as
+    /// for [`ArchivedZoneImage::find_with_candidate`].
+    fn lookup(&self, name: &[u8], h: u64, candidate: u32, qtype: u16) -> Lookup {
         let z = self.z;
-        if let Some(n) = z.find_hashed(name, h) {
+        if let Some(n) = z.find_with_candidate(name, h, candidate) {
             let f = z.node_flags(n);
             if f & (flags::BELOW_CUT | flags::BELOW_DNAME) != 0 {
                 if let Some(l) = self.occluder(z.node_parent(n)) {
@@ -594,7 +608,7 @@ impl Responder<'_, '_> {
         b[12..12 + prefix_len].copy_from_slice(&prefix[..prefix_len]);
         b[12 + prefix_len..].copy_from_slice(&(0xC000 | target_off as u16).to_be_bytes());
         self.w += need;
-        self.counts[ANSWER] += 1;
+        self.count(ANSWER, 1);
         // Continue with the synthesised name.
         let mut full = [0u8; 256];
         full[..prefix_len].copy_from_slice(&prefix[..prefix_len]);
@@ -640,8 +654,17 @@ impl Responder<'_, '_> {
         let n =
             render_rrset(self.z, r, &mut self.buf[..self.limit], self.w, owner_off, self.apex_off).map_err(|_| ())?;
         self.w += n;
-        self.counts[section] += self.z.rr_count(r) as u16;
+        self.count(section, self.z.rr_count(r));
         Ok(())
+    }
+
+    /// Adds `n` records to a section's count in the header (a message of at most 65,535
+    /// octets holds fewer than 65,536 records).
+    #[inline]
+    fn count(&mut self, section: usize, n: usize) {
+        let at = 6 + 2 * section;
+        let c = u16::from_be_bytes([self.buf[at], self.buf[at + 1]]).wrapping_add(n as u16);
+        self.buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
     }
 }
 
@@ -649,18 +672,23 @@ fn labels(wire: &[u8]) -> usize {
     name::labels(wire).count()
 }
 
-/// Header, counts and OPT around sections already written up to `w`.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    buf: &mut [u8],
-    w: usize,
-    counts: [u16; 3],
-    rc: u16,
-    aa: bool,
-    tc: bool,
-    edns: Option<Edns>,
-    cfg: &Config,
-) -> Outcome {
+/// A response written by [`complete`]: length, rcode and TC in one word, so that it comes
+/// back in a register rather than through memory.
+#[derive(Clone, Copy)]
+struct Reply(u64);
+
+impl Reply {
+    #[inline]
+    fn outcome(self) -> Outcome {
+        let v = self.0;
+        Outcome::Reply { len: v as u32 as usize, rcode: (v >> 32) as u16, truncated: v >> 48 != 0 }
+    }
+}
+
+/// Header flags and OPT around sections (and their counts in the header) already written
+/// up to `w`.
+#[inline]
+fn finish_reply(buf: &mut [u8], w: usize, rc: u16, aa: bool, tc: bool, edns: Option<Edns>, cfg: &Config) -> Reply {
     let qflags = u16::from_be_bytes([buf[2], buf[3]]);
     // QR, opcode echoed, AA, TC, RD echoed, RA clear, Z clear, AD clear, CD echoed.
     let mut f = 0x8000 | (qflags & 0x7800) | (qflags & 0x0100) | (qflags & 0x0010);
@@ -672,9 +700,7 @@ fn finish(
     }
     f |= rc & 0xF;
     buf[2..4].copy_from_slice(&f.to_be_bytes());
-    buf[6..8].copy_from_slice(&counts[0].to_be_bytes());
-    buf[8..10].copy_from_slice(&counts[1].to_be_bytes());
-    let mut ar = counts[2];
+    let mut ar = u16::from_be_bytes([buf[10], buf[11]]);
     let mut end = w;
     if let Some(e) = edns {
         // root, OPT, our payload size, extended rcode, version 0, DO echoed, no options.
@@ -691,7 +717,7 @@ fn finish(
         ar += 1;
     }
     buf[10..12].copy_from_slice(&ar.to_be_bytes());
-    Outcome::Reply { len: end, rcode: rc, truncated: tc }
+    Reply(end as u64 | (rc as u64) << 32 | (tc as u64) << 48)
 }
 
 /// A response with no records: the question if it could be read, and OPT if the query had
@@ -702,7 +728,8 @@ fn error_reply(buf: &mut [u8], question_end: Option<usize>, edns: Option<Edns>, 
         None => (12, 0),
     };
     buf[4..6].copy_from_slice(&qd.to_be_bytes());
-    finish(buf, w, [0; 3], rc, false, false, edns, cfg)
+    buf[6..12].fill(0);
+    finish_reply(buf, w, rc, false, false, edns, cfg).outcome()
 }
 
 #[cfg(test)]

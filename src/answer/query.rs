@@ -45,7 +45,9 @@ fn u16_at(m: &[u8], o: usize) -> Option<u16> {
 
 /// Reads a query message; the question name, lowercased, is written to `qname` and its
 /// index hash ([`name_hash`](crate::snapshot::name_hash)) goes to [`Query::qname_hash`].
-#[inline]
+/// Inlined: a `Query` returned through memory, written field by field and read back at
+/// once, stalls the reads.
+#[inline(always)]
 pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError> {
     if m.len() < 12 {
         return Err(QueryError::Short);

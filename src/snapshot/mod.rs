@@ -298,10 +298,40 @@ impl ArchivedZoneImage {
         }
     }
 
+    /// [`Self::find_hashed`] given [`Self::candidate`]'s answer for the same hash: the same
+    /// result, without probing again when the candidate is the name.
+    #[inline]
+    pub fn find_with_candidate(&self, lower_wire: &[u8], h: u64, candidate: u32) -> Option<u32> {
+        if candidate != NONE && bytes_eq(self.node_name(candidate), lower_wire) {
+            return Some(candidate);
+        }
+        self.find_hashed(lower_wire, h)
+    }
+
     /// The index slot where the search for a name with hash `h` starts.
     #[inline]
     pub fn first_slot(&self, h: u64) -> u64 {
         self.buckets[h as usize & (self.buckets.len() - 1)].to_native()
+    }
+
+    /// The first node on the probe sequence of hash `h` whose slot carries the hash's tag
+    /// (usually the node of the name, if the zone has it), or `NONE`: what a lookup will
+    /// compare first, found without touching any node block.
+    #[inline]
+    pub fn candidate(&self, h: u64) -> u32 {
+        let mask = self.buckets.len() - 1;
+        let tag = h >> 32;
+        let mut i = h as usize & mask;
+        loop {
+            let slot = self.buckets[i].to_native();
+            if slot as u32 == 0 {
+                return NONE;
+            }
+            if slot >> 32 == tag {
+                return slot as u32 - 1;
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// The `crate::zone::flags` of a node.
