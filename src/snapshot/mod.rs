@@ -186,14 +186,13 @@ pub fn lower_and_hash(src: &[u8], dst: &mut [u8; 256]) -> u64 {
     let n = src.len();
     debug_assert!((1..=255).contains(&n));
     let mut h = HASH_K1 ^ n as u64;
-    let mut i = 0;
-    while i + 8 <= n {
-        let w = lower8(load8(src, i));
-        dst[i..i + 8].copy_from_slice(&w.to_le_bytes());
+    let mut words = src.chunks_exact(8);
+    for (s, d) in (&mut words).zip(dst.chunks_exact_mut(8)) {
+        let w = lower8(load8(s, 0));
+        d.copy_from_slice(&w.to_le_bytes());
         h = hash_fold(h ^ w, HASH_K0);
-        i += 8;
     }
-    let rest = n - i;
+    let rest = words.remainder().len();
     if rest > 0 {
         let w = if n >= 8 {
             // The last eight octets again (lowercasing twice changes nothing), so that no
