@@ -58,6 +58,9 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
     }
     let bad = QueryError::Malformed { question_end: None };
     let qd = u16::from_be_bytes([m[4], m[5]]);
+    let an = u16::from_be_bytes([m[6], m[7]]);
+    let ns = u16::from_be_bytes([m[8], m[9]]);
+    let ar = u16::from_be_bytes([m[10], m[11]]);
     if qd != 1 {
         return Err(bad);
     }
@@ -90,7 +93,6 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
     };
     pos += 4;
     let rest = &m[pos..];
-    let (an, ns, ar) = (u16_at(m, 6).unwrap_or(0), u16_at(m, 8).unwrap_or(0), u16_at(m, 10).unwrap_or(0));
     // The usual shapes first: nothing after the question, or one OPT without options.
     if an == 0 && ns == 0 {
         match (ar, rest) {

@@ -40,6 +40,8 @@ pub use render::{records, render_rrset, to_zone, RecordSlices, RenderError, Snap
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::wire::name::{bytes_eq, load8};
+
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"NSXDPSNP";
 /// Bump on any change to the archived types or the header.
@@ -219,13 +221,6 @@ fn hash_fold(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-/// Eight octets at `at`, little-endian.
-#[inline(always)]
-fn load8(b: &[u8], at: usize) -> u64 {
-    let w = &b[at..at + 8];
-    u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
-}
-
 /// ASCII-lowercases the eight octets of a word at once: 0x20 is added to every octet from
 /// `A` to `Z`, and nothing else changes (octets of 0x80 and up included).
 #[inline(always)]
@@ -238,31 +233,6 @@ fn lower8(w: u64) -> u64 {
     let past_z = low + 0x2525_2525_2525_2525;
     let upper = from_a & !past_z & !w & HIGH;
     w | (upper >> 2)
-}
-
-/// Whether two octet strings are equal, compared a word at a time (names are short, and a
-/// call to `memcmp` costs more than the comparison).
-#[inline]
-pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 < n {
-            if load8(a, i) != load8(b, i) {
-                return false;
-            }
-            i += 8;
-        }
-        load8(a, n - 8) == load8(b, n - 8)
-    } else if n >= 4 {
-        let l4 = |s: &[u8], at: usize| u32::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]]);
-        l4(a, 0) == l4(b, 0) && l4(a, n - 4) == l4(b, n - 4)
-    } else {
-        a == b
-    }
 }
 
 /// An index slot for node `node` whose name hashes to `h`.
@@ -279,21 +249,13 @@ impl ArchivedZoneImage {
     /// [`Self::find`] with the name's hash already computed.
     #[inline]
     pub fn find_hashed(&self, lower_wire: &[u8], h: u64) -> Option<u32> {
-        let mask = self.buckets.len() - 1;
-        let tag = h >> 32;
-        let mut i = h as usize & mask;
+        let mut i = h as usize;
         loop {
-            let slot = self.buckets[i].to_native();
-            if slot as u32 == 0 {
-                return None;
+            let (at, node) = self.next_tagged(i, h)?;
+            if bytes_eq(self.node_name(node), lower_wire) {
+                return Some(node);
             }
-            if slot >> 32 == tag {
-                let node = slot as u32 - 1;
-                if bytes_eq(self.node_name(node), lower_wire) {
-                    return Some(node);
-                }
-            }
-            i = (i + 1) & mask;
+            i = at + 1;
         }
     }
 
@@ -318,16 +280,22 @@ impl ArchivedZoneImage {
     /// compare first, found without touching any node block.
     #[inline]
     pub fn candidate(&self, h: u64) -> u32 {
+        self.next_tagged(h as usize, h).map_or(NONE, |(_, node)| node)
+    }
+
+    /// From slot `i` (taken modulo the index size) on, the first slot carrying the tag of
+    /// hash `h`: its position and node; None when an empty slot comes first.
+    #[inline]
+    fn next_tagged(&self, i: usize, h: u64) -> Option<(usize, u32)> {
         let mask = self.buckets.len() - 1;
-        let tag = h >> 32;
-        let mut i = h as usize & mask;
+        let mut i = i & mask;
         loop {
             let slot = self.buckets[i].to_native();
             if slot as u32 == 0 {
-                return NONE;
+                return None;
             }
-            if slot >> 32 == tag {
-                return slot as u32 - 1;
+            if slot >> 32 == h >> 32 {
+                return Some((i, slot as u32 - 1));
             }
             i = (i + 1) & mask;
         }
