@@ -42,12 +42,21 @@ pub fn have_probe(tool: &str, probe: &str, package: &str) -> bool {
     ok
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1.
+/// A port free for both UDP and TCP on 127.0.0.1. Taken below the kernel's ephemeral range
+/// (32768–60999 by default), which is where the peers draw their own source ports from: a
+/// free port there can be taken by a named or knotd of a test running beside this one
+/// before the server it was meant for binds it. Each call in a process tries the next port
+/// of a sequence that starts at a place set by the process id.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
     loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        let p = (LOW + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        let udp = UdpSocket::bind(("127.0.0.1", p));
+        if udp.is_ok() && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
             return p;
         }
     }
