@@ -1037,20 +1037,7 @@ impl XskSocket {
     pub fn kernel_stats(&self) -> io::Result<KernelStats> {
         // SAFETY: xdp_statistics is a plain C struct; all-zero bytes are a valid value.
         let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-        // SAFETY: `s` is a writable buffer of `len` bytes that outlives the call.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd(),
-                libc::SOL_XDP,
-                libc::XDP_STATISTICS,
-                (&mut s as *mut libc::xdp_statistics).cast(),
-                &mut len,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        xdp_getsockopt(self.fd(), libc::XDP_STATISTICS, &mut s)?;
         Ok(KernelStats {
             rx_dropped: s.rx_dropped,
             rx_invalid_descs: s.rx_invalid_descs,
@@ -1203,21 +1190,8 @@ fn set_opt<T>(fd: &OwnedFd, opt: libc::c_int, v: &T) -> io::Result<()> {
 fn mmap_offsets(fd: &OwnedFd) -> io::Result<xdp_mmap_offsets> {
     // SAFETY: xdp_mmap_offsets is a plain C struct; all-zero bytes are a valid value.
     let mut off: xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<xdp_mmap_offsets>() as libc::socklen_t;
-    // SAFETY: `off` is a writable buffer of `len` bytes that outlives the call.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            libc::XDP_MMAP_OFFSETS,
-            (&mut off as *mut xdp_mmap_offsets).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if len as usize != std::mem::size_of::<xdp_mmap_offsets>() {
+    let len = xdp_getsockopt(fd.as_raw_fd(), libc::XDP_MMAP_OFFSETS, &mut off)?;
+    if len != std::mem::size_of::<xdp_mmap_offsets>() {
         // Kernels before 5.4 give no flags offsets (and no need_wakeup).
         return Err(io::Error::other("kernel too old: no ring flags in XDP_MMAP_OFFSETS"));
     }
@@ -1226,21 +1200,21 @@ fn mmap_offsets(fd: &OwnedFd) -> io::Result<xdp_mmap_offsets> {
 
 fn xdp_options(fd: &OwnedFd) -> io::Result<u32> {
     let mut o = libc::xdp_options { flags: 0 };
-    let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
-    // SAFETY: `o` is a writable buffer of `len` bytes that outlives the call.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            libc::XDP_OPTIONS,
-            (&mut o as *mut libc::xdp_options).cast(),
-            &mut len,
-        )
-    };
+    xdp_getsockopt(fd.as_raw_fd(), libc::XDP_OPTIONS, &mut o)?;
+    Ok(o.flags)
+}
+
+/// `getsockopt(fd, SOL_XDP, opt)` into `out` (a plain C struct of the option's type);
+/// returns how many bytes the kernel wrote.
+fn xdp_getsockopt<T: Copy>(fd: RawFd, opt: libc::c_int, out: &mut T) -> io::Result<usize> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `out` is a writable buffer of `len` bytes that outlives the call; the kernel
+    // writes at most `len` bytes and reports how many in `len`.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_XDP, opt, (out as *mut T).cast(), &mut len) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(o.flags)
+    Ok(len as usize)
 }
 
 fn map_ring<T: Copy, R: Role>(
