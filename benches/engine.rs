@@ -253,7 +253,7 @@ fn build_corpus(owners: &[Owner]) -> Vec<Q> {
 fn check(cat: &Catalog, q: &Q, buf: &mut [u8]) {
     let cfg = Config::default();
     buf[..q.wire.len()].copy_from_slice(&q.wire);
-    let Outcome::Reply { len, rcode, truncated } = answer(cat, buf, q.wire.len(), Transport::Udp, &cfg) else {
+    let Outcome::Reply { len, rcode, truncated, .. } = answer(cat, buf, q.wire.len(), Transport::Udp, &cfg) else {
         panic!("{:?} query dropped", q.cat);
     };
     assert!(!truncated, "{:?}: truncated", q.cat);

@@ -65,11 +65,49 @@ pub enum DropReason {
     Response,
 }
 
+/// What kind of response a reply is, in the classes that response rate limiting counts
+/// apart (those of BIND's and Knot's RRL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ResponseClass {
+    /// Records of the question's name and type (also through CNAME/DNAME).
+    Positive = 0,
+    /// The name does not exist.
+    NxDomain = 1,
+    /// The name exists without the type (RFC 2308 NODATA), or is an empty non-terminal.
+    NoData = 2,
+    /// A referral to a delegated child zone.
+    Referral = 3,
+    /// Synthesised from a wildcard (RFC 4592).
+    Wildcard = 4,
+    /// FORMERR, SERVFAIL, NOTIMP, REFUSED, YXDOMAIN, BADVERS.
+    Error = 5,
+}
+
+impl ResponseClass {
+    pub const ALL: [ResponseClass; 6] = [
+        ResponseClass::Positive,
+        ResponseClass::NxDomain,
+        ResponseClass::NoData,
+        ResponseClass::Referral,
+        ResponseClass::Wildcard,
+        ResponseClass::Error,
+    ];
+
+    /// The name operators know it by.
+    pub fn name(self) -> &'static str {
+        ["positive", "nxdomain", "nodata", "referral", "wildcard", "error"][self as usize]
+    }
+}
+
 /// What to do with a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Send the first `len` bytes of the buffer.
-    Reply { len: usize, rcode: u16, truncated: bool },
+    /// Send the first `len` bytes of the buffer. `class` and `class_name` say what rate
+    /// limiting counts the response against: `class_name` is the hash of the question name
+    /// for positive answers, of the zone's apex for the other classes, and 0 for errors
+    /// outside any zone.
+    Reply { len: usize, rcode: u16, truncated: bool, class: ResponseClass, class_name: u64 },
     /// Send nothing.
     Drop(DropReason),
 }
@@ -272,6 +310,7 @@ fn complete(
         apex_off: 12 + q.qname_len - zone.origin.len(),
         added: [NONE; MAX_ADDITIONAL_NODES],
         n_added: 0,
+        class: ResponseClass::Positive,
     };
     let (rc, aa, tc) = match r.resolve(q, name, p.h, candidate) {
         Ok((rc, aa)) => (rc, aa, false),
@@ -281,8 +320,12 @@ fn complete(
             (rcode::NOERROR, aa, true)
         }
     };
-    let w = r.w;
-    finish_reply(buf, w, rc as u16, aa, tc, edns, cfg)
+    let (w, class) = (r.w, r.class);
+    let class_name = match class {
+        ResponseClass::Positive => p.h,
+        _ => name_hash(&zone.origin),
+    };
+    finish_reply(buf, w, rc as u16, aa, tc, edns, cfg).classed(class, class_name)
 }
 
 /// The response did not fit: send TC with the question only.
@@ -301,6 +344,8 @@ struct Responder<'b, 'z> {
     apex_off: usize,
     added: [u32; MAX_ADDITIONAL_NODES],
     n_added: usize,
+    /// What the response is, as far as it is written.
+    class: ResponseClass,
 }
 
 const ANSWER: usize = 0;
@@ -350,15 +395,23 @@ impl Responder<'_, '_> {
             // A wildcard's RRsets answer for the name itself: owners point at `name_off`.
             let hint = if step == 0 { candidate } else { NONE };
             let node = match self.lookup(&name[..name_len], h, hint, qtype) {
-                Lookup::Node(n) | Lookup::Wildcard(n) => n,
+                Lookup::Node(n) => n,
+                Lookup::Wildcard(n) => {
+                    self.class = ResponseClass::Wildcard;
+                    n
+                }
                 Lookup::Delegation(cut) => {
+                    self.class = ResponseClass::Referral;
                     self.referral(cut, &name[..name_len], name_off).map_err(|_| Truncated { aa: step > 0 })?;
                     return Ok((rcode::NOERROR, step > 0));
                 }
                 Lookup::Dname(d) => {
                     match self.synthesise(d, name, &mut name_len, &mut name_off) {
                         Ok(true) => {}
-                        Ok(false) => return Ok((rcode::YXDOMAIN, aa)),
+                        Ok(false) => {
+                            self.class = ResponseClass::Error;
+                            return Ok((rcode::YXDOMAIN, aa));
+                        }
                         Err(()) => return Err(trunc),
                     }
                     // The synthesised CNAME is the answer to a CNAME query.
@@ -368,6 +421,7 @@ impl Responder<'_, '_> {
                     continue;
                 }
                 Lookup::NxDomain => {
+                    self.class = ResponseClass::NxDomain;
                     self.negative().map_err(|_| Truncated { aa })?;
                     return Ok((rcode::NXDOMAIN, aa));
                 }
@@ -380,6 +434,7 @@ impl Responder<'_, '_> {
                     self.additionals_of(&r, base);
                     return Ok((rcode::NOERROR, aa));
                 }
+                self.nodata();
                 self.negative().map_err(|_| Truncated { aa })?;
                 return Ok((rcode::NOERROR, aa));
             }
@@ -408,6 +463,7 @@ impl Responder<'_, '_> {
                 continue;
             }
             // NODATA (RFC 2308 §2.2), also for empty non-terminals (RFC 8020).
+            self.nodata();
             self.negative().map_err(|_| Truncated { aa })?;
             return Ok((rcode::NOERROR, aa));
         }
@@ -620,6 +676,13 @@ impl Responder<'_, '_> {
         Ok(true)
     }
 
+    /// The answer is NODATA (a wildcard's stays counted as a wildcard answer).
+    fn nodata(&mut self) {
+        if self.class != ResponseClass::Wildcard {
+            self.class = ResponseClass::NoData;
+        }
+    }
+
     /// The SOA of a negative answer, in authority.
     fn negative(&mut self) -> Result<(), ()> {
         let z = self.z;
@@ -672,16 +735,28 @@ fn labels(wire: &[u8]) -> usize {
     name::labels(wire).count()
 }
 
-/// A response written by [`complete`]: length, rcode and TC in one word, so that it comes
-/// back in a register rather than through memory.
+/// A response written by [`complete`]: length, rcode, TC and class in one word, the class
+/// name's hash in another, so that it comes back in registers rather than through memory.
 #[derive(Clone, Copy)]
-struct Reply(u64);
+struct Reply(u64, u64);
 
 impl Reply {
     #[inline]
+    fn classed(self, class: ResponseClass, class_name: u64) -> Reply {
+        Reply(self.0 & !(0xFF << 56) | (class as u64) << 56, class_name)
+    }
+
+    #[inline]
     fn outcome(self) -> Outcome {
         let v = self.0;
-        Outcome::Reply { len: v as u32 as usize, rcode: (v >> 32) as u16, truncated: v >> 48 != 0 }
+        let class = ResponseClass::ALL[((v >> 56) as usize).min(ResponseClass::ALL.len() - 1)];
+        Outcome::Reply {
+            len: v as u32 as usize,
+            rcode: (v >> 32) as u16,
+            truncated: (v >> 48) & 1 != 0,
+            class,
+            class_name: self.1,
+        }
     }
 }
 
@@ -717,7 +792,7 @@ fn finish_reply(buf: &mut [u8], w: usize, rc: u16, aa: bool, tc: bool, edns: Opt
         ar += 1;
     }
     buf[10..12].copy_from_slice(&ar.to_be_bytes());
-    Reply(end as u64 | (rc as u64) << 32 | (tc as u64) << 48)
+    Reply(end as u64 | (rc as u64) << 32 | (tc as u64) << 48 | (ResponseClass::Error as u64) << 56, 0)
 }
 
 /// A response with no records: the question if it could be read, and OPT if the query had

@@ -327,7 +327,7 @@ fn parse_response(m: &[u8]) -> Resp {
 
 fn ask_zones(zones: &impl Zones, query: &[u8], t: Transport) -> Resp {
     let (o, raw) = run_raw(zones, query, t, 65535);
-    let Outcome::Reply { len, rcode, truncated } = o else { panic!("no reply: {o:?}") };
+    let Outcome::Reply { len, rcode, truncated, .. } = o else { panic!("no reply: {o:?}") };
     assert_eq!(len, raw.len());
     let r = parse_response(&raw);
     assert_eq!(r.rcode, rcode, "Outcome rcode differs from the message");
@@ -1408,7 +1408,7 @@ fn fuzz_mutations_never_panic() {
         let t = if i % 3 == 0 { Transport::Tcp } else { Transport::Udp };
         let buf_len = if t == Transport::Tcp { 65535 } else { 512.max(q.len()) };
         let (o, raw) = run_raw(ex(), &q, t, buf_len);
-        if let Outcome::Reply { len, rcode, truncated } = o {
+        if let Outcome::Reply { len, rcode, truncated, .. } = o {
             replies += 1;
             assert!(len <= buf_len);
             if t == Transport::Udp {
@@ -1638,5 +1638,56 @@ impl<Z: Zones> ZonesDyn for Z {
     }
     fn single(&self, buf: &mut [u8], len: usize, cfg: &Config) -> Outcome {
         answer(self, buf, len, Transport::Udp, cfg)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Response classes (what rate limiting counts)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn response_classes_and_the_names_they_count_against() {
+    let lower = |s: &str| Name::parse_text(s.as_bytes(), None).unwrap().to_lowercase();
+    let apex = name_hash(lower("example.com.").as_wire());
+    let class_of = |q: &[u8]| match outcome(q) {
+        Outcome::Reply { class, class_name, .. } => (class, class_name),
+        o => panic!("{o:?}"),
+    };
+    let q = |n: &str, t: u16| Q::new(n, t).wire();
+    let www = name_hash(lower("www.example.com.").as_wire());
+    assert_eq!(class_of(&q("WWW.example.com.", rtype::A)), (ResponseClass::Positive, www));
+    assert_eq!(class_of(&q("c1.example.com.", rtype::A)).0, ResponseClass::Positive, "CNAME chain");
+    assert_eq!(class_of(&q("nothere.example.com.", rtype::A)), (ResponseClass::NxDomain, apex));
+    assert_eq!(class_of(&q("cnx.example.com.", rtype::A)), (ResponseClass::NxDomain, apex), "CNAME to nothing");
+    assert_eq!(class_of(&q("www.example.com.", rtype::MX)), (ResponseClass::NoData, apex));
+    assert_eq!(class_of(&q("b.c.example.com.", rtype::A)), (ResponseClass::NoData, apex), "empty non-terminal");
+    assert_eq!(class_of(&q("host.sub.example.com.", rtype::A)), (ResponseClass::Referral, apex));
+    assert_eq!(class_of(&q("x.w.example.com.", rtype::TXT)), (ResponseClass::Wildcard, apex));
+    assert_eq!(class_of(&q("x.w.example.com.", rtype::AAAA)), (ResponseClass::Wildcard, apex), "wildcard NODATA");
+    // Errors: outside every zone (no name), and one from inside a zone (YXDOMAIN).
+    assert_eq!(class_of(&q("example.org.", rtype::A)), (ResponseClass::Error, 0));
+    let mut formerr = q("www.example.com.", rtype::A);
+    formerr[5] = 2;
+    assert_eq!(class_of(&formerr), (ResponseClass::Error, 0));
+    let long = format!("{0}.{0}.d.example.com.", "x".repeat(20));
+    assert_eq!(class_of(&q(&long, rtype::A)).0, ResponseClass::Positive, "DNAME then CNAME");
+    let too_long = format!("{}.l.example.com.", "p".repeat(50));
+    let (class, _) = class_of(&q(&too_long, rtype::A));
+    assert_eq!(class, ResponseClass::Error, "DNAME substitution too long: YXDOMAIN");
+    // The batch path classes the same.
+    let queries = [q("www.example.com.", rtype::A), q("nothere.example.com.", rtype::A), q("example.org.", rtype::A)];
+    let mut bufs: Vec<Vec<u8>> = queries
+        .iter()
+        .map(|m| {
+            let mut b = m.clone();
+            b.resize(512, 0);
+            b
+        })
+        .collect();
+    let lens: Vec<usize> = queries.iter().map(Vec::len).collect();
+    let mut out = [Outcome::Drop(DropReason::Short); 3];
+    answer_batch(ex(), &mut bufs, &lens, Transport::Udp, &Config::default(), &mut out, &mut BatchScratch::new());
+    for (m, o) in queries.iter().zip(out) {
+        assert_eq!(o, outcome(m));
     }
 }
