@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod journal;
+pub mod rrl;
 pub mod secondary;
 pub mod snapshot;
 pub mod wire;
