@@ -31,6 +31,15 @@
 //! acl = ["from-primaries"]             # who may NOTIFY (action "notify") and transfer
 //! # refresh-min, refresh-max, retry-min, retry-max, expire-min, expire-max (seconds)
 //! # bound the SOA's timers; transfer-timeout = 10 (seconds)
+//!
+//! [rrl]                                # response rate limiting; off when left out
+//! rate = 20                            # responses a second per prefix, class and name
+//! slip = 2                             # every 2nd limited response sent truncated; 0: none
+//! window = 15                          # seconds of debt
+//! ipv4-prefix = 24
+//! ipv6-prefix = 56
+//! exempt = ["127.0.0.1/32"]
+//! table-size = 393241                  # buckets per run loop
 //! ```
 //!
 //! Everything is checked when the file is read: unknown keys, wrong types and bad values are
@@ -56,6 +65,8 @@ pub struct Config {
     pub keys: Vec<Key>,
     pub acls: Vec<Acl>,
     pub zones: Vec<ZoneConf>,
+    /// Response rate limiting on the UDP paths (`[rrl]`); None: off.
+    pub rrl: Option<crate::rrl::Settings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +277,20 @@ struct RawConfig {
     acl: Vec<toml::Spanned<RawAcl>>,
     #[serde(default)]
     zone: Vec<toml::Spanned<RawZone>>,
+    rrl: Option<toml::Spanned<RawRrl>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRrl {
+    rate: Option<toml::Spanned<u32>>,
+    slip: Option<toml::Spanned<u32>>,
+    window: Option<toml::Spanned<u32>>,
+    ipv4_prefix: Option<toml::Spanned<u8>>,
+    ipv6_prefix: Option<toml::Spanned<u8>>,
+    #[serde(default)]
+    exempt: Vec<toml::Spanned<String>>,
+    table_size: Option<toml::Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -544,7 +569,8 @@ impl Config {
                 transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
             });
         }
-        Ok(Config { server, keys, acls, zones })
+        let rrl = raw.rrl.map(|r| rrl_section(r, &err)).transpose()?;
+        Ok(Config { server, keys, acls, zones, rrl })
     }
 
     /// The control socket a configuration file names, read leniently: only `[server]`
@@ -594,6 +620,50 @@ impl Config {
                     }),
                 }
         })
+    }
+}
+
+/// An optional setting's value, or its default.
+fn value<T: Copy>(v: &Option<toml::Spanned<T>>, default: T) -> T {
+    v.as_ref().map_or(default, |v| *v.get_ref())
+}
+
+/// The `[rrl]` section, checked; `err` makes an error at a span of the file.
+fn rrl_section(
+    raw: toml::Spanned<RawRrl>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<crate::rrl::Settings, ConfigError> {
+    let section = raw.span();
+    let r = raw.into_inner();
+    let d = crate::rrl::Settings::default();
+    let mut exempt = Vec::new();
+    for p in &r.exempt {
+        let prefix = parse_prefix(p.get_ref())
+            .ok_or_else(|| err(Some(p.span()), format!("rrl.exempt: {:?} is not ADDRESS[/LENGTH]", p.get_ref())))?;
+        exempt.push((prefix.addr, prefix.len));
+    }
+    let s = crate::rrl::Settings {
+        rate: value(&r.rate, d.rate),
+        slip: value(&r.slip, d.slip),
+        window: value(&r.window, d.window),
+        ipv4_prefix: value(&r.ipv4_prefix, d.ipv4_prefix),
+        ipv6_prefix: value(&r.ipv6_prefix, d.ipv6_prefix),
+        exempt,
+        table_size: value(&r.table_size, d.table_size),
+    };
+    match s.problem() {
+        None => Ok(s),
+        Some((key, what)) => {
+            let span = match key {
+                "rate" => r.rate.map(|v| v.span()),
+                "slip" => r.slip.map(|v| v.span()),
+                "window" => r.window.map(|v| v.span()),
+                "ipv4-prefix" => r.ipv4_prefix.map(|v| v.span()),
+                "ipv6-prefix" => r.ipv6_prefix.map(|v| v.span()),
+                _ => r.table_size.map(|v| v.span()),
+            };
+            Err(err(span.or(Some(section)), format!("rrl.{key}: {what}")))
+        }
     }
 }
 
@@ -724,6 +794,36 @@ transfer-timeout = 3
         assert_eq!(s.role, Role::Secondary);
         assert!(!s.primaries[0].ixfr);
         assert_eq!(s.primaries[1].addr, sa("127.0.0.2:53"));
+    }
+
+    #[test]
+    fn rrl_section() {
+        assert_eq!(parse("").unwrap().rrl, None, "off unless configured");
+        assert_eq!(parse("[rrl]\n").unwrap().rrl, Some(crate::rrl::Settings::default()));
+        let c = parse(
+            "[rrl]\nrate = 5\nslip = 0\nwindow = 3\nipv4-prefix = 32\nipv6-prefix = 64\n\
+             exempt = [\"127.0.0.1/32\", \"::1\"]\ntable-size = 1000\n",
+        )
+        .unwrap();
+        let r = c.rrl.unwrap();
+        assert_eq!((r.rate, r.slip, r.window, r.ipv4_prefix, r.ipv6_prefix, r.table_size), (5, 0, 3, 32, 64, 1000));
+        assert_eq!(r.exempt, vec![("127.0.0.1".parse().unwrap(), 32), ("::1".parse().unwrap(), 128)]);
+        let cases: &[(&str, usize, &str)] = &[
+            ("[rrl]\nrate = 0\n", 2, "rrl.rate: 0 is not between"),
+            ("[rrl]\nrate = -3\n", 2, "invalid value"),
+            ("[rrl]\nslip = 1000\n", 2, "rrl.slip"),
+            ("[rrl]\nwindow = 0\n", 2, "rrl.window"),
+            ("\n[rrl]\nipv4-prefix = 33\n", 3, "rrl.ipv4-prefix"),
+            ("[rrl]\nipv6-prefix = 0\n", 2, "rrl.ipv6-prefix"),
+            ("[rrl]\ntable-size = 0\n", 2, "rrl.table-size"),
+            ("[rrl]\nrate = 5\nexempt = [\"10.0.0.0/40\"]\n", 3, "rrl.exempt"),
+            ("[rrl]\nburst = 5\n", 2, "unknown field `burst`"),
+        ];
+        for (text, line, want) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, Some(*line), "{text:?}: {e}");
+            assert!(e.message.contains(want), "{text:?}: {e}");
+        }
     }
 
     #[test]
