@@ -308,6 +308,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let edns_size = config.as_ref().map_or(args.edns_size, |c| c.server.edns_size);
     let cfg = Config { edns_size };
+    let rrl = config.as_ref().and_then(|c| c.rrl.clone());
     let mut listen = args.listen.clone();
     if listen.is_empty() {
         if let Some(c) = &config {
@@ -371,7 +372,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     eprintln!("nsxdp: control socket {}", control_path.display());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     if let Some(ifname) = args.xdp.clone() {
-        let r = serve_xdp(&args, &ifname, &listen, &zones, catalog, cfg, shutdown.clone(), transfers, control_side);
+        let r = serve_xdp(
+            &args,
+            &ifname,
+            &listen,
+            &zones,
+            catalog,
+            cfg,
+            shutdown.clone(),
+            transfers,
+            control_side,
+            rrl.as_ref(),
+        );
         shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
         control.stop();
         return r;
@@ -391,6 +403,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         cfg,
         shutdown.clone(),
         control_side.is_some().then_some(handoff_tx),
+        rrl.as_ref(),
     )
     .with_context(|| format!("binding UDP {listen:?}"))?;
     let tcp_notify = control_side.clone();
@@ -502,6 +515,7 @@ fn serve_xdp(
     shutdown: Arc<AtomicBool>,
     transfers: Option<Transfers>,
     control_side: Option<handoff::ControlSide>,
+    rrl: Option<&nsxdp::rrl::Settings>,
 ) -> anyhow::Result<ExitCode> {
     let program = xdp_program_config(listen)?;
     let queues = match &args.queues {
@@ -530,7 +544,7 @@ fn serve_xdp(
     // Kernel side first: the fallback UDP loop (one, unpinned: it only sees what XDP
     // passes), the handoff thread answering through its sockets, and TCP.
     let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
-    let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()))
+    let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()), rrl)
         .with_context(|| format!("binding UDP {listen:?}"))?;
     let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
     let tcp_notify = control_side.clone();
@@ -555,7 +569,7 @@ fn serve_xdp(
         mtu,
         socket: xdp::socket_config(mtu),
     };
-    let plane = match xdp::XdpPlane::start(&opts, catalog, cfg, handoff_tx, shutdown.clone()) {
+    let plane = match xdp::XdpPlane::start(&opts, catalog, cfg, handoff_tx, shutdown.clone(), rrl) {
         Ok(p) => p,
         Err(e) => {
             // Stop the kernel-side threads before reporting.

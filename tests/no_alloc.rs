@@ -3,7 +3,8 @@
 //! under a counting global allocator; and the AF_XDP frame path (`packet::parse`, `answer`
 //! in place, `packet::build_reply`) over the same queries in Ethernet frames, one by one and
 //! as the run loop does it, in batches of 32 (`dataplane::xdp::answer_frames`: parse, hand
-//! NOTIFY over to the control side's channel, `answer_batch`, replies), bad frames included.
+//! NOTIFY over to the control side's channel, `answer_batch`, replies), bad frames included,
+//! with and without response rate limiting.
 //!
 //! This is its own test binary because a `#[global_allocator]` applies to every test in a
 //! binary. Only allocations made on the measuring thread while measuring are counted, so
@@ -20,7 +21,7 @@ use nsxdp::answer::{
 };
 use nsxdp::dataplane::packet::{self, UdpFrameRepr};
 use nsxdp::dataplane::xdp::{self, FrameCtx, FrameStats};
-use nsxdp::dataplane::LoopStats;
+use nsxdp::dataplane::{LoopRrl, LoopStats};
 use nsxdp::snapshot::{compile, write_snapshot, ArchivedZoneImage, Snapshot};
 use nsxdp::wire::name::Name;
 use nsxdp::zone::parse::load_text;
@@ -301,8 +302,18 @@ fn frame_path_allocates_nothing(z: &impl Zones) {
 
 /// The run loop's frame work (`xdp::answer_frames`) in batches of 32 frames: queries, a
 /// NOTIFY for the control side (its channel fills up and drops, as when the control side
-/// lags), and frames with a bad checksum. Part of the one test above.
+/// lags), and frames with a bad checksum; then the same with response rate limiting on,
+/// limiting (and logging) for most of the run. Part of the one test above.
 fn batch_frame_path_allocates_nothing(z: &impl Zones) {
+    batch_frame_path(z, None);
+    let settings = nsxdp::rrl::Settings { rate: 50, slip: 2, table_size: 1024, ..Default::default() };
+    let mut rrl = LoopRrl::new(&settings);
+    let dns = batch_frame_path(z, Some(&mut rrl));
+    let (dropped, slipped) = (dns.rrl_dropped.load(Ordering::Relaxed), dns.rrl_slipped.load(Ordering::Relaxed));
+    assert!(dropped > 1000 && slipped > 1000, "rrl dropped {dropped}, slipped {slipped}");
+}
+
+fn batch_frame_path(z: &impl Zones, mut rrl: Option<&mut LoopRrl>) -> LoopStats {
     let mut msgs: Vec<Vec<u8>> = queries().into_iter().filter(|(_, t)| *t == Transport::Udp).map(|(q, _)| q).collect();
     let mut notify = query("example.com.", 6, None);
     notify[2] = 4 << 3;
@@ -350,7 +361,7 @@ fn batch_frame_path_allocates_nothing(z: &impl Zones) {
         for (b, s) in bufs.iter_mut().zip(store.iter_mut()) {
             *b = &mut s[..];
         }
-        xdp::answer_frames(z, &ctx, &mut bufs, &lens, &mut replies, &mut scratch);
+        xdp::answer_frames(z, &ctx, &mut bufs, &lens, &mut replies, &mut scratch, rrl.as_deref_mut());
         n_replies += replies.iter().filter(|r| r.is_some()).count();
     }
     MEASURING.with(|m| m.set(false));
@@ -358,5 +369,6 @@ fn batch_frame_path_allocates_nothing(z: &impl Zones) {
     let handed = fstats.handed_off.load(Ordering::Relaxed) + fstats.handoff_dropped.load(Ordering::Relaxed);
     assert!(handed >= 50 && rx.len() == 4, "NOTIFY frames handed over: {handed}");
     assert!(fstats.drops[packet::DropReason::BadUdpChecksum.index()].load(Ordering::Relaxed) > 100);
-    assert!(n_replies > 400 * 20, "{n_replies} replies");
+    assert!(n_replies > 400 * 20 || rrl.is_some(), "{n_replies} replies");
+    dns
 }

@@ -12,12 +12,15 @@ pub mod xdp;
 pub mod xdp_prog;
 pub mod xsk;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use crate::answer::{Catalog, DropReason, Outcome};
+use crate::rrl::{self, Limiter, Verdict};
 
 /// The published set of zones: swapped whole, loaded once per batch.
 pub type SharedCatalog = Arc<ArcSwap<Catalog>>;
@@ -39,6 +42,10 @@ pub struct LoopStats {
     pub batches: AtomicU64,
     /// Messages for the control side that did not fit its channel.
     pub handoff_dropped: AtomicU64,
+    /// Response rate limiting: responses let through, dropped, sent truncated (slipped).
+    pub rrl_passed: AtomicU64,
+    pub rrl_dropped: AtomicU64,
+    pub rrl_slipped: AtomicU64,
 }
 
 impl LoopStats {
@@ -71,6 +78,9 @@ pub struct StatsSnapshot {
     pub send_errors: u64,
     pub batches: u64,
     pub handoff_dropped: u64,
+    pub rrl_passed: u64,
+    pub rrl_dropped: u64,
+    pub rrl_slipped: u64,
 }
 
 impl StatsSnapshot {
@@ -88,6 +98,9 @@ impl StatsSnapshot {
             s.send_errors += l.send_errors.load(Relaxed);
             s.batches += l.batches.load(Relaxed);
             s.handoff_dropped += l.handoff_dropped.load(Relaxed);
+            s.rrl_passed += l.rrl_passed.load(Relaxed);
+            s.rrl_dropped += l.rrl_dropped.load(Relaxed);
+            s.rrl_slipped += l.rrl_slipped.load(Relaxed);
         }
         s
     }
@@ -114,7 +127,64 @@ impl std::fmt::Display for StatsSnapshot {
         if self.handoff_dropped > 0 {
             write!(f, " handoff_dropped={}", self.handoff_dropped)?;
         }
+        if self.rrl_passed + self.rrl_dropped + self.rrl_slipped > 0 {
+            write!(
+                f,
+                " rrl_passed={} rrl_dropped={} rrl_slipped={}",
+                self.rrl_passed, self.rrl_dropped, self.rrl_slipped
+            )?;
+        }
         Ok(())
+    }
+}
+
+/// A run loop's response rate limiter and the clock it reads (once per batch).
+pub struct LoopRrl {
+    limiter: Limiter,
+    epoch: Instant,
+    now_ms: u64,
+}
+
+impl LoopRrl {
+    /// Allocates the loop's table (the only allocation).
+    pub fn new(s: &rrl::Settings) -> LoopRrl {
+        LoopRrl { limiter: Limiter::new(s), epoch: Instant::now(), now_ms: 0 }
+    }
+
+    /// Reads the clock: once per batch, before [`LoopRrl::apply`].
+    #[inline]
+    pub fn tick(&mut self) {
+        self.now_ms = self.epoch.elapsed().as_millis() as u64;
+    }
+
+    /// What goes out for the engine's outcome `o` of a message from `client`: the length
+    /// to send from `msg` (the response, rewritten in place into its slip when limited
+    /// with a slip), or None.
+    #[inline]
+    pub fn apply(&mut self, client: IpAddr, o: &Outcome, msg: &mut [u8]) -> Option<usize> {
+        let Outcome::Reply { len, class, class_name, .. } = *o else { return None };
+        // No DNS cookies yet: nobody is exempt by one.
+        match self.limiter.check(self.now_ms, client, class, class_name, false) {
+            Verdict::Pass => Some(len),
+            Verdict::Drop => None,
+            Verdict::Slip => Some(rrl::slip_reply(msg, len)),
+        }
+    }
+
+    /// After a batch: the counters into `stats`.
+    #[inline]
+    pub fn publish(&self, stats: &LoopStats) {
+        let c = self.limiter.counters();
+        stats.rrl_passed.store(c.passed, Relaxed);
+        stats.rrl_dropped.store(c.dropped, Relaxed);
+        stats.rrl_slipped.store(c.slipped, Relaxed);
+    }
+
+    /// The log lines that are due (newly limited prefixes, at most once a second), to
+    /// standard error.
+    #[inline]
+    pub fn log(&mut self) {
+        self.limiter.log(self.now_ms, |line| eprintln!("nsxdp: {line}"));
     }
 }
 

@@ -215,6 +215,17 @@ impl Datagram {
         self.payload_offset..self.payload_offset + self.payload_len
     }
 
+    /// The source address (for rate limiting). `frame` must be the frame this was parsed
+    /// from.
+    #[inline]
+    pub fn src_ip(&self, frame: &[u8]) -> IpAddr {
+        let ip = &frame[self.ip_offset..];
+        match self.family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::from(array::<4>(&ip[field::ipv4::SRC]))),
+            Family::V6 => IpAddr::V6(Ipv6Addr::from(array::<16>(&ip[field::ipv6::SRC]))),
+        }
+    }
+
     /// The frame's addresses in high-level form (tests and the control side).
     ///
     /// `frame` must be the frame this was parsed from.

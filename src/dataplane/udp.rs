@@ -12,8 +12,9 @@ use std::time::Instant;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::xdp::{for_control, Handoff};
-use super::{new_histogram, LoopStats, ServiceHistogram, SharedCatalog};
+use super::{new_histogram, LoopRrl, LoopStats, ServiceHistogram, SharedCatalog};
 use crate::answer::{answer_batch, BatchScratch, Config, DropReason, Outcome, Transport};
+use crate::rrl;
 
 /// Messages per receive/send call.
 pub const BATCH: usize = 32;
@@ -50,7 +51,9 @@ pub struct UdpLoops {
 /// Starts `threads` loops, each with its own socket on every address in `listen`, pinned
 /// to `cores` in turn (if given). Messages for the control side (NOTIFY, UPDATE, IXFR
 /// over UDP) go to `handoff` when given (dropped and counted when it is full); without
-/// one the engine answers them (NOTIMP).
+/// one the engine answers them (NOTIMP). With `rrl`, each loop limits its responses with a
+/// table of its own.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     listen: &[SocketAddr],
     threads: usize,
@@ -59,6 +62,7 @@ pub fn spawn(
     cfg: Config,
     shutdown: Arc<AtomicBool>,
     handoff: Option<crossbeam_channel::Sender<Handoff>>,
+    rrl: Option<&rrl::Settings>,
 ) -> io::Result<UdpLoops> {
     // Resolve port 0 once, so that every thread's socket joins the same reuseport group.
     let mut bound = Vec::new();
@@ -83,11 +87,14 @@ pub fn spawn(
         let catalog = catalog.clone();
         let shutdown = shutdown.clone();
         let handoff = handoff.clone().map(|tx| (tx, bound.clone()));
+        let rrl = rrl.cloned();
         let h = std::thread::Builder::new().name(format!("nsxdp-udp{t}")).spawn(move || {
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
-            run(sockets, catalog, cfg, stats, shutdown, handoff)
+            // The table is allocated on the loop's own core (its pages local to it).
+            let rrl = rrl.as_ref().map(LoopRrl::new);
+            run(sockets, catalog, cfg, stats, shutdown, handoff, rrl)
         })?;
         loops.handles.push(h);
     }
@@ -153,6 +160,7 @@ fn run(
     stats: Arc<LoopStats>,
     shutdown: Arc<AtomicBool>,
     handoff: Option<HandoffTo>,
+    mut rrl: Option<LoopRrl>,
 ) -> ServiceHistogram {
     let mut hist = new_histogram();
     let mut batch = Batch::new();
@@ -215,12 +223,22 @@ fn run(
                 let each = (t0.elapsed().as_nanos() as u64 / got as u64).max(1);
                 let _ = hist.record_n(each, got as u64);
                 let mut out = 0;
+                if let Some(r) = &mut rrl {
+                    r.tick();
+                }
                 for (i, o) in outcomes[..got].iter().enumerate() {
                     if handed & (1 << i) != 0 {
                         continue;
                     }
                     stats.record(o);
                     if let Outcome::Reply { len, .. } = *o {
+                        let len = match (&mut rrl, sockaddr(&batch.addrs[i], batch.hdrs[i].msg_hdr.msg_namelen)) {
+                            (Some(r), Some(client)) => match r.apply(client.ip(), o, &mut batch.bufs[i]) {
+                                Some(len) => len,
+                                None => continue,
+                            },
+                            _ => len,
+                        };
                         batch.out_iovs[out].iov_base = batch.bufs[i].as_mut_ptr().cast();
                         batch.out_iovs[out].iov_len = len;
                         let h = &mut batch.out_hdrs[out].msg_hdr;
@@ -232,6 +250,10 @@ fn run(
                     }
                 }
                 drop(cat);
+                if let Some(r) = &mut rrl {
+                    r.publish(&stats);
+                    r.log();
+                }
                 let sent = send(pfd.fd, &mut batch, out);
                 stats.sent.store(stats.sent.load(Ordering::Relaxed) + sent as u64, Ordering::Relaxed);
                 if sent < out {

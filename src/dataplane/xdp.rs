@@ -35,8 +35,9 @@ use crossbeam_channel::{Sender, TrySendError};
 use super::packet::{self, Datagram};
 use super::xdp_prog::{describe_counters, XdpConfig, XdpError, XdpProgram, NUM_COUNTERS};
 use super::xsk::{Frame, KernelStats, XdpMode, XskConfig, XskCounters, XskError, XskSocket, XskStats};
-use super::{new_histogram, LoopStats, ServiceHistogram, SharedCatalog};
+use super::{new_histogram, LoopRrl, LoopStats, ServiceHistogram, SharedCatalog};
 use crate::answer::{self, answer_batch, opcode, BatchScratch, Config, Outcome, Transport, Zones};
+use crate::rrl;
 use crate::wire::rdata::rtype;
 
 /// Frames taken from the RX ring per turn: the engine's batch.
@@ -304,13 +305,15 @@ impl XdpPlane {
     /// Attaches the program to `opts.ifname` (a stale nsxdp program is replaced, a foreign
     /// one only with `opts.force`), opens and registers one socket per queue, and starts
     /// the loops. They answer with the catalog's zones until `shutdown` is set; messages
-    /// for the control side go to `handoff`.
+    /// for the control side go to `handoff`. With `rrl`, each loop limits its responses
+    /// with a table of its own.
     pub fn start(
         opts: &XdpOptions,
         catalog: SharedCatalog,
         cfg: Config,
         handoff: Sender<Handoff>,
         shutdown: Arc<AtomicBool>,
+        rrl: Option<&rrl::Settings>,
     ) -> Result<XdpPlane, XdpStartError> {
         if opts.queues.is_empty() {
             return Err(XdpStartError::NoQueues(opts.ifname.clone()));
@@ -338,6 +341,7 @@ impl XdpPlane {
                 frames: frames.clone(),
                 handoff: handoff.clone(),
                 shutdown: shutdown.clone(),
+                rrl: rrl.cloned(),
             };
             let (mode, socket) = (xsk.mode(), xsk.stats().clone());
             let handle = std::thread::Builder::new()
@@ -462,6 +466,7 @@ struct LoopCtx {
     frames: Arc<FrameStats>,
     handoff: Sender<Handoff>,
     shutdown: Arc<AtomicBool>,
+    rrl: Option<rrl::Settings>,
 }
 
 /// Per-loop working memory, allocated once.
@@ -470,6 +475,7 @@ struct Work {
     tx: Vec<Frame>,
     scratch: Box<BatchScratch>,
     hist: ServiceHistogram,
+    rrl: Option<LoopRrl>,
 }
 
 fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
@@ -478,6 +484,7 @@ fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
         tx: Vec::with_capacity(BATCH),
         scratch: BatchScratch::new(),
         hist: new_histogram(),
+        rrl: ctx.rrl.as_ref().map(LoopRrl::new),
     };
     let mut empty = 0u32;
     let mut idle_since = Instant::now();
@@ -509,6 +516,9 @@ fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
         let t0 = Instant::now();
         let n = w.rx.len();
         turn(&mut xsk, &mut w, &ctx);
+        if let Some(r) = &mut w.rrl {
+            r.log();
+        }
         // Service time per query (parse, answer, reply headers; not the kick, which in copy
         // mode is the kernel sending): the batch's time shared out evenly.
         let per = (t0.elapsed().as_nanos() as u64 / n as u64).max(1);
@@ -538,7 +548,7 @@ fn turn(xsk: &mut XskSocket, w: &mut Work, ctx: &LoopCtx) {
         let cat = ctx.catalog.load();
         let mut bufs: [&mut [u8]; BATCH] = Default::default();
         xsk.frames_mut(&w.rx, &mut bufs);
-        answer_frames(&**cat, &fctx, &mut bufs[..n], &lens[..n], &mut replies, &mut w.scratch);
+        answer_frames(&**cat, &fctx, &mut bufs[..n], &lens[..n], &mut replies, &mut w.scratch, w.rrl.as_mut());
     }
     for (i, mut f) in w.rx.drain(..).enumerate() {
         match replies[i].take() {
@@ -563,9 +573,10 @@ pub struct FrameCtx<'a> {
 
 /// The work of one turn on up to [`BATCH`] received frames, `frames[i][..lens[i]]` each
 /// (`frames[i]` running to the end of its UMEM chunk): parse, hand over what is for the
-/// control side, answer the rest in place together, build the replies. `replies[i]` is the
-/// reply's range in `frames[i]` (for [`Frame::set_data`]), or `None`: no reply. Counts
-/// everything. No I/O, no allocation, no lock.
+/// control side, answer the rest in place together, limit the responses with `rrl` if given,
+/// build the replies. `replies[i]` is the reply's range in `frames[i]` (for
+/// [`Frame::set_data`]), or `None`: no reply. Counts everything. No I/O, no allocation, no
+/// lock.
 pub fn answer_frames(
     zones: &impl Zones,
     ctx: &FrameCtx,
@@ -573,6 +584,7 @@ pub fn answer_frames(
     lens: &[usize],
     replies: &mut [Option<Range<usize>>; BATCH],
     scratch: &mut BatchScratch,
+    mut rrl: Option<&mut LoopRrl>,
 ) {
     let n = frames.len().min(lens.len()).min(BATCH);
     let mut msg_lens = [0usize; BATCH];
@@ -614,10 +626,23 @@ pub fn answer_frames(
     }
     answer_batch(zones, &mut msgs[..k], &msg_lens[..k], Transport::Udp, &ctx.cfg, &mut outcomes[..k], scratch);
     let mut sent = 0;
+    if let Some(r) = &mut rrl {
+        r.tick();
+    }
     for (j, o) in outcomes[..k].iter().enumerate() {
         ctx.dns.record(o);
         let (i, Some(d)) = which[j] else { continue };
         if let Outcome::Reply { len, .. } = *o {
+            let len = match &mut rrl {
+                Some(r) => {
+                    let client = d.src_ip(frames[i]);
+                    match r.apply(client, o, &mut frames[i][d.payload_offset()..]) {
+                        Some(len) => len,
+                        None => continue,
+                    }
+                }
+                None => len,
+            };
             match packet::build_reply(&mut *frames[i], &d, len) {
                 Ok(r) => {
                     replies[i] = Some(r);
@@ -628,6 +653,9 @@ pub fn answer_frames(
         }
     }
     bump(&ctx.dns.sent, sent);
+    if let Some(r) = rrl {
+        r.publish(ctx.dns);
+    }
 }
 
 /// Copies a message for the control side into the channel, or counts it dropped.
