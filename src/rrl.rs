@@ -162,6 +162,20 @@ impl fmt::Display for LogLine {
     }
 }
 
+/// The bucket a response counts against, worked out ahead of [`Limiter::charge`] so that
+/// the buckets of a batch can be fetched from memory together ([`Limiter::warm`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    /// Never 0.
+    hash: u64,
+    /// The source's prefix, as 128 bits.
+    network: u128,
+    v4: bool,
+    class: ResponseClass,
+    /// The source is in an exempt prefix.
+    exempt: bool,
+}
+
 /// A network to compare masked addresses with.
 #[derive(Clone, Copy, Debug)]
 struct Net {
@@ -188,7 +202,7 @@ struct Bucket {
 /// The rate limiter of one run loop.
 pub struct Limiter {
     buckets: Box<[Bucket]>,
-    hasher: foldhash::quality::RandomState,
+    hasher: foldhash::fast::RandomState,
     /// Credit added per millisecond (the rate); the cap is `rate × UNIT`.
     rate: i64,
     cap: i64,
@@ -245,7 +259,7 @@ impl Limiter {
             .collect();
         Limiter {
             buckets: vec![Bucket::default(); s.table_size].into_boxed_slice(),
-            hasher: foldhash::quality::RandomState::default(),
+            hasher: foldhash::fast::RandomState::default(),
             rate,
             cap: rate * UNIT,
             floor: -(i64::from(s.window) * rate * UNIT),
@@ -278,16 +292,47 @@ impl Limiter {
         class_name: u64,
         valid_cookie: bool,
     ) -> Verdict {
+        let k = self.key(client, class, class_name);
+        self.charge(now_ms, &k, valid_cookie)
+    }
+
+    /// The bucket of a response, as for [`Limiter::check`].
+    #[inline]
+    pub fn key(&self, client: IpAddr, class: ResponseClass, class_name: u64) -> Key {
         let addr = bits(client);
-        if valid_cookie || self.exempt.iter().any(|n| addr & n.mask == n.bits) {
+        let v4 = client.is_ipv4();
+        let exempt = self.exempt.iter().any(|n| addr & n.mask == n.bits);
+        let network = addr & if v4 { self.v4_mask } else { self.v6_mask };
+        // The family too: an IPv6 prefix of ::ffff:0:0/96 is not an IPv4 one. Class and
+        // family go in the name hash's top byte (three words hashed, not four).
+        let kind = u64::from(class as u8 | u8::from(v4) << 7);
+        let hash = self.hasher.hash_one(((network >> 64) as u64, network as u64, class_name ^ kind << 56)) | 1;
+        Key { hash, network, v4, class, exempt }
+    }
+
+    /// Reads the first slot of `k`'s bucket, so that it is in the cache by the time
+    /// [`Limiter::charge`] needs it: called for a whole batch first, the reads overlap
+    /// instead of waiting one after another. The value means nothing (give it to
+    /// `std::hint::black_box`).
+    #[inline]
+    pub fn warm(&self, k: &Key) -> u64 {
+        self.buckets[self.home(k.hash)].key
+    }
+
+    /// The slot a hash picks: the hash scaled to the table (multiply-shift, no division).
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    /// [`Limiter::check`] with the key worked out.
+    #[inline]
+    pub fn charge(&mut self, now_ms: u64, k: &Key, valid_cookie: bool) -> Verdict {
+        if valid_cookie || k.exempt {
             self.counters.passed += 1;
             return Verdict::Pass;
         }
-        let mask = if client.is_ipv4() { self.v4_mask } else { self.v6_mask };
-        let network = addr & mask;
-        // The family too: an IPv6 prefix of ::ffff:0:0/96 is not an IPv4 one.
-        let kind = class as u8 | u8::from(client.is_ipv4()) << 7;
-        let key = self.hasher.hash_one((network, kind, class_name)) | 1;
+        let (key, network, class) = (k.hash, k.network, k.class);
         let b = self.bucket(key, now_ms);
         let b = &mut self.buckets[b];
         let elapsed = now_ms.saturating_sub(b.stamp).min(self.full_after_ms) as i64;
@@ -307,10 +352,9 @@ impl Limiter {
         let slip = self.slip != 0 && b.slips % self.slip == 0;
         if newly {
             self.counters.newly_limited += 1;
-            let len = if client.is_ipv4() { self.v4_len } else { self.v6_len };
-            let network = match client {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(network as u32)),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(network)),
+            let (network, len) = match k.v4 {
+                true => (IpAddr::V4(Ipv4Addr::from(network as u32)), self.v4_len),
+                false => (IpAddr::V6(Ipv6Addr::from(network)), self.v6_len),
             };
             self.queue_log(Limited { network, len, class });
         }
@@ -327,8 +371,7 @@ impl Limiter {
     #[inline]
     fn bucket(&mut self, key: u64, now_ms: u64) -> usize {
         let n = self.buckets.len();
-        // The hash scaled to the table (multiply-shift, no division).
-        let home = ((u128::from(key) * n as u128) >> 64) as usize;
+        let home = self.home(key);
         let mut free = None;
         let mut oldest = home;
         for i in 0..PROBE.min(n) {

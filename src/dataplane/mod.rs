@@ -20,7 +20,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::answer::{Catalog, DropReason, Outcome};
-use crate::rrl::{self, Limiter, Verdict};
+use crate::rrl::{self, Key, Limiter, Verdict};
 
 /// The published set of zones: swapped whole, loaded once per batch.
 pub type SharedCatalog = Arc<ArcSwap<Catalog>>;
@@ -138,33 +138,54 @@ impl std::fmt::Display for StatsSnapshot {
     }
 }
 
-/// A run loop's response rate limiter and the clock it reads (once per batch).
+/// Responses of one batch that [`LoopRrl`] handles (the run loops' batches are no larger).
+pub const RRL_BATCH: usize = crate::answer::BATCH;
+
+/// A run loop's response rate limiter, the clock it reads (once per batch) and the keys of
+/// the batch's responses.
 pub struct LoopRrl {
     limiter: Limiter,
     epoch: Instant,
     now_ms: u64,
+    keys: [Option<Key>; RRL_BATCH],
 }
 
 impl LoopRrl {
     /// Allocates the loop's table (the only allocation).
     pub fn new(s: &rrl::Settings) -> LoopRrl {
-        LoopRrl { limiter: Limiter::new(s), epoch: Instant::now(), now_ms: 0 }
+        LoopRrl { limiter: Limiter::new(s), epoch: Instant::now(), now_ms: 0, keys: [None; RRL_BATCH] }
     }
 
-    /// Reads the clock: once per batch, before [`LoopRrl::apply`].
+    /// Before [`LoopRrl::apply`] on a batch (at most [`RRL_BATCH`] outcomes): reads the
+    /// clock, works out the bucket of each response `outcomes[i]` to `client(i)` and starts
+    /// fetching them all from memory. A response without a client address is not limited.
     #[inline]
-    pub fn tick(&mut self) {
+    pub fn prepare(&mut self, outcomes: &[Outcome], mut client: impl FnMut(usize) -> Option<IpAddr>) {
         self.now_ms = self.epoch.elapsed().as_millis() as u64;
+        for (i, (o, k)) in outcomes.iter().zip(self.keys.iter_mut()).enumerate() {
+            *k = match (*o, client(i)) {
+                (Outcome::Reply { class, class_name, .. }, Some(ip)) => Some(self.limiter.key(ip, class, class_name)),
+                _ => None,
+            };
+        }
+        // The loads in a loop of their own, short enough for all of them to be in flight
+        // at once.
+        let mut warm = 0;
+        for k in self.keys[..outcomes.len().min(RRL_BATCH)].iter().flatten() {
+            warm ^= self.limiter.warm(k);
+        }
+        std::hint::black_box(warm);
     }
 
-    /// What goes out for the engine's outcome `o` of a message from `client`: the length
-    /// to send from `msg` (the response, rewritten in place into its slip when limited
-    /// with a slip), or None.
+    /// What goes out for the outcome `o` (the `i`-th given to [`LoopRrl::prepare`]): the
+    /// length to send from `msg` (the response, rewritten in place into its slip when
+    /// limited with a slip), or None.
     #[inline]
-    pub fn apply(&mut self, client: IpAddr, o: &Outcome, msg: &mut [u8]) -> Option<usize> {
-        let Outcome::Reply { len, class, class_name, .. } = *o else { return None };
+    pub fn apply(&mut self, i: usize, o: &Outcome, msg: &mut [u8]) -> Option<usize> {
+        let Outcome::Reply { len, .. } = *o else { return None };
+        let Some(k) = self.keys.get(i).copied().flatten() else { return Some(len) };
         // No DNS cookies yet: nobody is exempt by one.
-        match self.limiter.check(self.now_ms, client, class, class_name, false) {
+        match self.limiter.charge(self.now_ms, &k, false) {
             Verdict::Pass => Some(len),
             Verdict::Drop => None,
             Verdict::Slip => Some(rrl::slip_reply(msg, len)),

@@ -18,6 +18,7 @@ use crate::rrl;
 
 /// Messages per receive/send call.
 pub const BATCH: usize = 32;
+const _: () = assert!(BATCH <= super::RRL_BATCH, "the rate limiter takes a whole batch");
 /// Room per message: a query and its in-place response (at most the EDNS size we offer).
 pub const SLOT: usize = 4096;
 /// How often an idle loop looks at the shutdown flag.
@@ -224,7 +225,8 @@ fn run(
                 let _ = hist.record_n(each, got as u64);
                 let mut out = 0;
                 if let Some(r) = &mut rrl {
-                    r.tick();
+                    let (addrs, hdrs) = (&batch.addrs, &batch.hdrs);
+                    r.prepare(&outcomes[..got], |i| sockaddr(&addrs[i], hdrs[i].msg_hdr.msg_namelen).map(|a| a.ip()));
                 }
                 for (i, o) in outcomes[..got].iter().enumerate() {
                     if handed & (1 << i) != 0 {
@@ -232,12 +234,12 @@ fn run(
                     }
                     stats.record(o);
                     if let Outcome::Reply { len, .. } = *o {
-                        let len = match (&mut rrl, sockaddr(&batch.addrs[i], batch.hdrs[i].msg_hdr.msg_namelen)) {
-                            (Some(r), Some(client)) => match r.apply(client.ip(), o, &mut batch.bufs[i]) {
+                        let len = match &mut rrl {
+                            Some(r) => match r.apply(i, o, &mut batch.bufs[i]) {
                                 Some(len) => len,
                                 None => continue,
                             },
-                            _ => len,
+                            None => len,
                         };
                         batch.out_iovs[out].iov_base = batch.bufs[i].as_mut_ptr().cast();
                         batch.out_iovs[out].iov_len = len;

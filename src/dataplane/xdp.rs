@@ -627,20 +627,17 @@ pub fn answer_frames(
     answer_batch(zones, &mut msgs[..k], &msg_lens[..k], Transport::Udp, &ctx.cfg, &mut outcomes[..k], scratch);
     let mut sent = 0;
     if let Some(r) = &mut rrl {
-        r.tick();
+        r.prepare(&outcomes[..k], |j| which[j].1.map(|d| d.src_ip(frames[which[j].0])));
     }
     for (j, o) in outcomes[..k].iter().enumerate() {
         ctx.dns.record(o);
         let (i, Some(d)) = which[j] else { continue };
         if let Outcome::Reply { len, .. } = *o {
             let len = match &mut rrl {
-                Some(r) => {
-                    let client = d.src_ip(frames[i]);
-                    match r.apply(client, o, &mut frames[i][d.payload_offset()..]) {
-                        Some(len) => len,
-                        None => continue,
-                    }
-                }
+                Some(r) => match r.apply(j, o, &mut frames[i][d.payload_offset()..]) {
+                    Some(len) => len,
+                    None => continue,
+                },
                 None => len,
             };
             match packet::build_reply(&mut *frames[i], &d, len) {
