@@ -16,6 +16,8 @@
 #   --rate R          RRL responses a second per bucket (default 20)
 #   --slip N          RRL slip (default 2)
 #   --qps-duration S  seconds of dnsperf per throughput measurement (default 10; 0 skips)
+#   --qps-runs R      throughput rounds, RRL off and on alternating (default 3; best and
+#                     median reported: a shared machine is noisy)
 #   --names N         names in the generated zone (default 10000)
 #   --only LIST       comma-separated subset of nsxdp,knotd (default both)
 #   --no-build        do not run `cargo build --release`
@@ -39,6 +41,7 @@ FLOOD_RATE=20000
 RATE=20
 SLIP=2
 QPS_DURATION=10
+QPS_RUNS=3
 ONLY=nsxdp,knotd
 BUILD=1
 SERVER_CPU=${SERVER_CPU:-1}
@@ -58,20 +61,22 @@ while [ $# -gt 0 ]; do
         --rate) RATE=${2:?}; shift ;;
         --slip) SLIP=${2:?}; shift ;;
         --qps-duration) QPS_DURATION=${2:?}; shift ;;
+        --qps-runs) QPS_RUNS=${2:?}; shift ;;
         --names) N=${2:?}; shift ;;
         --only) ONLY=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
     shift
 done
-for v in DURATION PREFIXES FLOOD_RATE RATE N; do
+for v in DURATION PREFIXES FLOOD_RATE RATE N QPS_RUNS; do
     case "${!v}" in ''|*[!0-9]*|0) die "$v must be a positive integer" ;; esac
 done
 case "$SLIP$QPS_DURATION" in *[!0-9]*) die "--slip and --qps-duration are numbers" ;; esac
 [ "$DURATION" -le 600 ] && [ "$QPS_DURATION" -le 600 ] || die "durations at most 600 s"
 [ "$PREFIXES" -le 250 ] || die "--prefixes at most 250"
+[ "$QPS_RUNS" -le 20 ] || die "--qps-runs at most 20"
 
 for c in python3 kdig dnsperf taskset; do
     command -v "$c" >/dev/null || die "missing $c (apt-get install -y knot-dnsutils dnsperf util-linux)"
@@ -172,9 +177,9 @@ flood() {
     fi
 }
 
-# dnsperf against the server started with RRL at BIG_RATE (on) or without (off).
+# dnsperf against the server started with RRL at BIG_RATE (on) or without (off), round R.
 qps() {
-    local name=$1 mode=$2 d=$TMP/$1-qps-$2 rate=
+    local name=$1 mode=$2 d=$TMP/$1-qps-$2-$3 rate=
     mkdir -p "$d"
     [ "$mode" = off ] || rate=$BIG_RATE
     start "$name" "$d" "$rate"
@@ -195,9 +200,11 @@ for s in "${SERVERS[@]}"; do
     flood "$s"
 done
 if [ "$QPS_DURATION" -gt 0 ]; then
-    for s in "${SERVERS[@]}"; do
-        qps "$s" off
-        qps "$s" on
+    for r in $(seq "$QPS_RUNS"); do
+        for s in "${SERVERS[@]}"; do
+            # Which goes first alternates, so that a drift of the machine favours neither.
+            if [ $((r % 2)) = 1 ]; then qps "$s" off "$r"; qps "$s" on "$r"; else qps "$s" on "$r"; qps "$s" off "$r"; fi
+        done
     done
 fi
 
@@ -220,13 +227,19 @@ for r in rows:
     print("%-6s %8.0f %8.0f %11.0f %8.3f %9.0f %8.3f %8.1f" % (
         r[1], g("flood_sent"), g("flood_answers"), allowed, g("flood_answers") / allowed, g("flood_slips"),
         g("flood_bytes_in") / max(g("flood_bytes_out"), 1), 100 * g("legit_answered") / max(g("legit_sent"), 1)))
-qps = {(r[1], r[2]): float(r[3]) for r in rows if r[0] == "qps" and len(r) > 3}
+qps = {}
+for r in rows:
+    if r[0] == "qps" and len(r) > 3:
+        qps.setdefault((r[1], r[2]), []).append(float(r[3]))
 if qps:
-    print("%-6s %10s %10s %8s" % ("server", "qps off", "qps on", "on/off"))
+    print("%-6s %10s %10s %8s %10s %10s %8s  (%s rounds)" % ("server", "best off", "best on", "on/off", "median off",
+                                                          "median on", "on/off", len(next(iter(qps.values())))))
     for name in sorted({k[0] for k in qps}):
-        off, on = qps.get((name, "off")), qps.get((name, "on"))
+        off, on = sorted(qps.get((name, "off"), [])), sorted(qps.get((name, "on"), []))
         if off and on:
-            print("%-6s %10.0f %10.0f %8.3f" % (name, off, on, on / off))
+            mo, mn = off[len(off) // 2], on[len(on) // 2]
+            print("%-6s %10.0f %10.0f %8.3f %10.0f %10.0f %8.3f" % (name, off[-1], on[-1], on[-1] / off[-1], mo, mn,
+                                                                   mn / mo))
 print("answers: responses with TC clear to the flooded prefixes; ans/rt: answers / (rate x seconds x prefixes);")
 print("out/in: bytes of responses over bytes of queries of the flood; other %: the other prefix's client answered.")
 EOF
