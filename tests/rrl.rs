@@ -4,13 +4,23 @@
 //! rest of their responses dropped or slipped (TC set, no records: smaller than the query);
 //! a client in another prefix and an exempt prefix are answered in full; the server logs
 //! each limited prefix once and counts what it did.
+//!
+//! `rrl_through_af_xdp` runs the same flood through AF_XDP: `serve --xdp` in a network
+//! namespace joined to the clients' by veth (198.18.0.0/15 only; the clients' addresses in
+//! several /24s of it). It needs root, ip and ethtool; without them it is skipped with a
+//! message, except under `CI=true`, where that is a failure.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::netns::Testbed;
 use common::{dns_query, qtype, start_nsxdp};
 
 const RATE: u64 = 50;
@@ -112,20 +122,8 @@ fn a_spoofed_flood_is_limited_per_prefix() {
     .unwrap();
     let server = start_nsxdp(dir.path(), &conf);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-
-    // Two sources in 127.1.0.0/24 and one in 127.2.0.0/24 flood at 4,000 queries a second
-    // each; the exempt prefix at 2,000; a client of its own prefix asks at 40 a second
-    // (under the rate), all for the same name, at the same time.
-    let (flood, exempt, other) = std::thread::scope(|s| {
-        let f: Vec<_> = ["127.1.0.1", "127.1.0.2", "127.2.0.1"]
-            .map(|src| s.spawn(move || client(src, addr, "example.com.", 10_000, 4000)))
-            .into_iter()
-            .collect();
-        let e = s.spawn(move || client("127.3.0.9", addr, "example.com.", 5_000, 2000));
-        let o = s.spawn(move || client("127.5.0.1", addr, "example.com.", 100, 40));
-        let f: Vec<Tally> = f.into_iter().map(|h| h.join().unwrap()).collect();
-        (f, e.join().unwrap(), o.join().unwrap())
-    });
+    let (flood, exempt, other) =
+        run_flood(addr, ["127.1.0.1", "127.1.0.2", "127.2.0.1", "127.3.0.9", "127.5.0.1"], |f| f());
     let log_text = || std::fs::read_to_string(dir.path().join("nsxdp.log")).unwrap_or_default();
     drop(server);
     // The log is written by a thread of the test: wait for the last lines.
@@ -134,14 +132,59 @@ fn a_spoofed_flood_is_limited_per_prefix() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = log_text();
-    eprintln!("flood {flood:?}\nexempt {exempt:?}\nother {other:?}");
+    check(
+        &flood,
+        &exempt,
+        &other,
+        &log,
+        ["127.1.0.0/24", "127.2.0.0/24"],
+        ["127.3.0.0/24", "127.5.0.0/24"],
+        "stopping; UDP",
+    );
+}
 
+/// Two sources in one /24 (`src[0..2]`) and one in another (`src[2]`) flood at 4,000
+/// queries a second each; the exempt prefix (`src[3]`) at 2,000; a client of its own
+/// prefix (`src[4]`) asks at 40 a second (under the rate), all for the same name, at the
+/// same time. `within` runs each client (in a network namespace, say).
+fn run_flood(
+    addr: SocketAddr,
+    src: [&'static str; 5],
+    within: impl Fn(&(dyn Fn() -> Tally + Sync)) -> Tally + Sync,
+) -> (Vec<Tally>, Tally, Tally) {
+    let within = &within;
+    let (flood, exempt, other) = std::thread::scope(|s| {
+        let f: Vec<_> = src[..3]
+            .iter()
+            .map(|&src| s.spawn(move || within(&|| client(src, addr, "example.com.", 10_000, 4000))))
+            .collect();
+        let e = s.spawn(move || within(&|| client(src[3], addr, "example.com.", 5_000, 2000)));
+        let o = s.spawn(move || within(&|| client(src[4], addr, "example.com.", 100, 40)));
+        let f: Vec<Tally> = f.into_iter().map(|h| h.join().unwrap()).collect();
+        (f, e.join().unwrap(), o.join().unwrap())
+    });
+    eprintln!("flood {flood:?}\nexempt {exempt:?}\nother {other:?}");
+    (flood, exempt, other)
+}
+
+/// The verdict on a flood from [`run_flood`]: `limited` are the flooded prefixes, `spared`
+/// the exempt one and the other client's; `counters` starts the server's exit line with
+/// the counters of the loops that limited.
+fn check(
+    flood: &[Tally],
+    exempt: &Tally,
+    other: &Tally,
+    log: &str,
+    limited: [&str; 2],
+    spared: [&str; 2],
+    counters: &str,
+) {
     // 127.1.0.0/24 (two sources, one bucket) and 127.2.0.0/24: at most rate × time answers
     // (plus the first second's credit), every limited response dropped or slipped, every
     // slip TC with no records, every second one slipped (slip = 2).
     let prefix_1 = [flood[0], flood[1]];
     let prefix_2 = [flood[2]];
-    for (name, p) in [("127.1.0.0/24", &prefix_1[..]), ("127.2.0.0/24", &prefix_2[..])] {
+    for (name, p) in [(limited[0], &prefix_1[..]), (limited[1], &prefix_2[..])] {
         let sum = |f: fn(&Tally) -> u64| p.iter().map(f).sum::<u64>();
         let (sent, full, slipped) = (sum(|t| t.sent), sum(|t| t.full), sum(|t| t.slipped));
         let secs = p.iter().map(|t| t.secs).fold(0.0, f64::max);
@@ -164,12 +207,12 @@ fn a_spoofed_flood_is_limited_per_prefix() {
     assert!(other.full * 1000 >= other.sent * 999, "other prefix: {other:?}");
 
     // One log line per limited prefix (not per packet), and the counters at exit.
-    for prefix in ["127.1.0.0/24", "127.2.0.0/24"] {
+    for prefix in limited {
         let line = format!("nsxdp: rrl: {prefix} positive responses limited");
         assert_eq!(log.lines().filter(|l| *l == line).count(), 1, "{line:?} once in:\n{log}");
     }
-    assert!(!log.contains("127.3.0.0/24") && !log.contains("127.5.0.0/24"), "{log}");
-    let counters = log.lines().find(|l| l.contains("nsxdp: stopping; UDP")).expect("exit counters");
+    assert!(!log.contains(spared[0]) && !log.contains(spared[1]), "{log}");
+    let counters = log.lines().find(|l| l.contains(counters)).expect("exit counters");
     let field = |k: &str| -> u64 {
         let v = counters.split(' ').find_map(|w| w.strip_prefix(&format!("{k}=")));
         v.unwrap_or_else(|| panic!("{k} in {counters}")).parse().unwrap()
@@ -180,4 +223,86 @@ fn a_spoofed_flood_is_limited_per_prefix() {
     let (server_slipped, server_limited) = (field("rrl_slipped"), field("rrl_dropped") + field("rrl_slipped"));
     assert!(server_slipped >= slipped && server_slipped <= slipped + limited / 100, "{counters}");
     assert!(server_limited <= limited && server_limited >= limited - limited / 100, "{counters}");
+}
+
+#[test]
+fn rrl_through_af_xdp() {
+    const TEST: &str = "rrl_through_af_xdp";
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["ip", "ethtool"].iter().all(|t| Command::new(t).arg("-V").output().is_ok());
+    if !root || !tools {
+        let why = if root { "ip or ethtool missing" } else { "needs root (BPF, AF_XDP, network namespaces)" };
+        assert!(!common::in_ci(), "{TEST}: cannot run under CI=true: {why}");
+        eprintln!("{TEST}: skipped: {why}");
+        return;
+    }
+    let tb = Testbed::new('r', true);
+    // The clients' addresses, a /24 each (198.18.0.2 is the testbed's own).
+    for a in ["198.18.1.2", "198.18.1.3", "198.18.2.2", "198.18.3.9", "198.18.5.2"] {
+        common::netns::run(&["ip", "-n", &tb.cli, "addr", "add", &format!("{a}/32"), "dev", &tb.cli_if]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let zone = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.com.zone");
+    let conf = dir.path().join("nsxdp.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[server]\nlisten = [\"198.18.0.1:53\"]\ndata-dir = \"{0}/data\"\ncontrol = \"{0}/control.sock\"\n\n\
+             [[zone]]\nname = \"example.com\"\nfile = \"{1}\"\n\n\
+             [rrl]\nrate = {RATE}\nslip = 2\nwindow = 15\nexempt = [\"198.18.3.0/24\"]\ntable-size = 4096\n",
+            dir.path().display(),
+            zone.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &tb.srv, env!("CARGO_BIN_EXE_nsxdp"), "serve", "--config"])
+        .arg(&conf)
+        .args(["--xdp", &tb.srv_if, "--cores", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log.contains("nsxdp: ready") {
+        assert!(Instant::now() < deadline, "nsxdp not ready:\n{log}");
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            log.push_str(&l);
+            log.push('\n');
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("nsxdp exited ({status}):\n{log}");
+        }
+    }
+    assert!(log.contains("AF_XDP on"), "{log}");
+    let addr: SocketAddr = "198.18.0.1:53".parse().unwrap();
+    let src = ["198.18.1.2", "198.18.1.3", "198.18.2.2", "198.18.3.9", "198.18.5.2"];
+    let (flood, exempt, other) = run_flood(addr, src, |f| tb.in_ns(&tb.cli, f));
+    // SAFETY: kill on our own child's PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+        log.push_str(&l);
+        log.push('\n');
+    }
+    assert!(status.success(), "nsxdp exit {status}:\n{log}");
+    check(
+        &flood,
+        &exempt,
+        &other,
+        &log,
+        ["198.18.1.0/24", "198.18.2.0/24"],
+        ["198.18.3.0/24", "198.18.5.0/24"],
+        "nsxdp: XDP DNS:",
+    );
 }
