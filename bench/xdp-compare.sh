@@ -13,6 +13,9 @@
 #   --rate QPS       kxdpgun -Q of the throughput runs (default 1000000: as fast as it can)
 #   --fixed QPS      kxdpgun -Q of the fixed-rate run against nsxdp (default 150000; 0: none)
 #   --only LIST      comma-separated subset of nsxdp,knotd (default both)
+#   --rrl RATE       response rate limiting on in both servers (nsxdp [rrl], knotd mod-rrl;
+#                    slip 2) at RATE responses a second per bucket (a large RATE: the cost
+#                    of RRL with nothing limited)
 #   --no-build       do not run `cargo build --release`
 #
 # Environment:
@@ -37,6 +40,7 @@ RUNS=1
 RATE=1000000
 FIXED=150000
 ONLY=nsxdp,knotd
+RRL=
 BUILD=1
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
@@ -60,7 +64,8 @@ while [ $# -gt 0 ]; do
         --fixed) FIXED=${2:?}; shift ;;
         --only) ONLY=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --rrl) RRL=${2:?}; shift ;;
+        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
     shift
@@ -69,6 +74,7 @@ for v in DURATION N RUNS RATE; do
     case "${!v}" in ''|*[!0-9]*|0) die "$v must be a positive integer" ;; esac
 done
 case "$FIXED" in ''|*[!0-9]*) die "--fixed must be a number" ;; esac
+case "$RRL" in *[!0-9]*) die "--rrl must be a number" ;; esac
 [ "$DURATION" -le 600 ] || die "--duration at most 600"
 [ "$RUNS" -le 20 ] || die "--runs at most 20"
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, XDP)"
@@ -162,7 +168,12 @@ stop_server() {
 start_nsxdp() {
     local d=$1
     mkdir -p "$d/data"
-    ip netns exec "$NS_SRV" taskset -c "$SERVER_CPU" "$NSXDP" serve --xdp "$IF_SRV" --queues 0 \
+    local config=()
+    if [ -n "$RRL" ]; then
+        printf '[server]\ncontrol = "%s/control.sock"\n\n[rrl]\nrate = %s\nslip = 2\n' "$d" "$RRL" >"$d/nsxdp.toml"
+        config=(--config "$d/nsxdp.toml")
+    fi
+    ip netns exec "$NS_SRV" taskset -c "$SERVER_CPU" "$NSXDP" serve "${config[@]}" --xdp "$IF_SRV" --queues 0 \
         --cores "$SERVER_CPU" --listen "$SRV_ADDR:53" --zone "$ZONE" --data-dir "$d/data" >"$d/server.log" 2>&1 &
     SERVER_PID=$!
 }
@@ -170,7 +181,7 @@ start_nsxdp() {
 start_knotd() {
     local d=$1
     mkdir -p "$d"
-    KNOT_ADDR=$SRV_ADDR KNOT_XDP=$IF_SRV "$SCRIPT_DIR/knot-conf.sh" "$d" 53 "$ORIGIN" "$ZONE" notice >"$d/knot.conf"
+    KNOT_ADDR=$SRV_ADDR KNOT_XDP=$IF_SRV KNOT_RRL=${RRL:+"$RRL 2"} "$SCRIPT_DIR/knot-conf.sh" "$d" 53 "$ORIGIN" "$ZONE" notice >"$d/knot.conf"
     ip netns exec "$NS_SRV" taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$d/server.log" 2>&1 &
     SERVER_PID=$!
 }
@@ -230,7 +241,7 @@ measure() {
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-log "zone $ZONE ($N names); $DURATION s per measurement; kxdpgun -Q $RATE on CPU $CLIENT_CPU; server on CPU $SERVER_CPU; load $LOAD_BEFORE"
+log "zone $ZONE ($N names); ${RRL:+RRL at $RRL/s; }$DURATION s per measurement; kxdpgun -Q $RATE on CPU $CLIENT_CPU; server on CPU $SERVER_CPU; load $LOAD_BEFORE"
 IFS=, read -r -a SERVERS <<<"$ONLY"
 for run in $(seq "$RUNS"); do
     for s in "${SERVERS[@]}"; do
