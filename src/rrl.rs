@@ -231,7 +231,7 @@ fn mask128(len: u32) -> u128 {
     }
 }
 
-/// An address as 128 bits, IPv4 as ::ffff:a.b.c.d (so that the two families never meet).
+/// An address as 128 bits, IPv4 as ::ffff:a.b.c.d (the key keeps the families apart).
 #[inline]
 fn bits(a: IpAddr) -> u128 {
     match a {
