@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use nsxdp::answer::{Catalog, Config};
 use nsxdp::control::ctl::{self, Notifier};
 use nsxdp::control::handoff;
-use nsxdp::control::tcp::{TcpConfig, TcpServer};
+use nsxdp::control::tcp::{TcpLimits, TcpServer};
 use nsxdp::control::transfer::Transfers;
 use nsxdp::control::zones::ZoneSet;
 use nsxdp::dataplane::xdp_prog::XdpConfig;
@@ -61,7 +61,7 @@ enum Cmd {
     /// Load a snapshot (map and validate) and print figures about it, as key=value lines.
     Stat { snapshot: PathBuf },
     /// Serve zones over UDP (one pinned loop per core, kernel sockets) and TCP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Talk to a running server: `reload [ZONE]`, `status [ZONE]`.
     Ctl {
         /// The server's control socket (default: the configuration's, else
@@ -119,12 +119,26 @@ struct ServeArgs {
     /// EDNS UDP payload size we offer (RFC 6891).
     #[arg(long, default_value_t = 1232, value_parser = clap::value_parser!(u16).range(512..=4096))]
     edns_size: u16,
-    /// Seconds before an idle TCP connection is closed.
-    #[arg(long, default_value_t = 10)]
-    tcp_idle_timeout: u64,
-    /// TCP connections open at once.
-    #[arg(long, default_value_t = 256)]
-    tcp_max_clients: usize,
+    /// Seconds without a complete message before a TCP connection is closed (default 10;
+    /// over the configuration's `tcp-idle-timeout`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_idle_timeout: Option<u64>,
+    /// Milliseconds a TCP message may take to arrive whole once it started (default 2000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_message_timeout: Option<u64>,
+    /// TCP connections open at once (default 1024); when all are taken, the longest idle
+    /// one is closed for a newcomer.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_max_clients: Option<u64>,
+    /// TCP connections open at once from one address, or IPv6 /64 (default 64).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_max_clients_per_address: Option<u64>,
+    /// Octets of unsent TCP output per client above which it is not read (default 65536).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_max_pending_output: Option<u64>,
+    /// Octets of unsent TCP output of all clients above which none is read (default 32 MiB).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_output_budget: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -230,7 +244,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             println!("rss_kib={}", rss_kib().unwrap_or(0));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => serve(*args),
         Cmd::Ctl { socket, config, command } => {
             let socket = match (socket, config) {
                 (Some(s), _) => s,
@@ -263,6 +277,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(Arc::new(nsxdp::config::Config::load(p)?)),
         None => None,
     };
+    // Every TCP client is a descriptor: take what the hard limit allows (systemd's soft
+    // default of 1024 would stop accepting below our own connection limit).
+    let limits = tcp_limits(&args, config.as_deref());
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < limits.max_clients as u64 + 64 => eprintln!(
+            "nsxdp: warning: {n} file descriptors allowed, fewer than tcp-max-clients ({}) needs",
+            limits.max_clients
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("nsxdp: warning: cannot raise the file descriptor limit: {e}"),
+    }
     let zone_confs = config.as_ref().map_or(&[][..], |c| &c.zones[..]);
     if args.zones.is_empty() && args.snapshots.is_empty() && zone_confs.is_empty() {
         bail!("nothing to serve: give --zone FILE, --snapshot FILE or --config FILE with zones");
@@ -405,7 +430,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut tcp =
-        TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg(&args, config.as_deref())).context("binding TCP")?;
+        TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref())).context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
     }
@@ -437,18 +462,37 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nsxdp: handed to the control side (NOTIFY, IXFR, signed queries over UDP) {stats}");
     }
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
     if let Some(s) = tcp.transfer_stats() {
         eprintln!("nsxdp: transfers out {s}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn tcp_cfg(args: &ServeArgs, config: Option<&nsxdp::config::Config>) -> TcpConfig {
-    let (idle, max) = match config {
-        Some(c) => (c.server.tcp_idle_timeout_secs, c.server.tcp_max_clients),
-        None => (args.tcp_idle_timeout, args.tcp_max_clients),
-    };
-    TcpConfig { idle_timeout: Duration::from_secs(idle), max_connections: max, ..TcpConfig::default() }
+/// The TCP limits: a flag, else the configuration file, else the default (one set of
+/// defaults, [`TcpLimits::default`]).
+fn tcp_limits(args: &ServeArgs, config: Option<&nsxdp::config::Config>) -> TcpLimits {
+    let mut l = config.map_or_else(TcpLimits::default, |c| c.server.tcp);
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    if let Some(v) = args.tcp_idle_timeout {
+        l.idle_timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = args.tcp_message_timeout {
+        l.message_timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = args.tcp_max_clients {
+        l.max_clients = size(v);
+    }
+    if let Some(v) = args.tcp_max_clients_per_address {
+        l.max_clients_per_address = size(v);
+    }
+    if let Some(v) = args.tcp_max_pending_output {
+        l.max_pending_output = size(v);
+    }
+    if let Some(v) = args.tcp_output_budget {
+        l.output_budget = size(v);
+    }
+    l
 }
 
 /// What the XDP program should hand over, from the listen addresses: their one port; per
@@ -538,7 +582,7 @@ fn serve_xdp(
         handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
             .context("handoff thread")?;
     let config = tcp_notify.as_ref().map(|c| c.config.load());
-    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, config.as_deref()))
+    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_limits(args, config.as_deref()))
         .context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
@@ -612,6 +656,7 @@ fn serve_xdp(
     eprintln!("nsxdp: UDP (kernel) {}", StatsSnapshot::sum(&fallback.stats));
     eprintln!("nsxdp: handoff {}", handoff_stats);
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
     if let Some(s) = tcp.transfer_stats() {
         eprintln!("nsxdp: transfers out {s}");
     }
