@@ -116,9 +116,9 @@ struct ServeArgs {
     /// /var/tmp/nsxdp).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// EDNS UDP payload size we offer (RFC 6891).
-    #[arg(long, default_value_t = 1232, value_parser = clap::value_parser!(u16).range(512..=4096))]
-    edns_size: u16,
+    /// EDNS UDP payload size we offer (RFC 6891; default 1232, over the configuration's).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(512..=4096))]
+    edns_size: Option<u16>,
     /// Seconds without a complete message before a TCP connection is closed (default 10;
     /// over the configuration's `tcp-idle-timeout`).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -331,7 +331,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None => format!("{} (secondary, not transferred yet)", z.name),
         })
         .collect();
-    let edns_size = config.as_ref().map_or(args.edns_size, |c| c.server.edns_size);
+    // A flag wins over the file, the file over the default.
+    let edns_size = args.edns_size.or(config.as_ref().map(|c| c.server.edns_size)).unwrap_or(1232);
     let cfg = Config { edns_size };
     let mut listen = args.listen.clone();
     if listen.is_empty() {
