@@ -128,6 +128,15 @@ def ask_one(port, qid, name):
         return False
 
 
+def ready(conns, event):
+    """The descriptors among `conns` ((i, [socket, ...]) pairs) that have `event` (or an
+    error) now. poll, not select: over a thousand descriptors."""
+    p = select.poll()
+    for _, c in conns:
+        p.register(c[0].fileno(), event)
+    return {fd for fd, ev in p.poll(0)}
+
+
 def slowloris(a):
     smp = Sampler(a.pid)
     sources = [f"127.0.1.{i}" for i in range(1, 21)]
@@ -158,36 +167,33 @@ def slowloris(a):
         items = list(conns.items())
         pending = [(i, c) for i, c in items if not c[2]]
         live = [(i, c) for i, c in items if c[2]]
-        for chunk in range(0, len(pending), 500):
-            part = pending[chunk:chunk + 500]
-            _, w, _ = select.select([], [c[0] for _, c in part], [], 0)
-            for i, c in part:
-                if c[0] in w:
-                    if c[0].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                        try:
-                            c[0].send(b"\x00")
-                            c[1], c[2] = now, True
-                        except OSError:
-                            reopen(i)
-                    else:
-                        reopen(i)
-        for chunk in range(0, len(live), 500):
-            part = live[chunk:chunk + 500]
-            r, _, _ = select.select([c[0] for _, c in part], [], [], 0)
-            for i, c in part:
-                if c[0] in r:
-                    try:
-                        d = c[0].recv(512)
-                    except OSError:
-                        d = b""
-                    if not d:
-                        reopen(i)  # closed by the server: an attacker fills the slot again
-                elif now - c[1] >= a.interval:
-                    try:
-                        c[0].send(b"\x28")
-                        c[1] = now
-                    except OSError:
-                        reopen(i)
+        w = ready(pending, select.POLLOUT)
+        for i, c in pending:
+            if c[0].fileno() not in w:
+                continue
+            if c[0].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                reopen(i)
+                continue
+            try:
+                c[0].send(b"\x00")
+                c[1], c[2] = now, True
+            except OSError:
+                reopen(i)
+        r = ready(live, select.POLLIN)
+        for i, c in live:
+            if c[0].fileno() in r:
+                try:
+                    d = c[0].recv(512)
+                except OSError:
+                    d = b""
+                if not d:
+                    reopen(i)  # closed by the server: an attacker fills the slot again
+            elif now - c[1] >= a.interval:
+                try:
+                    c[0].send(b"\x28")
+                    c[1] = now
+                except OSError:
+                    reopen(i)
         if now >= next_legit:
             asked += 1
             ok += ask_one(a.port, asked & 0xFFFF, "www." + a.origin)

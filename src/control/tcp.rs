@@ -7,7 +7,7 @@
 //! Every client is bounded (RFC 7766 §6.2, [`TcpLimits`]): its input holds at most one
 //! message and a read's worth; nothing more is read from it while its unsent output is above
 //! `max_pending_output` (its queries wait in the kernel, and TCP's flow control slows it
-//! down), and its transfer makes a message only when about one message is waiting. All clients' unsent output
+//! down), and its transfer makes a message only when the last one went to the kernel. All clients' unsent output
 //! together is held under `output_budget`: above it no connection is read and no transfer
 //! advanced until readers catch up. A message must be whole within `message_timeout` of its
 //! first octet; a connection is idle from its last complete message or the last output it
@@ -34,9 +34,6 @@ use crate::xfr::tsig::Key;
 
 /// The largest DNS message with its length prefix.
 const MAX_FRAME: usize = 2 + 65535;
-/// A transfer's next message is made once less than this waits for the client: the
-/// kernel's socket buffer keeps the connection busy, we keep about one message.
-const TRANSFER_MARK: usize = 16 * 1024;
 /// Steps (a read, a write, an answer, a transfer message) of one connection's turn; then
 /// the others get theirs.
 const TURN: usize = 64;
@@ -405,8 +402,9 @@ impl TcpServer {
                 return true;
             }
             if c.transfer.is_some() {
-                if c.pending() >= TRANSFER_MARK {
-                    // The kernel's buffer is full: the next message waits for room.
+                if c.pending() > 0 {
+                    // The kernel's socket buffer (which keeps the connection busy) is full:
+                    // the next message is made when this one has gone into it.
                     return true;
                 }
                 match self.pump(c) {
