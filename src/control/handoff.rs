@@ -236,7 +236,7 @@ fn answer_one(
 
 /// Whether a message is a NOTIFY (opcode 4), request or response.
 pub fn is_notify(msg: &[u8]) -> bool {
-    msg.len() > 2 && (msg[2] >> 3) & 0x0f == crate::answer::opcode::NOTIFY
+    msg.len() > 2 && (msg[2] >> 3) & 0x0f == crate::wire::message::opcode::NOTIFY
 }
 
 /// Answers a NOTIFY (over UDP or TCP) into `buf`, and tells the zone manager when it is
@@ -265,9 +265,9 @@ pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) 
     let zone = req.qname.to_lowercase();
     let conf = config.zones.iter().find(|z| z.role == Role::Secondary && z.name.to_lowercase() == zone);
     let rcode = match conf {
-        None => crate::xfr::rcode::NOTAUTH,
+        None => crate::wire::message::rcode::NOTAUTH,
         Some(z) if !config.allows(z, Action::Notify, from.ip(), verified.as_ref().map(|v| v.key.name())) => {
-            crate::xfr::rcode::REFUSED
+            crate::wire::message::rcode::REFUSED
         }
         Some(_) => 0,
     };

@@ -36,7 +36,8 @@ use super::packet::{self, Datagram};
 use super::xdp_prog::{describe_counters, XdpConfig, XdpError, XdpProgram, NUM_COUNTERS};
 use super::xsk::{Frame, KernelStats, XdpMode, XskConfig, XskCounters, XskError, XskSocket, XskStats};
 use super::{new_histogram, LoopStats, ServiceHistogram, SharedCatalog};
-use crate::answer::{self, answer_batch, opcode, BatchScratch, Config, Outcome, Transport, Zones};
+use crate::answer::{self, answer_batch, BatchScratch, Config, Outcome, Transport, Zones};
+use crate::wire::message::{self, opcode, Header};
 use crate::wire::rdata::rtype;
 
 /// Frames taken from the RX ring per turn: the engine's batch.
@@ -99,70 +100,23 @@ impl std::fmt::Debug for Handoff {
 }
 
 /// Whether a DNS message goes to the control side instead of the engine: opcode NOTIFY or
-/// UPDATE, a query for IXFR, or a query signed with TSIG (its answer must be signed; RFC
-/// 8945). Looks at the header, the question type and, when there are records after the
-/// question, their types (a plain EDNS query costs one look at its OPT).
+/// UPDATE, a query for IXFR, or a query signed with TSIG (its answer must be signed, and a
+/// TSIG we cannot verify answered NOTAUTH: RFC 8945 §5.2). Looks at the header, the question
+/// type and, when there are records after the question, their types (a plain EDNS query
+/// costs one look at its OPT), through [`message`]'s length-bounded reader.
 pub fn for_control(msg: &[u8]) -> bool {
-    if msg.len() < 12 {
-        return false;
-    }
-    match (msg[2] >> 3) & 0x0f {
+    let Ok(h) = Header::new_checked(msg) else { return false };
+    match h.opcode() {
         opcode::NOTIFY | opcode::UPDATE => true,
         opcode::QUERY => {
-            if msg[2] & 0x80 != 0 || u16::from_be_bytes([msg[4], msg[5]]) != 1 {
+            if h.qr() || h.qdcount() != 1 {
                 return false;
             }
-            let Some((qtype, end)) = question(msg) else { return false };
-            qtype == rtype::IXFR || signed(msg, end)
+            let Some(q) = message::question(msg) else { return false };
+            q.qtype == rtype::IXFR || message::has_tsig(msg, q.end)
         }
         _ => false,
     }
-}
-
-/// The type of the first question (uncompressed name) and where the question ends, if it
-/// is complete.
-fn question(msg: &[u8]) -> Option<(u16, usize)> {
-    let mut p = 12;
-    loop {
-        let l = usize::from(*msg.get(p)?);
-        if l == 0 {
-            p += 1;
-            break;
-        }
-        if l & 0xc0 != 0 {
-            return None;
-        }
-        p += 1 + l;
-    }
-    Some((u16::from_be_bytes([*msg.get(p)?, *msg.get(p + 1)?]), p + 4))
-}
-
-/// Whether one of the records from `pos` on (the answer, authority and additional
-/// sections) is a TSIG. Malformed records end the walk: the engine answers FORMERR.
-fn signed(msg: &[u8], mut pos: usize) -> bool {
-    let count = |i: usize| usize::from(u16::from_be_bytes([msg[6 + 2 * i], msg[7 + 2 * i]]));
-    let records = count(0) + count(1) + count(2);
-    for _ in 0..records {
-        // The owner: labels up to the root or a pointer.
-        loop {
-            let Some(&l) = msg.get(pos) else { return false };
-            if l == 0 {
-                pos += 1;
-                break;
-            }
-            if l & 0xc0 == 0xc0 {
-                pos += 2;
-                break;
-            }
-            pos += 1 + usize::from(l);
-        }
-        let (Some(t), Some(rdlen)) = (msg.get(pos..pos + 2), msg.get(pos + 8..pos + 10)) else { return false };
-        if u16::from_be_bytes([t[0], t[1]]) == rtype::TSIG {
-            return true;
-        }
-        pos += 10 + usize::from(u16::from_be_bytes([rdlen[0], rdlen[1]]));
-    }
-    false
 }
 
 /// Frame-level counters of one queue loop (the DNS-level ones are a [`LoopStats`]; the

@@ -10,8 +10,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 
 use super::message::{self, NoRoom, ResponseHead};
-use super::rcode;
 use super::request::{u16_at, walk};
+use crate::wire::message::rcode;
 use crate::wire::name::{self, Name};
 use crate::wire::rdata::rtype;
 
