@@ -9,7 +9,9 @@
 //! - IXFR over UDP (RFC 1995 §2), when transfers are configured: `transfer::udp_ixfr`, the
 //!   same checks as over TCP; the answer if it fits in one datagram, else our SOA alone.
 //! - A query signed with TSIG: verified with the configured keys and answered by the engine,
-//!   the answer signed (`transfer::signed_query`); a bad TSIG gets its error (NOTAUTH).
+//!   the answer signed (`transfer::signed_query`); a bad TSIG gets its error (NOTAUTH), and a
+//!   key we do not know NOTAUTH/BADKEY also when the server runs without a configuration
+//!   (`control` is None: no keys).
 //! - Everything else gets the engine's answer (NOTIMP for UPDATE).
 //!
 //! The loops never wait for this thread: the channel is bounded and they drop (and count)
@@ -53,8 +55,9 @@ impl ControlSide {
 
 /// How long the thread sleeps when the channel is empty.
 const IDLE: Duration = Duration::from_millis(5);
-/// Messages the channel holds (each a fixed-size [`Handoff`]).
+/// Messages the channel holds (each a [`Handoff`] with a buffer from a fixed pool).
 pub const CHANNEL_CAPACITY: usize = 64;
+const _: () = assert!(crate::dataplane::xdp::HANDOFF_BUFFERS > CHANNEL_CAPACITY, "a buffer for each queued message");
 
 /// Counters of the handoff thread.
 #[derive(Debug, Default)]
@@ -103,6 +106,7 @@ pub fn spawn(
     control: Option<ControlSide>,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<(Arc<HandoffStats>, JoinHandle<()>)> {
+    crate::dataplane::xdp::reserve_handoff_buffers();
     let stats = Arc::new(HandoffStats::default());
     let st = stats.clone();
     let h = std::thread::Builder::new().name("nsxdp-handoff".into()).spawn(move || {
@@ -178,38 +182,32 @@ fn answer_one(
         }
         None => {
             let cat = catalog.load();
-            // A query signed with TSIG gets a signed answer (or the TSIG error), in the
-            // room the client's UDP size leaves.
-            let signed = match control {
-                Some(c) => {
-                    let msg = buf[..len].to_vec();
-                    let max = udp_size(&msg, cfg).min(buf.len());
-                    let now =
-                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                    let keys = || c.config.load().keys.iter().map(Key::from).collect();
-                    let answered =
-                        super::transfer::signed_query(&msg, keys, &mut buf[..max], now, |b, l| {
-                            match answer(&**cat, b, l, Transport::Udp, cfg) {
-                                Outcome::Reply { len, .. } => Some(len),
-                                Outcome::Drop(_) => None,
-                            }
-                        });
-                    match answered {
-                        super::transfer::SignedQuery::Reply(len) => {
-                            st.signed.fetch_add(1, Relaxed);
-                            Some(len)
-                        }
-                        super::transfer::SignedQuery::Nothing => {
-                            st.dropped.fetch_add(1, Relaxed);
-                            return;
-                        }
-                        super::transfer::SignedQuery::Unsigned => {
-                            buf[..msg.len()].copy_from_slice(&msg);
-                            None
-                        }
-                    }
+            // A query signed with TSIG gets a signed answer, or the TSIG error: NOTAUTH
+            // with BADKEY for a key we do not know, also when no keys are configured (RFC
+            // 8945 §5.2.1). The answer gets the room the client's UDP size leaves.
+            let msg = buf[..len].to_vec();
+            let max = udp_size(&msg, cfg).min(buf.len());
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let keys = || control.map_or_else(Vec::new, |c| c.config.load().keys.iter().map(Key::from).collect());
+            let answered = super::transfer::signed_query(&msg, keys, &mut buf[..max], now, |b, l| {
+                match answer(&**cat, b, l, Transport::Udp, cfg) {
+                    Outcome::Reply { len, .. } => Some(len),
+                    Outcome::Drop(_) => None,
                 }
-                None => None,
+            });
+            let signed = match answered {
+                super::transfer::SignedQuery::Reply(len) => {
+                    st.signed.fetch_add(1, Relaxed);
+                    Some(len)
+                }
+                super::transfer::SignedQuery::Nothing => {
+                    st.dropped.fetch_add(1, Relaxed);
+                    return;
+                }
+                super::transfer::SignedQuery::Unsigned => {
+                    buf[..msg.len()].copy_from_slice(&msg);
+                    None
+                }
             };
             match signed {
                 Some(len) => len,

@@ -50,42 +50,79 @@ const SPIN: std::time::Duration = std::time::Duration::from_micros(500);
 const SPIN_CHECK: u32 = 64;
 /// How long an idle loop sleeps before it looks at the shutdown flag again.
 const POLL_MS: i32 = 100;
-/// The largest DNS message handed to the control side (a UDP payload in one frame).
-pub const HANDOFF_MAX: usize = 4096;
+/// The largest DNS message handed to the control side: any UDP payload (the kernel UDP
+/// loops receive up to 64 KiB; AF_XDP frames are smaller).
+pub const HANDOFF_MAX: usize = 65535;
+/// Message buffers for hand-overs: as many as the control side's channel holds (64), and
+/// some in the loops' and the control side's hands. Taken from and returned to [`handoff_pool`]; when none is free, the
+/// message is dropped and counted like one that finds the channel full.
+pub const HANDOFF_BUFFERS: usize = 80;
 /// Bytes of each received frame fetched ahead of parsing (headers and a typical query).
 const WARM_BYTES: usize = 192;
 /// Ethernet MTU assumed when the interface's cannot be read.
 pub const DEFAULT_MTU: usize = 1500;
 
-/// A message for the control side: NOTIFY, UPDATE or an IXFR query that arrived over
-/// AF_XDP. Fixed size, so sending it allocates nothing.
+type HandoffBuffer = Box<[u8; HANDOFF_MAX]>;
+
+/// The free hand-over buffers, allocated together at the first use ([`reserve_handoff_buffers`]
+/// at start-up, so that no run loop allocates them). A channel as a free list: taking and
+/// returning never block.
+fn handoff_pool() -> &'static (Sender<HandoffBuffer>, crossbeam_channel::Receiver<HandoffBuffer>) {
+    static POOL: std::sync::OnceLock<(Sender<HandoffBuffer>, crossbeam_channel::Receiver<HandoffBuffer>)> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::bounded(HANDOFF_BUFFERS);
+        for _ in 0..HANDOFF_BUFFERS {
+            let b: HandoffBuffer = vec![0u8; HANDOFF_MAX].into_boxed_slice().try_into().expect("HANDOFF_MAX octets");
+            let _ = tx.try_send(b);
+        }
+        (tx, rx)
+    })
+}
+
+/// Allocates the hand-over buffers now (the control side calls it before the loops run).
+pub fn reserve_handoff_buffers() {
+    handoff_pool();
+}
+
+/// A message for the control side: NOTIFY, UPDATE, an IXFR query or a query signed with
+/// TSIG, from either UDP path. Its buffer comes from a fixed pool and goes back to it when
+/// the hand-over is dropped: sending one allocates nothing and copies only the message.
 pub struct Handoff {
     /// Who sent it (where the answer goes).
     pub client: SocketAddr,
     /// The address and port it was sent to (where the answer comes from).
     pub server: SocketAddr,
     len: u16,
-    msg: [u8; HANDOFF_MAX],
+    msg: Option<HandoffBuffer>,
 }
 
 impl Handoff {
     /// A message from `client` to our `server` address; None if it is longer than
-    /// [`HANDOFF_MAX`].
+    /// [`HANDOFF_MAX`] or no buffer is free.
     pub fn new(client: SocketAddr, server: SocketAddr, msg: &[u8]) -> Option<Handoff> {
         let len = u16::try_from(msg.len()).ok().filter(|&l| usize::from(l) <= HANDOFF_MAX)?;
-        let mut h = Handoff { client, server, len, msg: [0; HANDOFF_MAX] };
-        h.msg[..msg.len()].copy_from_slice(msg);
-        Some(h)
+        let mut buf = handoff_pool().1.try_recv().ok()?;
+        buf[..msg.len()].copy_from_slice(msg);
+        Some(Handoff { client, server, len, msg: Some(buf) })
     }
 
     /// The DNS message.
     pub fn message(&self) -> &[u8] {
-        &self.msg[..usize::from(self.len)]
+        &self.msg.as_deref().expect("held until dropped")[..usize::from(self.len)]
     }
 
     /// The message buffer (room for an answer written in place) and the message length.
     pub fn buffer_mut(&mut self) -> (&mut [u8; HANDOFF_MAX], usize) {
-        (&mut self.msg, usize::from(self.len))
+        (self.msg.as_deref_mut().expect("held until dropped"), usize::from(self.len))
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(b) = self.msg.take() {
+            let _ = handoff_pool().0.try_send(b);
+        }
     }
 }
 
@@ -592,7 +629,10 @@ fn hand_off(ctx: &FrameCtx, d: &Datagram, frame: &[u8]) {
         return;
     }
     let repr = d.repr(frame);
-    let Some(h) = Handoff::new(repr.src, repr.dst, payload) else { return };
+    let Some(h) = Handoff::new(repr.src, repr.dst, payload) else {
+        bump(&ctx.frames.handoff_dropped, 1);
+        return;
+    };
     match ctx.handoff.try_send(h) {
         Ok(()) => bump(&ctx.frames.handed_off, 1),
         Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => bump(&ctx.frames.handoff_dropped, 1),
@@ -648,6 +688,21 @@ mod tests {
         let mut lying = edns.clone();
         lying[11] = 3;
         assert!(!for_control(&lying));
+    }
+
+    #[test]
+    fn handoffs_are_bounded_by_the_buffer_pool() {
+        // The only test here that takes hand-over buffers: the pool is the process's.
+        let (c, s): (SocketAddr, SocketAddr) = ("127.0.0.1:5300".parse().unwrap(), "127.0.0.1:53".parse().unwrap());
+        let big = vec![0x5a; HANDOFF_MAX];
+        assert!(Handoff::new(c, s, &[0; HANDOFF_MAX + 1]).is_none(), "longer than any UDP payload");
+        let mut held: Vec<Handoff> = (0..HANDOFF_BUFFERS).map(|_| Handoff::new(c, s, &big).unwrap()).collect();
+        assert!(Handoff::new(c, s, b"one more").is_none(), "no buffer beyond the pool");
+        assert_eq!(held[7].message(), &big[..]);
+        held.truncate(HANDOFF_BUFFERS - 1);
+        let mut h = Handoff::new(c, s, b"\x12\x34").expect("a dropped hand-over returns its buffer");
+        let (buf, len) = h.buffer_mut();
+        assert_eq!((&buf[..len], buf.len()), (&b"\x12\x34"[..], HANDOFF_MAX));
     }
 
     #[test]
