@@ -1,10 +1,10 @@
 //! Reading a query: header, the one question, and the additional section for EDNS.
-//! Every length and offset is checked; nothing is allocated. The header view and the name
-//! skipping are [`crate::wire::message`]'s; the question and the usual OPT shapes are read
-//! here directly, fused with lowercasing and hashing (the engine's hot path).
+//! Every length and offset is checked; nothing is allocated. Name skipping and the header's
+//! layout are [`crate::wire::message`]'s; the header, the question and the usual OPT shapes
+//! are read here directly, fused with lowercasing and hashing (the engine's hot path).
 
 use crate::snapshot::lower_and_hash;
-use crate::wire::message::{skip_name, Header};
+use crate::wire::message::{flag, skip_name, HEADER_LEN};
 use crate::wire::name::MAX_NAME_LEN;
 use crate::wire::rdata::rtype;
 
@@ -52,12 +52,20 @@ fn u16_at(m: &[u8], o: usize) -> Option<u16> {
 /// once, stalls the reads.
 #[inline(always)]
 pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError> {
-    let Ok(h) = Header::new_checked(m) else { return Err(QueryError::Short) };
-    if h.qr() {
+    // The header read directly rather than through `message::Header`: that view costs the
+    // engine bench about 2 ns per query (its checks are not all folded away here).
+    if m.len() < HEADER_LEN {
+        return Err(QueryError::Short);
+    }
+    let flags = u16::from_be_bytes([m[2], m[3]]);
+    if flags & flag::QR != 0 {
         return Err(QueryError::Response);
     }
     let bad = QueryError::Malformed { question_end: None };
-    let (qd, an, ns, ar) = (h.qdcount(), h.ancount(), h.nscount(), h.arcount());
+    let qd = u16::from_be_bytes([m[4], m[5]]);
+    let an = u16::from_be_bytes([m[6], m[7]]);
+    let ns = u16::from_be_bytes([m[8], m[9]]);
+    let ar = u16::from_be_bytes([m[10], m[11]]);
     if qd != 1 {
         return Err(bad);
     }
@@ -79,8 +87,8 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
     let qname_hash = lower_and_hash(name, qname);
     let Some(&[t0, t1, c0, c1]) = m.get(pos..pos + 4) else { return Err(bad) };
     let mut q = Query {
-        id: h.id(),
-        opcode: h.opcode(),
+        id: u16::from_be_bytes([m[0], m[1]]),
+        opcode: ((flags & flag::OPCODE_MASK) >> flag::OPCODE_SHIFT) as u8,
         qtype: u16::from_be_bytes([t0, t1]),
         qclass: u16::from_be_bytes([c0, c1]),
         qname_len,

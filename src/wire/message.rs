@@ -433,8 +433,78 @@ pub fn has_tsig(msg: &[u8], question_end: usize) -> bool {
     false
 }
 
+/// Deterministic message mutations for the mutation tests of this reader and of the
+/// readers built on it.
+#[cfg(test)]
+pub(crate) mod mutate {
+    /// xorshift64*: deterministic, dependency-free.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// One to four mutations of `m`: a random or flipped octet, a cut, an inserted octet, a
+    /// count set small or to 0xffff, a compression pointer, a length field (a label's or an
+    /// RDLENGTH-looking pair) changed, or octets added at the end.
+    pub fn mutate(rng: &mut Rng, m: &mut Vec<u8>) {
+        for _ in 0..1 + rng.below(4) {
+            if m.is_empty() {
+                return;
+            }
+            match rng.below(9) {
+                0 => {
+                    let p = rng.below(m.len());
+                    m[p] = rng.next() as u8;
+                }
+                1 => {
+                    let p = rng.below(m.len());
+                    m[p] ^= 1 << rng.below(8);
+                }
+                2 => m.truncate(rng.below(m.len() + 1)),
+                3 => {
+                    let p = rng.below(m.len() + 1);
+                    m.insert(p, rng.next() as u8);
+                }
+                4 if m.len() >= 12 => {
+                    let p = 4 + 2 * rng.below(4);
+                    let v: u16 = if rng.below(4) == 0 { 0xffff } else { rng.below(4) as u16 };
+                    m[p..p + 2].copy_from_slice(&v.to_be_bytes());
+                }
+                5 if m.len() > 13 => {
+                    let p = 12 + rng.below(m.len() - 13);
+                    m[p] = 0xC0 | (rng.next() as u8 & 0x3F);
+                    m[p + 1] = rng.next() as u8;
+                }
+                6 if m.len() > 13 => {
+                    // A two-octet length somewhere: small, large, or all ones.
+                    let p = 12 + rng.below(m.len() - 13);
+                    let v: u16 = [0, 1, 0x00ff, 0x7fff, 0xffff][rng.below(5)];
+                    m[p..p + 2].copy_from_slice(&v.to_be_bytes());
+                }
+                7 if m.len() > 12 => {
+                    // A label length.
+                    let p = 12 + rng.below(m.len() - 12);
+                    m[p] = [0, 1, 63, 64, 0x80][rng.below(5)];
+                }
+                _ => m.extend_from_slice(&(rng.next() as u32).to_be_bytes()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::mutate::{mutate, Rng};
     use super::*;
     use crate::wire::rdata::rtype;
 
@@ -551,5 +621,63 @@ mod tests {
         assert!(!transfer_query(&notify));
         // Truncated in the middle of the TSIG's fixed part.
         assert!(!has_tsig(&m[..m.len() - 4], 29));
+    }
+
+    #[test]
+    fn mutations_stay_in_bounds() {
+        #[rustfmt::skip]
+        let axfr_signed: &[u8] = &[
+            0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1,
+            7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, 0, 252, 0, 1,
+            0xc0, 12, 0, 250, 0, 255, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4,
+        ];
+        let seeds = [QUERY, axfr_signed];
+        let mut rng = Rng(0x5DEE_CE66_D1CE_5EED);
+        let (mut complete, mut failed) = (0, 0);
+        for i in 0..20_000 {
+            let mut m = seeds[i % seeds.len()].to_vec();
+            mutate(&mut rng, &mut m);
+            let Ok(h) = Header::new_checked(&m[..]) else {
+                assert!(m.len() < HEADER_LEN);
+                assert!(records(&m).is_err() && question(&m).is_none() && !transfer_query(&m));
+                continue;
+            };
+            // The bound never exceeds what the length allows, whatever the counts say.
+            let bound = records_upper_bound(&m);
+            assert!(bound <= (m.len() - HEADER_LEN) / MIN_RECORD_LEN, "{m:02x?}");
+            let Ok(end) = questions_end(&m) else { continue };
+            assert!(end <= m.len());
+            let mut rs = records(&m).unwrap();
+            let hint = rs.size_hint().1.unwrap();
+            let mut prev_end = end;
+            let mut n = 0;
+            let mut ok = true;
+            for r in rs.by_ref() {
+                n += 1;
+                match r {
+                    Ok(r) => {
+                        // Records follow each other, inside the message.
+                        assert_eq!(r.start(), prev_end, "{m:02x?}");
+                        assert!(r.owner.end <= r.rdata.start && r.end() <= m.len(), "{m:02x?}");
+                        assert!(r.end() - r.start() >= MIN_RECORD_LEN, "{m:02x?}");
+                        prev_end = r.end();
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            assert!(n <= hint, "{n} items, size hint {hint}: {m:02x?}");
+            let claimed: usize = h.record_counts().iter().map(|&c| usize::from(c)).sum();
+            assert!(n <= claimed && n <= bound + 1, "{m:02x?}");
+            assert_eq!(rs.end(), prev_end);
+            if ok {
+                assert_eq!(n, claimed, "a walk that did not fail read every record");
+                complete += 1;
+            } else {
+                failed += 1;
+            }
+            let _ = has_tsig(&m, end);
+        }
+        // Both outcomes are reached: the mutations are neither all harmless nor all fatal.
+        assert!(complete > 1_000 && failed > 1_000, "{complete} complete walks, {failed} failed");
     }
 }

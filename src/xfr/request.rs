@@ -161,6 +161,9 @@ pub fn parse_request(m: &[u8]) -> Result<Request, RequestError> {
     let mut rs = message::records_from(m, q.end).map_err(malformed)?;
     for r in rs.by_ref() {
         let r = r.map_err(malformed)?;
+        // Every owner must be a name that can be read (pointers followed).
+        let mut buf = [0u8; 256];
+        name::read_compressed(m, r.start(), &mut buf).map_err(|_| RequestError::Malformed("bad owner name"))?;
         match (r.section, r.rtype) {
             (Section::Additional, rtype::OPT) => {
                 if req.edns_udp_size.is_some() || !r.owner_is_root(m) {
@@ -180,11 +183,7 @@ pub fn parse_request(m: &[u8]) -> Result<Request, RequestError> {
                 let serial = crate::zone::soa_serial(&rd).ok_or(RequestError::Malformed("bad SOA rdata"))?;
                 req.ixfr_serial = Some(serial);
             }
-            _ => {
-                // Every owner must be a name that can be read (pointers followed).
-                let mut buf = [0u8; 256];
-                name::read_compressed(m, r.start(), &mut buf).map_err(|_| RequestError::Malformed("bad owner name"))?;
-            }
+            _ => {}
         }
     }
     if rs.end() != m.len() {
@@ -230,5 +229,83 @@ mod tests {
         response[2] = 0x80;
         assert_eq!(parse_request(&response), Err(RequestError::Response));
         assert_eq!(parse_request(&m[..11]), Err(RequestError::Short));
+    }
+
+    /// Requests of each kind the control side reads: IXFR with a compressed SOA and an OPT,
+    /// AXFR signed, a NOTIFY with the SOA in the answer, an SOA query with EDNS options.
+    fn seed_requests() -> Vec<Vec<u8>> {
+        #[rustfmt::skip]
+        let ixfr: &[u8] = &[
+            0xab, 0xcd, 0x00, 0x00, 0, 1, 0, 0, 0, 1, 0, 1,
+            7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, 0, 251, 0, 1,
+            0xc0, 12, 0, 6, 0, 1, 0, 0, 0, 0, 0, 27,
+            2, b'n', b's', 0xc0, 12, 0xc0, 12, 0, 0, 0, 42, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4,
+            0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0,
+        ];
+        let mut axfr = ixfr[..29].to_vec();
+        axfr[9] = 0;
+        axfr[28 - 2] = 252;
+        axfr.extend_from_slice(b"\x03key\x00\x00\xfa\x00\xff\x00\x00\x00\x00\x00\x1d\x0bhmac-sha256\x00");
+        axfr.extend_from_slice(&[0, 0, 0x65, 0x5a, 0x00, 0x00, 1, 0x2c, 0, 0, 0xab, 0xcd, 0, 0, 0, 0]);
+        let mut notify = ixfr[..29].to_vec();
+        notify[2] = 0x20;
+        notify[7] = 1;
+        notify[9] = 0;
+        notify[11] = 0;
+        notify[28 - 2] = 6;
+        notify.extend_from_slice(&ixfr[29..29 + 12 + 27]);
+        let mut soa = ixfr[..29].to_vec();
+        soa[9] = 0;
+        soa[28 - 2] = 6;
+        soa.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        vec![ixfr.to_vec(), axfr, notify, soa]
+    }
+
+    #[test]
+    fn mutated_requests_are_read_or_refused_within_bounds() {
+        use crate::wire::message::mutate::{mutate, Rng};
+        let seeds = seed_requests();
+        for s in &seeds {
+            let r = parse_request(s).unwrap_or_else(|e| panic!("seed {s:02x?}: {e}"));
+            assert_eq!(walk(s).unwrap().records.len(), s[6..12].chunks(2).map(|c| usize::from(c[1])).sum::<usize>());
+            assert!(r.qname.to_string() == "example.com.");
+        }
+        let mut rng = Rng(0xC0FF_EE00_1234_5678);
+        let (mut read, mut refused) = (0, 0);
+        for i in 0..20_000 {
+            let mut m = seeds[i % seeds.len()].clone();
+            mutate(&mut rng, &mut m);
+            // The walker TSIG uses: what it reserves is bounded by the length.
+            if let Ok(w) = walk(&m) {
+                let bound = message::records_upper_bound(&m);
+                assert!(w.records.len() <= bound && w.records.capacity() <= bound.max(1), "{m:02x?}");
+                assert!(bound <= m.len() / message::MIN_RECORD_LEN);
+                for r in &w.records {
+                    assert!(r.owner.len() <= name::MAX_NAME_LEN && r.rdata.end <= m.len());
+                }
+            }
+            match parse_request(&m) {
+                Ok(req) => {
+                    read += 1;
+                    // What was read agrees with the message and with the walker.
+                    let h = Header::new_checked(&m[..]).unwrap();
+                    assert!(!h.qr() && h.qdcount() == 1);
+                    assert_eq!((req.id, req.opcode, req.rd), (h.id(), h.opcode(), h.rd()));
+                    let q = message::question(&m).unwrap();
+                    assert_eq!(&*req.question, &m[HEADER_LEN..q.end]);
+                    assert_eq!(req.qname.as_wire(), &m[q.name.clone()]);
+                    let w = walk(&m).expect("a request that reads is a message that walks");
+                    let opt = w.records.iter().find(|r| r.section == 3 && r.rtype == rtype::OPT);
+                    assert_eq!(req.edns_udp_size, opt.map(|r| r.class), "{m:02x?}");
+                    assert_eq!(req.signed, w.records.iter().any(|r| r.rtype == rtype::TSIG), "{m:02x?}");
+                    assert_eq!(req.signed, message::has_tsig(&m, q.end));
+                    assert_eq!(req.is_ixfr(), req.ixfr_serial.is_some());
+                }
+                Err(RequestError::Short) => assert!(m.len() < HEADER_LEN),
+                Err(RequestError::Response) => assert!(m[2] & 0x80 != 0),
+                Err(RequestError::Malformed(_)) => refused += 1,
+            }
+        }
+        assert!(read > 1_000 && refused > 1_000, "{read} read, {refused} refused");
     }
 }
