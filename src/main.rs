@@ -382,7 +382,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => cores.len().max(1),
     };
-    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let (handoff_tx, handoff_rx) = handoff::channel();
     let loops = udp::spawn(
         &listen,
         threads,
@@ -522,7 +522,7 @@ fn serve_xdp(
     };
     // Kernel side first: the fallback UDP loop (one, unpinned: it only sees what XDP
     // passes), the handoff thread answering through its sockets, and TCP.
-    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let (handoff_tx, handoff_rx) = handoff::channel();
     let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()))
         .with_context(|| format!("binding UDP {listen:?}"))?;
     let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;

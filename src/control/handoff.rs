@@ -59,6 +59,13 @@ const IDLE: Duration = Duration::from_millis(5);
 pub const CHANNEL_CAPACITY: usize = 64;
 const _: () = assert!(crate::dataplane::xdp::HANDOFF_BUFFERS > CHANNEL_CAPACITY, "a buffer for each queued message");
 
+/// The channel from the run loops to the handoff thread, its message buffers allocated now
+/// (before any loop runs, so that none allocates them).
+pub fn channel() -> (crossbeam_channel::Sender<Handoff>, Receiver<Handoff>) {
+    crate::dataplane::xdp::reserve_handoff_buffers();
+    crossbeam_channel::bounded(CHANNEL_CAPACITY)
+}
+
 /// Counters of the handoff thread.
 #[derive(Debug, Default)]
 pub struct HandoffStats {
