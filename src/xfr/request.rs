@@ -127,8 +127,9 @@ pub(crate) fn walk(m: &[u8]) -> Result<Walk, &'static str> {
 
 /// Reads a request. The opcode and type are the caller's to dispatch on (AXFR, IXFR, SOA,
 /// NOTIFY…); an IXFR must carry the client's SOA for the question name in its authority
-/// section. Nothing is collected on the way: the records are walked once, and only the
-/// owners of an OPT or the IXFR SOA are decompressed.
+/// section. Nothing is collected on the way: the records are walked once, every owner is
+/// followed (pointers checked) in a buffer on the stack, and a `Name` is made only of the
+/// IXFR SOA's owner.
 pub fn parse_request(m: &[u8]) -> Result<Request, RequestError> {
     let h = Header::new_checked(m).map_err(|_| RequestError::Short)?;
     if h.qr() {
