@@ -426,6 +426,12 @@ fn genreport_checks_and_knot() {
         }
     }
 
+    // An unknown opcode with EDNS version 1: BADVERS comes first, as knotd has it.
+    let badvers = Query { opcode: 3, ..Query::soa() }.edns(1232, 1, 0, &[]);
+    let a = ask(ours, &badvers, false);
+    assert_eq!((a.rcode(), a.opcode()), (BADVERS, 3), "{a:?}");
+    assert_eq!(a.comparable(), ask(knot, &badvers, false).comparable(), "opcode 3, EDNS 1: nsxdp and knotd");
+
     // A key nobody knows (genreport's "dnswkk"): NOTAUTH with an unsigned TSIG carrying
     // BADKEY, over UDP and TCP, though the server has no configuration (and no keys).
     let wkk = Query { unknown_key: true, ..Query::soa() };

@@ -182,24 +182,17 @@ fn prepare<'z>(
         Ok(q) => q,
         Err(QueryError::Short) => return Err(Outcome::Drop(DropReason::Short)),
         Err(QueryError::Response) => return Err(Outcome::Drop(DropReason::Response)),
-        Err(QueryError::Malformed { question_end }) => {
-            // The opcode is judged before the sections: one we do not serve is NOTIMP
-            // however its sections look (header only, then).
-            if Header::new_checked(&buf[..]).is_ok_and(|h| h.opcode() != opcode::QUERY) {
-                return Err(not_implemented(buf, None, None, cfg));
-            }
-            return Err(error_reply(buf, question_end, None, rcode::FORMERR as u16, cfg));
-        }
+        Err(QueryError::Malformed { question_end }) => return Err(malformed(buf, question_end, cfg)),
     };
     let edns = q.edns;
+    let fail = |buf: &mut [u8], rc: u16| Err(error_reply(buf, Some(q.question_end), edns, rc, cfg));
+    if edns.is_some_and(|e| e.version > 0) {
+        return fail(buf, rcode::BADVERS);
+    }
     if q.opcode != opcode::QUERY {
         // NOTIFY and UPDATE reach the engine only when there is no control side to hand
         // them to.
         return Err(not_implemented(buf, Some(q.question_end), edns, cfg));
-    }
-    let fail = |buf: &mut [u8], rc: u16| Err(error_reply(buf, Some(q.question_end), edns, rc, cfg));
-    if edns.is_some_and(|e| e.version > 0) {
-        return fail(buf, rcode::BADVERS);
     }
     // IN, or ANY (answered from our IN data, as Knot and NSD do).
     if q.qclass != 1 && q.qclass != 255 {
@@ -719,9 +712,22 @@ fn error_reply(buf: &mut [u8], question_end: Option<usize>, edns: Option<Edns>, 
     finish_reply(buf, w, rc, false, false, edns, cfg).outcome()
 }
 
+/// FORMERR for a query whose sections cannot be read — unless its opcode is one we do not
+/// serve: the opcode is judged before the sections, NOTIMP (header only, then).
+#[cold]
+#[inline(never)]
+fn malformed(buf: &mut [u8], question_end: Option<usize>, cfg: &Config) -> Outcome {
+    if Header::new_checked(&buf[..]).is_ok_and(|h| h.opcode() != opcode::QUERY) {
+        return not_implemented(buf, None, None, cfg);
+    }
+    error_reply(buf, question_end, None, rcode::FORMERR as u16, cfg)
+}
+
 /// NOTIMP for an opcode we do not serve: the opcode echoed, but none of the flags that only
 /// QUERY defines (RD, CD), as genreport expects; the question and OPT when they could be
 /// read.
+#[cold]
+#[inline(never)]
 fn not_implemented(buf: &mut [u8], question_end: Option<usize>, edns: Option<Edns>, cfg: &Config) -> Outcome {
     let out = error_reply(buf, question_end, edns, rcode::NOTIMP as u16, cfg);
     let mut h = Header::new_checked(&mut buf[..]).expect("a reply has a header");
