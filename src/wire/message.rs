@@ -1,7 +1,9 @@
 //! DNS messages (RFC 1035 §4.1): the header as a length-checked view, the question, and a
-//! walker over the records of the answer, authority and additional sections. Every reader of
-//! a peer's message (the answer engine's slow path, transfer requests, TSIG, the hand-over
-//! of the run loops, TCP) stands on this one.
+//! walker over the records of the answer, authority and additional sections. The readers of
+//! peers' messages stand on this one: transfer requests, TSIG, the run loops' hand-over
+//! decision, TCP's transfer check (`transfer_query`). The answer engine keeps its own reader,
+//! fused with lowercasing and hashing, for speed (measured: the walker costs its EDNS queries
+//! with options about 10 ns each), and shares `skip_name` and the constants.
 //!
 //! Nothing here allocates. The walker's work is bounded by the message length, not by the
 //! counts a peer writes in the header: a question takes at least 5 octets and a record at
