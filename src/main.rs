@@ -408,7 +408,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => cores.len().max(1),
     };
-    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let (handoff_tx, handoff_rx) = handoff::channel();
     let loops = udp::spawn(
         &listen,
         threads,
@@ -416,20 +416,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         catalog.clone(),
         cfg,
         shutdown.clone(),
-        control_side.is_some().then_some(handoff_tx),
+        // Also without a configuration: a signed query gets NOTAUTH/BADKEY there.
+        Some(handoff_tx),
     )
     .with_context(|| format!("binding UDP {listen:?}"))?;
     let tcp_notify = control_side.clone();
-    let handoff = match control_side {
-        Some(c) => {
-            let senders = loops.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
-            Some(
-                handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, Some(c), shutdown.clone())
-                    .context("handoff thread")?,
-            )
-        }
-        None => None,
-    };
+    let senders = loops.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
+    let (handoff_stats, handoff_thread) =
+        handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
+            .context("handoff thread")?;
     let mut tcp =
         TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref())).context("binding TCP")?;
     if let Some(t) = transfers {
@@ -458,10 +453,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("nsxdp: stopping; UDP {}", StatsSnapshot::sum(&loops.stats));
     eprintln!("nsxdp: UDP {}", dataplane::describe_histogram(&hist));
-    if let Some((stats, thread)) = handoff {
-        let _ = thread.join();
-        eprintln!("nsxdp: handed to the control side (NOTIFY, IXFR, signed queries over UDP) {stats}");
-    }
+    let _ = handoff_thread.join();
+    eprintln!("nsxdp: handed to the control side (NOTIFY, IXFR, signed queries over UDP) {handoff_stats}");
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
     eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
     if let Some(s) = tcp.transfer_stats() {
@@ -574,7 +567,7 @@ fn serve_xdp(
     };
     // Kernel side first: the fallback UDP loop (one, unpinned: it only sees what XDP
     // passes), the handoff thread answering through its sockets, and TCP.
-    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let (handoff_tx, handoff_rx) = handoff::channel();
     let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()))
         .with_context(|| format!("binding UDP {listen:?}"))?;
     let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;

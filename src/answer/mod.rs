@@ -12,29 +12,10 @@ pub use catalog::{Catalog, Zones};
 pub use query::{parse_query, Edns, Query, QueryError};
 
 use crate::snapshot::{name_hash, render_rrset, ArchivedZoneImage, RrsetRec, NONE};
+use crate::wire::message::{flag, opcode, rcode, Header};
 use crate::wire::name::{self, MAX_NAME_LEN};
 use crate::wire::rdata::rtype;
 use crate::zone::flags;
-
-/// Response codes.
-pub mod rcode {
-    pub const NOERROR: u8 = 0;
-    pub const FORMERR: u8 = 1;
-    pub const SERVFAIL: u8 = 2;
-    pub const NXDOMAIN: u8 = 3;
-    pub const NOTIMP: u8 = 4;
-    pub const REFUSED: u8 = 5;
-    pub const YXDOMAIN: u8 = 6;
-    /// Extended (needs OPT): 16.
-    pub const BADVERS: u16 = 16;
-}
-
-/// Opcodes.
-pub mod opcode {
-    pub const QUERY: u8 = 0;
-    pub const NOTIFY: u8 = 4;
-    pub const UPDATE: u8 = 5;
-}
 
 /// Server-wide answer settings.
 #[derive(Clone, Copy, Debug)]
@@ -201,9 +182,7 @@ fn prepare<'z>(
         Ok(q) => q,
         Err(QueryError::Short) => return Err(Outcome::Drop(DropReason::Short)),
         Err(QueryError::Response) => return Err(Outcome::Drop(DropReason::Response)),
-        Err(QueryError::Malformed { question_end }) => {
-            return Err(error_reply(buf, question_end, None, rcode::FORMERR as u16, cfg));
-        }
+        Err(QueryError::Malformed { question_end }) => return Err(malformed(buf, question_end, cfg)),
     };
     let edns = q.edns;
     let fail = |buf: &mut [u8], rc: u16| Err(error_reply(buf, Some(q.question_end), edns, rc, cfg));
@@ -211,8 +190,9 @@ fn prepare<'z>(
         return fail(buf, rcode::BADVERS);
     }
     if q.opcode != opcode::QUERY {
-        // NOTIFY and UPDATE go to the control side once the transfer issues land.
-        return fail(buf, rcode::NOTIMP as u16);
+        // NOTIFY and UPDATE reach the engine only when there is no control side to hand
+        // them to.
+        return Err(not_implemented(buf, Some(q.question_end), edns, cfg));
     }
     // IN, or ANY (answered from our IN data, as Knot and NSD do).
     if q.qclass != 1 && q.qclass != 255 {
@@ -730,6 +710,29 @@ fn error_reply(buf: &mut [u8], question_end: Option<usize>, edns: Option<Edns>, 
     buf[4..6].copy_from_slice(&qd.to_be_bytes());
     buf[6..12].fill(0);
     finish_reply(buf, w, rc, false, false, edns, cfg).outcome()
+}
+
+/// FORMERR for a query whose sections cannot be read — unless its opcode is one we do not
+/// serve: the opcode is judged before the sections, NOTIMP (header only, then).
+#[cold]
+#[inline(never)]
+fn malformed(buf: &mut [u8], question_end: Option<usize>, cfg: &Config) -> Outcome {
+    if Header::new_checked(&buf[..]).is_ok_and(|h| h.opcode() != opcode::QUERY) {
+        return not_implemented(buf, None, None, cfg);
+    }
+    error_reply(buf, question_end, None, rcode::FORMERR as u16, cfg)
+}
+
+/// NOTIMP for an opcode we do not serve: the opcode echoed, but none of the flags that only
+/// QUERY defines (RD, CD), as genreport expects; the question and OPT when they could be
+/// read.
+#[cold]
+#[inline(never)]
+fn not_implemented(buf: &mut [u8], question_end: Option<usize>, edns: Option<Edns>, cfg: &Config) -> Outcome {
+    let out = error_reply(buf, question_end, edns, rcode::NOTIMP as u16, cfg);
+    let mut h = Header::new_checked(&mut buf[..]).expect("a reply has a header");
+    h.set_flags(h.flags() & !(flag::RD | flag::CD));
+    out
 }
 
 #[cfg(test)]

@@ -429,15 +429,30 @@ fn header_short_is_dropped() {
 
 #[test]
 fn header_unknown_opcode_is_notimp() {
-    for op in [2u16, 3, 15] {
+    for op in [1u16, 2, 3, 6, 15] {
+        // RD and CD are QUERY's flags: not copied into the NOTIMP (genreport "opcodeflg").
         let mut q = Q::new("www.example.com.", rtype::A);
-        q.flags = 0x0100 | (op << 11);
+        q.flags = 0x0100 | 0x0010 | (op << 11);
         let r = ask(&q);
         assert_eq!(r.rcode, rcode::NOTIMP as u16);
         assert_eq!(r.opcode(), op, "opcode echoed");
-        assert!(!r.aa());
+        assert_eq!(r.flags, 0x8000 | (op << 11) | rcode::NOTIMP as u16, "only QR, the opcode and NOTIMP");
         assert_eq!(r.qd, 1);
         assert_eq!(r.counts(), [0, 0, 0]);
+        // With EDNS, the OPT is answered too.
+        let r = ask(&q.clone().edns(4096));
+        assert_eq!((r.rcode, r.counts()), (rcode::NOTIMP as u16, [0, 0, 1]));
+        // The opcode is judged before the sections: no question (genreport "opcode"), two,
+        // or garbage after the header are all NOTIMP, header only.
+        let mut empty = vec![0xab, 0xcd, (op << 3) as u8 | 0x07, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0];
+        for tail in [&b""[..], b"\x01", b"\xff\xff\xff"] {
+            empty.truncate(12);
+            empty.extend_from_slice(tail);
+            empty[5] = if tail.is_empty() { 0 } else { 2 };
+            let r = ask_bytes(&empty);
+            assert_eq!(r.rcode, rcode::NOTIMP as u16, "opcode {op}, tail {tail:?}");
+            assert_eq!(r.raw, [0xab, 0xcd, 0x80 | (op << 3) as u8, 0x04, 0, 0, 0, 0, 0, 0, 0, 0]);
+        }
     }
 }
 

@@ -17,8 +17,11 @@ use crate::answer::{answer_batch, BatchScratch, Config, DropReason, Outcome, Tra
 
 /// Messages per receive/send call.
 pub const BATCH: usize = 32;
-/// Room per message: a query and its in-place response (at most the EDNS size we offer).
-pub const SLOT: usize = 4096;
+/// Room per message: any UDP payload (a query of up to 65,535 octets with large EDNS
+/// options is answered, not cut short into a FORMERR), and its in-place response (at most
+/// the EDNS size we offer). Three cache lines more than 64 KiB, so that the slots of a
+/// batch do not all start on the same cache sets.
+pub const SLOT: usize = 65536 + 192;
 /// How often an idle loop looks at the shutdown flag.
 const POLL_MS: i32 = 200;
 
