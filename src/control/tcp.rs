@@ -29,7 +29,6 @@ use super::transfer::{self, Transfers};
 use crate::answer::{answer, Config, Outcome, Transport};
 pub use crate::config::TcpLimits;
 use crate::dataplane::{LoopStats, SharedCatalog};
-use crate::wire::rdata::rtype;
 use crate::xfr::tsig::Key;
 
 /// The largest DNS message with its length prefix.
@@ -465,7 +464,7 @@ impl TcpServer {
 
     /// The answer to one message: a reply in `scratch`, a transfer, or nothing.
     fn answer_message(&mut self, peer: SocketAddr, len: usize, msg: &[u8]) -> Option<Answer> {
-        if is_transfer(msg) {
+        if crate::wire::message::transfer_query(msg) {
             let cat = self.catalog.load();
             match transfer::request(msg, peer.ip(), &cat, self.transfers.as_ref(), &mut self.scratch, unix_now()) {
                 transfer::Reply::Single(n) => return Some(Answer::Message(n)),
@@ -567,26 +566,6 @@ enum Expiry {
 enum Answer {
     Message(usize),
     Transfer(transfer::Stream),
-}
-
-/// Whether a message is a QUERY for AXFR or IXFR (from its header and question; anything
-/// malformed is left to the answer engine).
-fn is_transfer(msg: &[u8]) -> bool {
-    if msg.len() < 12 || (msg[2] >> 3) & 0xF != 0 || msg[2] & 0x80 != 0 {
-        return false;
-    }
-    let mut pos = 12;
-    while let Some(&l) = msg.get(pos) {
-        if l == 0 {
-            let t = msg.get(pos + 1..pos + 3).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            return matches!(t, Some(rtype::AXFR) | Some(rtype::IXFR));
-        }
-        if l & 0xC0 != 0 {
-            return false;
-        }
-        pos += 1 + l as usize;
-    }
-    false
 }
 
 fn unix_now() -> u64 {
