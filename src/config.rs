@@ -57,6 +57,16 @@ pub struct Config {
     pub keys: Vec<Key>,
     pub acls: Vec<Acl>,
     pub zones: Vec<ZoneConf>,
+    /// DNS cookies (RFC 7873), on when the file has a `[cookies]` section.
+    pub cookies: Option<Cookies>,
+}
+
+/// `[cookies]`: the server secret (RFC 9018; none: a random one at start) and the one it
+/// replaced, still accepted (a rotation: set `secret-previous` to the old `secret`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookies {
+    pub secret: Option<[u8; 16]>,
+    pub previous: Option<[u8; 16]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -305,6 +315,14 @@ struct RawConfig {
     acl: Vec<toml::Spanned<RawAcl>>,
     #[serde(default)]
     zone: Vec<toml::Spanned<RawZone>>,
+    cookies: Option<RawCookies>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCookies {
+    secret: Option<toml::Spanned<String>>,
+    secret_previous: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -587,7 +605,22 @@ impl Config {
                 transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
             });
         }
-        Ok(Config { server, keys, acls, zones })
+        let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(v) => crate::cookie::parse_secret(v.get_ref())
+                    .map(Some)
+                    .ok_or_else(|| err(Some(v.span()), format!("cookies.{key}: not 32 hexadecimal digits"))),
+            }
+        };
+        let cookies = match &raw.cookies {
+            None => None,
+            Some(c) => Some(Cookies {
+                secret: hex(&c.secret, "secret")?,
+                previous: hex(&c.secret_previous, "secret-previous")?,
+            }),
+        };
+        Ok(Config { server, keys, acls, zones, cookies })
     }
 
     /// The control socket a configuration file names, read leniently: only `[server]`
@@ -803,6 +836,11 @@ transfer-timeout = 3
         assert_eq!(c.server.listen, vec![sa(DEFAULT_LISTEN)]);
         assert_eq!(c.server.edns_size, 1232);
         assert_eq!(c.server.tcp, TcpLimits::default());
+        assert_eq!(c.cookies, None);
+        let c = parse("[cookies]\nsecret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"\n").unwrap();
+        let want = crate::cookie::parse_secret("e5e973e5a6b2a43f48e7dc849e37bfcf");
+        assert_eq!(c.cookies, Some(Cookies { secret: want, previous: None }));
+        assert_eq!(parse("[cookies]\n").unwrap().cookies, Some(Cookies { secret: None, previous: None }));
         assert!(c.zones.is_empty());
     }
 
@@ -851,6 +889,8 @@ transfer-timeout = 3
             ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\nserial-policy = \"date\"\n", 4, "serial-policy"),
             ("[[zone]]\nname = \"a..b\"\nfile = \"f\"\n", 2, "bad name"),
             ("[server\n", 1, ""),
+            ("[cookies]\nsecret = \"00\"\n", 2, "cookies.secret: not 32 hexadecimal digits"),
+            ("[cookies]\nsecret-previous = \"zz0000000000000000000000000000zz\"\n", 2, "cookies.secret-previous"),
         ];
         for (text, line, want) in cases {
             let e = parse(text).expect_err(text);

@@ -137,6 +137,12 @@ fn hash(secret: &[u8; 16], client: &[u8; CLIENT_LEN], head: &[u8; 8], ip: IpAddr
     h.finish().to_le_bytes()
 }
 
+/// The low 32 bits of the Unix time, as server cookies carry it (one clock read; the run
+/// loops take it once per batch).
+pub fn unix_now() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+}
+
 /// A secret from its configuration form: 32 hex digits.
 pub fn parse_secret(hex: &str) -> Option<[u8; 16]> {
     let hex = hex.trim().as_bytes();

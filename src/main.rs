@@ -139,6 +139,10 @@ struct ServeArgs {
     /// Octets of unsent TCP output of all clients above which none is read (default 32 MiB).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     tcp_output_budget: Option<u64>,
+    /// Answer DNS cookies (RFC 7873, RFC 9018 server cookies) with a random secret; a
+    /// configuration file's `[cookies]` section turns them on too, and may give the secret.
+    #[arg(long)]
+    cookies: bool,
 }
 
 fn main() -> ExitCode {
@@ -333,7 +337,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .collect();
     // A flag wins over the file, the file over the default.
     let edns_size = args.edns_size.or(config.as_ref().map(|c| c.server.edns_size)).unwrap_or(1232);
-    let cfg = Config { edns_size };
+    let cookies = cookie_secrets(args.cookies, config.as_deref())?;
+    let cfg = Config { edns_size, cookies, now: 0 };
     let mut listen = args.listen.clone();
     if listen.is_empty() {
         if let Some(c) = &config {
@@ -461,6 +466,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nsxdp: transfers out {s}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The cookie secrets, when cookies are on: the configured secret (and the previous one),
+/// else a random one.
+fn cookie_secrets(
+    flag: bool,
+    config: Option<&nsxdp::config::Config>,
+) -> anyhow::Result<Option<nsxdp::cookie::Secrets>> {
+    let conf = config.and_then(|c| c.cookies);
+    if !flag && conf.is_none() {
+        return Ok(None);
+    }
+    let current = match conf.and_then(|c| c.secret) {
+        Some(s) => s,
+        None => {
+            let mut s = [0u8; 16];
+            getrandom::fill(&mut s).map_err(|e| anyhow::anyhow!("a random cookie secret: {e}"))?;
+            s
+        }
+    };
+    Ok(Some(nsxdp::cookie::Secrets { current, previous: conf.and_then(|c| c.previous) }))
 }
 
 /// The TCP limits: a flag, else the configuration file, else the default (one set of

@@ -14,6 +14,18 @@ pub struct Edns {
     pub udp_size: u16,
     pub version: u8,
     pub dnssec_ok: bool,
+    /// Where the data of the first COOKIE option (RFC 7873) is in the query: offset and
+    /// length; offset 0 when there is none (the header is there).
+    pub cookie_at: u16,
+    pub cookie_len: u16,
+}
+
+impl Edns {
+    /// The COOKIE option's data in the query `m`, if it has one.
+    pub fn cookie<'m>(&self, m: &'m [u8]) -> Option<&'m [u8]> {
+        let at = usize::from(self.cookie_at);
+        (at != 0).then(|| m.get(at..at + usize::from(self.cookie_len))).flatten()
+    }
 }
 
 /// A parsed query. The question name itself goes to a buffer of the caller's.
@@ -103,7 +115,13 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
         match (ar, rest) {
             (0, []) => return Ok(q),
             (1, &[0, 0, 41, s0, s1, _rcode, version, d0, _d1, 0, 0]) => {
-                q.edns = Some(Edns { udp_size: u16::from_be_bytes([s0, s1]), version, dnssec_ok: d0 & 0x80 != 0 });
+                q.edns = Some(Edns {
+                    udp_size: u16::from_be_bytes([s0, s1]),
+                    version,
+                    dnssec_ok: d0 & 0x80 != 0,
+                    cookie_at: 0,
+                    cookie_len: 0,
+                });
                 return Ok(q);
             }
             _ => {}
@@ -125,15 +143,26 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
             if i < an as usize + ns as usize || q.edns.is_some() || !owner_root {
                 return Err(bad);
             }
-            let mut o = 0;
+            let (mut o, mut cookie_at, mut cookie_len) = (0, 0, 0);
             while o < rd.len() {
-                let olen = u16_at(rd, o + 2).ok_or(bad)? as usize;
-                o += 4 + olen;
+                let code = u16_at(rd, o).ok_or(bad)?;
+                let olen = u16_at(rd, o + 2).ok_or(bad)?;
+                if code == crate::cookie::OPTION_CODE && cookie_at == 0 {
+                    // Offsets fit: a message is at most 65,535 octets.
+                    (cookie_at, cookie_len) = ((rd_start + o + 4) as u16, olen);
+                }
+                o += 4 + usize::from(olen);
             }
             if o != rd.len() {
                 return Err(bad);
             }
-            q.edns = Some(Edns { udp_size: class, version: (ttl_hi & 0xFF) as u8, dnssec_ok: ttl_lo & 0x8000 != 0 });
+            q.edns = Some(Edns {
+                udp_size: class,
+                version: (ttl_hi & 0xFF) as u8,
+                dnssec_ok: ttl_lo & 0x8000 != 0,
+                cookie_at,
+                cookie_len,
+            });
         }
         pos = rd_start + rdlen;
     }

@@ -26,7 +26,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::transfer::{self, Transfers};
-use crate::answer::{answer, Config, Outcome, Transport};
+use crate::answer::{answer_from, Config, Outcome, Transport};
 pub use crate::config::TcpLimits;
 use crate::dataplane::{LoopStats, SharedCatalog};
 use crate::xfr::tsig::Key;
@@ -473,12 +473,15 @@ impl TcpServer {
             }
         }
         let cat = self.catalog.load();
+        let mut cfg = self.cfg;
+        cfg.now = unix_now() as u32;
+        let client = Some(peer.ip());
         // A signed query gets a signed answer (or its TSIG error).
         let transfers = self.transfers.as_ref();
         let keys = || transfers.map_or_else(Vec::new, |t| t.config.load().keys.iter().map(Key::from).collect());
-        let (stats, cfg) = (&self.stats, &self.cfg);
+        let stats = &self.stats;
         let signed = transfer::signed_query(msg, keys, &mut self.scratch, unix_now(), |buf, len| {
-            let o = answer(&**cat, buf, len, Transport::Tcp, cfg);
+            let o = answer_from(&**cat, buf, len, Transport::Tcp, &cfg, client);
             stats.record(&o);
             match o {
                 Outcome::Reply { len, .. } => Some(len),
@@ -490,7 +493,7 @@ impl TcpServer {
             transfer::SignedQuery::Nothing => None,
             transfer::SignedQuery::Unsigned => {
                 self.scratch[..len].copy_from_slice(msg);
-                let o = answer(&**cat, &mut self.scratch, len, Transport::Tcp, &self.cfg);
+                let o = answer_from(&**cat, &mut self.scratch, len, Transport::Tcp, &cfg, client);
                 self.stats.record(&o);
                 match o {
                     Outcome::Reply { len, .. } => Some(Answer::Message(len)),

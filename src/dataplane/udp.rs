@@ -162,6 +162,9 @@ fn run(
     let mut scratch = BatchScratch::new();
     let mut lens = [0usize; BATCH];
     let mut outcomes = [Outcome::Drop(DropReason::Short); BATCH];
+    // With cookies on, each query's source address goes to the engine, and the time.
+    let mut cfg = cfg;
+    let mut clients = [std::net::IpAddr::from([0u8; 4]); BATCH];
     let mut pfds: Vec<libc::pollfd> =
         sockets.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     while !shutdown.load(Ordering::Relaxed) {
@@ -204,11 +207,23 @@ fn run(
                         *len = 0;
                     }
                 }
+                let clients = match cfg.cookies {
+                    Some(_) => {
+                        cfg.now = crate::cookie::unix_now();
+                        for (i, c) in clients[..got].iter_mut().enumerate() {
+                            let from = sockaddr(&batch.addrs[i], batch.hdrs[i].msg_hdr.msg_namelen);
+                            *c = from.map_or(std::net::IpAddr::from([0u8; 4]), |a| a.ip());
+                        }
+                        &clients[..got]
+                    }
+                    None => &[][..],
+                };
                 let t0 = Instant::now();
                 answer_batch(
                     &**cat,
                     &mut batch.bufs[..got],
                     &lens[..got],
+                    clients,
                     Transport::Udp,
                     &cfg,
                     &mut outcomes,

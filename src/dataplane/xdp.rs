@@ -581,6 +581,12 @@ pub fn answer_frames(
     }
     std::hint::black_box(warm);
     let mut msgs: [&mut [u8]; BATCH] = Default::default();
+    // With cookies on, each query's source address goes to the engine, and the time.
+    let mut clients = [std::net::IpAddr::from([0u8; 4]); BATCH];
+    let mut cfg = ctx.cfg;
+    if cfg.cookies.is_some() {
+        cfg.now = crate::cookie::unix_now();
+    }
     let mut k = 0;
     for (i, buf) in frames[..n].iter_mut().enumerate() {
         replies[i] = None;
@@ -599,11 +605,15 @@ pub fn answer_frames(
         // The reply may use the frame up to the end of its chunk, but not beyond the MTU.
         let end = buf.len().min(d.ip_offset() + ctx.mtu).max(payload.end);
         msg_lens[k] = payload.len();
+        if cfg.cookies.is_some() {
+            clients[k] = d.repr(buf).src.ip();
+        }
         which[k] = (i, Some(d));
         msgs[k] = &mut buf[payload.start..end];
         k += 1;
     }
-    answer_batch(zones, &mut msgs[..k], &msg_lens[..k], Transport::Udp, &ctx.cfg, &mut outcomes[..k], scratch);
+    let clients = if cfg.cookies.is_some() { &clients[..k] } else { &[][..] };
+    answer_batch(zones, &mut msgs[..k], &msg_lens[..k], clients, Transport::Udp, &cfg, &mut outcomes[..k], scratch);
     let mut sent = 0;
     for (j, o) in outcomes[..k].iter().enumerate() {
         ctx.dns.record(o);
