@@ -52,6 +52,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use serde::Deserialize;
@@ -67,6 +68,16 @@ pub struct Config {
     pub zones: Vec<ZoneConf>,
     /// Response rate limiting on the UDP paths (`[rrl]`); None: off.
     pub rrl: Option<crate::rrl::Settings>,
+    /// DNS cookies (RFC 7873), on when the file has a `[cookies]` section.
+    pub cookies: Option<Cookies>,
+}
+
+/// `[cookies]`: the server secret (RFC 9018; none: a random one at start) and the one it
+/// replaced, still accepted (a rotation: set `secret-previous` to the old `secret`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookies {
+    pub secret: Option<[u8; 16]>,
+    pub previous: Option<[u8; 16]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,8 +90,46 @@ pub struct Server {
     /// Cores for the run loops (default: all).
     pub cores: Option<Vec<usize>>,
     pub edns_size: u16,
-    pub tcp_idle_timeout_secs: u64,
-    pub tcp_max_clients: usize,
+    /// What one TCP client, and all of them together, may hold.
+    pub tcp: TcpLimits,
+}
+
+/// The limits of DNS over TCP (RFC 7766 §6.2), the same defaults from the command line and
+/// the configuration file. Every one is at least 1: none of them turns TCP off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// A connection that has sent no complete message and been sent nothing for this long
+    /// is closed (Knot's `tcp-idle-timeout`, 10 s). A byte that does not finish a message
+    /// does not restart it.
+    pub idle_timeout: Duration,
+    /// Once a message's first octet has arrived, the whole message must follow within this
+    /// (Knot's `tcp-io-timeout` is 500 ms): a client that trickles bytes is closed.
+    pub message_timeout: Duration,
+    /// Connections open at once; when all are taken, the longest idle one is closed for a
+    /// newcomer.
+    pub max_clients: usize,
+    /// Connections open at once from one address (IPv6: one /64); past it, that address's
+    /// longest idle connection is closed for its newcomer.
+    pub max_clients_per_address: usize,
+    /// Output waiting for one client: above it nothing more is read from it (its queries
+    /// wait in its socket) and its transfer is not advanced.
+    pub max_pending_output: usize,
+    /// Output waiting for all clients together: above it no connection is read and no
+    /// transfer advanced until readers catch up.
+    pub output_budget: usize,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            idle_timeout: Duration::from_secs(10),
+            message_timeout: Duration::from_millis(2000),
+            max_clients: 1024,
+            max_clients_per_address: 64,
+            max_pending_output: 64 * 1024,
+            output_budget: 32 << 20,
+        }
+    }
 }
 
 /// TSIG algorithms (RFC 8945 §6).
@@ -278,6 +327,7 @@ struct RawConfig {
     #[serde(default)]
     zone: Vec<toml::Spanned<RawZone>>,
     rrl: Option<toml::Spanned<RawRrl>>,
+    cookies: Option<RawCookies>,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +343,13 @@ struct RawRrl {
     table_size: Option<toml::Spanned<usize>>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCookies {
+    secret: Option<toml::Spanned<String>>,
+    secret_previous: Option<toml::Spanned<String>>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawServer {
@@ -302,8 +359,12 @@ struct RawServer {
     control: Option<PathBuf>,
     cores: Option<Vec<usize>>,
     edns_size: Option<toml::Spanned<u16>>,
-    tcp_idle_timeout: Option<u64>,
-    tcp_max_clients: Option<usize>,
+    tcp_idle_timeout: Option<toml::Spanned<u64>>,
+    tcp_message_timeout: Option<toml::Spanned<u64>>,
+    tcp_max_clients: Option<toml::Spanned<u64>>,
+    tcp_max_clients_per_address: Option<toml::Spanned<u64>>,
+    tcp_max_pending_output: Option<toml::Spanned<u64>>,
+    tcp_output_budget: Option<toml::Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +440,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
 
         let s = raw.server;
+        let tcp = tcp_limits(&s, &err)?;
         let mut listen = Vec::new();
         for a in &s.listen {
             let addr = parse_socket_addr(a.get_ref(), 53).ok_or_else(|| {
@@ -402,8 +464,7 @@ impl Config {
             control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
             cores: s.cores,
             edns_size,
-            tcp_idle_timeout_secs: s.tcp_idle_timeout.unwrap_or(10),
-            tcp_max_clients: s.tcp_max_clients.unwrap_or(1024),
+            tcp,
         };
 
         let mut keys = Vec::new();
@@ -569,8 +630,23 @@ impl Config {
                 transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
             });
         }
+        let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(v) => crate::cookie::parse_secret(v.get_ref())
+                    .map(Some)
+                    .ok_or_else(|| err(Some(v.span()), format!("cookies.{key}: not 32 hexadecimal digits"))),
+            }
+        };
+        let cookies = match &raw.cookies {
+            None => None,
+            Some(c) => Some(Cookies {
+                secret: hex(&c.secret, "secret")?,
+                previous: hex(&c.secret_previous, "secret-previous")?,
+            }),
+        };
         let rrl = raw.rrl.map(|r| rrl_section(r, &err)).transpose()?;
-        Ok(Config { server, keys, acls, zones, rrl })
+        Ok(Config { server, keys, acls, zones, cookies, rrl })
     }
 
     /// The control socket a configuration file names, read leniently: only `[server]`
@@ -668,6 +744,34 @@ fn rrl_section(
 }
 
 /// 1-based line of a byte offset.
+/// `[server]`'s TCP limits over the defaults; a 0 is refused where it stands.
+fn tcp_limits(
+    s: &RawServer,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<TcpLimits, ConfigError> {
+    let positive = |v: &Option<toml::Spanned<u64>>, key: &str| -> Result<Option<u64>, ConfigError> {
+        match v {
+            Some(v) if *v.get_ref() == 0 => Err(err(Some(v.span()), format!("server.{key}: must be at least 1"))),
+            Some(v) => Ok(Some(*v.get_ref())),
+            None => Ok(None),
+        }
+    };
+    let d = TcpLimits::default();
+    let size = |v: Option<u64>, d: usize| v.map_or(d, |v| usize::try_from(v).unwrap_or(usize::MAX));
+    Ok(TcpLimits {
+        idle_timeout: positive(&s.tcp_idle_timeout, "tcp-idle-timeout")?.map_or(d.idle_timeout, Duration::from_secs),
+        message_timeout: positive(&s.tcp_message_timeout, "tcp-message-timeout")?
+            .map_or(d.message_timeout, Duration::from_millis),
+        max_clients: size(positive(&s.tcp_max_clients, "tcp-max-clients")?, d.max_clients),
+        max_clients_per_address: size(
+            positive(&s.tcp_max_clients_per_address, "tcp-max-clients-per-address")?,
+            d.max_clients_per_address,
+        ),
+        max_pending_output: size(positive(&s.tcp_max_pending_output, "tcp-max-pending-output")?, d.max_pending_output),
+        output_budget: size(positive(&s.tcp_output_budget, "tcp-output-budget")?, d.output_budget),
+    })
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
@@ -831,7 +935,27 @@ transfer-timeout = 3
         let c = parse("").unwrap();
         assert_eq!(c.server.listen, vec![sa(DEFAULT_LISTEN)]);
         assert_eq!(c.server.edns_size, 1232);
+        assert_eq!(c.server.tcp, TcpLimits::default());
+        assert_eq!(c.cookies, None);
+        let c = parse("[cookies]\nsecret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"\n").unwrap();
+        let want = crate::cookie::parse_secret("e5e973e5a6b2a43f48e7dc849e37bfcf");
+        assert_eq!(c.cookies, Some(Cookies { secret: want, previous: None }));
+        assert_eq!(parse("[cookies]\n").unwrap().cookies, Some(Cookies { secret: None, previous: None }));
         assert!(c.zones.is_empty());
+    }
+
+    #[test]
+    fn tcp_limits() {
+        let c = parse(
+            "[server]\ntcp-idle-timeout = 3\ntcp-message-timeout = 250\ntcp-max-clients = 5\n\
+             tcp-max-clients-per-address = 2\ntcp-max-pending-output = 4096\ntcp-output-budget = 65536\n",
+        )
+        .unwrap();
+        let t = c.server.tcp;
+        assert_eq!(t.idle_timeout, Duration::from_secs(3));
+        assert_eq!(t.message_timeout, Duration::from_millis(250));
+        assert_eq!((t.max_clients, t.max_clients_per_address), (5, 2));
+        assert_eq!((t.max_pending_output, t.output_budget), (4096, 65536));
     }
 
     /// Each broken file gives an error naming its line and what is wrong.
@@ -842,6 +966,13 @@ transfer-timeout = 3
             ("[server]\nlisten = [\"nowhere:53\"]\n", 2, "server.listen"),
             ("[server]\nedns-size = 100\n", 2, "below 512"),
             ("[server]\nedns-size = \"big\"\n", 2, "invalid type"),
+            ("[server]\nlisten = []\ntcp-max-clients = 0\n", 3, "server.tcp-max-clients: must be at least 1"),
+            ("[server]\ntcp-idle-timeout = 0\n", 2, "server.tcp-idle-timeout: must be at least 1"),
+            ("[server]\ntcp-message-timeout = 0\n", 2, "tcp-message-timeout"),
+            ("[server]\ntcp-max-clients-per-address = 0\n", 2, "tcp-max-clients-per-address"),
+            ("[server]\ntcp-max-pending-output = 0\n", 2, "tcp-max-pending-output"),
+            ("[server]\ntcp-output-budget = 0\n", 2, "tcp-output-budget"),
+            ("[server]\ntcp-max-clients = -1\n", 2, ""),
             ("[[key]]\nname = \"k\"\nalgorithm = \"md5\"\nsecret = \"AAAA\"\n", 3, "algorithm \"md5\""),
             ("[[key]]\nname = \"k\"\nalgorithm = \"hmac-sha256\"\nsecret = \"!!\"\n", 4, "not base64"),
             ("[[key]]\nname = \"k\"\nalgorithm = \"hmac-sha256\"\n", 1, "missing field `secret`"),
@@ -858,6 +989,8 @@ transfer-timeout = 3
             ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\nserial-policy = \"date\"\n", 4, "serial-policy"),
             ("[[zone]]\nname = \"a..b\"\nfile = \"f\"\n", 2, "bad name"),
             ("[server\n", 1, ""),
+            ("[cookies]\nsecret = \"00\"\n", 2, "cookies.secret: not 32 hexadecimal digits"),
+            ("[cookies]\nsecret-previous = \"zz0000000000000000000000000000zz\"\n", 2, "cookies.secret-previous"),
         ];
         for (text, line, want) in cases {
             let e = parse(text).expect_err(text);

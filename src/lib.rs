@@ -3,6 +3,7 @@
 pub mod answer;
 pub mod config;
 pub mod control;
+pub mod cookie;
 pub mod dataplane;
 pub mod journal;
 pub mod rrl;

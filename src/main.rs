@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use nsxdp::answer::{Catalog, Config};
 use nsxdp::control::ctl::{self, Notifier};
 use nsxdp::control::handoff;
-use nsxdp::control::tcp::{TcpConfig, TcpServer};
+use nsxdp::control::tcp::{TcpLimits, TcpServer};
 use nsxdp::control::transfer::Transfers;
 use nsxdp::control::zones::ZoneSet;
 use nsxdp::dataplane::xdp_prog::XdpConfig;
@@ -61,7 +61,7 @@ enum Cmd {
     /// Load a snapshot (map and validate) and print figures about it, as key=value lines.
     Stat { snapshot: PathBuf },
     /// Serve zones over UDP (one pinned loop per core, kernel sockets) and TCP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Talk to a running server: `reload [ZONE]`, `status [ZONE]`.
     Ctl {
         /// The server's control socket (default: the configuration's, else
@@ -116,15 +116,33 @@ struct ServeArgs {
     /// /var/tmp/nsxdp).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// EDNS UDP payload size we offer (RFC 6891).
-    #[arg(long, default_value_t = 1232, value_parser = clap::value_parser!(u16).range(512..=4096))]
-    edns_size: u16,
-    /// Seconds before an idle TCP connection is closed.
-    #[arg(long, default_value_t = 10)]
-    tcp_idle_timeout: u64,
-    /// TCP connections open at once.
-    #[arg(long, default_value_t = 256)]
-    tcp_max_clients: usize,
+    /// EDNS UDP payload size we offer (RFC 6891; default 1232, over the configuration's).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(512..=4096))]
+    edns_size: Option<u16>,
+    /// Seconds without a complete message before a TCP connection is closed (default 10;
+    /// over the configuration's `tcp-idle-timeout`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_idle_timeout: Option<u64>,
+    /// Milliseconds a TCP message may take to arrive whole once it started (default 2000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_message_timeout: Option<u64>,
+    /// TCP connections open at once (default 1024); when all are taken, the longest idle
+    /// one is closed for a newcomer.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_max_clients: Option<u64>,
+    /// TCP connections open at once from one address, or IPv6 /64 (default 64).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_max_clients_per_address: Option<u64>,
+    /// Octets of unsent TCP output per client above which it is not read (default 65536).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_max_pending_output: Option<u64>,
+    /// Octets of unsent TCP output of all clients above which none is read (default 32 MiB).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_output_budget: Option<u64>,
+    /// Answer DNS cookies (RFC 7873, RFC 9018 server cookies) with a random secret; a
+    /// configuration file's `[cookies]` section turns them on too, and may give the secret.
+    #[arg(long)]
+    cookies: bool,
 }
 
 fn main() -> ExitCode {
@@ -230,7 +248,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             println!("rss_kib={}", rss_kib().unwrap_or(0));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => serve(*args),
         Cmd::Ctl { socket, config, command } => {
             let socket = match (socket, config) {
                 (Some(s), _) => s,
@@ -263,6 +281,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(Arc::new(nsxdp::config::Config::load(p)?)),
         None => None,
     };
+    // Every TCP client is a descriptor: take what the hard limit allows (systemd's soft
+    // default of 1024 would stop accepting below our own connection limit).
+    let limits = tcp_limits(&args, config.as_deref());
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < limits.max_clients as u64 + 64 => eprintln!(
+            "nsxdp: warning: {n} file descriptors allowed, fewer than tcp-max-clients ({}) needs",
+            limits.max_clients
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("nsxdp: warning: cannot raise the file descriptor limit: {e}"),
+    }
     let zone_confs = config.as_ref().map_or(&[][..], |c| &c.zones[..]);
     if args.zones.is_empty() && args.snapshots.is_empty() && zone_confs.is_empty() {
         bail!("nothing to serve: give --zone FILE, --snapshot FILE or --config FILE with zones");
@@ -306,8 +335,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None => format!("{} (secondary, not transferred yet)", z.name),
         })
         .collect();
-    let edns_size = config.as_ref().map_or(args.edns_size, |c| c.server.edns_size);
-    let cfg = Config { edns_size };
+    // A flag wins over the file, the file over the default.
+    let edns_size = args.edns_size.or(config.as_ref().map(|c| c.server.edns_size)).unwrap_or(1232);
+    let cookies = cookie_secrets(args.cookies, config.as_deref())?;
+    let cfg = Config { edns_size, cookies, now: 0 };
     let rrl = config.as_ref().and_then(|c| c.rrl.clone());
     let mut listen = args.listen.clone();
     if listen.is_empty() {
@@ -394,7 +425,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => cores.len().max(1),
     };
-    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let (handoff_tx, handoff_rx) = handoff::channel();
     let loops = udp::spawn(
         &listen,
         threads,
@@ -402,23 +433,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         catalog.clone(),
         cfg,
         shutdown.clone(),
-        control_side.is_some().then_some(handoff_tx),
+        // Also without a configuration: a signed query gets NOTAUTH/BADKEY there.
+        Some(handoff_tx),
         rrl.as_ref(),
     )
     .with_context(|| format!("binding UDP {listen:?}"))?;
     let tcp_notify = control_side.clone();
-    let handoff = match control_side {
-        Some(c) => {
-            let senders = loops.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
-            Some(
-                handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, Some(c), shutdown.clone())
-                    .context("handoff thread")?,
-            )
-        }
-        None => None,
-    };
+    let senders = loops.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
+    let (handoff_stats, handoff_thread) =
+        handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
+            .context("handoff thread")?;
     let mut tcp =
-        TcpServer::bind(&loops.bound, catalog, cfg, tcp_cfg(&args, config.as_deref())).context("binding TCP")?;
+        TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref())).context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
     }
@@ -445,23 +471,61 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("nsxdp: stopping; UDP {}", StatsSnapshot::sum(&loops.stats));
     eprintln!("nsxdp: UDP {}", dataplane::describe_histogram(&hist));
-    if let Some((stats, thread)) = handoff {
-        let _ = thread.join();
-        eprintln!("nsxdp: handed to the control side (NOTIFY, IXFR, signed queries over UDP) {stats}");
-    }
+    let _ = handoff_thread.join();
+    eprintln!("nsxdp: handed to the control side (NOTIFY, IXFR, signed queries over UDP) {handoff_stats}");
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
     if let Some(s) = tcp.transfer_stats() {
         eprintln!("nsxdp: transfers out {s}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn tcp_cfg(args: &ServeArgs, config: Option<&nsxdp::config::Config>) -> TcpConfig {
-    let (idle, max) = match config {
-        Some(c) => (c.server.tcp_idle_timeout_secs, c.server.tcp_max_clients),
-        None => (args.tcp_idle_timeout, args.tcp_max_clients),
+/// The cookie secrets, when cookies are on: the configured secret (and the previous one),
+/// else a random one.
+fn cookie_secrets(
+    flag: bool,
+    config: Option<&nsxdp::config::Config>,
+) -> anyhow::Result<Option<nsxdp::cookie::Secrets>> {
+    let conf = config.and_then(|c| c.cookies);
+    if !flag && conf.is_none() {
+        return Ok(None);
+    }
+    let current = match conf.and_then(|c| c.secret) {
+        Some(s) => s,
+        None => {
+            let mut s = [0u8; 16];
+            getrandom::fill(&mut s).map_err(|e| anyhow::anyhow!("a random cookie secret: {e}"))?;
+            s
+        }
     };
-    TcpConfig { idle_timeout: Duration::from_secs(idle), max_connections: max, ..TcpConfig::default() }
+    Ok(Some(nsxdp::cookie::Secrets { current, previous: conf.and_then(|c| c.previous) }))
+}
+
+/// The TCP limits: a flag, else the configuration file, else the default (one set of
+/// defaults, [`TcpLimits::default`]).
+fn tcp_limits(args: &ServeArgs, config: Option<&nsxdp::config::Config>) -> TcpLimits {
+    let mut l = config.map_or_else(TcpLimits::default, |c| c.server.tcp);
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    if let Some(v) = args.tcp_idle_timeout {
+        l.idle_timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = args.tcp_message_timeout {
+        l.message_timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = args.tcp_max_clients {
+        l.max_clients = size(v);
+    }
+    if let Some(v) = args.tcp_max_clients_per_address {
+        l.max_clients_per_address = size(v);
+    }
+    if let Some(v) = args.tcp_max_pending_output {
+        l.max_pending_output = size(v);
+    }
+    if let Some(v) = args.tcp_output_budget {
+        l.output_budget = size(v);
+    }
+    l
 }
 
 /// What the XDP program should hand over, from the listen addresses: their one port; per
@@ -543,7 +607,7 @@ fn serve_xdp(
     };
     // Kernel side first: the fallback UDP loop (one, unpinned: it only sees what XDP
     // passes), the handoff thread answering through its sockets, and TCP.
-    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(handoff::CHANNEL_CAPACITY);
+    let (handoff_tx, handoff_rx) = handoff::channel();
     let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()), rrl)
         .with_context(|| format!("binding UDP {listen:?}"))?;
     let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
@@ -552,7 +616,7 @@ fn serve_xdp(
         handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
             .context("handoff thread")?;
     let config = tcp_notify.as_ref().map(|c| c.config.load());
-    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_cfg(args, config.as_deref()))
+    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_limits(args, config.as_deref()))
         .context("binding TCP")?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
@@ -626,6 +690,7 @@ fn serve_xdp(
     eprintln!("nsxdp: UDP (kernel) {}", StatsSnapshot::sum(&fallback.stats));
     eprintln!("nsxdp: handoff {}", handoff_stats);
     eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
     if let Some(s) = tcp.transfer_stats() {
         eprintln!("nsxdp: transfers out {s}");
     }

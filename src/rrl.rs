@@ -282,7 +282,7 @@ impl Limiter {
     /// [`crate::answer::Outcome`] gives them) to `client` may be sent, at `now_ms` (a
     /// monotonic clock in milliseconds). `valid_cookie`: the client proved with a DNS
     /// server cookie (RFC 7873) that its address is not spoofed, which exempts it, as in
-    /// Knot; cookies are not checked yet, so callers pass false.
+    /// Knot (the engine's `Outcome::Reply::valid_cookie`).
     #[inline]
     pub fn check(
         &mut self,

@@ -234,7 +234,9 @@ fn answering_allocates_nothing() {
 /// `answer_batch` over the whole query set, 32 at a time, as the run loops call it. Part of
 /// the one test above, as the allocation counter is shared.
 fn batches_allocate_nothing(zones: &impl Zones, qs: &[(Vec<u8>, Transport)]) {
-    let cfg = Config::default();
+    // Cookies on, as the run loops have them with `[cookies]`.
+    let cfg = Config { cookies: Some(nsxdp::cookie::Secrets::new([7; 16])), now: 1_700_000_000, ..Config::default() };
+    let clients = ["192.0.2.1".parse().unwrap(); BATCH];
     let mut scratch = BatchScratch::new();
     let mut bufs = vec![vec![0u8; 4096]; BATCH];
     let mut lens = [0usize; BATCH];
@@ -248,7 +250,8 @@ fn batches_allocate_nothing(zones: &impl Zones, qs: &[(Vec<u8>, Transport)]) {
             bufs[i][..q.len()].copy_from_slice(q);
             lens[i] = q.len();
         }
-        answer_batch(zones, std::hint::black_box(&mut bufs[..]), &lens, Transport::Udp, &cfg, &mut out, &mut scratch);
+        let bufs = std::hint::black_box(&mut bufs[..]);
+        answer_batch(zones, bufs, &lens, &clients, Transport::Udp, &cfg, &mut out, &mut scratch);
         replies += out.iter().filter(|o| matches!(o, Outcome::Reply { .. })).count();
     }
     MEASURING.with(|m| m.set(false));
@@ -349,6 +352,8 @@ fn batch_frame_path(z: &impl Zones, mut rrl: Option<&mut LoopRrl>) -> LoopStats 
     let mut lens = [0usize; xdp::BATCH];
     let mut replies = [const { None }; xdp::BATCH];
     let mut n_replies = 0;
+    // The hand-over buffers are allocated once, at start-up (the handoff thread's spawn).
+    xdp::reserve_handoff_buffers();
     ALLOCATIONS.store(0, Ordering::Relaxed);
     MEASURING.with(|m| m.set(true));
     for round in 0..400 {

@@ -41,9 +41,44 @@ struct Tally {
     secs: f64,
 }
 
+/// A query for `name` A with an EDNS OPT carrying a COOKIE option (RFC 7873): `cookie` is
+/// the client cookie, or client and server cookie.
+fn cookie_query(id: u16, name: &str, cookie: &[u8]) -> Vec<u8> {
+    let mut q = dns_query(id, name, qtype::A);
+    q[11] = 1;
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    q.extend_from_slice(&(4 + cookie.len() as u16).to_be_bytes());
+    q.extend_from_slice(&[0, 10]);
+    q.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+    q.extend_from_slice(cookie);
+    q
+}
+
+/// Asks once from `src` with a client cookie and returns the client and server cookie of
+/// the answer.
+fn fetch_cookie(src: &str, server: SocketAddr) -> Vec<u8> {
+    let client_cookie = *b"rrltest!";
+    let sock = UdpSocket::bind((src, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(&cookie_query(7, "example.com.", &client_cookie), server).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("an answer with a server cookie");
+    let m = &buf[..n];
+    // The option: code 10, length 24, our client cookie, the server's 16 octets.
+    let mut head = vec![0, 10, 0, 24];
+    head.extend_from_slice(&client_cookie);
+    let at = m.windows(head.len()).position(|w| w == head).unwrap_or_else(|| panic!("no server cookie in {m:?}"));
+    m[at + 4..at + 28].to_vec()
+}
+
 /// Sends `count` queries for `name` from `src` to `server`, `per_sec` a second (in bursts of
 /// a millisecond's worth), and counts what comes back until 500 ms after the last one.
 fn client(src: &str, server: SocketAddr, name: &str, count: u64, per_sec: u64) -> Tally {
+    cookie_client(src, server, name, count, per_sec, None)
+}
+
+/// [`client`], with `cookie` (client and server cookie) in every query when given.
+fn cookie_client(src: &str, server: SocketAddr, name: &str, count: u64, per_sec: u64, cookie: Option<&[u8]>) -> Tally {
     let sock = UdpSocket::bind((src, 0)).unwrap_or_else(|e| panic!("binding {src}: {e}"));
     sock.connect(server).unwrap();
     let reader = sock.try_clone().unwrap();
@@ -86,7 +121,10 @@ fn client(src: &str, server: SocketAddr, name: &str, count: u64, per_sec: u64) -
             // Due by now at `per_sec`.
             let due = ((t0.elapsed().as_secs_f64() * per_sec as f64) as u64 + 1).min(count);
             while sent < due {
-                let q = dns_query(sent as u16, name, qtype::A);
+                let q = match cookie {
+                    Some(c) => cookie_query(sent as u16, name, c),
+                    None => dns_query(sent as u16, name, qtype::A),
+                };
                 if sock.send(&q).is_ok() {
                     bytes += q.len() as u64;
                 }
@@ -115,15 +153,25 @@ fn a_spoofed_flood_is_limited_per_prefix() {
         format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"control.sock\"\n\n\
              [[zone]]\nname = \"example.com\"\nfile = \"{}\"\n\n\
-             [rrl]\nrate = {RATE}\nslip = 2\nwindow = 15\nexempt = [\"127.3.0.0/24\"]\ntable-size = 4096\n",
+             [rrl]\nrate = {RATE}\nslip = 2\nwindow = 15\nexempt = [\"127.3.0.0/24\"]\ntable-size = 4096\n\n\
+             [cookies]\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n",
             zone.display()
         ),
     )
     .unwrap();
     let server = start_nsxdp(dir.path(), &conf);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (flood, exempt, other) =
-        run_flood(addr, ["127.1.0.1", "127.1.0.2", "127.2.0.1", "127.3.0.9", "127.5.0.1"], |f| f());
+    // A client inside the flooded 127.1.0.0/24 that proves its address with a server
+    // cookie (fetched before the flood) is answered throughout.
+    let cookie = fetch_cookie("127.1.0.3", addr);
+    let ((flood, exempt, other), with_cookie) = std::thread::scope(|s| {
+        let c = s.spawn(|| cookie_client("127.1.0.3", addr, "example.com.", 100, 40, Some(&cookie)));
+        let f = run_flood(addr, ["127.1.0.1", "127.1.0.2", "127.2.0.1", "127.3.0.9", "127.5.0.1"], |f| f());
+        (f, c.join().unwrap())
+    });
+    eprintln!("cookie client {with_cookie:?}");
+    assert_eq!(with_cookie.slipped, 0, "cookie client limited: {with_cookie:?}");
+    assert!(with_cookie.full * 100 >= with_cookie.sent * 99, "cookie client: {with_cookie:?}");
     let log_text = || std::fs::read_to_string(dir.path().join("nsxdp.log")).unwrap_or_default();
     drop(server);
     // The log is written by a thread of the test: wait for the last lines.

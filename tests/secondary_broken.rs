@@ -690,12 +690,18 @@ fn broken_primaries() {
         let took = common::wait_serial(np, ZONE, serial, Duration::from_secs(10), &format!("{mode:?}"), &logs);
         eprintln!("{mode:?}: serial {serial} served after {took:?}");
         assert_eq!(fake.asked(), asked, "{mode:?}: what nsxdp asked");
-        let log = nlog();
-        let line = log
-            .lines()
-            .find(|l| l.contains(&format!("serial {} -> {serial} ", serial - 1)))
-            .unwrap_or_else(|| panic!("{mode:?}: no transfer logged:\n{log}"))
-            .to_string();
+        // The log line goes through a pipe and a relay thread: it may come a moment after
+        // the new serial is served.
+        let want = format!("serial {} -> {serial} ", serial - 1);
+        let t1 = Instant::now();
+        let line = loop {
+            let log = nlog();
+            if let Some(l) = log.lines().find(|l| l.contains(&want)) {
+                break l.to_string();
+            }
+            assert!(t1.elapsed() < Duration::from_secs(5), "{mode:?}: no transfer logged:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
         eprintln!("  {line}");
         assert!(line.contains(&how.replace("{P}", &format!("127.0.0.1:{fp}"))), "{mode:?}: {line}");
         match why {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use nsxdp::answer::{Catalog, Config as AnswerConfig};
 use nsxdp::config::Config;
-use nsxdp::control::tcp::{TcpConfig, TcpServer};
+use nsxdp::control::tcp::{TcpLimits, TcpServer};
 use nsxdp::control::transfer::Transfers;
 use nsxdp::control::zones::{Reloaded, ZoneSet};
 use nsxdp::journal::Limits;
@@ -112,7 +112,7 @@ acl = ["secondaries"]
     let (catalog, mut zones) = serve_zones(&config);
 
     let mut server =
-        TcpServer::bind(&["127.0.0.1:0".parse().unwrap()], catalog, AnswerConfig::default(), TcpConfig::default())
+        TcpServer::bind(&["127.0.0.1:0".parse().unwrap()], catalog, AnswerConfig::default(), TcpLimits::default())
             .unwrap();
     server.set_transfers(Transfers::new(Arc::new(config), zones.journals()));
     let port = server.local_addrs()[0].port();

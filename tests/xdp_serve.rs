@@ -246,6 +246,17 @@ fn xdp_serve_answers_through_af_xdp() {
     let notify = tb.kdig(&["@198.18.0.1", "example.com", "NOTIFY"]);
     assert!(notify.contains("opcode: NOTIFY") && notify.contains("status: NOTIMP"), "{notify}");
     udp_queries += 1;
+    // A query signed with a key nobody has is handed over too, and gets NOTAUTH with the
+    // TSIG error BADKEY (RFC 8945 §5.2.1), though this server runs without keys.
+    let badkey = tb.kdig(&[
+        "@198.18.0.1",
+        "-y",
+        "hmac-sha256:nokey:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "example.com",
+        "SOA",
+    ]);
+    assert!(badkey.contains("status: BADKEY") && badkey.contains("TSIG PSEUDOSECTION"), "{badkey}");
+    udp_queries += 1;
 
     // ping and a UDP port that is not DNS still reach the kernel.
     tb.client(&["ping", "-c", "1", "-W", "2", "198.18.0.1"]);

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nsxdp::wire::message::rcode;
 use nsxdp::wire::name::Name;
 use nsxdp::xfr::{self, tsig, Algorithm, Axfr, Ixfr, Key, Options, RequestError, Signer};
 use nsxdp::zone::{parse, Changeset, Record, Zone};
@@ -186,10 +187,10 @@ impl State {
         };
         if ok.is_none() {
             self.log("refused unsigned".into());
-            return refuse(xfr::rcode::REFUSED, None, &mut buf);
+            return refuse(rcode::REFUSED, None, &mut buf);
         }
         if !req.qname.ends_with(&n("example.com.")) || !n("example.com.").ends_with(&req.qname) {
-            return refuse(xfr::rcode::NOTAUTH, signer.as_mut(), &mut buf);
+            return refuse(rcode::NOTAUTH, signer.as_mut(), &mut buf);
         }
         let mut opts = Options { one_rr_per_message: self.one_rr_per_message, ..Options::tcp() };
         if req.edns_udp_size.is_some() {
@@ -198,7 +199,7 @@ impl State {
         let mut out = Vec::new();
         if udp {
             if !req.is_ixfr() {
-                return refuse(xfr::rcode::NOTIMP, signer.as_mut(), &mut buf);
+                return refuse(rcode::NOTIMP, signer.as_mut(), &mut buf);
             }
             opts.max_len = req.edns_udp_size.map_or(512, |s| (s as usize).clamp(512, 1232));
             let x = Ixfr::new(&req, self.soa.clone(), Some(&self.history[..]), || self.records.iter(), signer, opts)
@@ -226,7 +227,7 @@ impl State {
             }
             self.log(format!("tcp ixfr {:?} {} messages", x.kind(), x.messages()));
         } else {
-            return refuse(xfr::rcode::NOTIMP, signer.as_mut(), &mut buf);
+            return refuse(rcode::NOTIMP, signer.as_mut(), &mut buf);
         }
         out
     }

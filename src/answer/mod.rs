@@ -12,42 +12,34 @@ pub use catalog::{Catalog, Zones};
 pub use query::{parse_query, Edns, Query, QueryError};
 
 use crate::snapshot::{name_hash, render_rrset, ArchivedZoneImage, RrsetRec, NONE};
+use crate::wire::message::{flag, opcode, rcode, Header};
 use crate::wire::name::{self, MAX_NAME_LEN};
 use crate::wire::rdata::rtype;
 use crate::zone::flags;
-
-/// Response codes.
-pub mod rcode {
-    pub const NOERROR: u8 = 0;
-    pub const FORMERR: u8 = 1;
-    pub const SERVFAIL: u8 = 2;
-    pub const NXDOMAIN: u8 = 3;
-    pub const NOTIMP: u8 = 4;
-    pub const REFUSED: u8 = 5;
-    pub const YXDOMAIN: u8 = 6;
-    /// Extended (needs OPT): 16.
-    pub const BADVERS: u16 = 16;
-}
-
-/// Opcodes.
-pub mod opcode {
-    pub const QUERY: u8 = 0;
-    pub const NOTIFY: u8 = 4;
-    pub const UPDATE: u8 = 5;
-}
 
 /// Server-wide answer settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     /// Our EDNS UDP payload size (RFC 6891 §6.2.5), sent in every OPT.
     pub edns_size: u16,
+    /// DNS cookies (RFC 7873): with secrets, a query's COOKIE option is judged and the reply
+    /// carries our server cookie (for queries whose client address is known); without, the
+    /// option is ignored, as by a server that does not know it.
+    pub cookies: Option<crate::cookie::Secrets>,
+    /// Unix time (low 32 bits), for server cookies; the run loops set it once per batch.
+    pub now: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { edns_size: 1232 }
+        Config { edns_size: 1232, cookies: None, now: 0 }
     }
 }
+
+/// The COOKIE option of a reply: the client's cookie and our server cookie.
+type ReplyCookie = [u8; crate::cookie::REPLY_LEN];
+/// What the COOKIE option adds to an OPT.
+const COOKIE_OPT_LEN: usize = 4 + crate::cookie::REPLY_LEN;
 
 /// How the query arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,11 +95,12 @@ impl ResponseClass {
 /// What to do with a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Send the first `len` bytes of the buffer. `class` and `class_name` say what rate
-    /// limiting counts the response against: `class_name` is the hash of the question name
-    /// for positive answers, of the zone's apex for the other classes, and 0 for errors
-    /// outside any zone.
-    Reply { len: usize, rcode: u16, truncated: bool, class: ResponseClass, class_name: u64 },
+    /// Send the first `len` bytes of the buffer. `valid_cookie`: the query carried a server
+    /// cookie of ours (RFC 7873 §5.2.5), so its source address is not spoofed. `class` and
+    /// `class_name` say what rate limiting counts the response against: `class_name` is the
+    /// hash of the question name for positive answers, of the zone's apex for the other
+    /// classes, and 0 for errors outside any zone.
+    Reply { len: usize, rcode: u16, truncated: bool, valid_cookie: bool, class: ResponseClass, class_name: u64 },
     /// Send nothing.
     Drop(DropReason),
 }
@@ -122,8 +115,21 @@ const OPT_LEN: usize = 11;
 /// Answers the query in `buf[..len]`, writing the response over it. `buf` should be at
 /// least 512 bytes for UDP and 65535 for TCP; responses never exceed it.
 pub fn answer(zones: &impl Zones, buf: &mut [u8], len: usize, transport: Transport, cfg: &Config) -> Outcome {
+    answer_from(zones, buf, len, transport, cfg, None)
+}
+
+/// [`answer`] for a query from `client` (its source address): with cookies configured, the
+/// query's COOKIE option is judged against it and the reply carries our server cookie.
+pub fn answer_from(
+    zones: &impl Zones,
+    buf: &mut [u8],
+    len: usize,
+    transport: Transport,
+    cfg: &Config,
+    client: Option<std::net::IpAddr>,
+) -> Outcome {
     let mut name = [0u8; 256];
-    match prepare(zones, buf, len, cfg, &mut name) {
+    match prepare(zones, buf, len, cfg, &mut name, client) {
         Ok(p) => complete(&p, buf, transport, cfg, &mut name, NONE).outcome(),
         Err(o) => o,
     }
@@ -148,11 +154,14 @@ impl BatchScratch {
 /// outcomes go to `out[i]`. Answers are identical to answering one by one; the difference
 /// is speed: the memory the queries need is fetched for all of them before any is answered,
 /// so that their cache misses overlap instead of adding up. Only the first
-/// `min(bufs.len(), lens.len(), out.len())` entries are used.
+/// `min(bufs.len(), lens.len(), out.len())` entries are used; `clients[i]`, where given, is
+/// the source address of query i (for cookies, as [`answer_from`]).
+#[allow(clippy::too_many_arguments)]
 pub fn answer_batch<B: AsMut<[u8]>>(
     zones: &impl Zones,
     bufs: &mut [B],
     lens: &[usize],
+    clients: &[std::net::IpAddr],
     transport: Transport,
     cfg: &Config,
     out: &mut [Outcome],
@@ -161,14 +170,26 @@ pub fn answer_batch<B: AsMut<[u8]>>(
     let n = bufs.len().min(lens.len()).min(out.len());
     for start in (0..n).step_by(BATCH) {
         let end = (start + BATCH).min(n);
-        answer_chunk(zones, &mut bufs[start..end], &lens[start..end], transport, cfg, &mut out[start..end], scratch);
+        let cl = clients.get(start..end).unwrap_or_default();
+        answer_chunk(
+            zones,
+            &mut bufs[start..end],
+            &lens[start..end],
+            cl,
+            transport,
+            cfg,
+            &mut out[start..end],
+            scratch,
+        );
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn answer_chunk<B: AsMut<[u8]>>(
     zones: &impl Zones,
     bufs: &mut [B],
     lens: &[usize],
+    clients: &[std::net::IpAddr],
     transport: Transport,
     cfg: &Config,
     out: &mut [Outcome],
@@ -177,7 +198,7 @@ fn answer_chunk<B: AsMut<[u8]>>(
     let names = &mut scratch.names;
     let mut ready: [Option<Prepared>; BATCH] = [None; BATCH];
     for (i, b) in bufs.iter_mut().enumerate() {
-        match prepare(zones, b.as_mut(), lens[i], cfg, &mut names[i]) {
+        match prepare(zones, b.as_mut(), lens[i], cfg, &mut names[i], clients.get(i).copied()) {
             Ok(p) => ready[i] = Some(p),
             Err(o) => out[i] = o,
         }
@@ -222,6 +243,8 @@ struct Prepared<'z> {
     zone: &'z ArchivedZoneImage,
     /// Index hash of the question name.
     h: u64,
+    /// The reply's COOKIE option, and whether the query's server cookie was ours.
+    cookie: Option<(ReplyCookie, bool)>,
 }
 
 /// Reads the query and picks the zone; any other outcome is final (the reply, if any, is
@@ -234,23 +257,41 @@ fn prepare<'z>(
     len: usize,
     cfg: &Config,
     name: &mut [u8; 256],
+    client: Option<std::net::IpAddr>,
 ) -> Result<Prepared<'z>, Outcome> {
     let q = match parse_query(&buf[..len.min(buf.len())], name) {
         Ok(q) => q,
         Err(QueryError::Short) => return Err(Outcome::Drop(DropReason::Short)),
         Err(QueryError::Response) => return Err(Outcome::Drop(DropReason::Response)),
-        Err(QueryError::Malformed { question_end }) => {
-            return Err(error_reply(buf, question_end, None, rcode::FORMERR as u16, cfg));
-        }
+        Err(QueryError::Malformed { question_end }) => return Err(malformed(buf, question_end, cfg)),
     };
     let edns = q.edns;
-    let fail = |buf: &mut [u8], rc: u16| Err(error_reply(buf, Some(q.question_end), edns, rc, cfg));
+    let mut cookie = None;
+    if let (Some(e), Some(secrets), Some(ip)) = (edns, &cfg.cookies, client) {
+        if let Some(data) = e.cookie(&buf[..len]) {
+            use crate::cookie::{check, server_cookie, Verdict, CLIENT_LEN};
+            let verdict = check(data, ip, cfg.now, secrets);
+            let Some(client_cookie) = verdict.client() else {
+                // A COOKIE option of a length no cookie has: FORMERR (RFC 7873 §5.2.2).
+                return Err(error_reply(buf, Some(q.question_end), edns, rcode::FORMERR as u16, cfg, None));
+            };
+            let mut c = [0u8; crate::cookie::REPLY_LEN];
+            c[..CLIENT_LEN].copy_from_slice(client_cookie);
+            c[CLIENT_LEN..].copy_from_slice(&server_cookie(client_cookie, ip, cfg.now, secrets));
+            cookie = Some((c, matches!(verdict, Verdict::Valid { .. })));
+        }
+    }
+    let reply_cookie = cookie.as_ref().map(|(c, _)| c);
+    let fail = |buf: &mut [u8], rc: u16| {
+        Err(error_reply(buf, Some(q.question_end), edns, rc, cfg, reply_cookie).with_cookie(cookie))
+    };
     if edns.is_some_and(|e| e.version > 0) {
         return fail(buf, rcode::BADVERS);
     }
     if q.opcode != opcode::QUERY {
-        // NOTIFY and UPDATE go to the control side once the transfer issues land.
-        return fail(buf, rcode::NOTIMP as u16);
+        // NOTIFY and UPDATE reach the engine only when there is no control side to hand
+        // them to.
+        return Err(not_implemented(buf, Some(q.question_end), edns, cfg, reply_cookie).with_cookie(cookie));
     }
     // IN, or ANY (answered from our IN data, as Knot and NSD do).
     if q.qclass != 1 && q.qclass != 255 {
@@ -276,7 +317,7 @@ fn prepare<'z>(
     let Some(zone) = found else {
         return fail(buf, rcode::REFUSED as u16);
     };
-    Ok(Prepared { q, zone, h: q.qname_hash })
+    Ok(Prepared { q, zone, h: q.qname_hash, cookie })
 }
 
 /// Answers a prepared query; `candidate` is [`ArchivedZoneImage::candidate`] for its name's
@@ -299,7 +340,11 @@ fn complete(
         Transport::Tcp => 65535,
     }
     .min(buf.len());
-    let reserve = if edns.is_some() { OPT_LEN } else { 0 };
+    let reserve = match (edns, p.cookie) {
+        (None, _) => 0,
+        (Some(_), None) => OPT_LEN,
+        (Some(_), Some(_)) => OPT_LEN + COOKIE_OPT_LEN,
+    };
     // The section counts are kept in the header as records are written.
     buf[6..12].fill(0);
     let mut r = Responder {
@@ -325,7 +370,12 @@ fn complete(
         ResponseClass::Positive => p.h,
         _ => name_hash(&zone.origin),
     };
-    finish_reply(buf, w, rc as u16, aa, tc, edns, cfg).classed(class, class_name)
+    let reply = finish_reply(buf, w, rc as u16, aa, tc, edns, cfg, p.cookie.as_ref().map(|(c, _)| c))
+        .classed(class, class_name);
+    match p.cookie {
+        Some((_, true)) => Reply(reply.0 | VALID_COOKIE, reply.1),
+        _ => reply,
+    }
 }
 
 /// The response did not fit: send TC with the question only.
@@ -740,6 +790,9 @@ fn labels(wire: &[u8]) -> usize {
 #[derive(Clone, Copy)]
 struct Reply(u64, u64);
 
+/// [`Reply`]'s bit for [`Outcome::Reply::valid_cookie`].
+const VALID_COOKIE: u64 = 1 << 49;
+
 impl Reply {
     #[inline]
     fn classed(self, class: ResponseClass, class_name: u64) -> Reply {
@@ -754,8 +807,21 @@ impl Reply {
             len: v as u32 as usize,
             rcode: (v >> 32) as u16,
             truncated: (v >> 48) & 1 != 0,
+            valid_cookie: v & VALID_COOKIE != 0,
             class,
             class_name: self.1,
+        }
+    }
+}
+
+impl Outcome {
+    /// Marks a reply to a query whose server cookie was ours.
+    fn with_cookie(self, cookie: Option<(ReplyCookie, bool)>) -> Outcome {
+        match (self, cookie) {
+            (Outcome::Reply { len, rcode, truncated, class, class_name, .. }, Some((_, true))) => {
+                Outcome::Reply { len, rcode, truncated, valid_cookie: true, class, class_name }
+            }
+            (o, _) => o,
         }
     }
 }
@@ -763,7 +829,17 @@ impl Reply {
 /// Header flags and OPT around sections (and their counts in the header) already written
 /// up to `w`.
 #[inline]
-fn finish_reply(buf: &mut [u8], w: usize, rc: u16, aa: bool, tc: bool, edns: Option<Edns>, cfg: &Config) -> Reply {
+#[allow(clippy::too_many_arguments)]
+fn finish_reply(
+    buf: &mut [u8],
+    w: usize,
+    rc: u16,
+    aa: bool,
+    tc: bool,
+    edns: Option<Edns>,
+    cfg: &Config,
+    cookie: Option<&ReplyCookie>,
+) -> Reply {
     let qflags = u16::from_be_bytes([buf[2], buf[3]]);
     // QR, opcode echoed, AA, TC, RD echoed, RA clear, Z clear, AD clear, CD echoed.
     let mut f = 0x8000 | (qflags & 0x7800) | (qflags & 0x0100) | (qflags & 0x0010);
@@ -790,6 +866,14 @@ fn finish_reply(buf: &mut [u8], w: usize, rc: u16, aa: bool, tc: bool, edns: Opt
         opt[9..11].copy_from_slice(&[0, 0]);
         end += OPT_LEN;
         ar += 1;
+        if let Some(c) = cookie {
+            // RDLEN, then the option: code, length, client and server cookie.
+            buf[end - 2..end].copy_from_slice(&(COOKIE_OPT_LEN as u16).to_be_bytes());
+            buf[end..end + 2].copy_from_slice(&crate::cookie::OPTION_CODE.to_be_bytes());
+            buf[end + 2..end + 4].copy_from_slice(&(c.len() as u16).to_be_bytes());
+            buf[end + 4..end + COOKIE_OPT_LEN].copy_from_slice(c);
+            end += COOKIE_OPT_LEN;
+        }
     }
     buf[10..12].copy_from_slice(&ar.to_be_bytes());
     Reply(end as u64 | (rc as u64) << 32 | (tc as u64) << 48 | (ResponseClass::Error as u64) << 56, 0)
@@ -797,14 +881,50 @@ fn finish_reply(buf: &mut [u8], w: usize, rc: u16, aa: bool, tc: bool, edns: Opt
 
 /// A response with no records: the question if it could be read, and OPT if the query had
 /// one.
-fn error_reply(buf: &mut [u8], question_end: Option<usize>, edns: Option<Edns>, rc: u16, cfg: &Config) -> Outcome {
+fn error_reply(
+    buf: &mut [u8],
+    question_end: Option<usize>,
+    edns: Option<Edns>,
+    rc: u16,
+    cfg: &Config,
+    cookie: Option<&ReplyCookie>,
+) -> Outcome {
     let (w, qd) = match question_end {
         Some(end) => (end, 1u16),
         None => (12, 0),
     };
     buf[4..6].copy_from_slice(&qd.to_be_bytes());
     buf[6..12].fill(0);
-    finish_reply(buf, w, rc, false, false, edns, cfg).outcome()
+    finish_reply(buf, w, rc, false, false, edns, cfg, cookie).outcome()
+}
+
+/// FORMERR for a query whose sections cannot be read — unless its opcode is one we do not
+/// serve: the opcode is judged before the sections, NOTIMP (header only, then).
+#[cold]
+#[inline(never)]
+fn malformed(buf: &mut [u8], question_end: Option<usize>, cfg: &Config) -> Outcome {
+    if Header::new_checked(&buf[..]).is_ok_and(|h| h.opcode() != opcode::QUERY) {
+        return not_implemented(buf, None, None, cfg, None);
+    }
+    error_reply(buf, question_end, None, rcode::FORMERR as u16, cfg, None)
+}
+
+/// NOTIMP for an opcode we do not serve: the opcode echoed, but none of the flags that only
+/// QUERY defines (RD, CD), as genreport expects; the question and OPT when they could be
+/// read.
+#[cold]
+#[inline(never)]
+fn not_implemented(
+    buf: &mut [u8],
+    question_end: Option<usize>,
+    edns: Option<Edns>,
+    cfg: &Config,
+    cookie: Option<&ReplyCookie>,
+) -> Outcome {
+    let out = error_reply(buf, question_end, edns, rcode::NOTIMP as u16, cfg, cookie);
+    let mut h = Header::new_checked(&mut buf[..]).expect("a reply has a header");
+    h.set_flags(h.flags() & !(flag::RD | flag::CD));
+    out
 }
 
 #[cfg(test)]

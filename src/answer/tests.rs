@@ -429,15 +429,30 @@ fn header_short_is_dropped() {
 
 #[test]
 fn header_unknown_opcode_is_notimp() {
-    for op in [2u16, 3, 15] {
+    for op in [1u16, 2, 3, 6, 15] {
+        // RD and CD are QUERY's flags: not copied into the NOTIMP (genreport "opcodeflg").
         let mut q = Q::new("www.example.com.", rtype::A);
-        q.flags = 0x0100 | (op << 11);
+        q.flags = 0x0100 | 0x0010 | (op << 11);
         let r = ask(&q);
         assert_eq!(r.rcode, rcode::NOTIMP as u16);
         assert_eq!(r.opcode(), op, "opcode echoed");
-        assert!(!r.aa());
+        assert_eq!(r.flags, 0x8000 | (op << 11) | rcode::NOTIMP as u16, "only QR, the opcode and NOTIMP");
         assert_eq!(r.qd, 1);
         assert_eq!(r.counts(), [0, 0, 0]);
+        // With EDNS, the OPT is answered too.
+        let r = ask(&q.clone().edns(4096));
+        assert_eq!((r.rcode, r.counts()), (rcode::NOTIMP as u16, [0, 0, 1]));
+        // The opcode is judged before the sections: no question (genreport "opcode"), two,
+        // or garbage after the header are all NOTIMP, header only.
+        let mut empty = vec![0xab, 0xcd, (op << 3) as u8 | 0x07, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0];
+        for tail in [&b""[..], b"\x01", b"\xff\xff\xff"] {
+            empty.truncate(12);
+            empty.extend_from_slice(tail);
+            empty[5] = if tail.is_empty() { 0 } else { 2 };
+            let r = ask_bytes(&empty);
+            assert_eq!(r.rcode, rcode::NOTIMP as u16, "opcode {op}, tail {tail:?}");
+            assert_eq!(r.raw, [0xab, 0xcd, 0x80 | (op << 3) as u8, 0x04, 0, 0, 0, 0, 0, 0, 0, 0]);
+        }
     }
 }
 
@@ -1064,7 +1079,7 @@ fn edns_opt_echoed_with_our_size() {
     // Another configured size.
     let mut buf = vec![0u8; 4096];
     buf[..q.len()].copy_from_slice(&q);
-    let o = answer(ex(), &mut buf, q.len(), Transport::Udp, &Config { edns_size: 4000 });
+    let o = answer(ex(), &mut buf, q.len(), Transport::Udp, &Config { edns_size: 4000, ..Config::default() });
     let Outcome::Reply { len, .. } = o else { panic!() };
     assert_eq!(&buf[len - 11..len], b"\x00\x00\x29\x0f\xa0\x00\x00\x00\x00\x00\x00");
     // No OPT in the query, none in the response.
@@ -1634,10 +1649,195 @@ trait ZonesDyn {
 
 impl<Z: Zones> ZonesDyn for Z {
     fn batch(&self, bufs: &mut [Vec<u8>], lens: &[usize], out: &mut [Outcome], cfg: &Config) {
-        answer_batch(self, bufs, lens, Transport::Udp, cfg, out, &mut BatchScratch::new());
+        answer_batch(self, bufs, lens, &[], Transport::Udp, cfg, out, &mut BatchScratch::new());
     }
     fn single(&self, buf: &mut [u8], len: usize, cfg: &Config) -> Outcome {
         answer(self, buf, len, Transport::Udp, cfg)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// DNS cookies (RFC 7873, RFC 9018)
+// ---------------------------------------------------------------------------
+
+mod cookies {
+    use super::*;
+    use crate::cookie::{server_cookie, Secrets};
+    use std::net::IpAddr;
+
+    const NOW: u32 = 1_700_000_000;
+    const CLIENT: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+    fn secrets() -> Secrets {
+        Secrets::new([0x42; 16])
+    }
+
+    fn on() -> Config {
+        Config { cookies: Some(secrets()), now: NOW, ..Config::default() }
+    }
+
+    fn ip() -> IpAddr {
+        "192.0.2.77".parse().unwrap()
+    }
+
+    /// `name`/`qtype` with EDNS and a COOKIE option of `data`, another option before it.
+    fn query(name: &str, qtype: u16, data: &[u8]) -> Vec<u8> {
+        let mut q = Q::new(name, qtype).wire();
+        q[11] = 1;
+        let mut rdata = vec![0, 3, 0, 0]; // NSID, empty
+        rdata.extend_from_slice(&crate::cookie::OPTION_CODE.to_be_bytes());
+        rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(data);
+        q.extend_from_slice(&opt_rr(1232, 0, false, &rdata));
+        q
+    }
+
+    fn run(q: &[u8], cfg: &Config, client: Option<IpAddr>) -> (Outcome, Vec<u8>) {
+        let mut buf = vec![0u8; 4096];
+        buf[..q.len()].copy_from_slice(q);
+        let o = answer_from(ex(), &mut buf, q.len(), Transport::Udp, cfg, client);
+        if let Outcome::Reply { len, .. } = o {
+            buf.truncate(len);
+        }
+        (o, buf)
+    }
+
+    /// The COOKIE option's data in a response (the OPT is the last record).
+    fn reply_cookie(r: &Resp) -> Option<Vec<u8>> {
+        let opt = r.opt?;
+        let m = &r.raw;
+        let rd = &m[m.len() - opt.rdlen as usize..];
+        let mut o = 0;
+        while o + 4 <= rd.len() {
+            let (code, len) = (u16_at(rd, o), u16_at(rd, o + 2) as usize);
+            if code == crate::cookie::OPTION_CODE {
+                return Some(rd[o + 4..o + 4 + len].to_vec());
+            }
+            o += 4 + len;
+        }
+        None
+    }
+
+    fn ours(client: &[u8; 8]) -> Vec<u8> {
+        let mut c = client.to_vec();
+        c.extend_from_slice(&server_cookie(client, ip(), NOW, &secrets()));
+        c
+    }
+
+    #[test]
+    fn a_client_cookie_alone_gets_our_server_cookie() {
+        let (o, raw) = run(&query("www.example.com.", rtype::A, &CLIENT), &on(), Some(ip()));
+        assert!(matches!(o, Outcome::Reply { valid_cookie: false, .. }), "{o:?}");
+        let r = parse_response(&raw);
+        assert_eq!(r.rcode, 0);
+        assert_eq!(r.answer.len(), 1);
+        assert_eq!(reply_cookie(&r), Some(ours(&CLIENT)));
+    }
+
+    #[test]
+    fn our_server_cookie_is_valid_and_renewed() {
+        let (_, raw) = run(&query("www.example.com.", rtype::A, &CLIENT), &on(), Some(ip()));
+        let cookie = reply_cookie(&parse_response(&raw)).unwrap();
+        // Half an hour later, the client comes back with it.
+        let later = Config { now: NOW + 1800, ..on() };
+        let (o, raw) = run(&query("www.example.com.", rtype::A, &cookie), &later, Some(ip()));
+        assert!(matches!(o, Outcome::Reply { valid_cookie: true, rcode: 0, .. }), "{o:?}");
+        let renewed = reply_cookie(&parse_response(&raw)).unwrap();
+        assert_eq!(&renewed[..8], &CLIENT);
+        assert_eq!(u32::from_be_bytes(renewed[12..16].try_into().unwrap()), NOW + 1800, "a fresh timestamp");
+        // From another address, or past its hour, it is not valid (and a new one is given).
+        let (o, _) = run(&query("www.example.com.", rtype::A, &cookie), &later, Some("192.0.2.78".parse().unwrap()));
+        assert!(matches!(o, Outcome::Reply { valid_cookie: false, rcode: 0, .. }), "{o:?}");
+        let (o, _) =
+            run(&query("www.example.com.", rtype::A, &cookie), &Config { now: NOW + 3601, ..on() }, Some(ip()));
+        assert!(matches!(o, Outcome::Reply { valid_cookie: false, rcode: 0, .. }), "{o:?}");
+    }
+
+    #[test]
+    fn a_cookie_option_of_a_wrong_length_is_formerr() {
+        for len in [0, 7, 9, 15, 41] {
+            let (o, raw) = run(&query("www.example.com.", rtype::A, &vec![9; len]), &on(), Some(ip()));
+            let r = parse_response(&raw);
+            assert_eq!(r.rcode, rcode::FORMERR as u16, "{len}: {o:?}");
+            assert_eq!(reply_cookie(&r), None);
+        }
+    }
+
+    #[test]
+    fn errors_and_negative_answers_carry_the_cookie_too() {
+        for (name, qtype, rc) in [
+            ("nope.example.com.", rtype::A, rcode::NXDOMAIN as u16),
+            ("www.example.net.", rtype::A, rcode::REFUSED as u16),
+            ("www.example.com.", rtype::AXFR, rcode::NOTIMP as u16),
+        ] {
+            let (_, raw) = run(&query(name, qtype, &CLIENT), &on(), Some(ip()));
+            let r = parse_response(&raw);
+            assert_eq!(r.rcode, rc, "{name}");
+            assert_eq!(reply_cookie(&r), Some(ours(&CLIENT)), "{name}");
+        }
+    }
+
+    #[test]
+    fn without_secrets_or_a_client_the_option_is_ignored() {
+        let q = query("www.example.com.", rtype::A, &CLIENT);
+        for (cfg, client) in [(Config::default(), Some(ip())), (on(), None)] {
+            let (o, raw) = run(&q, &cfg, client);
+            let r = parse_response(&raw);
+            assert_eq!(r.rcode, 0);
+            assert_eq!(r.opt.unwrap().rdlen, 0, "no options");
+            assert!(matches!(o, Outcome::Reply { valid_cookie: false, .. }));
+        }
+        // A malformed one too: a server without cookies does not judge them.
+        let (_, raw) = run(&query("www.example.com.", rtype::A, &[1; 5]), &Config::default(), Some(ip()));
+        assert_eq!(parse_response(&raw).rcode, 0);
+    }
+
+    /// The room the option takes comes off what the answer may use: a reply that only just
+    /// fits 512 octets without it is truncated with it, and never exceeds the limit.
+    #[test]
+    fn the_option_counts_against_the_size_limit() {
+        let q = {
+            let mut q = query("big.example.com.", rtype::TXT, &CLIENT);
+            // EDNS size 512.
+            let n = q.len();
+            let at = n - (11 + 4 + 4 + 8) + 3; // the OPT's class: its payload size
+            q[at..at + 2].copy_from_slice(&512u16.to_be_bytes());
+            q
+        };
+        let (o, raw) = run(&q, &on(), Some(ip()));
+        let Outcome::Reply { len, .. } = o else { panic!() };
+        assert!(len <= 512, "{len}");
+        assert_eq!(reply_cookie(&parse_response(&raw)), Some(ours(&CLIENT)));
+    }
+
+    /// The batch path gives the same bytes, with each query's own client.
+    #[test]
+    fn batches_answer_as_one_by_one() {
+        let qs: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| {
+                let mut c = CLIENT;
+                c[0] = i;
+                query(if i % 3 == 0 { "nope.example.com." } else { "www.example.com." }, rtype::A, &c)
+            })
+            .collect();
+        let clients: Vec<IpAddr> = (0..40u8).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        let mut bufs: Vec<Vec<u8>> = qs
+            .iter()
+            .map(|q| {
+                let mut b = vec![0u8; 4096];
+                b[..q.len()].copy_from_slice(q);
+                b
+            })
+            .collect();
+        let lens: Vec<usize> = qs.iter().map(|q| q.len()).collect();
+        let mut out = vec![Outcome::Drop(DropReason::Short); 40];
+        answer_batch(ex(), &mut bufs, &lens, &clients, Transport::Udp, &on(), &mut out, &mut BatchScratch::new());
+        for i in 0..40 {
+            let (o, raw) = run(&qs[i], &on(), Some(clients[i]));
+            assert_eq!(out[i], o, "{i}");
+            let Outcome::Reply { len, .. } = o else { panic!() };
+            assert_eq!(bufs[i][..len], raw[..], "{i}");
+        }
     }
 }
 
@@ -1686,7 +1886,7 @@ fn response_classes_and_the_names_they_count_against() {
         .collect();
     let lens: Vec<usize> = queries.iter().map(Vec::len).collect();
     let mut out = [Outcome::Drop(DropReason::Short); 3];
-    answer_batch(ex(), &mut bufs, &lens, Transport::Udp, &Config::default(), &mut out, &mut BatchScratch::new());
+    answer_batch(ex(), &mut bufs, &lens, &[], Transport::Udp, &Config::default(), &mut out, &mut BatchScratch::new());
     for (m, o) in queries.iter().zip(out) {
         assert_eq!(o, outcome(m));
     }

@@ -9,7 +9,9 @@
 //! - IXFR over UDP (RFC 1995 §2), when transfers are configured: `transfer::udp_ixfr`, the
 //!   same checks as over TCP; the answer if it fits in one datagram, else our SOA alone.
 //! - A query signed with TSIG: verified with the configured keys and answered by the engine,
-//!   the answer signed (`transfer::signed_query`); a bad TSIG gets its error (NOTAUTH).
+//!   the answer signed (`transfer::signed_query`); a bad TSIG gets its error (NOTAUTH), and a
+//!   key we do not know NOTAUTH/BADKEY also when the server runs without a configuration
+//!   (`control` is None: no keys).
 //! - Everything else gets the engine's answer (NOTIMP for UPDATE).
 //!
 //! The loops never wait for this thread: the channel is bounded and they drop (and count)
@@ -53,8 +55,16 @@ impl ControlSide {
 
 /// How long the thread sleeps when the channel is empty.
 const IDLE: Duration = Duration::from_millis(5);
-/// Messages the channel holds (each a fixed-size [`Handoff`]).
+/// Messages the channel holds (each a [`Handoff`] with a buffer from a fixed pool).
 pub const CHANNEL_CAPACITY: usize = 64;
+const _: () = assert!(crate::dataplane::xdp::HANDOFF_BUFFERS > CHANNEL_CAPACITY, "a buffer for each queued message");
+
+/// The channel from the run loops to the handoff thread, its message buffers allocated now
+/// (before any loop runs, so that none allocates them).
+pub fn channel() -> (crossbeam_channel::Sender<Handoff>, Receiver<Handoff>) {
+    crate::dataplane::xdp::reserve_handoff_buffers();
+    crossbeam_channel::bounded(CHANNEL_CAPACITY)
+}
 
 /// Counters of the handoff thread.
 #[derive(Debug, Default)]
@@ -103,6 +113,7 @@ pub fn spawn(
     control: Option<ControlSide>,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<(Arc<HandoffStats>, JoinHandle<()>)> {
+    crate::dataplane::xdp::reserve_handoff_buffers();
     let stats = Arc::new(HandoffStats::default());
     let st = stats.clone();
     let h = std::thread::Builder::new().name("nsxdp-handoff".into()).spawn(move || {
@@ -178,38 +189,32 @@ fn answer_one(
         }
         None => {
             let cat = catalog.load();
-            // A query signed with TSIG gets a signed answer (or the TSIG error), in the
-            // room the client's UDP size leaves.
-            let signed = match control {
-                Some(c) => {
-                    let msg = buf[..len].to_vec();
-                    let max = udp_size(&msg, cfg).min(buf.len());
-                    let now =
-                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                    let keys = || c.config.load().keys.iter().map(Key::from).collect();
-                    let answered =
-                        super::transfer::signed_query(&msg, keys, &mut buf[..max], now, |b, l| {
-                            match answer(&**cat, b, l, Transport::Udp, cfg) {
-                                Outcome::Reply { len, .. } => Some(len),
-                                Outcome::Drop(_) => None,
-                            }
-                        });
-                    match answered {
-                        super::transfer::SignedQuery::Reply(len) => {
-                            st.signed.fetch_add(1, Relaxed);
-                            Some(len)
-                        }
-                        super::transfer::SignedQuery::Nothing => {
-                            st.dropped.fetch_add(1, Relaxed);
-                            return;
-                        }
-                        super::transfer::SignedQuery::Unsigned => {
-                            buf[..msg.len()].copy_from_slice(&msg);
-                            None
-                        }
-                    }
+            // A query signed with TSIG gets a signed answer, or the TSIG error: NOTAUTH
+            // with BADKEY for a key we do not know, also when no keys are configured (RFC
+            // 8945 §5.2.1). The answer gets the room the client's UDP size leaves.
+            let msg = buf[..len].to_vec();
+            let max = udp_size(&msg, cfg).min(buf.len());
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let keys = || control.map_or_else(Vec::new, |c| c.config.load().keys.iter().map(Key::from).collect());
+            let answered = super::transfer::signed_query(&msg, keys, &mut buf[..max], now, |b, l| {
+                match answer(&**cat, b, l, Transport::Udp, cfg) {
+                    Outcome::Reply { len, .. } => Some(len),
+                    Outcome::Drop(_) => None,
                 }
-                None => None,
+            });
+            let signed = match answered {
+                super::transfer::SignedQuery::Reply(len) => {
+                    st.signed.fetch_add(1, Relaxed);
+                    Some(len)
+                }
+                super::transfer::SignedQuery::Nothing => {
+                    st.dropped.fetch_add(1, Relaxed);
+                    return;
+                }
+                super::transfer::SignedQuery::Unsigned => {
+                    buf[..msg.len()].copy_from_slice(&msg);
+                    None
+                }
             };
             match signed {
                 Some(len) => len,
@@ -236,7 +241,7 @@ fn answer_one(
 
 /// Whether a message is a NOTIFY (opcode 4), request or response.
 pub fn is_notify(msg: &[u8]) -> bool {
-    msg.len() > 2 && (msg[2] >> 3) & 0x0f == crate::answer::opcode::NOTIFY
+    msg.len() > 2 && (msg[2] >> 3) & 0x0f == crate::wire::message::opcode::NOTIFY
 }
 
 /// Answers a NOTIFY (over UDP or TCP) into `buf`, and tells the zone manager when it is
@@ -265,9 +270,9 @@ pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) 
     let zone = req.qname.to_lowercase();
     let conf = config.zones.iter().find(|z| z.role == Role::Secondary && z.name.to_lowercase() == zone);
     let rcode = match conf {
-        None => crate::xfr::rcode::NOTAUTH,
+        None => crate::wire::message::rcode::NOTAUTH,
         Some(z) if !config.allows(z, Action::Notify, from.ip(), verified.as_ref().map(|v| v.key.name())) => {
-            crate::xfr::rcode::REFUSED
+            crate::wire::message::rcode::REFUSED
         }
         Some(_) => 0,
     };

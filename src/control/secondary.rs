@@ -23,10 +23,10 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::journal::serial::gt as serial_gt;
 use crate::secondary::xfrin::{self, apply_strict, Incoming, Kind, Limits, Request, Transferred, XfrInError};
 use crate::snapshot::{self, Snapshot};
 use crate::wire::name::Name;
+use crate::wire::serial::gt as serial_gt;
 use crate::xfr::tsig::Key;
 use crate::zone::parse::Severity;
 use crate::zone::{soa_serial, Changeset, Record, Zone};

@@ -1,13 +1,24 @@
 //! DNS over TCP (RFC 7766) on the control thread's mio loop: two-octet length framing, many
-//! and pipelined queries per connection, partial reads and writes, an idle timeout and a
-//! connection limit. AXFR and IXFR requests go to [`super::transfer`]; their messages are made
-//! as the connection drains, and queries pipelined behind a transfer wait for its end. Other
-//! queries that carry a TSIG get a signed answer ([`transfer::signed_query`]).
+//! and pipelined queries per connection, partial reads and writes. AXFR and IXFR requests go
+//! to [`super::transfer`]; their messages are made as the connection drains, and queries
+//! pipelined behind a transfer wait for its end. Other queries that carry a TSIG get a signed
+//! answer ([`transfer::signed_query`]).
+//!
+//! Every client is bounded (RFC 7766 §6.2, [`TcpLimits`]): its input holds at most one
+//! message and a read's worth; nothing more is read from it while its unsent output is above
+//! `max_pending_output` (its queries wait in the kernel, and TCP's flow control slows it
+//! down), and its transfer makes a message only when the last one went to the kernel. All clients' unsent output
+//! together is held under `output_budget`: above it no connection is read and no transfer
+//! advanced until readers catch up. A message must be whole within `message_timeout` of its
+//! first octet; a connection is idle from its last complete message or the last output it
+//! took, and closed after `idle_timeout`. When the table or an address's share of it is
+//! full, the longest idle connection (of that address) is closed for the newcomer.
+//! Connections closed for misbehaving are reset, so the kernel frees what they did not read.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,40 +26,129 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::transfer::{self, Transfers};
-use crate::answer::{answer, Config, Outcome, Transport};
+use crate::answer::{answer_from, Config, Outcome, Transport};
+pub use crate::config::TcpLimits;
 use crate::dataplane::{LoopStats, SharedCatalog};
-use crate::wire::rdata::rtype;
 use crate::xfr::tsig::Key;
 
-/// TCP settings.
-#[derive(Clone, Copy, Debug)]
-pub struct TcpConfig {
-    /// Close a connection with nothing to do for this long (Knot's default is 10 s).
-    pub idle_timeout: Duration,
-    /// Connections open at once; more are accepted and closed at once.
-    pub max_connections: usize,
-    /// Stop reading from a client that does not read its responses past this many bytes.
-    pub max_pending_output: usize,
-}
-
-impl Default for TcpConfig {
-    fn default() -> Self {
-        TcpConfig { idle_timeout: Duration::from_secs(10), max_connections: 256, max_pending_output: 1 << 20 }
-    }
-}
+/// The largest DNS message with its length prefix.
+const MAX_FRAME: usize = 2 + 65535;
+/// Steps (a read, a write, an answer, a transfer message) of one connection's turn; then
+/// the others get theirs.
+const TURN: usize = 64;
+/// What one read takes at most.
+const READ_CHUNK: usize = 16 * 1024;
 
 struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     /// A zone transfer being sent.
     transfer: Option<transfer::Stream>,
+    /// Octets read and not yet answered: at most one whole message and a read's worth.
     input: Vec<u8>,
+    /// Octets to send; `output[..written]` went out already.
     output: Vec<u8>,
     written: usize,
-    last_active: Instant,
-    interest: Interest,
+    /// The last complete message in, or output taken by the client (or the accept).
+    idle_since: Instant,
+    /// When the first octet of the incomplete message in `input` arrived.
+    partial_since: Option<Instant>,
     /// The client closed its side: answer what came, send it, then close.
     eof: bool,
+    /// The socket said WouldBlock to the last read (mio is edge-triggered: reading again
+    /// waits for the next readable event).
+    drained: bool,
+    /// In the server's `ready` queue.
+    queued: bool,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, peer: SocketAddr, now: Instant) -> Conn {
+        Conn {
+            stream,
+            peer,
+            transfer: None,
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            idle_since: now,
+            partial_since: None,
+            eof: false,
+            drained: false,
+            queued: false,
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.output.len() - self.written
+    }
+
+    fn push_message(&mut self, msg: &[u8]) {
+        self.output.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        self.output.extend_from_slice(msg);
+    }
+
+    /// Whether `input` holds a whole message (or a zero length, which closes).
+    fn has_message(&self) -> bool {
+        self.input.len() >= 2 && self.input.len() >= 2 + usize::from(u16::from_be_bytes([self.input[0], self.input[1]]))
+    }
+
+    /// Whether the client waits on us: output unsent or a transfer running.
+    fn busy(&self) -> bool {
+        self.pending() > 0 || self.transfer.is_some()
+    }
+}
+
+/// Why connections were closed or held back, since the start.
+#[derive(Debug, Default)]
+pub struct TcpStats {
+    pub accepted: AtomicU64,
+    /// Closed for a newcomer: the table was full / the address had its share.
+    pub evicted_full: AtomicU64,
+    pub evicted_per_address: AtomicU64,
+    /// Closed after `idle_timeout` without a message, or without taking output.
+    pub closed_idle: AtomicU64,
+    pub closed_stalled: AtomicU64,
+    /// Closed because a message did not arrive whole within `message_timeout`.
+    pub closed_slow_message: AtomicU64,
+    /// Times a connection stopped being read because its own output, or all output,
+    /// was over its limit.
+    pub paused_output: AtomicU64,
+    pub paused_budget: AtomicU64,
+}
+
+impl std::fmt::Display for TcpStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = |c: &AtomicU64| c.load(Relaxed);
+        write!(
+            f,
+            "accepted={} evicted-table-full={} evicted-address-full={} closed-idle={} closed-not-reading={} \
+             closed-slow-message={} paused-output={} paused-budget={}",
+            l(&self.accepted),
+            l(&self.evicted_full),
+            l(&self.evicted_per_address),
+            l(&self.closed_idle),
+            l(&self.closed_stalled),
+            l(&self.closed_slow_message),
+            l(&self.paused_output),
+            l(&self.paused_budget)
+        )
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+/// The key of the per-address limit: the address, or an IPv6 address's /64.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(a) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
 }
 
 /// The TCP side of the control thread.
@@ -56,23 +156,34 @@ pub struct TcpServer {
     poll: Poll,
     listeners: Vec<TcpListener>,
     conns: HashMap<usize, Conn>,
+    /// Open connections per [`address_key`].
+    per_address: HashMap<IpAddr, usize>,
+    /// The unsent output of all connections.
+    pending_total: usize,
+    /// Connections held back by the output budget, to be served again when it allows.
+    parked: Vec<usize>,
+    /// Connections whose turn ended with work left, in the order they are served again.
+    ready: std::collections::VecDeque<usize>,
     next_token: usize,
     catalog: SharedCatalog,
     cfg: Config,
-    tcp: TcpConfig,
+    limits: TcpLimits,
     scratch: Vec<u8>,
     transfers: Option<Transfers>,
     notify: Option<super::handoff::ControlSide>,
     pub stats: Arc<LoopStats>,
+    pub tcp_stats: Arc<TcpStats>,
 }
-
-/// Output kept ready while a transfer is sent: more is made when less is waiting.
-const TRANSFER_LOW_WATER: usize = 256 * 1024;
 
 const LISTENER_TOKENS: usize = 1024;
 
 impl TcpServer {
-    pub fn bind(listen: &[SocketAddr], catalog: SharedCatalog, cfg: Config, tcp: TcpConfig) -> io::Result<TcpServer> {
+    pub fn bind(
+        listen: &[SocketAddr],
+        catalog: SharedCatalog,
+        cfg: Config,
+        limits: TcpLimits,
+    ) -> io::Result<TcpServer> {
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
         for (i, addr) in listen.iter().enumerate() {
@@ -92,19 +203,22 @@ impl TcpServer {
             poll,
             listeners,
             conns: HashMap::new(),
+            per_address: HashMap::new(),
+            pending_total: 0,
+            parked: Vec::new(),
+            ready: std::collections::VecDeque::new(),
             next_token: LISTENER_TOKENS,
             catalog,
             cfg,
-            tcp,
+            limits,
             scratch: vec![0u8; 65535],
             transfers: None,
             notify: None,
             stats: Arc::new(LoopStats::default()),
+            tcp_stats: Arc::new(TcpStats::default()),
         })
     }
 
-    /// Allows zone transfers, as the configuration's ACLs say (without this, every transfer
-    /// request is refused).
     /// NOTIFY over TCP (Knot sends it so) goes where the UDP one goes.
     pub fn set_notify(&mut self, c: super::handoff::ControlSide) {
         self.notify = Some(c);
@@ -115,6 +229,8 @@ impl TcpServer {
         self.transfers.as_ref().map(|t| t.stats.clone())
     }
 
+    /// Allows zone transfers, as the configuration's ACLs say (without this, every transfer
+    /// request is refused).
     pub fn set_transfers(&mut self, t: Transfers) {
         self.transfers = Some(t);
     }
@@ -126,8 +242,11 @@ impl TcpServer {
     /// Runs until `shutdown` is set.
     pub fn run(&mut self, shutdown: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
-        while !shutdown.load(Ordering::Relaxed) {
-            match self.poll.poll(&mut events, Some(Duration::from_millis(200))) {
+        let mut last_expiry = Instant::now();
+        while !shutdown.load(Relaxed) {
+            // Connections with work left from their last turn: look for events without waiting.
+            let wait = if self.ready.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
+            match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -140,7 +259,19 @@ impl TcpServer {
                     self.service(t);
                 }
             }
-            self.expire_idle();
+            for _ in 0..self.ready.len() {
+                let Some(t) = self.ready.pop_front() else { break };
+                if let Some(c) = self.conns.get_mut(&t) {
+                    c.queued = false;
+                    self.service(t);
+                }
+            }
+            self.unpark();
+            let now = Instant::now();
+            if now.duration_since(last_expiry) >= Duration::from_millis(50) {
+                self.expire(now);
+                last_expiry = now;
+            }
         }
         Ok(())
     }
@@ -150,274 +281,379 @@ impl TcpServer {
             let (mut stream, peer) = match self.listeners[i].accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Out of descriptors or the like: the rest wait in the backlog.
                 Err(_) => return,
             };
-            if self.conns.len() >= self.tcp.max_connections {
-                drop(stream);
-                continue;
+            bump(&self.tcp_stats.accepted);
+            let key = address_key(peer.ip());
+            if self.per_address.get(&key).copied().unwrap_or(0) >= self.limits.max_clients_per_address {
+                if let Some(t) = self.longest_idle(Some(key)) {
+                    bump(&self.tcp_stats.evicted_per_address);
+                    self.close(t, true);
+                }
+            }
+            if self.conns.len() >= self.limits.max_clients {
+                if let Some(t) = self.longest_idle(None) {
+                    bump(&self.tcp_stats.evicted_full);
+                    self.close(t, true);
+                }
             }
             let _ = stream.set_nodelay(true);
             let token = self.next_token;
             self.next_token += 1;
-            if self.poll.registry().register(&mut stream, Token(token), Interest::READABLE).is_err() {
+            // Edge-triggered, both ways for the connection's life: no re-registering.
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, Token(token), Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+            {
                 continue;
             }
-            self.conns.insert(
-                token,
-                Conn {
-                    stream,
-                    peer,
-                    transfer: None,
-                    input: Vec::with_capacity(512),
-                    output: Vec::new(),
-                    written: 0,
-                    last_active: Instant::now(),
-                    interest: Interest::READABLE,
-                    eof: false,
-                },
-            );
+            *self.per_address.entry(key).or_insert(0) += 1;
+            self.conns.insert(token, Conn::new(stream, peer, Instant::now()));
+        }
+    }
+
+    /// The connection (of the address `key`, or of any) that has waited longest for a
+    /// message from its client while owing it nothing; failing that, the longest idle.
+    fn longest_idle(&self, key: Option<IpAddr>) -> Option<usize> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| key.is_none_or(|k| address_key(c.peer.ip()) == k))
+            .min_by_key(|(_, c)| (c.busy(), c.idle_since))
+            .map(|(t, _)| *t)
+    }
+
+    /// Closes a connection; `reset` sends a RST, so that the kernel drops whatever the
+    /// client did not read instead of keeping it until the client does.
+    fn close(&mut self, token: usize, reset: bool) {
+        if let Some(mut c) = self.conns.remove(&token) {
+            self.pending_total -= c.pending();
+            self.forget(&mut c, reset);
+        }
+    }
+
+    /// Lets go of a connection out of the table (its output no longer in `pending_total`).
+    fn forget(&mut self, c: &mut Conn, reset: bool) {
+        let key = address_key(c.peer.ip());
+        if let Some(n) = self.per_address.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&key);
+            }
+        }
+        if reset {
+            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+        }
+        let _ = self.poll.registry().deregister(&mut c.stream);
+    }
+
+    fn over_budget(&self) -> bool {
+        self.pending_total >= self.limits.output_budget
+    }
+
+    /// Serves the connections the budget held back, while it allows.
+    fn unpark(&mut self) {
+        while !self.parked.is_empty() && !self.over_budget() {
+            let t = self.parked.swap_remove(0);
+            self.service(t);
         }
     }
 
     fn service(&mut self, token: usize) {
         let Some(mut c) = self.conns.remove(&token) else { return };
-        let mut keep = self.read_and_answer(&mut c) && self.pump(&mut c) && flush(&mut c);
-        // A transfer that drained its output makes more; when it ends, what was pipelined
-        // behind it is answered.
-        while keep && c.transfer.is_some() && c.output.is_empty() {
-            keep = self.pump(&mut c) && flush(&mut c);
-        }
-        if keep && c.transfer.is_none() && c.input.len() >= 2 {
-            keep = self.answer_input(&mut c) && self.pump(&mut c) && flush(&mut c);
-        }
-        if !keep || (c.eof && c.output.is_empty() && c.transfer.is_none()) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
+        c.drained = false;
+        // While it is served, `pending_total` holds the others' output.
+        self.pending_total -= c.pending();
+        let keep = self.drive(&mut c, token);
+        if !keep || (c.eof && !c.busy() && !c.has_message()) {
+            self.forget(&mut c, !keep);
             return;
         }
-        // Read while the client keeps up; write when output is waiting.
-        let mut want = Interest::READABLE;
-        if c.transfer.is_some() {
-            want = Interest::WRITABLE;
-        } else if c.output.len() > c.written {
-            want = if c.eof || c.output.len() - c.written > self.tcp.max_pending_output {
-                Interest::WRITABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
-        }
-        if want != c.interest && self.poll.registry().reregister(&mut c.stream, Token(token), want).is_ok() {
-            c.interest = want;
-        }
+        self.pending_total += c.pending();
         self.conns.insert(token, c);
     }
 
-    /// Reads what is there and answers every complete message. False when the connection
-    /// should close.
-    fn read_and_answer(&mut self, c: &mut Conn) -> bool {
-        if c.interest == Interest::WRITABLE {
-            return true;
-        }
-        let mut chunk = [0u8; 16384];
-        loop {
-            match c.stream.read(&mut chunk) {
-                Ok(0) => {
-                    c.eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    c.input.extend_from_slice(&chunk[..n]);
-                    c.last_active = Instant::now();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return false,
+    /// Writes, makes transfer messages, answers and reads, for as long as one of them gets
+    /// anywhere and the limits allow. False when the connection should close.
+    fn drive(&mut self, c: &mut Conn, token: usize) -> bool {
+        for _ in 0..TURN {
+            let mut progress = false;
+            match flush(c) {
+                Ok(n) => progress |= n > 0,
+                Err(()) => return false,
             }
-        }
-        if c.transfer.is_some() {
-            return true;
-        }
-        self.answer_input(c)
-    }
-
-    /// Answers the complete messages in the input, up to a transfer request. False when the
-    /// connection should close.
-    fn answer_input(&mut self, c: &mut Conn) -> bool {
-        let mut pos = 0;
-        while c.input.len() - pos >= 2 && c.transfer.is_none() {
-            let len = u16::from_be_bytes([c.input[pos], c.input[pos + 1]]) as usize;
-            if len == 0 {
-                return false;
-            }
-            if c.input.len() - pos - 2 < len {
-                break;
-            }
-            let msg = &c.input[pos + 2..pos + 2 + len];
-            if let Some(n) = self.notify.as_ref().filter(|_| super::handoff::is_notify(msg)) {
-                if let (Some(n), _) = super::handoff::notify_in(msg, c.peer, n, &mut self.scratch) {
-                    c.output.extend_from_slice(&(n as u16).to_be_bytes());
-                    c.output.extend_from_slice(&self.scratch[..n]);
-                }
-                pos += 2 + len;
-                continue;
-            }
-            if is_transfer(msg) {
-                let cat = self.catalog.load();
-                let now = unix_now();
-                match transfer::request(msg, c.peer.ip(), &cat, self.transfers.as_ref(), &mut self.scratch, now) {
-                    transfer::Reply::Single(n) => {
-                        c.output.extend_from_slice(&(n as u16).to_be_bytes());
-                        c.output.extend_from_slice(&self.scratch[..n]);
-                        pos += 2 + len;
-                        continue;
-                    }
-                    transfer::Reply::Stream(s) => {
-                        c.transfer = Some(s);
-                        pos += 2 + len;
-                        continue;
-                    }
-                    transfer::Reply::Nothing => {}
-                }
-            }
-            let msg = &c.input[pos + 2..pos + 2 + len];
-            let cat = self.catalog.load();
-            // A signed query gets a signed answer (or its TSIG error).
-            let transfers = self.transfers.as_ref();
-            let keys = || transfers.map_or_else(Vec::new, |t| t.config.load().keys.iter().map(Key::from).collect());
-            let (stats, cfg) = (&self.stats, &self.cfg);
-            let signed = transfer::signed_query(msg, keys, &mut self.scratch, unix_now(), |buf, len| {
-                let o = answer(&**cat, buf, len, Transport::Tcp, cfg);
-                stats.record(&o);
-                match o {
-                    Outcome::Reply { len, .. } => Some(len),
-                    Outcome::Drop(_) => None,
-                }
-            });
-            let reply = match signed {
-                transfer::SignedQuery::Reply(n) => Some(n),
-                transfer::SignedQuery::Nothing => None,
-                transfer::SignedQuery::Unsigned => {
-                    self.scratch[..len].copy_from_slice(msg);
-                    let o = answer(&**cat, &mut self.scratch, len, Transport::Tcp, &self.cfg);
-                    self.stats.record(&o);
-                    match o {
-                        Outcome::Reply { len, .. } => Some(len),
-                        Outcome::Drop(_) => None,
-                    }
-                }
-            };
-            if let Some(n) = reply {
-                c.output.extend_from_slice(&(n as u16).to_be_bytes());
-                c.output.extend_from_slice(&self.scratch[..n]);
-            }
-            pos += 2 + len;
-        }
-        c.input.drain(..pos);
-        true
-    }
-
-    /// Makes transfer messages until enough output waits or the transfer ends. False when
-    /// the connection should close (a transfer that failed halfway cannot be resumed).
-    fn pump(&mut self, c: &mut Conn) -> bool {
-        let now = unix_now();
-        while let Some(s) = c.transfer.as_mut() {
-            if c.output.len() - c.written >= TRANSFER_LOW_WATER {
+            if c.pending() >= self.limits.max_pending_output {
+                // The client is not reading: wait for it (the writable event).
+                bump(&self.tcp_stats.paused_output);
                 return true;
             }
-            match s(&mut self.scratch, now) {
-                Ok(Some(n)) => {
-                    c.output.extend_from_slice(&(n as u16).to_be_bytes());
-                    c.output.extend_from_slice(&self.scratch[..n]);
-                    c.last_active = Instant::now();
+            // Over the budget, a client still owed output gets nothing more; one that took
+            // all it was sent may have its next message (the budget holds back those that
+            // do not read, not those that do).
+            if c.pending() > 0 && self.pending_total + c.pending() >= self.limits.output_budget {
+                bump(&self.tcp_stats.paused_budget);
+                if !self.parked.contains(&token) {
+                    self.parked.push(token);
                 }
-                Ok(None) => c.transfer = None,
-                Err(e) => {
-                    eprintln!("nsxdp: transfer to {} failed: {e}", c.peer);
+                return true;
+            }
+            if c.transfer.is_some() {
+                if c.pending() > 0 {
+                    // The kernel's socket buffer (which keeps the connection busy) is full:
+                    // the next message is made when this one has gone into it.
+                    return true;
+                }
+                match self.pump(c) {
+                    Ok(made) => progress |= made,
+                    Err(()) => return false,
+                }
+            } else if c.has_message() {
+                if !self.answer_one(c) {
                     return false;
                 }
+                progress = true;
+            } else if !c.eof && !c.drained {
+                match read(c, Instant::now()) {
+                    Ok(n) => progress |= n > 0,
+                    Err(()) => return false,
+                }
             }
+            if !progress {
+                return true;
+            }
+        }
+        // More to do: after the others have had their turn (no event will say so again).
+        if !c.queued {
+            c.queued = true;
+            self.ready.push_back(token);
         }
         true
     }
 
-    fn expire_idle(&mut self) {
+    /// Answers the message at the front of the input (there is one). False when the
+    /// connection should close.
+    fn answer_one(&mut self, c: &mut Conn) -> bool {
+        let len = usize::from(u16::from_be_bytes([c.input[0], c.input[1]]));
+        if len == 0 {
+            return false;
+        }
         let now = Instant::now();
-        let idle = self.tcp.idle_timeout;
-        let stale: Vec<usize> =
-            self.conns.iter().filter(|(_, c)| now.duration_since(c.last_active) > idle).map(|(t, _)| *t).collect();
-        for t in stale {
-            if let Some(mut c) = self.conns.remove(&t) {
-                let _ = self.poll.registry().deregister(&mut c.stream);
+        c.idle_since = now;
+        let msg = &c.input[2..2 + len];
+        if let Some(n) = self.notify.as_ref().filter(|_| super::handoff::is_notify(msg)) {
+            if let (Some(n), _) = super::handoff::notify_in(msg, c.peer, n, &mut self.scratch) {
+                c.push_message(&self.scratch[..n]);
             }
+        } else if let Some(reply) = self.answer_message(c.peer, len, &c.input[2..2 + len]) {
+            match reply {
+                Answer::Message(n) => c.push_message(&self.scratch[..n]),
+                Answer::Transfer(s) => c.transfer = Some(s),
+            }
+        }
+        c.input.drain(..2 + len);
+        // What follows is the start of the next message, timed from now.
+        c.partial_since = (!c.input.is_empty()).then_some(now);
+        if c.input.is_empty() && c.input.capacity() > READ_CHUNK {
+            c.input = Vec::new();
+        }
+        true
+    }
+
+    /// The answer to one message: a reply in `scratch`, a transfer, or nothing.
+    fn answer_message(&mut self, peer: SocketAddr, len: usize, msg: &[u8]) -> Option<Answer> {
+        if crate::wire::message::transfer_query(msg) {
+            let cat = self.catalog.load();
+            match transfer::request(msg, peer.ip(), &cat, self.transfers.as_ref(), &mut self.scratch, unix_now()) {
+                transfer::Reply::Single(n) => return Some(Answer::Message(n)),
+                transfer::Reply::Stream(s) => return Some(Answer::Transfer(s)),
+                transfer::Reply::Nothing => {}
+            }
+        }
+        let cat = self.catalog.load();
+        let mut cfg = self.cfg;
+        cfg.now = unix_now() as u32;
+        let client = Some(peer.ip());
+        // A signed query gets a signed answer (or its TSIG error).
+        let transfers = self.transfers.as_ref();
+        let keys = || transfers.map_or_else(Vec::new, |t| t.config.load().keys.iter().map(Key::from).collect());
+        let stats = &self.stats;
+        let signed = transfer::signed_query(msg, keys, &mut self.scratch, unix_now(), |buf, len| {
+            let o = answer_from(&**cat, buf, len, Transport::Tcp, &cfg, client);
+            stats.record(&o);
+            match o {
+                Outcome::Reply { len, .. } => Some(len),
+                Outcome::Drop(_) => None,
+            }
+        });
+        match signed {
+            transfer::SignedQuery::Reply(n) => Some(Answer::Message(n)),
+            transfer::SignedQuery::Nothing => None,
+            transfer::SignedQuery::Unsigned => {
+                self.scratch[..len].copy_from_slice(msg);
+                let o = answer_from(&**cat, &mut self.scratch, len, Transport::Tcp, &cfg, client);
+                self.stats.record(&o);
+                match o {
+                    Outcome::Reply { len, .. } => Some(Answer::Message(len)),
+                    Outcome::Drop(_) => None,
+                }
+            }
+        }
+    }
+
+    /// Makes the transfer's next message. Ok(false) when it ended (queries pipelined behind
+    /// it are answered next); Err when the connection should close (a transfer that failed
+    /// halfway cannot be resumed).
+    fn pump(&mut self, c: &mut Conn) -> Result<bool, ()> {
+        let Some(s) = c.transfer.as_mut() else { return Ok(false) };
+        match s(&mut self.scratch, unix_now()) {
+            Ok(Some(n)) => {
+                c.push_message(&self.scratch[..n]);
+                Ok(true)
+            }
+            Ok(None) => {
+                c.transfer = None;
+                Ok(true)
+            }
+            Err(e) => {
+                eprintln!("nsxdp: transfer to {} failed: {e}", c.peer);
+                Err(())
+            }
+        }
+    }
+
+    /// Closes what outlived its time: an incomplete message past `message_timeout` (unless
+    /// we were not reading it because the client was not reading us), a connection idle or
+    /// not taking its output for `idle_timeout`.
+    fn expire(&mut self, now: Instant) {
+        let l = self.limits;
+        let stale: Vec<(usize, Expiry)> = self
+            .conns
+            .iter()
+            .filter_map(|(t, c)| {
+                let slow = !c.busy() && c.partial_since.is_some_and(|p| now.duration_since(p) > l.message_timeout);
+                let why = if slow {
+                    Expiry::SlowMessage
+                } else if now.duration_since(c.idle_since) <= l.idle_timeout {
+                    return None;
+                } else if c.busy() {
+                    Expiry::Stalled
+                } else {
+                    Expiry::Idle
+                };
+                Some((*t, why))
+            })
+            .collect();
+        for (t, why) in stale {
+            let s = &self.tcp_stats;
+            bump(match why {
+                Expiry::SlowMessage => &s.closed_slow_message,
+                Expiry::Stalled => &s.closed_stalled,
+                Expiry::Idle => &s.closed_idle,
+            });
+            // An idle client that was answered gets a plain close; the others a reset.
+            self.close(t, why != Expiry::Idle);
         }
     }
 }
 
-/// Whether a message is a QUERY for AXFR or IXFR (from its header and question; anything
-/// malformed is left to the answer engine).
-fn is_transfer(msg: &[u8]) -> bool {
-    if msg.len() < 12 || (msg[2] >> 3) & 0xF != 0 || msg[2] & 0x80 != 0 {
-        return false;
-    }
-    let mut pos = 12;
-    while let Some(&l) = msg.get(pos) {
-        if l == 0 {
-            let t = msg.get(pos + 1..pos + 3).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            return matches!(t, Some(rtype::AXFR) | Some(rtype::IXFR));
-        }
-        if l & 0xC0 != 0 {
-            return false;
-        }
-        pos += 1 + l as usize;
-    }
-    false
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    SlowMessage,
+    Stalled,
+    Idle,
+}
+
+enum Answer {
+    Message(usize),
+    Transfer(transfer::Stream),
 }
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Writes pending output. False when the connection failed.
-fn flush(c: &mut Conn) -> bool {
-    while c.written < c.output.len() {
-        match c.stream.write(&c.output[c.written..]) {
-            Ok(0) => return false,
+/// Reads once, at most up to one whole message and a chunk in the input. Ok(octets read);
+/// Err when the connection failed.
+fn read(c: &mut Conn, now: Instant) -> Result<usize, ()> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let room = (MAX_FRAME + READ_CHUNK).saturating_sub(c.input.len()).min(READ_CHUNK);
+    loop {
+        match c.stream.read(&mut chunk[..room]) {
+            Ok(0) => {
+                c.eof = true;
+                return Ok(0);
+            }
             Ok(n) => {
-                c.written += n;
-                c.last_active = Instant::now();
+                if c.input.is_empty() {
+                    c.partial_since = Some(now);
+                }
+                c.input.extend_from_slice(&chunk[..n]);
+                return Ok(n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // What went out is dropped from the front, so that a transfer to a slow
-                // reader keeps at most its low-water mark and a message in memory instead
-                // of everything sent so far.
-                if c.written >= TRANSFER_LOW_WATER {
+                c.drained = true;
+                return Ok(0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+/// Writes pending output. Ok(octets written); Err when the connection failed.
+fn flush(c: &mut Conn) -> Result<usize, ()> {
+    let mut total = 0;
+    while c.written < c.output.len() {
+        match c.stream.write(&c.output[c.written..]) {
+            Ok(0) => return Err(()),
+            Ok(n) => {
+                c.written += n;
+                total += n;
+                c.idle_since = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // What went out is dropped from the front, so that the buffer holds about
+                // the unsent part, not everything sent so far.
+                if c.written >= c.output.len() / 2 {
                     c.output.drain(..c.written);
                     c.written = 0;
                 }
-                return true;
+                return Ok(total);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
+            Err(_) => return Err(()),
         }
     }
     c.output.clear();
     c.written = 0;
-    true
+    if c.output.capacity() > 4 * READ_CHUNK {
+        c.output = Vec::new();
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A transfer to a reader slower than we write: `flush` keeps the output near the
-    /// low-water mark instead of everything sent so far.
-    #[test]
-    fn a_slow_reader_does_not_make_the_output_grow() {
+    /// A connected pair: our side (non-blocking, as the server has it) and the client's.
+    fn pair() -> (Conn, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
+        (Conn::new(TcpStream::from_std(server), peer, Instant::now()), client)
+    }
+
+    /// A reader slower than we write: `flush` keeps the buffer near what is unsent instead
+    /// of everything sent so far.
+    #[test]
+    fn a_slow_reader_does_not_make_the_output_grow() {
+        let (mut c, mut client) = pair();
         let reader = std::thread::spawn(move || {
-            use std::io::Read;
             let mut buf = vec![0u8; 64 * 1024];
             let mut total = 0usize;
             loop {
@@ -428,39 +664,65 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
             }
         });
-        let mut c = Conn {
-            stream: TcpStream::from_std(server),
-            peer,
-            transfer: None,
-            input: Vec::new(),
-            output: Vec::new(),
-            written: 0,
-            last_active: Instant::now(),
-            interest: Interest::READABLE,
-            eof: false,
-        };
-        // Top the unsent part up to the low-water mark, as `pump` does, then flush: 32 MiB
-        // in all, at most 20 s.
+        // Top the unsent part up to a mark, as the transfer pump does, then flush: 32 MiB in
+        // all, at most 20 s.
+        const MARK: usize = 64 * 1024;
         let chunk = vec![0x5au8; 16 * 1024];
         let (mut offered, mut most) = (0usize, 0usize);
         let t0 = Instant::now();
         while offered < 32 << 20 && t0.elapsed() < Duration::from_secs(20) {
-            while c.output.len() - c.written < TRANSFER_LOW_WATER {
+            while c.pending() < MARK {
                 c.output.extend_from_slice(&chunk);
                 offered += chunk.len();
             }
-            assert!(flush(&mut c));
+            flush(&mut c).unwrap();
             most = most.max(c.output.len());
             std::thread::sleep(Duration::from_micros(200));
         }
-        while c.written < c.output.len() && t0.elapsed() < Duration::from_secs(30) {
-            assert!(flush(&mut c));
+        while c.pending() > 0 && t0.elapsed() < Duration::from_secs(30) {
+            flush(&mut c).unwrap();
             std::thread::sleep(Duration::from_millis(1));
         }
         drop(c);
         let received = reader.join().unwrap();
         assert_eq!(received, offered, "the reader got everything");
         assert!(offered >= 8 << 20, "only {offered} octets went through");
-        assert!(most <= 3 * TRANSFER_LOW_WATER, "the output grew to {most} octets");
+        assert!(most <= 2 * (MARK + chunk.len()), "the output grew to {most} octets");
+    }
+
+    /// A client that sends without end: the input never holds more than one message and a
+    /// read, whatever is waiting in the socket.
+    #[test]
+    fn reads_stop_at_one_message_and_a_chunk() {
+        let (mut c, mut client) = pair();
+        // A frame that claims 65535 octets, and more behind it.
+        let mut data = vec![0xffu8, 0xff];
+        data.resize(300_000, 7);
+        let writer = std::thread::spawn(move || {
+            let _ = client.write_all(&data);
+            client
+        });
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            c.drained = false;
+            read(&mut c, Instant::now()).unwrap();
+            assert!(c.input.len() <= MAX_FRAME + READ_CHUNK, "{}", c.input.len());
+            if c.input.len() >= MAX_FRAME {
+                break;
+            }
+        }
+        assert!(c.has_message(), "a whole message came in ({} octets)", c.input.len());
+        assert!(c.partial_since.is_some());
+        drop(c);
+        drop(writer.join().unwrap());
+    }
+
+    #[test]
+    fn address_keys() {
+        let k = |s: &str| address_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2:ffff::1"), "2001:db8:1:2::");
     }
 }

@@ -23,6 +23,7 @@ use crate::answer::Catalog;
 use crate::config::{Action, SharedConfig};
 use crate::journal::Journal;
 use crate::snapshot::{Snapshot, SnapshotRecords};
+use crate::wire::message::rcode;
 use crate::wire::name::Name;
 use crate::xfr::message::Options;
 use crate::xfr::tsig::{self, Key, Signer};
@@ -193,7 +194,7 @@ fn respond(
     let qname = req.qname.to_lowercase();
     let Some(snap) = catalog.snapshots().iter().find(|s| s.zone().origin[..] == *qname.as_wire()) else {
         count(|s| &s.notauth);
-        return single(xfr::write_error(&req, xfr::rcode::NOTAUTH, signer.as_mut(), buf, now));
+        return single(xfr::write_error(&req, rcode::NOTAUTH, signer.as_mut(), buf, now));
     };
     let allowed = config.as_ref().is_some_and(|c| {
         c.zones
@@ -204,7 +205,7 @@ fn respond(
     if !allowed {
         count(|s| &s.refused);
         eprintln!("nsxdp: transfer of {} to {from} refused by the zone's ACL", req.qname);
-        return single(xfr::write_error(&req, xfr::rcode::REFUSED, signer.as_mut(), buf, now));
+        return single(xfr::write_error(&req, rcode::REFUSED, signer.as_mut(), buf, now));
     }
     let mut opts = Options::tcp_transfer();
     if req.edns_udp_size.is_some() {
@@ -214,7 +215,7 @@ fn respond(
     // The records come from the snapshot a node at a time, as the messages are made.
     let mut records = SnapshotRecords::new(snap.clone());
     let Some(soa) = records.peek().and_then(|r| r.to_record().ok()) else {
-        return single(xfr::write_error(&req, xfr::rcode::SERVFAIL, signer.as_mut(), buf, now));
+        return single(xfr::write_error(&req, rcode::SERVFAIL, signer.as_mut(), buf, now));
     };
     let serial = snap.serial();
     if req.is_axfr() {
@@ -416,7 +417,7 @@ mod tests {
         for (keys, want) in [(vec![k.clone()], error::BADSIG), (vec![], error::BADKEY)] {
             let r = signed_query(&q, || keys, &mut buf, NOW, |_, _| panic!("a refused query is not answered"));
             let SignedQuery::Reply(n) = r else { panic!("{r:?}") };
-            assert_eq!(buf[3] & 0x0F, xfr::rcode::NOTAUTH);
+            assert_eq!(buf[3] & 0x0F, rcode::NOTAUTH);
             let t = locate(&buf[..n]).unwrap().unwrap().record;
             assert_eq!((t.error, t.mac.len()), (want, 0));
         }
@@ -424,7 +425,7 @@ mod tests {
         let (q, mac) = query(false, Some(&k));
         let r = signed_query(&q, || vec![k.clone()], &mut buf, NOW + 3600, |_, _| panic!("not answered"));
         let SignedQuery::Reply(n) = r else { panic!("{r:?}") };
-        assert_eq!(buf[3] & 0x0F, xfr::rcode::NOTAUTH);
+        assert_eq!(buf[3] & 0x0F, rcode::NOTAUTH);
         assert_eq!(locate(&buf[..n]).unwrap().unwrap().record.error, error::BADTIME);
         let v = Verifier::new(&k, &mac).verify(&buf[..n], NOW + 3600);
         assert!(matches!(v, Err(tsig::VerifyError::Peer { error: error::BADTIME, signed: true })), "{v:?}");

@@ -35,7 +35,7 @@ use crate::wire::rdata::rtype;
 use crate::zone::parse::{self, Loaded};
 use crate::zone::{soa_serial, Changeset, Record, SrcPos, Zone};
 
-use crate::journal::serial::gt as serial_gt;
+use crate::wire::serial::gt as serial_gt;
 
 /// The serial a changed zone gets when its file kept the old one, or None to keep it.
 pub fn next_serial(old: u32, policy: SerialPolicy, now_unix: u32) -> Option<u32> {

@@ -182,10 +182,10 @@ impl LoopRrl {
     /// limited with a slip), or None.
     #[inline]
     pub fn apply(&mut self, i: usize, o: &Outcome, msg: &mut [u8]) -> Option<usize> {
-        let Outcome::Reply { len, .. } = *o else { return None };
+        let Outcome::Reply { len, valid_cookie, .. } = *o else { return None };
         let Some(k) = self.keys.get(i).copied().flatten() else { return Some(len) };
-        // No DNS cookies yet: nobody is exempt by one.
-        match self.limiter.charge(self.now_ms, &k, false) {
+        // A query with our server cookie proves its source: never limited.
+        match self.limiter.charge(self.now_ms, &k, valid_cookie) {
             Verdict::Pass => Some(len),
             Verdict::Drop => None,
             Verdict::Slip => Some(rrl::slip_reply(msg, len)),

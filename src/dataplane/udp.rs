@@ -19,8 +19,11 @@ use crate::rrl;
 /// Messages per receive/send call.
 pub const BATCH: usize = 32;
 const _: () = assert!(BATCH <= super::RRL_BATCH, "the rate limiter takes a whole batch");
-/// Room per message: a query and its in-place response (at most the EDNS size we offer).
-pub const SLOT: usize = 4096;
+/// Room per message: any UDP payload (a query of up to 65,535 octets with large EDNS
+/// options is answered, not cut short into a FORMERR), and its in-place response (at most
+/// the EDNS size we offer). Three cache lines more than 64 KiB, so that the slots of a
+/// batch do not all start on the same cache sets.
+pub const SLOT: usize = 65536 + 192;
 /// How often an idle loop looks at the shutdown flag.
 const POLL_MS: i32 = 200;
 
@@ -168,6 +171,9 @@ fn run(
     let mut scratch = BatchScratch::new();
     let mut lens = [0usize; BATCH];
     let mut outcomes = [Outcome::Drop(DropReason::Short); BATCH];
+    // With cookies on, each query's source address goes to the engine, and the time.
+    let mut cfg = cfg;
+    let mut clients = [std::net::IpAddr::from([0u8; 4]); BATCH];
     let mut pfds: Vec<libc::pollfd> =
         sockets.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     while !shutdown.load(Ordering::Relaxed) {
@@ -210,11 +216,23 @@ fn run(
                         *len = 0;
                     }
                 }
+                let clients = match cfg.cookies {
+                    Some(_) => {
+                        cfg.now = crate::cookie::unix_now();
+                        for (i, c) in clients[..got].iter_mut().enumerate() {
+                            let from = sockaddr(&batch.addrs[i], batch.hdrs[i].msg_hdr.msg_namelen);
+                            *c = from.map_or(std::net::IpAddr::from([0u8; 4]), |a| a.ip());
+                        }
+                        &clients[..got]
+                    }
+                    None => &[][..],
+                };
                 let t0 = Instant::now();
                 answer_batch(
                     &**cat,
                     &mut batch.bufs[..got],
                     &lens[..got],
+                    clients,
                     Transport::Udp,
                     &cfg,
                     &mut outcomes,

@@ -36,8 +36,9 @@ use super::packet::{self, Datagram};
 use super::xdp_prog::{describe_counters, XdpConfig, XdpError, XdpProgram, NUM_COUNTERS};
 use super::xsk::{Frame, KernelStats, XdpMode, XskConfig, XskCounters, XskError, XskSocket, XskStats};
 use super::{new_histogram, LoopRrl, LoopStats, ServiceHistogram, SharedCatalog};
-use crate::answer::{self, answer_batch, opcode, BatchScratch, Config, Outcome, Transport, Zones};
+use crate::answer::{self, answer_batch, BatchScratch, Config, Outcome, Transport, Zones};
 use crate::rrl;
+use crate::wire::message::{self, opcode, Header};
 use crate::wire::rdata::rtype;
 
 /// Frames taken from the RX ring per turn: the engine's batch.
@@ -50,42 +51,79 @@ const SPIN: std::time::Duration = std::time::Duration::from_micros(500);
 const SPIN_CHECK: u32 = 64;
 /// How long an idle loop sleeps before it looks at the shutdown flag again.
 const POLL_MS: i32 = 100;
-/// The largest DNS message handed to the control side (a UDP payload in one frame).
-pub const HANDOFF_MAX: usize = 4096;
+/// The largest DNS message handed to the control side: any UDP payload (the kernel UDP
+/// loops receive up to 64 KiB; AF_XDP frames are smaller).
+pub const HANDOFF_MAX: usize = 65535;
+/// Message buffers for hand-overs: as many as the control side's channel holds (64), and
+/// some in the loops' and the control side's hands. Taken from and returned to [`handoff_pool`]; when none is free, the
+/// message is dropped and counted like one that finds the channel full.
+pub const HANDOFF_BUFFERS: usize = 80;
 /// Bytes of each received frame fetched ahead of parsing (headers and a typical query).
 const WARM_BYTES: usize = 192;
 /// Ethernet MTU assumed when the interface's cannot be read.
 pub const DEFAULT_MTU: usize = 1500;
 
-/// A message for the control side: NOTIFY, UPDATE or an IXFR query that arrived over
-/// AF_XDP. Fixed size, so sending it allocates nothing.
+type HandoffBuffer = Box<[u8; HANDOFF_MAX]>;
+
+/// The free hand-over buffers, allocated together at the first use ([`reserve_handoff_buffers`]
+/// at start-up, so that no run loop allocates them). A channel as a free list: taking and
+/// returning never block.
+fn handoff_pool() -> &'static (Sender<HandoffBuffer>, crossbeam_channel::Receiver<HandoffBuffer>) {
+    static POOL: std::sync::OnceLock<(Sender<HandoffBuffer>, crossbeam_channel::Receiver<HandoffBuffer>)> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::bounded(HANDOFF_BUFFERS);
+        for _ in 0..HANDOFF_BUFFERS {
+            let b: HandoffBuffer = vec![0u8; HANDOFF_MAX].into_boxed_slice().try_into().expect("HANDOFF_MAX octets");
+            let _ = tx.try_send(b);
+        }
+        (tx, rx)
+    })
+}
+
+/// Allocates the hand-over buffers now (the control side calls it before the loops run).
+pub fn reserve_handoff_buffers() {
+    handoff_pool();
+}
+
+/// A message for the control side: NOTIFY, UPDATE, an IXFR query or a query signed with
+/// TSIG, from either UDP path. Its buffer comes from a fixed pool and goes back to it when
+/// the hand-over is dropped: sending one allocates nothing and copies only the message.
 pub struct Handoff {
     /// Who sent it (where the answer goes).
     pub client: SocketAddr,
     /// The address and port it was sent to (where the answer comes from).
     pub server: SocketAddr,
     len: u16,
-    msg: [u8; HANDOFF_MAX],
+    msg: Option<HandoffBuffer>,
 }
 
 impl Handoff {
     /// A message from `client` to our `server` address; None if it is longer than
-    /// [`HANDOFF_MAX`].
+    /// [`HANDOFF_MAX`] or no buffer is free.
     pub fn new(client: SocketAddr, server: SocketAddr, msg: &[u8]) -> Option<Handoff> {
         let len = u16::try_from(msg.len()).ok().filter(|&l| usize::from(l) <= HANDOFF_MAX)?;
-        let mut h = Handoff { client, server, len, msg: [0; HANDOFF_MAX] };
-        h.msg[..msg.len()].copy_from_slice(msg);
-        Some(h)
+        let mut buf = handoff_pool().1.try_recv().ok()?;
+        buf[..msg.len()].copy_from_slice(msg);
+        Some(Handoff { client, server, len, msg: Some(buf) })
     }
 
     /// The DNS message.
     pub fn message(&self) -> &[u8] {
-        &self.msg[..usize::from(self.len)]
+        &self.msg.as_deref().expect("held until dropped")[..usize::from(self.len)]
     }
 
     /// The message buffer (room for an answer written in place) and the message length.
     pub fn buffer_mut(&mut self) -> (&mut [u8; HANDOFF_MAX], usize) {
-        (&mut self.msg, usize::from(self.len))
+        (self.msg.as_deref_mut().expect("held until dropped"), usize::from(self.len))
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(b) = self.msg.take() {
+            let _ = handoff_pool().0.try_send(b);
+        }
     }
 }
 
@@ -100,70 +138,23 @@ impl std::fmt::Debug for Handoff {
 }
 
 /// Whether a DNS message goes to the control side instead of the engine: opcode NOTIFY or
-/// UPDATE, a query for IXFR, or a query signed with TSIG (its answer must be signed; RFC
-/// 8945). Looks at the header, the question type and, when there are records after the
-/// question, their types (a plain EDNS query costs one look at its OPT).
+/// UPDATE, a query for IXFR, or a query signed with TSIG (its answer must be signed, and a
+/// TSIG we cannot verify answered NOTAUTH: RFC 8945 §5.2). Looks at the header, the question
+/// type and, when there are records after the question, their types (a plain EDNS query
+/// costs one look at its OPT), through [`message`]'s length-bounded reader.
 pub fn for_control(msg: &[u8]) -> bool {
-    if msg.len() < 12 {
-        return false;
-    }
-    match (msg[2] >> 3) & 0x0f {
+    let Ok(h) = Header::new_checked(msg) else { return false };
+    match h.opcode() {
         opcode::NOTIFY | opcode::UPDATE => true,
         opcode::QUERY => {
-            if msg[2] & 0x80 != 0 || u16::from_be_bytes([msg[4], msg[5]]) != 1 {
+            if h.qr() || h.qdcount() != 1 {
                 return false;
             }
-            let Some((qtype, end)) = question(msg) else { return false };
-            qtype == rtype::IXFR || signed(msg, end)
+            let Some(q) = message::question(msg) else { return false };
+            q.qtype == rtype::IXFR || message::has_tsig(msg, q.end)
         }
         _ => false,
     }
-}
-
-/// The type of the first question (uncompressed name) and where the question ends, if it
-/// is complete.
-fn question(msg: &[u8]) -> Option<(u16, usize)> {
-    let mut p = 12;
-    loop {
-        let l = usize::from(*msg.get(p)?);
-        if l == 0 {
-            p += 1;
-            break;
-        }
-        if l & 0xc0 != 0 {
-            return None;
-        }
-        p += 1 + l;
-    }
-    Some((u16::from_be_bytes([*msg.get(p)?, *msg.get(p + 1)?]), p + 4))
-}
-
-/// Whether one of the records from `pos` on (the answer, authority and additional
-/// sections) is a TSIG. Malformed records end the walk: the engine answers FORMERR.
-fn signed(msg: &[u8], mut pos: usize) -> bool {
-    let count = |i: usize| usize::from(u16::from_be_bytes([msg[6 + 2 * i], msg[7 + 2 * i]]));
-    let records = count(0) + count(1) + count(2);
-    for _ in 0..records {
-        // The owner: labels up to the root or a pointer.
-        loop {
-            let Some(&l) = msg.get(pos) else { return false };
-            if l == 0 {
-                pos += 1;
-                break;
-            }
-            if l & 0xc0 == 0xc0 {
-                pos += 2;
-                break;
-            }
-            pos += 1 + usize::from(l);
-        }
-        let (Some(t), Some(rdlen)) = (msg.get(pos..pos + 2), msg.get(pos + 8..pos + 10)) else { return false };
-        if u16::from_be_bytes([t[0], t[1]]) == rtype::TSIG {
-            return true;
-        }
-        pos += 10 + usize::from(u16::from_be_bytes([rdlen[0], rdlen[1]]));
-    }
-    false
 }
 
 /// Frame-level counters of one queue loop (the DNS-level ones are a [`LoopStats`]; the
@@ -602,6 +593,12 @@ pub fn answer_frames(
     }
     std::hint::black_box(warm);
     let mut msgs: [&mut [u8]; BATCH] = Default::default();
+    // With cookies on, each query's source address goes to the engine, and the time.
+    let mut clients = [std::net::IpAddr::from([0u8; 4]); BATCH];
+    let mut cfg = ctx.cfg;
+    if cfg.cookies.is_some() {
+        cfg.now = crate::cookie::unix_now();
+    }
     let mut k = 0;
     for (i, buf) in frames[..n].iter_mut().enumerate() {
         replies[i] = None;
@@ -620,11 +617,15 @@ pub fn answer_frames(
         // The reply may use the frame up to the end of its chunk, but not beyond the MTU.
         let end = buf.len().min(d.ip_offset() + ctx.mtu).max(payload.end);
         msg_lens[k] = payload.len();
+        if cfg.cookies.is_some() {
+            clients[k] = d.repr(buf).src.ip();
+        }
         which[k] = (i, Some(d));
         msgs[k] = &mut buf[payload.start..end];
         k += 1;
     }
-    answer_batch(zones, &mut msgs[..k], &msg_lens[..k], Transport::Udp, &ctx.cfg, &mut outcomes[..k], scratch);
+    let clients = if cfg.cookies.is_some() { &clients[..k] } else { &[][..] };
+    answer_batch(zones, &mut msgs[..k], &msg_lens[..k], clients, Transport::Udp, &cfg, &mut outcomes[..k], scratch);
     let mut sent = 0;
     if let Some(r) = &mut rrl {
         r.prepare(&outcomes[..k], |j| which[j].1.map(|d| d.src_ip(frames[which[j].0])));
@@ -663,7 +664,10 @@ fn hand_off(ctx: &FrameCtx, d: &Datagram, frame: &[u8]) {
         return;
     }
     let repr = d.repr(frame);
-    let Some(h) = Handoff::new(repr.src, repr.dst, payload) else { return };
+    let Some(h) = Handoff::new(repr.src, repr.dst, payload) else {
+        bump(&ctx.frames.handoff_dropped, 1);
+        return;
+    };
     match ctx.handoff.try_send(h) {
         Ok(()) => bump(&ctx.frames.handed_off, 1),
         Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => bump(&ctx.frames.handoff_dropped, 1),
@@ -719,6 +723,21 @@ mod tests {
         let mut lying = edns.clone();
         lying[11] = 3;
         assert!(!for_control(&lying));
+    }
+
+    #[test]
+    fn handoffs_are_bounded_by_the_buffer_pool() {
+        // The only test here that takes hand-over buffers: the pool is the process's.
+        let (c, s): (SocketAddr, SocketAddr) = ("127.0.0.1:5300".parse().unwrap(), "127.0.0.1:53".parse().unwrap());
+        let big = vec![0x5a; HANDOFF_MAX];
+        assert!(Handoff::new(c, s, &[0; HANDOFF_MAX + 1]).is_none(), "longer than any UDP payload");
+        let mut held: Vec<Handoff> = (0..HANDOFF_BUFFERS).map(|_| Handoff::new(c, s, &big).unwrap()).collect();
+        assert!(Handoff::new(c, s, b"one more").is_none(), "no buffer beyond the pool");
+        assert_eq!(held[7].message(), &big[..]);
+        held.truncate(HANDOFF_BUFFERS - 1);
+        let mut h = Handoff::new(c, s, b"\x12\x34").expect("a dropped hand-over returns its buffer");
+        let (buf, len) = h.buffer_mut();
+        assert_eq!((&buf[..len], buf.len()), (&b"\x12\x34"[..], HANDOFF_MAX));
     }
 
     #[test]

@@ -107,7 +107,6 @@
 
 mod format;
 mod replay;
-pub mod serial;
 #[cfg(test)]
 mod tests;
 
@@ -124,6 +123,7 @@ use format::{EntryHead, FileHeader, ENTRY_HEAD, ENTRY_OVERHEAD, ENTRY_TAIL};
 
 use crate::wire::name::{self, Name};
 use crate::wire::rdata::rtype;
+use crate::wire::serial;
 use crate::zone::{soa_serial, Changeset};
 
 /// Why a journal operation failed. Every message names the journal file.

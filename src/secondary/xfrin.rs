@@ -22,7 +22,7 @@ use crate::xfr::request::walk;
 use crate::xfr::tsig::{Key, Signer, Verifier, VerifyError};
 use crate::zone::{soa_serial, Changeset, Record, SrcPos, Zone};
 
-use crate::journal::serial::gt as serial_gt;
+use crate::wire::serial::gt as serial_gt;
 
 const CLASS_IN: u16 = 1;
 const OPCODE_QUERY: u8 = 0;

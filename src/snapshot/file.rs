@@ -240,6 +240,9 @@ pub struct Snapshot {
     start: usize,
     len: usize,
     path: PathBuf,
+    /// The nodes in AXFR order, sorted by the first transfer that needs it and shared by
+    /// every later one (each would otherwise hold its own copy while it runs).
+    canonical: std::sync::OnceLock<std::sync::Arc<[u32]>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -261,7 +264,7 @@ impl Snapshot {
         // so the bytes cannot change under the mapping while it lives.
         let map = unsafe { Mmap::map(&file) }.map_err(io(path))?;
         let (start, len) = check_header(path, &map)?;
-        let snap = Snapshot { map, start, len, path: path.to_path_buf() };
+        let snap = Snapshot { map, start, len, path: path.to_path_buf(), canonical: Default::default() };
         let archive = &snap.map[start..start + len];
         let img = rkyv::access::<ArchivedZoneImage, BoxedError>(archive)
             .map_err(|e| refused(path, format!("archive does not validate: {e}")))?;
@@ -284,6 +287,12 @@ impl Snapshot {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The zone's nodes in AXFR order: canonical (RFC 4034 §6.1), the apex first. Sorted
+    /// once per snapshot.
+    pub fn canonical_order(&self) -> std::sync::Arc<[u32]> {
+        self.canonical.get_or_init(|| super::render::axfr_order(self.zone()).into()).clone()
     }
 
     /// Size of the mapped file.

@@ -58,7 +58,7 @@ pub fn render_rrset(
 pub fn records(z: &ArchivedZoneImage) -> Result<Vec<Record>, RenderError> {
     let mut w = Walker::new();
     let mut out = Vec::new();
-    while w.fill(z)? {
+    while w.fill(z, || axfr_order(z).into())? {
         out.push(w.current().to_record()?);
         w.advance();
     }
@@ -113,7 +113,8 @@ impl SnapshotRecords {
 
     /// The next record, without moving past it; None at the end (or after a failure).
     pub fn peek(&mut self) -> Option<RecordSlices<'_>> {
-        match self.walker.fill(self.snap.zone()) {
+        let snap = &self.snap;
+        match self.walker.fill(snap.zone(), || snap.canonical_order()) {
             Ok(true) => Some(self.walker.current()),
             Ok(false) => None,
             Err(e) => {
@@ -162,7 +163,7 @@ struct Entry {
 struct Walker {
     /// The nodes in canonical order, apex first; sorted when the walk gets past the apex (an
     /// IXFR that only needs the SOA does not pay for sorting the zone).
-    order: Option<Vec<u32>>,
+    order: Option<std::sync::Arc<[u32]>>,
     /// The position in `order` of the next node to decode.
     next: usize,
     /// Nothing more to give.
@@ -193,7 +194,13 @@ impl Walker {
     }
 
     /// Decodes nodes until a record is there to give out. False at the end.
-    fn fill(&mut self, z: &ArchivedZoneImage) -> Result<bool, RenderError> {
+    /// `order` gives the nodes in AXFR order ([`axfr_order`]) when the walk first needs it.
+    fn fill(
+        &mut self,
+        z: &ArchivedZoneImage,
+        order: impl FnOnce() -> std::sync::Arc<[u32]>,
+    ) -> Result<bool, RenderError> {
+        let mut order = Some(order);
         while self.current >= self.entries.len() {
             if self.done {
                 return Ok(false);
@@ -202,15 +209,7 @@ impl Walker {
             let i = if self.next == 0 {
                 apex
             } else {
-                let order = self.order.get_or_insert_with(|| {
-                    // Canonical order, as master files and AXFR have it (the snapshot keeps
-                    // parents first); the apex (and its SOA) first.
-                    let mut order = canonical_nodes(z);
-                    if let Some(p) = order.iter().position(|&i| i == apex) {
-                        order[..=p].rotate_right(1);
-                    }
-                    order
-                });
+                let order = self.order.get_or_insert_with(|| order.take().expect("asked for once")());
                 match order.get(self.next) {
                     Some(&i) => i,
                     None => {
@@ -307,6 +306,17 @@ impl Walker {
         }
         Ok(())
     }
+}
+
+/// The nodes in AXFR order: canonical, as master files and AXFR have it (the snapshot keeps
+/// parents first), with the apex (and its SOA) first.
+pub(super) fn axfr_order(z: &ArchivedZoneImage) -> Vec<u32> {
+    let apex = z.apex.to_native();
+    let mut order = canonical_nodes(z);
+    if let Some(p) = order.iter().position(|&i| i == apex) {
+        order[..=p].rotate_right(1);
+    }
+    order
 }
 
 /// The zone's nodes in canonical order (RFC 4034 §6.1). Every name ends in the origin, so

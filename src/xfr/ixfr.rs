@@ -15,7 +15,7 @@ use super::axfr::FullZone;
 use super::message::{MessageWriter, Options};
 use super::stream::{owner_text, Offer, Sender, Source};
 use super::{Request, Rr, Signer, XfrError};
-use crate::journal::serial;
+use crate::wire::serial;
 use crate::zone::{soa_serial, Changeset, Record};
 
 /// Which answer an IXFR request gets.

@@ -30,13 +30,6 @@ pub use tsig::{Algorithm, Key, RequestTsig, Signer, TsigFailure};
 
 use crate::zone::{Record, RecordRef};
 
-/// Response codes used here (RFC 1035 §4.1.1, RFC 8945 §3).
-pub mod rcode {
-    pub use crate::answer::rcode::{FORMERR, NOERROR, NOTIMP, REFUSED, SERVFAIL};
-    /// "Not authorized" (RFC 8945): the RCODE of every TSIG error response.
-    pub const NOTAUTH: u8 = 9;
-}
-
 /// Why a transfer cannot go on. The caller ends the transfer (and, over TCP, may close the
 /// connection: part of the zone has gone out).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,6 +5,7 @@
 use super::request::walk;
 use super::tsig::{self, error, locate, verify_request, TsigFailure, VerifyError};
 use super::*;
+use crate::wire::message::rcode;
 use crate::wire::name::Name;
 use crate::wire::rdata::{self, rtype};
 use crate::zone::{Changeset, Record, SrcPos, Zone};

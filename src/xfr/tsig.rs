@@ -10,8 +10,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 
 use super::message::{self, NoRoom, ResponseHead};
-use super::rcode;
 use super::request::{u16_at, walk};
+use crate::wire::message::{self as wire_message, rcode};
 use crate::wire::name::{self, Name};
 use crate::wire::rdata::rtype;
 
@@ -612,22 +612,30 @@ fn echo_head(msg: &[u8]) -> ResponseHead {
     ResponseHead { id, opcode: ((flags >> 11) & 0xF) as u8, rd: flags & 0x0100 != 0, question }
 }
 
+/// The UDP size for the OPT of an error response: a request with an OPT gets one back (RFC
+/// 6891 §7), with the engine's default size (the server's own is not known here).
+fn echo_edns(msg: &[u8]) -> Option<u16> {
+    let mut rs = wire_message::records(msg).ok()?;
+    rs.any(|r| r.is_ok_and(|r| r.section == wire_message::Section::Additional && r.rtype == rtype::OPT)).then_some(1232)
+}
+
 /// Writes the response to a request refused by [`verify_request`] (§5.3.2): FORMERR
 /// without TSIG for a malformed one; NOTAUTH with an unsigned TSIG carrying BADKEY or
 /// BADSIG; NOTAUTH signed with the request's key for BADTIME (Time Signed the request's,
 /// our time in Other Data, the request's fudge: §5.2.3) and BADTRUNC. Returns the length.
 pub fn write_failure(msg: &[u8], failure: &TsigFailure, buf: &mut [u8], now: u64) -> Result<usize, NoRoom> {
     let head = echo_head(msg);
+    let edns = echo_edns(msg);
     let mut comp = message::Compressor::new();
     let reserve = match failure {
         TsigFailure::Malformed(_) => 0,
         TsigFailure::Unsigned { key_name, algorithm, .. } => key_name.len() + 10 + algorithm.len() + 16,
         TsigFailure::Signed { request, .. } => tsig_rr_len(&request.key, request.key.algorithm.mac_len(), 6),
-    };
+    } + if edns.is_some() { message::OPT_LEN } else { 0 };
     let mut w = message::MessageWriter::begin(buf, &head, message::MAX_MESSAGE, reserve, &mut comp)?;
     let rc = if matches!(failure, TsigFailure::Malformed(_)) { rcode::FORMERR } else { rcode::NOTAUTH };
     w.set_rcode(rc);
-    let len = w.finish(None);
+    let len = w.finish(edns);
     match failure {
         TsigFailure::Malformed(_) => Ok(len),
         TsigFailure::Unsigned { error, key_name, algorithm, time_signed, fudge } => {
