@@ -360,3 +360,25 @@ fn rrl_through_af_xdp() {
         "nsxdp: XDP DNS:",
     );
 }
+
+#[test]
+fn a_reload_says_that_rrl_changes_wait_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let zone = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.com.zone");
+    let conf = dir.path().join("nsxdp.toml");
+    let text = |rate: u32| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"control.sock\"\n\n\
+             [[zone]]\nname = \"example.com\"\nfile = \"{}\"\n\n[rrl]\nrate = {rate}\n",
+            zone.display()
+        )
+    };
+    std::fs::write(&conf, text(5)).unwrap();
+    let _server = start_nsxdp(dir.path(), &conf);
+    let (ok, out) = common::ctl(&conf, &["reload"]);
+    assert!(ok && !out.contains("[rrl]"), "unchanged: {out}");
+    std::fs::write(&conf, text(50)).unwrap();
+    let (ok, out) = common::ctl(&conf, &["reload"]);
+    assert!(ok && out.contains("warning: changes to [rrl] take effect at the next start"), "{out}");
+}

@@ -227,6 +227,9 @@ fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, out: &mut String) -> b
     if new.server != old.server {
         let _ = writeln!(out, "warning: changes to [server] take effect at the next start");
     }
+    if new.rrl != old.rrl {
+        let _ = writeln!(out, "warning: changes to [rrl] take effect at the next start");
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     let mut notes = Vec::new();
     zones.reconfigure(&old, &new, now, &mut notes);
