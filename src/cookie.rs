@@ -10,7 +10,6 @@
 //! is valid for an hour and up to five minutes ahead of our clock (§4.3), under the current
 //! secret or the previous one (a rotation, §5).
 
-use std::hash::Hasher;
 use std::net::IpAddr;
 
 use siphasher::sip::SipHasher24;
@@ -66,8 +65,9 @@ pub enum Verdict {
     /// server insists on cookies), with a fresh one.
     Invalid { client: [u8; CLIENT_LEN] },
     /// A server cookie of ours (§5.2.5): the client has shown it receives our replies at its
-    /// address, so rate limiting may let it through.
-    Valid { client: [u8; CLIENT_LEN] },
+    /// address, so rate limiting may let it through. `current`: made with the current
+    /// secret (not the previous one).
+    Valid { client: [u8; CLIENT_LEN], current: bool },
 }
 
 impl Verdict {
@@ -75,7 +75,9 @@ impl Verdict {
     pub fn client(&self) -> Option<&[u8; CLIENT_LEN]> {
         match self {
             Verdict::Malformed => None,
-            Verdict::ClientOnly { client } | Verdict::Invalid { client } | Verdict::Valid { client } => Some(client),
+            Verdict::ClientOnly { client } | Verdict::Invalid { client } | Verdict::Valid { client, .. } => {
+                Some(client)
+            }
         }
     }
 }
@@ -104,11 +106,21 @@ pub fn check(data: &[u8], client_ip: IpAddr, now: u32, secrets: &Secrets) -> Ver
     }
     let head: [u8; 8] = server[..8].try_into().unwrap_or_default();
     let ours = |secret: &[u8; 16]| hash(secret, &client, &head, client_ip) == server[8..];
-    if ours(&secrets.current) || secrets.previous.as_ref().is_some_and(ours) {
-        Verdict::Valid { client }
+    if ours(&secrets.current) {
+        Verdict::Valid { client, current: true }
+    } else if secrets.previous.as_ref().is_some_and(ours) {
+        Verdict::Valid { client, current: false }
     } else {
         Verdict::Invalid { client }
     }
+}
+
+/// Whether a valid server cookie of ours was made less than half an hour ago, so that a reply
+/// may carry it again instead of a new one (RFC 9018 §4.3).
+pub fn fresh(server: &[u8], now: u32) -> bool {
+    let Some(stamp) = server.get(4..8) else { return false };
+    let stamp = u32::from_be_bytes([stamp[0], stamp[1], stamp[2], stamp[3]]);
+    (now.wrapping_sub(stamp) as i32) < (LIFETIME / 2) as i32
 }
 
 /// Our server cookie for `client` at `client_ip`, made now with the current secret.
@@ -124,17 +136,25 @@ pub fn server_cookie(client: &[u8; CLIENT_LEN], client_ip: IpAddr, now: u32, sec
 /// RFC 9018 §4.4: SipHash-2-4 over client cookie | version | reserved | timestamp | address,
 /// its 64-bit result in little-endian order.
 fn hash(secret: &[u8; 16], client: &[u8; CLIENT_LEN], head: &[u8; 8], ip: IpAddr) -> [u8; 8] {
-    let mut h = SipHasher24::new_with_key(secret);
-    h.write(client);
-    h.write(head);
-    match ip {
-        IpAddr::V4(a) => h.write(&a.octets()),
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => h.write(&v4.octets()),
-            None => h.write(&a.octets()),
-        },
-    }
-    h.finish().to_le_bytes()
+    // One contiguous input, hashed in one call (the streaming `Hasher` buffers each piece).
+    let mut input = [0u8; CLIENT_LEN + 8 + 16];
+    input[..8].copy_from_slice(client);
+    input[8..16].copy_from_slice(head);
+    let len = match ip {
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_none() => {
+            input[16..32].copy_from_slice(&a.octets());
+            32
+        }
+        IpAddr::V6(a) => {
+            input[16..20].copy_from_slice(&a.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).octets());
+            20
+        }
+        IpAddr::V4(a) => {
+            input[16..20].copy_from_slice(&a.octets());
+            20
+        }
+    };
+    SipHasher24::new_with_key(secret).hash(&input[..len]).to_le_bytes()
 }
 
 /// The low 32 bits of the Unix time, as server cookies carry it (one clock read; the run
@@ -188,14 +208,14 @@ mod tests {
         let ip: IpAddr = "198.51.100.100".parse().unwrap();
         let opt = unhex("2464c4abcf10c957010000005cf79f111f8130c3eee29480");
         let client = arr("2464c4abcf10c957");
-        assert_eq!(check(&opt, ip, 1559734385, &s), Verdict::Valid { client });
+        assert_eq!(check(&opt, ip, 1559734385, &s), Verdict::Valid { client, current: true });
         assert_eq!(server_cookie(&client, ip, 1559734385, &s).to_vec(), unhex("010000005cf7a871d4a564a1442aca77"));
         // The same cookie from another address, or too late, or too early, is not valid.
         assert_eq!(check(&opt, "198.51.100.101".parse().unwrap(), 1559734385, &s), Verdict::Invalid { client });
         assert_eq!(check(&opt, ip, 1559731985 + LIFETIME + 1, &s), Verdict::Invalid { client });
-        assert_eq!(check(&opt, ip, 1559731985 + LIFETIME, &s), Verdict::Valid { client });
+        assert_eq!(check(&opt, ip, 1559731985 + LIFETIME, &s), Verdict::Valid { client, current: true });
         assert_eq!(check(&opt, ip, 1559731985 - AHEAD - 1, &s), Verdict::Invalid { client });
-        assert_eq!(check(&opt, ip, 1559731985 - AHEAD, &s), Verdict::Valid { client });
+        assert_eq!(check(&opt, ip, 1559731985 - AHEAD, &s), Verdict::Valid { client, current: true });
     }
 
     /// A.3: reserved octets that are not zero are hashed as they came.
@@ -206,7 +226,7 @@ mod tests {
         let opt = unhex("fc93fc62807ddb8601abcdef5cf78f71a314227b6679ebf5");
         let client = arr("fc93fc62807ddb86");
         // (Made at 1559727985: valid within the hour after; the example renews it later.)
-        assert_eq!(check(&opt, ip, 1559727985 + 60, &s), Verdict::Valid { client });
+        assert_eq!(check(&opt, ip, 1559727985 + 60, &s), Verdict::Valid { client, current: true });
         assert_eq!(check(&opt, ip, 1559734700, &s), Verdict::Invalid { client }, "older than an hour");
         assert_eq!(server_cookie(&client, ip, 1559734700, &s).to_vec(), unhex("010000005cf7a9acf73a7810aca2381e"));
     }
@@ -221,9 +241,13 @@ mod tests {
         let new = arr("445536bcd2513298075a5d379663c962");
         assert_eq!(check(&opt, ip, 1559741961, &Secrets::new(new)), Verdict::Invalid { client });
         let mut s = Secrets::new(old);
-        assert_eq!(check(&opt, ip, 1559741961, &s), Verdict::Valid { client });
+        assert_eq!(check(&opt, ip, 1559741961, &s), Verdict::Valid { client, current: true });
         s.rotate(new);
-        assert_eq!(check(&opt, ip, 1559741961, &s), Verdict::Valid { client }, "the previous secret still counts");
+        assert_eq!(
+            check(&opt, ip, 1559741961, &s),
+            Verdict::Valid { client, current: false },
+            "the previous secret still counts"
+        );
         assert_eq!(server_cookie(&client, ip, 1559741961, &s).to_vec(), unhex("010000005cf7c609a6bb79d16625507a"));
         s.rotate(arr("00000000000000000000000000000001"));
         assert_eq!(check(&opt, ip, 1559741961, &s), Verdict::Invalid { client }, "two rotations later");
@@ -243,8 +267,8 @@ mod tests {
         let client = [7u8; 8];
         let sc = server_cookie(&client, ip, u32::MAX - 10, &s);
         let opt: Vec<u8> = client.iter().chain(sc.iter()).copied().collect();
-        assert_eq!(check(&opt, ip, 20, &s), Verdict::Valid { client });
-        assert_eq!(check(&opt, "::ffff:192.0.2.1".parse().unwrap(), 20, &s), Verdict::Valid { client });
+        assert_eq!(check(&opt, ip, 20, &s), Verdict::Valid { client, current: true });
+        assert_eq!(check(&opt, "::ffff:192.0.2.1".parse().unwrap(), 20, &s), Verdict::Valid { client, current: true });
     }
 
     #[test]

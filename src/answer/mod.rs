@@ -277,8 +277,19 @@ fn prepare<'z>(
             };
             let mut c = [0u8; crate::cookie::REPLY_LEN];
             c[..CLIENT_LEN].copy_from_slice(client_cookie);
-            c[CLIENT_LEN..].copy_from_slice(&server_cookie(client_cookie, ip, cfg.now, secrets));
-            cookie = Some((c, matches!(verdict, Verdict::Valid { .. })));
+            let valid = matches!(verdict, Verdict::Valid { .. });
+            match data.get(CLIENT_LEN..) {
+                // Ours, of the current secret and less than half an hour old: sent back as it
+                // came (RFC 9018 §4.3), which saves making a new one.
+                Some(ours)
+                    if matches!(verdict, Verdict::Valid { current: true, .. })
+                        && crate::cookie::fresh(ours, cfg.now) =>
+                {
+                    c[CLIENT_LEN..].copy_from_slice(ours)
+                }
+                _ => c[CLIENT_LEN..].copy_from_slice(&server_cookie(client_cookie, ip, cfg.now, secrets)),
+            }
+            cookie = Some((c, valid));
         }
     }
     let reply_cookie = cookie.as_ref().map(|(c, _)| c);

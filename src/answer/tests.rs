@@ -1743,6 +1743,11 @@ mod cookies {
         let (o, raw) = run(&query("www.example.com.", rtype::A, &cookie), &later, Some(ip()));
         assert!(matches!(o, Outcome::Reply { valid_cookie: true, rcode: 0, .. }), "{o:?}");
         let renewed = reply_cookie(&parse_response(&raw)).unwrap();
+        // Ten minutes after it was made, the same cookie comes back as it was.
+        let soon = Config { now: NOW + 600, ..on() };
+        let (o, raw) = run(&query("www.example.com.", rtype::A, &cookie), &soon, Some(ip()));
+        assert!(matches!(o, Outcome::Reply { valid_cookie: true, .. }), "{o:?}");
+        assert_eq!(reply_cookie(&parse_response(&raw)), Some(cookie.clone()), "a fresh cookie is echoed");
         assert_eq!(&renewed[..8], &CLIENT);
         assert_eq!(u32::from_be_bytes(renewed[12..16].try_into().unwrap()), NOW + 1800, "a fresh timestamp");
         // From another address, or past its hour, it is not valid (and a new one is given).
