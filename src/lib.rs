@@ -7,6 +7,8 @@ pub mod dataplane;
 pub mod journal;
 pub mod secondary;
 pub mod snapshot;
+#[cfg(test)]
+mod testing;
 pub mod wire;
 pub mod xfr;
 pub mod zone;

@@ -332,3 +332,19 @@ fn limits_and_soa_queries() {
     resp[2] &= !0x04;
     assert!(soa_response(&mut q, &resp, NOW).is_err());
 }
+
+/// A response whose header claims 65,535 records in each section is refused before
+/// anything is sized by those counts (the record walk reserved room for all of them: 4.7 MB
+/// for a 12-octet header).
+#[test]
+fn hostile_counts_size_nothing() {
+    let mut msg = Request::new(&origin(), &Kind::Axfr, 0x4444, None, NOW).bytes;
+    msg[2] |= 0x84;
+    msg[6..12].fill(0xff);
+    msg.extend_from_slice(&[0u8; 64]);
+    let (r, mem) = crate::testing::measure(|| {
+        Incoming::new(Request::new(&origin(), &Kind::Axfr, 0x4444, None, NOW), None, Limits::default()).feed(&msg, NOW)
+    });
+    assert!(matches!(r, Err(XfrInError::Malformed(ref m)) if m.contains("counts")), "{r:?}");
+    assert!(mem.largest < 4096, "{mem:?}");
+}

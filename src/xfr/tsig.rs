@@ -264,6 +264,10 @@ pub struct Located {
 /// Finds the TSIG RR of a message: None if there is none; an error if it is not the last
 /// record of the additional section, is not alone, or cannot be read (§5.1: FORMERR).
 pub fn locate(msg: &[u8]) -> Result<Option<Located>, &'static str> {
+    // Before the walk, which sizes its record list by the counts.
+    if !crate::wire::counts_fit(msg) {
+        return Err("the header counts more records than the message holds");
+    }
     let w = walk(msg)?;
     let n = w.records.len();
     let Some(pos) = w.records.iter().position(|r| r.rtype == rtype::TSIG) else { return Ok(None) };
@@ -853,5 +857,17 @@ mod tests {
             v.verify(&u1, 1000).unwrap();
         }
         assert_eq!(v.verify(&u1, 1000), Err(VerifyError::TooManyUnsigned));
+    }
+
+    /// A request whose header claims 65,535 records of each kind: refused before the
+    /// record walk sizes anything by the counts (4.7 MB for a 12-octet header before).
+    #[test]
+    fn hostile_counts_size_nothing() {
+        let mut m = message(1, b"a");
+        m[2] = 0;
+        m[6..12].fill(0xff);
+        let (r, mem) = crate::testing::measure(|| verify_request(&m, &[], 0));
+        assert!(matches!(r, Err(TsigFailure::Malformed(e)) if e.contains("counts")), "{r:?}");
+        assert!(mem.largest < 1024, "{mem:?}");
     }
 }
