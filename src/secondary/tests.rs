@@ -459,3 +459,63 @@ fn mutated_transfers_are_refused_or_harmless() {
     assert!(refused > 14_000, "{refused} refused");
     assert!(taken_changed > 100, "{taken_changed} taken changed");
 }
+
+/// 20,000 answers to an SOA query (the UDP exchange a spoofer aims at), unsigned and
+/// signed, mutated. A signed answer taken is the primary's SOA; an unsigned one taken is
+/// an SOA of the zone's apex with a serial; nothing panics or allocates by a claimed count.
+#[test]
+fn mutated_soa_answers_are_refused_or_harmless() {
+    use crate::testing::{measure, mutate, Rng};
+    let answer = |signed: bool| {
+        let q = Request::new(&origin(), &Kind::Soa, 0x6161, signed.then(key).as_ref(), NOW);
+        let parsed = parse_request(&q.bytes).unwrap();
+        let mut m = q.bytes[..12 + parsed.question.len()].to_vec();
+        m[2] = 0x84;
+        m[3] = 0;
+        m[6..12].copy_from_slice(&[0, 1, 0, 1, 0, 0]);
+        for (owner, rt, rd) in
+            [(&[0xc0u8, 12][..], rtype::SOA, soa(9)), (&[0xc0, 12], rtype::NS, b"\x02ns\xc0\x0c".to_vec())]
+        {
+            m.extend_from_slice(owner);
+            m.extend_from_slice(&rt.to_be_bytes());
+            m.extend_from_slice(&[0, 1, 0, 0, 0x0e, 0x10]);
+            m.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+            m.extend_from_slice(&rd);
+        }
+        if signed {
+            let t = verify_request(&q.bytes, &[key()], NOW).unwrap().unwrap();
+            let len = m.len();
+            m.resize(len + 200, 0);
+            let len = Signer::response(&t).sign(&mut m, len, NOW).unwrap();
+            m.truncate(len);
+        }
+        m
+    };
+    let seeds = [answer(false), answer(true)];
+    let want = soa_record(&zone(9, 0));
+    for (i, s) in seeds.iter().enumerate() {
+        let mut q = Request::new(&origin(), &Kind::Soa, 0x6161, (i == 1).then(key).as_ref(), NOW);
+        assert_eq!(soa_response(&mut q, s, NOW).unwrap(), want);
+    }
+    let mut rng = Rng::new(0x50a_50a);
+    let (mut taken, mut changed) = (0, 0);
+    for i in 0..20_000 {
+        let signed = i % 2 == 1;
+        let mut m = seeds[i % 2].clone();
+        mutate(&mut rng, &mut m, if i % 5 == 0 { 0 } else { 2 });
+        let mut q = Request::new(&origin(), &Kind::Soa, 0x6161, signed.then(key).as_ref(), NOW);
+        let (r, mem) = measure(|| soa_response(&mut q, &m, NOW));
+        assert!(mem.largest <= 16 << 10, "round {i}: {mem:?}");
+        if let Ok(soa) = r {
+            taken += 1;
+            if soa != want {
+                changed += 1;
+                assert!(!signed, "round {i}: a signed SOA answer taken changed: {soa:?}");
+                assert_eq!((soa.owner.clone(), soa.rtype), (origin(), rtype::SOA), "round {i}");
+                assert!(soa_serial(&soa.rdata).is_some(), "round {i}");
+            }
+        }
+    }
+    eprintln!("taken {taken} ({changed} changed) of 20000");
+    assert!(taken < 10_000 && changed > 100, "taken {taken}, changed {changed}");
+}
