@@ -317,7 +317,7 @@ fn batch_frame_path_allocates_nothing(z: &impl Zones) {
         let repr = UdpFrameRepr {
             dst_mac: [2, 0, 0, 0, 0, 1],
             src_mac: [2, 0, 0, 0, 0, 2],
-            vlan: None,
+            vlan: Vlan::Untagged,
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
         };

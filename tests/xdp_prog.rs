@@ -362,7 +362,9 @@ fn parser_and_frame_parser_agree_on_vlan_tags() {
     let prog = XdpProgram::load(&XdpConfig::port(53)).unwrap();
     let dns = dns_query(33);
     let t = |tpid, tci| VlanTag { tpid, tci };
-    let cases: [(&str, &[(u16, u16)], Option<Vlan>); 8] = [
+    // (what, tags as (TPID, TCI) outermost first, what the parser must make of them)
+    type Tags = &'static [(u16, u16)];
+    let cases: [(&str, Tags, Option<Vlan>); 8] = [
         ("untagged", &[], Some(Vlan::Untagged)),
         ("802.1Q", &[(0x8100, 7)], Some(Vlan::Single(t(0x8100, 7)))),
         ("802.1ad alone", &[(0x88a8, 9)], Some(Vlan::Single(t(0x88a8, 9)))),

@@ -579,7 +579,7 @@ fn mutated_bodies_decode_exactly_or_not_at_all() {
         let head = format::EntryHead::decode(&e).unwrap();
         seeds.push((head, e[format::ENTRY_HEAD..e.len() - format::ENTRY_TAIL].to_vec()));
     }
-    let mut rng = Rng::new(0x10_0e_1a1);
+    let mut rng = Rng::new(0x0100_e1a1);
     let (mut decoded, mut refused) = (0, 0);
     let mut reasons = std::collections::BTreeMap::new();
     for i in 0..20_000 {
@@ -633,7 +633,7 @@ fn mutated_entries_with_good_checksums() {
         .zip(offsets.iter().skip(1).chain([&(full.len() as u64)]))
         .map(|(a, b)| (*a as usize, *b as usize))
         .collect();
-    let mut rng = Rng::new(0x0a_11_0a_d5);
+    let mut rng = Rng::new(0x0a11_0ad5);
     let (mut opened, mut refused, mut replayed) = (0, 0, 0);
     for i in 0..3_000 {
         let k = rng.below(bounds.len());

@@ -932,7 +932,7 @@ mod tests {
                 seeds.push(buf);
             }
         }
-        let mut rng = Rng::new(0x75_1600);
+        let mut rng = Rng::new(0x0075_1600);
         let (mut verified, mut unsigned, mut refused) = (0, 0, 0);
         let mut errors = std::collections::BTreeMap::new();
         for i in 0..20_000 {
@@ -1007,7 +1007,7 @@ mod tests {
         for (k, stream) in &streams {
             run(k, stream).unwrap();
         }
-        let mut rng = Rng::new(0x5e_0e_4c_e5);
+        let mut rng = Rng::new(0x5e0e_4ce5);
         let (mut verified, mut refused) = (0, 0);
         for i in 0..10_000 {
             let (k, stream) = &streams[i % streams.len()];
