@@ -430,6 +430,7 @@ fn mutated_transfers_are_refused_or_harmless() {
         worst.largest = worst.largest.max(mem.largest);
         worst.peak = worst.peak.max(mem.peak);
         assert!(mem.largest <= 128 << 10, "seed {s} round {i}: an allocation of {} bytes", mem.largest);
+        assert!(mem.peak <= 1 << 20, "seed {s} round {i}: {} bytes live at once", mem.peak);
         match result {
             Ok(t) => {
                 taken += 1;
