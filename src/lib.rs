@@ -9,6 +9,8 @@ pub mod journal;
 pub mod rrl;
 pub mod secondary;
 pub mod snapshot;
+#[cfg(test)]
+mod testing;
 pub mod wire;
 pub mod xfr;
 pub mod zone;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use nsxdp::answer::{
     answer, answer_batch, BatchScratch, Catalog, Config, DropReason, Outcome, Transport, Zones, BATCH,
 };
-use nsxdp::dataplane::packet::{self, UdpFrameRepr};
+use nsxdp::dataplane::packet::{self, UdpFrameRepr, Vlan};
 use nsxdp::dataplane::xdp::{self, FrameCtx, FrameStats};
 use nsxdp::dataplane::{LoopRrl, LoopStats};
 use nsxdp::snapshot::{compile, write_snapshot, ArchivedZoneImage, Snapshot};
@@ -267,9 +267,9 @@ fn frame_path_allocates_nothing(z: &impl Zones) {
     let mut frames = Vec::new();
     for (i, (q, _)) in queries().iter().enumerate() {
         let (src, dst, vlan) = if i % 2 == 0 {
-            ("198.18.0.2:40000", "198.18.0.1:53", None)
+            ("198.18.0.2:40000", "198.18.0.1:53", Vlan::Untagged)
         } else {
-            ("[2001:db8::2]:40000", "[2001:db8::1]:53", Some(10))
+            ("[2001:db8::2]:40000", "[2001:db8::1]:53", Vlan::dot1q(10))
         };
         let repr = UdpFrameRepr {
             dst_mac: [2, 0, 0, 0, 0, 1],
@@ -331,7 +331,7 @@ fn batch_frame_path(z: &impl Zones, mut rrl: Option<&mut LoopRrl>) -> LoopStats 
         let repr = UdpFrameRepr {
             dst_mac: [2, 0, 0, 0, 0, 1],
             src_mac: [2, 0, 0, 0, 0, 2],
-            vlan: None,
+            vlan: Vlan::Untagged,
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
         };

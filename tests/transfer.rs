@@ -203,7 +203,14 @@ fn notify_after_reload_signed_and_retried() {
     let first = buf[..n].to_vec();
     assert_eq!((first[2] >> 3) & 0xF, 4, "opcode NOTIFY");
     assert!(tsig::verify_request(&first, &keys, now()).unwrap().is_some(), "signed with the key");
+    // An answer from the target with another ID is not taken: the retry still comes.
     let t0 = std::time::Instant::now();
+    let unsigned = tsig::locate(&first).unwrap().map_or(n, |l| l.start);
+    let mut forged = first[..unsigned].to_vec();
+    forged[2] |= 0x80;
+    forged[11] = 0;
+    forged[0] ^= 0x01;
+    target.send_to(&forged, from).unwrap();
     let (n, _) = target.recv_from(&mut buf).expect("a retry");
     assert!(t0.elapsed() >= std::time::Duration::from_millis(1500), "retried after the timeout");
     assert_eq!(buf[..2], first[..2], "same ID");

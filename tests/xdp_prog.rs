@@ -330,6 +330,135 @@ fn parser_drops_malformed_dns() {
     expect(&prog, "802.1ad, IPv6 cut", &cut[..cut.len() - 3], XDP_DROP, DropIpLen);
 }
 
+/// What the XDP program made of `frame`: the one counter it moved.
+fn xdp_verdict(prog: &XdpProgram, frame: &[u8]) -> XdpCounter {
+    let before = prog.counters().unwrap();
+    prog.test_run(frame).unwrap();
+    let after = prog.counters().unwrap();
+    let moved: Vec<XdpCounter> =
+        XdpCounter::ALL.iter().copied().filter(|c| after[*c as usize] != before[*c as usize]).collect();
+    assert_eq!(moved.len(), 1, "{moved:?} for {frame:02x?}");
+    moved[0]
+}
+
+/// `frame` (untagged) with `tags` ((TPID, TCI), outermost first) after the MAC addresses.
+fn with_tags(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    tags.iter().rev().fold(frame.to_vec(), |f, (tpid, tci)| tagged(&f, *tpid, *tci))
+}
+
+/// The frame parser the AF_XDP run loop uses (`dataplane::packet::parse`) and the XDP
+/// program, over the same frames: the program hands over exactly what the parser reads
+/// (untagged, one tag, QinQ with an 802.1ad or 802.1Q outer tag), and both leave alone
+/// what has a third tag or a second tag that is not 802.1Q. Then 3,000 frames with their
+/// tags and ethertypes mutated (TPIDs swapped, tags added and removed, cut inside the
+/// tags), where the two must agree in both directions.
+#[test]
+fn parser_and_frame_parser_agree_on_vlan_tags() {
+    if !have_root("parser_and_frame_parser_agree_on_vlan_tags") {
+        return;
+    }
+    use nsxdp::dataplane::packet::{self, DropReason, Vlan, VlanTag};
+    use XdpCounter::*;
+    let prog = XdpProgram::load(&XdpConfig::port(53)).unwrap();
+    let dns = dns_query(33);
+    let t = |tpid, tci| VlanTag { tpid, tci };
+    // (what, tags as (TPID, TCI) outermost first, what the parser must make of them)
+    type Tags = &'static [(u16, u16)];
+    let cases: [(&str, Tags, Option<Vlan>); 8] = [
+        ("untagged", &[], Some(Vlan::Untagged)),
+        ("802.1Q", &[(0x8100, 7)], Some(Vlan::Single(t(0x8100, 7)))),
+        ("802.1ad alone", &[(0x88a8, 9)], Some(Vlan::Single(t(0x88a8, 9)))),
+        ("802.1ad over 802.1Q", &[(0x88a8, 9), (0x8100, 7)], Some(Vlan::Double { outer: t(0x88a8, 9), inner_tci: 7 })),
+        (
+            "802.1Q over 802.1Q",
+            &[(0x8100, 0xe009), (0x8100, 7)],
+            Some(Vlan::Double { outer: t(0x8100, 0xe009), inner_tci: 7 }),
+        ),
+        ("three tags", &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)], None),
+        ("802.1ad under 802.1ad", &[(0x88a8, 1), (0x88a8, 2)], None),
+        ("802.1ad under 802.1Q", &[(0x8100, 1), (0x88a8, 2)], None),
+    ];
+    for (base_name, base) in [("IPv4", v4_query(53)), ("IPv6", v6_query(53))] {
+        for (what, tags, vlan) in &cases {
+            let f = with_tags(&base, tags);
+            let what = format!("{base_name}, {what}");
+            let xdp = xdp_verdict(&prog, &f);
+            let parsed = packet::parse(&f);
+            match vlan {
+                Some(vlan) => {
+                    assert_eq!(xdp, NoSocket, "{what}: the XDP program does not hand it over");
+                    let d = parsed.unwrap_or_else(|e| panic!("{what}: the frame parser refuses it: {e}"));
+                    assert_eq!(d.vlan(), *vlan, "{what}");
+                    assert_eq!(&f[d.payload_range()], &dns[..], "{what}");
+                    // The reply keeps the tags.
+                    let mut r = f.clone();
+                    let range = packet::build_reply(&mut r, &d, d.payload_len()).unwrap();
+                    assert_eq!(&r[range.start + 12..range.start + 12 + 4 * tags.len()], &f[12..12 + 4 * tags.len()]);
+                    assert_eq!(packet::parse(&r[range]).map(|d| d.vlan()), Ok(*vlan), "{what}: reply");
+                }
+                None => {
+                    assert_eq!(xdp, PassNotIp, "{what}: the XDP program takes it");
+                    assert_eq!(parsed, Err(DropReason::NotIp), "{what}");
+                }
+            }
+        }
+    }
+
+    // Mutated tag stacks. For frames to port 53 with a unicast MAC and 12+ octets of DNS:
+    // - parsed ⇒ handed over;
+    // - handed over ⇒ parsed, or refused only for what the program does not check
+    //   (checksums, source port 0);
+    // - passed as not IP ⇔ not IP to the parser.
+    let tpids = [0x8100u16, 0x88a8, 0x9100, 0x0800, 0x86dd, 0x0806, 0xffff];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let mut seen = std::collections::HashMap::new();
+    for i in 0..3000 {
+        let base = if i % 2 == 0 { v4_query(53) } else { v6_query(53) };
+        let tags: Vec<(u16, u16)> = (0..next(4)).map(|_| (tpids[next(3)], next(0x10000) as u16)).collect();
+        let mut f = with_tags(&base, &tags);
+        // One ethertype or TPID slot replaced by anything from the list.
+        if next(3) == 0 {
+            let slot = 12 + 4 * next(tags.len() + 1);
+            set_u16(&mut f, slot, tpids[next(tpids.len())]);
+        }
+        if next(5) == 0 {
+            f.truncate(14 + next(4 * tags.len() + 4));
+        }
+        let xdp = xdp_verdict(&prog, &f);
+        let parsed = packet::parse(&f);
+        *seen.entry((xdp.name(), parsed.map(|d| d.vlan().len()).map_err(|e| e.as_str()))).or_insert(0) += 1;
+        let what = format!("frame {i} {f:02x?}: XDP {xdp:?}, parser {parsed:?}");
+        match parsed {
+            Ok(d) if d.payload_len() >= 12 => assert_eq!(xdp, NoSocket, "{what}"),
+            Ok(_) => assert_eq!(xdp, DropShort, "{what}"),
+            Err(DropReason::NotIp) => assert_eq!(xdp, PassNotIp, "{what}"),
+            Err(
+                DropReason::BadUdpChecksum
+                | DropReason::BadIpChecksum
+                | DropReason::MissingUdpChecksum
+                | DropReason::SourcePortZero,
+            ) => {}
+            Err(_) => assert_ne!(xdp, NoSocket, "{what}"),
+        }
+        if xdp == PassNotIp {
+            assert_eq!(parsed, Err(DropReason::NotIp), "{what}");
+        }
+    }
+    eprintln!("(XDP verdict, parser: tag octets or drop reason) -> frames: {seen:?}");
+    // The mutations reached every kind of stack: none, one and two tags parsed, and frames
+    // left to the kernel as not IP.
+    for key in [(NoSocket.name(), Ok(0)), (NoSocket.name(), Ok(4)), (NoSocket.name(), Ok(8))] {
+        assert!(seen.get(&key).copied().unwrap_or(0) >= 50, "{key:?}: {seen:?}");
+    }
+    assert!(seen.get(&(PassNotIp.name(), Err("not_ip"))).copied().unwrap_or(0) >= 200, "{seen:?}");
+}
+
 #[test]
 fn parser_follows_configuration() {
     if !have_root("parser_follows_configuration") {

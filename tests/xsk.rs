@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nsxdp::dataplane::packet::{self, UdpFrameRepr};
+use nsxdp::dataplane::packet::{self, UdpFrameRepr, Vlan};
 use nsxdp::dataplane::xsk::{BindMode, XdpMode, XskConfig, XskSocket};
 
 const SRV_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -139,7 +139,7 @@ fn small_config(mode: BindMode) -> XskConfig {
 
 /// Builds one frame from `src` to `dst` carrying `payload` in a free UMEM frame.
 fn build(xsk: &mut XskSocket, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> nsxdp::dataplane::xsk::Frame {
-    let repr = UdpFrameRepr { dst_mac: CLI_MAC, src_mac: SRV_MAC, vlan: None, src, dst };
+    let repr = UdpFrameRepr { dst_mac: CLI_MAC, src_mac: SRV_MAC, vlan: Vlan::Untagged, src, dst };
     let mut f = xsk.alloc_frame().expect("a free frame");
     let buf = xsk.frame_mut(&f);
     let h = repr.header_len();
@@ -251,7 +251,7 @@ fn xsk_binds_on_veth_and_transmits() {
     // And a frame the peer sends back is a valid query for packet::parse — the same
     // functions build and check frames.
     let mut f = vec![0u8; 128];
-    let repr = UdpFrameRepr { dst_mac: SRV_MAC, src_mac: CLI_MAC, vlan: None, src: dst4, dst: src4 };
+    let repr = UdpFrameRepr { dst_mac: SRV_MAC, src_mac: CLI_MAC, vlan: Vlan::Untagged, src: dst4, dst: src4 };
     let n = repr.emit(&mut f, 0).unwrap();
     assert!(packet::parse(&f[..n]).is_ok());
     drop(bed);

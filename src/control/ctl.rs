@@ -271,7 +271,7 @@ pub fn spawn_manager(
     config: Option<ConfigSource>,
 ) -> io::Result<JoinHandle<ZoneSet>> {
     std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
-        let mut outbox = Outbox::new(std::process::id() as u16);
+        let mut outbox = Outbox::new();
         while !shutdown.load(Ordering::Relaxed) {
             let mut changed = Vec::new();
             if hup.swap(false, Ordering::Relaxed) {

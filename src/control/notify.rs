@@ -127,17 +127,17 @@ pub enum Done {
 #[derive(Debug, Default)]
 pub struct Outbox {
     pending: Vec<Pending>,
-    next_id: u16,
 }
 
 impl Outbox {
-    pub fn new(first_id: u16) -> Outbox {
-        Outbox { pending: Vec::new(), next_id: first_id }
+    pub fn new() -> Outbox {
+        Outbox { pending: Vec::new() }
     }
 
-    /// Queues a NOTIFY for a new version of `zone` to `target`, due at once. A notification of
-    /// the same zone to the same target still pending is replaced (the newer serial is what
-    /// matters).
+    /// Queues a NOTIFY for a new version of `zone` to `target`, due at once, with a random
+    /// message ID ([`crate::wire::id::random`]; its retries keep it, so a late answer to an
+    /// earlier attempt still counts). A notification of the same zone to the same target
+    /// still pending is replaced (the newer serial is what matters).
     pub fn notify(
         &mut self,
         zone: &Name,
@@ -148,13 +148,12 @@ impl Outbox {
         p: &Policy,
     ) {
         self.pending.retain(|q| !(q.zone == *zone && q.target == target));
-        self.next_id = self.next_id.wrapping_add(0x9E37);
         self.pending.push(Pending {
             zone: zone.clone(),
             serial,
             target,
             key,
-            id: self.next_id,
+            id: crate::wire::id::random(),
             sent: 0,
             next: now,
             timeout: p.timeout,
@@ -263,7 +262,7 @@ mod tests {
     #[test]
     fn retries_back_off_and_give_up() {
         let p = Policy { attempts: 3, timeout: Duration::from_secs(1) };
-        let mut o = Outbox::new(1);
+        let mut o = Outbox::new();
         let t0 = Instant::now();
         let z = n("z.test.");
         let target: SocketAddr = "192.0.2.9:53".parse().unwrap();
@@ -283,7 +282,7 @@ mod tests {
     #[test]
     fn an_answer_ends_it_and_a_newer_serial_replaces_it() {
         let p = Policy::default();
-        let mut o = Outbox::new(7);
+        let mut o = Outbox::new();
         let t0 = Instant::now();
         let z = n("z.test.");
         let a: SocketAddr = "127.0.0.1:5302".parse().unwrap();
@@ -304,6 +303,40 @@ mod tests {
         assert_eq!(o.response(mapped, &resp), Some(Done::Answered { zone: z.clone(), target: a, rcode: 0 }));
         assert_eq!(o.len(), 1);
         assert_eq!(o.next_due(), Some(t0 + p.timeout));
+    }
+
+    #[test]
+    fn ids_are_random_and_an_answer_must_carry_its_own() {
+        let p = Policy::default();
+        let mut o = Outbox::new();
+        let t0 = Instant::now();
+        let z = n("z.test.");
+        let targets: Vec<SocketAddr> = (0..64).map(|i| SocketAddr::from(([127, 0, 0, 1], 5300 + i))).collect();
+        for t in &targets {
+            o.notify(&z, 1, *t, None, t0, &p);
+        }
+        let sent = o.due(t0, &p, &mut Vec::new());
+        let mut ids: Vec<u16> = sent.iter().map(|q| q.id).collect();
+        // Not a counter or a fixed step: consecutive notifications differ by varying steps.
+        let steps: std::collections::HashSet<u16> = ids.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        assert!(steps.len() > 50, "{ids:04x?}");
+        ids.sort_unstable();
+        ids.dedup();
+        assert!(ids.len() >= 58, "{ids:04x?}");
+        // A retry keeps its ID.
+        let again = o.due(t0 + p.timeout, &p, &mut Vec::new());
+        assert_eq!(again.iter().map(|q| q.id).collect::<Vec<_>>(), sent.iter().map(|q| q.id).collect::<Vec<_>>());
+        // An answer from the right target with any other ID is not taken.
+        let q = &sent[0];
+        for wrong in [q.id ^ 1, q.id.wrapping_add(0x9E37), !q.id] {
+            let mut resp = message(wrong, &z, None);
+            resp[2] |= 0x80;
+            assert_eq!(o.response(q.target, &resp), None);
+        }
+        let mut resp = message(q.id, &z, None);
+        resp[2] |= 0x80;
+        assert_eq!(o.response(q.target, &resp), Some(Done::Answered { zone: z, target: q.target, rcode: 0 }));
+        assert_eq!(o.len(), 63);
     }
 
     #[test]

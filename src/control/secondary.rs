@@ -111,17 +111,6 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// A message ID that is hard to guess (RFC 5452 spirit): from the clock's nanoseconds and a
-/// per-process counter.
-fn message_id() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0x9e37);
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let c = COUNTER.fetch_add(0x9e37_79b9, Ordering::Relaxed);
-    let x = (n ^ c).wrapping_mul(0x85eb_ca6b);
-    (x >> 16) as u16 ^ x as u16
-}
-
 /// Runs a check: the primaries in order until one answers. The error names each primary
 /// and what went wrong with it.
 pub fn fetch(job: &Job) -> Result<Fetched, String> {
@@ -230,10 +219,10 @@ fn servable(zone: &Zone) -> Result<(), XfrInError> {
 /// The primary's serial, by SOA query over UDP (TCP when the answer is truncated).
 fn soa_query(job: &Job, p: &Primary) -> Result<u32, String> {
     let now = unix_now();
-    let mut req = Request::new(&job.zone, &Kind::Soa, message_id(), p.key.as_ref(), now);
+    let mut req = Request::new(&job.zone, &Kind::Soa, crate::wire::id::random(), p.key.as_ref(), now);
     let resp = udp_exchange(p.addr, &req.bytes, req.id, job.timeout).map_err(|e| e.to_string())?;
     let resp = if resp.len() >= 4 && resp[2] & 0x02 != 0 {
-        let mut req2 = Request::new(&job.zone, &Kind::Soa, message_id(), p.key.as_ref(), now);
+        let mut req2 = Request::new(&job.zone, &Kind::Soa, crate::wire::id::random(), p.key.as_ref(), now);
         let mut out = None;
         tcp_exchange(p.addr, &req2.bytes, job.timeout, |m| {
             out = Some(m.to_vec());
@@ -317,7 +306,7 @@ fn transfer(
     kind: Kind,
     ours: Option<u32>,
 ) -> Result<(Transferred, (usize, usize)), XfrInError> {
-    let req = Request::new(&job.zone, &kind, message_id(), p.key.as_ref(), unix_now());
+    let req = Request::new(&job.zone, &kind, crate::wire::id::random(), p.key.as_ref(), unix_now());
     let bytes = req.bytes.clone();
     let mut inc = Incoming::new(req, ours, job.limits);
     let mut failure = None;

@@ -332,3 +332,191 @@ fn limits_and_soa_queries() {
     resp[2] &= !0x04;
     assert!(soa_response(&mut q, &resp, NOW).is_err());
 }
+
+/// A response whose header claims 65,535 records in each section is refused before
+/// anything is sized by those counts (the record walk reserved room for all of them: 4.7 MB
+/// for a 12-octet header).
+#[test]
+fn hostile_counts_size_nothing() {
+    let mut msg = Request::new(&origin(), &Kind::Axfr, 0x4444, None, NOW).bytes;
+    msg[2] |= 0x84;
+    msg[6..12].fill(0xff);
+    msg.extend_from_slice(&[0u8; 64]);
+    let (r, mem) = crate::testing::measure(|| {
+        Incoming::new(Request::new(&origin(), &Kind::Axfr, 0x4444, None, NOW), None, Limits::default()).feed(&msg, NOW)
+    });
+    assert!(matches!(r, Err(XfrInError::Malformed(ref m)) if m.contains("counts")), "{r:?}");
+    assert!(mem.largest < 4096, "{mem:?}");
+}
+
+/// Feeds `msgs` in order; the first refusal, or what [`Incoming::finish`] makes of them.
+fn run_all(req: Request, ours: Option<u32>, msgs: &[Vec<u8>]) -> Result<Transferred, XfrInError> {
+    let mut inc = Incoming::new(req, ours, Limits::default());
+    for m in msgs {
+        inc.feed(m, NOW)?;
+    }
+    inc.finish()
+}
+
+/// A transfer's outcome in comparable form: kind and records.
+fn outcome(t: &Transferred) -> (&'static str, Vec<Record>) {
+    match t {
+        Transferred::UpToDate { soa } => ("up to date", vec![soa.clone()]),
+        Transferred::Full { zone } => ("full", records_of(zone)),
+        Transferred::Incremental { changesets } => {
+            let mut v = Vec::new();
+            for c in changesets {
+                v.extend(c.soa_from.iter().cloned());
+                v.extend(c.removed.iter().cloned());
+                v.extend(c.soa_to.iter().cloned());
+                v.extend(c.added.iter().cloned());
+            }
+            ("incremental", v)
+        }
+    }
+}
+
+/// 20,000 transfers in (AXFR, IXFR with changesets, IXFR up to date; unsigned and
+/// TSIG-signed; several messages each) with one message mutated, or one dropped or
+/// repeated. None panics; none allocates more than a bounded amount, whatever counts and
+/// lengths the bytes claim; a signed transfer that is taken is exactly the one sent (the
+/// MAC covers everything but the ID, and the ID must be ours); an unsigned one that is taken
+/// has only records of the zone, the SOA at the apex, and its serial.
+#[test]
+fn mutated_transfers_are_refused_or_harmless() {
+    use crate::testing::{measure, mutate, Rng};
+    let zones = [zone(1, 30), zone(2, 60), zone(3, 90)];
+    let history = [zones[0].diff(&zones[1]), zones[1].diff(&zones[2])];
+    // (kind, our serial, signed): the request is made again for each run (it holds the
+    // TSIG state), the same each time.
+    let request = |kind: &Kind, signed: bool| Request::new(&origin(), kind, 0x5151, signed.then(key).as_ref(), NOW);
+    let mut seeds = Vec::new();
+    for signed in [false, true] {
+        for (kind, ours) in [
+            (Kind::Axfr, None),
+            (Kind::Ixfr(soa_record(&zones[0])), Some(1)),
+            (Kind::Ixfr(soa_record(&zones[2])), Some(3)),
+        ] {
+            let msgs = primary(&request(&kind, signed), &zones, Some(&history), 512);
+            seeds.push((kind, ours, signed, msgs));
+        }
+    }
+    let expected: Vec<_> = seeds
+        .iter()
+        .map(|(kind, ours, signed, msgs)| outcome(&run_all(request(kind, *signed), *ours, msgs).unwrap()))
+        .collect();
+    assert_eq!(expected.iter().map(|e| e.0).collect::<Vec<_>>()[..3], ["full", "incremental", "up to date"]);
+    eprintln!("messages per seed: {:?}", seeds.iter().map(|s| s.3.len()).collect::<Vec<_>>());
+    assert!(seeds.iter().filter(|s| s.3.len() > 2).count() >= 4, "multi-message seeds");
+
+    let mut rng = Rng::new(0x00dd_b1a5_e5e5);
+    let (mut taken, mut taken_changed, mut refused) = (0, 0, 0);
+    let mut reasons = std::collections::BTreeMap::new();
+    let mut worst = crate::testing::Memory { largest: 0, peak: 0 };
+    for i in 0..20_000 {
+        let s = i % seeds.len();
+        let (kind, ours, signed, seed) = &seeds[s];
+        let mut msgs = seed.clone();
+        let j = rng.below(msgs.len());
+        match rng.below(16) {
+            0 => {
+                msgs.remove(j);
+            }
+            1 => msgs.insert(j, msgs[j].clone()),
+            // The header mostly kept, so that most mutations get past the ID check.
+            r => mutate(&mut rng, &mut msgs[j], if r < 6 { 0 } else { 12 }),
+        }
+        let (result, mem) = measure(|| run_all(request(kind, *signed), *ours, &msgs));
+        worst.largest = worst.largest.max(mem.largest);
+        worst.peak = worst.peak.max(mem.peak);
+        assert!(mem.largest <= 128 << 10, "seed {s} round {i}: an allocation of {} bytes", mem.largest);
+        assert!(mem.peak <= 1 << 20, "seed {s} round {i}: {} bytes live at once", mem.peak);
+        match result {
+            Ok(t) => {
+                taken += 1;
+                let got = outcome(&t);
+                if got != expected[s] {
+                    taken_changed += 1;
+                    assert!(!signed, "seed {s} round {i}: a signed transfer was taken changed: {got:?}");
+                    for r in &got.1 {
+                        assert!(r.owner.ends_with(&origin()), "{r:?}");
+                        assert!(r.rtype != rtype::SOA || r.owner == origin(), "{r:?}");
+                    }
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                let kind = format!("{e:?}").split('(').next().unwrap_or_default().to_string();
+                *reasons.entry(kind).or_insert(0) += 1;
+            }
+        }
+    }
+    eprintln!("taken {taken} ({taken_changed} changed), refused {refused}; worst {worst:?}; {reasons:?}");
+    for kind in ["Malformed", "Invalid", "Tsig", "Incomplete"] {
+        assert!(reasons.get(kind).copied().unwrap_or(0) >= 20, "{kind}: {reasons:?}");
+    }
+    // Most mutations hit something checked; some (an rdata byte of an unsigned transfer, a
+    // TTL) are taken as the data the primary sent.
+    assert!(refused > 14_000, "{refused} refused");
+    assert!(taken_changed > 100, "{taken_changed} taken changed");
+}
+
+/// 20,000 answers to an SOA query (the UDP exchange a spoofer aims at), unsigned and
+/// signed, mutated. A signed answer taken is the primary's SOA; an unsigned one taken is
+/// an SOA of the zone's apex with a serial; nothing panics or allocates by a claimed count.
+#[test]
+fn mutated_soa_answers_are_refused_or_harmless() {
+    use crate::testing::{measure, mutate, Rng};
+    let answer = |signed: bool| {
+        let q = Request::new(&origin(), &Kind::Soa, 0x6161, signed.then(key).as_ref(), NOW);
+        let parsed = parse_request(&q.bytes).unwrap();
+        let mut m = q.bytes[..12 + parsed.question.len()].to_vec();
+        m[2] = 0x84;
+        m[3] = 0;
+        m[6..12].copy_from_slice(&[0, 1, 0, 1, 0, 0]);
+        for (owner, rt, rd) in
+            [(&[0xc0u8, 12][..], rtype::SOA, soa(9)), (&[0xc0, 12], rtype::NS, b"\x02ns\xc0\x0c".to_vec())]
+        {
+            m.extend_from_slice(owner);
+            m.extend_from_slice(&rt.to_be_bytes());
+            m.extend_from_slice(&[0, 1, 0, 0, 0x0e, 0x10]);
+            m.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+            m.extend_from_slice(&rd);
+        }
+        if signed {
+            let t = verify_request(&q.bytes, &[key()], NOW).unwrap().unwrap();
+            let len = m.len();
+            m.resize(len + 200, 0);
+            let len = Signer::response(&t).sign(&mut m, len, NOW).unwrap();
+            m.truncate(len);
+        }
+        m
+    };
+    let seeds = [answer(false), answer(true)];
+    let want = soa_record(&zone(9, 0));
+    for (i, s) in seeds.iter().enumerate() {
+        let mut q = Request::new(&origin(), &Kind::Soa, 0x6161, (i == 1).then(key).as_ref(), NOW);
+        assert_eq!(soa_response(&mut q, s, NOW).unwrap(), want);
+    }
+    let mut rng = Rng::new(0x050a_050a);
+    let (mut taken, mut changed) = (0, 0);
+    for i in 0..20_000 {
+        let signed = i % 2 == 1;
+        let mut m = seeds[i % 2].clone();
+        mutate(&mut rng, &mut m, if i % 5 == 0 { 0 } else { 2 });
+        let mut q = Request::new(&origin(), &Kind::Soa, 0x6161, signed.then(key).as_ref(), NOW);
+        let (r, mem) = measure(|| soa_response(&mut q, &m, NOW));
+        assert!(mem.largest <= 16 << 10, "round {i}: {mem:?}");
+        if let Ok(soa) = r {
+            taken += 1;
+            if soa != want {
+                changed += 1;
+                assert!(!signed, "round {i}: a signed SOA answer taken changed: {soa:?}");
+                assert_eq!((soa.owner.clone(), soa.rtype), (origin(), rtype::SOA), "round {i}");
+                assert!(soa_serial(&soa.rdata).is_some(), "round {i}");
+            }
+        }
+    }
+    eprintln!("taken {taken} ({changed} changed) of 20000");
+    assert!(taken < 10_000 && changed > 100, "taken {taken}, changed {changed}");
+}

@@ -140,6 +140,10 @@ impl Request {
         if msg[2] & 0x80 == 0 || (msg[2] >> 3) & 0x0f != OPCODE_QUERY {
             return Err(XfrInError::Malformed("not a response to a query".into()));
         }
+        // Before the walk, which sizes its record list by the counts.
+        if !crate::wire::counts_fit(msg) {
+            return Err(XfrInError::Malformed("the header counts more records than the message holds".into()));
+        }
         let w = walk(msg).map_err(|e| XfrInError::Malformed(e.into()))?;
         let qd = u16::from_be_bytes([msg[4], msg[5]]);
         if qd > 1 || (first && qd == 0 && msg[3] & 0x0f == 0) {

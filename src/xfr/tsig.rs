@@ -264,6 +264,10 @@ pub struct Located {
 /// Finds the TSIG RR of a message: None if there is none; an error if it is not the last
 /// record of the additional section, is not alone, or cannot be read (§5.1: FORMERR).
 pub fn locate(msg: &[u8]) -> Result<Option<Located>, &'static str> {
+    // Before the walk, which sizes its record list by the counts.
+    if !crate::wire::counts_fit(msg) {
+        return Err("the header counts more records than the message holds");
+    }
     let w = walk(msg)?;
     let n = w.records.len();
     let Some(pos) = w.records.iter().position(|r| r.rtype == rtype::TSIG) else { return Ok(None) };
@@ -861,5 +865,187 @@ mod tests {
             v.verify(&u1, 1000).unwrap();
         }
         assert_eq!(v.verify(&u1, 1000), Err(VerifyError::TooManyUnsigned));
+    }
+
+    /// A request whose header claims 65,535 records of each kind: refused before the
+    /// record walk sizes anything by the counts (4.7 MB for a 12-octet header before).
+    #[test]
+    fn hostile_counts_size_nothing() {
+        let mut m = message(1, b"a");
+        m[2] = 0;
+        m[6..12].fill(0xff);
+        let (r, mem) = crate::testing::measure(|| verify_request(&m, &[], 0));
+        assert!(matches!(r, Err(TsigFailure::Malformed(e)) if e.contains("counts")), "{r:?}");
+        assert!(mem.largest < 1024, "{mem:?}");
+    }
+
+    /// `m` with the parts a valid signature does not fix made canonical: the ID (the MAC
+    /// covers the original ID in the TSIG RR instead), and the case of the key and
+    /// algorithm names in the TSIG RR (digested in lowercase). After the first message of
+    /// a stream, the TSIG RR's TTL too: only the timers of its variables are digested
+    /// (RFC 8945 §5.3.1).
+    fn canonical(m: &[u8], first: bool) -> Vec<u8> {
+        let mut c = m.to_vec();
+        c[..2].fill(0);
+        if let Ok(Some(l)) = locate(m) {
+            let owner = l.start..l.start + l.record.key_name.len();
+            let alg = owner.end + 10..owner.end + 10 + l.record.algorithm.len();
+            if !first {
+                c[owner.end + 4..owner.end + 8].fill(0);
+            }
+            c[owner].make_ascii_lowercase();
+            c[alg].make_ascii_lowercase();
+        }
+        c
+    }
+
+    fn mutation_keys() -> Vec<Key> {
+        let n = |s: &str| Name::parse_text(s.as_bytes(), None).unwrap();
+        vec![
+            Key::new(&n("k1."), Algorithm::HmacSha1, b"one secret"),
+            Key::new(&n("k256.example."), Algorithm::HmacSha256, b"another secret, longer"),
+            Key::new(&n("k384."), Algorithm::HmacSha384, &[0x5a; 48]),
+            Key::new(&n("K512.Example."), Algorithm::HmacSha512, &[0xa5; 64]),
+        ]
+    }
+
+    /// 20,000 signed requests (a transfer request, an IXFR with its SOA and an OPT, a
+    /// NOTIFY; each key and algorithm), mutated and verified. Whatever verifies, or fails
+    /// only on time or truncation (so its MAC verified), is the request as signed, up to
+    /// what the MAC does not cover; nothing panics or allocates by a claimed count.
+    #[test]
+    fn mutated_signed_requests_verify_only_unchanged() {
+        use crate::testing::{measure, mutate, Rng};
+        const NOW: u64 = 1_700_000_000;
+        let keys = mutation_keys();
+        let mut axfr = message(0x1111, b"zone");
+        axfr[2] = 0;
+        let mut ixfr = axfr.clone();
+        ixfr[19] = 251;
+        ixfr[9] = 1;
+        ixfr[11] = 1;
+        ixfr.extend_from_slice(&[0xc0, 12, 0, 6, 0, 1, 0, 0, 0, 60, 0, 22, 0, 0]);
+        ixfr.extend_from_slice(&[0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4]);
+        ixfr.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+        let mut notify = message(0x2222, b"zone");
+        notify[2] = 0x24;
+        let mut seeds = Vec::new();
+        for k in &keys {
+            for m in [&axfr, &ixfr, &notify] {
+                let mut buf = m.clone();
+                buf.resize(m.len() + 200, 0);
+                let len = Signer::request(k).sign(&mut buf, m.len(), NOW).unwrap();
+                buf.truncate(len);
+                assert!(verify_request(&buf, &keys, NOW).unwrap().is_some());
+                seeds.push(buf);
+            }
+        }
+        let mut rng = Rng::new(0x0075_1600);
+        let (mut verified, mut unsigned, mut refused) = (0, 0, 0);
+        let mut errors = std::collections::BTreeMap::new();
+        for i in 0..20_000 {
+            let seed = &seeds[i % seeds.len()];
+            let mut m = seed.clone();
+            mutate(&mut rng, &mut m, 0);
+            let (r, mem) = measure(|| verify_request(&m, &keys, NOW));
+            assert!(mem.largest <= 4096, "round {i}: {mem:?}");
+            match r {
+                Ok(Some(_)) | Err(TsigFailure::Signed { .. }) => {
+                    verified += 1;
+                    assert_eq!(canonical(&m, true), canonical(seed, true), "round {i}: a changed request verified");
+                }
+                // The mutation took the TSIG RR away (its type or the record count).
+                Ok(None) => unsigned += 1,
+                Err(e) => {
+                    refused += 1;
+                    let kind = if matches!(e, TsigFailure::Malformed(_)) { "malformed" } else { error_name(e.error()) };
+                    *errors.entry(kind).or_insert(0) += 1;
+                }
+            }
+        }
+        eprintln!("verified {verified}, unsigned {unsigned}, refused {refused}: {errors:?}");
+        assert!(refused > 18_000, "{refused}");
+        // Changes to the ID and to the case of the names in the TSIG RR verify.
+        assert!(verified > 20, "{verified}");
+        for e in ["malformed", "BADSIG", "BADKEY"] {
+            assert!(errors.get(e).copied().unwrap_or(0) > 100, "{e}: {errors:?}");
+        }
+    }
+
+    /// 10,000 signed response streams (four messages, each signed; for each key) with one
+    /// message mutated, dropped or repeated, through a [`Verifier`]: a stream that verifies
+    /// to the end and is settled is the one signed or a prefix of it, up to the IDs and the
+    /// case of the names in the TSIG RRs.
+    #[test]
+    fn mutated_signed_responses_verify_only_unchanged() {
+        use crate::testing::{measure, mutate, Rng};
+        const NOW: u64 = 1_700_000_000;
+        let request_mac = [0x33u8; 20];
+        let mut streams = Vec::new();
+        for k in mutation_keys() {
+            let mut s = Signer::response(&RequestTsig {
+                key: k.clone(),
+                mac: request_mac.to_vec(),
+                time_signed: NOW,
+                fudge: 300,
+            });
+            let stream: Vec<Vec<u8>> = (0..4)
+                .map(|i| {
+                    let mut m = message(0x3333, &[b'a' + i; 9]);
+                    let len = m.len();
+                    m.resize(len + 200, 0);
+                    let len = s.sign(&mut m, len, NOW + u64::from(i)).unwrap();
+                    m.truncate(len);
+                    m
+                })
+                .collect();
+            streams.push((k, stream));
+        }
+        let run = |k: &Key, msgs: &[Vec<u8>]| {
+            let mut v = Verifier::new(k, &request_mac);
+            for m in msgs {
+                v.verify(m, NOW)?;
+            }
+            if v.is_settled() {
+                Ok(())
+            } else {
+                Err(VerifyError::Unsigned)
+            }
+        };
+        for (k, stream) in &streams {
+            run(k, stream).unwrap();
+        }
+        let mut rng = Rng::new(0x5e0e_4ce5);
+        let (mut verified, mut refused) = (0, 0);
+        for i in 0..10_000 {
+            let (k, stream) = &streams[i % streams.len()];
+            let mut msgs = stream.clone();
+            let j = rng.below(msgs.len());
+            match rng.below(10) {
+                0 => {
+                    msgs.remove(j);
+                }
+                1 => msgs.insert(j, msgs[j].clone()),
+                _ => mutate(&mut rng, &mut msgs[j], 0),
+            }
+            let (r, mem) = measure(|| run(k, &msgs));
+            assert!(mem.largest <= 4096, "round {i}: {mem:?}");
+            match r {
+                Ok(()) => {
+                    verified += 1;
+                    // A stream cut after a signed message verifies: TSIG cannot tell,
+                    // the transfer's closing SOA must.
+                    assert!(msgs.len() <= stream.len(), "round {i}");
+                    for (j, (m, s)) in msgs.iter().zip(stream).enumerate() {
+                        let first = j == 0;
+                        assert_eq!(canonical(m, first), canonical(s, first), "round {i}: a changed response verified");
+                    }
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        eprintln!("verified {verified}, refused {refused}");
+        assert!(refused > 9_000, "{refused}");
+        assert!(verified > 10, "{verified}");
     }
 }

@@ -73,10 +73,12 @@ def ipv6(src, dst, seg, first_word=0x60000000, hop=57):
     return struct.pack("!IHBB", first_word, len(seg), 17, hop) + src + dst + seg
 
 
-def eth(dst, src, ethertype, payload, vlan=None):
-    if vlan is None:
-        return dst + src + struct.pack("!H", ethertype) + payload
-    return dst + src + struct.pack("!HHH", 0x8100, vlan, ethertype) + payload
+def eth(dst, src, ethertype, payload, vlan=None, tags=()):
+    """`vlan`: one 802.1Q tag's TCI; `tags`: (TPID, TCI) pairs, outermost first."""
+    if vlan is not None:
+        tags = ((0x8100, vlan),)
+    head = b"".join(struct.pack("!HH", tpid, tci) for tpid, tci in tags)
+    return dst + src + head + struct.pack("!H", ethertype) + payload
 
 
 out = []
@@ -115,6 +117,16 @@ out.append(("q6_nocsum", eth(SRV_MAC, CLI_MAC, 0x86DD, ipv6(CLI6, SRV6, udp(CLI6
 out.append(("q6_bad_udp", eth(SRV_MAC, CLI_MAC, 0x86DD, ipv6(CLI6, SRV6, udp(CLI6, SRV6, CPORT, SPORT, q, True, bad_csum=True)))))
 odd = dns_query(0x4321, "a.example.com", 28)
 out.append(("q6_odd_vlan", eth(SRV_MAC, CLI_MAC, 0x86DD, ipv6(CLI6, SRV6, udp(CLI6, SRV6, CPORT, SPORT, odd, True)), vlan=5)))
+
+# QinQ: an 802.1ad service tag (VLAN 100) over an 802.1Q one (VLAN 200, priority 1), and
+# two stacked 802.1Q tags over IPv6; replies keep both tags.
+qinq = ((0x88A8, 0x0064), (0x8100, 0x20C8))
+out.append(("q4_qinq", eth(SRV_MAC, CLI_MAC, 0x0800, ipv4(CLI4, SRV4, udp(CLI4, SRV4, CPORT, SPORT, q, False)), tags=qinq)))
+out.append(("r4_qinq", eth(CLI_MAC, SRV_MAC, 0x0800,
+                            ipv4(SRV4, CLI4, udp(SRV4, CLI4, SPORT, CPORT, r, False), ident=0, flags_frag=0x4000, ttl=64),
+                            tags=qinq)))
+q6_tags = ((0x8100, 0x0007), (0x8100, 0x0009))
+out.append(("q6_qinq", eth(SRV_MAC, CLI_MAC, 0x86DD, ipv6(CLI6, SRV6, udp(CLI6, SRV6, CPORT, SPORT, odd, True)), tags=q6_tags)))
 
 for name, data in out:
     print(name, data.hex())
