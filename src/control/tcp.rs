@@ -447,7 +447,7 @@ impl TcpServer {
             if let (Some(n), _) = super::handoff::notify_in(msg, c.peer, n, &mut self.scratch) {
                 c.push_message(&self.scratch[..n]);
             }
-        } else if let Some(reply) = self.answer_message(c.peer, len, &c.input[2..2 + len]) {
+        } else if let Some(reply) = self.answer_message(c.peer, &c.input[2..2 + len]) {
             match reply {
                 Answer::Message(n) => c.push_message(&self.scratch[..n]),
                 Answer::Transfer(s) => c.transfer = Some(s),
@@ -463,7 +463,7 @@ impl TcpServer {
     }
 
     /// The answer to one message: a reply in `scratch`, a transfer, or nothing.
-    fn answer_message(&mut self, peer: SocketAddr, len: usize, msg: &[u8]) -> Option<Answer> {
+    fn answer_message(&mut self, peer: SocketAddr, msg: &[u8]) -> Option<Answer> {
         if crate::wire::message::transfer_query(msg) {
             let cat = self.catalog.load();
             match transfer::request(msg, peer.ip(), &cat, self.transfers.as_ref(), &mut self.scratch, unix_now()) {
@@ -492,6 +492,7 @@ impl TcpServer {
             transfer::SignedQuery::Reply(n) => Some(Answer::Message(n)),
             transfer::SignedQuery::Nothing => None,
             transfer::SignedQuery::Unsigned => {
+                let len = msg.len();
                 self.scratch[..len].copy_from_slice(msg);
                 let o = answer_from(&**cat, &mut self.scratch, len, Transport::Tcp, &cfg, client);
                 self.stats.record(&o);
