@@ -597,6 +597,7 @@ impl ZoneSet {
     }
 
     /// Makes the current set of snapshots the one every run loop reads (one atomic swap).
+    /// Then the heap that building them freed goes back to the kernel.
     pub fn publish(&self) {
         let snaps = self.zones.iter().filter(|z| z.serving()).filter_map(|z| z.snapshot.clone()).collect();
         let unavailable =
@@ -609,6 +610,7 @@ impl ZoneSet {
             .filter_map(|z| Some((z.name.to_lowercase(), z.journal.clone()?)))
             .collect();
         self.journals.store(Arc::new(journals));
+        super::release_freed_memory();
     }
 
     /// Reloads zone `i` from its file and publishes the result if it changed.
