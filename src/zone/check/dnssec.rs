@@ -47,8 +47,9 @@ impl Options {
     }
 }
 
-/// True if the zone is signed: DNSKEY records at its apex.
-pub fn is_signed(zone: &Zone) -> bool {
+/// True if the zone's keys are at its apex: a zone signed as a whole, whose proof material
+/// these checks judge (RRSIGs alone, as in a zone being signed, are not enough).
+pub fn has_apex_dnskey(zone: &Zone) -> bool {
     zone.get(zone.origin()).is_some_and(|apex| apex.rrsets.has(rtype::DNSKEY))
 }
 
@@ -86,10 +87,10 @@ impl Drop for Kind<'_> {
     }
 }
 
-/// Every DNSSEC problem of a signed zone ([`is_signed`]); nothing for an unsigned one.
+/// Every DNSSEC problem of a signed zone ([`has_apex_dnskey`]); nothing for another.
 pub fn problems(zone: &Zone, opts: &Options) -> Vec<Problem> {
     let mut found = Vec::new();
-    if !is_signed(zone) {
+    if !has_apex_dnskey(zone) {
         return found;
     }
     let tree = zone.tree();
