@@ -5,7 +5,8 @@
 //! re-signing that reaches a knotd secondary by IXFR.
 //!
 //! The check tests need nothing but the binary; the tests that sign at test time need
-//! dnssec-keygen and dnssec-signzone (bind9-utils), the transfer tests knotd and kdig:
+//! dnssec-keygen and dnssec-signzone (bind9-utils), ldns-keygen and ldns-signzone
+//! (ldnsutils), kzonesign (knot-dnssecutils), the transfer tests knotd and kdig:
 //! under `CI=true` a missing one fails the test, otherwise it skips with a line saying so.
 
 mod common;
@@ -104,6 +105,18 @@ fn each_problem_of_a_signed_zone_is_reported_at_its_line() {
             line: |t| line_of(t, "ns1.nsec.test.", "IN NSEC\t"),
             severity: "error",
             words: "next in canonical order is ns2.nsec.test.",
+        },
+        Case {
+            name: "an NSEC type bitmap that leaves a type out",
+            zone: "nsec.test.zone",
+            make: |t| {
+                let l = t.lines().find(|l| l.starts_with("nsec.test.") && l.contains("IN NSEC\t")).unwrap();
+                t.replace(l, &l.replace(" MX ", " "))
+            },
+            line: |t| line_of(t, "nsec.test.", "IN NSEC\t"),
+            severity: "error",
+            words:
+                "the NSEC at nsec.test. lists A NS SOA RRSIG NSEC DNSKEY, the name has A NS SOA MX RRSIG NSEC DNSKEY",
         },
         Case {
             name: "an NSEC at glue",
@@ -293,6 +306,94 @@ fn zones_signed_now_load_clean_or_need_force_when_expired() {
         assert!(err.contains("error: every signature of now.test. has expired"), "{what}:\n{err}");
         let out = nsxdp(&["check", "--force", p(&signed)]);
         assert_eq!(out.status.code(), Some(0), "{what}:\n{}", stderr(&out));
+    }
+}
+
+/// Signs `src` for `origin` with ldns (`ldns-keygen`, `ldns-signzone`, signatures until
+/// 2046-12-01) into `out`; `extra` are ldns-signzone's options (NSEC3: `-n -s SALT -t N`).
+fn sign_ldns(dir: &Path, origin: &str, src: &Path, out: &Path, extra: &[&str]) {
+    let keygen = |ksk: bool| {
+        let mut cmd = Command::new("ldns-keygen");
+        cmd.current_dir(dir).args(["-a", "ECDSAP256SHA256"]);
+        if ksk {
+            cmd.arg("-k");
+        }
+        let o = cmd.arg(origin).output().unwrap();
+        assert!(o.status.success(), "ldns-keygen: {}", String::from_utf8_lossy(&o.stderr));
+        dir.join(String::from_utf8_lossy(&o.stdout).trim())
+    };
+    let (ksk, zsk) = (keygen(true), keygen(false));
+    let o = Command::new("ldns-signzone")
+        .args(extra)
+        .args(["-o", origin, "-e", "20461201000000", "-f"])
+        .arg(out)
+        .arg(src)
+        .args([&ksk, &zsk])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ldns-signzone: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Signs `src` for `origin` with Knot's signer (`kzonesign`, its keys made as it signs)
+/// into `out`; `policy` is the body of a Knot `policy:` entry.
+fn sign_knot(dir: &Path, origin: &str, src: &Path, out: &Path, policy: &str) {
+    let zone = origin.trim_end_matches('.');
+    let kd = dir.join("knot");
+    let _ = std::fs::remove_dir_all(&kd);
+    for sub in ["db", "keys", "in", "out"] {
+        std::fs::create_dir_all(kd.join(sub)).unwrap();
+    }
+    std::fs::copy(src, kd.join("in").join(format!("{zone}.zone"))).unwrap();
+    let conf = kd.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "database:\n    storage: \"{k}/db\"\n    kasp-db: \"{k}/keys\"\n\
+             policy:\n  - id: p\n    algorithm: ecdsap256sha256\n{policy}\
+             template:\n  - id: default\n    storage: \"{k}/in\"\n    dnssec-signing: on\n    dnssec-policy: p\n\
+             zone:\n  - domain: {zone}\n",
+            k = kd.display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new("kzonesign").arg("-c").arg(&conf).arg("-o").arg(kd.join("out")).arg(zone).output().unwrap();
+    assert!(o.status.success(), "kzonesign: {}", String::from_utf8_lossy(&o.stderr));
+    std::fs::copy(kd.join("out").join(format!("{zone}.zone")), out).unwrap();
+}
+
+#[test]
+fn zones_signed_by_ldns_and_knot_check_without_a_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = d.join("src.zone");
+    std::fs::write(&src, source("other.test.", 1)).unwrap();
+    let mut signed = Vec::new();
+    if have("ldns-signzone", "ldnsutils") && have("ldns-keygen", "ldnsutils") {
+        for (what, extra) in [("ldns NSEC", &[][..]), ("ldns NSEC3", &["-n", "-s", "aabb", "-t", "3"][..])] {
+            let out = d.join(format!("{}.zone", signed.len()));
+            sign_ldns(d, "other.test.", &src, &out, extra);
+            signed.push((what, out));
+        }
+    }
+    if have("kzonesign", "knot-dnssecutils") {
+        for (what, policy) in [
+            ("Knot NSEC", ""),
+            (
+                "Knot NSEC3 opt-out",
+                "    nsec3: on\n    nsec3-opt-out: on\n    nsec3-salt-length: 4\n    nsec3-iterations: 2\n",
+            ),
+        ] {
+            let out = d.join(format!("{}.zone", signed.len()));
+            sign_knot(d, "other.test.", &src, &out, policy);
+            signed.push((what, out));
+        }
+    }
+    for (what, file) in &signed {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(text.contains("RRSIG") && text.contains("DNSKEY"), "{what}: not signed:\n{text}");
+        let out = nsxdp(&["check", "--origin", "other.test.", p(file)]);
+        let err = stderr(&out);
+        assert!(out.status.code() == Some(0) && !err.contains("warning"), "{what}:\n{err}");
     }
 }
 

@@ -104,6 +104,7 @@ pub fn problems(zone: &Zone, opts: &Options) -> Vec<Problem> {
     }
     ds_placement(zone, &mut found);
     unsigned_rrsets(&tree, &mut found);
+    signatures_match_their_rrsets(zone, &mut found);
     signature_times(zone, opts, &mut found);
     if nsec3param.is_some() || has_nsec3 {
         nsec3_chain(zone, &tree, nsec3param, &mut found);
@@ -155,6 +156,38 @@ fn unsigned_rrsets(tree: &Tree<'_>, found: &mut Vec<Problem>) {
         for (ty, set) in &node.rrsets {
             if signed_here(t.flags, ty) && node.signatures(ty).is_none() {
                 kind.report(set.src, || format!("the {} RRset at {} has no RRSIG", type_name(ty), node.name));
+            }
+        }
+    }
+}
+
+/// Signatures whose TTL is not their RRset's (RFC 4035 §2.2: they must be equal), and
+/// signatures over a type the name does not have (warnings: both are served as they are).
+fn signatures_match_their_rrsets(zone: &Zone, found: &mut Vec<Problem>) {
+    let mut ttl = Kind::new(found, Severity::Warning, "RRSIG RRsets with another TTL than their RRset");
+    for node in zone.nodes() {
+        for (covered, sigs) in node.rrsets.all_signatures() {
+            if let Some(set) = node.get(covered).filter(|set| set.ttl != sigs.ttl) {
+                ttl.report(sigs.src, || {
+                    format!(
+                        "the RRSIGs over {} at {} have TTL {}, the RRset {} (RFC 4035 §2.2: the same)",
+                        type_name(covered),
+                        node.name,
+                        sigs.ttl,
+                        set.ttl
+                    )
+                });
+            }
+        }
+    }
+    drop(ttl);
+    let mut orphan = Kind::new(found, Severity::Warning, "RRSIG RRsets over a type the name does not have");
+    for node in zone.nodes() {
+        for (covered, sigs) in node.rrsets.all_signatures() {
+            if covered == rtype::RRSIG || node.get(covered).is_none() {
+                orphan.report(sigs.src, || {
+                    format!("RRSIG over {} at {}, which has no {0} RRset", type_name(covered), node.name)
+                });
             }
         }
     }
@@ -343,7 +376,9 @@ fn nsec_chain(zone: &Zone, tree: &Tree<'_>, found: &mut Vec<Problem>) {
     // reported above), the last the apex.
     let with_nsec: Vec<usize> =
         chain.iter().copied().filter(|&i| tree.get(i).node.is_some_and(|n| n.rrsets.has(rtype::NSEC))).collect();
+    let mut bitmap_found = Vec::new();
     let mut wrong = Kind::new(found, Severity::Error, "NSEC records out of order");
+    let mut bitmap = Kind::new(&mut bitmap_found, Severity::Error, "NSEC type bitmaps that differ from their names");
     for (k, &i) in with_nsec.iter().enumerate() {
         let t = tree.get(i);
         let node = t.node.expect("owns an NSEC");
@@ -351,6 +386,17 @@ fn nsec_chain(zone: &Zone, tree: &Tree<'_>, found: &mut Vec<Problem>) {
         let expected = with_nsec.get(k + 1).map_or(zone.origin().as_wire(), |&j| tree.get(j).name);
         for rd in &set.rdata {
             let Ok(len) = name::uncompressed_len(rd, 0) else { continue };
+            let (listed, expected_types) = (bitmap_types(&rd[len..]), chain_types(t.flags, Some(node)));
+            if listed != expected_types {
+                bitmap.report(set.src, || {
+                    format!(
+                        "the NSEC at {} lists {}, the name has {}",
+                        node.name,
+                        type_list(&listed),
+                        type_list(&expected_types)
+                    )
+                });
+            }
             let mut buf = [0u8; 256];
             let next = name::lowercase_into(&rd[..len], &mut buf);
             if next != expected {
@@ -368,6 +414,8 @@ fn nsec_chain(zone: &Zone, tree: &Tree<'_>, found: &mut Vec<Problem>) {
             wrong.report(set.src, || format!("{} has {} NSEC records (RFC 4034 §4: one)", node.name, set.rdata.len()));
         }
     }
+    drop((wrong, bitmap));
+    found.append(&mut bitmap_found);
 }
 
 /// NSEC3 parameters: hash algorithm, iterations, salt.
@@ -469,6 +517,57 @@ pub fn base32hex(bytes: &[u8]) -> String {
     out
 }
 
+/// One NSEC3 record as the chain checks see it.
+struct Nsec3Rec {
+    /// The owner's hash label, lowercased.
+    owner: String,
+    /// The next hashed owner, in base32hex.
+    next: String,
+    opt_out: bool,
+    /// The types of its bitmap, in order.
+    types: Vec<u16>,
+    at: SrcPos,
+}
+
+/// The types of an NSEC/NSEC3 type bitmap field (RFC 4034 §4.1.2), in order; what can be
+/// read of a malformed one.
+fn bitmap_types(b: &[u8]) -> Vec<u16> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let (Some(&window), Some(&len)) = (b.get(i), b.get(i + 1)) {
+        let Some(bits) = b.get(i + 2..i + 2 + len as usize) else { break };
+        for (j, &byte) in bits.iter().enumerate() {
+            for k in 0..8 {
+                if byte & (0x80 >> k) != 0 {
+                    out.push(u16::from(window) << 8 | (j * 8 + k) as u16);
+                }
+            }
+        }
+        i += 2 + len as usize;
+    }
+    out
+}
+
+/// The types the NSEC or NSEC3 of a name lists (RFC 4034 §4.1.2, RFC 5155 §3.2.1): all
+/// of its types; at a delegation only NS, DS, RRSIG and NSEC (the rest there is not ours);
+/// none for an empty non-terminal.
+fn chain_types(flags: u8, node: Option<&Node>) -> Vec<u16> {
+    let Some(node) = node else { return Vec::new() };
+    let at_cut = flags & flags::CUT != 0;
+    node.rrsets
+        .types()
+        .filter(|&t| !at_cut || matches!(t, rtype::NS | rtype::DS | rtype::RRSIG | rtype::NSEC))
+        .collect()
+}
+
+/// Types as a bitmap is written: `A NS RRSIG`.
+fn type_list(types: &[u16]) -> String {
+    if types.is_empty() {
+        return "no types".into();
+    }
+    types.iter().map(|&t| type_name(t)).collect::<Vec<_>>().join(" ")
+}
+
 /// The NSEC3 chain (RFC 5155 §7.1): one set of parameters, the NSEC3PARAM's; each owner
 /// the hash of a name of the zone; every name that needs one has one; each record's next
 /// hashed owner the next owner in hash order, the last the first.
@@ -483,8 +582,7 @@ fn nsec3_chain(zone: &Zone, tree: &Tree<'_>, param: Option<(Params<'_>, SrcPos)>
         ));
         return;
     };
-    // (owner hash label, lowercased; the record's next hashed owner; opt-out; where).
-    let mut owners: Vec<(String, String, bool, SrcPos)> = Vec::new();
+    let mut owners: Vec<Nsec3Rec> = Vec::new();
     {
         let mut other = Kind::new(found, Severity::Error, "NSEC3 records of another chain");
         for node in zone.nodes() {
@@ -500,7 +598,13 @@ fn nsec3_chain(zone: &Zone, tree: &Tree<'_>, param: Option<(Params<'_>, SrcPos)>
                 let Some(&hash_len) = rd.get(at) else { continue };
                 let Some(next) = rd.get(at + 1..at + 1 + hash_len as usize) else { continue };
                 let label = node.name.labels().next().map(|l| String::from_utf8_lossy(l).to_ascii_lowercase());
-                owners.push((label.unwrap_or_default(), base32hex(next), flags & 1 != 0, set.src));
+                owners.push(Nsec3Rec {
+                    owner: label.unwrap_or_default(),
+                    next: base32hex(next),
+                    opt_out: flags & 1 != 0,
+                    types: bitmap_types(&rd[at + 1 + hash_len as usize..]),
+                    at: set.src,
+                });
             }
         }
     }
@@ -518,13 +622,13 @@ fn nsec3_chain(zone: &Zone, tree: &Tree<'_>, param: Option<(Params<'_>, SrcPos)>
             }
         }
     }
-    owners.sort();
+    owners.sort_by(|a, b| a.owner.cmp(&b.owner));
     // The chain closes: each record's next hashed owner is the next owner, the last's the
     // first (RFC 5155 §3.1.7).
     {
         let mut wrong = Kind::new(found, Severity::Error, "NSEC3 records out of order");
-        for (k, (owner, next, _, at)) in owners.iter().enumerate() {
-            let expected = &owners[(k + 1) % owners.len()].0;
+        for (k, Nsec3Rec { owner, next, at, .. }) in owners.iter().enumerate() {
+            let expected = &owners[(k + 1) % owners.len()].owner;
             if next != expected {
                 wrong.report(*at, || {
                     format!(
@@ -538,7 +642,7 @@ fn nsec3_chain(zone: &Zone, tree: &Tree<'_>, param: Option<(Params<'_>, SrcPos)>
         return;
     }
     // The names the chain must cover, and their hashes.
-    let opt_out = owners.iter().any(|o| o.2);
+    let opt_out = owners.iter().any(|o| o.opt_out);
     let mut hashes: Vec<(String, usize)> = Vec::new();
     for i in 0..tree.len() {
         let t = tree.get(i);
@@ -548,19 +652,40 @@ fn nsec3_chain(zone: &Zone, tree: &Tree<'_>, param: Option<(Params<'_>, SrcPos)>
         hashes.push((base32hex(&nsec3_hash(t.name, param.salt, param.iterations)), i));
     }
     hashes.sort();
+    // Each NSEC3 that stands for a name, with the name's position in the tree.
+    let mut bitmaps: Vec<(usize, &Nsec3Rec)> = Vec::new();
     {
         let mut stray = Kind::new(found, Severity::Error, "NSEC3 records that match no name");
-        for (owner, _, _, at) in &owners {
-            if hashes.binary_search_by(|(h, _)| h.as_str().cmp(owner.as_str())).is_err() {
-                stray.report(*at, || {
-                    format!("the NSEC3 owner {owner}.{origin} is the hash of no name in the zone ({param})")
+        for rec in &owners {
+            match hashes.binary_search_by(|(h, _)| h.as_str().cmp(rec.owner.as_str())) {
+                Err(_) => stray.report(rec.at, || {
+                    format!("the NSEC3 owner {}.{origin} is the hash of no name in the zone ({param})", rec.owner)
+                }),
+                Ok(k) => bitmaps.push((hashes[k].1, rec)),
+            }
+        }
+    }
+    {
+        let mut wrong = Kind::new(found, Severity::Error, "NSEC3 type bitmaps that differ from their names");
+        for (i, rec) in bitmaps {
+            let t = tree.get(i);
+            let expected = chain_types(t.flags, t.node);
+            if rec.types != expected {
+                wrong.report(rec.at, || {
+                    format!(
+                        "the NSEC3 at {}.{origin} (for {}) lists {}, the name has {}",
+                        rec.owner,
+                        name::Display(t.name),
+                        type_list(&rec.types),
+                        type_list(&expected)
+                    )
                 });
             }
         }
     }
     let mut missing = Kind::new(found, Severity::Error, "names without NSEC3");
     for (hash, i) in &hashes {
-        if owners.binary_search_by(|o| o.0.as_str().cmp(hash.as_str())).is_ok() {
+        if owners.binary_search_by(|o| o.owner.as_str().cmp(hash.as_str())).is_ok() {
             continue;
         }
         let t = tree.get(*i);
@@ -663,6 +788,40 @@ mod tests {
         let mx = line_with(&text, &["IN MX"]);
         assert!(has(&found, Severity::Warning, mx, "the MX RRset at nsec.test. has no RRSIG"), "{found:#?}");
         assert_eq!(found.len(), 1, "{found:#?}");
+    }
+
+    #[test]
+    fn signatures_keep_to_their_rrsets() {
+        // The AAAA signatures of www with another TTL than the AAAA's, and a signature over
+        // a type www does not have.
+        let sig = NSEC.lines().find(|l| l.starts_with("www.nsec.test.") && l.contains("RRSIG\tAAAA ")).unwrap();
+        let text = NSEC.replace(sig, &sig.replace("3600 IN RRSIG", "60 IN RRSIG"));
+        let text = format!("{text}{}\n", sig.replace("RRSIG\tAAAA ", "RRSIG\tTXT "));
+        let found = run(&text, "nsec.test.", &Options::at(NOW));
+        let at = line_with(&text, &["www.nsec.test.", "60 IN RRSIG\tAAAA "]);
+        assert!(has(&found, Severity::Warning, at, "have TTL 60, the RRset 3600"), "{found:#?}");
+        let at = line_with(&text, &["www.nsec.test.", "RRSIG\tTXT "]);
+        assert!(has(&found, Severity::Warning, at, "RRSIG over TXT at www.nsec.test., which has no TXT"), "{found:#?}");
+        assert_eq!(found.len(), 2, "{found:#?}");
+    }
+
+    #[test]
+    fn type_bitmaps_must_match_their_names() {
+        // www's NSEC loses AAAA from its bitmap.
+        let nsec = NSEC.lines().find(|l| l.starts_with("www.nsec.test.") && l.contains("IN NSEC\t")).unwrap();
+        let text = NSEC.replace(nsec, &nsec.replace(" AAAA ", " "));
+        let found = run(&text, "nsec.test.", &Options::at(NOW));
+        let at = line_with(&text, &["www.nsec.test.\t", "IN NSEC\t"]);
+        assert!(has(&found, Severity::Error, at, "lists A RRSIG NSEC, the name has A AAAA RRSIG NSEC"), "{found:#?}");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        // www's NSEC3 gains TXT.
+        let nsec3 = NSEC3.lines().find(|l| l.contains("IN NSEC3\t") && l.ends_with(" A AAAA RRSIG")).unwrap();
+        let text = NSEC3.replace(nsec3, &format!("{nsec3} TXT").replace("A AAAA RRSIG TXT", "A TXT AAAA RRSIG"));
+        let found = run(&text, "nsec3.test.", &Options::at(NOW));
+        let at = line_with(&text, &["IN NSEC3\t", " A TXT AAAA RRSIG"]);
+        assert!(has(&found, Severity::Error, at, "(for www.nsec3.test.) lists A TXT AAAA RRSIG"), "{found:#?}");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(bitmap_types(&[0, 6, 0x40, 0x01, 0, 0, 0, 0x03, 1, 1, 0x40]), [1, 15, 46, 47, 257]);
     }
 
     #[test]
