@@ -390,6 +390,29 @@ mod tests {
     use std::path::Path;
 
     #[test]
+    fn signatures_keep_their_ttls_through_a_snapshot() {
+        for (text, origin) in [
+            (include_str!("../../tests/data/signed/nsec.test.zone"), "nsec.test."),
+            (include_str!("../../tests/data/signed/nsec3.test.zone"), "nsec3.test."),
+        ] {
+            let origin = Name::parse_text(origin.as_bytes(), None).unwrap();
+            let l = load_text(Path::new("t.zone"), text.as_bytes(), &origin);
+            assert!(l.is_servable() && l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("z.snap");
+            crate::snapshot::write_snapshot(&path, &compile(&l.zone).unwrap()).unwrap();
+            let snap = crate::snapshot::Snapshot::open(&path).unwrap();
+            let back = crate::snapshot::to_zone(snap.zone()).unwrap();
+            assert!(l.zone.diff(&back).is_empty(), "{:?}", l.zone.diff(&back));
+            assert_eq!(back.records_canonical(), l.zone.records_canonical());
+            // www has A of TTL 300 and AAAA of 3600: so have their signatures.
+            let www = back.get(&origin.prepend(b"www").unwrap()).unwrap();
+            assert_eq!(www.signatures(rtype::A).map(|s| s.ttl), Some(300));
+            assert_eq!(www.signatures(rtype::AAAA).map(|s| s.ttl), Some(3600));
+        }
+    }
+
+    #[test]
     fn two_threads_render_the_same() {
         let mut text = String::from(
             "$ORIGIN example.com.\n$TTL 3600\n@ SOA ns1 hostmaster 7 7200 900 1209600 300\n@ NS ns1\n\

@@ -1432,6 +1432,18 @@ mod tests {
         assert!(patched.contains_record(&x, rtype::RRSIG, Some(300), &rrsig(rtype::A, 300, 9)));
         assert!(!patched.contains_record(&x, rtype::RRSIG, Some(300), &rrsig(rtype::A, 300, 2)));
         assert!(!patched.contains_record(&apex, rtype::RRSIG, Some(3600), &rrsig(rtype::NS, 3600, 1)));
+        // As a secondary applies an IXFR: strictly, each signature removed must be there and
+        // each added must not.
+        let mut strict = old.clone();
+        crate::secondary::xfrin::apply_strict(&mut strict, std::slice::from_ref(&cs)).unwrap();
+        assert_eq!(strict.records_canonical(), new.records_canonical());
+        let again = crate::secondary::xfrin::apply_strict(&mut strict.clone(), &[cs.clone()]);
+        assert!(again.is_err(), "the same signatures removed twice");
+        let mut twice = cs.clone();
+        twice.removed.clear();
+        twice.added.retain(|r| rrsig_covered(&r.rdata) == Some(rtype::A));
+        twice.soa_from = cs.soa_to.clone();
+        assert!(crate::secondary::xfrin::apply_strict(&mut strict.clone(), &[twice]).is_err(), "added twice");
     }
 
     #[test]
