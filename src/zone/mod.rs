@@ -268,8 +268,8 @@ impl RrsetMap {
         self.iter().filter(|(t, _)| *t == rtype::RRSIG).map(|(_, s)| (s.covered, s))
     }
 
-    /// The RRset of type `t` and, for RRSIG, covering `covered` (0 for other types): the
-    /// RRset of another version of the node that matches one of this (`Rrset::covered`).
+    /// The RRset of type `t` and, for RRSIG, covering `covered` (ignored for other types):
+    /// how an RRset of one version of a node is found in another (`Rrset::covered`).
     pub fn get_covering(&self, t: u16, covered: u16) -> Option<Rrset<'_>> {
         if !self.may_have(t) {
             return None;
