@@ -1437,7 +1437,7 @@ mod tests {
         let mut strict = old.clone();
         crate::secondary::xfrin::apply_strict(&mut strict, std::slice::from_ref(&cs)).unwrap();
         assert_eq!(strict.records_canonical(), new.records_canonical());
-        let again = crate::secondary::xfrin::apply_strict(&mut strict.clone(), &[cs.clone()]);
+        let again = crate::secondary::xfrin::apply_strict(&mut strict.clone(), std::slice::from_ref(&cs));
         assert!(again.is_err(), "the same signatures removed twice");
         let mut twice = cs.clone();
         twice.removed.clear();
