@@ -261,9 +261,13 @@ fn sign(dir: &Path, origin: &str, src: &Path, out: &Path, start: &str, end: &str
             assert!(o.status.success(), "dnssec-keygen: {}", String::from_utf8_lossy(&o.stderr));
         }
     }
+    // -d: its dsset file goes to the test's directory, not the working directory.
     let o = Command::new("dnssec-signzone")
+        .current_dir(dir)
         .args(["-S", "-K"])
         .arg(dir.join("keys"))
+        .arg("-d")
+        .arg(dir)
         .args(["-o", origin, "-s", start, "-e", end, "-O", "full", "-f"])
         .arg(out)
         .args(extra)
