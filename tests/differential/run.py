@@ -89,9 +89,9 @@ DNSSEC = Profile(
     ["A", "NS", "SOA", "MX", "TXT", "CNAME", "DNAME", "DS", "ANY", "RRSIG", "NSEC", "NSEC3"],
     ["edns", "tcp", "do1232", "tcp-do"],
     ["A", "NS", "DS", "ANY", "NSEC"],
-    ["edns", "do1232", "tcp-do"],
+    ["edns", "tcp", "do1232", "tcp-do"],
     ["A", "NSEC3", "RRSIG", "ANY"],
-    ["edns", "do1232", "tcp-do"],
+    ["edns", "tcp", "do1232", "tcp-do"],
 )
 
 
@@ -1384,7 +1384,8 @@ def report_nsxdp(battery, results, ns_info, args, facts=None, delv=None):
     m_knot = m_nsd = m_either = 0
     failures = []  # these make the exit status 1
     reported = []  # DO=1 failures while DNSSEC is not asserted
-    per_kind = defaultdict(lambda: [0, 0, 0, 0])  # kind -> DO=0 passed, DO=0 total, DO=1 passed, DO=1 total
+    # kind -> [passed, total] for each of COLUMNS
+    per_kind = defaultdict(lambda: [[0, 0] for _ in COLUMNS])
     for q, res in zip(battery, results):
         dk = compare(res["knot"], res["nsxdp"], q, ns_info, res.get("knot+tcp"))
         dn = compare(res["nsd"], res["nsxdp"], q, ns_info, res.get("nsd+tcp"))
@@ -1399,9 +1400,10 @@ def report_nsxdp(battery, results, ns_info, args, facts=None, delv=None):
             counts = [per_kind[kind]]
             if "error" not in ref and ref["tc"]:
                 counts.append(per_kind["(reference has TC)"])
+            col = COLUMNS.index((int(is_do(q)), VARIANTS[q.variant][3]))
             for c in counts:
-                c[2 * is_do(q)] += ok
-                c[2 * is_do(q) + 1] += 1
+                c[col][0] += ok
+                c[col][1] += 1
             if rec is not None:
                 rec["kind"] = kind
                 why = None if is_do(q) else pending_reason(q, kind)
@@ -1419,8 +1421,7 @@ def report_nsxdp(battery, results, ns_info, args, facts=None, delv=None):
            "failures": failures}
     if facts is not None:
         print_kinds(per_kind, args.assert_dnssec)
-        out["kinds"] = {k: dict(zip(("do0_passed", "do0_total", "do1_passed", "do1_total"), v))
-                        for k, v in per_kind.items()}
+        out["kinds"] = {k: {"DO=%d %s" % c: v[i] for i, c in enumerate(COLUMNS)} for k, v in per_kind.items()}
         out["not_asserted"] = reported
         pending = defaultdict(int)
         for rec in reported:
@@ -1445,13 +1446,16 @@ def report_nsxdp(battery, results, ns_info, args, facts=None, delv=None):
     return status
 
 
+# the columns of the per-kind counts: (DO, transport)
+COLUMNS = [(0, "udp"), (0, "tcp"), (1, "udp"), (1, "tcp")]
+
+
 def print_kinds(per_kind, asserted):
     print("differential: passed/total per answer kind (DO=1 %s):" % ("asserted" if asserted else "not asserted yet"))
-    print("  %-20s %13s %13s" % ("kind", "DO=0", "DO=1"))
+    print("  %-20s %s" % ("kind", " ".join("%13s" % ("DO=%d %s" % c) for c in COLUMNS)))
     for kind in KINDS + ["(reference has TC)"]:
         if kind in per_kind:
-            c = per_kind[kind]
-            print("  %-20s %6d/%-6d %6d/%-6d" % (kind, c[0], c[1], c[2], c[3]))
+            print("  %-20s %s" % (kind, " ".join("%6d/%-6d" % tuple(c) for c in per_kind[kind])))
 
 
 def report_knot_nsd(battery, results, ns_info, args, facts=None, delv=None):
