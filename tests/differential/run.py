@@ -1293,7 +1293,7 @@ def main_pair(args):
         print("differential: error: %s" % e)
         return EXIT_ERROR
     zones = load_zones(zone_files())
-    battery = build_battery(zones, args.limit or None)
+    battery = build_battery(zones, args.limit or None, DNSSEC if args.dnssec else PLAIN)
     if not args.pair_tcp:
         battery = [q for q in battery if VARIANTS[q.variant][3] == "udp"]
     if args.only:
