@@ -131,9 +131,6 @@ def answered_as_data(q, res, ns_info):
 PENDING_DO0 = [
     ("nsec3-owner", None, answered_as_data,
      "NSEC3 owner names are answered as ordinary data (NOERROR; Knot and NSD: NXDOMAIN)"),
-    (None, None, differs_only_in_rrsig_ttls,
-     "RRSIGs of all covered types are one RRset with one TTL (each must keep the TTL of the RRset it "
-     "covers); the answer matches but for RRSIG TTLs"),
     (None, re.compile(r"^other\.chain\.optout\.signed\.test\. IN NSEC "), None,
      "CNAME into another served zone, type NSEC: Knot answers NODATA without the CNAME, NSD follows "
      "the CNAME into nsec3.signed.test; nsxdp gives the CNAME alone"),
