@@ -9,7 +9,7 @@ use domain::dep::octseq::Parser;
 use domain::rdata::ZoneRecordData;
 
 use super::parse::type_name;
-use super::Record;
+use super::{rdata_text, Record};
 use crate::wire::name;
 use crate::wire::rdata::{self, rtype};
 
@@ -25,6 +25,14 @@ pub fn format_record(r: &Record) -> String {
 pub fn format_rdata(s: &mut String, t: u16, rd: &[u8]) {
     if t == rtype::TXT || t == rtype::SPF {
         if write_charstrs(s, rd).is_some() {
+            return;
+        }
+    } else if rdata_text::knows(t) {
+        if rdata_text::format(t, rd, s) {
+            return;
+        }
+    } else if t == rtype::SVCB || t == rtype::HTTPS {
+        if rdata_text::format_svcb(rd, s) {
             return;
         }
     } else if let Some(text) = names_only(t, rd) {
@@ -100,7 +108,7 @@ fn names_only(t: u16, rd: &[u8]) -> Option<String> {
 }
 
 /// Replaces the name tokens in `domain`'s presentation of the mixed types (whose names it
-/// does not escape) with ours, and fixes the spelling of `no-default-alpn`.
+/// does not escape) with ours.
 fn with_our_names(t: u16, rd: &[u8], text: &str) -> Option<String> {
     let names = rdata::names_in(t, rd).ok()?;
     let Some(n) = names.first() else { return Some(text.to_string()) };
@@ -108,7 +116,6 @@ fn with_our_names(t: u16, rd: &[u8], text: &str) -> Option<String> {
     let mut toks: Vec<String> = text.split(' ').map(str::to_string).collect();
     let idx = match t {
         rtype::NSEC => 0,
-        rtype::SVCB | rtype::HTTPS => 1,
         rtype::RRSIG => 7,
         rtype::NAPTR => {
             let (head, _) = text.rsplit_once(' ')?;
@@ -117,13 +124,6 @@ fn with_our_names(t: u16, rd: &[u8], text: &str) -> Option<String> {
         _ => return Some(text.to_string()),
     };
     *toks.get_mut(idx)? = ours;
-    if matches!(t, rtype::SVCB | rtype::HTTPS) {
-        for tok in toks.iter_mut().skip(2) {
-            if tok == "nodefaultalpn" {
-                *tok = "no-default-alpn".into();
-            }
-        }
-    }
     Some(toks.join(" "))
 }
 
