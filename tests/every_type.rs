@@ -1,0 +1,125 @@
+//! One record of every type that both Knot and BIND read from a master file
+//! (`tests/data/types/every-type.test.zone`, written by `gen.py` beside it), loaded by
+//! nsxdp and by knotd from the same file; their AXFRs must hold the same records with the
+//! same rdata octets, compared record by record in canonical order by dnspython
+//! (`tests/every_type/axfr.py`).
+//!
+//! Needs knotd, kzonecheck, named-checkzone and Debian's /usr/bin/python3 with dnspython:
+//! under `CI=true` a missing one fails the test; otherwise it skips.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{free_port, have, soa_serial, start_nsxdp, TEST_SECRET};
+
+const PYTHON: &str = "/usr/bin/python3";
+const ZONE: &str = "every-type.test.";
+
+fn have_dnspython() -> bool {
+    let ok = Command::new(PYTHON).args(["-c", "import dns.query"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !common::in_ci(),
+            "{PYTHON} with dnspython is required under CI=true (apt-get install python3-dnspython)"
+        );
+        eprintln!("skipping: {PYTHON} with dnspython not found (apt-get install python3-dnspython)");
+    }
+    ok
+}
+
+fn zone_file() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/types/every-type.test.zone")
+}
+
+/// The records as `axfr.py` prints them, or its error.
+fn axfr(port: u16) -> Result<Vec<String>, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/every_type/axfr.py");
+    let o = Command::new(PYTHON).arg(script).args([&port.to_string(), ZONE, TEST_SECRET]).output().unwrap();
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+}
+
+/// The wire part of a line (owner, type, TTL, rdata octets), without the presentation form.
+fn wire_part(line: &str) -> &str {
+    line.rsplit_once('\t').map_or(line, |(w, _)| w)
+}
+
+#[test]
+fn both_peers_accept_the_zone() {
+    if !have("kzonecheck", "knot-dnssecutils") || !have("named-checkzone", "bind9-utils") {
+        return;
+    }
+    let file = zone_file();
+    for (tool, args) in [("kzonecheck", vec!["-d", "off", "-o", ZONE]), ("named-checkzone", vec!["-i", "local", ZONE])]
+    {
+        let o = Command::new(tool).args(&args).arg(&file).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{tool} refuses {}: {}{} (run tests/data/types/gen.py again)",
+            file.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_type_transfers_as_knotd_transfers_it() {
+    if !have("knotd", "knot") || !have_dnspython() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (kd, nd) = (dir.path().join("knot"), dir.path().join("nsxdp"));
+    std::fs::create_dir_all(&kd).unwrap();
+    std::fs::create_dir_all(&nd).unwrap();
+    let file = nd.join("every-type.test.zone");
+    std::fs::copy(zone_file(), &file).unwrap();
+
+    let kp = free_port();
+    let knot_conf = common::knot_conf(
+        &kd,
+        kp,
+        TEST_SECRET,
+        "",
+        &format!("  - domain: {ZONE}\n    file: \"{}\"\n    acl: peers\n", file.display()),
+    );
+    let _knot = common::start_knotd(&kd, &knot_conf);
+    let np = free_port();
+    let conf = nd.join("nsxdp.toml");
+    std::fs::write(&conf, common::primary_conf(np, ZONE, "every-type.test.zone", &[])).unwrap();
+    let _nsxdp = start_nsxdp(&nd, &conf);
+
+    let t0 = Instant::now();
+    while soa_serial(kp, ZONE) != Some(2026120501) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "knotd does not serve the zone:\n{}",
+            std::fs::read_to_string(kd.join("knot.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let knot = axfr(kp).unwrap_or_else(|e| panic!("AXFR from knotd: {e}"));
+    let ours = axfr(np).unwrap_or_else(|e| panic!("AXFR from nsxdp: {e}"));
+
+    // Every record of the file, and each type of it, is there.
+    let loaded = nsxdp::zone::parse::load_file(&file, None).unwrap();
+    assert!(loaded.is_servable(), "{:?}", loaded.diagnostics);
+    assert_eq!(knot.len(), loaded.zone.rr_count(), "knotd's AXFR:\n{}", knot.join("\n"));
+    for t in ["LOC", "EUI48", "EUI64", "SVCB", "HTTPS", "APL", "CSYNC", "URI", "NID", "L32", "L64", "LP", "KX", "CERT"]
+    {
+        assert!(knot.iter().any(|l| l.split('\t').nth(1) == Some(t)), "no {t} in knotd's AXFR");
+    }
+    let mut diff = Vec::new();
+    for k in 0..knot.len().max(ours.len()) {
+        let (a, b) = (knot.get(k).map(String::as_str), ours.get(k).map(String::as_str));
+        if a.map(wire_part) != b.map(wire_part) {
+            diff.push(format!("knotd: {}\nnsxdp: {}", a.unwrap_or("-"), b.unwrap_or("-")));
+        }
+    }
+    assert!(diff.is_empty(), "{} of {} records differ:\n{}", diff.len(), knot.len(), diff.join("\n"));
+}

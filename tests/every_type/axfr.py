@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+"""AXFR of ZONE from 127.0.0.1:PORT, TSIG-signed with the hmac-sha256 key `xfr` (SECRET,
+base64); prints each record once in DNSSEC canonical order (RFC 4034 §6: owner, type,
+canonical rdata), one a line: owner, type, TTL, the rdata's octets in canonical form in
+hex (uncompressed, names lowercased in the types RFC 4034 §6.2 lists: Knot lowercases
+them when it loads a zone, nsxdp keeps their case as BIND and NSD do), and the rdata in
+presentation form (for reading a difference; not compared by the caller). The closing SOA
+is left out. dnspython has no MINFO, whose names may come compressed: it is read here as
+RP, which has the same layout.
+
+usage: axfr.py PORT ZONE SECRET"""
+
+import sys
+import types
+
+import dns.name
+import dns.query
+import dns.rdata
+import dns.rdtypes.ANY.RP
+import dns.rdatatype
+import dns.tsig
+import dns.tsigkeyring
+
+
+class MINFO(dns.rdtypes.ANY.RP.RP):
+    pass
+
+
+def main():
+    minfo = types.ModuleType("minfo")
+    minfo.MINFO = MINFO
+    dns.rdata.register_type(minfo, dns.rdatatype.MINFO, "MINFO")
+    port, zone, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    keyring = dns.tsigkeyring.from_text({"xfr": secret})
+    origin = dns.name.from_text(zone)
+    rrs = []
+    for msg in dns.query.xfr(
+        "127.0.0.1",
+        origin,
+        port=port,
+        keyring=keyring,
+        keyname="xfr",
+        keyalgorithm=dns.tsig.HMAC_SHA256,
+        relativize=False,
+        lifetime=30,
+    ):
+        for rrset in msg.answer:
+            for rd in rrset:
+                rrs.append((rrset.name, rrset.rdtype, rrset.ttl, rd))
+    if len(rrs) < 2 or rrs[0][1] != dns.rdatatype.SOA or rrs[-1][1] != dns.rdatatype.SOA:
+        sys.exit(f"not a whole AXFR: {len(rrs)} records")
+    rrs.pop()
+    rrs.sort(key=lambda r: (r[0], r[1], r[3].to_digestable(origin)))
+    for name, rdtype, ttl, rd in rrs:
+        text = rd.to_text(origin=None, relativize=False)
+        print(f"{name.to_text().lower()}\t{dns.rdatatype.to_text(rdtype)}\t{ttl}\t{rd.to_digestable(origin).hex()}\t{text}")
+
+
+if __name__ == "__main__":
+    main()
