@@ -423,11 +423,11 @@ fn apl(toks: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), EntryError> {
 
 /// Checks wire rdata of a type [`knows`]; `Err` says what is wrong.
 pub fn validate(t: u16, rd: &[u8]) -> Result<(), String> {
-    walk(t, rd, &mut |_, _| Ok(()))
+    walk(t, rd, |_, _| Ok(()))
 }
 
 /// Walks wire rdata of type `t` field by field, checking each, and calls `f` with it.
-fn walk(t: u16, rd: &[u8], f: &mut dyn FnMut(Field, &[u8]) -> Result<(), String>) -> Result<(), String> {
+fn walk(t: u16, rd: &[u8], mut f: impl FnMut(Field, &[u8]) -> Result<(), String>) -> Result<(), String> {
     let ty = tname(t);
     let fields = layout(t).ok_or_else(|| format!("type {ty} is not read here"))?;
     let short = || format!("{ty} rdata is too short");
@@ -511,7 +511,7 @@ fn check_bitmap(b: &[u8]) -> Result<(), &'static str> {
 /// as it was) if the rdata is not well formed.
 pub fn format(t: u16, rd: &[u8], s: &mut String) -> bool {
     let start = s.len();
-    let ok = walk(t, rd, &mut |field, b| {
+    let ok = walk(t, rd, |field, b| {
         if s.len() > start {
             s.push(' ');
         }
@@ -837,8 +837,16 @@ pub fn validate_svcb(rd: &[u8]) -> Result<(), String> {
     svc_params(rd).map(|_| ())
 }
 
-/// The priority, the target name's span and the (key, value) pairs of SVCB/HTTPS rdata.
-fn svc_params(rd: &[u8]) -> Result<(u16, std::ops::Range<usize>, Vec<(u16, &[u8])>), String> {
+/// SVCB/HTTPS rdata taken apart.
+struct Svcb<'a> {
+    priority: u16,
+    target: &'a [u8],
+    /// (key, value), keys strictly increasing.
+    params: Vec<(u16, &'a [u8])>,
+}
+
+/// SVCB/HTTPS wire rdata taken apart and checked.
+fn svc_params(rd: &[u8]) -> Result<Svcb<'_>, String> {
     let priority = u16::from_be_bytes([*rd.first().ok_or("empty SVCB rdata")?, *rd.get(1).ok_or("short SVCB rdata")?]);
     let end = 2 + name::uncompressed_len(rd, 2).map_err(|e| format!("bad SVCB target: {e}"))?;
     let mut params = Vec::new();
@@ -871,14 +879,14 @@ fn svc_params(rd: &[u8]) -> Result<(u16, std::ops::Range<usize>, Vec<(u16, &[u8]
         params.push((key, v));
         k += 4 + len;
     }
-    Ok((priority, 2..end, params))
+    Ok(Svcb { priority, target: &rd[2..end], params })
 }
 
 /// SVCB/HTTPS wire rdata in presentation form, appended to `s`; false if not well formed.
 pub fn format_svcb(rd: &[u8], s: &mut String) -> bool {
-    let Ok((priority, target, params)) = svc_params(rd) else { return false };
+    let Ok(Svcb { priority, target, params }) = svc_params(rd) else { return false };
     let _ = write!(s, "{priority} ");
-    let _ = name::write_text(&rd[target], s);
+    let _ = name::write_text(target, s);
     for (key, v) in params {
         s.push(' ');
         svc_key_text(key, s);
@@ -933,4 +941,299 @@ pub fn format_svcb(rd: &[u8], s: &mut String) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::name::Name;
+    use crate::zone::parse::{load_text, Loaded};
+
+    const HEAD: &str = "$TTL 3600\n@ SOA ns hostmaster 1 7200 900 1209600 300\n@ NS ns\nns A 192.0.2.1\n";
+
+    fn load(records: &str) -> Loaded {
+        let origin = Name::parse_text(b"example.com.", None).unwrap();
+        load_text(std::path::Path::new("t.zone"), format!("{HEAD}{records}").as_bytes(), &origin)
+    }
+
+    /// The rdata of the one record of `t` at `r.example.com.` in a zone of `records`.
+    fn rdata(t: u16, records: &str) -> Vec<u8> {
+        let l = load(records);
+        assert!(l.is_servable(), "{records}: {:?}", l.diagnostics);
+        let owner = Name::parse_text(b"r.example.com.", None).unwrap();
+        l.zone.rrset(&owner, t).unwrap().rdata.first().unwrap().to_vec()
+    }
+
+    /// The one error a zone of `records` gives: its line and message.
+    fn error(records: &str) -> (u32, String) {
+        let l = load(records);
+        let errors: Vec<_> = l.errors().collect();
+        assert_eq!(errors.len(), 1, "{records}: {:?}", l.diagnostics);
+        (errors[0].line, errors[0].message.clone())
+    }
+
+    /// Presentation form of wire rdata, as `nsxdp dump` prints it.
+    fn text(t: u16, rd: &[u8]) -> String {
+        let mut s = String::new();
+        crate::zone::text::format_rdata(&mut s, t, rd);
+        s
+    }
+
+    #[test]
+    fn loc() {
+        // RFC 1876 §3's example, and one with every field.
+        let rd = rdata(rtype::LOC, "r LOC 42 21 54 N 71 06 18 W -24m 30m\n");
+        let want = [0, 0x33, 0x16, 0x13, 0x89, 0x17, 0x2d, 0xd0, 0x70, 0xbe, 0x15, 0xf0, 0x00, 0x98, 0x8d, 0x20];
+        assert_eq!(rd, want);
+        assert_eq!(text(rtype::LOC, &rd), "42 21 54.000 N 71 6 18.000 W -24.00m 30.00m 10000.00m 10.00m");
+        let rd = rdata(rtype::LOC, "r LOC 52 22 23.000 N 4 53 32.000 E -2.00m 1m 10000m 10m\n");
+        assert_eq!(rd, [0, 0x12, 0x16, 0x13, 0x8b, 0x3c, 0xf0, 0x18, 0x81, 0x0c, 0xbc, 0xe0, 0x00, 0x98, 0x95, 0xb8]);
+        // Minutes and seconds may go; sizes keep their leading digit.
+        let rd = rdata(rtype::LOC, "r LOC 0 S 0 W 42849672.95m 90000000m 1.5m 0\n");
+        assert_eq!(rd, [0, 0x99, 0x12, 0x00, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(text(rtype::LOC, &rd), "0 0 0.000 N 0 0 0.000 E 42849672.95m 90000000.00m 1.00m 0.00m");
+        for (bad, what) in [
+            ("91 0 0 N 0 E 0", "latitude"),
+            ("90 0 0.001 N 0 E 0", "latitude"),
+            ("0 60 N 0 E 0", "latitude"),
+            ("0 0 60 N 0 E 0", "latitude"),
+            ("0 0 1.0001 N 0 E 0", "latitude"),
+            ("0 N 181 E 0", "longitude"),
+            ("0 N 0 X 0", "longitude"),
+            ("0 N 0 E", "altitude"),
+            ("0 N 0 E -100000.01m", "altitude"),
+            ("0 N 0 E 42849672.96m", "altitude"),
+            ("0 N 0 E 0 90000000.01m", "size"),
+            ("0 N 0 E 0 1 -1", "horizontal precision"),
+            ("0 N 0 E 0 1 1 1 1", "trailing data"),
+        ] {
+            let (line, msg) = error(&format!("\nr LOC {bad}\n"));
+            assert_eq!(line, 6, "{bad}");
+            assert!(msg.contains(what), "{bad}: {msg}");
+        }
+        // Wire form: 16 octets of version 0, digits 0-9 in the sizes.
+        let (_, msg) = error("r LOC \\# 15 000000000000000000000000000000\n");
+        assert!(msg.contains("16 octets"), "{msg}");
+        let (_, msg) = error("r LOC \\# 16 00a0000000000000000000000000000000\n");
+        assert!(msg.contains("RFC 3597 length"), "{msg}");
+        let (_, msg) = error("r LOC \\# 16 00a00000000000000000000000000000\n");
+        assert!(msg.contains("precision octet"), "{msg}");
+    }
+
+    #[test]
+    fn eui48_eui64() {
+        // RFC 7043 §3.2 and §4.2.
+        assert_eq!(rdata(rtype::EUI48, "r EUI48 00-00-5e-00-53-2a\n"), [0, 0, 0x5e, 0, 0x53, 0x2a]);
+        let rd = rdata(rtype::EUI64, "r EUI64 00-00-5E-EF-10-00-00-2A\n");
+        assert_eq!(rd, [0, 0, 0x5e, 0xef, 0x10, 0, 0, 0x2a]);
+        assert_eq!(text(rtype::EUI64, &rd), "00-00-5e-ef-10-00-00-2a");
+        for bad in [
+            "EUI48 00-00-5e-00-53",
+            "EUI48 00-00-5e-00-53-2a-00",
+            "EUI48 00:00:5e:00:53:2a",
+            "EUI48 0-00-5e-00-53-2a",
+            "EUI48 00-00-5e-00-53-2g",
+            "EUI64 00-00-5e-00-53-2a",
+            "EUI48 00-00-5e-00-53-2a 1",
+            "EUI48",
+        ] {
+            let (line, msg) = error(&format!("r {bad}\n"));
+            assert_eq!(line, 5, "{bad}");
+            assert!(msg.contains("EUI"), "{bad}: {msg}");
+        }
+        let (_, msg) = error("r EUI48 \\# 5 0000000000\n");
+        assert!(msg.contains("too short"), "{msg}");
+    }
+
+    #[test]
+    fn apl() {
+        // RFC 3123 §5's example.
+        let rd = rdata(rtype::APL, "r APL 1:192.168.32.0/21 !1:192.168.38.0/28\n");
+        assert_eq!(rd, [0, 1, 21, 3, 192, 168, 32, 0, 1, 28, 0x83, 192, 168, 38]);
+        assert_eq!(text(rtype::APL, &rd), "1:192.168.32.0/21 !1:192.168.38.0/28");
+        let rd = rdata(rtype::APL, "r APL 2:2001:db8::/32 1:0.0.0.0/0\n");
+        assert_eq!(rd, [0, 2, 32, 4, 0x20, 1, 0x0d, 0xb8, 0, 1, 0, 0]);
+        assert_eq!(text(rtype::APL, &rd), "2:2001:db8::/32 1:0.0.0.0/0");
+        assert_eq!(rdata(rtype::APL, "r APL\n"), b"");
+        for bad in ["3:1.2.3.4/8", "1:1.2.3.4/33", "2:::/129", "1:1.2.3/8", "1:1.2.3.4", "!!1:1.2.3.4/8", "1:1.2.3.4/x"]
+        {
+            let (line, msg) = error(&format!("r APL 1:192.0.2.0/24 (\n {bad} )\n"));
+            assert_eq!(line, 6, "{bad}");
+            assert!(msg.contains("bad APL item"), "{bad}: {msg}");
+        }
+        let (_, msg) = error("r APL \\# 4 00030000\n");
+        assert!(msg.contains("family 3"), "{msg}");
+        let (_, msg) = error("r APL \\# 5 0001080201\n");
+        assert!(msg.contains("bad APL item"), "{msg}");
+    }
+
+    #[test]
+    fn name_and_number_types() {
+        let rd = rdata(rtype::AFSDB, "r AFSDB 1 AFS\n");
+        assert_eq!(rd, b"\x00\x01\x03AFS\x07example\x03com\x00");
+        assert_eq!(text(rtype::AFSDB, &rd), "1 AFS.example.com.");
+        assert_eq!(rdata(rtype::RT, "r RT 10 a.\n"), b"\x00\x0a\x01a\x00");
+        assert_eq!(rdata(rtype::KX, "r KX 65535 .\n"), b"\xff\xff\x00");
+        let rd = rdata(rtype::LP, "r LP 10 l\\.p.example.net.\n");
+        assert_eq!(rd, b"\x00\x0a\x03l.p\x07example\x03net\x00");
+        assert_eq!(text(rtype::LP, &rd), "10 l\\.p.example.net.");
+        // RFC 6742 §2.
+        let rd = rdata(rtype::NID, "r NID 10 0014:4fff:ff20:ee64\n");
+        assert_eq!(rd, [0, 10, 0x00, 0x14, 0x4f, 0xff, 0xff, 0x20, 0xee, 0x64]);
+        assert_eq!(text(rtype::NID, &rd), "10 0014:4fff:ff20:ee64");
+        assert_eq!(
+            rdata(rtype::L64, "r L64 10 2001:0DB8:1140:1000\n"),
+            [0, 10, 0x20, 1, 0x0d, 0xb8, 0x11, 0x40, 0x10, 0]
+        );
+        let rd = rdata(rtype::L32, "r L32 10 10.1.2.0\n");
+        assert_eq!(rd, [0, 10, 10, 1, 2, 0]);
+        assert_eq!(text(rtype::L32, &rd), "10 10.1.2.0");
+        // RFC 7477 §2.1.1 (A NS AAAA), and an empty bitmap.
+        let rd = rdata(rtype::CSYNC, "r CSYNC 66 3 A NS AAAA\n");
+        assert_eq!(rd, [0, 0, 0, 66, 0, 3, 0, 4, 0x60, 0, 0, 0x08]);
+        assert_eq!(text(rtype::CSYNC, &rd), "66 3 A NS AAAA");
+        assert_eq!(rdata(rtype::CSYNC, "r CSYNC 1 0\n"), [0, 0, 0, 1, 0, 0]);
+        let mut want = vec![0, 0, 0, 1, 0, 0, 0, 1, 0x40, 4, 27];
+        want.extend_from_slice(&[0; 26]);
+        want.push(0x20);
+        assert_eq!(rdata(rtype::CSYNC, "r CSYNC 1 0 TYPE1234 A\n"), want);
+        // RFC 7553 §4.5.
+        let rd = rdata(rtype::URI, "r URI 10 1 \"ftp://ftp1.example.com/public\"\n");
+        assert_eq!(rd, b"\x00\x0a\x00\x01ftp://ftp1.example.com/public");
+        assert_eq!(text(rtype::URI, &rd), "10 1 \"ftp://ftp1.example.com/public\"");
+        assert_eq!(text(rtype::URI, b"\x00\x01\x00\x02a\"\\\x07"), "1 2 \"a\\\"\\\\\\007\"");
+        for (bad, what) in [
+            ("AFSDB 65536 a", "AFSDB subtype"),
+            ("AFSDB 1", "AFSDB takes 2 rdata fields"),
+            ("RT -1 a", "RT preference"),
+            ("NID 1 0:0:0", "NID locator"),
+            ("L64 1 0:0:0:00000", "L64 locator"),
+            ("L64 1 0:0:0:g", "L64 locator"),
+            ("L32 1 10.1.2", "IPv4"),
+            ("CSYNC 1 0 FROB", "unknown record type"),
+            ("CSYNC 4294967296 0", "CSYNC serial"),
+            ("URI 1 1 \"\"", "must not be empty"),
+            ("URI 1 1", "URI takes 3"),
+            ("URI 1 1 a b", "trailing data"),
+        ] {
+            let (line, msg) = error(&format!("r {bad}\n"));
+            assert_eq!(line, 5, "{bad}");
+            assert!(msg.contains(what), "{bad}: {msg}");
+        }
+        let (_, msg) = error("r CSYNC \\# 8 0000000100000001\n");
+        assert!(msg.contains("type bitmap"), "{msg}");
+        let (_, msg) = error("r URI \\# 4 00010001\n");
+        assert!(msg.contains("last field"), "{msg}");
+    }
+
+    #[test]
+    fn key_cert_dhcid_smimea() {
+        let rd = rdata(rtype::KEY, "r KEY 256 3 RSASHA256 AQID BA==\n");
+        assert_eq!(rd, [1, 0, 3, 8, 1, 2, 3, 4]);
+        assert_eq!(text(rtype::KEY, &rd), "256 3 8 AQIDBA==");
+        // RFC 4398 §2.2 mnemonics.
+        assert_eq!(rdata(rtype::CERT, "r CERT PGP 0 0 AQID\n"), [0, 3, 0, 0, 0, 1, 2, 3]);
+        assert_eq!(rdata(rtype::CERT, "r CERT 65535 1 ed25519 AQID\n"), [0xff, 0xff, 0, 1, 15, 1, 2, 3]);
+        // RFC 4701 §3.6.
+        let rd = rdata(rtype::DHCID, "r DHCID AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=\n");
+        assert_eq!(rd.len(), 35);
+        assert_eq!(text(rtype::DHCID, &rd), "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=");
+        let rd = rdata(rtype::SMIMEA, "r SMIMEA 3 1 1 0123 4567\n");
+        assert_eq!(rd, [3, 1, 1, 0x01, 0x23, 0x45, 0x67]);
+        assert_eq!(text(rtype::SMIMEA, &rd), "3 1 1 01234567");
+        for (bad, what) in [
+            ("KEY 256 3 8", "needs its base64"),
+            ("KEY 256 3 8 AQI$", "bad base64"),
+            ("KEY 256 3 FROB AQID", "KEY algorithm"),
+            ("KEY 256 256 8 AQID", "KEY protocol"),
+            ("CERT FROB 0 0 AQID", "CERT type"),
+            ("SMIMEA 3 1 1 012", "bad hexadecimal"),
+            ("SMIMEA 3 1 1", "needs its hexadecimal"),
+            ("DHCID", "needs its base64"),
+        ] {
+            let (line, msg) = error(&format!("r {bad}\n"));
+            assert_eq!(line, 5, "{bad}");
+            assert!(msg.contains(what), "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn svcb_params() {
+        // RFC 9460 Appendix D.2, figures 5 to 9.
+        let rd = rdata(rtype::SVCB, "r SVCB 1 foo.example.com. key667=hello\n");
+        assert_eq!(rd, b"\x00\x01\x03foo\x07example\x03com\x00\x02\x9b\x00\x05hello");
+        assert_eq!(text(rtype::SVCB, &rd), "1 foo.example.com. key667=\"hello\"");
+        let rd = rdata(rtype::SVCB, "r SVCB 1 foo.example.com. key667=\"hello\\210qoo\"\n");
+        assert_eq!(rd, b"\x00\x01\x03foo\x07example\x03com\x00\x02\x9b\x00\x09hello\xd2qoo");
+        let rd = rdata(rtype::SVCB, "r SVCB 1 foo.example.com. ipv6hint=\"2001:db8::1,2001:db8::53:1\"\n");
+        assert_eq!(&rd[19..23], [0, 6, 0, 32]);
+        let rd =
+            rdata(rtype::SVCB, "r SVCB 16 foo.example.org. alpn=h2,h3-19 mandatory=ipv4hint,alpn ipv4hint=192.0.2.1\n");
+        assert_eq!(
+            &rd[19..],
+            b"\x00\x00\x00\x04\x00\x01\x00\x04\x00\x01\x00\x09\x02h2\x05h3-19\x00\x04\x00\x04\xc0\x00\x02\x01"
+        );
+        assert_eq!(
+            text(rtype::SVCB, &rd),
+            "16 foo.example.org. mandatory=alpn,ipv4hint alpn=\"h2,h3-19\" ipv4hint=192.0.2.1"
+        );
+        let rd = rdata(rtype::SVCB, "r SVCB 16 foo.example.org. alpn=\"f\\\\\\\\oo\\\\,bar,h2\"\n");
+        assert_eq!(&rd[19..], b"\x00\x01\x00\x0c\x08f\\oo,bar\x02h2");
+        assert_eq!(text(rtype::SVCB, &rd), "16 foo.example.org. alpn=\"f\\\\\\\\oo\\\\,bar,h2\"");
+        // The keys `domain` 0.12 refuses (a 9 in the number), beside ones it reads.
+        let rd = rdata(
+            rtype::HTTPS,
+            "r HTTPS 1 . key9=a key99 key999=\"c c\" key9999= key65279=z key10=d key1000=f mandatory=key9\n",
+        );
+        assert_eq!(
+            &rd[3..],
+            b"\x00\x00\x00\x02\x00\x09\x00\x09\x00\x01a\x00\x0a\x00\x01d\x00\x63\x00\x00\x03\xe7\x00\x03c c\x03\xe8\x00\x01f\x27\x0f\x00\x00\xfe\xff\x00\x01z"
+        );
+        assert_eq!(
+            text(rtype::HTTPS, &rd),
+            "1 . mandatory=key9 key9=\"a\" key10=\"d\" key99 key999=\"c c\" key1000=\"f\" key9999 key65279=\"z\""
+        );
+        // RFC 9460 Appendix D.3's failures, and ours.
+        for (bad, what) in [
+            ("1 foo.example.com. key123=abc key123=def", "twice"),
+            ("1 foo.example.com. mandatory", "unknown key in the list"),
+            ("1 foo.example.com. alpn", "protocol id"),
+            ("1 foo.example.com. port", "port"),
+            ("1 foo.example.com. ipv4hint", "IPv4"),
+            ("1 foo.example.com. ipv6hint", "IPv6"),
+            ("1 foo.example.com. no-default-alpn=abc", "no value"),
+            ("1 foo.example.com. mandatory=key123", "does not give it"),
+            ("1 foo.example.com. mandatory=mandatory", "lists itself"),
+            ("1 foo.example.com. ipv6hint=\"2001:db8::1,2001:db8::53:1\" mandatory=ipv6hint,ipv6hint", "twice"),
+            ("1 foo.example.com. key65535", "unknown key"),
+            ("1 foo.example.com. key65536=a", "unknown key"),
+            ("1 foo.example.com. frob=1", "unknown key"),
+            ("1 foo.example.com. Alpn=h2", "unknown key"),
+            ("1 foo.example.com. ech=!!", "base64"),
+            ("1", "priority and a target"),
+            ("65536 .", "priority"),
+        ] {
+            let (line, msg) = error(&format!("r SVCB {bad}\n"));
+            assert_eq!(line, 5, "{bad}");
+            assert!(msg.contains(what), "{bad}: {msg}");
+        }
+        // Wire form: keys in increasing order, values as their key wants.
+        let (_, msg) = error("r SVCB \\# 11 0001 00 0003000201bb 0001\n");
+        assert!(msg.contains("truncated"), "{msg}");
+        let (_, msg) = error("r SVCB \\# 11 0001 00 00090000 00080000\n");
+        assert!(msg.contains("out of order"), "{msg}");
+        let (_, msg) = error("r SVCB \\# 8 0001 00 00030001 01\n");
+        assert!(msg.contains("bad value"), "{msg}");
+    }
+
+    #[test]
+    fn every_layout_refuses_and_prints_bad_rdata() {
+        for &(t, fields) in LAYOUTS {
+            // Empty rdata fits only APL; what does not fit is printed in RFC 3597 form.
+            assert_eq!(validate(t, &[]).is_ok(), fields == [Apl], "{t}");
+            if fields != [Apl] {
+                assert_eq!(text(t, &[]), "\\# 0", "{t}");
+            }
+        }
+    }
 }
