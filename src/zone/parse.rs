@@ -3,7 +3,8 @@
 //! The entry layer is ours: it tracks files and lines for every diagnostic, handles
 //! `$ORIGIN`, `$TTL`, `$INCLUDE` (with loop detection), parentheses, comments, quoted strings
 //! and omitted owner, TTL and class. Rdata of the common types (A, AAAA, NS, CNAME, PTR,
-//! DNAME, MX, SOA, TXT, SPF, SRV) is converted here; every other type goes through NLnet
+//! DNAME, MX, SOA, TXT, SPF, SRV) is converted here, that of the types `domain` does not
+//! read and of SVCB/HTTPS by `zone::rdata_text`; every other type goes through NLnet
 //! Labs' `domain` crate (`ZoneRecordData::scan`) fed by our tokens; RFC 3597 `\#` rdata is
 //! read here for any type.
 
