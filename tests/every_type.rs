@@ -2,7 +2,7 @@
 //! (`tests/data/types/every-type.test.zone`, written by `gen.py` beside it), loaded by
 //! nsxdp and by knotd from the same file; their AXFRs must hold the same records with the
 //! same rdata octets, compared record by record in canonical order by dnspython
-//! (`tests/every_type/axfr.py`).
+//! (`tests/every_type/axfr.py`); so must their answers to a query for each owner and type.
 //!
 //! Needs knotd, kzonecheck, named-checkzone and Debian's /usr/bin/python3 with dnspython:
 //! under `CI=true` a missing one fails the test; otherwise it skips.
@@ -34,10 +34,10 @@ fn zone_file() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/types/every-type.test.zone")
 }
 
-/// The records as `axfr.py` prints them, or its error.
-fn axfr(port: u16) -> Result<Vec<String>, String> {
+/// The lines `axfr.py` prints (`extra`: its mode), or its error.
+fn axfr(port: u16, extra: &[&str]) -> Result<Vec<String>, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/every_type/axfr.py");
-    let o = Command::new(PYTHON).arg(script).args([&port.to_string(), ZONE, TEST_SECRET]).output().unwrap();
+    let o = Command::new(PYTHON).arg(script).args([&port.to_string(), ZONE, TEST_SECRET]).args(extra).output().unwrap();
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
     }
@@ -103,8 +103,8 @@ fn every_type_transfers_as_knotd_transfers_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let knot = axfr(kp).unwrap_or_else(|e| panic!("AXFR from knotd: {e}"));
-    let ours = axfr(np).unwrap_or_else(|e| panic!("AXFR from nsxdp: {e}"));
+    let knot = axfr(kp, &[]).unwrap_or_else(|e| panic!("AXFR from knotd: {e}"));
+    let ours = axfr(np, &[]).unwrap_or_else(|e| panic!("AXFR from nsxdp: {e}"));
 
     // Every record of the file, and each type of it, is there.
     let loaded = nsxdp::zone::parse::load_file(&file, None).unwrap();
@@ -114,6 +114,19 @@ fn every_type_transfers_as_knotd_transfers_it() {
     {
         assert!(knot.iter().any(|l| l.split('\t').nth(1) == Some(t)), "no {t} in knotd's AXFR");
     }
+    assert_same_lines(&knot, &ours, "records");
+
+    // The same records in answers (UDP, DO=0), which come from the snapshot.
+    let knot = axfr(kp, &["answers"]).unwrap_or_else(|e| panic!("queries to knotd: {e}"));
+    let ours = axfr(np, &["answers"]).unwrap_or_else(|e| panic!("queries to nsxdp: {e}"));
+    let questions = knot.iter().filter(|l| l.starts_with("? ")).count();
+    assert!(questions > 60 && knot.len() - questions > 60, "{}", knot.join("\n"));
+    assert_same_lines(&knot, &ours, "answer lines");
+}
+
+/// Panics unless knotd's and nsxdp's lines agree in their wire parts, showing those that
+/// differ.
+fn assert_same_lines(knot: &[String], ours: &[String], what: &str) {
     let mut diff = Vec::new();
     for k in 0..knot.len().max(ours.len()) {
         let (a, b) = (knot.get(k).map(String::as_str), ours.get(k).map(String::as_str));
@@ -121,5 +134,5 @@ fn every_type_transfers_as_knotd_transfers_it() {
             diff.push(format!("knotd: {}\nnsxdp: {}", a.unwrap_or("-"), b.unwrap_or("-")));
         }
     }
-    assert!(diff.is_empty(), "{} of {} records differ:\n{}", diff.len(), knot.len(), diff.join("\n"));
+    assert!(diff.is_empty(), "{} of {} {what} differ:\n{}", diff.len(), knot.len(), diff.join("\n"));
 }

@@ -8,15 +8,23 @@ presentation form (for reading a difference; not compared by the caller). The cl
 is left out. dnspython has no MINFO, whose names may come compressed: it is read here as
 RP, which has the same layout.
 
-usage: axfr.py PORT ZONE SECRET"""
+With `answers`, it then asks the server for each owner and type of the transfer over UDP
+(no EDNS, so DO=0; TCP when truncated; not the DNSSEC types RRSIG, NSEC, NSEC3, whose answers are the DNSSEC
+work's) and prints, per question, `? OWNER TYPE RCODE` and the answer section's records in
+the same form, sorted.
+
+usage: axfr.py PORT ZONE SECRET [answers]"""
 
 import sys
 import types
 
+import dns.flags
+import dns.message
 import dns.name
 import dns.query
 import dns.rdata
 import dns.rdtypes.ANY.RP
+import dns.rcode
 import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
@@ -50,6 +58,23 @@ def main():
     if len(rrs) < 2 or rrs[0][1] != dns.rdatatype.SOA or rrs[-1][1] != dns.rdatatype.SOA:
         sys.exit(f"not a whole AXFR: {len(rrs)} records")
     rrs.pop()
+    if sys.argv[4:] == ["answers"]:
+        questions = sorted({(r[0], r[1]) for r in rrs if r[1] not in SKIPPED})
+        for name, rdtype in questions:
+            q = dns.message.make_query(name, rdtype, use_edns=False)
+            r = dns.query.udp(q, "127.0.0.1", port=port, timeout=5)
+            if r.flags & dns.flags.TC:
+                r = dns.query.tcp(q, "127.0.0.1", port=port, timeout=5)
+            print(f"? {name.to_text().lower()} {dns.rdatatype.to_text(rdtype)} {dns.rcode.to_text(r.rcode())}")
+            print_sorted([(rrset.name, rrset.rdtype, rrset.ttl, rd) for rrset in r.answer for rd in rrset], origin)
+    else:
+        print_sorted(rrs, origin)
+
+
+SKIPPED = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3}
+
+
+def print_sorted(rrs, origin):
     rrs.sort(key=lambda r: (r[0], r[1], r[3].to_digestable(origin)))
     for name, rdtype, ttl, rd in rrs:
         text = rd.to_text(origin=None, relativize=False)
