@@ -40,7 +40,8 @@ enum Field {
     Hex,
     /// The rest of the rdata: a type bitmap (RFC 4034 §4.1.2), from type mnemonics.
     Bitmap,
-    /// The rest of the rdata: one non-empty string, not length-prefixed (RFC 7553 §4.4).
+    /// The rest of the rdata: one string, not length-prefixed (RFC 7553 §4.4; Knot and BIND
+    /// take an empty one too).
     Rest,
     /// The whole rdata of LOC.
     Loc,
@@ -171,6 +172,9 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
                     Base64 | Hex => {
                         let text: Vec<u8> = rest.iter().flat_map(|t| t.text.iter().copied()).collect();
                         let what = if *field == Base64 { "base64" } else { "hexadecimal" };
+                        if let Some(q) = rest.iter().find(|t| t.quoted) {
+                            return err(q.line, format!("{what} data in {ty} rdata is not quoted"));
+                        }
                         if text.is_empty() {
                             return err(last_line, format!("{ty} needs its {what} data"));
                         }
@@ -244,11 +248,7 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
                 out.extend_from_slice(&octets);
             }
             Rest => {
-                let start = out.len();
-                super::parse::decode_text_into(tok.text, out).map_err(|m| EntryError { line: tok.line, message: m })?;
-                if out.len() == start {
-                    return err(tok.line, format!("{ty} target must not be empty"));
-                }
+                super::parse::decode_text_into(tok.text, out).map_err(|m| EntryError { line: tok.line, message: m })?
             }
             Base64 | Hex | Bitmap | Loc | Apl => unreachable!("handled above"),
         }
@@ -440,12 +440,13 @@ fn walk(t: u16, rd: &[u8], mut f: impl FnMut(Field, &[u8]) -> Result<(), String>
             Ilnp64 => 8,
             Eui(n) => n,
             Name => name::uncompressed_len(rd, pos).map_err(|e| format!("bad {ty} rdata: {e}"))?,
-            Base64 | Hex | Rest => {
+            Base64 | Hex => {
                 if pos >= rd.len() {
                     return Err(format!("{ty} rdata lacks its last field"));
                 }
                 rd.len() - pos
             }
+            Rest => rd.len().saturating_sub(pos),
             Bitmap => {
                 check_bitmap(&rd[pos.min(rd.len())..]).map_err(|m| format!("bad {ty} type bitmap: {m}"))?;
                 rd.len() - pos.min(rd.len())
@@ -650,7 +651,8 @@ const SVC_KEYS: &[(&str, u16)] = &[
     ("ohttp", 8),
 ];
 
-/// How a SvcParamValue is read and printed.
+/// How a SvcParamValue is read and printed: as RFC 9460 says for keys 0 to 6, as opaque
+/// octets for the rest (Knot 3.2 and BIND 9.18 know no other key).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SvcValue {
     Keys,
@@ -667,7 +669,7 @@ fn svc_value(key: u16) -> SvcValue {
     match key {
         0 => SvcValue::Keys,
         1 => SvcValue::Alpn,
-        2 | 8 => SvcValue::Empty,
+        2 => SvcValue::Empty,
         3 => SvcValue::Port,
         4 => SvcValue::Ipv4s,
         5 => SvcValue::Base64,
@@ -685,12 +687,14 @@ fn svc_key(text: &[u8]) -> Option<u16> {
         return None;
     }
     let v = digits.iter().fold(0u32, |v, d| v * 10 + (d - b'0') as u32);
-    // 65535 is the reserved "invalid key" (RFC 9460 §14.3.2).
-    (v < 65535).then_some(v as u16)
+    // 65535 is the reserved "invalid key" (RFC 9460 §14.3.2), but Knot and BIND read it.
+    u16::try_from(v).ok()
 }
 
+/// A key as text: the mnemonic of keys 0 to 6, `keyNNNNN` for the rest (which Knot 3.2
+/// and BIND 9.18 read only in that form).
 fn svc_key_text(key: u16, s: &mut String) {
-    match SVC_KEYS.iter().find(|(_, k)| *k == key) {
+    match SVC_KEYS.iter().find(|(_, k)| *k == key && key <= 6) {
         Some((m, _)) => s.push_str(m),
         None => {
             let _ = write!(s, "key{key}");
@@ -737,11 +741,18 @@ pub fn parse_svcb(
     let mut i = 2;
     while i < toks.len() {
         let first = toks[i];
+        if first.quoted {
+            return err(
+                first.line,
+                format!("{ty} parameter '{}' quoted whole (only a value may be)", lossy(first.text)),
+            );
+        }
         let mut item = Vec::new();
         super::parse::decode_text_into(first.text, &mut item)
             .map_err(|m| EntryError { line: first.line, message: m })?;
         i += 1;
-        while let Some(&tok) = toks.get(i).filter(|t| t.glued && t.quoted) {
+        // `key="value"`: the quoted value is a token of its own, glued to the `=`.
+        if let Some(&tok) = toks.get(i).filter(|t| t.glued && t.quoted && first.text.ends_with(b"=")) {
             super::parse::decode_text_into(tok.text, &mut item)
                 .map_err(|m| EntryError { line: tok.line, message: m })?;
             i += 1;
@@ -873,7 +884,7 @@ fn svc_params(rd: &[u8]) -> Result<Svcb<'_>, String> {
             }
             SvcValue::Base64 | SvcValue::Opaque => true,
         };
-        if !ok || key == 65535 {
+        if !ok {
             return Err(format!("bad value of SvcParam key{key}"));
         }
         params.push((key, v));
@@ -1112,7 +1123,6 @@ mod tests {
             ("L32 1 10.1.2", "IPv4"),
             ("CSYNC 1 0 FROB", "unknown record type"),
             ("CSYNC 4294967296 0", "CSYNC serial"),
-            ("URI 1 1 \"\"", "must not be empty"),
             ("URI 1 1", "URI takes 3"),
             ("URI 1 1 a b", "trailing data"),
         ] {
@@ -1122,8 +1132,10 @@ mod tests {
         }
         let (_, msg) = error("r CSYNC \\# 8 0000000100000001\n");
         assert!(msg.contains("type bitmap"), "{msg}");
-        let (_, msg) = error("r URI \\# 4 00010001\n");
-        assert!(msg.contains("last field"), "{msg}");
+        assert_eq!(rdata(rtype::URI, "r URI 1 2 \"\"\n"), [0, 1, 0, 2]);
+        assert_eq!(rdata(rtype::URI, "r URI \\# 4 00010002\n"), [0, 1, 0, 2]);
+        let (_, msg) = error("r URI \\# 3 000100\n");
+        assert!(msg.contains("too short"), "{msg}");
     }
 
     #[test]
@@ -1150,6 +1162,8 @@ mod tests {
             ("SMIMEA 3 1 1 012", "bad hexadecimal"),
             ("SMIMEA 3 1 1", "needs its hexadecimal"),
             ("DHCID", "needs its base64"),
+            ("DHCID \"AQID\"", "not quoted"),
+            ("SMIMEA 3 1 1 \"01\"", "not quoted"),
         ] {
             let (line, msg) = error(&format!("r {bad}\n"));
             assert_eq!(line, 5, "{bad}");
@@ -1193,6 +1207,10 @@ mod tests {
             text(rtype::HTTPS, &rd),
             "1 . mandatory=key9 key9=\"a\" key10=\"d\" key99 key999=\"c c\" key1000=\"f\" key9999 key65279=\"z\""
         );
+        // Keys 7 and up are opaque, 65535 too (as Knot and BIND read them).
+        let rd = rdata(rtype::SVCB, "r SVCB 1 . key8=x dohpath=/q{?dns} mandatory=key65535 key65535\n");
+        assert!(rd.ends_with(b"\x00\x07\x00\x08/q{?dns}\x00\x08\x00\x01x\xff\xff\x00\x00"), "{rd:?}");
+        assert_eq!(text(rtype::SVCB, &rd), "1 . mandatory=key65535 key7=\"/q{?dns}\" key8=\"x\" key65535");
         // RFC 9460 Appendix D.3's failures, and ours.
         for (bad, what) in [
             ("1 foo.example.com. key123=abc key123=def", "twice"),
@@ -1205,7 +1223,8 @@ mod tests {
             ("1 foo.example.com. mandatory=key123", "does not give it"),
             ("1 foo.example.com. mandatory=mandatory", "lists itself"),
             ("1 foo.example.com. ipv6hint=\"2001:db8::1,2001:db8::53:1\" mandatory=ipv6hint,ipv6hint", "twice"),
-            ("1 foo.example.com. key65535", "unknown key"),
+            ("1 foo.example.com. \"alpn=h2\"", "quoted whole"),
+            ("1 foo.example.com. key9999=\"a\"\"b\"", "quoted whole"),
             ("1 foo.example.com. key65536=a", "unknown key"),
             ("1 foo.example.com. frob=1", "unknown key"),
             ("1 foo.example.com. Alpn=h2", "unknown key"),
