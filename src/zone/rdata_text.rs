@@ -5,9 +5,11 @@
 //! Covers what Knot and BIND both load: AFSDB, RT, KX, LP (RFC 1183, 2230, 6742), KEY
 //! (RFC 2535), CERT (RFC 4398), DHCID (RFC 4701), SMIMEA (RFC 8162), CSYNC (RFC 7477),
 //! NID, L32, L64 (RFC 6742), EUI48, EUI64 (RFC 7043), URI (RFC 7553), LOC (RFC 1876) and
-//! APL (RFC 3123). Also the `keyNNNNN` SvcParams of SVCB/HTTPS (RFC 9460 §2.1), which
-//! `domain` 0.12 refuses when the number holds a 9. Owns no I/O; the master-file reader
-//! (`zone::parse`) hands it one record's tokens.
+//! APL (RFC 3123). Also SVCB/HTTPS parameters (RFC 9460 §2.1): `domain` 0.12.3's scanner
+//! checks key characters with half-open ranges that leave out `9` and `z`, so it refuses
+//! `key9`, `key99`, `key65279`...; they are read, checked and printed here, the keys 7 and
+//! up as opaque octets as Knot 3.2 and BIND 9.18 read them. Owns no I/O; the master-file
+//! reader (`zone::parse`) hands it one record's tokens.
 
 use std::fmt::Write;
 
@@ -155,60 +157,61 @@ fn hex_digit(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
+/// The tokens of one record's rdata, read front to back.
+struct Cursor<'t, 'a> {
+    toks: &'t [Token<'a>],
+    pos: usize,
+    /// The entry's first line, for a field missing at its end.
+    line: u32,
+}
+
+impl<'t, 'a> Cursor<'t, 'a> {
+    /// The next token; `Err` naming `what` is missing if there is none.
+    fn next(&mut self, ty: &str, what: usize, of: usize) -> Result<Token<'a>, EntryError> {
+        let tok = self.toks.get(self.pos).copied().ok_or_else(|| EntryError {
+            line: self.toks.last().map_or(self.line, |t| t.line),
+            message: format!("{ty} takes {of} rdata fields, found {what}"),
+        })?;
+        self.pos += 1;
+        Ok(tok)
+    }
+
+    /// All tokens left.
+    fn rest(&mut self) -> &'t [Token<'a>] {
+        let rest = &self.toks[self.pos.min(self.toks.len())..];
+        self.pos = self.toks.len();
+        rest
+    }
+}
+
 /// Presentation rdata of a type [`knows`] → uncompressed wire rdata appended to `out`.
 /// `line` is the entry's first line (for errors when tokens are missing).
 pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &mut Vec<u8>) -> Result<(), EntryError> {
     let Some(fields) = layout(t) else { return err(line, format!("type {} is not read here", tname(t))) };
     let ty = tname(t);
-    let mut i = 0usize;
-    for (k, field) in fields.iter().enumerate() {
-        let last_line = toks.last().map_or(line, |t| t.line);
-        // Fields that take the rest of the entry.
+    let mut cur = Cursor { toks, pos: 0, line };
+    for (k, &field) in fields.iter().enumerate() {
         match field {
-            Base64 | Hex | Bitmap | Loc | Apl => {
-                let rest = &toks[i.min(toks.len())..];
-                i = toks.len();
-                match field {
-                    Base64 | Hex => {
-                        let text: Vec<u8> = rest.iter().flat_map(|t| t.text.iter().copied()).collect();
-                        let what = if *field == Base64 { "base64" } else { "hexadecimal" };
-                        if let Some(q) = rest.iter().find(|t| t.quoted) {
-                            return err(q.line, format!("{what} data in {ty} rdata is not quoted"));
-                        }
-                        if text.is_empty() {
-                            return err(last_line, format!("{ty} needs its {what} data"));
-                        }
-                        let data = if *field == Base64 {
-                            base64::engine::general_purpose::STANDARD.decode(&text).ok()
-                        } else {
-                            decode_hex(&text)
-                        };
-                        let data = data.ok_or_else(|| EntryError {
-                            line: rest[0].line,
-                            message: format!("bad {what} data in {ty} rdata '{}'", lossy(&text)),
-                        })?;
-                        out.extend_from_slice(&data);
-                    }
-                    Bitmap => bitmap(rest, out)?,
-                    Loc => loc(rest, line, out)?,
-                    _ => apl(rest, out)?,
-                }
-                continue;
+            U8(what) => out.push(number(cur.next(&ty, k, fields.len())?, what, u8::MAX as u64)? as u8),
+            U16(what) => {
+                let v = number(cur.next(&ty, k, fields.len())?, what, u16::MAX as u64)? as u16;
+                out.extend_from_slice(&v.to_be_bytes());
             }
-            _ => {}
-        }
-        let Some(&tok) = toks.get(i) else {
-            return err(last_line, format!("{ty} takes {} rdata fields, found {}", fields.len(), k.max(toks.len())));
-        };
-        i += 1;
-        match *field {
-            U8(what) => out.push(number(tok, what, u8::MAX as u64)? as u8),
-            U16(what) => out.extend_from_slice(&(number(tok, what, u16::MAX as u64)? as u16).to_be_bytes()),
-            U32(what) => out.extend_from_slice(&(number(tok, what, u32::MAX as u64)? as u32).to_be_bytes()),
-            Algorithm => out.push(mnemonic_or_number(tok, &format!("{ty} algorithm"), ALGORITHMS, 255)?),
-            CertType => out.extend_from_slice(&mnemonic_or_number(tok, "CERT type", CERT_TYPES, 65535)?.to_be_bytes()),
-            Name => parse_name_into(tok, origin, out)?,
+            U32(what) => {
+                let v = number(cur.next(&ty, k, fields.len())?, what, u32::MAX as u64)? as u32;
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            Algorithm => {
+                let tok = cur.next(&ty, k, fields.len())?;
+                out.push(mnemonic_or_number(tok, &format!("{ty} algorithm"), ALGORITHMS, 255)?);
+            }
+            CertType => {
+                let tok = cur.next(&ty, k, fields.len())?;
+                out.extend_from_slice(&mnemonic_or_number(tok, "CERT type", CERT_TYPES, 65535)?.to_be_bytes());
+            }
+            Name => parse_name_into(cur.next(&ty, k, fields.len())?, origin, out)?,
             Ipv4 => {
+                let tok = cur.next(&ty, k, fields.len())?;
                 let a: std::net::Ipv4Addr =
                     std::str::from_utf8(tok.text).ok().and_then(|s| s.parse().ok()).ok_or_else(|| EntryError {
                         line: tok.line,
@@ -217,6 +220,7 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
                 out.extend_from_slice(&a.octets());
             }
             Ilnp64 => {
+                let tok = cur.next(&ty, k, fields.len())?;
                 let groups: Vec<&[u8]> = tok.text.split(|&c| c == b':').collect();
                 let bad = || EntryError {
                     line: tok.line,
@@ -237,6 +241,7 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
                 }
             }
             Eui(n) => {
+                let tok = cur.next(&ty, k, fields.len())?;
                 let parts: Vec<&[u8]> = tok.text.split(|&c| c == b'-').collect();
                 let octets: Option<Vec<u8>> = (parts.len() == n && parts.iter().all(|p| p.len() == 2))
                     .then(|| parts.iter().map(|p| decode_hex(p).map(|v| v[0])).collect())
@@ -248,12 +253,36 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
                 out.extend_from_slice(&octets);
             }
             Rest => {
+                let tok = cur.next(&ty, k, fields.len())?;
                 super::parse::decode_text_into(tok.text, out).map_err(|m| EntryError { line: tok.line, message: m })?
             }
-            Base64 | Hex | Bitmap | Loc | Apl => unreachable!("handled above"),
+            Base64 | Hex => {
+                let rest = cur.rest();
+                let what = if field == Base64 { "base64" } else { "hexadecimal" };
+                if let Some(q) = rest.iter().find(|t| t.quoted) {
+                    return err(q.line, format!("{what} data in {ty} rdata is not quoted"));
+                }
+                let text: Vec<u8> = rest.iter().flat_map(|t| t.text.iter().copied()).collect();
+                let Some(first) = rest.first() else {
+                    return err(toks.last().map_or(line, |t| t.line), format!("{ty} needs its {what} data"));
+                };
+                let data = if field == Base64 {
+                    base64::engine::general_purpose::STANDARD.decode(&text).ok()
+                } else {
+                    decode_hex(&text)
+                };
+                let data = data.ok_or_else(|| EntryError {
+                    line: first.line,
+                    message: format!("bad {what} data in {ty} rdata '{}'", lossy(&text)),
+                })?;
+                out.extend_from_slice(&data);
+            }
+            Bitmap => bitmap(cur.rest(), out)?,
+            Loc => loc(cur.rest(), line, out)?,
+            Apl => apl(cur.rest(), out)?,
         }
     }
-    if let Some(tok) = toks.get(i) {
+    if let Some(tok) = toks.get(cur.pos) {
         return err(tok.line, format!("trailing data in {ty} rdata: '{}'", lossy(tok.text)));
     }
     Ok(())
