@@ -2,7 +2,8 @@
 //! (`tests/data/types/every-type.test.zone`, written by `gen.py` beside it), loaded by
 //! nsxdp and by knotd from the same file; their AXFRs must hold the same records with the
 //! same rdata octets, compared record by record in canonical order by dnspython
-//! (`tests/every_type/axfr.py`); so must their answers to a query for each owner and type.
+//! (`tests/every_type/axfr.py`); so must their answers to a query for each owner and type,
+//! and the AXFR of an nsxdp that took the zone from knotd as its secondary.
 //!
 //! Needs knotd, kzonecheck, named-checkzone and Debian's /usr/bin/python3 with dnspython:
 //! under `CI=true` a missing one fails the test; otherwise it skips.
@@ -136,11 +137,21 @@ fn every_type_transfers_as_knotd_transfers_it() {
     assert_same_lines(&knot, &ours, "records");
 
     // The same records in answers (UDP, DO=0), which come from the snapshot.
-    let knot = axfr(kp, &["answers"]).unwrap_or_else(|e| panic!("queries to knotd: {e}"));
+    let knot_answers = axfr(kp, &["answers"]).unwrap_or_else(|e| panic!("queries to knotd: {e}"));
     let ours = axfr(np, &["answers"]).unwrap_or_else(|e| panic!("queries to nsxdp: {e}"));
-    let questions = knot.iter().filter(|l| l.starts_with("? ")).count();
-    assert!(questions > 60 && knot.len() - questions > 60, "{}", knot.join("\n"));
-    assert_same_lines(&knot, &ours, "answer lines");
+    let questions = knot_answers.iter().filter(|l| l.starts_with("? ")).count();
+    assert!(questions > 60 && knot_answers.len() - questions > 60, "{}", knot_answers.join("\n"));
+    assert_same_lines(&knot_answers, &ours, "answer lines");
+
+    // nsxdp as knotd's secondary: the zone comes in by AXFR and goes out the same.
+    let sd = dir.path().join("secondary");
+    std::fs::create_dir_all(&sd).unwrap();
+    let sp = free_port();
+    let sconf = common::secondary_conf(&sd, sp, ZONE, kp, TEST_SECRET, "");
+    let _secondary = start_nsxdp(&sd, &sconf);
+    common::wait_serial(sp, ZONE, 2026120501, Duration::from_secs(20), "nsxdp secondary", &[sd.join("nsxdp.log")]);
+    let ours = axfr(sp, &[]).unwrap_or_else(|e| panic!("AXFR from the nsxdp secondary: {e}"));
+    assert_same_lines(&knot, &ours, "records of the secondary");
 }
 
 /// Panics unless knotd's and nsxdp's lines agree in their wire parts, showing those that
