@@ -5,7 +5,8 @@
 //! (`tests/every_type/axfr.py`); so must their answers to a query for each owner and type,
 //! and the AXFR of an nsxdp that took the zone from knotd as its secondary.
 //!
-//! Needs knotd, kzonecheck, named-checkzone and Debian's /usr/bin/python3 with dnspython:
+//! Needs knotd, kzonecheck, named-checkzone, nsd-checkzone and Debian's /usr/bin/python3
+//! with dnspython:
 //! under `CI=true` a missing one fails the test; otherwise it skips.
 
 mod common;
@@ -50,11 +51,15 @@ fn wire_part(line: &str) -> &str {
     line.rsplit_once('\t').map_or(line, |(w, _)| w)
 }
 
-/// Both peers read the zone file, and the zone as nsxdp prints it (`nsxdp dump`'s form),
-/// which nsxdp reads back as the same zone.
+/// Knot and BIND read the zone file, and so does NSD (the file holds only what both of the
+/// first two accept), and all three read the zone as nsxdp prints it (`nsxdp dump`'s
+/// form), which nsxdp reads back as the same zone.
 #[test]
-fn both_peers_accept_the_zone_and_our_print_of_it() {
-    if !have("kzonecheck", "knot-dnssecutils") || !have("named-checkzone", "bind9-utils") {
+fn the_peers_accept_the_zone_and_our_print_of_it() {
+    if !have("kzonecheck", "knot-dnssecutils")
+        || !have("named-checkzone", "bind9-utils")
+        || !common::have_probe("nsd-checkzone", "-h", "nsd")
+    {
         return;
     }
     let file = zone_file();
@@ -72,9 +77,11 @@ fn both_peers_accept_the_zone_and_our_print_of_it() {
     let again = nsxdp::zone::parse::load_file(&printed, Some(loaded.zone.origin())).unwrap();
     assert!(again.is_servable() && loaded.zone.diff(&again.zone).is_empty(), "{:?}\n{text}", again.diagnostics);
     for f in [&file, &printed] {
-        for (tool, args) in
-            [("kzonecheck", vec!["-d", "off", "-o", ZONE]), ("named-checkzone", vec!["-i", "local", ZONE])]
-        {
+        for (tool, args) in [
+            ("kzonecheck", vec!["-d", "off", "-o", ZONE]),
+            ("named-checkzone", vec!["-i", "local", ZONE]),
+            ("nsd-checkzone", vec![ZONE]),
+        ] {
             let o = Command::new(tool).args(&args).arg(f).output().unwrap();
             assert!(
                 o.status.success(),

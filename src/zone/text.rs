@@ -124,7 +124,32 @@ fn with_our_names(t: u16, rd: &[u8], text: &str) -> Option<String> {
         _ => return Some(text.to_string()),
     };
     *toks.get_mut(idx)? = ours;
+    if t == rtype::RRSIG {
+        // Expiration and inception as YYYYMMDDHHmmSS (RFC 4034 §3.2), which NSD requires;
+        // `domain` prints seconds.
+        for (tok, at) in [(4, 8), (5, 12)] {
+            let secs = u32::from_be_bytes(rd.get(at..at + 4)?.try_into().ok()?);
+            *toks.get_mut(tok)? = rrsig_time(secs);
+        }
+    }
     Some(toks.join(" "))
+}
+
+/// Seconds since 1970 (a 32-bit RRSIG time) as `YYYYMMDDHHmmSS` in UTC.
+fn rrsig_time(secs: u32) -> String {
+    let (days, rem) = (secs as u64 / 86400, secs as u64 % 86400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar, eras of 400
+    // years counted from 0000-03-01).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// Escapes control and non-ASCII octets as `\DDD`.
@@ -178,6 +203,20 @@ mod tests {
     fn rec(t: u16, rd: &[u8]) -> String {
         let owner = Name::parse_text(b"x.example.", None).unwrap();
         format_record(&Record { owner, rtype: t, ttl: 60, rdata: rd.into() })
+    }
+
+    #[test]
+    fn rrsig_times() {
+        assert_eq!(rrsig_time(0), "19700101000000");
+        assert_eq!(rrsig_time(951_782_400), "20000229000000");
+        assert_eq!(rrsig_time(1_767_225_600), "20260101000000");
+        assert_eq!(rrsig_time(2_082_758_400), "20360101000000");
+        assert_eq!(rrsig_time(u32::MAX), "21060207062815");
+        let rd = b"\x00\x01\x08\x03\x00\x00\x01\x2c\x7c\x24\x5f\x00\x69\x55\xb9\x00\x30\x39\x00\x01\x02";
+        assert_eq!(
+            rec(rtype::RRSIG, rd),
+            "x.example.\t60\tIN\tRRSIG\tA 8 3 300 20360101000000 20260101000000 12345 . AQI="
+        );
     }
 
     #[test]

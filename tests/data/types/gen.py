@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Writes every-type.test.zone: one record (or a few variants) of every record type,
 kept only if both kzonecheck (Knot) and named-checkzone (BIND) accept it; the types one of
-them refuses are listed in the file's comments. Run from anywhere:
+them refuses are listed in the file's comments. The whole zone must then pass both, and
+nsd-checkzone (NSD) too. Run from anywhere:
     /usr/bin/python3 tests/data/types/gen.py
 Each candidate is checked alone in a minimal zone (the header below plus the record)."""
 
@@ -170,13 +171,18 @@ def main():
             refused.append(f";   {line.strip()}    -- refused by {who}\n")
     out = [
         "; Every record type that both kzonecheck (Knot 3.2) and named-checkzone (BIND 9.18)\n",
-        "; accept, with variants of their presentation forms. Written by gen.py (do not edit:\n",
-        "; change gen.py and run it again). tests/every_type.rs loads it into nsxdp and knotd\n",
-        "; and compares their AXFRs record by record.\n",
+        "; accept, with variants of their presentation forms; NSD (nsd-checkzone) reads it too.\n",
+        "; Written by gen.py (do not edit: change gen.py and run it again). tests/every_type.rs\n",
+        "; loads it into nsxdp and knotd and compares their AXFRs record by record.\n",
         ";\n; Left out, because one of the peers refuses it:\n",
     ] + refused + [";\n", HEADER] + kept
     whole = "".join(out)
-    for args in (["kzonecheck", "-d", "off", "-o", ORIGIN], ["named-checkzone", "-q", "-i", "local", ORIGIN]):
+    checkers = (
+        ["kzonecheck", "-d", "off", "-o", ORIGIN],
+        ["named-checkzone", "-q", "-i", "local", ORIGIN],
+        ["nsd-checkzone", ORIGIN],
+    )
+    for args in checkers:
         ok, msg = accepted(args, whole)
         if not ok:
             sys.exit(f"{args[0]} refuses the whole zone: {msg}")
