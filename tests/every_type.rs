@@ -3,11 +3,12 @@
 //! nsxdp and by knotd from the same file; their AXFRs must hold the same records with the
 //! same rdata octets, compared record by record in canonical order by dnspython
 //! (`tests/every_type/axfr.py`); so must their answers to a query for each owner and type,
-//! and the AXFR of an nsxdp that took the zone from knotd as its secondary.
+//! and the AXFR of an nsxdp that took the zone from knotd as its secondary. The types Knot
+//! refuses but BIND and NSD read (`bind-nsd-types.test.zone`) are compared with named.
 //!
-//! Needs knotd, kzonecheck, named-checkzone, nsd-checkzone and Debian's /usr/bin/python3
-//! with dnspython:
-//! under `CI=true` a missing one fails the test; otherwise it skips.
+//! Needs knotd, named, kzonecheck, named-checkzone, nsd-checkzone and Debian's
+//! /usr/bin/python3 with dnspython: under `CI=true` a missing one fails the test;
+//! otherwise it skips.
 
 mod common;
 
@@ -36,10 +37,14 @@ fn zone_file() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/types/every-type.test.zone")
 }
 
-/// The lines `axfr.py` prints (`extra`: its mode), or its error.
+/// The lines `axfr.py` prints for `ZONE` (`extra`: its mode), or its error.
 fn axfr(port: u16, extra: &[&str]) -> Result<Vec<String>, String> {
+    axfr_of(port, ZONE, extra)
+}
+
+fn axfr_of(port: u16, zone: &str, extra: &[&str]) -> Result<Vec<String>, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/every_type/axfr.py");
-    let o = Command::new(PYTHON).arg(script).args([&port.to_string(), ZONE, TEST_SECRET]).args(extra).output().unwrap();
+    let o = Command::new(PYTHON).arg(script).args([&port.to_string(), zone, TEST_SECRET]).args(extra).output().unwrap();
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
     }
@@ -51,46 +56,49 @@ fn wire_part(line: &str) -> &str {
     line.rsplit_once('\t').map_or(line, |(w, _)| w)
 }
 
-/// Knot and BIND read the zone file, and so does NSD (the file holds only what both of the
-/// first two accept), and all three read the zone as nsxdp prints it (`nsxdp dump`'s
-/// form), which nsxdp reads back as the same zone.
+/// Knot and BIND read the every-type zone file, and so does NSD (the file holds only what
+/// both of the first two accept), and all three read the zone as nsxdp prints it (`nsxdp
+/// dump`'s form), which nsxdp reads back as the same zone; BIND and NSD likewise the
+/// zone of the types Knot does not read.
 #[test]
-fn the_peers_accept_the_zone_and_our_print_of_it() {
+fn the_peers_accept_the_zones_and_our_print_of_them() {
     if !have("kzonecheck", "knot-dnssecutils")
         || !have("named-checkzone", "bind9-utils")
         || !common::have_probe("nsd-checkzone", "-h", "nsd")
     {
         return;
     }
-    let file = zone_file();
-    let loaded = nsxdp::zone::parse::load_file(&file, None).unwrap();
-    assert!(loaded.is_servable(), "{:?}", loaded.diagnostics);
-    let dir = tempfile::tempdir().unwrap();
-    let printed = dir.path().join("printed.zone");
-    let text: String = loaded
-        .zone
-        .records_canonical()
-        .iter()
-        .map(|r| nsxdp::zone::text::format_record(&r.to_owned()) + "\n")
-        .collect();
-    std::fs::write(&printed, &text).unwrap();
-    let again = nsxdp::zone::parse::load_file(&printed, Some(loaded.zone.origin())).unwrap();
-    assert!(again.is_servable() && loaded.zone.diff(&again.zone).is_empty(), "{:?}\n{text}", again.diagnostics);
-    for f in [&file, &printed] {
-        for (tool, args) in [
-            ("kzonecheck", vec!["-d", "off", "-o", ZONE]),
-            ("named-checkzone", vec!["-i", "local", ZONE]),
-            ("nsd-checkzone", vec![ZONE]),
-        ] {
-            let o = Command::new(tool).args(&args).arg(f).output().unwrap();
-            assert!(
-                o.status.success(),
-                "{tool} refuses {}: {}{} (for the zone file: run tests/data/types/gen.py again)\n{}",
-                f.display(),
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr),
-                if *f == printed { text.as_str() } else { "" }
-            );
+    let bind_nsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/types/bind-nsd-types.test.zone");
+    for (file, zone, knot) in [(zone_file(), ZONE, true), (bind_nsd, "bind-nsd-types.test.", false)] {
+        let loaded = nsxdp::zone::parse::load_file(&file, None).unwrap();
+        assert!(loaded.is_servable(), "{:?}", loaded.diagnostics);
+        let dir = tempfile::tempdir().unwrap();
+        let printed = dir.path().join("printed.zone");
+        let text: String = loaded
+            .zone
+            .records_canonical()
+            .iter()
+            .map(|r| nsxdp::zone::text::format_record(&r.to_owned()) + "\n")
+            .collect();
+        std::fs::write(&printed, &text).unwrap();
+        let again = nsxdp::zone::parse::load_file(&printed, Some(loaded.zone.origin())).unwrap();
+        assert!(again.is_servable() && loaded.zone.diff(&again.zone).is_empty(), "{:?}\n{text}", again.diagnostics);
+        let mut checkers = vec![("named-checkzone", vec!["-i", "local", zone]), ("nsd-checkzone", vec![zone])];
+        if knot {
+            checkers.push(("kzonecheck", vec!["-d", "off", "-o", zone]));
+        }
+        for f in [&file, &printed] {
+            for (tool, args) in &checkers {
+                let o = Command::new(tool).args(args).arg(f).output().unwrap();
+                assert!(
+                    o.status.success(),
+                    "{tool} refuses {}: {}{} (for the zone file: run tests/data/types/gen.py again)\n{}",
+                    f.display(),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr),
+                    if *f == printed { text.as_str() } else { "" }
+                );
+            }
         }
     }
 }
@@ -159,6 +167,69 @@ fn every_type_transfers_as_knotd_transfers_it() {
     common::wait_serial(sp, ZONE, 2026120501, Duration::from_secs(20), "nsxdp secondary", &[sd.join("nsxdp.log")]);
     let ours = axfr(sp, &[]).unwrap_or_else(|e| panic!("AXFR from the nsxdp secondary: {e}"));
     assert_same_lines(&knot, &ours, "records of the secondary");
+}
+
+/// The types Knot refuses but BIND and NSD read (`bind-nsd-types.test.zone`): nsxdp and
+/// named, primaries of the same file, transfer and answer the same records.
+#[test]
+fn bind_nsd_types_transfer_as_named_transfers_them() {
+    if !have("named", "bind9") || !have_dnspython() {
+        return;
+    }
+    const ZONE: &str = "bind-nsd-types.test.";
+    let dir = tempfile::tempdir().unwrap();
+    let (bd, nd) = (dir.path().join("named"), dir.path().join("nsxdp"));
+    std::fs::create_dir_all(&bd).unwrap();
+    std::fs::create_dir_all(&nd).unwrap();
+    let file = nd.join("bind-nsd-types.test.zone");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/types/bind-nsd-types.test.zone"), &file)
+        .unwrap();
+
+    let bp = free_port();
+    let conf = bd.join("named.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n\
+             \x20 listen-on port {bp} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n\
+             \x20 dnssec-validation no;\n  notify no;\n  allow-transfer {{ key xfr; }};\n}};\n\
+             controls {{ }};\n\
+             key \"xfr\" {{ algorithm hmac-sha256; secret \"{TEST_SECRET}\"; }};\n\
+             zone \"{ZONE}\" {{\n  type primary;\n  file \"{f}\";\n  check-names ignore;\n}};\n",
+            d = bd.display(),
+            f = file.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("named");
+    // Foreground, logging to stderr, one worker thread; stays root (no -u).
+    cmd.args(["-g", "-n", "1", "-c"]).arg(&conf);
+    let _named = common::Proc::spawn(cmd, &bd.join("named.log"));
+    let np = free_port();
+    let nconf = nd.join("nsxdp.toml");
+    std::fs::write(&nconf, common::primary_conf(np, ZONE, "bind-nsd-types.test.zone", &[])).unwrap();
+    let _nsxdp = start_nsxdp(&nd, &nconf);
+
+    let t0 = Instant::now();
+    while soa_serial(bp, ZONE) != Some(2026120501) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "named does not serve the zone:\n{}",
+            std::fs::read_to_string(bd.join("named.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let named = axfr_of(bp, ZONE, &[]).unwrap_or_else(|e| panic!("AXFR from named: {e}"));
+    let ours = axfr_of(np, ZONE, &[]).unwrap_or_else(|e| panic!("AXFR from nsxdp: {e}"));
+    let loaded = nsxdp::zone::parse::load_file(&file, None).unwrap();
+    assert_eq!(named.len(), loaded.zone.rr_count(), "named's AXFR:\n{}", named.join("\n"));
+    for t in ["X25", "ISDN", "NSAP", "PX", "AVC", "DLV", "MB"] {
+        assert!(named.iter().any(|l| l.split('\t').nth(1) == Some(t)), "no {t} in named's AXFR");
+    }
+    assert_same_lines(&named, &ours, "records");
+    let named = axfr_of(bp, ZONE, &["answers"]).unwrap_or_else(|e| panic!("queries to named: {e}"));
+    let ours = axfr_of(np, ZONE, &["answers"]).unwrap_or_else(|e| panic!("queries to nsxdp: {e}"));
+    assert_same_lines(&named, &ours, "answer lines");
 }
 
 /// Panics unless knotd's and nsxdp's lines agree in their wire parts, showing those that

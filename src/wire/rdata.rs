@@ -23,7 +23,10 @@ pub mod rtype {
     pub const TXT: u16 = 16;
     pub const RP: u16 = 17;
     pub const AFSDB: u16 = 18;
+    pub const X25: u16 = 19;
+    pub const ISDN: u16 = 20;
     pub const RT: u16 = 21;
+    pub const NSAP: u16 = 22;
     pub const SIG: u16 = 24;
     pub const KEY: u16 = 25;
     pub const PX: u16 = 26;
@@ -63,6 +66,8 @@ pub mod rtype {
     pub const MAILA: u16 = 254;
     pub const ANY: u16 = 255;
     pub const URI: u16 = 256;
+    pub const AVC: u16 = 258;
+    pub const DLV: u16 = 32769;
 }
 
 /// True for meta and query-only types that can never be stored in a zone.

@@ -2,10 +2,11 @@
 //! file, in presentation form and back, and checked in wire form: one table of field
 //! layouts ([`LAYOUTS`]) drives all three, so a type is described once.
 //!
-//! Covers what Knot and BIND both load: AFSDB, RT, KX, LP (RFC 1183, 2230, 6742), KEY
+//! Covers, of what Knot and BIND both load: AFSDB, RT, KX, LP (RFC 1183, 2230, 6742), KEY
 //! (RFC 2535), CERT (RFC 4398), DHCID (RFC 4701), SMIMEA (RFC 8162), CSYNC (RFC 7477),
 //! NID, L32, L64 (RFC 6742), EUI48, EUI64 (RFC 7043), URI (RFC 7553), LOC (RFC 1876) and
-//! APL (RFC 3123). Also SVCB/HTTPS parameters (RFC 9460 §2.1): `domain` 0.12.3's scanner
+//! APL (RFC 3123); and of those BIND and NSD load but Knot does not, X25, ISDN (RFC 1183),
+//! NSAP (RFC 1706), PX (RFC 2163), AVC and DLV (RFC 4431). Also SVCB/HTTPS parameters (RFC 9460 §2.1): `domain` 0.12.3's scanner
 //! checks key characters with half-open ranges that leave out `9` and `z`, so it refuses
 //! `key9`, `key99`, `key65279`...; they are read, checked and printed here, the keys 7 and
 //! up as opaque octets as Knot 3.2 and BIND 9.18 read them. Owns no I/O; the master-file
@@ -36,6 +37,15 @@ enum Field {
     Ilnp64,
     /// Six or eight two-digit hexadecimal octets, `-`-separated (RFC 7043 §3).
     Eui(usize),
+    /// A <character-string> (RFC 1035 §3.3).
+    CharStr,
+    /// A <character-string> or nothing (the last field).
+    OptCharStr,
+    /// The rest of the rdata: one or more <character-string>s.
+    CharStrs,
+    /// An NSAP address: `0x` and hexadecimal digits, dots anywhere between them
+    /// (RFC 1706 §5).
+    Nsap,
     /// The rest of the rdata in base64, over any number of tokens (at least one).
     Base64,
     /// The rest of the rdata in hexadecimal, over any number of tokens (at least one).
@@ -72,6 +82,13 @@ const LAYOUTS: &[(u16, &[Field])] = &[
     (rtype::URI, &[U16("URI priority"), U16("URI weight"), Rest]),
     (rtype::LOC, &[Loc]),
     (rtype::APL, &[Apl]),
+    // Read by BIND and NSD, not by Knot.
+    (rtype::X25, &[CharStr]),
+    (rtype::ISDN, &[CharStr, OptCharStr]),
+    (rtype::NSAP, &[Nsap]),
+    (rtype::PX, &[U16("PX preference"), Name, Name]),
+    (rtype::AVC, &[CharStrs]),
+    (rtype::DLV, &[U16("DLV key tag"), Algorithm, U8("DLV digest type"), Hex]),
 ];
 
 fn layout(t: u16) -> Option<&'static [Field]> {
@@ -176,6 +193,13 @@ impl<'t, 'a> Cursor<'t, 'a> {
         Ok(tok)
     }
 
+    /// The next token, if there is one.
+    fn next_opt(&mut self) -> Option<Token<'a>> {
+        let tok = self.toks.get(self.pos).copied()?;
+        self.pos += 1;
+        Some(tok)
+    }
+
     /// All tokens left.
     fn rest(&mut self) -> &'t [Token<'a>] {
         let rest = &self.toks[self.pos.min(self.toks.len())..];
@@ -252,6 +276,35 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
                 })?;
                 out.extend_from_slice(&octets);
             }
+            CharStr => charstr(cur.next(&ty, k, fields.len())?, out)?,
+            OptCharStr => {
+                if let Some(tok) = cur.next_opt() {
+                    charstr(tok, out)?;
+                }
+            }
+            CharStrs => {
+                let rest = cur.rest();
+                if rest.is_empty() {
+                    return err(toks.last().map_or(line, |t| t.line), format!("{ty} needs a character string"));
+                }
+                for &tok in rest {
+                    charstr(tok, out)?;
+                }
+            }
+            Nsap => {
+                let tok = cur.next(&ty, k, fields.len())?;
+                let hex: Vec<u8> = tok.text.iter().copied().filter(|&c| c != b'.').collect();
+                let data = hex
+                    .strip_prefix(b"0x")
+                    .or_else(|| hex.strip_prefix(b"0X"))
+                    .filter(|h| !h.is_empty())
+                    .and_then(decode_hex)
+                    .ok_or_else(|| EntryError {
+                        line: tok.line,
+                        message: format!("bad NSAP address '{}' (0x and hexadecimal digits)", lossy(tok.text)),
+                    })?;
+                out.extend_from_slice(&data);
+            }
             Rest => {
                 let tok = cur.next(&ty, k, fields.len())?;
                 super::parse::decode_text_into(tok.text, out).map_err(|m| EntryError { line: tok.line, message: m })?
@@ -285,6 +338,18 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
     if let Some(tok) = toks.get(cur.pos) {
         return err(tok.line, format!("trailing data in {ty} rdata: '{}'", lossy(tok.text)));
     }
+    Ok(())
+}
+
+fn charstr(tok: Token<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
+    let at = out.len();
+    out.push(0);
+    super::parse::decode_text_into(tok.text, out).map_err(|m| EntryError { line: tok.line, message: m })?;
+    let len = out.len() - at - 1;
+    if len > 255 {
+        return err(tok.line, format!("character string of {len} octets (at most 255)"));
+    }
+    out[at] = len as u8;
     Ok(())
 }
 
@@ -476,6 +541,24 @@ fn walk(t: u16, rd: &[u8], mut f: impl FnMut(Field, &[u8]) -> Result<(), String>
                 rd.len() - pos
             }
             Rest => rd.len().saturating_sub(pos),
+            CharStr => 1 + *rd.get(pos).ok_or_else(short)? as usize,
+            OptCharStr => rd.get(pos).map_or(0, |&n| 1 + n as usize),
+            CharStrs => {
+                let mut p = pos;
+                while p < rd.len() {
+                    p += 1 + rd[p] as usize;
+                }
+                if p == pos || p > rd.len() {
+                    return Err(format!("{ty} rdata is not a sequence of character strings"));
+                }
+                p - pos
+            }
+            Nsap => {
+                if pos >= rd.len() {
+                    return Err(format!("{ty} rdata is empty"));
+                }
+                rd.len() - pos
+            }
             Bitmap => {
                 check_bitmap(&rd[pos.min(rd.len())..]).map_err(|m| format!("bad {ty} type bitmap: {m}"))?;
                 rd.len() - pos.min(rd.len())
@@ -542,6 +625,9 @@ fn check_bitmap(b: &[u8]) -> Result<(), &'static str> {
 pub fn format(t: u16, rd: &[u8], s: &mut String) -> bool {
     let start = s.len();
     let ok = walk(t, rd, |field, b| {
+        if field == OptCharStr && b.is_empty() {
+            return Ok(());
+        }
         if s.len() > start {
             s.push(' ');
         }
@@ -599,21 +685,24 @@ fn format_field(field: Field, b: &[u8], s: &mut String) {
                 k += 2 + len;
             }
         }
-        Rest => {
-            s.push('"');
-            for &c in b {
-                match c {
-                    b'"' | b'\\' => {
-                        s.push('\\');
-                        s.push(c as char);
-                    }
-                    0x20..=0x7e => s.push(c as char),
-                    _ => {
-                        let _ = write!(s, "\\{c:03}");
-                    }
+        Rest => quoted(b, s),
+        CharStr | OptCharStr => quoted(b.get(1..).unwrap_or_default(), s),
+        CharStrs => {
+            let mut p = 0;
+            while p < b.len() {
+                if p > 0 {
+                    s.push(' ');
                 }
+                let n = b[p] as usize;
+                quoted(&b[p + 1..p + 1 + n], s);
+                p += 1 + n;
             }
-            s.push('"');
+        }
+        Nsap => {
+            s.push_str("0x");
+            for x in b {
+                let _ = write!(s, "{x:02x}");
+            }
         }
         Loc => format_loc(b, s),
         Apl => {
@@ -640,6 +729,24 @@ fn format_field(field: Field, b: &[u8], s: &mut String) {
             }
         }
     }
+}
+
+/// Octets as a quoted string, `"` and `\\` escaped, the unprintable as `\\DDD`.
+fn quoted(b: &[u8], s: &mut String) {
+    s.push('"');
+    for &c in b {
+        match c {
+            b'"' | b'\\' => {
+                s.push('\\');
+                s.push(c as char);
+            }
+            0x20..=0x7e => s.push(c as char),
+            _ => {
+                let _ = write!(s, "\\{c:03}");
+            }
+        }
+    }
+    s.push('"');
 }
 
 fn format_loc(b: &[u8], s: &mut String) {
@@ -1198,6 +1305,59 @@ mod tests {
             assert_eq!(line, 5, "{bad}");
             assert!(msg.contains(what), "{bad}: {msg}");
         }
+    }
+
+    #[test]
+    fn bind_and_nsd_types() {
+        // RFC 1183 §3.1 and §3.2.
+        let rd = rdata(rtype::X25, "r X25 311061700956\n");
+        assert_eq!(rd, b"\x0c311061700956");
+        assert_eq!(text(rtype::X25, &rd), "\"311061700956\"");
+        let rd = rdata(rtype::ISDN, "r ISDN 150862028003217 004\n");
+        assert_eq!(rd, b"\x0f150862028003217\x03004");
+        assert_eq!(text(rtype::ISDN, &rd), "\"150862028003217\" \"004\"");
+        let rd = rdata(rtype::ISDN, "r ISDN \"1\\\"2\"\n");
+        assert_eq!(rd, b"\x031\"2");
+        assert_eq!(text(rtype::ISDN, &rd), "\"1\\\"2\"");
+        // RFC 1706 §6's example.
+        let rd = rdata(rtype::NSAP, "r NSAP 0x47.0005.80.005a00.0000.0001.e133.ffffff000162.00\n");
+        assert_eq!(rd.len(), 20);
+        assert_eq!(&rd[..4], [0x47, 0x00, 0x05, 0x80]);
+        assert_eq!(text(rtype::NSAP, &rd), "0x47000580005a0000000001e133ffffff00016200");
+        assert_eq!(rdata(rtype::NSAP, "r NSAP 0X.4.7.\n"), [0x47]);
+        // RFC 2163 §4.
+        let rd = rdata(rtype::PX, "r PX 10 Map822 x400.example.net.\n");
+        assert_eq!(rd, b"\x00\x0a\x06Map822\x07example\x03com\x00\x04x400\x07example\x03net\x00");
+        assert_eq!(text(rtype::PX, &rd), "10 Map822.example.com. x400.example.net.");
+        let rd = rdata(rtype::AVC, "r AVC \"app-name:WOLFGANG\" b\n");
+        assert_eq!(rd, b"\x11app-name:WOLFGANG\x01b");
+        assert_eq!(text(rtype::AVC, &rd), "\"app-name:WOLFGANG\" \"b\"");
+        let rd = rdata(rtype::DLV, "r DLV 30795 RSASHA1 1 0123456789abcdef0123456789abcdef01234567\n");
+        assert_eq!(&rd[..5], [0x78, 0x4b, 5, 1, 0x01]);
+        assert_eq!(text(rtype::DLV, &rd), "30795 5 1 0123456789abcdef0123456789abcdef01234567");
+        for (bad, what) in [
+            ("X25", "X25 takes 1"),
+            ("X25 1 2", "trailing data"),
+            ("ISDN 1 2 3", "trailing data"),
+            ("AVC", "needs a character string"),
+            ("NSAP 47", "bad NSAP"),
+            ("NSAP 0x", "bad NSAP"),
+            ("NSAP 0x4", "bad NSAP"),
+            ("NSAP 0x4g", "bad NSAP"),
+            ("PX 1 a", "PX takes 3"),
+            ("DLV 1 1 1", "needs its hexadecimal"),
+        ] {
+            let (line, msg) = error(&format!("r {bad}\n"));
+            assert_eq!(line, 5, "{bad}");
+            assert!(msg.contains(what), "{bad}: {msg}");
+        }
+        let long = "x".repeat(256);
+        let (_, msg) = error(&format!("r X25 {long}\n"));
+        assert!(msg.contains("at most 255"), "{msg}");
+        let (_, msg) = error("r AVC \\# 2 0200\n");
+        assert!(msg.contains("character strings"), "{msg}");
+        let (_, msg) = error("r ISDN \\# 4 01310231\n");
+        assert!(msg.contains("too short"), "{msg}");
     }
 
     #[test]

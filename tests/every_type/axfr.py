@@ -5,8 +5,7 @@ canonical rdata), one a line: owner, type, TTL, the rdata's octets in canonical 
 hex (uncompressed, names lowercased in the types RFC 4034 §6.2 lists: Knot lowercases
 them when it loads a zone, nsxdp keeps their case as BIND and NSD do), and the rdata in
 presentation form (for reading a difference; not compared by the caller). The closing SOA
-is left out. dnspython has no MINFO, whose names may come compressed: it is read here as
-RP, which has the same layout.
+is left out.
 
 With `answers`, it then asks the server for each owner and type of the transfer over UDP
 (no EDNS, so DO=0; TCP when truncated; not the DNSSEC types RRSIG, NSEC, NSEC3, whose answers are the DNSSEC
@@ -24,20 +23,24 @@ import dns.name
 import dns.query
 import dns.rdata
 import dns.rdtypes.ANY.RP
+from dns.rdtypes.nsbase import NSBase
 import dns.rcode
 import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
 
 
-class MINFO(dns.rdtypes.ANY.RP.RP):
-    pass
+def register_rfc1035_types():
+    """dnspython has no MINFO, MB, MG, MR, whose names may come compressed: they are read
+    as RP (two names) and NS (one name), which have their layouts."""
+    for name, base in (("MINFO", dns.rdtypes.ANY.RP.RP), ("MB", NSBase), ("MG", NSBase), ("MR", NSBase)):
+        module = types.ModuleType(name.lower())
+        setattr(module, name, type(name, (base,), {}))
+        dns.rdata.register_type(module, dns.rdatatype.from_text(name), name)
 
 
 def main():
-    minfo = types.ModuleType("minfo")
-    minfo.MINFO = MINFO
-    dns.rdata.register_type(minfo, dns.rdatatype.MINFO, "MINFO")
+    register_rfc1035_types()
     port, zone, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     keyring = dns.tsigkeyring.from_text({"xfr": secret})
     origin = dns.name.from_text(zone)
