@@ -45,6 +45,20 @@ enum Cmd {
         /// Zone apex (default: a leading $ORIGIN, else the file name without `.zone`).
         #[arg(long)]
         origin: Option<String>,
+        /// Signed zones: warn about signatures that expire within this many days.
+        #[arg(long, value_name = "DAYS", default_value_t = nsxdp::zone::check::dnssec::DEFAULT_SIG_WARN_DAYS)]
+        sig_warn_days: u32,
+        /// Signed zones: a zone whose signatures have all expired is a warning, not an error.
+        #[arg(long)]
+        force: bool,
+        /// Judge signature times at this time, YYYYMMDDHHmmSS (UTC) or Unix seconds
+        /// (default: now).
+        #[arg(long, value_parser = parse_check_time)]
+        time: Option<u64>,
+        /// Skip the checks of signed zones (NSEC/NSEC3 chains, signatures), as
+        /// `kzonecheck -d off` does; they run for every zone with DNSKEY records at its apex.
+        #[arg(long)]
+        no_dnssec: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -158,14 +172,18 @@ fn main() -> ExitCode {
 
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Cmd::Check { origin, files } => {
+        Cmd::Check { origin, sig_warn_days, force, time, no_dnssec, files } => {
             if origin.is_some() && files.len() > 1 {
                 bail!("--origin applies to one zone file only");
             }
             let origin = origin.as_deref().map(parse_origin).transpose()?;
+            let now = time.unwrap_or_else(|| {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+            });
+            let dnssec = (!no_dnssec).then_some(check::dnssec::Options { now, sig_warn_days, force });
             let mut ok = true;
             for f in &files {
-                let loaded = load(f, origin.as_ref())?;
+                let loaded = load(f, origin.as_ref(), dnssec.as_ref())?;
                 ok &= loaded.is_servable();
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -712,9 +730,19 @@ fn report_diagnostics(path: &Path) {
     }
 }
 
-/// Loads and checks a zone file, printing its diagnostics.
-fn load(path: &Path, origin: Option<&Name>) -> anyhow::Result<Loaded> {
-    let loaded = parse::load_file(path, origin).with_context(|| format!("{}", path.display()))?;
+/// `--time`: YYYYMMDDHHmmSS or Unix seconds.
+fn parse_check_time(s: &str) -> Result<u64, String> {
+    check::dnssec::parse_time(s).ok_or_else(|| format!("'{s}' is neither YYYYMMDDHHmmSS nor Unix seconds"))
+}
+
+/// Loads and checks a zone file (with the DNSSEC checks, if options for them are given),
+/// printing its diagnostics.
+fn load(path: &Path, origin: Option<&Name>, dnssec: Option<&check::dnssec::Options>) -> anyhow::Result<Loaded> {
+    let mut loaded = parse::parse_file(path, origin).with_context(|| format!("{}", path.display()))?;
+    match dnssec {
+        Some(opts) => check::check_signed(&mut loaded, opts),
+        None => check::check(&mut loaded),
+    }
     report(path, &loaded);
     Ok(loaded)
 }

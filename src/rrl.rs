@@ -282,7 +282,7 @@ impl Limiter {
     /// [`crate::answer::Outcome`] gives them) to `client` may be sent, at `now_ms` (a
     /// monotonic clock in milliseconds). `valid_cookie`: the client proved with a DNS
     /// server cookie (RFC 7873) that its address is not spoofed, which exempts it, as in
-    /// Knot (the engine's `Outcome::Reply::valid_cookie`).
+    /// Knot (the engine's `Outcome::Reply::cookie` is `CookieSeen::Valid`).
     #[inline]
     pub fn check(
         &mut self,
@@ -461,6 +461,38 @@ pub fn slip_reply(msg: &mut [u8], len: usize) -> usize {
             12
         }
     }
+}
+
+/// Turns the response in `msg[..len]` to a query that carried a client cookie but no valid
+/// server cookie into the slip BIND sends such clients (RFC 7873 §5.2.3–4): BADCOOKIE with
+/// the question and the OPT record that carries the client cookie and our fresh server
+/// cookie, with which the client's retry proves its address and passes. The engine puts that
+/// OPT last (`answer::CookieSeen::Unproven`); a response that does not end with it is left
+/// alone and None returned.
+pub fn badcookie_reply(msg: &mut [u8], len: usize) -> Option<usize> {
+    use crate::cookie::{OPTION_CODE, REPLY_LEN};
+    let len = len.min(msg.len());
+    // Root owner, TYPE, CLASS, TTL (ext rcode, version, flags), RDLEN; option code and length.
+    const OPT: usize = 11 + 4 + REPLY_LEN;
+    let opt_at = len.checked_sub(OPT).filter(|&at| at >= 12)?;
+    let opt = &msg[opt_at..len];
+    let be = |i: usize| u16::from_be_bytes([opt[i], opt[i + 1]]);
+    if opt[0] != 0 || be(1) != crate::wire::rdata::rtype::OPT || usize::from(be(9)) != 4 + REPLY_LEN {
+        return None;
+    }
+    if be(11) != OPTION_CODE || usize::from(be(13)) != REPLY_LEN {
+        return None;
+    }
+    let end = (u16::from_be_bytes([msg[4], msg[5]]) == 1).then(|| question_end(&msg[..opt_at])).flatten()?;
+    msg.copy_within(opt_at..len, end);
+    // BADCOOKIE is 23: 7 in the header, 1 in the OPT's extended rcode. AA and TC clear.
+    let badcookie = crate::wire::message::rcode::BADCOOKIE;
+    msg[2] &= !0x06;
+    msg[3] = msg[3] & 0xF0 | (badcookie & 0xF) as u8;
+    msg[6..10].fill(0);
+    msg[10..12].copy_from_slice(&1u16.to_be_bytes());
+    msg[end + 5] = (badcookie >> 4) as u8;
+    Some(end + OPT)
 }
 
 /// Where the question of a message ends (an uncompressed name, as questions are).
@@ -740,5 +772,38 @@ mod tests {
         assert_eq!(slip_reply(&mut compressed, 18), 12);
         let mut tiny = vec![0u8; 5];
         assert_eq!(slip_reply(&mut tiny, 5), 5);
+    }
+
+    #[test]
+    fn badcookie_replies_keep_the_question_and_the_cookie() {
+        // A response: header (AA, AN 1, AR 1), question, an A record, OPT with a COOKIE.
+        let cookie: Vec<u8> = (1..=24).collect();
+        let mut m = vec![0xab, 0xcd, 0x85, 0x00, 0, 1, 0, 1, 0, 0, 0, 1];
+        m.extend_from_slice(b"\x03www\x07example\x00\x00\x01\x00\x01");
+        let q_end = m.len();
+        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 1]);
+        let opt_at = m.len();
+        m.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 28, 0, 10, 0, 24]);
+        m.extend_from_slice(&cookie);
+        let opt = m[opt_at..].to_vec();
+        let len = m.len();
+        let n = badcookie_reply(&mut m, len).expect("a BADCOOKIE");
+        assert_eq!(n, q_end + opt.len());
+        assert_eq!(&m[..12], &[0xab, 0xcd, 0x81, 0x07, 0, 1, 0, 0, 0, 0, 0, 1], "rcode 7, AA clear, OPT only");
+        assert_eq!(&m[q_end..q_end + 5], &opt[..5]);
+        assert_eq!(m[q_end + 5], 1, "extended rcode: 1 × 16 + 7 = 23");
+        assert_eq!(&m[q_end + 6..n], &opt[6..], "DO, the option and the cookie kept");
+        // A response that does not end with our cookie is left alone.
+        for cut in [1, 4, 24] {
+            let mut other = m[..n - cut].to_vec();
+            let before = other.clone();
+            assert_eq!(badcookie_reply(&mut other, n - cut), None, "{cut}");
+            assert_eq!(other, before);
+        }
+        let mut no_question = m[..n].to_vec();
+        no_question[5] = 0;
+        assert_eq!(badcookie_reply(&mut no_question, n), None);
+        let mut tiny = vec![0u8; 5];
+        assert_eq!(badcookie_reply(&mut tiny, 5), None);
     }
 }

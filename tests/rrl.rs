@@ -75,6 +75,51 @@ fn fetch_cookie(src: &str, server: SocketAddr) -> Vec<u8> {
     m[at + 4..at + 28].to_vec()
 }
 
+/// What a client that comes with a client cookie alone during a flood of its prefix sees.
+#[derive(Debug, Default)]
+struct FirstContact {
+    /// BADCOOKIE slips (RFC 7873 §5.2.3), each with the question, no records and our cookie.
+    badcookie: u64,
+    /// TC slips (wrong for a client that sent a cookie) and full answers.
+    truncated: u64,
+    full: u64,
+    /// The client and server cookie of the last BADCOOKIE.
+    cookie: Option<Vec<u8>>,
+}
+
+/// Sends `count` queries with a client cookie alone from `src`, 20 ms apart, and sorts the
+/// replies.
+fn first_contact(src: &str, server: SocketAddr, count: u16) -> FirstContact {
+    let client_cookie = *b"latecomr";
+    let sock = UdpSocket::bind((src, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut seen = FirstContact::default();
+    let mut buf = [0u8; 4096];
+    for id in 0..count {
+        sock.send_to(&cookie_query(id, "example.com.", &client_cookie), server).unwrap();
+        while let Ok(n) = sock.recv(&mut buf) {
+            let m = &buf[..n];
+            let head = [&[0u8, 10, 0, 24][..], &client_cookie].concat();
+            let at = m.windows(head.len()).position(|w| w == head);
+            match (m[3] & 0x0F, m[2] & 0x02 != 0) {
+                (_, true) => seen.truncated += 1,
+                (7, false) => {
+                    // 23 = 7 in the header and 1 in the OPT (the last record, its TTL's
+                    // first octet); QD 1, AN 0, NS 0, AR 1.
+                    assert_eq!(&m[4..12], &[0, 1, 0, 0, 0, 0, 0, 1], "BADCOOKIE counts: {m:?}");
+                    assert_eq!(m[n - 39..n - 36], [0, 0, 41], "OPT last: {m:?}");
+                    assert_eq!(m[n - 34], 1, "extended rcode 1 (BADCOOKIE): {m:?}");
+                    let at = at.unwrap_or_else(|| panic!("BADCOOKIE without our cookie: {m:?}"));
+                    seen.cookie = Some(m[at + 4..at + 28].to_vec());
+                    seen.badcookie += 1;
+                }
+                _ => seen.full += 1,
+            }
+        }
+    }
+    seen
+}
+
 /// Sends `count` queries for `name` from `src` to `server`, `per_sec` a second (in bursts of
 /// a millisecond's worth), and counts what comes back until 500 ms after the last one.
 fn client(src: &str, server: SocketAddr, name: &str, count: u64, per_sec: u64) -> Tally {
@@ -169,14 +214,26 @@ fn a_spoofed_flood_is_limited_per_prefix() {
     // A client inside the flooded 127.1.0.0/24 that proves its address with a server
     // cookie (fetched before the flood) is answered throughout.
     let cookie = fetch_cookie("127.1.0.3", addr);
-    let ((flood, exempt, other), with_cookie) = std::thread::scope(|s| {
+    // Another comes during the flood with a client cookie alone: its limited replies are
+    // BADCOOKIE with a server cookie (not TC), with which it is then answered.
+    let ((flood, exempt, other), with_cookie, (late, late_then)) = std::thread::scope(|s| {
         let c = s.spawn(|| cookie_client("127.1.0.3", addr, "example.com.", 100, 40, Some(&cookie)));
+        let l = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            let late = first_contact("127.1.0.4", addr, 40);
+            let cookie = late.cookie.clone().unwrap_or_else(|| panic!("no BADCOOKIE in the flood: {late:?}"));
+            (late, cookie_client("127.1.0.4", addr, "example.com.", 50, 40, Some(&cookie)))
+        });
         let f = run_flood(addr, ["127.1.0.1", "127.1.0.2", "127.2.0.1", "127.3.0.9", "127.5.0.1"], |f| f());
-        (f, c.join().unwrap())
+        (f, c.join().unwrap(), l.join().unwrap())
     });
-    eprintln!("cookie client {with_cookie:?}");
+    eprintln!("cookie client {with_cookie:?}\nlate cookie client {late:?} then {late_then:?}");
     assert_eq!(with_cookie.slipped, 0, "cookie client limited: {with_cookie:?}");
     assert!(with_cookie.full * 100 >= with_cookie.sent * 99, "cookie client: {with_cookie:?}");
+    assert_eq!(late.truncated, 0, "TC slips to a client that sent a cookie: {late:?}");
+    assert!(late.badcookie >= 5, "slip = 2: about half of 40 limited replies are BADCOOKIE: {late:?}");
+    assert_eq!(late_then.slipped, 0, "cookie client limited after BADCOOKIE: {late_then:?}");
+    assert!(late_then.full * 100 >= late_then.sent * 99, "cookie client after BADCOOKIE: {late_then:?}");
     let log_text = || std::fs::read_to_string(dir.path().join("nsxdp.log")).unwrap_or_default();
     drop(server);
     // The log is written by a thread of the test: wait for the last lines.
@@ -193,6 +250,7 @@ fn a_spoofed_flood_is_limited_per_prefix() {
         ["127.1.0.0/24", "127.2.0.0/24"],
         ["127.3.0.0/24", "127.5.0.0/24"],
         "stopping; UDP",
+        (late.badcookie, 40 - late.full),
     );
 }
 
@@ -223,6 +281,7 @@ fn run_flood(
 /// The verdict on a flood from [`run_flood`]: `limited` are the flooded prefixes, `spared`
 /// the exempt one and the other client's; `counters` starts the server's exit line with
 /// the counters of the loops that limited.
+#[allow(clippy::too_many_arguments)]
 fn check(
     flood: &[Tally],
     exempt: &Tally,
@@ -231,6 +290,7 @@ fn check(
     limited: [&str; 2],
     spared: [&str; 2],
     counters: &str,
+    (more_slipped, more_limited): (u64, u64),
 ) {
     // 127.1.0.0/24 (two sources, one bucket) and 127.2.0.0/24: at most rate × time answers
     // (plus the first second's credit), every limited response dropped or slipped, every
@@ -270,8 +330,9 @@ fn check(
         let v = counters.split(' ').find_map(|w| w.strip_prefix(&format!("{k}=")));
         v.unwrap_or_else(|| panic!("{k} in {counters}")).parse().unwrap()
     };
-    let limited: u64 = flood.iter().map(|t| t.sent - t.full).sum();
-    let slipped: u64 = flood.iter().map(|t| t.slipped).sum();
+    // `more_*`: limited replies to other clients of the flooded prefixes.
+    let limited: u64 = flood.iter().map(|t| t.sent - t.full).sum::<u64>() + more_limited;
+    let slipped: u64 = flood.iter().map(|t| t.slipped).sum::<u64>() + more_slipped;
     // Loopback may lose a datagram under load; the counts agree within 1 %.
     let (server_slipped, server_limited) = (field("rrl_slipped"), field("rrl_dropped") + field("rrl_slipped"));
     assert!(server_slipped >= slipped && server_slipped <= slipped + limited / 100, "{counters}");
@@ -358,6 +419,7 @@ fn rrl_through_af_xdp() {
         ["198.18.1.0/24", "198.18.2.0/24"],
         ["198.18.3.0/24", "198.18.5.0/24"],
         "nsxdp: XDP DNS:",
+        (0, 0),
     );
 }
 

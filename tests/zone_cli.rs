@@ -508,7 +508,9 @@ fn good_zones_round_trip() {
         let origin = origin_of(&zone);
         let mut fail = |what: String| problems.push(format!("[{name}] {what}"));
 
-        let out = nsxdp(&["check", p(&zone)]);
+        // Without the checks of signed zones, as kzonecheck runs here (-d off): the good
+        // zones carry made-up keys and signatures (tests/data/signed has real ones).
+        let out = nsxdp(&["check", "--no-dnssec", p(&zone)]);
         if out.status.code() != Some(0) || has_severity(&stderr_of(&out), "error") {
             fail(describe("nsxdp check", &out));
             continue;
@@ -530,7 +532,7 @@ fn good_zones_round_trip() {
         let dump1_file = tmp.path().join(format!("{name}.dump1"));
         fs::write(&dump1_file, &dump1).unwrap();
 
-        let out = nsxdp(&["check", "--origin", &origin, p(&dump1_file)]);
+        let out = nsxdp(&["check", "--no-dnssec", "--origin", &origin, p(&dump1_file)]);
         if out.status.code() != Some(0) || has_severity(&stderr_of(&out), "error") {
             fail(describe("nsxdp check --origin of the dump", &out));
             continue;
@@ -715,7 +717,7 @@ fn rrsets_with_mixed_ttls(dump: &str) -> Vec<String> {
 #[test]
 fn check_accepts_several_files_and_fails_if_any_is_bad() {
     let good = zone_files("good");
-    let mut args: Vec<&str> = vec!["check"];
+    let mut args: Vec<&str> = vec!["check", "--no-dnssec"];
     args.extend(good.iter().map(|z| p(z)));
     let out = nsxdp(&args);
     assert_eq!(out.status.code(), Some(0), "{}", describe("check of all good zones", &out));

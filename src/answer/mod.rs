@@ -95,14 +95,29 @@ impl ResponseClass {
 /// What to do with a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Send the first `len` bytes of the buffer. `valid_cookie`: the query carried a server
-    /// cookie of ours (RFC 7873 §5.2.5), so its source address is not spoofed. `class` and
+    /// Send the first `len` bytes of the buffer. `cookie`: what the query's COOKIE option
+    /// proved (with a valid server cookie of ours its source address is not spoofed). `class` and
     /// `class_name` say what rate limiting counts the response against: `class_name` is the
     /// hash of the question name for positive answers, of the zone's apex for the other
     /// classes, and 0 for errors outside any zone.
-    Reply { len: usize, rcode: u16, truncated: bool, valid_cookie: bool, class: ResponseClass, class_name: u64 },
+    Reply { len: usize, rcode: u16, truncated: bool, cookie: CookieSeen, class: ResponseClass, class_name: u64 },
     /// Send nothing.
     Drop(DropReason),
+}
+
+/// What a query's COOKIE option proved (RFC 7873 §5.2), judged only with cookies on and the
+/// client's address known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieSeen {
+    /// No option, or cookies not judged.
+    None,
+    /// A client cookie with no server cookie or one that is not ours (§5.2.3, §5.2.4): the
+    /// reply ends with an OPT whose one option is the client cookie and a fresh server
+    /// cookie of ours, so that a limited reply can become a BADCOOKIE (see
+    /// `rrl::badcookie_reply`).
+    Unproven,
+    /// A valid server cookie of ours (§5.2.5): the source address is not spoofed.
+    Valid,
 }
 
 /// Longest CNAME/DNAME chain followed (loop protection).
@@ -385,7 +400,8 @@ fn complete(
         .classed(class, class_name);
     match p.cookie {
         Some((_, true)) => Reply(reply.0 | VALID_COOKIE, reply.1),
-        _ => reply,
+        Some((_, false)) => Reply(reply.0 | UNPROVEN_COOKIE, reply.1),
+        None => reply,
     }
 }
 
@@ -801,8 +817,9 @@ fn labels(wire: &[u8]) -> usize {
 #[derive(Clone, Copy)]
 struct Reply(u64, u64);
 
-/// [`Reply`]'s bit for [`Outcome::Reply::valid_cookie`].
+/// [`Reply`]'s bits for [`Outcome::Reply::cookie`].
 const VALID_COOKIE: u64 = 1 << 49;
+const UNPROVEN_COOKIE: u64 = 1 << 50;
 
 impl Reply {
     #[inline]
@@ -818,7 +835,13 @@ impl Reply {
             len: v as u32 as usize,
             rcode: (v >> 32) as u16,
             truncated: (v >> 48) & 1 != 0,
-            valid_cookie: v & VALID_COOKIE != 0,
+            cookie: if v & VALID_COOKIE != 0 {
+                CookieSeen::Valid
+            } else if v & UNPROVEN_COOKIE != 0 {
+                CookieSeen::Unproven
+            } else {
+                CookieSeen::None
+            },
             class,
             class_name: self.1,
         }
@@ -826,11 +849,12 @@ impl Reply {
 }
 
 impl Outcome {
-    /// Marks a reply to a query whose server cookie was ours.
+    /// Marks a reply with what the query's cookie proved (its reply carries the cookie).
     fn with_cookie(self, cookie: Option<(ReplyCookie, bool)>) -> Outcome {
         match (self, cookie) {
-            (Outcome::Reply { len, rcode, truncated, class, class_name, .. }, Some((_, true))) => {
-                Outcome::Reply { len, rcode, truncated, valid_cookie: true, class, class_name }
+            (Outcome::Reply { len, rcode, truncated, class, class_name, .. }, Some((_, valid))) => {
+                let cookie = if valid { CookieSeen::Valid } else { CookieSeen::Unproven };
+                Outcome::Reply { len, rcode, truncated, cookie, class, class_name }
             }
             (o, _) => o,
         }

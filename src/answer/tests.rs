@@ -1727,7 +1727,7 @@ mod cookies {
     #[test]
     fn a_client_cookie_alone_gets_our_server_cookie() {
         let (o, raw) = run(&query("www.example.com.", rtype::A, &CLIENT), &on(), Some(ip()));
-        assert!(matches!(o, Outcome::Reply { valid_cookie: false, .. }), "{o:?}");
+        assert!(matches!(o, Outcome::Reply { cookie: CookieSeen::Unproven, .. }), "{o:?}");
         let r = parse_response(&raw);
         assert_eq!(r.rcode, 0);
         assert_eq!(r.answer.len(), 1);
@@ -1741,21 +1741,21 @@ mod cookies {
         // Half an hour later, the client comes back with it.
         let later = Config { now: NOW + 1800, ..on() };
         let (o, raw) = run(&query("www.example.com.", rtype::A, &cookie), &later, Some(ip()));
-        assert!(matches!(o, Outcome::Reply { valid_cookie: true, rcode: 0, .. }), "{o:?}");
+        assert!(matches!(o, Outcome::Reply { cookie: CookieSeen::Valid, rcode: 0, .. }), "{o:?}");
         let renewed = reply_cookie(&parse_response(&raw)).unwrap();
         // Ten minutes after it was made, the same cookie comes back as it was.
         let soon = Config { now: NOW + 600, ..on() };
         let (o, raw) = run(&query("www.example.com.", rtype::A, &cookie), &soon, Some(ip()));
-        assert!(matches!(o, Outcome::Reply { valid_cookie: true, .. }), "{o:?}");
+        assert!(matches!(o, Outcome::Reply { cookie: CookieSeen::Valid, .. }), "{o:?}");
         assert_eq!(reply_cookie(&parse_response(&raw)), Some(cookie.clone()), "a fresh cookie is echoed");
         assert_eq!(&renewed[..8], &CLIENT);
         assert_eq!(u32::from_be_bytes(renewed[12..16].try_into().unwrap()), NOW + 1800, "a fresh timestamp");
         // From another address, or past its hour, it is not valid (and a new one is given).
         let (o, _) = run(&query("www.example.com.", rtype::A, &cookie), &later, Some("192.0.2.78".parse().unwrap()));
-        assert!(matches!(o, Outcome::Reply { valid_cookie: false, rcode: 0, .. }), "{o:?}");
+        assert!(matches!(o, Outcome::Reply { cookie: CookieSeen::Unproven, rcode: 0, .. }), "{o:?}");
         let (o, _) =
             run(&query("www.example.com.", rtype::A, &cookie), &Config { now: NOW + 3601, ..on() }, Some(ip()));
-        assert!(matches!(o, Outcome::Reply { valid_cookie: false, rcode: 0, .. }), "{o:?}");
+        assert!(matches!(o, Outcome::Reply { cookie: CookieSeen::Unproven, rcode: 0, .. }), "{o:?}");
     }
 
     #[test]
@@ -1790,7 +1790,7 @@ mod cookies {
             let r = parse_response(&raw);
             assert_eq!(r.rcode, 0);
             assert_eq!(r.opt.unwrap().rdlen, 0, "no options");
-            assert!(matches!(o, Outcome::Reply { valid_cookie: false, .. }));
+            assert!(matches!(o, Outcome::Reply { cookie: CookieSeen::None, .. }));
         }
         // A malformed one too: a server without cookies does not judge them.
         let (_, raw) = run(&query("www.example.com.", rtype::A, &[1; 5]), &Config::default(), Some(ip()));

@@ -173,7 +173,12 @@ pub struct TcpServer {
     notify: Option<super::handoff::ControlSide>,
     pub stats: Arc<LoopStats>,
     pub tcp_stats: Arc<TcpStats>,
+    /// The most connections open at once since the heap was last given back ([`Self::tidy`]).
+    crowd: usize,
 }
+
+/// Connections that, once they have come and gone, leave enough heap behind to give back.
+const CROWD: usize = 64;
 
 const LISTENER_TOKENS: usize = 1024;
 
@@ -216,6 +221,7 @@ impl TcpServer {
             notify: None,
             stats: Arc::new(LoopStats::default()),
             tcp_stats: Arc::new(TcpStats::default()),
+            crowd: 0,
         })
     }
 
@@ -270,6 +276,7 @@ impl TcpServer {
             let now = Instant::now();
             if now.duration_since(last_expiry) >= Duration::from_millis(50) {
                 self.expire(now);
+                self.tidy();
                 last_expiry = now;
             }
         }
@@ -522,6 +529,17 @@ impl TcpServer {
                 eprintln!("nsxdp: transfer to {} failed: {e}", c.peer);
                 Err(())
             }
+        }
+    }
+
+    /// When a crowd of connections (an attack, say) has mostly gone, gives the heap they
+    /// used back to the kernel: the allocator would keep it until this thread allocates
+    /// again, which an idle server may not do for hours.
+    fn tidy(&mut self) {
+        self.crowd = self.crowd.max(self.conns.len());
+        if self.crowd >= CROWD && self.conns.len() <= self.crowd / 4 {
+            super::release_freed_memory();
+            self.crowd = self.conns.len();
         }
     }
 

@@ -597,6 +597,7 @@ impl ZoneSet {
     }
 
     /// Makes the current set of snapshots the one every run loop reads (one atomic swap).
+    /// Then the heap that building them freed goes back to the kernel.
     pub fn publish(&self) {
         let snaps = self.zones.iter().filter(|z| z.serving()).filter_map(|z| z.snapshot.clone()).collect();
         let unavailable =
@@ -609,6 +610,7 @@ impl ZoneSet {
             .filter_map(|z| Some((z.name.to_lowercase(), z.journal.clone()?)))
             .collect();
         self.journals.store(Arc::new(journals));
+        super::release_freed_memory();
     }
 
     /// Reloads zone `i` from its file and publishes the result if it changed.
@@ -661,6 +663,21 @@ impl ZoneSet {
         }
         if data_changed && !serial_gt(to, from) {
             match next_serial(from, z.policy, now_unix) {
+                // The SOA of a signed zone is signed: a serial of ours would leave its RRSIG
+                // over another SOA (and the signer's next version would clash with ours).
+                Some(_) if new.is_signed() => {
+                    return fail(format!(
+                        "zone {}: data changed but serial {to} is not above {from}, and the zone is signed \
+                         (DNSKEY or RRSIG records): serial-policy {} would change its signed SOA, which nsxdp \
+                         never does; re-sign the zone upstream with a higher serial",
+                        z.name,
+                        match z.policy {
+                            SerialPolicy::Increment => "increment",
+                            SerialPolicy::Unixtime => "unixtime",
+                            SerialPolicy::Keep => "keep",
+                        }
+                    ))
+                }
                 Some(s) => {
                     if let Err(e) = set_serial(&mut new, s) {
                         return fail(format!("zone {}: raising the serial: {e}", z.name));
@@ -912,6 +929,32 @@ www A 1.2.3
         assert!(matches!(zs.reload(0, 0), Reloaded::Updated { from: 10, to: 11, .. }));
         assert_eq!(journal.lock().unwrap().last_serial(), 11);
         assert_eq!(journal.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_signed_zone_keeps_its_soa() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut zs, file) = set(dir.path());
+        // Signed (an RRSIG over the SOA, made up: nothing here validates it).
+        let signed = format!("{V1}@ RRSIG SOA 13 2 300 20461201000000 20261201000000 1 r.test. c2ln\n");
+        std::fs::write(&file, signed.replace(" 10 ", " 11 ")).unwrap();
+        assert!(matches!(zs.reload(0, 0), Reloaded::Updated { from: 10, to: 11, .. }));
+        // Changed data under the same serial: refused whatever the policy would raise it to,
+        // and what runs stays.
+        for policy in [SerialPolicy::Increment, SerialPolicy::Unixtime] {
+            zs.zones[0].policy = policy;
+            std::fs::write(&file, signed.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.9")).unwrap();
+            match zs.reload(0, 1_800_000_000) {
+                Reloaded::Failed { error } => {
+                    assert!(error.contains("signed") && error.contains("re-sign the zone upstream"), "{error}")
+                }
+                r => panic!("{r:?}"),
+            }
+            assert_eq!(served_serial(&zs), 11);
+        }
+        // Under keep, the change is served with the file's SOA as it is.
+        zs.zones[0].policy = SerialPolicy::Keep;
+        assert!(matches!(zs.reload(0, 0), Reloaded::Updated { from: 11, to: 11, .. }));
     }
 
     #[test]

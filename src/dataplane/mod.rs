@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::answer::{Catalog, DropReason, Outcome};
+use crate::answer::{Catalog, CookieSeen, DropReason, Outcome};
 use crate::rrl::{self, Key, Limiter, Verdict};
 
 /// The published set of zones: swapped whole, loaded once per batch.
@@ -179,15 +179,18 @@ impl LoopRrl {
 
     /// What goes out for the outcome `o` (the `i`-th given to [`LoopRrl::prepare`]): the
     /// length to send from `msg` (the response, rewritten in place into its slip when
-    /// limited with a slip), or None.
+    /// limited with a slip: BADCOOKIE for a client that sent a cookie, else TC), or None.
     #[inline]
     pub fn apply(&mut self, i: usize, o: &Outcome, msg: &mut [u8]) -> Option<usize> {
-        let Outcome::Reply { len, valid_cookie, .. } = *o else { return None };
+        let Outcome::Reply { len, cookie, .. } = *o else { return None };
         let Some(k) = self.keys.get(i).copied().flatten() else { return Some(len) };
         // A query with our server cookie proves its source: never limited.
-        match self.limiter.charge(self.now_ms, &k, valid_cookie) {
+        match self.limiter.charge(self.now_ms, &k, cookie == CookieSeen::Valid) {
             Verdict::Pass => Some(len),
             Verdict::Drop => None,
+            Verdict::Slip if cookie == CookieSeen::Unproven => {
+                Some(rrl::badcookie_reply(msg, len).unwrap_or_else(|| rrl::slip_reply(msg, len)))
+            }
             Verdict::Slip => Some(rrl::slip_reply(msg, len)),
         }
     }

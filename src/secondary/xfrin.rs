@@ -519,10 +519,7 @@ pub fn apply_strict(zone: &mut Zone, changesets: &[Changeset]) -> Result<(), Xfr
             }
         }
         for r in &cs.added {
-            if zone
-                .rrset(&r.owner, r.rtype)
-                .is_some_and(|s| s.rdata.iter().any(|x| rdata::canonical_eq(r.rtype, x, &r.rdata)))
-            {
+            if zone.contains_record(&r.owner, r.rtype, None, &r.rdata) {
                 return Err(XfrInError::Invalid(format!(
                     "IXFR adds a record the zone already has: {} type {}",
                     r.owner, r.rtype

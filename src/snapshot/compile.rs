@@ -5,7 +5,7 @@ use super::{rr_starts, NodeRec, RrsetRec, ZoneImage, NONE};
 use crate::wire::name::{is_suffix_wire, lowercase_into, Name};
 use crate::wire::rdata::{self, rtype};
 use crate::zone::parse::type_name;
-use crate::zone::{soa_minimum, Rrset, Tree, Zone};
+use crate::zone::{soa_minimum, Tree, Zone};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -43,9 +43,11 @@ fn compile_in(zone: &Zone, two: bool) -> Result<Draft, CompileError> {
     // two threads, the tree is cut in two parts of about the same worst case, each with its
     // stretch of the buffer; the second part is moved down to close the gap afterwards.
     let bound = |i: usize| tree.get(i).node.map_or(0, |n| n.rrsets.rdata_octets() + 14 * n.rrsets.records());
-    let rrsets_of = |i: usize| tree.get(i).node.map_or(0, |n| n.rrsets.len());
+    // One fragment per type: the RRSIGs of a name, whatever they cover, make one (each
+    // record keeps its own TTL in it).
+    let rrsets_of = |i: usize| tree.get(i).node.map_or(0, |n| n.rrsets.type_count());
     let total = zone.rdata_octets() + 14 * zone.rr_count();
-    let rrset_count: usize = zone.nodes().map(|n| n.rrsets.len()).sum();
+    let rrset_count: usize = zone.nodes().map(|n| n.rrsets.type_count()).sum();
     let names_len: usize = (0..tree.len()).map(|i| tree.get(i).name.len()).sum();
     if names_len >= u32::MAX as usize {
         return Err(CompileError::TooLarge(origin.clone()));
@@ -162,17 +164,9 @@ fn compile_in(zone: &Zone, two: bool) -> Result<Draft, CompileError> {
     let start = img.data.len();
     img.data.resize(start + soa.rdata.octets() + 14 * soa.rdata.len(), 0);
     let mut out = Out { buf: &mut img.data[start..], len: 0 };
-    let mut neg = render(
-        &mut out,
-        &mut img.extras,
-        &mut Scratch::default(),
-        origin,
-        origin.as_wire(),
-        rtype::SOA,
-        ttl,
-        soa,
-        &|_| None,
-    )?;
+    let mut scratch = Scratch::default();
+    scratch.rdatas.extend(soa.rdata.iter().map(|r| (r, ttl)));
+    let mut neg = render(&mut out, &mut img.extras, &mut scratch, origin, origin.as_wire(), rtype::SOA, &|_| None)?;
     let used = out.len;
     img.data.truncate(start + used);
     neg.data_off += start as u32;
@@ -219,7 +213,7 @@ fn render_names(
     let mut name_at = 0;
     for (i, slot) in part.zip(nodes.iter_mut()) {
         let t = tree.get(i);
-        let count = t.node.map_or(0, |n| n.rrsets.len());
+        let count = t.node.map_or(0, |n| n.rrsets.type_count());
         *slot = NodeRec {
             name_off: (name_base + name_at) as u32,
             name_len: t.name.len() as u8,
@@ -232,18 +226,15 @@ fn render_names(
         name_at += t.name.len();
         rrset_base += count;
         let Some(node) = t.node else { continue };
-        for (ty, set) in &node.rrsets {
-            let rec = render(
-                &mut out,
-                &mut extras,
-                &mut scratch,
-                origin,
-                node.name.as_wire(),
-                ty,
-                set.ttl,
-                set,
-                address_node,
-            )?;
+        let mut sets = node.rrsets.iter().peekable();
+        while let Some((ty, set)) = sets.next() {
+            scratch.rdatas.clear();
+            scratch.rdatas.extend(set.rdata.iter().map(|r| (r, set.ttl)));
+            // The RRSIG sets (one per covered type, each with its TTL) make one fragment.
+            while let Some((_, more)) = sets.next_if(|(t, _)| *t == ty) {
+                scratch.rdatas.extend(more.rdata.iter().map(|r| (r, more.ttl)));
+            }
+            let rec = render(&mut out, &mut extras, &mut scratch, origin, node.name.as_wire(), ty, address_node)?;
             if let Some(slot) = recs.next() {
                 *slot = rec;
             }
@@ -268,7 +259,8 @@ impl Out<'_> {
 /// Buffers reused from one RRset to the next.
 #[derive(Default)]
 struct Scratch<'z> {
-    rdatas: Vec<&'z [u8]>,
+    /// The records to render: rdata and TTL.
+    rdatas: Vec<(&'z [u8], u32)>,
     apex_ptrs: Vec<u16>,
     owner_ptrs: Vec<u16>,
     adds: Vec<(u16, u32)>,
@@ -278,12 +270,12 @@ struct Scratch<'z> {
 
 /// Sorts the rdata of an RRset into canonical order (RFC 4034 §6.3: canonical forms
 /// compared as octet strings) without allocating per record.
-fn sort_canonical(ty: u16, rdatas: &mut [&[u8]], key_a: &mut Vec<u8>, key_b: &mut Vec<u8>) {
+fn sort_canonical(ty: u16, rdatas: &mut [(&[u8], u32)], key_a: &mut Vec<u8>, key_b: &mut Vec<u8>) {
     if rdatas.len() < 2 {
         return;
     }
     if !rdata::lowercase_in_canonical_form(ty) {
-        rdatas.sort_unstable();
+        rdatas.sort_unstable_by(|a, b| a.0.cmp(b.0));
         return;
     }
     let canonical = |r: &[u8], key: &mut Vec<u8>| {
@@ -293,15 +285,15 @@ fn sort_canonical(ty: u16, rdatas: &mut [&[u8]], key_a: &mut Vec<u8>, key_b: &mu
         let _ = rdata::for_each_name(ty, r, |n| key[n.offset..n.offset + n.len].make_ascii_lowercase());
     };
     rdatas.sort_unstable_by(|a, b| {
-        canonical(a, key_a);
-        canonical(b, key_b);
+        canonical(a.0, key_a);
+        canonical(b.0, key_b);
         key_a.as_slice().cmp(key_b.as_slice())
     });
 }
 
-/// Renders one RRset into `out`, returning its record (fragment offset from the start of
-/// `out`'s buffer, extras offset in `extras`).
-#[allow(clippy::too_many_arguments)]
+/// Renders the records in `scratch.rdatas` (rdata and TTL; of type `ty` at `owner`) as one
+/// fragment into `out`, returning its record (fragment offset from the start of `out`'s
+/// buffer, extras offset in `extras`).
 fn render<'z>(
     out: &mut Out<'_>,
     extras: &mut Vec<u16>,
@@ -309,12 +301,9 @@ fn render<'z>(
     origin: &Name,
     owner: &[u8],
     ty: u16,
-    ttl: u32,
-    set: Rrset<'z>,
     additional_node: &dyn Fn(&[u8]) -> Option<u32>,
 ) -> Result<RrsetRec, CompileError> {
     let Scratch { rdatas, apex_ptrs, owner_ptrs, adds, key_a, key_b } = scratch;
-    rdatas.clear();
     apex_ptrs.clear();
     owner_ptrs.clear();
     adds.clear();
@@ -324,12 +313,11 @@ fn render<'z>(
     let owner_compress = owner.len() > origin.len() && !owner.starts_with(b"\x01*");
     // NS, MX and SRV name one target each, which calls for additional A/AAAA records.
     let has_target = matches!(ty, rtype::NS | rtype::MX | rtype::SRV);
-    rdatas.extend(set.rdata.iter());
     sort_canonical(ty, rdatas, key_a, key_b);
     let bad = || CompileError::BadRdata { owner: Name::from_wire_trusted(owner), rtype: type_name(ty) };
     let data = out;
     let start = data.len;
-    for rd in rdatas.iter() {
+    for &(rd, ttl) in rdatas.iter() {
         // The owner pointer (C0 00) is filled in at answer time.
         let mut header = [0xC0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         header[2..4].copy_from_slice(&ty.to_be_bytes());
@@ -400,6 +388,29 @@ mod tests {
     use super::*;
     use crate::zone::parse::load_text;
     use std::path::Path;
+
+    #[test]
+    fn signatures_keep_their_ttls_through_a_snapshot() {
+        for (text, origin) in [
+            (include_str!("../../tests/data/signed/nsec.test.zone"), "nsec.test."),
+            (include_str!("../../tests/data/signed/nsec3.test.zone"), "nsec3.test."),
+        ] {
+            let origin = Name::parse_text(origin.as_bytes(), None).unwrap();
+            let l = load_text(Path::new("t.zone"), text.as_bytes(), &origin);
+            assert!(l.is_servable() && l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("z.snap");
+            crate::snapshot::write_snapshot(&path, &compile(&l.zone).unwrap()).unwrap();
+            let snap = crate::snapshot::Snapshot::open(&path).unwrap();
+            let back = crate::snapshot::to_zone(snap.zone()).unwrap();
+            assert!(l.zone.diff(&back).is_empty(), "{:?}", l.zone.diff(&back));
+            assert_eq!(back.records_canonical(), l.zone.records_canonical());
+            // www has A of TTL 300 and AAAA of 3600: so have their signatures.
+            let www = back.get(&origin.prepend(b"www").unwrap()).unwrap();
+            assert_eq!(www.signatures(rtype::A).map(|s| s.ttl), Some(300));
+            assert_eq!(www.signatures(rtype::AAAA).map(|s| s.ttl), Some(3600));
+        }
+    }
 
     #[test]
     fn two_threads_render_the_same() {

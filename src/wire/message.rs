@@ -38,6 +38,8 @@ pub mod rcode {
     pub const NOTAUTH: u8 = 9;
     /// Extended (needs OPT): 16.
     pub const BADVERS: u16 = 16;
+    /// Extended: 23, a bad or missing server cookie (RFC 7873 §8).
+    pub const BADCOOKIE: u16 = 23;
 }
 
 /// Opcodes (RFC 1035, 1996, 2136).

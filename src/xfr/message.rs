@@ -4,12 +4,11 @@
 //!
 //! Names are compressed within each message (RFC 1035 §4.1.4): owners always, and names
 //! inside the rdata of the RFC 1035 types (RFC 3597 §4); every name written whole becomes a
-//! target for later ones. The table of targets lives in a [`Compressor`] that is cleared,
-//! not freed, between messages. Matching is exact, octet for octet, so every name reaches
+//! target for later ones. The table of targets lives in a [`Compressor`]; a transfer frees
+//! it after each message ([`Compressor::release`]), so that one waiting for a slow reader
+//! holds none. Matching is exact, octet for octet, so every name reaches
 //! the peer in the case it has in the zone (zone owners are lowercase; rdata keeps the
 //! zone file's case).
-
-use rustc_hash::FxHashMap;
 
 use super::Rr;
 use crate::wire::name::MAX_NAME_LEN;
@@ -101,12 +100,20 @@ impl Options {
     }
 }
 
+/// Slots of a message's compression targets: a 16 KiB message has a few hundred distinct
+/// suffixes below [`POINTER_RANGE`], and few of them share a slot among 8,192 (the table
+/// lives only while a message is made, so its size costs no memory held).
+const TARGET_SLOTS: usize = 8192;
+
 /// Where names already written to the current message are, by a hash of their suffixes.
 /// A hit is checked against the message bytes before a pointer is written, so a
 /// hash collision costs a missed compression, never a wrong name.
 #[derive(Debug, Default)]
 pub struct Compressor {
-    targets: FxHashMap<u64, u16>,
+    /// The offset of the first name written with each suffix, in the slot of the suffix's
+    /// hash (0: none, as the header is at 0; a suffix whose slot is taken is no target).
+    /// None between messages.
+    targets: Option<Box<[u16]>>,
     /// The owner of the last record written to the message (empty: none yet), and where it
     /// was written (`owner_at..owner_end`, as a name compressed or not). Records of one
     /// owner come together in a transfer, so most owners repeat the one before.
@@ -120,9 +127,18 @@ impl Compressor {
         Compressor::default()
     }
 
+    /// Ready for a new message.
     fn clear(&mut self) {
-        self.targets.clear();
+        match &mut self.targets {
+            Some(t) => t.fill(0),
+            None => self.targets = Some(vec![0; TARGET_SLOTS].into_boxed_slice()),
+        }
         self.owner.clear();
+    }
+
+    /// The message is done: the table goes (a transfer between messages holds none).
+    pub fn release(&mut self) {
+        self.targets = None;
     }
 
     /// Writes the owner `name` at `buf[at..]`, ending before `limit`: when it is the last
@@ -189,15 +205,16 @@ impl Compressor {
             }
             hashes[k] = h;
         }
+        let slot = |h: u64| (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 51) as usize % TARGET_SLOTS;
+        let targets = self.targets.get_or_insert_with(|| vec![0; TARGET_SLOTS].into_boxed_slice());
         let mut hit = None;
         if compress {
             for k in 0..n {
                 let s = starts[k] as usize;
-                if let Some(&off) = self.targets.get(&hashes[k]) {
-                    if (off as usize) < at && same_name(&buf[..at], off as usize, &name[s..]) {
-                        hit = Some((s, off));
-                        break;
-                    }
+                let off = targets[slot(hashes[k])];
+                if off != 0 && (off as usize) < at && same_name(&buf[..at], off as usize, &name[s..]) {
+                    hit = Some((s, off));
+                    break;
                 }
             }
         }
@@ -215,7 +232,10 @@ impl Compressor {
             if s >= literal || at + s >= POINTER_RANGE {
                 break;
             }
-            self.targets.entry(hashes[k]).or_insert((at + s) as u16);
+            let t = &mut targets[slot(hashes[k])];
+            if *t == 0 {
+                *t = (at + s) as u16;
+            }
         }
         Some(end)
     }

@@ -129,6 +129,8 @@ impl Sender {
                 }
             }
             let len = w.finish(self.opts.edns_udp_size);
+            // The next message may be long in coming (a slow reader): hold no table till then.
+            self.comp.release();
             return Ok((len, src.done()));
         }
     }

@@ -1,7 +1,11 @@
 //! Whole-zone checks: what makes a zone unservable (errors) or suspicious (warnings).
 //!
 //! Record-level problems (syntax, out-of-zone owners, a second SOA or CNAME, differing
-//! TTLs) are found while parsing; this pass looks at the zone as a tree.
+//! TTLs) are found while parsing; this pass looks at the zone as a tree. The checks of a
+//! signed zone's proof material and signature times are in [`dnssec`] (they depend on the
+//! time, which the caller gives).
+
+pub mod dnssec;
 
 use super::parse::{type_name, Loaded, Severity};
 use super::{SrcPos, Zone};
@@ -28,6 +32,14 @@ fn ancestors(w: &[u8], apex_len: usize) -> impl Iterator<Item = &[u8]> {
 /// Runs every check, adding diagnostics to `loaded`.
 pub fn check(loaded: &mut Loaded) {
     let found = problems(&loaded.zone);
+    add(loaded, found);
+}
+
+/// [`check`], and for a signed zone the DNSSEC checks ([`dnssec::problems`]) judged with
+/// `opts` (the time among them).
+pub fn check_signed(loaded: &mut Loaded, opts: &dnssec::Options) {
+    let mut found = problems(&loaded.zone);
+    found.extend(dnssec::problems(&loaded.zone, opts));
     add(loaded, found);
 }
 

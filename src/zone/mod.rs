@@ -30,9 +30,16 @@ pub struct SrcPos {
 
 /// All records of one type at one name (a view into the node's [`RrsetMap`]). Rdata is
 /// unique in canonical form.
+///
+/// RRSIG records are not one RRset per name: the signatures covering each type are an
+/// RRset of their own, with their own TTL (the covered RRset's, RFC 4034 §3, RFC 4035
+/// §2.2), never merged with or deduplicated against those covering another type. `covered`
+/// says which type they cover; see [`Node::signatures`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rrset<'a> {
     pub ttl: u32,
+    /// For RRSIG sets, the type the signatures cover; 0 for every other type.
+    pub covered: u16,
     pub rdata: RdataList<'a>,
     /// Where the first record of the set was read (zero for records from elsewhere).
     pub src: SrcPos,
@@ -113,9 +120,15 @@ pub struct Node {
 }
 
 /// The RRsets of a node and all their records in one buffer (one allocation per name, sized
-/// to fit): per RRset, in type order, a header of [`HEADER`] octets (type u16, TTL u32,
-/// source file u16, source line u32, record count u32, octets of records u32, little
-/// endian) and the records, each its rdata length (u16) and rdata.
+/// to fit): per RRset, in key order, a header of [`HEADER`] octets (type u16, TTL u32,
+/// source file u16, source line u32, record count u32, octets of records u32, covered type
+/// u16, little endian) and the records, each its rdata length (u16) and rdata.
+///
+/// An RRset's key is its type and, for RRSIG, the type its records cover ([`rrset_key`]):
+/// the signatures over each type are an RRset of their own (each with its own TTL), and
+/// they lie together, in covered-type order, where type RRSIG sorts. Iteration
+/// ([`RrsetMap::iter`]) gives each of them; [`RrsetMap::get`] is for the other types and
+/// [`RrsetMap::signatures`] for RRSIGs.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct RrsetMap {
     buf: Vec<u8>,
@@ -137,12 +150,31 @@ fn type_bit(t: u16) -> u8 {
         rtype::SOA => 8,
         rtype::DNAME => 16,
         rtype::AAAA => 32,
+        rtype::RRSIG => 64,
+        rtype::DS => 128,
         _ => 0,
     }
 }
 
+/// The key an RRset is kept under in an [`RrsetMap`]: the type in the high half and, for
+/// RRSIG, the covered type (the first two octets of its rdata, RFC 4034 §3.1) in the low
+/// half; zero there for every other type. RRsets sort by key.
+pub fn rrset_key(t: u16, rdata: &[u8]) -> u32 {
+    let covered = match (t, rdata) {
+        (rtype::RRSIG, [a, b, ..]) => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    };
+    (t as u32) << 16 | covered as u32
+}
+
+/// The type an RRSIG record covers (its first rdata field), or None if the rdata is too
+/// short to say.
+pub fn rrsig_covered(rdata: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*rdata.first()?, *rdata.get(1)?]))
+}
+
 /// Octets of an RRset header in an [`RrsetMap`].
-const HEADER: usize = 20;
+const HEADER: usize = 22;
 /// [`HEADER`], for those who size an [`RrsetMap`] in advance.
 pub(crate) const RRSET_HEADER: usize = HEADER;
 
@@ -164,6 +196,12 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+/// The key of the RRset whose header starts at `at`.
+#[inline]
+fn key_at(b: &[u8], at: usize) -> u32 {
+    (u16_at(b, at) as u32) << 16 | u16_at(b, at + 20) as u32
+}
+
 /// The RRset whose header starts at `at`: its type, the RRset, and where the next one starts.
 #[inline]
 fn rrset_at(b: &[u8], at: usize) -> (u16, Rrset<'_>, usize) {
@@ -172,6 +210,7 @@ fn rrset_at(b: &[u8], at: usize) -> (u16, Rrset<'_>, usize) {
     let end = at + HEADER + octets;
     let set = Rrset {
         ttl: u32::from_le_bytes([h[2], h[3], h[4], h[5]]),
+        covered: u16::from_le_bytes([h[20], h[21]]),
         src: SrcPos { file: u16::from_le_bytes([h[6], h[7]]), line: u32::from_le_bytes([h[8], h[9], h[10], h[11]]) },
         rdata: RdataList { bytes: &b[at + HEADER..end], count: u32::from_le_bytes([h[12], h[13], h[14], h[15]]) },
     };
@@ -179,7 +218,9 @@ fn rrset_at(b: &[u8], at: usize) -> (u16, Rrset<'_>, usize) {
 }
 
 impl RrsetMap {
-    /// (type, RRset) in type order.
+    /// (type, RRset) in key order: by type, and the RRSIG sets (one per covered type, each
+    /// with its own TTL, `Rrset::covered` telling them apart) by the type they cover. Every
+    /// record of the node is in exactly one of them.
     pub fn iter(&self) -> RrsetIter<'_> {
         RrsetIter { buf: &self.buf, pos: 0 }
     }
@@ -188,34 +229,86 @@ impl RrsetMap {
         self.iter().map(|e| e.1)
     }
 
-    /// The types, in order.
+    /// The types, in order, each once (RRSIG once however many types it covers).
     pub fn types(&self) -> impl Iterator<Item = u16> + '_ {
         let mut pos = 0;
-        std::iter::from_fn(move || {
+        let mut last = None;
+        std::iter::from_fn(move || loop {
             if pos >= self.buf.len() {
                 return None;
             }
             let t = u16_at(&self.buf, pos);
             pos += HEADER + u32_at(&self.buf, pos + 16) as usize;
-            Some(t)
+            if last != Some(t) {
+                last = Some(t);
+                return Some(t);
+            }
         })
     }
 
+    /// The RRset of type `t`. None for RRSIG, which is one RRset per covered type: see
+    /// [`RrsetMap::signatures`].
     pub fn get(&self, t: &u16) -> Option<Rrset<'_>> {
-        if !self.may_have(*t) {
+        if *t == rtype::RRSIG || !self.may_have(*t) {
             return None;
         }
-        self.find(*t).ok().map(|at| self.rrset_at(at))
+        self.find((*t as u32) << 16).ok().map(|at| self.rrset_at(at))
     }
 
-    /// True if there is an RRset of type `t`.
+    /// The RRSIG RRset covering type `covered`: the signatures over the RRset of that type
+    /// at this name, with their own TTL.
+    pub fn signatures(&self, covered: u16) -> Option<Rrset<'_>> {
+        if !self.may_have(rtype::RRSIG) {
+            return None;
+        }
+        self.find((rtype::RRSIG as u32) << 16 | covered as u32).ok().map(|at| self.rrset_at(at))
+    }
+
+    /// Every RRSIG RRset of the node: (covered type, RRset), in covered-type order.
+    pub fn all_signatures(&self) -> impl Iterator<Item = (u16, Rrset<'_>)> {
+        self.iter().filter(|(t, _)| *t == rtype::RRSIG).map(|(_, s)| (s.covered, s))
+    }
+
+    /// The RRset of type `t` and, for RRSIG, covering `covered` (ignored for other types):
+    /// how an RRset of one version of a node is found in another (`Rrset::covered`).
+    pub fn get_covering(&self, t: u16, covered: u16) -> Option<Rrset<'_>> {
+        if !self.may_have(t) {
+            return None;
+        }
+        let covered = if t == rtype::RRSIG { covered } else { 0 };
+        self.find((t as u32) << 16 | covered as u32).ok().map(|at| self.rrset_at(at))
+    }
+
+    /// The RRset a record of type `t` with this rdata belongs to (or would join): for
+    /// RRSIG, the set covering the type its rdata names.
+    pub fn rrset_of(&self, t: u16, rdata: &[u8]) -> Option<Rrset<'_>> {
+        if !self.may_have(t) {
+            return None;
+        }
+        self.find(rrset_key(t, rdata)).ok().map(|at| self.rrset_at(at))
+    }
+
+    /// True if there is an RRset of type `t` (for RRSIG: a signature over any type).
     pub fn has(&self, t: u16) -> bool {
         let bit = type_bit(t);
         if bit != 0 {
             self.types & bit != 0
         } else {
-            self.find(t).is_ok()
+            self.find_type(t)
         }
+    }
+
+    /// True if an RRset of type `t` is here, whatever it covers.
+    fn find_type(&self, t: u16) -> bool {
+        match self.find((t as u32) << 16) {
+            Ok(_) => true,
+            Err(at) => at < self.buf.len() && u16_at(&self.buf, at) == t,
+        }
+    }
+
+    /// Number of distinct types (RRSIG counted once): what a node holds per type.
+    pub fn type_count(&self) -> usize {
+        self.types().count()
     }
 
     /// False if there is certainly no RRset of type `t`.
@@ -228,7 +321,7 @@ impl RrsetMap {
         self.buf.is_empty()
     }
 
-    /// Number of RRsets.
+    /// Number of RRsets (each RRSIG set, one per covered type, counts).
     pub fn len(&self) -> usize {
         self.count as usize
     }
@@ -243,17 +336,17 @@ impl RrsetMap {
         self.buf.len() - HEADER * self.count as usize - 2 * self.records as usize
     }
 
-    /// Where the RRset of type `t` starts in `buf`: Ok if there is one, else Err with where
-    /// it would go.
+    /// Where the RRset of key `key` ([`rrset_key`]) starts in `buf`: Ok if there is one,
+    /// else Err with where it would go.
     #[inline]
-    fn find(&self, t: u16) -> Result<usize, usize> {
+    fn find(&self, key: u32) -> Result<usize, usize> {
         let mut pos = 0;
         while pos < self.buf.len() {
-            let here = u16_at(&self.buf, pos);
-            if here == t {
+            let here = key_at(&self.buf, pos);
+            if here == key {
                 return Ok(pos);
             }
-            if here > t {
+            if here > key {
                 break;
             }
             pos += HEADER + u32_at(&self.buf, pos + 16) as usize;
@@ -263,10 +356,11 @@ impl RrsetMap {
 
     /// Adds a record (RFC 2181 §5: an rdata equal in canonical form to one already there is
     /// a duplicate; §5.2: the RRset keeps its first TTL; one record only in an SOA or CNAME
-    /// RRset).
+    /// RRset). An RRSIG joins the set covering the type it covers.
     fn add(&mut self, t: u16, ttl: u32, rdata: &[u8], src: SrcPos) -> AddOutcome {
         let rec = 2 + rdata.len();
-        let (at, set_ttl) = match self.find(t) {
+        let key = rrset_key(t, rdata);
+        let (at, set_ttl) = match self.find(key) {
             Ok(at) => {
                 let set = self.rrset_at(at);
                 if set.rdata.iter().any(|r| rdata::canonical_eq(t, r, rdata)) {
@@ -283,6 +377,7 @@ impl RrsetMap {
                 header[2..6].copy_from_slice(&ttl.to_le_bytes());
                 header[6..8].copy_from_slice(&src.file.to_le_bytes());
                 header[8..12].copy_from_slice(&src.line.to_le_bytes());
+                header[20..22].copy_from_slice(&(key as u16).to_le_bytes());
                 self.buf.reserve_exact(HEADER + rec);
                 self.put(at, &[&header]);
                 self.count += 1;
@@ -328,7 +423,7 @@ impl RrsetMap {
     /// Removes a record (rdata compared in canonical form), and its RRset if it was the
     /// last. Returns the rdata octets removed.
     fn remove_record(&mut self, t: u16, rdata: &[u8]) -> Option<usize> {
-        let at = self.find(t).ok()?;
+        let at = self.find(rrset_key(t, rdata)).ok()?;
         let set = self.rrset_at(at);
         let (count, octets) = (set.rdata.count, set.rdata.bytes.len());
         let mut pos = at + HEADER;
@@ -347,7 +442,9 @@ impl RrsetMap {
         if count == 1 {
             self.buf.drain(at..at + HEADER + 2 + len);
             self.count -= 1;
-            self.types &= !type_bit(t);
+            if !self.find_type(t) {
+                self.types &= !type_bit(t);
+            }
         } else {
             self.buf.drain(pos..pos + 2 + len);
             self.buf[at + 12..at + 16].copy_from_slice(&(count - 1).to_le_bytes());
@@ -356,16 +453,32 @@ impl RrsetMap {
         Some(len)
     }
 
-    /// Removes the RRset of type `t`; returns its record count and rdata octets.
+    /// Removes the RRset of type `t` (not RRSIG: see [`RrsetMap::remove_signatures`]);
+    /// returns its record count and rdata octets.
     pub fn remove(&mut self, t: &u16) -> Option<(usize, usize)> {
-        let at = self.find(*t).ok()?;
+        if *t == rtype::RRSIG {
+            return None;
+        }
+        self.remove_key((*t as u32) << 16)
+    }
+
+    /// Removes the RRSIG RRset covering `covered`; returns its record count and rdata octets.
+    pub fn remove_signatures(&mut self, covered: u16) -> Option<(usize, usize)> {
+        self.remove_key((rtype::RRSIG as u32) << 16 | covered as u32)
+    }
+
+    fn remove_key(&mut self, key: u32) -> Option<(usize, usize)> {
+        let t = (key >> 16) as u16;
+        let at = self.find(key).ok()?;
         let set = self.rrset_at(at);
         let found = (set.rdata.len(), set.rdata.octets());
         let end = at + HEADER + set.rdata.bytes.len();
         self.buf.drain(at..end);
         self.records -= found.0 as u32;
         self.count -= 1;
-        self.types &= !type_bit(*t);
+        if !self.find_type(t) {
+            self.types &= !type_bit(t);
+        }
         Some(found)
     }
 
@@ -410,8 +523,15 @@ impl<'a> IntoIterator for &'a RrsetMap {
 }
 
 impl Node {
+    /// The RRset of type `t` (None for RRSIG: see [`Node::signatures`]).
     pub fn get(&self, t: u16) -> Option<Rrset<'_>> {
         self.rrsets.get(&t)
+    }
+
+    /// The RRSIG RRset covering type `covered` at this name (RFC 4034 §3: the signatures
+    /// over that RRset, with its TTL). Cheap: a walk over the node's RRset headers.
+    pub fn signatures(&self, covered: u16) -> Option<Rrset<'_>> {
+        self.rrsets.signatures(covered)
     }
 }
 
@@ -669,8 +789,33 @@ impl Zone {
         self.nodes.iter()
     }
 
+    /// The RRset of type `t` at `name` (None for RRSIG: see [`Zone::signatures`]).
     pub fn rrset(&self, name: &Name, t: u16) -> Option<Rrset<'_>> {
         self.get(name)?.get(t)
+    }
+
+    /// The RRSIG RRset covering type `covered` at `name`.
+    pub fn signatures(&self, name: &Name, covered: u16) -> Option<Rrset<'_>> {
+        self.get(name)?.signatures(covered)
+    }
+
+    /// The RRset at `owner` that a record of type `t` with this rdata belongs to (for
+    /// RRSIG, the one covering the type the rdata names).
+    pub fn rrset_of(&self, owner: &Name, t: u16, rdata: &[u8]) -> Option<Rrset<'_>> {
+        self.get(owner)?.rrsets.rrset_of(t, rdata)
+    }
+
+    /// True if the zone holds this record: its owner, type and rdata (compared in canonical
+    /// form) and, if `ttl` is given, that TTL.
+    pub fn contains_record(&self, owner: &Name, t: u16, ttl: Option<u32>, rdata: &[u8]) -> bool {
+        self.rrset_of(owner, t, rdata)
+            .is_some_and(|set| ttl.is_none_or(|ttl| set.ttl == ttl) && contains(t, set, rdata))
+    }
+
+    /// True if the zone is signed: DNSKEY records at the apex or RRSIG records anywhere.
+    pub fn is_signed(&self) -> bool {
+        self.get(&self.origin).is_some_and(|apex| apex.rrsets.has(rtype::DNSKEY))
+            || self.nodes.iter().any(|n| n.rrsets.has(rtype::RRSIG))
     }
 
     pub fn soa(&self) -> Option<Rrset<'_>> {
@@ -995,7 +1140,7 @@ impl Zone {
                 if t == rtype::SOA && node.name == self.origin {
                     continue;
                 }
-                let new = newer.rrset(&node.name, t);
+                let new = newer.get(&node.name).and_then(|n| n.rrsets.get_covering(t, old.covered));
                 for r in &old.rdata {
                     let keep = new.is_some_and(|n| n.ttl == old.ttl && contains(t, n, r));
                     if !keep {
@@ -1009,7 +1154,7 @@ impl Zone {
                 if t == rtype::SOA && node.name == newer.origin {
                     continue;
                 }
-                let old = self.rrset(&node.name, t);
+                let old = self.get(&node.name).and_then(|n| n.rrsets.get_covering(t, new.covered));
                 for r in &new.rdata {
                     let had = old.is_some_and(|o| o.ttl == new.ttl && contains(t, o, r));
                     if !had {
@@ -1193,6 +1338,113 @@ mod tests {
         assert!(z.get(&x).is_none());
         assert_eq!(z.rr_count(), base().rr_count());
         assert_eq!(z.rdata_octets(), base().rdata_octets());
+    }
+
+    /// RRSIG rdata covering `covered` with original TTL `ttl` and a one-octet signature.
+    fn rrsig(covered: u16, ttl: u32, sig: u8) -> Vec<u8> {
+        let mut v = covered.to_be_bytes().to_vec();
+        v.extend_from_slice(&[13, 2]);
+        v.extend_from_slice(&ttl.to_be_bytes());
+        v.extend_from_slice(&2_000_000_000u32.to_be_bytes());
+        v.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        v.extend_from_slice(&[0x12, 0x34]);
+        v.extend_from_slice(b"\x07Example\x03com\x00");
+        v.push(sig);
+        v
+    }
+
+    #[test]
+    fn signatures_belong_to_the_rrset_they_cover() {
+        let mut z = base();
+        let p = SrcPos::default();
+        let apex = n("example.com.");
+        let x = n("a.b.c.example.com.");
+        // Each set with its own TTL: none normalised to another's.
+        for (owner, covered, ttl, sig) in
+            [(&apex, rtype::SOA, 3600, 1), (&apex, rtype::NS, 3600, 2), (&x, rtype::A, 300, 3), (&x, rtype::A, 300, 4)]
+        {
+            assert_eq!(z.insert(owner, rtype::RRSIG, ttl, &rrsig(covered, ttl, sig), p), Ok(Inserted::Added));
+        }
+        z.insert(&x, rtype::NSEC, 600, b"\x01x\x07example\x03com\x00\x00\x01\x40", p).unwrap();
+        assert_eq!(z.insert(&x, rtype::RRSIG, 600, &rrsig(rtype::NSEC, 600, 5), p), Ok(Inserted::Added));
+        // A second key's signature over A with another TTL joins the A signatures' TTL.
+        assert_eq!(
+            z.insert(&x, rtype::RRSIG, 60, &rrsig(rtype::A, 60, 6), p),
+            Ok(Inserted::TtlNormalised { rrset_ttl: 300 })
+        );
+        // The same signature again is a duplicate; the same bytes over another type are not.
+        assert_eq!(z.insert(&x, rtype::RRSIG, 300, &rrsig(rtype::A, 300, 3), p), Ok(Inserted::Duplicate));
+        let node = z.get(&x).unwrap();
+        assert_eq!(node.signatures(rtype::A).map(|s| (s.ttl, s.rdata.len(), s.covered)), Some((300, 3, rtype::A)));
+        assert_eq!(node.signatures(rtype::NSEC).map(|s| (s.ttl, s.rdata.len())), Some((600, 1)));
+        assert!(node.signatures(rtype::AAAA).is_none());
+        assert!(node.get(rtype::RRSIG).is_none(), "RRSIG is no RRset of its own");
+        assert!(node.rrsets.has(rtype::RRSIG));
+        assert_eq!(node.rrsets.types().collect::<Vec<_>>(), [rtype::A, rtype::RRSIG, rtype::NSEC]);
+        assert_eq!((node.rrsets.len(), node.rrsets.type_count()), (4, 3));
+        let covered: Vec<u16> = node.rrsets.all_signatures().map(|(c, _)| c).collect();
+        assert_eq!(covered, [rtype::A, rtype::NSEC]);
+        assert_eq!(z.signatures(&apex, rtype::SOA).unwrap().ttl, 3600);
+        assert!(z.is_signed() && !base().is_signed());
+        // Every record goes out with the TTL of the set it belongs to.
+        let sigs: Vec<(u16, u32)> = z
+            .records_canonical()
+            .iter()
+            .filter(|r| r.rtype == rtype::RRSIG && *r.owner == x)
+            .map(|r| (rrsig_covered(r.rdata).unwrap(), r.ttl))
+            .collect();
+        assert_eq!(sigs, [(rtype::A, 300), (rtype::A, 300), (rtype::A, 300), (rtype::NSEC, 600)]);
+        // One signature removed: the right set loses it, the flags follow.
+        assert!(!z.remove(&x, rtype::RRSIG, &rrsig(rtype::NSEC, 600, 3)));
+        assert!(z.remove(&x, rtype::RRSIG, &rrsig(rtype::NSEC, 600, 5)));
+        let node = z.get(&x).unwrap();
+        assert!(node.signatures(rtype::NSEC).is_none() && node.signatures(rtype::A).is_some());
+        for (ttl, sig) in [(300, 3), (300, 4), (60, 6)] {
+            assert!(z.remove(&x, rtype::RRSIG, &rrsig(rtype::A, ttl, sig)));
+        }
+        assert!(!z.get(&x).unwrap().rrsets.has(rtype::RRSIG));
+    }
+
+    #[test]
+    fn resigning_diffs_and_applies_signature_by_signature() {
+        let p = SrcPos::default();
+        let apex = n("example.com.");
+        let x = n("a.b.c.example.com.");
+        let mut old = base();
+        old.insert(&apex, rtype::RRSIG, 3600, &rrsig(rtype::NS, 3600, 1), p).unwrap();
+        old.insert(&x, rtype::RRSIG, 300, &rrsig(rtype::A, 300, 2), p).unwrap();
+        let mut new = old.clone();
+        // A re-signing of A; the NS signature's TTL changes with its RRset's.
+        assert!(new.remove(&x, rtype::RRSIG, &rrsig(rtype::A, 300, 2)));
+        new.insert(&x, rtype::RRSIG, 300, &rrsig(rtype::A, 300, 9), p).unwrap();
+        assert!(new.remove(&apex, rtype::RRSIG, &rrsig(rtype::NS, 3600, 1)));
+        new.insert(&apex, rtype::RRSIG, 7200, &rrsig(rtype::NS, 3600, 1), p).unwrap();
+        let cs = old.diff(&new);
+        let show = |v: &[Record]| v.iter().map(|r| (rrsig_covered(&r.rdata).unwrap(), r.ttl)).collect::<Vec<_>>();
+        let (mut removed, mut added) = (show(&cs.removed), show(&cs.added));
+        removed.sort_unstable();
+        added.sort_unstable();
+        assert_eq!(removed, [(rtype::A, 300), (rtype::NS, 3600)]);
+        assert_eq!(added, [(rtype::A, 300), (rtype::NS, 7200)]);
+        let mut patched = old.clone();
+        patched.apply(&cs).unwrap();
+        assert!(patched.diff(&new).is_empty());
+        assert_eq!(patched.records_canonical(), new.records_canonical());
+        assert!(patched.contains_record(&x, rtype::RRSIG, Some(300), &rrsig(rtype::A, 300, 9)));
+        assert!(!patched.contains_record(&x, rtype::RRSIG, Some(300), &rrsig(rtype::A, 300, 2)));
+        assert!(!patched.contains_record(&apex, rtype::RRSIG, Some(3600), &rrsig(rtype::NS, 3600, 1)));
+        // As a secondary applies an IXFR: strictly, each signature removed must be there and
+        // each added must not.
+        let mut strict = old.clone();
+        crate::secondary::xfrin::apply_strict(&mut strict, std::slice::from_ref(&cs)).unwrap();
+        assert_eq!(strict.records_canonical(), new.records_canonical());
+        let again = crate::secondary::xfrin::apply_strict(&mut strict.clone(), std::slice::from_ref(&cs));
+        assert!(again.is_err(), "the same signatures removed twice");
+        let mut twice = cs.clone();
+        twice.removed.clear();
+        twice.added.retain(|r| rrsig_covered(&r.rdata) == Some(rtype::A));
+        twice.soa_from = cs.soa_to.clone();
+        assert!(crate::secondary::xfrin::apply_strict(&mut strict.clone(), &[twice]).is_err(), "added twice");
     }
 
     #[test]

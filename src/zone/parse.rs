@@ -253,7 +253,8 @@ struct Run {
     start: usize,
     /// The octets its records take in a name's buffer (see [`run_room`]).
     room: usize,
-    types: [u16; 8],
+    /// The RRset keys seen so far (`zone::rrset_key`: RRSIGs by covered type).
+    types: [u32; 16],
     seen: usize,
 }
 
@@ -294,12 +295,13 @@ impl Sink for BatchSink<'_> {
             }
         }
         let b = &mut self.batch.bytes;
-        let run = self.run.get_or_insert(Run { start: b.len(), room: 0, types: [0; 8], seen: 0 });
+        let run = self.run.get_or_insert(Run { start: b.len(), room: 0, types: [0; 16], seen: 0 });
         run.room += 2 + rdata.len();
-        if !run.types[..run.seen].contains(&t) {
+        let key = crate::zone::rrset_key(t, rdata);
+        if !run.types[..run.seen].contains(&key) {
             run.room += crate::zone::RRSET_HEADER;
             if run.seen < run.types.len() {
-                run.types[run.seen] = t;
+                run.types[run.seen] = key;
                 run.seen += 1;
             }
         }
@@ -339,11 +341,11 @@ impl Sink for BatchSink<'_> {
 
 /// The records of a batch from the one at `start` on that have `owner`: where they end, and
 /// the octets they take in a name's RRset buffer (each its length and rdata, and a header
-/// for each type).
+/// for each RRset: each type, and each type RRSIGs cover).
 fn run_room(b: &[u8], start: usize, owner: &[u8]) -> (usize, usize) {
     let mut pos = start;
     let mut room = 0;
-    let mut types = [0u16; 8];
+    let mut types = [0u32; 16];
     let mut seen = 0;
     while pos < b.len() && b[pos] == RECORD {
         let h = &b[pos + 1..pos + 1 + RECORD_HEADER];
@@ -355,10 +357,12 @@ fn run_room(b: &[u8], start: usize, owner: &[u8]) -> (usize, usize) {
         let t = u16::from_le_bytes([h[6], h[7]]);
         let rdata_len = u16::from_le_bytes([h[13], h[14]]) as usize;
         room += 2 + rdata_len;
-        if !types[..seen].contains(&t) {
+        let rdata_at = at + owner_len;
+        let key = crate::zone::rrset_key(t, &b[rdata_at..rdata_at + rdata_len]);
+        if !types[..seen].contains(&key) {
             room += crate::zone::RRSET_HEADER;
             if seen < types.len() {
-                types[seen] = t;
+                types[seen] = key;
                 seen += 1;
             }
         }
@@ -526,9 +530,12 @@ impl Loader {
         let message = match self.zone.insert_with_room(owner, t, ttl, rdata, at, room, made) {
             Ok(Inserted::Added) | Ok(Inserted::Duplicate) => return,
             Ok(Inserted::TtlNormalised { rrset_ttl }) => {
+                let what = match crate::zone::rrsig_covered(rdata).filter(|_| t == rtype::RRSIG) {
+                    Some(covered) => format!("RRSIG records covering {}", type_name(covered)),
+                    None => format!("{} records", type_name(t)),
+                };
                 let message = format!(
-                    "TTL {ttl} differs from {rrset_ttl} of the other {} records at {} (RFC 2181 §5.2); using {rrset_ttl}",
-                    type_name(t),
+                    "TTL {ttl} differs from {rrset_ttl} of the other {what} at {} (RFC 2181 §5.2); using {rrset_ttl}",
                     name::Display(owner)
                 );
                 return self.diag(Severity::Warning, at, message);

@@ -175,8 +175,8 @@ BIND = ["named-checkzone", "-q", "-i", "local", ORIGIN]
 NSD = ["nsd-checkzone", ORIGIN]
 
 
-def write(path, origin, title, kept, left_out, checkers):
-    header = HEADER.replace(ORIGIN, origin)
+def write(path, origin, title, kept, left_out, checkers, header=HEADER):
+    header = header.replace(ORIGIN, origin)
     out = title + [
         "; Written by gen.py (do not edit: change gen.py and run it again).\n",
         ";\n; Left out:\n",
@@ -239,6 +239,8 @@ def main():
         legacy,
         legacy_out,
         (BIND, NSD),
+        # Unsigned: without the apex DNSKEY, which only the CDS and CDNSKEY need.
+        "".join(line for line in HEADER.splitlines(True) if " DNSKEY " not in line),
     )
 
 
