@@ -1123,7 +1123,7 @@ pub(super) fn decode_text_into(s: &[u8], out: &mut Vec<u8>) -> Result<(), String
     Ok(())
 }
 
-fn push_charstr(out: &mut Vec<u8>, t: Token<'_>) -> Result<(), EntryError> {
+pub(super) fn push_charstr(out: &mut Vec<u8>, t: Token<'_>) -> Result<(), EntryError> {
     let len_at = out.len();
     out.push(0);
     decode_text_into(t.text, out).map_err(|m| EntryError { line: t.line, message: m })?;

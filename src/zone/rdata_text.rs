@@ -16,7 +16,8 @@ use std::fmt::Write;
 
 use base64::Engine;
 
-use super::parse::{err, parse_name_into, parse_type, EntryError, Token};
+use super::parse::{err, parse_name_into, parse_type, push_charstr, EntryError, Token};
+use super::text::{write_charstrs, write_quoted};
 use crate::wire::name;
 use crate::wire::rdata::rtype;
 
@@ -276,10 +277,10 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
                 })?;
                 out.extend_from_slice(&octets);
             }
-            CharStr => charstr(cur.next(&ty, k, fields.len())?, out)?,
+            CharStr => push_charstr(out, cur.next(&ty, k, fields.len())?)?,
             OptCharStr => {
                 if let Some(tok) = cur.next_opt() {
-                    charstr(tok, out)?;
+                    push_charstr(out, tok)?;
                 }
             }
             CharStrs => {
@@ -288,7 +289,7 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
                     return err(toks.last().map_or(line, |t| t.line), format!("{ty} needs a character string"));
                 }
                 for &tok in rest {
-                    charstr(tok, out)?;
+                    push_charstr(out, tok)?;
                 }
             }
             Nsap => {
@@ -338,18 +339,6 @@ pub fn parse(t: u16, toks: &[Token<'_>], origin: &name::Name, line: u32, out: &m
     if let Some(tok) = toks.get(cur.pos) {
         return err(tok.line, format!("trailing data in {ty} rdata: '{}'", lossy(tok.text)));
     }
-    Ok(())
-}
-
-fn charstr(tok: Token<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
-    let at = out.len();
-    out.push(0);
-    super::parse::decode_text_into(tok.text, out).map_err(|m| EntryError { line: tok.line, message: m })?;
-    let len = out.len() - at - 1;
-    if len > 255 {
-        return err(tok.line, format!("character string of {len} octets (at most 255)"));
-    }
-    out[at] = len as u8;
     Ok(())
 }
 
@@ -685,18 +674,10 @@ fn format_field(field: Field, b: &[u8], s: &mut String) {
                 k += 2 + len;
             }
         }
-        Rest => quoted(b, s),
-        CharStr | OptCharStr => quoted(b.get(1..).unwrap_or_default(), s),
+        Rest => write_quoted(s, b),
+        CharStr | OptCharStr => write_quoted(s, b.get(1..).unwrap_or_default()),
         CharStrs => {
-            let mut p = 0;
-            while p < b.len() {
-                if p > 0 {
-                    s.push(' ');
-                }
-                let n = b[p] as usize;
-                quoted(&b[p + 1..p + 1 + n], s);
-                p += 1 + n;
-            }
+            let _ = write_charstrs(s, b);
         }
         Nsap => {
             s.push_str("0x");
@@ -729,24 +710,6 @@ fn format_field(field: Field, b: &[u8], s: &mut String) {
             }
         }
     }
-}
-
-/// Octets as a quoted string, `"` and `\\` escaped, the unprintable as `\\DDD`.
-fn quoted(b: &[u8], s: &mut String) {
-    s.push('"');
-    for &c in b {
-        match c {
-            b'"' | b'\\' => {
-                s.push('\\');
-                s.push(c as char);
-            }
-            0x20..=0x7e => s.push(c as char),
-            _ => {
-                let _ = write!(s, "\\{c:03}");
-            }
-        }
-    }
-    s.push('"');
 }
 
 fn format_loc(b: &[u8], s: &mut String) {

@@ -166,33 +166,42 @@ fn escape_unprintable(s: &mut String, text: &str) {
     }
 }
 
-fn write_charstrs(s: &mut String, rd: &[u8]) -> Option<()> {
+/// <character-string>s, each quoted, space-separated; None (and `s` as it was) if `rd` is
+/// not a sequence of at least one.
+pub(super) fn write_charstrs(s: &mut String, rd: &[u8]) -> Option<()> {
+    let start = s.len();
     let mut i = 0;
-    let mut first = true;
     while i < rd.len() {
         let len = rd[i] as usize;
-        let cs = rd.get(i + 1..i + 1 + len)?;
-        if !first {
+        let Some(cs) = rd.get(i + 1..i + 1 + len) else {
+            s.truncate(start);
+            return None;
+        };
+        if i > 0 {
             s.push(' ');
         }
-        first = false;
-        s.push('"');
-        for &b in cs {
-            match b {
-                b'"' | b'\\' => {
-                    s.push('\\');
-                    s.push(b as char);
-                }
-                0x20..=0x7e => s.push(b as char),
-                _ => {
-                    let _ = write!(s, "\\{b:03}");
-                }
-            }
-        }
-        s.push('"');
+        write_quoted(s, cs);
         i += 1 + len;
     }
-    (!first).then_some(())
+    (i > 0).then_some(())
+}
+
+/// Octets as a quoted string: `"` and `\` escaped, the unprintable as `\DDD`.
+pub(super) fn write_quoted(s: &mut String, b: &[u8]) {
+    s.push('"');
+    for &c in b {
+        match c {
+            b'"' | b'\\' => {
+                s.push('\\');
+                s.push(c as char);
+            }
+            0x20..=0x7e => s.push(c as char),
+            _ => {
+                let _ = write!(s, "\\{c:03}");
+            }
+        }
+    }
+    s.push('"');
 }
 
 #[cfg(test)]
