@@ -1398,6 +1398,23 @@ mod tests {
     }
 
     #[test]
+    fn rdata_over_65535_octets_is_refused() {
+        let key = "AAAA".repeat(65536 / 3 + 1);
+        let (line, msg) = error(&format!("r KEY 256 3 8 {key}\n"));
+        assert_eq!(line, 5);
+        assert!(msg.contains("longer than 65535"), "{msg}");
+        let strings = "\"x\" ".repeat(33000);
+        let (_, msg) = error(&format!("r AVC {strings}\n"));
+        assert!(msg.contains("longer than 65535"), "{msg}");
+        let value = "a".repeat(65536);
+        let (_, msg) = error(&format!("r SVCB 1 . key999={value}\n"));
+        assert!(msg.contains("value too long"), "{msg}");
+        let values: String = (0..17).map(|k| format!(" key{}={}", 100 + k, "b".repeat(4000))).collect();
+        let (_, msg) = error(&format!("r SVCB 1 .{values}\n"));
+        assert!(msg.contains("longer than 65535"), "{msg}");
+    }
+
+    #[test]
     fn every_layout_refuses_and_prints_bad_rdata() {
         for &(t, fields) in LAYOUTS {
             // Empty rdata fits only APL; what does not fit is printed in RFC 3597 form.
