@@ -476,6 +476,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         addrs.join(" "),
         loops.handles.len()
     );
+    // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
+    nsxdp::control::release_freed_memory();
     eprintln!("nsxdp: ready");
     let tcp_result = tcp.run(&shutdown);
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -673,6 +675,8 @@ fn serve_xdp(
         qs.join(","),
         plane.loops.first().map_or("?".to_string(), |l| l.mode.to_string()),
     );
+    // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
+    nsxdp::control::release_freed_memory();
     eprintln!("nsxdp: ready");
     let tcp_result = tcp.run(&shutdown);
     // However the TCP loop ended, stop everything (the plane detaches the program when it
