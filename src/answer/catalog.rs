@@ -1,5 +1,9 @@
-//! The set of zones served: which loaded zone answers for a name.
+//! The set of zones served: which loaded zone answers for a name. With more than a few
+//! zones, an index of the apexes (a hash table built once per catalog version) is probed
+//! once per label suffix of the query name, longest first, so that finding the zone costs
+//! the same for two zones or a million.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use crate::snapshot::{ArchivedZoneImage, Snapshot};
@@ -18,12 +22,80 @@ pub trait Zones {
     }
 }
 
+/// Up to this many zones a scan of the apexes, longest first, is as quick as the index.
+const SCAN_UP_TO: usize = 8;
+
 /// Loaded snapshots, longest apex first.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     snaps: Vec<Arc<Snapshot>>,
+    /// The apexes of `snaps` (when there are more than [`SCAN_UP_TO`]).
+    index: Option<ApexIndex>,
     /// Apexes (lowercased wire names) of zones we cannot answer from.
     unavailable: Vec<Box<[u8]>>,
+}
+
+/// Apexes (lowercase wire names) by hash: open addressing, linear probing, at most half
+/// full. A slot holds the apex's hash and its position in the caller's list (+1; 0: empty),
+/// so a probe reads the apex itself only when the hash matched.
+#[derive(Clone, Debug)]
+pub struct ApexIndex {
+    slots: Box<[(u64, u32)]>,
+    hasher: foldhash::fast::RandomState,
+    /// Which apex lengths (octets, 1–255) occur: suffixes of other lengths are not hashed.
+    lengths: [u64; 4],
+}
+
+impl ApexIndex {
+    /// The index of `apexes` (the i-th one found as i).
+    pub fn new<'a>(apexes: impl ExactSizeIterator<Item = &'a [u8]>) -> ApexIndex {
+        let size = (apexes.len() * 2).next_power_of_two().max(16);
+        let mut index =
+            ApexIndex { slots: vec![(0, 0); size].into_boxed_slice(), hasher: Default::default(), lengths: [0; 4] };
+        let mask = size - 1;
+        for (i, apex) in apexes.enumerate() {
+            let h = index.hasher.hash_one(apex);
+            let mut s = h as usize & mask;
+            while index.slots[s].1 != 0 {
+                s = (s + 1) & mask;
+            }
+            index.slots[s] = (h, i as u32 + 1);
+            let l = apex.len().min(255);
+            index.lengths[l / 64] |= 1 << (l % 64);
+        }
+        index
+    }
+
+    /// The position of the longest apex that is a suffix of `name` (lowercase wire form),
+    /// `apex(i)` giving the i-th apex to compare with.
+    #[inline]
+    pub fn find<'a>(&self, name: &[u8], apex: impl Fn(usize) -> &'a [u8]) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut at = 0;
+        while at < name.len() {
+            let suffix = &name[at..];
+            let l = suffix.len();
+            if l <= 255 && self.lengths[l / 64] & (1 << (l % 64)) != 0 {
+                let h = self.hasher.hash_one(suffix);
+                let mut s = h as usize & mask;
+                loop {
+                    let (sh, i) = self.slots[s];
+                    if i == 0 {
+                        break;
+                    }
+                    if sh == h && apex(i as usize - 1) == suffix {
+                        return Some(i as usize - 1);
+                    }
+                    s = (s + 1) & mask;
+                }
+            }
+            if name[at] == 0 {
+                break;
+            }
+            at += name[at] as usize + 1;
+        }
+        None
+    }
 }
 
 impl Catalog {
@@ -35,7 +107,9 @@ impl Catalog {
     /// [`Zones::unavailable`]).
     pub fn with_unavailable(mut snaps: Vec<Arc<Snapshot>>, unavailable: Vec<Box<[u8]>>) -> Catalog {
         snaps.sort_by_key(|s| std::cmp::Reverse(s.zone().origin.len()));
-        Catalog { snaps, unavailable }
+        let index =
+            (snaps.len() > SCAN_UP_TO).then(|| ApexIndex::new(snaps.iter().map(|s| s.zone().origin.as_slice())));
+        Catalog { snaps, index, unavailable }
     }
 
     /// The apexes of the zones answering SERVFAIL.
@@ -51,7 +125,13 @@ impl Catalog {
 impl Zones for Catalog {
     #[inline]
     fn find_zone(&self, qname_lower: &[u8]) -> Option<&ArchivedZoneImage> {
-        self.snaps.iter().map(|s| s.zone()).find(|z| is_suffix_lower(qname_lower, &z.origin))
+        match &self.index {
+            Some(index) => {
+                let apex = |i: usize| self.snaps[i].zone().origin.as_slice();
+                index.find(qname_lower, apex).map(|i| self.snaps[i].zone())
+            }
+            None => self.snaps.iter().map(|s| s.zone()).find(|z| is_suffix_lower(qname_lower, &z.origin)),
+        }
     }
 
     #[inline]
@@ -72,7 +152,66 @@ impl Zones for ArchivedZoneImage {
 
 #[cfg(test)]
 mod tests {
+    use super::ApexIndex;
     use crate::wire::name::is_suffix_lower as in_zone;
+    use crate::wire::name::Name;
+
+    fn wire(s: &str) -> Vec<u8> {
+        Name::parse_text(s.as_bytes(), None).unwrap().to_lowercase().as_wire().to_vec()
+    }
+
+    /// The index finds what a scan of the apexes, longest first, finds: nested zones, the
+    /// root, names outside every zone, names equal to an apex, 10,000 zones.
+    #[test]
+    fn the_index_finds_the_longest_apex() {
+        let mut apexes: Vec<Vec<u8>> =
+            ["example.com.", "sub.example.com.", "a.b.sub.example.com.", "com.", "example.net.", "xn--bcher-kva.de."]
+                .iter()
+                .map(|s| wire(s))
+                .collect();
+        apexes.extend((0..10_000).map(|i| wire(&format!("zone{i}.hosted.test."))));
+        let names = [
+            "example.com.",
+            "www.example.com.",
+            "sub.example.com.",
+            "x.sub.example.com.",
+            "b.sub.example.com.",
+            "a.b.sub.example.com.",
+            "deep.a.b.sub.example.com.",
+            "other.com.",
+            "com.",
+            "org.",
+            ".",
+            "zone9999.hosted.test.",
+            "www.zone42.hosted.test.",
+            "zone10000.hosted.test.",
+            "hosted.test.",
+            "example.net.",
+            "xexample.net.",
+        ];
+        let scan = |name: &[u8], apexes: &[Vec<u8>]| {
+            let mut best: Option<usize> = None;
+            for (i, a) in apexes.iter().enumerate() {
+                if in_zone(name, a) && best.is_none_or(|b| apexes[b].len() < a.len()) {
+                    best = Some(i);
+                }
+            }
+            best
+        };
+        for with_root in [false, true] {
+            let mut apexes = apexes.clone();
+            if with_root {
+                apexes.push(wire("."));
+            }
+            let index = ApexIndex::new(apexes.iter().map(|a| a.as_slice()));
+            for n in names {
+                let name = wire(n);
+                assert_eq!(index.find(&name, |i| &apexes[i]), scan(&name, &apexes), "{n} (root zone: {with_root})");
+            }
+        }
+        let index = ApexIndex::new(std::iter::empty());
+        assert_eq!(index.find(&wire("www.example.com."), |_| &[][..]), None);
+    }
 
     #[test]
     fn names_in_and_out_of_a_zone() {
