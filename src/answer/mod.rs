@@ -506,6 +506,12 @@ impl Responder<'_, '_> {
             if qtype == rtype::ANY {
                 // RFC 8482 §4.1: one RRset is enough; the first in type order.
                 if let Some(r) = z.node_rrsets(node).next() {
+                    if r.rtype == rtype::RRSIG {
+                        for r in z.rrsets_of_type(node, rtype::RRSIG) {
+                            self.push(ANSWER, &r, name_off).map_err(|_| Truncated { aa })?;
+                        }
+                        return Ok((rcode::NOERROR, aa));
+                    }
                     let base = self.w;
                     self.push(ANSWER, &r, name_off).map_err(|_| trunc)?;
                     self.additionals_of(&r, base);
@@ -515,7 +521,17 @@ impl Responder<'_, '_> {
                 self.negative().map_err(|_| Truncated { aa })?;
                 return Ok((rcode::NOERROR, aa));
             }
-            if let Some(r) = z.rrset(node, qtype) {
+            if qtype == rtype::RRSIG {
+                // One fragment per covered type: the answer is all of them.
+                let mut any = false;
+                for r in z.rrsets_of_type(node, rtype::RRSIG) {
+                    self.push(ANSWER, &r, name_off).map_err(|_| Truncated { aa })?;
+                    any = true;
+                }
+                if any {
+                    return Ok((rcode::NOERROR, aa));
+                }
+            } else if let Some(r) = z.rrset(node, qtype) {
                 let base = self.w;
                 self.push(ANSWER, &r, name_off).map_err(|_| trunc)?;
                 self.additionals_of(&r, base);

@@ -398,10 +398,17 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
         return Err(format!("{i} blocks for {nodes} nodes"));
     }
     let neg = z.neg_soa();
-    if neg_at != expect || expect + neg.data_len as usize != blocks.len() {
+    let sig = z.neg_soa_sig();
+    if neg_at != expect
+        || sig.data_off as usize != expect + neg.data_len as usize
+        || sig.data_off as usize + sig.data_len as usize != blocks.len()
+    {
         return Err("negative SOA not at the end".into());
     }
     check_rrset(z, &neg).map_err(|e| format!("negative SOA: {e}"))?;
+    if sig.data_len != 0 {
+        check_rrset(z, &sig).map_err(|e| format!("negative SOA's RRSIG: {e}"))?;
+    }
     let is_node = |n: u32| (n as usize) < blocks.len() && starts[n as usize / 64] & (1 << (n % 64)) != 0;
     if !is_node(z.apex.to_native()) {
         return Err("apex is not a node".into());
@@ -417,6 +424,15 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
                 return Err(format!("node {i}: additional-section record of no node"));
             }
         }
+    }
+    // The denial chains name nodes owning what they are chains of; NSEC3 owners are one
+    // 32-octet label above the apex (the engine reads that label).
+    if z.nsec_chain.iter().any(|n| !is_node(n.to_native())) {
+        return Err("NSEC chain entry is no node".into());
+    }
+    let nsec3_owner = z.origin.len() + 33;
+    if z.nsec3_chain.iter().any(|n| !is_node(n.to_native()) || z.node_name(n.to_native()).len() != nsec3_owner) {
+        return Err("NSEC3 chain entry is no NSEC3 owner".into());
     }
     let b = z.buckets.len();
     if b < 2 || !b.is_power_of_two() || b < nodes {
