@@ -162,7 +162,7 @@ pub(crate) fn nsec_cover(z: &ArchivedZoneImage, name: &[u8]) -> Option<u32> {
 /// `name`, and that hash's label.
 fn nsec3_position(z: &ArchivedZoneImage, name: &[u8]) -> (usize, [u8; LABEL_LEN]) {
     let label = owner_label(name, &z.nsec3_salt, z.nsec3_iterations.to_native());
-    let i = z.nsec3_chain.partition_point(|n| &z.node_name(n.to_native())[1..1 + LABEL_LEN] <= &label[..]);
+    let i = z.nsec3_chain.partition_point(|n| z.node_name(n.to_native())[1..1 + LABEL_LEN] <= label[..]);
     (i, label)
 }
 

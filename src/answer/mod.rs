@@ -389,10 +389,10 @@ fn complete(
     };
     let (rc, aa, tc) = match r.resolve(q, name, p.h, candidate) {
         Ok((rc, aa)) => (rc, aa, false),
-        Err(Truncated { aa }) => {
+        Err(Truncated { aa, rcode }) => {
             r.w = q.question_end;
             r.buf[6..12].fill(0);
-            (rcode::NOERROR, aa, true)
+            (rcode, aa, true)
         }
     };
     let (w, class) = (r.w, r.class);
@@ -412,6 +412,8 @@ fn complete(
 /// The response did not fit: send TC with the question only.
 struct Truncated {
     aa: bool,
+    /// The rcode the whole answer would have had (Knot keeps NXDOMAIN with TC).
+    rcode: u8,
 }
 
 struct Responder<'b, 'z> {
@@ -479,12 +481,12 @@ impl Responder<'_, '_> {
         for step in 0..MAX_CHAIN {
             let h = if step == 0 { qname_hash } else { name_hash(&name[..name_len]) };
             if seen[..step].contains(&h) {
-                self.flush_proofs().map_err(|_| Truncated { aa: true })?;
+                self.flush_proofs().map_err(|_| Truncated { aa: true, rcode: rcode::NOERROR })?;
                 return Ok((rcode::NOERROR, true));
             }
             seen[step] = h;
             let aa = true;
-            let trunc = Truncated { aa };
+            let trunc = Truncated { aa, rcode: rcode::NOERROR };
             // A wildcard's RRsets answer for the name itself: owners point at `name_off`.
             let hint = if step == 0 { candidate } else { NONE };
             let node = match self.lookup(&name[..name_len], h, hint, qtype) {
@@ -498,7 +500,8 @@ impl Responder<'_, '_> {
                 }
                 Lookup::Delegation(cut) => {
                     self.class = ResponseClass::Referral;
-                    self.referral(cut, &name[..name_len], name_off).map_err(|_| Truncated { aa: step > 0 })?;
+                    self.referral(cut, &name[..name_len], name_off)
+                        .map_err(|_| Truncated { aa: step > 0, rcode: rcode::NOERROR })?;
                     return Ok((rcode::NOERROR, step > 0));
                 }
                 Lookup::Dname(d) => {
@@ -512,7 +515,7 @@ impl Responder<'_, '_> {
                     }
                     // The synthesised CNAME is the answer to a CNAME query.
                     if qtype == rtype::CNAME || !name::is_suffix_lower(&name[..name_len], &z.origin) {
-                        self.flush_proofs().map_err(|_| Truncated { aa })?;
+                        self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                         return Ok((rcode::NOERROR, aa));
                     }
                     continue;
@@ -522,7 +525,7 @@ impl Responder<'_, '_> {
                     if self.dnssec {
                         self.deny_name(&name[..name_len]);
                     }
-                    self.negative().map_err(|_| Truncated { aa })?;
+                    self.negative().map_err(|_| Truncated { aa, rcode: rcode::NXDOMAIN })?;
                     return Ok((rcode::NXDOMAIN, aa));
                 }
             };
@@ -531,13 +534,13 @@ impl Responder<'_, '_> {
                 if let Some(r) = z.node_rrsets(node).next() {
                     if r.rtype == rtype::RRSIG {
                         for r in z.rrsets_of_type(node, rtype::RRSIG) {
-                            self.push(ANSWER, &r, name_off).map_err(|_| Truncated { aa })?;
+                            self.push(ANSWER, &r, name_off).map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                         }
                         return Ok((rcode::NOERROR, aa));
                     }
                     let base = self.w;
                     self.push_signed(ANSWER, node, &r, name_off).map_err(|_| trunc)?;
-                    self.flush_proofs().map_err(|_| Truncated { aa })?;
+                    self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                     self.additionals_of(&r, base);
                     return Ok((rcode::NOERROR, aa));
                 }
@@ -545,34 +548,36 @@ impl Responder<'_, '_> {
                 if self.dnssec {
                     self.deny_type(&name[..name_len], node);
                 }
-                self.negative().map_err(|_| Truncated { aa })?;
+                self.negative().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                 return Ok((rcode::NOERROR, aa));
             }
             if qtype == rtype::RRSIG {
                 // One fragment per covered type: the answer is all of them.
                 let mut any = false;
                 for r in z.rrsets_of_type(node, rtype::RRSIG) {
-                    self.push(ANSWER, &r, name_off).map_err(|_| Truncated { aa })?;
+                    self.push(ANSWER, &r, name_off).map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                     any = true;
                 }
                 if any {
+                    self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                     return Ok((rcode::NOERROR, aa));
                 }
             } else if let Some(r) = z.rrset(node, qtype) {
                 let base = self.w;
                 self.push_signed(ANSWER, node, &r, name_off).map_err(|_| trunc)?;
-                self.flush_proofs().map_err(|_| Truncated { aa })?;
+                self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                 self.additionals_of(&r, base);
                 return Ok((rcode::NOERROR, aa));
             }
-            if let Some(r) = z.rrset(node, rtype::CNAME) {
+            // A CNAME is not followed for NSEC, which belongs to the name itself (as Knot).
+            if let Some(r) = z.rrset(node, rtype::CNAME).filter(|_| qtype != rtype::NSEC) {
                 let base = self.w;
                 self.push_signed(ANSWER, node, &r, name_off).map_err(|_| trunc)?;
                 // The target is the rdata of the one CNAME RR: its name starts there.
                 let target_off = base + 12;
                 let mut tmp = [0u8; 256];
                 let Ok((_, tlen)) = name::read_compressed(&self.buf[..self.w], target_off, &mut tmp) else {
-                    self.flush_proofs().map_err(|_| Truncated { aa })?;
+                    self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                     return Ok((rcode::NOERROR, aa));
                 };
                 name[..tlen].copy_from_slice(&tmp[..tlen]);
@@ -580,7 +585,7 @@ impl Responder<'_, '_> {
                 name_len = tlen;
                 name_off = target_off;
                 if !name::is_suffix_lower(&name[..name_len], &z.origin) || name_off > 0x3FFF {
-                    self.flush_proofs().map_err(|_| Truncated { aa })?;
+                    self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                     return Ok((rcode::NOERROR, aa));
                 }
                 continue;
@@ -590,10 +595,10 @@ impl Responder<'_, '_> {
             if self.dnssec {
                 self.deny_type(&name[..name_len], node);
             }
-            self.negative().map_err(|_| Truncated { aa })?;
+            self.negative().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
             return Ok((rcode::NOERROR, aa));
         }
-        self.flush_proofs().map_err(|_| Truncated { aa: true })?;
+        self.flush_proofs().map_err(|_| Truncated { aa: true, rcode: rcode::NOERROR })?;
         Ok((rcode::NOERROR, true))
     }
 
@@ -736,9 +741,10 @@ impl Responder<'_, '_> {
                 self.push(ADDITIONAL, &r, owner)?;
             }
         }
+        // Addresses that are the zone's own data (not glue) come with their RRSIGs.
         for &(owner, node) in &optional[..n_optional] {
             for r in z.addresses(node).into_iter().flatten() {
-                let _ = self.push(ADDITIONAL, &r, owner);
+                let _ = self.push_signed(ADDITIONAL, node, &r, owner);
             }
         }
         Ok(())
