@@ -438,9 +438,9 @@ struct Responder<'b, 'z> {
     n_proofs: usize,
 }
 
-/// Most NSEC/NSEC3 RRsets one answer needs: three for an NSEC3 closest-encloser proof,
-/// and a wildcard's proof through a CNAME chain on top.
-const MAX_PROOFS: usize = 8;
+/// Most NSEC/NSEC3 RRsets one answer needs: one per wildcard met along a CNAME chain,
+/// and three for an NSEC3 closest-encloser proof where it ends.
+const MAX_PROOFS: usize = MAX_CHAIN + 3;
 
 const ANSWER: usize = 0;
 const AUTHORITY: usize = 1;
@@ -902,6 +902,9 @@ impl Responder<'_, '_> {
     /// Puts the NSEC (NSEC3) RRsets of the proofs gathered so far, with their RRSIGs, in
     /// authority.
     fn flush_proofs(&mut self) -> Result<(), ()> {
+        if self.n_proofs == 0 {
+            return Ok(());
+        }
         let z = self.z;
         let t = if z.nsec3_chain.is_empty() { rtype::NSEC } else { rtype::NSEC3 };
         for i in 0..self.n_proofs {

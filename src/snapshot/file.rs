@@ -315,6 +315,16 @@ fn origin_in_header(map: &[u8]) -> &[u8] {
     &map[FIXED_HEADER..FIXED_HEADER + olen]
 }
 
+/// The format version written in a snapshot file's header, if it is one (magic and version
+/// readable), whatever the version: a file of another version than [`FORMAT_VERSION`] was
+/// written by another build and is rebuilt rather than read.
+pub fn format_version(path: &Path) -> Option<u32> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    (head[0..8] == MAGIC).then(|| u32::from_le_bytes([head[8], head[9], head[10], head[11]]))
+}
+
 fn check_header(path: &Path, map: &[u8]) -> Result<(usize, usize), SnapshotError> {
     let u32_at = |o: usize| u32::from_le_bytes(map[o..o + 4].try_into().unwrap_or_default());
     if map[0..8] != MAGIC {
@@ -464,7 +474,15 @@ fn check_rrset(z: &ArchivedZoneImage, r: &RrsetRec) -> Result<(), String> {
         if h[0..2] != [0xC0, 0] || u16::from_be_bytes([h[2], h[3]]) != r.rtype {
             return Err("bad RR header".into());
         }
-        pos += 12 + u16::from_be_bytes([h[10], h[11]]) as usize;
+        let rdlen = u16::from_be_bytes([h[10], h[11]]) as usize;
+        // An RRSIG fragment's covered type is read from its first RR: every RR has one,
+        // and the same.
+        if r.rtype == crate::wire::rdata::rtype::RRSIG
+            && (rdlen < 2 || frag.get(pos + 12..pos + 14) != frag.get(12..14))
+        {
+            return Err("RRSIG fragment covering more than one type".into());
+        }
+        pos += 12 + rdlen;
     }
     if pos != len || len == 0 {
         return Err("fragment does not hold whole RRs".into());

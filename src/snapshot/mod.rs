@@ -35,7 +35,7 @@ mod layout;
 mod render;
 
 pub use compile::{compile, CompileError};
-pub use file::{write_snapshot, Snapshot, SnapshotError};
+pub use file::{format_version, write_snapshot, Snapshot, SnapshotError};
 pub use render::{records, render_rrset, to_zone, RecordSlices, RenderError, SnapshotRecords};
 
 use rkyv::{Archive, Deserialize, Serialize};
