@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 
 use super::{Responder, MAX_PROOFS};
-use crate::snapshot::ArchivedZoneImage;
+use crate::snapshot::{ArchivedZoneImage, NONE};
 use crate::wire::name::{canonical_cmp_lower, MAX_NAME_LEN};
 use crate::wire::nsec3::{owner_label, LABEL_LEN};
 use crate::wire::rdata::rtype;
@@ -42,7 +42,7 @@ impl Responder<'_, '_> {
     /// encloser proof and the NSEC3 covering the wildcard (RFC 5155 §7.2.2).
     pub(super) fn deny_name(&mut self, name: &[u8]) {
         let z = self.z;
-        let Some((ce, nc)) = self.closest_encloser(name) else { return };
+        let Some((ce, nc, ce_node)) = self.closest_encloser(name) else { return };
         let mut wild = [0u8; 2 + MAX_NAME_LEN];
         let wlen = 2 + name.len() - ce;
         if wlen > MAX_NAME_LEN {
@@ -51,7 +51,7 @@ impl Responder<'_, '_> {
         wild[..2].copy_from_slice(b"\x01*");
         wild[2..wlen].copy_from_slice(&name[ce..]);
         if self.nsec3() {
-            self.prove(nsec3_match(z, &name[ce..]));
+            self.prove(z.nsec3_of(ce_node));
             self.prove(nsec3_cover(z, &name[nc..]));
             self.prove(nsec3_cover(z, &wild[..wlen]));
         } else {
@@ -93,41 +93,38 @@ impl Responder<'_, '_> {
             return;
         }
         if wildcard {
-            self.prove(nsec3_match(z, &own[2..]));
-            self.prove(nsec3_match(z, own));
+            self.prove(z.nsec3_of(z.node_parent(node)));
+            self.prove(z.nsec3_of(node));
             return;
         }
-        if let Some(m) = nsec3_match(z, own) {
+        if let Some(m) = z.nsec3_of(node) {
             self.prove(Some(m));
             return;
         }
         // The closest provable encloser: the nearest ancestor with an NSEC3, and the NSEC3
-        // covering the name one label below it on the way to `own`.
-        let mut off = 0;
-        while own[off] != 0 {
-            let prev = off;
-            off += own[off] as usize + 1;
-            if let Some(m) = nsec3_match(z, &own[off..]) {
+        // covering the name one label below it on the way to `node` (every ancestor is a
+        // node: the walk is by parent links).
+        let (mut below, mut cur) = (node, z.node_parent(node));
+        while cur != NONE {
+            if let Some(m) = z.nsec3_of(cur) {
                 self.prove(Some(m));
-                self.prove(nsec3_cover(z, &own[prev..]));
+                self.prove(nsec3_cover(z, z.node_name(below)));
                 return;
             }
-            if own.len() - off <= z.origin.len() {
-                return;
-            }
+            (below, cur) = (cur, z.node_parent(cur));
         }
     }
 
-    /// The closest encloser of a name that does not exist (offset of that suffix) and the
-    /// next closer name (offset of the suffix one label longer).
-    fn closest_encloser(&self, name: &[u8]) -> Option<(usize, usize)> {
+    /// The closest encloser of a name that does not exist (offset of that suffix), the
+    /// next closer name (offset of the suffix one label longer) and the encloser's node.
+    fn closest_encloser(&self, name: &[u8]) -> Option<(usize, usize, u32)> {
         let z = self.z;
         let mut off = 0;
         while name[off] != 0 {
             let prev = off;
             off += name[off] as usize + 1;
-            if z.find(&name[off..]).is_some_and(|n| !self.hashed_owner(n)) {
-                return Some((off, prev));
+            if let Some(n) = z.find(&name[off..]).filter(|&n| !self.hashed_owner(n)) {
+                return Some((off, prev, n));
             }
         }
         None
@@ -166,7 +163,9 @@ fn nsec3_position(z: &ArchivedZoneImage, name: &[u8]) -> (usize, [u8; LABEL_LEN]
     (i, label)
 }
 
-/// The NSEC3 whose owner is the hash of `name`.
+/// The NSEC3 whose owner is the hash of `name`, hashed now (what the snapshot's
+/// precomputed `nsec3_of` must agree with).
+#[cfg(test)]
 pub(crate) fn nsec3_match(z: &ArchivedZoneImage, name: &[u8]) -> Option<u32> {
     let (i, label) = nsec3_position(z, name);
     let n = z.nsec3_chain.get(i.checked_sub(1)?)?.to_native();

@@ -2144,3 +2144,17 @@ fn dnssec_nsec3_nodata_ent_wildcard_and_hashed_owners() {
     assert_eq!(owners_of(&r.authority, "DS"), ["secure.nsec3.test."]);
     assert_eq!(covered_types(&r.authority), ["DS"], "{r:#?}");
 }
+
+#[test]
+fn dnssec_precomputed_nsec3_of_every_name_is_its_hash() {
+    let z = nsec3_zone();
+    let mut with = 0;
+    for n in z.node_ids() {
+        let hashed = super::denial::nsec3_match(z, z.node_name(n));
+        assert_eq!(z.nsec3_of(n), hashed, "{}", name_text(z.node_name(n)));
+        with += usize::from(hashed.is_some());
+    }
+    // Every name but the NSEC3 owners and what an opt-out span leaves out has one.
+    assert!(with >= 10, "{with}");
+    assert!(nsec_zone().nsec3_of(nsec_zone().apex.to_native()).is_none());
+}

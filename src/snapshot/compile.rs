@@ -155,6 +155,7 @@ fn compile_in(zone: &Zone, two: bool) -> Result<Draft, CompileError> {
         neg_soa_sig: RrsetRec::default(),
         nsec_chain: Vec::new(),
         nsec3_chain: Vec::new(),
+        nsec3_of: Vec::new(),
         nsec3_salt: Vec::new(),
         nsec3_iterations: 0,
         nodes,
@@ -224,6 +225,18 @@ fn denial_chains(zone: &Zone, tree: &Tree<'_>, img: &mut Draft) {
         })
         .collect();
     nsec3.sort_by(|&a, &b| tree.get(a).name[1..33].cmp(&tree.get(b).name[1..33]));
+    // The NSEC3 matching each name of the zone (empty non-terminals included), hashed
+    // once here so that NODATA, ENT and closest-encloser proofs hash nothing at query time.
+    let salt = img.nsec3_salt.clone();
+    let iterations = img.nsec3_iterations;
+    let label = |i: usize| &tree.get(i).name[1..33];
+    for i in 0..tree.len() {
+        let h = crate::wire::nsec3::owner_label(tree.get(i).name, &salt, iterations);
+        let at = nsec3.partition_point(|&n| label(n) < &h[..]);
+        if let Some(&n) = nsec3.get(at).filter(|&&n| label(n) == h) {
+            img.nsec3_of.push((i as u32, n as u32));
+        }
+    }
     img.nsec3_chain = nsec3.into_iter().map(|i| i as u32).collect();
 }
 

@@ -444,6 +444,14 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
     if z.nsec3_chain.iter().any(|n| !is_node(n.to_native()) || z.node_name(n.to_native()).len() != nsec3_owner) {
         return Err("NSEC3 chain entry is no NSEC3 owner".into());
     }
+    let mut last = None;
+    for e in z.nsec3_of.iter() {
+        let (n, m) = ((e.to_native() >> 32) as u32, e.to_native() as u32);
+        if last.is_some_and(|l| l >= n) || !is_node(n) || !is_node(m) || z.node_name(m).len() != nsec3_owner {
+            return Err("bad NSEC3 of a name".into());
+        }
+        last = Some(n);
+    }
     let b = z.buckets.len();
     if b < 2 || !b.is_power_of_two() || b < nodes {
         return Err("bad index size".into());

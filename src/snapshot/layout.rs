@@ -18,6 +18,8 @@ pub struct Draft {
     pub nsec_chain: Vec<u32>,
     /// Nodes owning NSEC3 of the zone's chain, in hash order.
     pub nsec3_chain: Vec<u32>,
+    /// (node, the node owning its NSEC3), by node.
+    pub nsec3_of: Vec<(u32, u32)>,
     pub nsec3_salt: Vec<u8>,
     pub nsec3_iterations: u16,
     pub nodes: Vec<NodeRec>,
@@ -93,6 +95,12 @@ pub fn pack(mut d: Draft) -> Option<ZoneImage> {
         neg_soa_sig,
         nsec_chain: d.nsec_chain.iter().map(|&i| offsets[i as usize]).collect(),
         nsec3_chain: d.nsec3_chain.iter().map(|&i| offsets[i as usize]).collect(),
+        // Block offsets grow with tree position: still sorted by node.
+        nsec3_of: d
+            .nsec3_of
+            .iter()
+            .map(|&(n, m)| (offsets[n as usize] as u64) << 32 | offsets[m as usize] as u64)
+            .collect(),
         nsec3_salt: std::mem::take(&mut d.nsec3_salt),
         nsec3_iterations: d.nsec3_iterations,
         node_count: offsets.len() as u32,

@@ -69,6 +69,10 @@ pub struct ZoneImage {
     /// The nodes that own an NSEC3 of the chain NSEC3PARAM names, in hash order (their
     /// first labels, base32hex, sort as the hashes do); empty without NSEC3PARAM.
     pub nsec3_chain: Vec<u32>,
+    /// For each name that has one, the node owning its NSEC3: `node << 32 | nsec3 node`,
+    /// sorted (found by binary search, so that proofs about names of the zone hash nothing
+    /// at query time).
+    pub nsec3_of: Vec<u64>,
     /// The chain's salt and extra iterations (RFC 5155 §5).
     pub nsec3_salt: Vec<u8>,
     pub nsec3_iterations: u16,
@@ -451,6 +455,15 @@ impl ArchivedZoneImage {
             off += len;
         }
         None
+    }
+
+    /// The node owning the NSEC3 that matches node `n`'s name (RFC 5155 §7.2: NODATA, empty
+    /// non-terminals, closest enclosers), without hashing: precomputed.
+    #[inline]
+    pub fn nsec3_of(&self, n: u32) -> Option<u32> {
+        let t = &self.nsec3_of;
+        let i = t.partition_point(|e| (e.to_native() >> 32) < n as u64);
+        t.get(i).map(|e| e.to_native()).filter(|e| (e >> 32) as u32 == n).map(|e| e as u32)
     }
 
     /// Every RRset of type `t` at a node (several only for RRSIG: one per covered type).
