@@ -2158,3 +2158,33 @@ fn dnssec_precomputed_nsec3_of_every_name_is_its_hash() {
     assert!(with >= 10, "{with}");
     assert!(nsec_zone().nsec3_of(nsec_zone().apex.to_native()).is_none());
 }
+
+#[test]
+fn dnssec_batch_answers_equal_single_answers() {
+    let labels =
+        ["", "www.", "nothere.", "a.b.nothere.", "y.ent.", "a.b.wild.", "host.insecure.", "host.secure.", "alias."];
+    let types = [rtype::A, rtype::MX, rtype::DS, rtype::TXT, rtype::RRSIG, rtype::NSEC3, rtype::ANY];
+    let cfg = Config::default();
+    for (z, origin) in [(nsec3_zone(), "nsec3.test."), (nsec_zone(), "s.test.")] {
+        let mut queries = Vec::new();
+        for (i, l) in labels.iter().enumerate() {
+            for (j, &t) in types.iter().enumerate() {
+                let mut q = Q::new(&format!("{l}{origin}"), t).edns([512, 1232, 4096][(i + j) % 3]);
+                q.opt.as_mut().unwrap().dnssec_ok = (i + j) % 4 != 0;
+                queries.push(q.wire());
+            }
+        }
+        let mut bufs: Vec<Vec<u8>> = queries.iter().map(|q| [q.as_slice(), &[0u8; 4096]].concat()).collect();
+        let lens: Vec<usize> = queries.iter().map(|q| q.len()).collect();
+        let mut out = vec![Outcome::Drop(DropReason::Short); queries.len()];
+        z.batch(&mut bufs, &lens, &mut out, &cfg);
+        for (i, q) in queries.iter().enumerate() {
+            let mut one = [q.as_slice(), &[0u8; 4096]].concat();
+            let o = z.single(&mut one, q.len(), &cfg);
+            assert_eq!(out[i], o, "query {i}");
+            let Outcome::Reply { len, .. } = o else { panic!("query {i}: {o:?}") };
+            assert_eq!(bufs[i][..len], one[..len], "query {i}");
+            parse_response(&one[..len]);
+        }
+    }
+}
