@@ -4,7 +4,8 @@
 # Usage: knot-conf.sh DIR PORT ORIGIN ZONEFILE [LOGLEVEL]   (DIR gets run/, db/, storage/)
 # Environment: KNOT_ADDR (listen address, default 127.0.0.1); KNOT_XDP=IFACE adds an xdp
 # section answering UDP on IFACE@PORT through AF_XDP (testbed.md); KNOT_RRL="RATE SLIP"
-# turns mod-rrl on for every zone (rate-limit RATE, slip SLIP).
+# turns mod-rrl on for every zone (rate-limit RATE, slip SLIP); KNOT_COOKIES=1 puts
+# mod-cookies before it (a valid server cookie passes RRL).
 set -euo pipefail
 d=$1 port=$2 origin=$3 zone=$4 level=${5:-notice}
 addr=${KNOT_ADDR:-127.0.0.1}
@@ -44,6 +45,9 @@ template:
     journal-content: none
     semantic-checks: off
 CONF
+if [ -n "${KNOT_COOKIES:-}" ]; then
+    echo "    global-module: mod-cookies"
+fi
 if [ -n "${KNOT_RRL:-}" ]; then
     echo "    global-module: mod-rrl/default"
 fi

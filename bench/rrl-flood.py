@@ -2,12 +2,16 @@
 """A spoofed-source flood on loopback, as response rate limiting sees it: one socket bound
 in each of PREFIXES /24s (127.10.i.1, i = 0..PREFIXES-1; the whole 127/8 answers on
 loopback) sends the same query, round robin, at RATE queries a second in all, for SECONDS;
-a client of its own prefix (127.200.0.1) asks at 10 queries a second meanwhile. Every
-response is read and counted: answers (TC clear), slips (TC set) and bytes.
+a client of its own prefix (127.200.0.1) asks at 10 queries a second meanwhile, and so does
+a client inside the first flooded prefix (127.10.0.2) that sends a DNS cookie (RFC 7873):
+it starts with a client cookie alone and, once a response (an answer or a BADCOOKIE slip)
+gives it a server cookie, sends that too. Every response is read and counted: answers (TC
+clear), slips (TC set) and bytes.
 
 Usage: rrl-flood.py PORT QNAME QTYPE PREFIXES RATE SECONDS
 Prints one line of key=value: flood_sent flood_answers flood_slips flood_bytes_out
-flood_bytes_in legit_sent legit_answered seconds. Bounded: at most RATE x SECONDS queries
+flood_bytes_in legit_sent legit_answered cookie_sent cookie_answered cookie_badcookie
+cookie_tc seconds. Bounded: at most RATE x SECONDS queries
 (and SECONDS is at most 600).
 """
 import os
@@ -47,10 +51,58 @@ legit.bind(("127.200.0.1", 0))
 legit.connect(server)
 legit.setblocking(False)
 sel.register(legit, selectors.EVENT_READ, "legit")
+cookie_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+cookie_sock.bind(("127.10.0.2", 0))
+cookie_sock.connect(server)
+cookie_sock.setblocking(False)
+sel.register(cookie_sock, selectors.EVENT_READ, "cookie")
+cookie = os.urandom(8)  # the client cookie, then with the server's
+
+
+def cookie_query(qid):
+    opt = struct.pack("!HH", 10, len(cookie)) + cookie
+    q = bytearray(query(qid))
+    q[11] = 1  # ARCOUNT
+    return bytes(q) + b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(opt)) + opt
+
+
+def skip_name(m, p):
+    while True:
+        n = m[p]
+        if n & 0xC0 == 0xC0:
+            return p + 2
+        if n == 0:
+            return p + 1
+        p += 1 + n
+
+
+def server_cookie(m):
+    """The client and server cookie of the response's OPT, if it has one."""
+    try:
+        qd, an, ns, ar = struct.unpack("!HHHH", m[4:12])
+        p = 12
+        for _ in range(qd):
+            p = skip_name(m, p) + 4
+        for i in range(an + ns + ar):
+            p = skip_name(m, p)
+            t, _, _, rdlen = struct.unpack("!HHIH", m[p:p + 10])
+            p += 10
+            if t == 41 and i >= an + ns:
+                o = p
+                while o + 4 <= p + rdlen:
+                    code, olen = struct.unpack("!HH", m[o:o + 4])
+                    if code == 10 and olen > 8:
+                        return bytes(m[o + 4:o + 4 + olen])
+                    o += 4 + olen
+            p += rdlen
+    except (IndexError, struct.error):
+        pass
+    return None
 
 c = dict(flood_sent=0, flood_answers=0, flood_slips=0, flood_bytes_out=0, flood_bytes_in=0,
-         legit_sent=0, legit_answered=0)
+         legit_sent=0, legit_answered=0, cookie_sent=0, cookie_answered=0, cookie_badcookie=0, cookie_tc=0)
 legit_ids = set()
+cookie_ids = set()
 msg = query(0)
 
 
@@ -68,6 +120,22 @@ def drain(timeout):
                 if qid in legit_ids and not m[2] & 0x02:
                     legit_ids.discard(qid)
                     c["legit_answered"] += 1
+                continue
+            if key.data == "cookie":
+                global cookie
+                qid = struct.unpack("!H", m[:2])[0]
+                if qid not in cookie_ids:
+                    continue
+                cookie_ids.discard(qid)
+                got = server_cookie(m)
+                if got and got[:8] == cookie[:8]:
+                    cookie = got
+                if m[2] & 0x02:
+                    c["cookie_tc"] += 1
+                elif m[3] & 0x0F == 7:  # 23: 7 here and 1 in the OPT
+                    c["cookie_badcookie"] += 1
+                else:
+                    c["cookie_answered"] += 1
                 continue
             c["flood_bytes_in"] += len(m)
             if m[2] & 0x02:
@@ -99,6 +167,9 @@ while c["flood_sent"] < total:
         legit_ids.add(qid)
         legit.send(query(qid))
         c["legit_sent"] += 1
+        cookie_ids.add(qid)
+        cookie_sock.send(cookie_query(qid))
+        c["cookie_sent"] += 1
         next_legit += 0.1
     drain(0)
 elapsed = time.monotonic() - t0

@@ -5,9 +5,11 @@
 #
 # The flood (bench/rrl-flood.py): PREFIXES /24s of 127/8 (one socket bound in each) send the
 # zone's SOA query round robin at FLOOD_RATE queries a second in all for DURATION seconds,
-# while a client of another prefix asks ten times a second. Reported per server: answers to
-# the flooded prefixes beside rate × time × prefixes, slips (TC), bytes out (responses) over
-# bytes in (queries), and the other client's answered share.
+# while a client of another prefix asks ten times a second, and so does one inside the first
+# flooded /24 with a DNS cookie (cookies are on in both servers with RRL: nsxdp [cookies],
+# knotd mod-cookies). Reported per server: answers to the flooded prefixes beside rate ×
+# time × prefixes, slips (TC), bytes out (responses) over bytes in (queries), the other
+# client's answered share, the cookie client's, and the BADCOOKIE slips it got first.
 #
 # Usage: bench/rrl-flood.sh [options]
 #   --duration S      seconds of flood (default 10)
@@ -136,7 +138,7 @@ start_nsxdp() {
         printf '[server]\nlisten = ["127.0.0.1:%s"]\ndata-dir = "%s/data"\ncontrol = "%s/control.sock"\n\n' \
             "$port" "$d" "$d"
         printf '[[zone]]\nname = "%s"\nfile = "%s"\n' "$ORIGIN" "$ZONE"
-        [ -z "$rate" ] || printf '\n[rrl]\nrate = %s\nslip = %s\n' "$rate" "$SLIP"
+        [ -z "$rate" ] || printf '\n[rrl]\nrate = %s\nslip = %s\n\n[cookies]\n' "$rate" "$SLIP"
     } >"$d/nsxdp.toml"
     taskset -c "$SERVER_CPU" "$NSXDP" serve --config "$d/nsxdp.toml" --cores 1 >"$d/server.log" 2>&1 &
     SERVER_PID=$!
@@ -145,7 +147,7 @@ start_nsxdp() {
 start_knotd() {
     local d=$1 port=$2 rate=$3
     mkdir -p "$d"
-    KNOT_RRL=${rate:+"$rate $SLIP"} "$SCRIPT_DIR/knot-conf.sh" "$d" "$port" "$ORIGIN" "$ZONE" notice >"$d/knot.conf"
+    KNOT_RRL=${rate:+"$rate $SLIP"} KNOT_COOKIES=${rate:+1} "$SCRIPT_DIR/knot-conf.sh" "$d" "$port" "$ORIGIN" "$ZONE" notice >"$d/knot.conf"
     taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$d/server.log" 2>&1 &
     SERVER_PID=$!
 }
@@ -216,17 +218,18 @@ rate, prefixes = int(rate), int(prefixes)
 rows = [l.split() for l in open(path) if l.strip()]
 print("rrl-flood: %s, %s cores, knotd %s; rate %d, slip %s, %d flooded /24s at %s q/s in all"
       % (time.strftime("%Y-%m-%d %H:%M"), cores, kv, rate, slip, prefixes, flood_rate))
-print("%-6s %8s %8s %11s %8s %9s %8s %8s" % ("server", "sent", "answers", "rate*t*pfx", "ans/rt", "slips",
-                                               "out/in", "other %"))
+print("%-6s %8s %8s %11s %8s %9s %8s %8s %9s %7s" % ("server", "sent", "answers", "rate*t*pfx", "ans/rt", "slips",
+                                                       "out/in", "other %", "cookie %", "badck"))
 for r in rows:
     if r[0] != "flood":
         continue
     kv_ = dict(x.split("=") for x in r[2:])
     g = lambda k: float(kv_[k])
     allowed = rate * g("seconds") * prefixes
-    print("%-6s %8.0f %8.0f %11.0f %8.3f %9.0f %8.3f %8.1f" % (
+    print("%-6s %8.0f %8.0f %11.0f %8.3f %9.0f %8.3f %8.1f %9.1f %7.0f" % (
         r[1], g("flood_sent"), g("flood_answers"), allowed, g("flood_answers") / allowed, g("flood_slips"),
-        g("flood_bytes_in") / max(g("flood_bytes_out"), 1), 100 * g("legit_answered") / max(g("legit_sent"), 1)))
+        g("flood_bytes_in") / max(g("flood_bytes_out"), 1), 100 * g("legit_answered") / max(g("legit_sent"), 1),
+        100 * g("cookie_answered") / max(g("cookie_sent"), 1), g("cookie_badcookie")))
 qps = {}
 for r in rows:
     if r[0] == "qps" and len(r) > 3:

@@ -210,7 +210,9 @@ def axfr_hold(a):
     smp = Sampler(a.pid)
     conns = []
     for i in range(a.conns):
-        s = connect(a.port, "127.0.0.1", blocking=True)
+        # From 20 addresses (127.0.3.1-20), so that all of them are held open under nsxdp's
+        # 64 connections per address.
+        s = connect(a.port, "127.0.3.%d" % (1 + i % 20), blocking=True)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(frame(query(i, a.zone, 252)))
         conns.append(s)

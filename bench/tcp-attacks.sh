@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TCP under attack: nsxdp against knotd in the same run, each with its default TCP limits,
 # serving the same generated zone on 127.0.0.1. Three attacks from bench/tcp-attack.py, one
-# server at a time:
+# server at a time, each attack against a freshly started server:
 #   pipeline   20 connections pipelining queries for 15 s and never reading: the server's
 #              peak RSS, and its CPU time in the 5 s after the clients left;
 #   slowloris  1,100 connections (20 source addresses) sending an octet every 9 s, reopened
@@ -117,36 +117,36 @@ else
     PIPE=(); SLOW=(); HOLD=()
 fi
 
-run_attacks() {  # NAME PORT PID
-    local name=$1 port=$2 pid=$3 r
-    for mode in pipeline slowloris axfr-hold; do
-        case $mode in
-            pipeline) r=$(taskset -c "$CLIENT_CPU" python3 "$ATTACK" pipeline "$port" "$pid" --origin "$ORIGIN" "${PIPE[@]}") ;;
-            slowloris) r=$(taskset -c "$CLIENT_CPU" python3 "$ATTACK" slowloris "$port" "$pid" --origin "$ORIGIN" "${SLOW[@]}") ;;
-            axfr-hold) r=$(taskset -c "$CLIENT_CPU" python3 "$ATTACK" axfr-hold "$port" "$pid" "$ORIGIN" "${HOLD[@]}") ;;
-        esac
-        echo "$name $mode $r"
-        log "$name $mode: $r"
-        # Let the server close what the attack left (idle timeouts) before the next one.
-        sleep 12
-    done
+attack() {  # NAME PORT PID MODE
+    local name=$1 port=$2 pid=$3 mode=$4 r
+    case $mode in
+        pipeline) r=$(taskset -c "$CLIENT_CPU" python3 "$ATTACK" pipeline "$port" "$pid" --origin "$ORIGIN" "${PIPE[@]}") ;;
+        slowloris) r=$(taskset -c "$CLIENT_CPU" python3 "$ATTACK" slowloris "$port" "$pid" --origin "$ORIGIN" "${SLOW[@]}") ;;
+        axfr-hold) r=$(taskset -c "$CLIENT_CPU" python3 "$ATTACK" axfr-hold "$port" "$pid" "$ORIGIN" "${HOLD[@]}") ;;
+    esac
+    echo "$name $mode $r"
+    log "$name $mode: $r"
 }
 
-log "nsxdp on 127.0.0.1:$NP, zone $ZONE"
-(cd "$TMP/nsxdp" && exec taskset -c "$SERVER_CPU" "$NSXDP" serve --cores 1 --config nsxdp.toml) >"$TMP/nsxdp.log" 2>&1 &
-NPID=$!; PIDS+=("$NPID")
-wait_soa nsxdp "$NP" "$NPID"
-sleep 5   # what compiling the zone took is given back first
-run_attacks nsxdp "$NP" "$NPID" | tee "$TMP/results"
-kill "$NPID"; wait "$NPID" 2>/dev/null || true
-grep "TCP connections" "$TMP/nsxdp.log" >&2 || true
+# Each attack against a freshly started server, so that none measures what another left.
+for mode in pipeline slowloris axfr-hold; do
+    log "nsxdp on 127.0.0.1:$NP, zone $ZONE"
+    (cd "$TMP/nsxdp" && exec taskset -c "$SERVER_CPU" "$NSXDP" serve --cores 1 --config nsxdp.toml) >>"$TMP/nsxdp.log" 2>&1 &
+    NPID=$!; PIDS+=("$NPID")
+    wait_soa nsxdp "$NP" "$NPID"
+    sleep 5
+    attack nsxdp "$NP" "$NPID" "$mode" | tee -a "$TMP/results"
+    kill "$NPID"; wait "$NPID" 2>/dev/null || true
+    grep "TCP connections" "$TMP/nsxdp.log" | tail -n 1 >&2 || true
 
-log "knotd $(knotd --version | head -n1) on 127.0.0.1:$KP"
-taskset -c "$SERVER_CPU" knotd -c "$TMP/knot/knot.conf" >"$TMP/knot.log" 2>&1 &
-KPID=$!; PIDS+=("$KPID")
-wait_soa knot "$KP" "$KPID"
-sleep 5
-run_attacks knotd "$KP" "$KPID" | tee -a "$TMP/results"
+    log "knotd $(knotd --version | head -n1) on 127.0.0.1:$KP"
+    taskset -c "$SERVER_CPU" knotd -c "$TMP/knot/knot.conf" >>"$TMP/knot.log" 2>&1 &
+    KPID=$!; PIDS+=("$KPID")
+    wait_soa knot "$KP" "$KPID"
+    sleep 5
+    attack knotd "$KP" "$KPID" "$mode" | tee -a "$TMP/results"
+    kill "$KPID"; wait "$KPID" 2>/dev/null || true
+done
 echo
 echo "server  attack     results"
 cat "$TMP/results"

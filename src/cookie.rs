@@ -53,6 +53,11 @@ impl Secrets {
     }
 }
 
+/// The secrets in use, replaced whole when a configuration reload rotates them: the run
+/// loops copy them out once per batch ([`crate::answer::Config::refresh`]), without a lock.
+/// One per server, made at start and kept for the life of the process.
+pub type SharedSecrets = arc_swap::ArcSwap<Secrets>;
+
 /// What a query's COOKIE option says (RFC 7873 §5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

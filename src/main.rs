@@ -356,7 +356,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // A flag wins over the file, the file over the default.
     let edns_size = args.edns_size.or(config.as_ref().map(|c| c.server.edns_size)).unwrap_or(1232);
     let cookies = cookie_secrets(args.cookies, config.as_deref())?;
-    let cfg = Config { edns_size, cookies, now: 0 };
+    // The secrets in use, for the life of the process: a reload of the configuration may
+    // rotate them, and every loop reads them from here.
+    let shared_secrets: Option<&'static nsxdp::cookie::SharedSecrets> =
+        cookies.map(|s| &*Box::leak(Box::new(nsxdp::cookie::SharedSecrets::from_pointee(s))));
+    let cfg = Config { edns_size, cookies, now: 0, shared_secrets };
     let rrl = config.as_ref().and_then(|c| c.rrl.clone());
     let mut listen = args.listen.clone();
     if listen.is_empty() {
@@ -415,7 +419,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             hup,
             shutdown.clone(),
             shared.clone().map(Notifier::new),
-            args.config.clone().zip(shared.clone()).map(|(path, shared)| ctl::ConfigSource { path, shared }),
+            args.config.clone().zip(shared.clone()).map(|(path, shared)| ctl::ConfigSource {
+                path,
+                shared,
+                secrets: shared_secrets,
+            }),
         )?,
     };
     eprintln!("nsxdp: control socket {}", control_path.display());
@@ -476,6 +484,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         addrs.join(" "),
         loops.handles.len()
     );
+    // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
+    nsxdp::control::release_freed_memory();
     eprintln!("nsxdp: ready");
     let tcp_result = tcp.run(&shutdown);
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -673,6 +683,8 @@ fn serve_xdp(
         qs.join(","),
         plane.loops.first().map_or("?".to_string(), |l| l.mode.to_string()),
     );
+    // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
+    nsxdp::control::release_freed_memory();
     eprintln!("nsxdp: ready");
     let tcp_result = tcp.run(&shutdown);
     // However the TCP loop ended, stop everything (the plane detaches the program when it

@@ -121,3 +121,50 @@ fn without_cookies_the_option_is_ignored() {
     assert!(!out.contains("COOKIE:"), "{out}");
     drop(p);
 }
+
+/// Rotation: a reload with a new `secret` (the old one moved to `secret-previous`) makes new
+/// cookies with the new secret at once; a cookie made with the old one gets a fresh one made
+/// with the new.
+#[test]
+fn a_reload_rotates_the_secret() {
+    if !common::have("kdig", "knot-dnsutils") {
+        return;
+    }
+    const NEXT: &str = "00112233445566778899aabbccddeeff";
+    let dir = tempfile::tempdir().unwrap();
+    let (p, port) = start(dir.path(), Some(SECRET));
+    let cookie = |out: &str| -> String {
+        let line = out.lines().find(|l| l.contains("COOKIE:")).unwrap_or_else(|| panic!("no COOKIE in\n{out}"));
+        line.split_whitespace().nth(2).unwrap_or_default().to_ascii_lowercase()
+    };
+    let unhex = |h: &str| -> Vec<u8> {
+        (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+    };
+    // Made with `secret` at the reply's own timestamp, for 127.0.0.1?
+    let made_with = |c: &str, secret: &str| -> bool {
+        let c = unhex(c);
+        let client: [u8; 8] = c[..8].try_into().unwrap();
+        let stamp = u32::from_be_bytes(c[12..16].try_into().unwrap());
+        let s = nsxdp::cookie::Secrets::new(nsxdp::cookie::parse_secret(secret).unwrap());
+        nsxdp::cookie::server_cookie(&client, "127.0.0.1".parse().unwrap(), stamp, &s)[..] == c[8..]
+    };
+    let old = cookie(&kdig(port, "+cookie=0123456789abcdef"));
+    assert!(made_with(&old, SECRET), "{old}");
+
+    let conf = dir.path().join("nsxdp.toml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let rotated = text
+        .replace(&format!("secret = \"{SECRET}\""), &format!("secret = \"{NEXT}\"\nsecret-previous = \"{SECRET}\""));
+    assert_ne!(text, rotated);
+    std::fs::write(&conf, rotated).unwrap();
+    let (ok, out) = common::ctl(&conf, &["reload"]);
+    assert!(ok && out.contains("cookie secret rotated (the previous one still accepted)"), "{out}");
+
+    let new = cookie(&kdig(port, "+cookie=fedcba9876543210"));
+    assert!(made_with(&new, NEXT) && !made_with(&new, SECRET), "{new}");
+    // The old cookie, still fresh, is not echoed any more: a new one replaces it.
+    let renewed = cookie(&kdig(port, &format!("+cookie={old}")));
+    assert_ne!(renewed, old);
+    assert!(made_with(&renewed, NEXT), "{renewed}");
+    drop(p);
+}

@@ -29,11 +29,27 @@ pub struct Config {
     pub cookies: Option<crate::cookie::Secrets>,
     /// Unix time (low 32 bits), for server cookies; the run loops set it once per batch.
     pub now: u32,
+    /// Where [`Config::refresh`] finds the secrets in use (a reload may rotate them).
+    pub shared_secrets: Option<&'static crate::cookie::SharedSecrets>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { edns_size: 1232, cookies: None, now: 0 }
+        Config { edns_size: 1232, cookies: None, now: 0, shared_secrets: None }
+    }
+}
+
+impl Config {
+    /// With cookies on: the time, and the secrets in use now. The run loops call it once
+    /// per batch (the engine itself reads no clock and nothing shared).
+    #[inline]
+    pub fn refresh(&mut self) {
+        if self.cookies.is_some() {
+            self.now = crate::cookie::unix_now();
+            if let Some(s) = self.shared_secrets {
+                self.cookies = Some(**s.load());
+            }
+        }
     }
 }
 

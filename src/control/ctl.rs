@@ -210,6 +210,8 @@ impl Notifier {
 pub struct ConfigSource {
     pub path: PathBuf,
     pub shared: SharedConfig,
+    /// The cookie secrets in use (with cookies on): a reload rotates them.
+    pub secrets: Option<&'static crate::cookie::SharedSecrets>,
 }
 
 /// Re-reads the configuration file: a good one replaces the running configuration and its
@@ -230,6 +232,7 @@ fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, out: &mut String) -> b
     if new.rrl != old.rrl {
         let _ = writeln!(out, "warning: changes to [rrl] take effect at the next start");
     }
+    rotate_cookie_secrets(&old, &new, src.secrets, out);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     let mut notes = Vec::new();
     zones.reconfigure(&old, &new, now, &mut notes);
@@ -239,6 +242,35 @@ fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, out: &mut String) -> b
     }
     let _ = writeln!(out, "configuration {} reloaded", src.path.display());
     true
+}
+
+/// DNS cookies: a new `secret` (and `secret-previous`) in the file replace the ones in use at
+/// once — the usual rotation moves the old secret to `secret-previous`, so that cookies made
+/// with it stay valid. Turning cookies on or off, or to a random secret, waits for a
+/// restart.
+fn rotate_cookie_secrets(
+    old: &crate::config::Config,
+    new: &crate::config::Config,
+    shared: Option<&crate::cookie::SharedSecrets>,
+    out: &mut String,
+) {
+    if old.cookies == new.cookies {
+        return;
+    }
+    let (Some(shared), Some(c)) = (shared, new.cookies) else {
+        let _ = writeln!(out, "warning: turning [cookies] on or off takes effect at the next start");
+        return;
+    };
+    let Some(current) = c.secret else {
+        let _ = writeln!(out, "warning: [cookies] without a secret: the running secret stays till the next start");
+        return;
+    };
+    shared.store(std::sync::Arc::new(crate::cookie::Secrets { current, previous: c.previous }));
+    let _ = writeln!(
+        out,
+        "cookie secret rotated{}",
+        if c.previous.is_some() { " (the previous one still accepted)" } else { "" }
+    );
 }
 
 /// A command line, with the configuration re-read first for `reload` of every zone.

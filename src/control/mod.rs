@@ -16,7 +16,7 @@ pub mod zones;
 /// the thread that freed them allocates again after a delay; the control side may not
 /// allocate again for hours, and a large zone's build leaves tens of MiB resident (a
 /// 200,000-record zone: about 80 MiB).
-pub(crate) fn release_freed_memory() {
+pub fn release_freed_memory() {
     // SAFETY: mi_collect has no preconditions: any thread may call it at any time. Where the
     // binary has another allocator (the tests), it tidies mimalloc's own unused heap.
     unsafe { libmimalloc_sys::mi_collect(true) }

@@ -481,7 +481,7 @@ impl TcpServer {
         }
         let cat = self.catalog.load();
         let mut cfg = self.cfg;
-        cfg.now = unix_now() as u32;
+        cfg.refresh();
         let client = Some(peer.ip());
         // A signed query gets a signed answer (or its TSIG error).
         let transfers = self.transfers.as_ref();

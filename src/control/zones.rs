@@ -626,6 +626,13 @@ impl ZoneSet {
             .filter_map(|z| Some((z.name.to_lowercase(), z.journal.clone()?)))
             .collect();
         self.journals.store(Arc::new(journals));
+        // Each snapshot's AXFR order is made now, not at its first transfer: sorting the
+        // names takes a few MiB for a while, and here that goes back with the rest.
+        for z in &self.zones {
+            if let Some(s) = &z.snapshot {
+                s.canonical_order();
+            }
+        }
         super::release_freed_memory();
     }
 
@@ -640,6 +647,9 @@ impl ZoneSet {
         if let Reloaded::Updated { .. } = r {
             z.loaded_at = SystemTime::now();
             self.publish();
+        } else {
+            // The file was parsed all the same.
+            super::release_freed_memory();
         }
         r
     }

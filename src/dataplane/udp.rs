@@ -218,7 +218,7 @@ fn run(
                 }
                 let clients = match cfg.cookies {
                     Some(_) => {
-                        cfg.now = crate::cookie::unix_now();
+                        cfg.refresh();
                         for (i, c) in clients[..got].iter_mut().enumerate() {
                             let from = sockaddr(&batch.addrs[i], batch.hdrs[i].msg_hdr.msg_namelen);
                             *c = from.map_or(std::net::IpAddr::from([0u8; 4]), |a| a.ip());

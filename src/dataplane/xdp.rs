@@ -596,9 +596,7 @@ pub fn answer_frames(
     // With cookies on, each query's source address goes to the engine, and the time.
     let mut clients = [std::net::IpAddr::from([0u8; 4]); BATCH];
     let mut cfg = ctx.cfg;
-    if cfg.cookies.is_some() {
-        cfg.now = crate::cookie::unix_now();
-    }
+    cfg.refresh();
     let mut k = 0;
     for (i, buf) in frames[..n].iter_mut().enumerate() {
         replies[i] = None;

@@ -23,26 +23,42 @@ pub mod rtype {
     pub const TXT: u16 = 16;
     pub const RP: u16 = 17;
     pub const AFSDB: u16 = 18;
+    pub const X25: u16 = 19;
+    pub const ISDN: u16 = 20;
     pub const RT: u16 = 21;
+    pub const NSAP: u16 = 22;
     pub const SIG: u16 = 24;
+    pub const KEY: u16 = 25;
     pub const PX: u16 = 26;
     pub const AAAA: u16 = 28;
+    pub const LOC: u16 = 29;
     pub const NXT: u16 = 30;
     pub const SRV: u16 = 33;
     pub const NAPTR: u16 = 35;
     pub const KX: u16 = 36;
+    pub const CERT: u16 = 37;
     pub const A6: u16 = 38;
     pub const DNAME: u16 = 39;
     pub const OPT: u16 = 41;
+    pub const APL: u16 = 42;
     pub const DS: u16 = 43;
     pub const RRSIG: u16 = 46;
     pub const NSEC: u16 = 47;
     pub const DNSKEY: u16 = 48;
+    pub const DHCID: u16 = 49;
     pub const NSEC3: u16 = 50;
     pub const NSEC3PARAM: u16 = 51;
+    pub const SMIMEA: u16 = 53;
+    pub const CSYNC: u16 = 62;
     pub const SVCB: u16 = 64;
     pub const HTTPS: u16 = 65;
     pub const SPF: u16 = 99;
+    pub const NID: u16 = 104;
+    pub const L32: u16 = 105;
+    pub const L64: u16 = 106;
+    pub const LP: u16 = 107;
+    pub const EUI48: u16 = 108;
+    pub const EUI64: u16 = 109;
     pub const TKEY: u16 = 249;
     pub const TSIG: u16 = 250;
     pub const IXFR: u16 = 251;
@@ -50,6 +66,9 @@ pub mod rtype {
     pub const MAILB: u16 = 253;
     pub const MAILA: u16 = 254;
     pub const ANY: u16 = 255;
+    pub const URI: u16 = 256;
+    pub const AVC: u16 = 258;
+    pub const DLV: u16 = 32769;
 }
 
 /// True for meta and query-only types that can never be stored in a zone.
@@ -79,7 +98,7 @@ fn layout(t: u16) -> &'static [Field] {
         MX => &[Field::Fixed(2), C],
         DNAME => &[N],
         RP => &[N, N],
-        AFSDB | RT | KX => &[Field::Fixed(2), N],
+        AFSDB | RT | KX | LP => &[Field::Fixed(2), N],
         PX => &[Field::Fixed(2), N, N],
         SRV => &[Field::Fixed(6), N],
         NAPTR => &[Field::Fixed(4), Field::CharStr, Field::CharStr, Field::CharStr, N],

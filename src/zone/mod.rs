@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod parse;
+mod rdata_text;
 pub mod text;
 
 use std::fmt;

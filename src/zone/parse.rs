@@ -3,7 +3,8 @@
 //! The entry layer is ours: it tracks files and lines for every diagnostic, handles
 //! `$ORIGIN`, `$TTL`, `$INCLUDE` (with loop detection), parentheses, comments, quoted strings
 //! and omitted owner, TTL and class. Rdata of the common types (A, AAAA, NS, CNAME, PTR,
-//! DNAME, MX, SOA, TXT, SPF, SRV) is converted here; every other type goes through NLnet
+//! DNAME, MX, SOA, TXT, SPF, SRV) is converted here, that of the types `domain` does not
+//! read and of SVCB/HTTPS by `zone::rdata_text`; every other type goes through NLnet
 //! Labs' `domain` crate (`ZoneRecordData::scan`) fed by our tokens; RFC 3597 `\#` rdata is
 //! read here for any type.
 
@@ -18,7 +19,7 @@ use domain::base::{CharStr, ParseRecordData};
 use domain::dep::octseq::{Parser, Str};
 use domain::rdata::ZoneRecordData;
 
-use super::{InsertError, Inserted, SrcPos, Zone};
+use super::{rdata_text, InsertError, Inserted, SrcPos, Zone};
 use crate::wire::name::{self, Name, NameError};
 use crate::wire::rdata::{self as rd, rtype};
 
@@ -574,13 +575,13 @@ impl Sink for Loader {
 
 /// One lexical token of an entry.
 #[derive(Clone, Copy, Debug)]
-struct Token<'a> {
+pub(super) struct Token<'a> {
     /// Raw text, escapes undecoded, quotes removed.
-    text: &'a [u8],
-    quoted: bool,
+    pub(super) text: &'a [u8],
+    pub(super) quoted: bool,
     /// Follows the previous token with no space between (`alpn="h2,h3"`).
-    glued: bool,
-    line: u32,
+    pub(super) glued: bool,
+    pub(super) line: u32,
 }
 
 struct Entry<'a> {
@@ -750,12 +751,12 @@ impl<'a> Tokenizer<'a> {
 }
 
 /// An error in one entry.
-struct EntryError {
-    line: u32,
-    message: String,
+pub(super) struct EntryError {
+    pub(super) line: u32,
+    pub(super) message: String,
 }
 
-fn err<T>(line: u32, message: impl Into<String>) -> Result<T, EntryError> {
+pub(super) fn err<T>(line: u32, message: impl Into<String>) -> Result<T, EntryError> {
     Err(EntryError { line, message: message.into() })
 }
 
@@ -970,7 +971,7 @@ fn parse_name(t: Token<'_>, origin: &Name) -> Result<Name, EntryError> {
 }
 
 /// Appends the wire form of a name token to `out`.
-fn parse_name_into(t: Token<'_>, origin: &Name, out: &mut Vec<u8>) -> Result<(), EntryError> {
+pub(super) fn parse_name_into(t: Token<'_>, origin: &Name, out: &mut Vec<u8>) -> Result<(), EntryError> {
     name::parse_text_into(t.text, Some(origin.as_wire()), out).map_err(|e| name_err(t, e))
 }
 
@@ -1055,7 +1056,7 @@ fn parse_u16_field(t: Token<'_>, what: &str) -> Result<u16, EntryError> {
 }
 
 /// The type in a record: a mnemonic or `TYPEnnn`.
-fn parse_type(t: Token<'_>) -> Result<u16, EntryError> {
+pub(super) fn parse_type(t: Token<'_>) -> Result<u16, EntryError> {
     // The types of nearly every record, without allocating.
     const COMMON: [(&[u8], u16); 9] = [
         (b"A", rtype::A),
@@ -1105,7 +1106,7 @@ fn decode_text(s: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Decodes escapes in a token, appending the octets to `out`.
-fn decode_text_into(s: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn decode_text_into(s: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     let mut i = 0;
     while i < s.len() {
         let run = i;
@@ -1122,7 +1123,7 @@ fn decode_text_into(s: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-fn push_charstr(out: &mut Vec<u8>, t: Token<'_>) -> Result<(), EntryError> {
+pub(super) fn push_charstr(out: &mut Vec<u8>, t: Token<'_>) -> Result<(), EntryError> {
     let len_at = out.len();
     out.push(0);
     decode_text_into(t.text, out).map_err(|m| EntryError { line: t.line, message: m })?;
@@ -1295,6 +1296,8 @@ fn rdata_from_tokens(
                 push_charstr(out, *tok)?;
             }
         }
+        rtype::SVCB | rtype::HTTPS => rdata_text::parse_svcb(t, toks, origin, line, out)?,
+        t if rdata_text::knows(t) => rdata_text::parse(t, toks, origin, line, out)?,
         _ => {
             let tname = type_name(t);
             let rtype = Rtype::from_int(t);
@@ -1366,6 +1369,12 @@ pub fn validate_wire_rdata(t: u16, data: &[u8]) -> Result<(), String> {
         _ => {}
     }
     rd::names_in(t, data).map_err(|e| format!("bad {tname} rdata: {e}"))?;
+    if rdata_text::knows(t) {
+        return rdata_text::validate(t, data);
+    }
+    if t == rtype::SVCB || t == rtype::HTTPS {
+        rdata_text::validate_svcb(data).map_err(|e| format!("bad {tname} rdata: {e}"))?;
+    }
     let mut parser = Parser::from_ref(data);
     match ZoneRecordData::<&[u8], domain::base::ParsedName<&[u8]>>::parse_rdata(Rtype::from_int(t), &mut parser) {
         Ok(_) if parser.remaining() == 0 => Ok(()),
