@@ -6,11 +6,10 @@
 //!
 //! * `nsxdp_answers_match_knot_or_nsd`: the zones in `tests/differential/zones/`.
 //! * `signed_zones_match_knot_or_nsd`: the signed zones in
-//!   `tests/differential/dnssec/zones/` (`run.py --dnssec --delv`): DO=0 answers
-//!   must match; DO=1 answers and delv verdicts against nsxdp are reported per
-//!   answer kind and asserted only with `NSXDP_ASSERT_DNSSEC=1` (the answer
-//!   engine does not do DNSSEC yet); delv must validate Knot's or NSD's answer
-//!   of every kind (this proves the signed zones and the harness).
+//!   `tests/differential/dnssec/zones/` (`run.py --dnssec --delv
+//!   --assert-dnssec`): DO=0 and DO=1 answers must match, and delv must validate
+//!   nsxdp's answer of every kind as it validates Knot's or NSD's (which proves
+//!   the signed zones and the harness).
 //! * `signed_zones_are_what_sign_sh_makes`: `dnssec/sign.sh --check`.
 //!
 //! The script's summary is printed; all failures are written to
@@ -99,7 +98,7 @@ fn nsxdp_answers_match_knot_or_nsd() {
 
 #[test]
 fn signed_zones_match_knot_or_nsd() {
-    run_py(&["--dnssec", "--delv", "--time-limit", "120"], "differential-dnssec.json");
+    run_py(&["--dnssec", "--delv", "--assert-dnssec", "--time-limit", "120"], "differential-dnssec.json");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! anything below UDP/TCP; the caller says which transport the query came over.
 
 mod catalog;
+mod denial;
 mod query;
 
 pub use catalog::{Catalog, Zones};
@@ -398,13 +399,16 @@ fn complete(
         added: [NONE; MAX_ADDITIONAL_NODES],
         n_added: 0,
         class: ResponseClass::Positive,
+        dnssec: edns.is_some_and(|e| e.dnssec_ok) && zone.is_signed(),
+        proofs: [NONE; MAX_PROOFS],
+        n_proofs: 0,
     };
     let (rc, aa, tc) = match r.resolve(q, name, p.h, candidate) {
         Ok((rc, aa)) => (rc, aa, false),
-        Err(Truncated { aa }) => {
+        Err(Truncated { aa, rcode }) => {
             r.w = q.question_end;
             r.buf[6..12].fill(0);
-            (rcode::NOERROR, aa, true)
+            (rcode, aa, true)
         }
     };
     let (w, class) = (r.w, r.class);
@@ -424,6 +428,8 @@ fn complete(
 /// The response did not fit: send TC with the question only.
 struct Truncated {
     aa: bool,
+    /// The rcode the whole answer would have had (Knot keeps NXDOMAIN with TC).
+    rcode: u8,
 }
 
 struct Responder<'b, 'z> {
@@ -439,7 +445,18 @@ struct Responder<'b, 'z> {
     n_added: usize,
     /// What the response is, as far as it is written.
     class: ResponseClass,
+    /// DO=1 on a signed zone: RRSIGs with authoritative RRsets, denial proofs (RFC 4035
+    /// §3.1, RFC 5155 §7.2).
+    dnssec: bool,
+    /// Nodes whose NSEC (or NSEC3) RRset goes to authority once the answer section is
+    /// complete, each once.
+    proofs: [u32; MAX_PROOFS],
+    n_proofs: usize,
 }
+
+/// Most NSEC/NSEC3 RRsets one answer needs: one per wildcard met along a CNAME chain,
+/// and three for an NSEC3 closest-encloser proof where it ends.
+const MAX_PROOFS: usize = MAX_CHAIN + 3;
 
 const ANSWER: usize = 0;
 const AUTHORITY: usize = 1;
@@ -480,22 +497,27 @@ impl Responder<'_, '_> {
         for step in 0..MAX_CHAIN {
             let h = if step == 0 { qname_hash } else { name_hash(&name[..name_len]) };
             if seen[..step].contains(&h) {
+                self.flush_proofs().map_err(|_| Truncated { aa: true, rcode: rcode::NOERROR })?;
                 return Ok((rcode::NOERROR, true));
             }
             seen[step] = h;
             let aa = true;
-            let trunc = Truncated { aa };
+            let trunc = Truncated { aa, rcode: rcode::NOERROR };
             // A wildcard's RRsets answer for the name itself: owners point at `name_off`.
             let hint = if step == 0 { candidate } else { NONE };
             let node = match self.lookup(&name[..name_len], h, hint, qtype) {
                 Lookup::Node(n) => n,
                 Lookup::Wildcard(n) => {
                     self.class = ResponseClass::Wildcard;
+                    if self.dnssec {
+                        self.deny_closer_match(&name[..name_len], n);
+                    }
                     n
                 }
                 Lookup::Delegation(cut) => {
                     self.class = ResponseClass::Referral;
-                    self.referral(cut, &name[..name_len], name_off).map_err(|_| Truncated { aa: step > 0 })?;
+                    self.referral(cut, &name[..name_len], name_off)
+                        .map_err(|_| Truncated { aa: step > 0, rcode: rcode::NOERROR })?;
                     return Ok((rcode::NOERROR, step > 0));
                 }
                 Lookup::Dname(d) => {
@@ -509,41 +531,69 @@ impl Responder<'_, '_> {
                     }
                     // The synthesised CNAME is the answer to a CNAME query.
                     if qtype == rtype::CNAME || !name::is_suffix_lower(&name[..name_len], &z.origin) {
+                        self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                         return Ok((rcode::NOERROR, aa));
                     }
                     continue;
                 }
                 Lookup::NxDomain => {
                     self.class = ResponseClass::NxDomain;
-                    self.negative().map_err(|_| Truncated { aa })?;
+                    if self.dnssec {
+                        self.deny_name(&name[..name_len]);
+                    }
+                    self.negative().map_err(|_| Truncated { aa, rcode: rcode::NXDOMAIN })?;
                     return Ok((rcode::NXDOMAIN, aa));
                 }
             };
             if qtype == rtype::ANY {
                 // RFC 8482 §4.1: one RRset is enough; the first in type order.
                 if let Some(r) = z.node_rrsets(node).next() {
+                    if r.rtype == rtype::RRSIG {
+                        for r in z.rrsets_of_type(node, rtype::RRSIG) {
+                            self.push(ANSWER, &r, name_off).map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
+                        }
+                        return Ok((rcode::NOERROR, aa));
+                    }
                     let base = self.w;
-                    self.push(ANSWER, &r, name_off).map_err(|_| trunc)?;
+                    self.push_signed(ANSWER, node, &r, name_off).map_err(|_| trunc)?;
+                    self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                     self.additionals_of(&r, base);
                     return Ok((rcode::NOERROR, aa));
                 }
                 self.nodata();
-                self.negative().map_err(|_| Truncated { aa })?;
+                if self.dnssec {
+                    self.deny_type(&name[..name_len], node);
+                }
+                self.negative().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                 return Ok((rcode::NOERROR, aa));
             }
-            if let Some(r) = z.rrset(node, qtype) {
+            if qtype == rtype::RRSIG {
+                // One fragment per covered type: the answer is all of them.
+                let mut any = false;
+                for r in z.rrsets_of_type(node, rtype::RRSIG) {
+                    self.push(ANSWER, &r, name_off).map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
+                    any = true;
+                }
+                if any {
+                    self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
+                    return Ok((rcode::NOERROR, aa));
+                }
+            } else if let Some(r) = z.rrset(node, qtype) {
                 let base = self.w;
-                self.push(ANSWER, &r, name_off).map_err(|_| trunc)?;
+                self.push_signed(ANSWER, node, &r, name_off).map_err(|_| trunc)?;
+                self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                 self.additionals_of(&r, base);
                 return Ok((rcode::NOERROR, aa));
             }
-            if let Some(r) = z.rrset(node, rtype::CNAME) {
+            // A CNAME is not followed for NSEC, which belongs to the name itself (as Knot).
+            if let Some(r) = z.rrset(node, rtype::CNAME).filter(|_| qtype != rtype::NSEC) {
                 let base = self.w;
-                self.push(ANSWER, &r, name_off).map_err(|_| trunc)?;
+                self.push_signed(ANSWER, node, &r, name_off).map_err(|_| trunc)?;
                 // The target is the rdata of the one CNAME RR: its name starts there.
                 let target_off = base + 12;
                 let mut tmp = [0u8; 256];
                 let Ok((_, tlen)) = name::read_compressed(&self.buf[..self.w], target_off, &mut tmp) else {
+                    self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                     return Ok((rcode::NOERROR, aa));
                 };
                 name[..tlen].copy_from_slice(&tmp[..tlen]);
@@ -551,15 +601,20 @@ impl Responder<'_, '_> {
                 name_len = tlen;
                 name_off = target_off;
                 if !name::is_suffix_lower(&name[..name_len], &z.origin) || name_off > 0x3FFF {
+                    self.flush_proofs().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
                     return Ok((rcode::NOERROR, aa));
                 }
                 continue;
             }
             // NODATA (RFC 2308 §2.2), also for empty non-terminals (RFC 8020).
             self.nodata();
-            self.negative().map_err(|_| Truncated { aa })?;
+            if self.dnssec {
+                self.deny_type(&name[..name_len], node);
+            }
+            self.negative().map_err(|_| Truncated { aa, rcode: rcode::NOERROR })?;
             return Ok((rcode::NOERROR, aa));
         }
+        self.flush_proofs().map_err(|_| Truncated { aa: true, rcode: rcode::NOERROR })?;
         Ok((rcode::NOERROR, true))
     }
 
@@ -567,7 +622,7 @@ impl Responder<'_, '_> {
     /// for [`ArchivedZoneImage::find_with_candidate`].
     fn lookup(&self, name: &[u8], h: u64, candidate: u32, qtype: u16) -> Lookup {
         let z = self.z;
-        if let Some(n) = z.find_with_candidate(name, h, candidate) {
+        if let Some(n) = z.find_with_candidate(name, h, candidate).filter(|&n| !self.hashed_owner(n)) {
             let f = z.node_flags(n);
             if f & (flags::BELOW_CUT | flags::BELOW_DNAME) != 0 {
                 if let Some(l) = self.occluder(z.node_parent(n)) {
@@ -586,7 +641,7 @@ impl Responder<'_, '_> {
         while name[off] != 0 {
             off += name[off] as usize + 1;
             let suffix = &name[off..];
-            let Some(enc) = z.find(suffix) else { continue };
+            let Some(enc) = z.find(suffix).filter(|&n| !self.hashed_owner(n)) else { continue };
             let f = z.node_flags(enc);
             if f & (flags::BELOW_CUT | flags::BELOW_DNAME | flags::CUT | flags::DNAME) != 0 {
                 if let Some(l) = self.occluder(enc) {
@@ -671,6 +726,16 @@ impl Responder<'_, '_> {
         let owner = self.suffix_offset(name_off, labels(name), cut_labels).ok_or(())?;
         let base = self.w;
         self.push(AUTHORITY, &ns, owner)?;
+        if self.dnssec {
+            // RFC 4035 §3.1.4: the DS RRset and its RRSIGs, or the proof that there is none.
+            match z.rrset(cut, rtype::DS) {
+                Some(ds) => self.push_signed(AUTHORITY, cut, &ds, owner)?,
+                None => {
+                    self.deny_type(z.node_name(cut), cut);
+                    self.flush_proofs()?;
+                }
+            }
+        }
         let cut_name = z.node_name(cut);
         // In-domain glue now; the rest remembered for afterwards (past the first 32, they
         // are left out: they are optional).
@@ -692,9 +757,10 @@ impl Responder<'_, '_> {
                 self.push(ADDITIONAL, &r, owner)?;
             }
         }
+        // Addresses that are the zone's own data (not glue) come with their RRSIGs.
         for &(owner, node) in &optional[..n_optional] {
             for r in z.addresses(node).into_iter().flatten() {
-                let _ = self.push(ADDITIONAL, &r, owner);
+                let _ = self.push_signed(ADDITIONAL, node, &r, owner);
             }
         }
         Ok(())
@@ -717,6 +783,11 @@ impl Responder<'_, '_> {
         let base = self.w;
         self.push(ANSWER, &dn, owner)?;
         let target_off = base + 12;
+        if self.dnssec {
+            if let Some(sig) = z.signatures(d, rtype::DNAME) {
+                self.push(ANSWER, &sig, owner)?;
+            }
+        }
         let target_len = name::uncompressed_len(self.buf, target_off).map_err(|_| ())?;
         // The prefix: the labels of the current name above the DNAME owner.
         let prefix_len = *name_len - z.node_name(d).len();
@@ -779,7 +850,11 @@ impl Responder<'_, '_> {
     /// The SOA of a negative answer, in authority.
     fn negative(&mut self) -> Result<(), ()> {
         let z = self.z;
-        self.push(AUTHORITY, &z.neg_soa(), self.apex_off)
+        self.push(AUTHORITY, &z.neg_soa(), self.apex_off)?;
+        if self.dnssec {
+            self.push(AUTHORITY, &z.neg_soa_sig(), self.apex_off)?;
+        }
+        self.flush_proofs()
     }
 
     /// Additional A/AAAA for the NS/MX/SRV targets of an RRset written at `base`; only
@@ -796,9 +871,68 @@ impl Responder<'_, '_> {
                 self.n_added += 1;
             }
             for ar in z.addresses(a.node).into_iter().flatten() {
-                let _ = self.push(ADDITIONAL, &ar, owner);
+                let _ = self.push_signed(ADDITIONAL, a.node, &ar, owner);
             }
         }
+    }
+
+    /// Appends an RRset of `node` to a section and, with DNSSEC, its RRSIGs: both or
+    /// neither (nothing written when they do not fit).
+    fn push_signed(&mut self, section: usize, node: u32, r: &RrsetRec, owner_off: usize) -> Result<(), ()> {
+        let (w, counts) = (self.w, [self.buf[6], self.buf[7], self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
+        self.push(section, r, owner_off)?;
+        if self.dnssec {
+            if let Some(sig) = self.z.signatures(node, r.rtype) {
+                if self.push(section, &sig, owner_off).is_err() {
+                    self.w = w;
+                    self.buf[6..12].copy_from_slice(&counts);
+                    return Err(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the RRset `r` of `node` to a section with the node's own name as owner (not a
+    /// name already in the message): the labels above the apex, then a pointer to the apex
+    /// in the question. Returns the owner's offset, for the records that share it.
+    fn push_named(&mut self, section: usize, node: u32, r: &RrsetRec) -> Result<usize, ()> {
+        let z = self.z;
+        let full = z.node_name(node);
+        let head = &full[..full.len() - z.origin.len()];
+        let w = self.w;
+        let name_len = head.len() + 2;
+        if w + name_len - 2 + r.data_len as usize > self.limit || w > 0x3FFF {
+            return Err(());
+        }
+        // The fragment goes where the first RR's owner pointer is the name's last two octets
+        // (the apex pointer written over it); the other RRs point at the name.
+        let n = render_rrset(z, r, &mut self.buf[..self.limit], w + name_len - 2, w, self.apex_off).map_err(|_| ())?;
+        self.buf[w..w + head.len()].copy_from_slice(head);
+        self.buf[w + head.len()..w + name_len].copy_from_slice(&(0xC000 | self.apex_off as u16).to_be_bytes());
+        self.w = w + name_len - 2 + n;
+        self.count(section, z.rr_count(r));
+        Ok(w)
+    }
+
+    /// Puts the NSEC (NSEC3) RRsets of the proofs gathered so far, with their RRSIGs, in
+    /// authority.
+    fn flush_proofs(&mut self) -> Result<(), ()> {
+        if self.n_proofs == 0 {
+            return Ok(());
+        }
+        let z = self.z;
+        let t = if z.nsec3_chain.is_empty() { rtype::NSEC } else { rtype::NSEC3 };
+        for i in 0..self.n_proofs {
+            let node = self.proofs[i];
+            let Some(r) = z.rrset(node, t) else { continue };
+            let owner = self.push_named(AUTHORITY, node, &r)?;
+            if let Some(sig) = z.signatures(node, t) {
+                self.push(AUTHORITY, &sig, owner)?;
+            }
+        }
+        self.n_proofs = 0;
+        Ok(())
     }
 
     /// Appends an RRset to a section, whole or not at all.

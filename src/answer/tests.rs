@@ -1896,3 +1896,295 @@ fn response_classes_and_the_names_they_count_against() {
         assert_eq!(o, outcome(m));
     }
 }
+
+// ---------------------------------------------------------------------------
+// DNSSEC (DO=1): signatures and denial proofs
+// ---------------------------------------------------------------------------
+
+/// A small NSEC-signed zone (signatures are made up: nothing here validates them). Canonical
+/// order: @, b, c.ent, sub, w, *.w; the apex TXT RRset fits 512 octets only without its
+/// RRSIG.
+fn nsec_zone() -> &'static ArchivedZoneImage {
+    static Z: OnceLock<Bytes> = OnceLock::new();
+    let sig = |t: &str, labels: u8, ttl: u32| {
+        format!("{ttl} RRSIG {t} 8 {labels} {ttl} 20300101000000 20200101000000 1 s.test. AAAA")
+    };
+    archived(Z.get_or_init(|| {
+        let text = format!(
+            "$ORIGIN s.test.\n$TTL 300\n\
+             @ SOA ns.s.test. hm 1 7200 900 1209600 60\n@ {}\n@ NS ns.ext.test.\n@ {}\n{}@ {}\n\
+             @ 60 NSEC b NS SOA TXT RRSIG NSEC\n@ {}\n\
+             *.w A 192.0.2.9\n*.w {}\n*.w 60 NSEC *.w A RRSIG NSEC\n*.w {}\n\
+             b A 192.0.2.1\nb {}\nb 60 NSEC c.ent A RRSIG NSEC\nb {}\n\
+             c.ent A 192.0.2.2\nc.ent {}\nc.ent 60 NSEC sub A RRSIG NSEC\nc.ent {}\n\
+             sub NS ns.ext.test.\nsub 60 NSEC w NS RRSIG NSEC\nsub {}\n\
+             w A 192.0.2.3\nw {}\nw 60 NSEC *.w A RRSIG NSEC\nw {}\n",
+            sig("SOA", 2, 300),
+            sig("NS", 2, 300),
+            txt_set("@", 4),
+            sig("TXT", 2, 300),
+            sig("NSEC", 2, 60),
+            sig("A", 3, 300),
+            sig("NSEC", 3, 60),
+            sig("A", 3, 300),
+            sig("NSEC", 3, 60),
+            sig("A", 4, 300),
+            sig("NSEC", 4, 60),
+            sig("NSEC", 3, 60),
+            sig("A", 3, 300),
+            sig("NSEC", 3, 60),
+        );
+        build("s.test.", &text)
+    }))
+}
+
+fn ask_do(z: &ArchivedZoneImage, name: &str, qtype: u16, size: u16) -> Resp {
+    let mut q = Q::new(name, qtype).edns(size);
+    q.opt.as_mut().unwrap().dnssec_ok = true;
+    ask_zones(z, &q.wire(), Transport::Udp)
+}
+
+fn owners_of(s: &[String], t: &str) -> Vec<String> {
+    let mut v: Vec<String> =
+        s.iter().filter(|r| r.split(' ').nth(2) == Some(t)).map(|r| r.split(' ').next().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn covered_types(s: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .iter()
+        .filter(|r| r.split(' ').nth(2) == Some("RRSIG"))
+        .map(|r| r.split(' ').nth(3).unwrap().into())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dnssec_positive_answer_carries_its_rrsig_and_do0_stays_as_it_was() {
+    let z = nsec_zone();
+    let r = ask_do(z, "B.s.test.", rtype::A, 1232);
+    assert_eq!(r.rcode, 0);
+    assert_eq!(r.answer.len(), 2, "{r:#?}");
+    assert!(r.answer[0].starts_with("b.s.test. 300 A 192.0.2.1"));
+    assert!(r.answer[1].starts_with("b.s.test. 300 RRSIG A 8 3 300"));
+    assert!(r.authority.is_empty() && r.additional.is_empty());
+    assert_eq!(r.opt.unwrap().flags, 0x8000, "DO echoed");
+    let plain = ask_zones(z, &Q::new("B.s.test.", rtype::A).edns(1232).wire(), Transport::Udp);
+    assert_eq!(plain.answer, ["b.s.test. 300 A 192.0.2.1"]);
+}
+
+#[test]
+fn dnssec_nxdomain_proves_the_name_and_the_wildcard() {
+    let z = nsec_zone();
+    // bb sorts between b and c.ent; *.s.test (closest encloser s.test) between @ and *.w.
+    let r = ask_do(z, "bb.s.test.", rtype::A, 1232);
+    assert_eq!(r.rcode, rcode::NXDOMAIN as u16);
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["b.s.test.", "s.test."], "{r:#?}");
+    assert_eq!(covered_types(&r.authority), ["NSEC", "NSEC", "SOA"]);
+    assert!(r.authority.iter().any(|a| a.starts_with("s.test. 60 SOA")), "negative SOA TTL: {r:#?}");
+    assert!(r.authority.iter().any(|a| a.starts_with("s.test. 60 RRSIG SOA")), "its RRSIG, same TTL: {r:#?}");
+    // One NSEC covers both: listed once.
+    let r = ask_do(z, "a.s.test.", rtype::A, 1232);
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["s.test."], "{r:#?}");
+    // Past the last name the chain wraps to its last NSEC.
+    let r = ask_do(z, "zz.s.test.", rtype::A, 1232);
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["*.w.s.test.", "s.test."], "{r:#?}");
+}
+
+#[test]
+fn dnssec_nodata_and_empty_non_terminal() {
+    let z = nsec_zone();
+    let r = ask_do(z, "b.s.test.", rtype::MX, 1232);
+    assert_eq!((r.rcode, r.answer.len()), (0, 0));
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["b.s.test."], "{r:#?}");
+    // ent has no NSEC: the one covering it (b → c.ent).
+    let r = ask_do(z, "ent.s.test.", rtype::A, 1232);
+    assert_eq!((r.rcode, r.answer.len()), (0, 0));
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["b.s.test."], "{r:#?}");
+}
+
+#[test]
+fn dnssec_wildcard_answer_and_nodata() {
+    let z = nsec_zone();
+    let r = ask_do(z, "x.w.s.test.", rtype::A, 1232);
+    assert_eq!(r.answer.len(), 2, "{r:#?}");
+    assert!(r.answer[1].starts_with("x.w.s.test. 300 RRSIG A 8 3 "), "the wildcard's RRSIG (labels 3)");
+    // No closer match: the NSEC covering x.w (the last, *.w → apex).
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["*.w.s.test."], "{r:#?}");
+    assert_eq!(covered_types(&r.authority), ["NSEC"]);
+    // Wildcard NODATA: that NSEC also says the wildcard has no TXT (one NSEC for both).
+    let r = ask_do(z, "x.w.s.test.", rtype::TXT, 1232);
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["*.w.s.test."], "{r:#?}");
+    assert_eq!(covered_types(&r.authority), ["NSEC", "SOA"]);
+}
+
+#[test]
+fn dnssec_insecure_referral_proves_no_ds() {
+    let z = nsec_zone();
+    let r = ask_do(z, "host.sub.s.test.", rtype::A, 1232);
+    assert!(!r.aa());
+    assert_eq!(owners_of(&r.authority, "NS"), ["sub.s.test."]);
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["sub.s.test."], "{r:#?}");
+    assert_eq!(covered_types(&r.authority), ["NSEC"], "the NS at a cut is not signed");
+    // DS asked at the cut: NODATA from the parent side, the same NSEC.
+    let r = ask_do(z, "sub.s.test.", rtype::DS, 1232);
+    assert!(r.aa() && r.answer.is_empty());
+    assert_eq!(owners_of(&r.authority, "NSEC"), ["sub.s.test."], "{r:#?}");
+}
+
+#[test]
+fn dnssec_answer_that_does_not_fit_with_its_rrsig_is_truncated() {
+    let z = nsec_zone();
+    // Four 113-octet TXT records fit 512 octets, with the RRSIG they do not: never the
+    // RRset without its RRSIG (RFC 4035 §3.1.1), TC instead; whole with a larger buffer.
+    let plain = ask_zones(z, &Q::new("s.test.", rtype::TXT).edns(512).wire(), Transport::Udp);
+    assert!(!plain.tc() && plain.answer.len() == 4, "{plain:#?}");
+    let r = ask_do(z, "s.test.", rtype::TXT, 512);
+    assert!(r.tc(), "{r:#?}");
+    assert_eq!(r.counts(), [0, 0, 1]);
+    let r = ask_do(z, "s.test.", rtype::TXT, 1232);
+    assert!(!r.tc());
+    assert_eq!(covered_types(&r.answer), ["TXT"]);
+    assert_eq!(r.answer.len(), 5);
+    // NXDOMAIN keeps its rcode when truncated (as Knot): a long name, whose proofs do not
+    // fit 512 octets.
+    let long = format!("{0}.{0}.{0}.{1}.s.test.", "q".repeat(61), "q".repeat(60));
+    let r = ask_do(z, &long, rtype::A, 512);
+    assert!(r.tc(), "{r:#?}");
+    assert_eq!(r.rcode, rcode::NXDOMAIN as u16, "{r:#?}");
+    assert_eq!(ask_do(z, &long, rtype::A, 1232).authority.len(), 6);
+}
+
+/// The NSEC3 zone signed by dnssec-signzone (tests/data/signed).
+fn nsec3_zone() -> &'static ArchivedZoneImage {
+    static Z: OnceLock<Bytes> = OnceLock::new();
+    archived(Z.get_or_init(|| build("nsec3.test.", include_str!("../../tests/data/signed/nsec3.test.zone"))))
+}
+
+/// The NSEC3 records of a section: (owner hash label, next hash label).
+fn nsec3_spans(s: &[String]) -> Vec<(String, String)> {
+    s.iter()
+        .filter(|r| r.split(' ').nth(2) == Some("NSEC3"))
+        .map(|r| {
+            let f: Vec<&str> = r.split(' ').collect();
+            (f[0].split('.').next().unwrap().to_string(), f[7].to_ascii_lowercase())
+        })
+        .collect()
+}
+
+fn hash_label(z: &ArchivedZoneImage, name: &str) -> String {
+    let w = Name::parse_text(name.as_bytes(), None).unwrap().to_lowercase();
+    let l = crate::wire::nsec3::owner_label(w.as_wire(), &z.nsec3_salt, z.nsec3_iterations.to_native());
+    String::from_utf8(l.to_vec()).unwrap()
+}
+
+fn matches(spans: &[(String, String)], h: &str) -> bool {
+    spans.iter().any(|(o, _)| o == h)
+}
+
+fn covers(spans: &[(String, String)], h: &str) -> bool {
+    spans.iter().any(|(o, n)| if o < n { o.as_str() < h && h < n.as_str() } else { h > o.as_str() || h < n.as_str() })
+}
+
+#[test]
+fn dnssec_nsec3_nxdomain_is_the_closest_encloser_proof() {
+    let z = nsec3_zone();
+    assert_eq!(z.nsec3_iterations.to_native(), 5);
+    for (name, ce) in [("nothere.nsec3.test.", "nsec3.test."), ("a.b.www.nsec3.test.", "www.nsec3.test.")] {
+        let r = ask_do(z, name, rtype::A, 1232);
+        assert_eq!(r.rcode, rcode::NXDOMAIN as u16, "{r:#?}");
+        let spans = nsec3_spans(&r.authority);
+        let next_closer = &name[name[..name.len() - ce.len() - 1].rfind('.').map_or(0, |i| i + 1)..];
+        assert!(matches(&spans, &hash_label(z, ce)), "closest encloser {ce}: {r:#?}");
+        assert!(covers(&spans, &hash_label(z, next_closer)), "next closer {next_closer}: {r:#?}");
+        assert!(covers(&spans, &hash_label(z, &format!("*.{ce}"))), "wildcard: {r:#?}");
+        assert!(spans.len() <= 3);
+        assert_eq!(covered_types(&r.authority).iter().filter(|t| *t == "NSEC3").count(), spans.len());
+    }
+}
+
+#[test]
+fn dnssec_nsec3_nodata_ent_wildcard_and_hashed_owners() {
+    let z = nsec3_zone();
+    // NODATA: the NSEC3 matching the name.
+    let r = ask_do(z, "www.nsec3.test.", rtype::MX, 1232);
+    assert_eq!((r.rcode, r.answer.len()), (0, 0));
+    let spans = nsec3_spans(&r.authority);
+    assert_eq!(spans.len(), 1);
+    assert!(matches(&spans, &hash_label(z, "www.nsec3.test.")), "{r:#?}");
+    // An empty non-terminal has its NSEC3 too.
+    let r = ask_do(z, "y.ent.nsec3.test.", rtype::A, 1232);
+    assert!(matches(&nsec3_spans(&r.authority), &hash_label(z, "y.ent.nsec3.test.")), "{r:#?}");
+    // A wildcard answer: the NSEC3 covering the next closer name.
+    let r = ask_do(z, "a.b.wild.nsec3.test.", rtype::TXT, 1232);
+    assert_eq!(r.answer.len(), 2, "{r:#?}");
+    let spans = nsec3_spans(&r.authority);
+    assert_eq!(spans.len(), 1);
+    assert!(covers(&spans, &hash_label(z, "b.wild.nsec3.test.")), "{r:#?}");
+    // An NSEC3 owner name is no name of the zone: NXDOMAIN, with or without DO.
+    let owner = format!("{}.nsec3.test.", hash_label(z, "www.nsec3.test."));
+    let r = ask_zones(z, &Q::new(&owner, rtype::A).wire(), Transport::Udp);
+    assert_eq!(r.rcode, rcode::NXDOMAIN as u16, "{r:#?}");
+    let r = ask_do(z, &owner, rtype::NSEC3, 1232);
+    assert_eq!(r.rcode, rcode::NXDOMAIN as u16, "{r:#?}");
+    assert!(matches(&nsec3_spans(&r.authority), &hash_label(z, "nsec3.test.")));
+    // Insecure delegation in an opt-out chain (no NSEC3 of its own): the closest provable
+    // encloser proof — the apex's NSEC3 and the opt-out one covering the cut (RFC 5155
+    // §7.2.7).
+    let r = ask_do(z, "host.insecure.nsec3.test.", rtype::A, 1232);
+    let spans = nsec3_spans(&r.authority);
+    assert!(!matches(&spans, &hash_label(z, "insecure.nsec3.test.")));
+    assert!(matches(&spans, &hash_label(z, "nsec3.test.")), "{r:#?}");
+    assert!(covers(&spans, &hash_label(z, "insecure.nsec3.test.")), "{r:#?}");
+    assert!(r.authority.iter().any(|a| a.contains(" NSEC3 1 1 5 ")), "opt-out flag");
+    // Secure delegation: DS and its RRSIG, no NSEC3.
+    let r = ask_do(z, "host.secure.nsec3.test.", rtype::A, 1232);
+    assert_eq!(owners_of(&r.authority, "DS"), ["secure.nsec3.test."]);
+    assert_eq!(covered_types(&r.authority), ["DS"], "{r:#?}");
+}
+
+#[test]
+fn dnssec_precomputed_nsec3_of_every_name_is_its_hash() {
+    let z = nsec3_zone();
+    let mut with = 0;
+    for n in z.node_ids() {
+        let hashed = super::denial::nsec3_match(z, z.node_name(n));
+        assert_eq!(z.nsec3_of(n), hashed, "{}", name_text(z.node_name(n)));
+        with += usize::from(hashed.is_some());
+    }
+    // Every name but the NSEC3 owners and what an opt-out span leaves out has one.
+    assert!(with >= 10, "{with}");
+    assert!(nsec_zone().nsec3_of(nsec_zone().apex.to_native()).is_none());
+}
+
+#[test]
+fn dnssec_batch_answers_equal_single_answers() {
+    let labels =
+        ["", "www.", "nothere.", "a.b.nothere.", "y.ent.", "a.b.wild.", "host.insecure.", "host.secure.", "alias."];
+    let types = [rtype::A, rtype::MX, rtype::DS, rtype::TXT, rtype::RRSIG, rtype::NSEC3, rtype::ANY];
+    let cfg = Config::default();
+    for (z, origin) in [(nsec3_zone(), "nsec3.test."), (nsec_zone(), "s.test.")] {
+        let mut queries = Vec::new();
+        for (i, l) in labels.iter().enumerate() {
+            for (j, &t) in types.iter().enumerate() {
+                let mut q = Q::new(&format!("{l}{origin}"), t).edns([512, 1232, 4096][(i + j) % 3]);
+                q.opt.as_mut().unwrap().dnssec_ok = (i + j) % 4 != 0;
+                queries.push(q.wire());
+            }
+        }
+        let mut bufs: Vec<Vec<u8>> = queries.iter().map(|q| [q.as_slice(), &[0u8; 4096]].concat()).collect();
+        let lens: Vec<usize> = queries.iter().map(|q| q.len()).collect();
+        let mut out = vec![Outcome::Drop(DropReason::Short); queries.len()];
+        z.batch(&mut bufs, &lens, &mut out, &cfg);
+        for (i, q) in queries.iter().enumerate() {
+            let mut one = [q.as_slice(), &[0u8; 4096]].concat();
+            let o = z.single(&mut one, q.len(), &cfg);
+            assert_eq!(out[i], o, "query {i}");
+            let Outcome::Reply { len, .. } = o else { panic!("query {i}: {o:?}") };
+            assert_eq!(bufs[i][..len], one[..len], "query {i}");
+            parse_response(&one[..len]);
+        }
+    }
+}

@@ -236,6 +236,22 @@ impl ZoneSet {
         }
         let snap_path = self.snapshot_path(&origin);
         let journal_path = self.journal_path(&origin);
+        // A snapshot of another format (an older build) is set aside and the zone rebuilt
+        // from its file, as if there were none (its journal, whose base it was, too).
+        match crate::snapshot::format_version(&snap_path) {
+            Some(v) if v != crate::snapshot::FORMAT_VERSION && loaded.is_ok() => {
+                let aside = snap_path.with_extension(format!("snap.format-{v}"));
+                std::fs::rename(&snap_path, &aside).map_err(|e| format!("{}: {e}", snap_path.display()))?;
+                notes.push(format!(
+                    "zone {origin}: {} is of snapshot format {v}, this build writes {}; moved to {}, rebuilt from \
+                     the zone file",
+                    snap_path.display(),
+                    crate::snapshot::FORMAT_VERSION,
+                    aside.display()
+                ));
+            }
+            _ => {}
+        }
         let previous = if snap_path.exists() {
             Some(self.previous(&origin, &snap_path, &journal_path, limits, notes)?)
         } else {
@@ -831,6 +847,28 @@ mod tests {
 
     fn served_serial(zs: &ZoneSet) -> u32 {
         zs.catalog.load().snapshots()[0].serial()
+    }
+
+    #[test]
+    fn snapshot_of_an_older_format_is_set_aside_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (zs, file) = set(dir.path());
+        let snap = zs.snapshot_path(&Name::parse_text(b"r.test.", None).unwrap());
+        drop(zs);
+        // The header's version field, as an older build wrote it.
+        let mut bytes = std::fs::read(&snap).unwrap();
+        bytes[8..12].copy_from_slice(&(crate::snapshot::FORMAT_VERSION - 1).to_le_bytes());
+        std::fs::write(&snap, &bytes).unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        let mut notes = Vec::new();
+        zs.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut notes).unwrap();
+        zs.publish();
+        assert_eq!(served_serial(&zs), 10);
+        assert!(notes.iter().any(|n| n.contains("rebuilt from the zone file")), "{notes:?}");
+        assert_eq!(crate::snapshot::format_version(&snap), Some(crate::snapshot::FORMAT_VERSION));
+        let aside = snap.with_extension(format!("snap.format-{}", crate::snapshot::FORMAT_VERSION - 1));
+        assert!(aside.exists());
     }
 
     #[test]

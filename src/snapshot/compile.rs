@@ -43,11 +43,11 @@ fn compile_in(zone: &Zone, two: bool) -> Result<Draft, CompileError> {
     // two threads, the tree is cut in two parts of about the same worst case, each with its
     // stretch of the buffer; the second part is moved down to close the gap afterwards.
     let bound = |i: usize| tree.get(i).node.map_or(0, |n| n.rrsets.rdata_octets() + 14 * n.rrsets.records());
-    // One fragment per type: the RRSIGs of a name, whatever they cover, make one (each
-    // record keeps its own TTL in it).
-    let rrsets_of = |i: usize| tree.get(i).node.map_or(0, |n| n.rrsets.type_count());
+    // One fragment per RRset: the RRSIGs of a name make one per type they cover (what a
+    // DO=1 answer copies after the RRset it signs).
+    let rrsets_of = |i: usize| tree.get(i).node.map_or(0, |n| n.rrsets.len());
     let total = zone.rdata_octets() + 14 * zone.rr_count();
-    let rrset_count: usize = zone.nodes().map(|n| n.rrsets.type_count()).sum();
+    let rrset_count: usize = zone.nodes().map(|n| n.rrsets.len()).sum();
     let names_len: usize = (0..tree.len()).map(|i| tree.get(i).name.len()).sum();
     if names_len >= u32::MAX as usize {
         return Err(CompileError::TooLarge(origin.clone()));
@@ -152,6 +152,12 @@ fn compile_in(zone: &Zone, two: bool) -> Result<Draft, CompileError> {
         serial: zone.serial().unwrap_or(0),
         apex: tree.find(origin.as_wire()).map_or(0, |p| p as u32),
         neg_soa: RrsetRec::default(),
+        neg_soa_sig: RrsetRec::default(),
+        nsec_chain: Vec::new(),
+        nsec3_chain: Vec::new(),
+        nsec3_of: Vec::new(),
+        nsec3_salt: Vec::new(),
+        nsec3_iterations: 0,
         nodes,
         rrsets,
         extras: first.extras,
@@ -171,10 +177,67 @@ fn compile_in(zone: &Zone, two: bool) -> Result<Draft, CompileError> {
     img.data.truncate(start + used);
     neg.data_off += start as u32;
     img.neg_soa = neg;
+    // Its signatures, with the same TTL (what Knot gives), for DO=1 negative answers.
+    if let Some(sig) = zone.signatures(origin, rtype::SOA) {
+        let start = img.data.len();
+        img.data.resize(start + sig.rdata.octets() + 14 * sig.rdata.len(), 0);
+        let mut out = Out { buf: &mut img.data[start..], len: 0 };
+        scratch.rdatas.clear();
+        scratch.rdatas.extend(sig.rdata.iter().map(|r| (r, ttl.min(sig.ttl))));
+        let mut rec =
+            render(&mut out, &mut img.extras, &mut scratch, origin, origin.as_wire(), rtype::RRSIG, &|_| None)?;
+        let used = out.len;
+        img.data.truncate(start + used);
+        rec.data_off += start as u32;
+        img.neg_soa_sig = rec;
+    }
+    denial_chains(zone, &tree, &mut img);
     if img.data.len() >= u32::MAX as usize || img.names.len() >= u32::MAX as usize {
         return Err(CompileError::TooLarge(origin.clone()));
     }
     Ok(img)
+}
+
+/// The denial-of-existence material of a signed zone: the names that own NSEC in canonical
+/// order, and (with an NSEC3PARAM at the apex) the names that own NSEC3 in hash order with
+/// the chain's parameters. Nodes by tree position (`layout::pack` makes them blocks).
+fn denial_chains(zone: &Zone, tree: &Tree<'_>, img: &mut Draft) {
+    let with = |t: u16| -> Vec<usize> {
+        (0..tree.len()).filter(|&i| tree.get(i).node.is_some_and(|n| n.rrsets.has(t))).collect()
+    };
+    let nsec = with(rtype::NSEC);
+    let order = crate::zone::canonical_order(nsec.iter().map(|&i| tree.get(i).name));
+    img.nsec_chain = order.into_iter().map(|k| nsec[k] as u32).collect();
+    let param = zone.rrset(zone.origin(), rtype::NSEC3PARAM).and_then(|p| p.rdata.first().map(<[u8]>::to_vec));
+    // Algorithm 1 (SHA-1), the only one defined; salt length within the rdata.
+    let Some(p) = param.filter(|p| p.len() >= 5 && p[0] == 1 && p.len() == 5 + p[4] as usize) else {
+        return;
+    };
+    img.nsec3_iterations = u16::from_be_bytes([p[2], p[3]]);
+    img.nsec3_salt = p[5..].to_vec();
+    // Owners are one base32hex label of the hash above the apex; base32hex keeps the
+    // order of what it encodes, so the labels sort as the hashes do.
+    let mut nsec3: Vec<usize> = with(rtype::NSEC3)
+        .into_iter()
+        .filter(|&i| {
+            let n = tree.get(i).name;
+            n[0] == 32 && n.len() == 33 + zone.origin().len()
+        })
+        .collect();
+    nsec3.sort_by(|&a, &b| tree.get(a).name[1..33].cmp(&tree.get(b).name[1..33]));
+    // The NSEC3 matching each name of the zone (empty non-terminals included), hashed
+    // once here so that NODATA, ENT and closest-encloser proofs hash nothing at query time.
+    let salt = img.nsec3_salt.clone();
+    let iterations = img.nsec3_iterations;
+    let label = |i: usize| &tree.get(i).name[1..33];
+    for i in 0..tree.len() {
+        let h = crate::wire::nsec3::owner_label(tree.get(i).name, &salt, iterations);
+        let at = nsec3.partition_point(|&n| label(n) < &h[..]);
+        if let Some(&n) = nsec3.get(at).filter(|&&n| label(n) == h) {
+            img.nsec3_of.push((i as u32, n as u32));
+        }
+    }
+    img.nsec3_chain = nsec3.into_iter().map(|i| i as u32).collect();
 }
 
 /// What rendering part of the tree gives, besides what it writes in place.
@@ -213,7 +276,7 @@ fn render_names(
     let mut name_at = 0;
     for (i, slot) in part.zip(nodes.iter_mut()) {
         let t = tree.get(i);
-        let count = t.node.map_or(0, |n| n.rrsets.type_count());
+        let count = t.node.map_or(0, |n| n.rrsets.len());
         *slot = NodeRec {
             name_off: (name_base + name_at) as u32,
             name_len: t.name.len() as u8,
@@ -226,14 +289,10 @@ fn render_names(
         name_at += t.name.len();
         rrset_base += count;
         let Some(node) = t.node else { continue };
-        let mut sets = node.rrsets.iter().peekable();
-        while let Some((ty, set)) = sets.next() {
+        // In key order: by type, the RRSIG sets (each with its TTL) by the type they cover.
+        for (ty, set) in node.rrsets.iter() {
             scratch.rdatas.clear();
             scratch.rdatas.extend(set.rdata.iter().map(|r| (r, set.ttl)));
-            // The RRSIG sets (one per covered type, each with its TTL) make one fragment.
-            while let Some((_, more)) = sets.next_if(|(t, _)| *t == ty) {
-                scratch.rdatas.extend(more.rdata.iter().map(|r| (r, more.ttl)));
-            }
             let rec = render(&mut out, &mut extras, &mut scratch, origin, node.name.as_wire(), ty, address_node)?;
             if let Some(slot) = recs.next() {
                 *slot = rec;

@@ -315,6 +315,16 @@ fn origin_in_header(map: &[u8]) -> &[u8] {
     &map[FIXED_HEADER..FIXED_HEADER + olen]
 }
 
+/// The format version written in a snapshot file's header, if it is one (magic and version
+/// readable), whatever the version: a file of another version than [`FORMAT_VERSION`] was
+/// written by another build and is rebuilt rather than read.
+pub fn format_version(path: &Path) -> Option<u32> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    (head[0..8] == MAGIC).then(|| u32::from_le_bytes([head[8], head[9], head[10], head[11]]))
+}
+
 fn check_header(path: &Path, map: &[u8]) -> Result<(usize, usize), SnapshotError> {
     let u32_at = |o: usize| u32::from_le_bytes(map[o..o + 4].try_into().unwrap_or_default());
     if map[0..8] != MAGIC {
@@ -398,10 +408,17 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
         return Err(format!("{i} blocks for {nodes} nodes"));
     }
     let neg = z.neg_soa();
-    if neg_at != expect || expect + neg.data_len as usize != blocks.len() {
+    let sig = z.neg_soa_sig();
+    if neg_at != expect
+        || sig.data_off as usize != expect + neg.data_len as usize
+        || sig.data_off as usize + sig.data_len as usize != blocks.len()
+    {
         return Err("negative SOA not at the end".into());
     }
     check_rrset(z, &neg).map_err(|e| format!("negative SOA: {e}"))?;
+    if sig.data_len != 0 {
+        check_rrset(z, &sig).map_err(|e| format!("negative SOA's RRSIG: {e}"))?;
+    }
     let is_node = |n: u32| (n as usize) < blocks.len() && starts[n as usize / 64] & (1 << (n % 64)) != 0;
     if !is_node(z.apex.to_native()) {
         return Err("apex is not a node".into());
@@ -417,6 +434,23 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
                 return Err(format!("node {i}: additional-section record of no node"));
             }
         }
+    }
+    // The denial chains name nodes owning what they are chains of; NSEC3 owners are one
+    // 32-octet label above the apex (the engine reads that label).
+    if z.nsec_chain.iter().any(|n| !is_node(n.to_native())) {
+        return Err("NSEC chain entry is no node".into());
+    }
+    let nsec3_owner = z.origin.len() + 33;
+    if z.nsec3_chain.iter().any(|n| !is_node(n.to_native()) || z.node_name(n.to_native()).len() != nsec3_owner) {
+        return Err("NSEC3 chain entry is no NSEC3 owner".into());
+    }
+    let mut last = None;
+    for e in z.nsec3_of.iter() {
+        let (n, m) = ((e.to_native() >> 32) as u32, e.to_native() as u32);
+        if last.is_some_and(|l| l >= n) || !is_node(n) || !is_node(m) || z.node_name(m).len() != nsec3_owner {
+            return Err("bad NSEC3 of a name".into());
+        }
+        last = Some(n);
     }
     let b = z.buckets.len();
     if b < 2 || !b.is_power_of_two() || b < nodes {
@@ -448,7 +482,15 @@ fn check_rrset(z: &ArchivedZoneImage, r: &RrsetRec) -> Result<(), String> {
         if h[0..2] != [0xC0, 0] || u16::from_be_bytes([h[2], h[3]]) != r.rtype {
             return Err("bad RR header".into());
         }
-        pos += 12 + u16::from_be_bytes([h[10], h[11]]) as usize;
+        let rdlen = u16::from_be_bytes([h[10], h[11]]) as usize;
+        // An RRSIG fragment's covered type is read from its first RR: every RR has one,
+        // and the same.
+        if r.rtype == crate::wire::rdata::rtype::RRSIG
+            && (rdlen < 2 || frag.get(pos + 12..pos + 14) != frag.get(12..14))
+        {
+            return Err("RRSIG fragment covering more than one type".into());
+        }
+        pos += 12 + rdlen;
     }
     if pos != len || len == 0 {
         return Err("fragment does not hold whole RRs".into());

@@ -12,6 +12,16 @@ pub struct Draft {
     pub serial: u32,
     pub apex: u32,
     pub neg_soa: RrsetRec,
+    /// The negative SOA's signatures (`data_len` 0: none), rendered after it.
+    pub neg_soa_sig: RrsetRec,
+    /// Nodes owning NSEC, in canonical order.
+    pub nsec_chain: Vec<u32>,
+    /// Nodes owning NSEC3 of the zone's chain, in hash order.
+    pub nsec3_chain: Vec<u32>,
+    /// (node, the node owning its NSEC3), by node.
+    pub nsec3_of: Vec<(u32, u32)>,
+    pub nsec3_salt: Vec<u8>,
+    pub nsec3_iterations: u16,
     pub nodes: Vec<NodeRec>,
     pub rrsets: Vec<RrsetRec>,
     pub extras: Vec<u16>,
@@ -36,7 +46,7 @@ pub fn pack(mut d: Draft) -> Option<ZoneImage> {
         total += BLOCK_HEADER + n.name_len as usize + sets.len() * RRSET_DESC;
         total += sets.iter().map(|r| r.data_len as usize).sum::<usize>();
     }
-    total += d.neg_soa.data_len as usize;
+    total += d.neg_soa.data_len as usize + d.neg_soa_sig.data_len as usize;
     if total >= (u32::MAX - 1) as usize {
         return None;
     }
@@ -73,6 +83,8 @@ pub fn pack(mut d: Draft) -> Option<ZoneImage> {
     }
     let neg_soa = RrsetRec { data_off: blocks.len() as u32, ..d.neg_soa };
     blocks.extend_from_slice(&d.data[d.neg_soa.data_off as usize..][..d.neg_soa.data_len as usize]);
+    let neg_soa_sig = RrsetRec { data_off: blocks.len() as u32, ..d.neg_soa_sig };
+    blocks.extend_from_slice(&d.data[d.neg_soa_sig.data_off as usize..][..d.neg_soa_sig.data_len as usize]);
     debug_assert_eq!(blocks.len(), total);
     let buckets = build_index(&d, &offsets);
     Some(ZoneImage {
@@ -80,6 +92,17 @@ pub fn pack(mut d: Draft) -> Option<ZoneImage> {
         serial: d.serial,
         apex: offsets[d.apex as usize],
         neg_soa,
+        neg_soa_sig,
+        nsec_chain: d.nsec_chain.iter().map(|&i| offsets[i as usize]).collect(),
+        nsec3_chain: d.nsec3_chain.iter().map(|&i| offsets[i as usize]).collect(),
+        // Block offsets grow with tree position: still sorted by node.
+        nsec3_of: d
+            .nsec3_of
+            .iter()
+            .map(|&(n, m)| (offsets[n as usize] as u64) << 32 | offsets[m as usize] as u64)
+            .collect(),
+        nsec3_salt: std::mem::take(&mut d.nsec3_salt),
+        nsec3_iterations: d.nsec3_iterations,
         node_count: offsets.len() as u32,
         buckets,
         extras: d.extras,

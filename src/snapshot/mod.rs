@@ -35,7 +35,7 @@ mod layout;
 mod render;
 
 pub use compile::{compile, CompileError};
-pub use file::{write_snapshot, Snapshot, SnapshotError};
+pub use file::{format_version, write_snapshot, Snapshot, SnapshotError};
 pub use render::{records, render_rrset, to_zone, RecordSlices, RenderError, SnapshotRecords};
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -45,7 +45,7 @@ use crate::wire::name::{bytes_eq, load8};
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"NSXDPSNP";
 /// Bump on any change to the archived types or the header.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// "No node" / "no RRset".
 pub const NONE: u32 = u32::MAX;
 
@@ -60,6 +60,22 @@ pub struct ZoneImage {
     /// The RRset used as the negative-answer SOA (RFC 2308 TTL); its fragment is in `blocks`
     /// after the last node.
     pub neg_soa: RrsetRec,
+    /// The negative SOA's RRSIGs (same TTL), after it in `blocks`; `data_len` 0 if the zone
+    /// is not signed.
+    pub neg_soa_sig: RrsetRec,
+    /// The nodes that own NSEC, in canonical order (RFC 4034 §6.1): the covering NSEC of a
+    /// name is found by binary search.
+    pub nsec_chain: Vec<u32>,
+    /// The nodes that own an NSEC3 of the chain NSEC3PARAM names, in hash order (their
+    /// first labels, base32hex, sort as the hashes do); empty without NSEC3PARAM.
+    pub nsec3_chain: Vec<u32>,
+    /// For each name that has one, the node owning its NSEC3: `node << 32 | nsec3 node`,
+    /// sorted (found by binary search, so that proofs about names of the zone hash nothing
+    /// at query time).
+    pub nsec3_of: Vec<u64>,
+    /// The chain's salt and extra iterations (RFC 5155 §5).
+    pub nsec3_salt: Vec<u8>,
+    pub nsec3_iterations: u16,
     /// Number of nodes (blocks).
     pub node_count: u32,
     pub buckets: Vec<u64>,
@@ -402,6 +418,57 @@ impl ArchivedZoneImage {
             extra: r.extra.to_native(),
             count: r.count.to_native(),
         }
+    }
+
+    /// The negative SOA's RRSIGs (`data_len` 0 when the zone is not signed).
+    pub fn neg_soa_sig(&self) -> RrsetRec {
+        let r = &self.neg_soa_sig;
+        RrsetRec {
+            data_off: r.data_off.to_native(),
+            data_len: r.data_len.to_native(),
+            rtype: r.rtype.to_native(),
+            extra: r.extra.to_native(),
+            count: r.count.to_native(),
+        }
+    }
+
+    /// True if the zone is signed (its SOA has signatures).
+    #[inline]
+    pub fn is_signed(&self) -> bool {
+        self.neg_soa_sig.data_len.to_native() != 0
+    }
+
+    /// The RRSIGs at a node over its RRset of type `covered` (one fragment per covered type,
+    /// in the node's block beside the RRset: a DO=1 answer copies both).
+    #[inline]
+    pub fn signatures(&self, node: u32, covered: u16) -> Option<RrsetRec> {
+        let (descs, mut off) = self.descriptors(node);
+        for d in descs.chunks_exact(RRSET_DESC) {
+            let len = u16::from_le_bytes([d[4], d[5]]) as u32;
+            if u16::from_le_bytes([d[0], d[1]]) == crate::wire::rdata::rtype::RRSIG {
+                // The covered type: the first rdata field of the first RR.
+                let at = off as usize + 12;
+                if self.blocks[at..at + 2] == covered.to_be_bytes() {
+                    return Some(RrsetRec::decode(d, off));
+                }
+            }
+            off += len;
+        }
+        None
+    }
+
+    /// The node owning the NSEC3 that matches node `n`'s name (RFC 5155 §7.2: NODATA, empty
+    /// non-terminals, closest enclosers), without hashing: precomputed.
+    #[inline]
+    pub fn nsec3_of(&self, n: u32) -> Option<u32> {
+        let t = &self.nsec3_of;
+        let i = t.partition_point(|e| (e.to_native() >> 32) < n as u64);
+        t.get(i).map(|e| e.to_native()).filter(|e| (e >> 32) as u32 == n).map(|e| e as u32)
+    }
+
+    /// Every RRset of type `t` at a node (several only for RRSIG: one per covered type).
+    pub fn rrsets_of_type(&self, node: u32, t: u16) -> impl Iterator<Item = RrsetRec> + '_ {
+        self.node_rrsets(node).filter(move |r| r.rtype == t)
     }
 
     #[inline]

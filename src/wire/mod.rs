@@ -5,6 +5,7 @@
 pub mod id;
 pub mod message;
 pub mod name;
+pub mod nsec3;
 pub mod rdata;
 pub mod serial;
 

@@ -47,6 +47,7 @@ pub mod rtype {
     pub const DNSKEY: u16 = 48;
     pub const DHCID: u16 = 49;
     pub const NSEC3: u16 = 50;
+    pub const NSEC3PARAM: u16 = 51;
     pub const SMIMEA: u16 = 53;
     pub const CSYNC: u16 = 62;
     pub const SVCB: u16 = 64;
