@@ -80,7 +80,9 @@ bench_signed_zone() {
             echo "dnssec-signzone failed on $ZONE_SRC" >&2
             return 1
         fi
-        { echo "$want"; cat "$keys/out.zone"; } >"$signed.tmp.$$"
+        # $ORIGIN: nsxdp serve --zone takes the zone's name from it (dnssec-signzone writes
+        # only absolute names, no directive).
+        { echo "$want"; echo "\$ORIGIN $ORIGIN."; cat "$keys/out.zone"; } >"$signed.tmp.$$"
         mv -f "$signed.tmp.$$" "$signed"
         rm -rf "$keys"
     fi
