@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Deterministic synthetic zone generator for the nsxdp zone-load benchmark.
 
-Usage: gen-zone.py [--names N] [--seed S] [ORIGIN] [OUT]
+Usage: gen-zone.py [--names N] [--seed S] [--dnssec] [ORIGIN] [OUT]
 
 Writes a master file (RFC 1035 syntax) with N generated owner names below
 ORIGIN (default bench.test), about 2.5 RRs per name on average:
@@ -14,7 +14,12 @@ ORIGIN (default bench.test), about 2.5 RRs per name on average:
       - CNAME (~8%) to another ordinary generated name (alone at its owner);
       - ordinary data: A / AAAA / MX (in-zone target with an address) / TXT.
 
-The output depends only on (ORIGIN, N, seed, this file).  The first line is
+With --dnssec (input for the signed-zone benchmarks, to be signed with dnssec-signzone) the
+zone also has a wildcard *.wild (A and TXT; wild is an empty non-terminal) and a DS RRset at
+about half of the delegations (secure delegations; the others stay insecure). Without it
+the output is the same as before the option existed, byte for byte after the first line.
+
+The output depends only on (ORIGIN, N, seed, --dnssec, this file).  The first line is
 a comment carrying the sha256 of this script so callers can cache the output.
 Only the Python standard library is used.
 """
@@ -44,6 +49,8 @@ def parse_args(argv):
     p.add_argument("--names", type=int, default=1_000_000,
                    help="number of generated owner names (default 1000000)")
     p.add_argument("--seed", type=int, default=1, help="PRNG seed (default 1)")
+    p.add_argument("--dnssec", action="store_true",
+                   help="add a wildcard and DS at about half the delegations (for signing)")
     p.add_argument("origin", nargs="?", default="bench.test", help="zone origin")
     p.add_argument("out", nargs="?", default="-", help="output file ('-' = stdout)")
     a = p.parse_args(argv)
@@ -169,12 +176,16 @@ def main(argv):
     ordinary_idx = [i for i in range(n) if kinds[i] in (K_ADDR, K_PLAIN)]
 
     rng = random.Random(a.seed)
+    # The --dnssec additions draw from their own generator, so that the rest of the zone is
+    # the same with and without them.
+    rng_sec = random.Random(a.seed * 7_919 + 5) if a.dnssec else None
     out = sys.stdout if a.out == "-" else open(a.out, "w", buffering=1 << 20)
     w = out.write
     rrs = 0
     owners = 0
 
-    w("; gen-zone.py sha256=%s names=%d seed=%d origin=%s\n" % (self_hash(), n, a.seed, origin))
+    w("; gen-zone.py sha256=%s names=%d seed=%d origin=%s%s\n"
+      % (self_hash(), n, a.seed, origin, " dnssec" if a.dnssec else ""))
     w("$ORIGIN %s.\n$TTL 3600\n" % origin)
     w("@\tIN\tSOA\tns1 hostmaster (\n\t\t%d ; serial\n\t\t7200 ; refresh\n"
       "\t\t1800 ; retry\n\t\t1209600 ; expire\n\t\t300 ) ; minimum\n" % SERIAL)
@@ -183,6 +194,10 @@ def main(argv):
     w("ns2\t86400\tIN\tAAAA\t2001:db8::2\n")
     rrs += 6
     owners += 3
+    if a.dnssec:
+        w("*.wild\tIN\tA\t192.0.2.80\n\tIN\tTXT\t\"wildcard answer\"\n")
+        rrs += 2
+        owners += 1
 
     for g in range(lay.groups):
         w("$ORIGIN grp%d.%s.\n" % (g, origin))
@@ -194,6 +209,10 @@ def main(argv):
                 ns_ttl = 86400 if rng.random() < 0.5 else 172800
                 lines.append("%s\t%d\tIN\tNS\tns1.%s" % (owner, ns_ttl, owner))
                 lines.append("\t%d\tIN\tNS\tns2.%s" % (ns_ttl, owner))
+                if rng_sec is not None and rng_sec.random() < 0.5:
+                    # A secure delegation: the child's DS (ECDSAP256SHA256, SHA-256).
+                    lines.append("\t%d\tIN\tDS\t%d 13 2 %064X" % (
+                        ns_ttl, rng_sec.randrange(65536), rng_sec.getrandbits(256)))
                 lines.append("ns1.%s\t%d\tIN\tA\t%s" % (owner, ns_ttl, v4(rng)))
                 lines.append("ns2.%s\t%d\tIN\tA\t%s" % (owner, ns_ttl, v4(rng)))
                 lines.append("\t%d\tIN\tAAAA\t%s" % (ns_ttl, v6(rng)))

@@ -11,6 +11,11 @@
 #   --rate QPS       dnsperf -Q, a fixed offered rate (default: unbounded)
 #   --edns           dnsperf -e: every query carries an EDNS OPT
 #   --only LIST      comma-separated subset of nsxdp,knotd,nsd (default all three)
+#   --signed MODE    signed zone, MODE nsec or nsec3: the gen-zone.py --dnssec zone signed
+#                    with dnssec-signzone (lib.sh, bench_signed_zone; cached), every query
+#                    with EDNS (UDP size 1232) and DO=1, the signed mix of gen-queries.py
+#                    (positive, DS, NXDOMAIN, NODATA, wildcard, referrals to secure and
+#                    insecure delegations), sent by dnsperf -B; not with --edns
 #   --no-build       do not run `cargo build --release`
 #
 # Environment:
@@ -18,7 +23,8 @@
 #   SERVER_CPU=1        CPU the server is pinned to (taskset); CLIENT_CPU=0 for dnsperf
 #   NSXDP_BENCH_KEEP=1  keep the temporary directory (configs, logs, dnsperf output)
 #
-# Needs python3, kdig, dnsperf, knotd, nsd, taskset. Only 127.0.0.1 is used; ports are
+# Needs python3, kdig, dnsperf, knotd, nsd, taskset; with --signed also dnssec-keygen and
+# dnssec-signzone (bind9-utils). Only 127.0.0.1 is used; ports are
 # free ones above 1024 found at run time. Each server is stopped by its PID.
 set -euo pipefail
 
@@ -34,6 +40,7 @@ CLIENTS=16
 OUTSTANDING=500
 RATE=
 EDNS=
+SIGNED=
 ONLY=nsxdp,knotd,nsd
 BUILD=1
 SERVER_CPU=${SERVER_CPU:-1}
@@ -56,9 +63,10 @@ while [ $# -gt 0 ]; do
         --outstanding) OUTSTANDING=${2:?}; shift ;;
         --rate) RATE=${2:?}; shift ;;
         --edns) EDNS=-e ;;
+        --signed) SIGNED=${2:?}; shift ;;
         --only) ONLY=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
     shift
@@ -68,6 +76,8 @@ for v in DURATION N RUNS CLIENTS OUTSTANDING; do
 done
 [ "$DURATION" -le 600 ] || die "--duration at most 600"
 [ "$RUNS" -le 20 ] || die "--runs at most 20"
+case "$SIGNED" in ''|nsec|nsec3) ;; *) die "--signed takes nsec or nsec3" ;; esac
+[ -z "$SIGNED" ] || [ -z "$EDNS" ] || die "--signed sends its own EDNS (DO=1, 1232): not with --edns"
 
 for c in python3 kdig dnsperf taskset; do
     command -v "$c" >/dev/null || die "missing $c (apt-get install -y knot-dnsutils dnsperf util-linux)"
@@ -92,10 +102,19 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- zone (cached like zone-load.sh: the first line names generator hash, N and seed) ---
-bench_zone
-
 # --- query file: owners and types sampled from the zone, plus NXDOMAIN names ---
-python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE" "$TMP/queries.txt" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT"
+if [ -n "$SIGNED" ]; then
+    bench_signed_zone "$SIGNED" || die "cannot make the signed zone"
+    QUERIES=$TMP/queries.bin
+    QUERY_OPTS=(-B)
+    python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE_SRC" "$QUERIES" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT" \
+        --signed-mix --format wire-do
+else
+    bench_zone
+    QUERIES=$TMP/queries.txt
+    QUERY_OPTS=()
+    python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE" "$QUERIES" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT"
+fi
 cat "$ZONE" >/dev/null    # page cache warm for every server
 
 free_port() {
@@ -208,9 +227,21 @@ EOF
 run_dnsperf() {
     local port=$1 secs=$2 out=$3
     # shellcheck disable=SC2086
-    taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$TMP/queries.txt" -l "$secs" \
+    taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$QUERIES" "${QUERY_OPTS[@]}" -l "$secs" \
         -c "$CLIENTS" -T 1 -q "$OUTSTANDING" ${RATE:+-Q "$RATE"} $EDNS -t 2 >"$out" 2>&1 \
         || { cat "$out" >&2; die "dnsperf failed"; }
+}
+
+# With --signed: how many DNSSEC records the server puts in three DO=1 answers (a positive
+# one, an NXDOMAIN, a wildcard), so the table can be read knowing what was answered.
+signed_probe() {
+    local port=$1 name=$2 q out=""
+    for q in "ns1.$ORIGIN A" "nx-probe.grp0.$ORIGIN A" "w-probe.wild.$ORIGIN A"; do
+        # shellcheck disable=SC2086
+        out+="$q: $(kdig @127.0.0.1 -p "$port" $q +dnssec +bufsize=1232 +timeout=2 +retry=0 2>/dev/null |
+            grep -cE '[[:space:]](RRSIG|NSEC|NSEC3)[[:space:]]' || true) RRSIG/NSEC/NSEC3; "
+    done
+    log "$name DO=1 probe: $out"
 }
 
 RESULTS=$TMP/results.txt
@@ -228,6 +259,7 @@ measure() {
         die "$name did not answer on 127.0.0.1:$port within ${START_TIMEOUT_S}s"
     fi
     log "$name (pid $pid, run $run) answers on 127.0.0.1:$port; affinity $(taskset -pc "$pid" | sed 's/.*: //')"
+    [ -z "$SIGNED" ] || signed_probe "$port" "$name"
     run_dnsperf "$port" "$WARMUP_S" "$d/warmup.txt"
     sleep 0.5
     before=$(cpu_s "$pid")
@@ -255,7 +287,7 @@ EOF
     log "$name run $run: $(tail -n1 "$RESULTS")"
 }
 
-log "zone $ZONE ($N names); $DURATION s per server, dnsperf -c $CLIENTS -T 1 -q $OUTSTANDING ${RATE:+-Q $RATE} $EDNS; server on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
+log "zone $ZONE ($N names${SIGNED:+, signed $SIGNED, queries DO=1}); $DURATION s per server, dnsperf -c $CLIENTS -T 1 -q $OUTSTANDING ${RATE:+-Q $RATE} $EDNS ${QUERY_OPTS[*]}; server on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
 IFS=, read -r -a SERVERS <<<"$ONLY"
 for run in $(seq "$RUNS"); do
     for s in "${SERVERS[@]}"; do
@@ -265,11 +297,12 @@ done
 
 # --- table ---
 python3 - "$RESULTS" "$DURATION" "$(knotd -V 2>/dev/null | sed 's/.*version //' || echo -)" \
-    "$(nsd -v 2>&1 | head -n1 | sed 's/NSD version //')" "$(nproc)" <<'EOF'
+    "$(nsd -v 2>&1 | head -n1 | sed 's/NSD version //')" "$(nproc)" "$SIGNED" <<'EOF'
 import sys, time
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-dur, kv, nv, cores = sys.argv[2:6]
-print("udp-compare: %s, %s cores, knotd %s, nsd %s, %s s per server" % (time.strftime("%Y-%m-%d %H:%M"), cores, kv, nv, dur))
+dur, kv, nv, cores, signed = sys.argv[2:7]
+print("udp-compare: %s, %s cores, knotd %s, nsd %s, %s s per server%s" % (time.strftime("%Y-%m-%d %H:%M"), cores, kv, nv, dur,
+      ", signed zone (%s), queries with DO=1" % signed if signed else ""))
 hdr = "%-6s %-4s %9s %9s %7s %7s %6s %5s %10s %8s %8s  %s" % (
     "server", "run", "qps", "lat ms", "lost", "cpu s", "cpu %", "usr%", "q/cpu-s", "qps/knot", "qcpu/kn", "rcodes")
 print(hdr)
@@ -288,4 +321,22 @@ for r in rows:
         name, run, qps, lat * 1000, lost, cpu, 100 * cpu / elapsed, usr, qcpu, rq, rc, rcodes))
 print("cpu %: server CPU time / run time (near 100: the server is the limit; well below: the client is).")
 print("usr%: share of the server's CPU time spent in user space; q/cpu-s: answered queries per server CPU-second.")
+if signed:
+    # Medians over the rounds (a shared machine is noisy), and the signed-zone target.
+    med = lambda v: sorted(v)[len(v) // 2] if len(v) % 2 else sum(sorted(v)[len(v) // 2 - 1:len(v) // 2 + 1]) / 2
+    stat = {}
+    for r in rows:
+        cpu = float(r[6])
+        stat.setdefault(r[0], ([], []))[0].append(float(r[2]))
+        stat[r[0]][1].append(float(r[5]) / cpu if cpu > 0 else float("nan"))
+    line = []
+    for name in ("nsxdp", "knotd", "nsd"):
+        if name in stat:
+            line.append("%s %.0f qps, %.0f q/cpu-s" % (name, med(stat[name][0]), med(stat[name][1])))
+    print("medians over %d round(s): %s" % (max(len(v[0]) for v in stat.values()), "; ".join(line)))
+    if "nsxdp" in stat:
+        n = med(stat["nsxdp"][1])
+        for peer in ("knotd", "nsd"):
+            if peer in stat:
+                print("q/cpu-s nsxdp/%s: %.2f%s" % (peer, n / med(stat[peer][1]), " (target >= 1)" if peer == "nsd" else ""))
 EOF

@@ -16,6 +16,11 @@
 #   --rrl RATE       response rate limiting on in both servers (nsxdp [rrl], knotd mod-rrl;
 #                    slip 2) at RATE responses a second per bucket (a large RATE: the cost
 #                    of RRL with nothing limited)
+#   --signed MODE    signed zone, MODE nsec or nsec3: the gen-zone.py --dnssec zone signed
+#                    with dnssec-signzone (lib.sh, bench_signed_zone; cached), every query
+#                    with EDNS and DO=1 (kxdpgun's D flag), the signed mix of gen-queries.py
+#                    (positive, DS, NXDOMAIN, NODATA, wildcard, referrals to secure and
+#                    insecure delegations)
 #   --no-build       do not run `cargo build --release`
 #
 # Environment:
@@ -23,7 +28,8 @@
 #   SERVER_CPU=1        CPU of the server (taskset, and nsxdp --cores); CLIENT_CPU=0 for kxdpgun
 #   NSXDP_BENCH_KEEP=1  keep the temporary directory (configs, logs, kxdpgun output)
 #
-# Needs root, python3, ip, ethtool, taskset, kdig, kxdpgun (knot-dnsutils) and knotd (knot).
+# Needs root, python3, ip, ethtool, taskset, kdig, kxdpgun (knot-dnsutils) and knotd (knot);
+# with --signed also dnssec-keygen and dnssec-signzone (bind9-utils).
 # Addresses: 198.18.0.1 and .2 inside the two namespaces this script makes (named after its
 # PID) and deletes on exit, with the veth pair and anything attached to it. Each server is
 # stopped by its PID.
@@ -41,6 +47,7 @@ RATE=1000000
 FIXED=150000
 ONLY=nsxdp,knotd
 RRL=
+SIGNED=
 BUILD=1
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
@@ -65,7 +72,8 @@ while [ $# -gt 0 ]; do
         --only) ONLY=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
         --rrl) RRL=${2:?}; shift ;;
-        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --signed) SIGNED=${2:?}; shift ;;
+        -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
     shift
@@ -75,6 +83,7 @@ for v in DURATION N RUNS RATE; do
 done
 case "$FIXED" in ''|*[!0-9]*) die "--fixed must be a number" ;; esac
 case "$RRL" in *[!0-9]*) die "--rrl must be a number" ;; esac
+case "$SIGNED" in ''|nsec|nsec3) ;; *) die "--signed takes nsec or nsec3" ;; esac
 [ "$DURATION" -le 600 ] || die "--duration at most 600"
 [ "$RUNS" -le 20 ] || die "--runs at most 20"
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, XDP)"
@@ -122,8 +131,14 @@ ip netns exec "$NS_CLI" ping -c 1 -W 2 "$SRV_ADDR" >/dev/null || die "the testbe
 log "testbed: $NS_SRV/$IF_SRV ($SRV_ADDR) <-> $NS_CLI/$IF_CLI ($CLI_ADDR)"
 
 # --- zone (cached like udp-compare.sh) and query file ---
-bench_zone
-python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE" "$TMP/queries.txt" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT"
+if [ -n "$SIGNED" ]; then
+    bench_signed_zone "$SIGNED" || die "cannot make the signed zone"
+    python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE_SRC" "$TMP/queries.txt" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT" \
+        --signed-mix --format kxdpgun-do
+else
+    bench_zone
+    python3 "$SCRIPT_DIR/gen-queries.py" "$ZONE" "$TMP/queries.txt" "$ORIGIN" "$QUERY_LINES" "$NX_PERCENT"
+fi
 cat "$ZONE" >/dev/null    # page cache warm for every server
 
 # CPU seconds (user+system) used so far by process $1 and its threads.
@@ -193,6 +208,18 @@ run_gun() {
         -I "$IF_CLI" "$SRV_ADDR" >"$out" 2>&1 || { cat "$out" >&2; die "kxdpgun failed"; }
 }
 
+# With --signed: how many DNSSEC records the server puts in three DO=1 answers (a positive
+# one, an NXDOMAIN, a wildcard), so the table can be read knowing what was answered.
+signed_probe() {
+    local name=$1 q out=""
+    for q in "ns1.$ORIGIN A" "nx-probe.grp0.$ORIGIN A" "w-probe.wild.$ORIGIN A"; do
+        # shellcheck disable=SC2086
+        out+="$q: $(ip netns exec "$NS_CLI" kdig @"$SRV_ADDR" $q +dnssec +bufsize=1232 +timeout=2 +retry=0 2>/dev/null |
+            grep -cE '[[:space:]](RRSIG|NSEC|NSEC3)[[:space:]]' || true) RRSIG/NSEC/NSEC3; "
+    done
+    log "$name DO=1 probe: $out"
+}
+
 RESULTS=$TMP/results.txt
 : >"$RESULTS"
 
@@ -228,6 +255,7 @@ measure() {
         die "$name did not answer on $SRV_ADDR within ${START_TIMEOUT_S}s"
     fi
     log "$name (pid $pid, run $run, $kind) answers on $SRV_ADDR:53; affinity $(taskset -pc "$pid" | sed 's/.*: //')"
+    [ -z "$SIGNED" ] || signed_probe "$name"
     run_gun "$WARMUP_S" "$rate" "$d/warmup.txt"
     sleep 0.5
     before=$(cpu_s "$pid")
@@ -241,7 +269,7 @@ measure() {
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-log "zone $ZONE ($N names); ${RRL:+RRL at $RRL/s; }$DURATION s per measurement; kxdpgun -Q $RATE on CPU $CLIENT_CPU; server on CPU $SERVER_CPU; load $LOAD_BEFORE"
+log "zone $ZONE ($N names${SIGNED:+, signed $SIGNED, queries DO=1}); ${RRL:+RRL at $RRL/s; }$DURATION s per measurement; kxdpgun -Q $RATE on CPU $CLIENT_CPU; server on CPU $SERVER_CPU; load $LOAD_BEFORE"
 IFS=, read -r -a SERVERS <<<"$ONLY"
 for run in $(seq "$RUNS"); do
     for s in "${SERVERS[@]}"; do
@@ -255,12 +283,13 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- table ---
 python3 - "$RESULTS" "$DURATION" "$(knotd -V 2>/dev/null | sed 's/.*version //' || echo -)" "$(nproc)" \
-    "$LOAD_BEFORE" "$LOAD_AFTER" "$FIXED" <<'EOF'
+    "$LOAD_BEFORE" "$LOAD_AFTER" "$FIXED" "$SIGNED" <<'EOF'
 import sys, time
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-dur, kv, cores, load0, load1, fixed = sys.argv[2:8]
-print("xdp-compare: %s, %s cores, knotd %s, %s s per measurement, load average %s before, %s after"
-      % (time.strftime("%Y-%m-%d %H:%M"), cores, kv, dur, load0, load1))
+dur, kv, cores, load0, load1, fixed, signed = sys.argv[2:9]
+print("xdp-compare: %s, %s cores, knotd %s, %s s per measurement, load average %s before, %s after%s"
+      % (time.strftime("%Y-%m-%d %H:%M"), cores, kv, dur, load0, load1,
+         ", signed zone (%s), queries with DO=1" % signed if signed else ""))
 print("%-6s %-4s %-8s %10s %10s %9s %6s %11s" % ("server", "run", "load", "offered/s", "replies/s", "answered", "cpu %",
                                                 "rep/cpu-s"))
 for name, run, kind, off, rep, pct, cpu in rows:
@@ -282,6 +311,22 @@ if "nsxdp" in best and "knotd" in best:
     if "nsxdp" in eff and "knotd" in eff:
         n, k = sum(eff["nsxdp"]) / len(eff["nsxdp"]), sum(eff["knotd"]) / len(eff["knotd"])
         print("replies per server CPU-second, mean: nsxdp %.0f, knotd %.0f, ratio %.2f" % (n, k, n / max(k, 1)))
+if signed:
+    # Medians over the rounds (a shared machine is noisy), and the signed-zone target.
+    def med(v):
+        v = sorted(v)
+        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    rep, eff = {}, {}
+    for name, run, kind, off, r, pct, cpu in rows:
+        if kind == "max":
+            rep.setdefault(name, []).append(float(r))
+            if float(cpu) > 0:
+                eff.setdefault(name, []).append(float(r) * 100 / float(cpu))
+    print("medians over rounds: " + "; ".join(
+        "%s %.0f replies/s, %.0f per CPU-s" % (n, med(rep[n]), med(eff.get(n, [float("nan")]))) for n in sorted(rep)))
+    if "nsxdp" in eff and "knotd" in eff:
+        print("median replies per CPU-s nsxdp/knotd: %.2f (target >= 2); replies/s: %.2f"
+              % (med(eff["nsxdp"]) / med(eff["knotd"]), med(rep["nsxdp"]) / max(med(rep["knotd"]), 1)))
 fx = [float(r[5]) for r in rows if r[0] == "nsxdp" and r[2] == "fixed"]
 if fx:
     print("nsxdp at %s queries/s offered: %.3f%% answered (worst run; target >= 99.9%%)" % (fixed, min(fx)))
