@@ -128,13 +128,9 @@ def answered_as_data(q, res, ns_info):
 # zone-model and answer work lands: (answer kind or None, regex on the query text or
 # None, test on (query, responses, ns_info) or None, why). Reported with their counts,
 # asserted only with --assert-dnssec; remove an entry when its fix lands.
-PENDING_DO0 = [
-    ("nsec3-owner", None, answered_as_data,
-     "NSEC3 owner names are answered as ordinary data (NOERROR; Knot and NSD: NXDOMAIN)"),
-    (None, re.compile(r"^other\.chain\.optout\.signed\.test\. IN NSEC "), None,
-     "CNAME into another served zone, type NSEC: Knot answers NODATA without the CNAME, NSD follows "
-     "the CNAME into nsec3.signed.test; nsxdp gives the CNAME alone"),
-]
+# DO=0 differences known and not asserted yet (kind or None, regex on the query or None,
+# test or None, why). Empty: every DO=0 answer is asserted.
+PENDING_DO0 = []
 
 
 def pending_reason(q, kind, res, ns_info):
