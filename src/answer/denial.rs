@@ -151,16 +151,47 @@ fn suffix_with(name: &[u8], keep: usize) -> Option<usize> {
 pub(crate) fn nsec_cover(z: &ArchivedZoneImage, name: &[u8]) -> Option<u32> {
     let chain = &z.nsec_chain;
     let last = chain.last()?.to_native();
-    let i = chain.partition_point(|n| canonical_cmp_lower(z.node_name(n.to_native()), name) != Ordering::Greater);
-    Some(if i == 0 { last } else { chain[i - 1].to_native() })
+    // The first owner after `name`: by the keys' prefixes, the names only where they tie.
+    let key = crate::wire::name::canonical_prefix(name, z.origin.len());
+    let (mut lo, mut hi) = (0, chain.len().min(z.nsec_keys.len()));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at_or_before = match z.nsec_keys[mid].to_native().cmp(&key) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => canonical_cmp_lower(z.node_name(chain[mid].to_native()), name) != Ordering::Greater,
+        };
+        if at_or_before {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(if lo == 0 { last } else { chain[lo - 1].to_native() })
 }
 
 /// Position in the NSEC3 chain after the last owner whose hash is at most the hash of
 /// `name`, and that hash's label.
 fn nsec3_position(z: &ArchivedZoneImage, name: &[u8]) -> (usize, [u8; LABEL_LEN]) {
     let label = owner_label(name, &z.nsec3_salt, z.nsec3_iterations.to_native());
-    let i = z.nsec3_chain.partition_point(|n| z.node_name(n.to_native())[1..1 + LABEL_LEN] <= label[..]);
-    (i, label)
+    // By the owners' first eight octets (contiguous), their labels only where those tie.
+    let key = crate::snapshot::nsec3_key(&label);
+    let chain = &z.nsec3_chain;
+    let (mut lo, mut hi) = (0, chain.len().min(z.nsec3_keys.len()));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at_or_before = match z.nsec3_keys[mid].to_native().cmp(&key) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => z.node_name(chain[mid].to_native())[1..1 + LABEL_LEN] <= label[..],
+        };
+        if at_or_before {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo, label)
 }
 
 /// The NSEC3 whose owner is the hash of `name`, hashed now (what the snapshot's

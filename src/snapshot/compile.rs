@@ -154,6 +154,8 @@ fn compile_in(zone: &Zone, two: bool) -> Result<Draft, CompileError> {
         neg_soa: RrsetRec::default(),
         neg_soa_sig: RrsetRec::default(),
         nsec_chain: Vec::new(),
+        nsec_keys: Vec::new(),
+        nsec3_keys: Vec::new(),
         nsec3_chain: Vec::new(),
         nsec3_of: Vec::new(),
         nsec3_salt: Vec::new(),
@@ -207,7 +209,12 @@ fn denial_chains(zone: &Zone, tree: &Tree<'_>, img: &mut Draft) {
     };
     let nsec = with(rtype::NSEC);
     let order = crate::zone::canonical_order(nsec.iter().map(|&i| tree.get(i).name));
-    img.nsec_chain = order.into_iter().map(|k| nsec[k] as u32).collect();
+    img.nsec_chain = order.iter().map(|&k| nsec[k] as u32).collect();
+    let origin_len = zone.origin().len();
+    img.nsec_keys = order
+        .iter()
+        .map(|&k| crate::wire::name::canonical_prefix(&tree.get(nsec[k]).name.to_ascii_lowercase(), origin_len))
+        .collect();
     let param = zone.rrset(zone.origin(), rtype::NSEC3PARAM).and_then(|p| p.rdata.first().map(<[u8]>::to_vec));
     // Algorithm 1 (SHA-1), the only one defined; salt length within the rdata.
     let Some(p) = param.filter(|p| p.len() >= 5 && p[0] == 1 && p.len() == 5 + p[4] as usize) else {
@@ -237,7 +244,16 @@ fn denial_chains(zone: &Zone, tree: &Tree<'_>, img: &mut Draft) {
             img.nsec3_of.push((i as u32, n as u32));
         }
     }
+    img.nsec3_keys = nsec3.iter().map(|&i| nsec3_key(label(i))).collect();
     img.nsec3_chain = nsec3.into_iter().map(|i| i as u32).collect();
+}
+
+/// The first eight octets of an NSEC3 owner label (base32hex), big-endian: in hash order.
+pub(crate) fn nsec3_key(label: &[u8]) -> u64 {
+    let mut k = [0u8; 8];
+    let n = label.len().min(8);
+    k[..n].copy_from_slice(&label[..n]);
+    u64::from_be_bytes(k)
 }
 
 /// What rendering part of the tree gives, besides what it writes in place.

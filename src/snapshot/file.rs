@@ -440,6 +440,9 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
     if z.nsec_chain.iter().any(|n| !is_node(n.to_native())) {
         return Err("NSEC chain entry is no node".into());
     }
+    if z.nsec_keys.len() != z.nsec_chain.len() || z.nsec3_keys.len() != z.nsec3_chain.len() {
+        return Err("NSEC or NSEC3 chain keys do not match the chain".into());
+    }
     let nsec3_owner = z.origin.len() + 33;
     if z.nsec3_chain.iter().any(|n| !is_node(n.to_native()) || z.node_name(n.to_native()).len() != nsec3_owner) {
         return Err("NSEC3 chain entry is no NSEC3 owner".into());

@@ -16,8 +16,12 @@ pub struct Draft {
     pub neg_soa_sig: RrsetRec,
     /// Nodes owning NSEC, in canonical order.
     pub nsec_chain: Vec<u32>,
+    /// Their canonical key prefixes.
+    pub nsec_keys: Vec<u64>,
     /// Nodes owning NSEC3 of the zone's chain, in hash order.
     pub nsec3_chain: Vec<u32>,
+    /// Their owner labels' first eight octets.
+    pub nsec3_keys: Vec<u64>,
     /// (node, the node owning its NSEC3), by node.
     pub nsec3_of: Vec<(u32, u32)>,
     pub nsec3_salt: Vec<u8>,
@@ -94,7 +98,9 @@ pub fn pack(mut d: Draft) -> Option<ZoneImage> {
         neg_soa,
         neg_soa_sig,
         nsec_chain: d.nsec_chain.iter().map(|&i| offsets[i as usize]).collect(),
+        nsec_keys: std::mem::take(&mut d.nsec_keys),
         nsec3_chain: d.nsec3_chain.iter().map(|&i| offsets[i as usize]).collect(),
+        nsec3_keys: std::mem::take(&mut d.nsec3_keys),
         // Block offsets grow with tree position: still sorted by node.
         nsec3_of: d
             .nsec3_of

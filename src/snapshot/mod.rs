@@ -34,6 +34,7 @@ mod file;
 mod layout;
 mod render;
 
+pub(crate) use compile::nsec3_key;
 pub use compile::{compile, CompileError};
 pub use file::{format_version, write_snapshot, Snapshot, SnapshotError};
 pub use render::{records, render_rrset, to_zone, RecordSlices, RenderError, SnapshotRecords};
@@ -45,7 +46,7 @@ use crate::wire::name::{bytes_eq, load8};
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"NSXDPSNP";
 /// Bump on any change to the archived types or the header.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// "No node" / "no RRset".
 pub const NONE: u32 = u32::MAX;
 
@@ -66,9 +67,16 @@ pub struct ZoneImage {
     /// The nodes that own NSEC, in canonical order (RFC 4034 §6.1): the covering NSEC of a
     /// name is found by binary search.
     pub nsec_chain: Vec<u32>,
+    /// For each of `nsec_chain`, the first eight octets of its owner's canonical key
+    /// (`wire::name::canonical_prefix`): the binary search compares these, contiguous,
+    /// and reads an owner name only where they tie.
+    pub nsec_keys: Vec<u64>,
     /// The nodes that own an NSEC3 of the chain NSEC3PARAM names, in hash order (their
     /// first labels, base32hex, sort as the hashes do); empty without NSEC3PARAM.
     pub nsec3_chain: Vec<u32>,
+    /// For each of `nsec3_chain`, the first eight octets of its owner label, big-endian:
+    /// searched instead of the owners, which are read only where these tie.
+    pub nsec3_keys: Vec<u64>,
     /// For each name that has one, the node owning its NSEC3: `node << 32 | nsec3 node`,
     /// sorted (found by binary search, so that proofs about names of the zone hash nothing
     /// at query time).

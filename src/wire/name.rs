@@ -482,6 +482,41 @@ pub fn canonical_cmp_lower(a: &[u8], b: &[u8]) -> Ordering {
     na.cmp(&nb)
 }
 
+/// The first eight octets of the canonical key of `name` (lowercase wire form) below a
+/// zone apex `origin_len` octets long, big-endian: its labels before the apex right to left,
+/// each followed by 0x00, with 0x00 and 0x01 inside a label written 01 01 and 01 02; zeros
+/// after a shorter key. Keys compare as the names do in canonical order (RFC 4034 §6.1), so
+/// these prefixes are in that order too (ties need the names).
+pub fn canonical_prefix(name: &[u8], origin_len: usize) -> u64 {
+    let mut starts = [0u8; 128];
+    let n = label_starts(&name[..name.len().saturating_sub(origin_len)], &mut starts);
+    let mut out = [0u8; 8];
+    let mut w = 0;
+    'labels: for &s in starts[..n].iter().rev() {
+        let s = s as usize;
+        for &b in name.get(s + 1..s + 1 + name[s] as usize).unwrap_or_default() {
+            let esc: &[u8] = match b {
+                0 => &[1, 1],
+                1 => &[1, 2],
+                _ => std::slice::from_ref(&b),
+            };
+            for &e in esc {
+                if w == out.len() {
+                    break 'labels;
+                }
+                out[w] = e;
+                w += 1;
+            }
+        }
+        if w == out.len() {
+            break;
+        }
+        out[w] = 0;
+        w += 1;
+    }
+    u64::from_be_bytes(out)
+}
+
 /// The offsets of the labels of a wire name (the root's excluded), into `out`; their number.
 fn label_starts(w: &[u8], out: &mut [u8; 128]) -> usize {
     let (mut i, mut n) = (0usize, 0usize);
@@ -606,5 +641,44 @@ mod tests {
         assert!(a.ends_with(&Name::root()));
         assert!(n("*.x.").is_wildcard());
         assert_eq!(a.parent().unwrap().to_string(), "Example.com.");
+    }
+
+    /// The key prefixes never contradict canonical order, on names with octets 0, 1 and 2
+    /// in labels, ancestors, long labels and labels that are prefixes of others.
+    #[test]
+    fn canonical_prefixes_follow_canonical_order() {
+        let origin = Name::parse_text(b"example.", None).unwrap();
+        let texts = [
+            "example.",
+            "a.example.",
+            "yljkjljk.a.example.",
+            "Z.a.example.",
+            "zABC.a.EXAMPLE.",
+            "z.example.",
+            "\\001.z.example.",
+            "*.z.example.",
+            "\\200.z.example.",
+            "\\000.a.example.",
+            "\\001\\001.a.example.",
+            "\\002.a.example.",
+            "aaaaaaaaaaaa.example.",
+            "aaaaaaaaaaab.example.",
+            "b.aaaaaaa.example.",
+            "aaaaaaa.example.",
+            "aaaaaaa\\000.example.",
+            "x.y.z.w.example.",
+            "xx.example.",
+        ];
+        let names: Vec<Vec<u8>> = texts
+            .iter()
+            .map(|t| Name::parse_text(t.as_bytes(), None).unwrap().to_lowercase().as_wire().to_vec())
+            .collect();
+        for a in &names {
+            for b in &names {
+                let (ka, kb) = (canonical_prefix(a, origin.len()), canonical_prefix(b, origin.len()));
+                let ord = canonical_cmp_lower(a, b);
+                assert!(ka.cmp(&kb) == ord || ka == kb, "{a:?} {b:?}: keys {ka:x} {kb:x}, names {ord:?}");
+            }
+        }
     }
 }
