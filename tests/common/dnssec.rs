@@ -26,16 +26,23 @@ pub fn dnskeys(port: u16, zone: &str) -> Vec<String> {
 
 /// Writes `path`, a delv `-a` file holding the KSK (DNSKEY flags 257) that the server on
 /// 127.0.0.1:`port` serves for `zone` (absolute, with the final dot) as a static key.
-/// Panics when the server serves no KSK.
+/// Panics when the server serves no KSK (or more than one: a KSK rollover is under way,
+/// and the caller picks with [`write_static_keys`]).
 pub fn write_trust_anchor(port: u16, zone: &str, path: &Path) {
+    let ksks: Vec<String> = dnskeys(port, zone).into_iter().filter(|k| k.starts_with("257 ")).collect();
+    assert_eq!(ksks.len(), 1, "not one KSK (DNSKEY 257) for {zone} at port {port}: {ksks:?}");
+    write_static_keys(path, zone, &ksks);
+}
+
+/// Writes `path`, a delv `-a` file with each of `keys` (DNSKEY rdata as [`dnskeys`] gives
+/// it) as a static key of `zone`.
+pub fn write_static_keys(path: &Path, zone: &str, keys: &[String]) {
     let mut lines = vec!["trust-anchors {".to_string()];
-    for key in dnskeys(port, zone) {
+    for key in keys {
         let w: Vec<&str> = key.split_whitespace().collect();
-        if w.len() >= 4 && w[0] == "257" {
-            lines.push(format!("  {zone} static-key {} {} {} \"{}\";", w[0], w[1], w[2], w[3..].concat()));
-        }
+        assert!(w.len() >= 4, "not DNSKEY rdata: {key}");
+        lines.push(format!("  {zone} static-key {} {} {} \"{}\";", w[0], w[1], w[2], w[3..].concat()));
     }
-    assert!(lines.len() > 1, "no KSK (DNSKEY 257) for {zone} at port {port}");
     lines.push("};".into());
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
