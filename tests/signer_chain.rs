@@ -129,6 +129,22 @@ impl Chain {
         }
     }
 
+    /// Waits up to `limit` until the signer's serial has stood still for 1.5 s; returns it.
+    fn signer_settled(&self, limit: Duration, what: &str) -> u32 {
+        let t0 = Instant::now();
+        let (mut last, mut since) = (soa_serial(self.signer, ZONE), Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = soa_serial(self.signer, ZONE);
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if let Some(s) = now.filter(|_| since.elapsed() >= Duration::from_millis(1500)) {
+                return s;
+            }
+            assert!(t0.elapsed() < limit, "{what}: the signer's serial does not settle\n{}", self.logs_text());
+        }
+    }
+
     /// `knotc ARGS` on the signer: whether it succeeded.
     fn knotc_ok(&self, args: &[&str]) -> bool {
         let o = Command::new("knotc").arg("-c").arg(&self.signer_conf).args(args).output().unwrap();
@@ -472,7 +488,9 @@ fn knot_signer_nsxdp_knotd_named() {
         assert!(t_roll.elapsed() < Duration::from_secs(10), "no second KSK: {k:?}\n{}", chain.logs_text());
         std::thread::sleep(Duration::from_millis(100));
     };
-    serial = soa_serial(gp, ZONE).unwrap();
+    // (knotd re-signs once more when the new KSK becomes ready, then waits for it to be
+    // submitted: the serial stands still.)
+    serial = chain.signer_settled(Duration::from_secs(10), "round 4 (both KSKs)");
     ixfr = follow(&chain, serial, Some(ixfr), &nsec, false, "round 4 (KSK rollover, both KSKs)");
     let new_ksk: Vec<String> = both.iter().filter(|k| k.starts_with("257 ") && !old_ksk.contains(k)).cloned().collect();
     let new_anchor = dir.path().join("new-ksk.conf");
