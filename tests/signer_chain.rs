@@ -7,11 +7,12 @@
 //!    knotd made is delv's trust anchor (with the ZSK as the anchor nothing validates: the
 //!    checks can fail).
 //! 2. delv validates, against nsxdp, the downstream knotd and named (and the signer, with
-//!    each new battery, which proves it): a positive answer, the apex DNSKEY, NXDOMAIN, NODATA, NODATA at
-//!    an empty non-terminal, a wildcard answer and wildcard NODATA, the DS of a secure
-//!    delegation and the proven absence of DS at an insecure one. delv follows no referral
-//!    to a server that is not the child's, so each referral (secure and insecure) is
-//!    compared with the signer's instead: the same NS, DS, NSEC/NSEC3 and RRSIG records.
+//!    each new battery, which proves it): a positive answer, the apex DNSKEY, NXDOMAIN,
+//!    NODATA, NODATA at an empty non-terminal, a wildcard answer and wildcard NODATA, the
+//!    DS of a secure delegation and the proven absence of DS at an insecure one. delv
+//!    follows no referral to a server that is not the child's, so each referral (secure
+//!    and insecure) is compared with the signer's instead: the same NS, DS, NSEC/NSEC3 and
+//!    RRSIG records.
 //! 3. Rounds of change on the signer, each followed through the chain and checked as in 2,
 //!    with the AXFR of nsxdp and its secondaries compared with the signer's:
 //!    1. data: a changed A record and a new name (`knotc zone-set`), re-signed by knotd;
