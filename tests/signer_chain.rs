@@ -9,10 +9,10 @@
 //! 2. delv validates, against nsxdp, the downstream knotd and named (and the signer, with
 //!    each new battery, which proves it): a positive answer, the apex DNSKEY, NXDOMAIN,
 //!    NODATA, NODATA at an empty non-terminal, a wildcard answer and wildcard NODATA, the
-//!    DS of a secure delegation and the proven absence of DS at an insecure one. delv
-//!    follows no referral to a server that is not the child's, so each referral (secure
-//!    and insecure) is compared with the signer's instead: the same NS, DS, NSEC/NSEC3 and
-//!    RRSIG records.
+//!    DS of a secure delegation and the proven absence of DS at an insecure one; against
+//!    nsxdp also over TCP, once with NSEC and once with NSEC3. delv follows no referral to
+//!    a server that is not the child's, so each referral (secure and insecure) is compared
+//!    with the signer's instead: the same NS, DS, NSEC/NSEC3 and RRSIG records.
 //! 3. Rounds of change on the signer, each followed through the chain and checked as in 2,
 //!    with the AXFR of nsxdp and its secondaries compared with the signer's:
 //!    1. data: a changed A record and a new name (`knotc zone-set`), re-signed by knotd;
@@ -219,7 +219,8 @@ fn holds(text: &str, needle: &str) -> bool {
 
 /// Runs the battery against every server of `servers`, four delv at a time; panics with
 /// every failure.
-fn validate(servers: &[(&str, u16)], anchors: &Path, checks: &[Check], round: &str) {
+/// `extra`: delv's options (`+tcp`).
+fn validate(servers: &[(&str, u16)], anchors: &Path, checks: &[Check], extra: &[&str], round: &str) {
     let jobs: Vec<(&str, u16, &Check)> =
         servers.iter().flat_map(|&(s, p)| checks.iter().map(move |c| (s, p, c))).collect();
     let mut failures = Vec::new();
@@ -227,7 +228,7 @@ fn validate(servers: &[(&str, u16)], anchors: &Path, checks: &[Check], round: &s
         let results: Vec<Option<String>> = std::thread::scope(|sc| {
             let hs: Vec<_> = group
                 .iter()
-                .map(|&(_, port, c)| sc.spawn(move || delv(port, anchors, ZONE, c.name, c.qtype)))
+                .map(|&(_, port, c)| sc.spawn(move || delv(port, anchors, ZONE, c.name, c.qtype, extra)))
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -311,7 +312,7 @@ fn follow(chain: &Chain, serial: u32, ixfr_before: Option<u64>, checks: &[Check]
     let records = compare_zones(chain, round);
     let t2 = Instant::now();
     let servers = chain.servers();
-    validate(&servers, &chain.anchors, checks, round);
+    validate(&servers, &chain.anchors, checks, &[], round);
     compare_referrals(chain, &chain.servers(), nsec3, round);
     eprintln!(
         "signer chain: {round}: serial {serial} at nsxdp {took:?} after the signer had it, downstream {downstream:?} later; \
@@ -411,7 +412,7 @@ fn knot_signer_nsxdp_knotd_named() {
     // The signer itself passes each battery (which proves the battery) before nsxdp and
     // its secondaries are held to it.
     let first = battery("192.0.2.1", false, false);
-    validate(&[("signer knotd", gp)], &chain.anchors, &first, "start");
+    validate(&[("signer knotd", gp)], &chain.anchors, &first, &[], "start");
     let mut ixfr = follow(&chain, serial, None, &first, false, "start");
 
     // The validations can fail: with the ZSK as the only trust anchor (knotd signs the
@@ -420,7 +421,7 @@ fn knot_signer_nsxdp_knotd_named() {
     let zsk: Vec<String> = dnskeys(gp, ZONE).into_iter().filter(|k| k.starts_with("256 ")).collect();
     write_static_keys(&zsk_anchor, ZONE, &zsk);
     for (server, port) in chain.servers() {
-        let text = delv(port, &zsk_anchor, ZONE, "www.chain.test", "A").expect("delv ended");
+        let text = delv(port, &zsk_anchor, ZONE, "www.chain.test", "A", &[]).expect("delv ended");
         assert!(verdict(&text, Expect::Positive).is_err(), "{server}: validated with the ZSK as anchor:\n{text}");
     }
 
@@ -432,8 +433,9 @@ fn knot_signer_nsxdp_knotd_named() {
     chain.knotc(&["zone-commit", "chain.test"]);
     serial = chain.signer_serial_after(serial, Duration::from_secs(5), "round 1");
     let nsec = battery("192.0.2.2", false, true);
-    validate(&[("signer knotd", gp)], &chain.anchors, &nsec, "round 1");
+    validate(&[("signer knotd", gp)], &chain.anchors, &nsec, &[], "round 1");
     ixfr = follow(&chain, serial, Some(ixfr), &nsec, false, "round 1 (data)");
+    validate(&[("nsxdp", np)], &chain.anchors, &nsec, &["+tcp"], "round 1, over TCP");
 
     // Round 2: signature churn only. The changeset nsxdp took (and serves onward) holds
     // nothing but RRSIGs and the SOA.
@@ -515,7 +517,7 @@ fn knot_signer_nsxdp_knotd_named() {
     let new_ksk: Vec<String> = both.iter().filter(|k| k.starts_with("257 ") && !old_ksk.contains(k)).cloned().collect();
     let new_anchor = dir.path().join("new-ksk.conf");
     write_static_keys(&new_anchor, ZONE, &new_ksk);
-    validate(&chain.servers(), &new_anchor, &nsec, "round 4 (KSK rollover, the new KSK as anchor)");
+    validate(&chain.servers(), &new_anchor, &nsec, &[], "round 4 (KSK rollover, the new KSK as anchor)");
     while !chain.knotc_ok(&["zone-ksk-submitted", "chain.test"]) {
         assert!(t_roll.elapsed() < Duration::from_secs(15), "the new KSK never became ready\n{}", chain.logs_text());
         std::thread::sleep(Duration::from_millis(200));
@@ -535,7 +537,7 @@ fn knot_signer_nsxdp_knotd_named() {
     write_trust_anchor(gp, ZONE, &chain.anchors);
     ixfr = follow(&chain, serial, Some(ixfr), &nsec, false, "round 4 (KSK rollover, done)");
     for (server, port) in chain.servers() {
-        let text = delv(port, &old_anchor, ZONE, "www.chain.test", "A").expect("delv ended");
+        let text = delv(port, &old_anchor, ZONE, "www.chain.test", "A", &[]).expect("delv ended");
         assert!(verdict(&text, Expect::Positive).is_err(), "{server}: validated with the old KSK:\n{text}");
     }
 
@@ -545,7 +547,7 @@ fn knot_signer_nsxdp_knotd_named() {
     chain.knotc(&["reload"]);
     serial = chain.signer_serial_after(serial, Duration::from_secs(5), "round 5");
     let nsec3 = battery("192.0.2.2", true, true);
-    validate(&[("signer knotd", gp)], &chain.anchors, &nsec3, "round 5");
+    validate(&[("signer knotd", gp)], &chain.anchors, &nsec3, &[], "round 5");
     ixfr = follow(&chain, serial, Some(ixfr), &nsec3, true, "round 5 (NSEC -> NSEC3)");
 
     // Round 6: named is back and asks nsxdp for the changes since round 2 (several
@@ -584,8 +586,9 @@ fn knot_signer_nsxdp_knotd_named() {
     assert!(first == Some(stopped_at) || first == Some(serial), "nsxdp after a restart: {first:?}");
     let mut last = battery("192.0.2.2", true, true);
     last.push(check("new2.chain.test", "A", Expect::Positive, Some("192.0.2.102")));
-    validate(&[("signer knotd", gp)], &chain.anchors, &last, "restart");
+    validate(&[("signer knotd", gp)], &chain.anchors, &last, &[], "restart");
     let after_restart = follow(&chain, serial, Some(0), &last, true, "restart (two changesets missed)");
+    validate(&[("nsxdp", np)], &chain.anchors, &last, &["+tcp"], "restart, over TCP");
     let nlog = log_of(&nd.join("nsxdp.log"));
     assert!(nlog.contains(&format!("serial {stopped_at} -> {serial} by IXFR")), "nsxdp's log:\n{nlog}");
 

@@ -59,13 +59,14 @@ pub enum Expect {
 }
 
 /// delv's output for `name` `qtype` asked of 127.0.0.1:`port`, with `anchors` as the only
-/// trust anchor and `root` as its root (`+root`), every query sent to that server. None when
-/// delv did not end within 15 s.
-pub fn delv(port: u16, anchors: &Path, root: &str, name: &str, qtype: &str) -> Option<String> {
+/// trust anchor and `root` as its root (`+root`), every query sent to that server, and
+/// `extra` options (`+tcp`). None when delv did not end within 15 s.
+pub fn delv(port: u16, anchors: &Path, root: &str, name: &str, qtype: &str, extra: &[&str]) -> Option<String> {
     let mut child = Command::new("delv")
         .args(["@127.0.0.1", "-p", &port.to_string(), "-a"])
         .arg(anchors)
         .arg(format!("+root={root}"))
+        .args(extra)
         .args(["+nomultiline", name, qtype])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
