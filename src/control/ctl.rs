@@ -517,6 +517,10 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                             changes.added.len()
                         );
                     }
+                    Reloaded::Secondary { serial } => {
+                        let serial = serial.map_or_else(|| "none yet".into(), |s| s.to_string());
+                        let _ = writeln!(out, "{name} is a secondary (serial {serial}): transferred, not reloaded");
+                    }
                     Reloaded::Failed { error } => {
                         failed += 1;
                         let serial = zones.zones[i].serial().map_or_else(|| "none".into(), |s| s.to_string());
