@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [server]
-//! listen = ["127.0.0.1:5300"]          # UDP and TCP
+//! listen = ["127.0.0.1:5300"]          # UDP and TCP; ADDRESS:PORT, the port is required
 //! data-dir = "/var/lib/nsxdp"
 //! control = "/run/nsxdp/control.sock"
 //!
@@ -494,8 +494,18 @@ impl Config {
         let about = about(&s, &err)?;
         let mut listen = Vec::new();
         for a in &s.listen {
-            let addr = parse_socket_addr(a.get_ref(), 53).ok_or_else(|| {
-                err(Some(a.span()), format!("server.listen: {:?} is not ADDRESS[:PORT]", a.get_ref()))
+            // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
+            // meant something else (`serve`'s own default is 5353).
+            let addr = a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+                let why =
+                    if a.get_ref().trim().parse::<IpAddr>().is_ok() { "has no port" } else { "is not an address" };
+                err(
+                    Some(a.span()),
+                    format!(
+                        "server.listen: {:?} {why}: write ADDRESS:PORT (192.0.2.1:53, [2001:db8::1]:53)",
+                        a.get_ref()
+                    ),
+                )
             })?;
             listen.push(addr);
         }
@@ -876,7 +886,7 @@ mod tests {
 
     const GOOD: &str = r#"
 [server]
-listen = ["127.0.0.1:5300", "::1"]
+listen = ["127.0.0.1:5300", "[::1]:53"]
 data-dir = "data"
 control = "/run/x/control.sock"
 edns-size = 1400
@@ -1019,6 +1029,8 @@ transfer-timeout = 3
             ("[server]\nedns-size = 100\n", 2, "below 512"),
             ("[server]\nedns-size = \"big\"\n", 2, "invalid type"),
             ("[server]\nlisten = []\ntcp-max-clients = 0\n", 3, "server.tcp-max-clients: must be at least 1"),
+            ("[server]\nlisten = [\"192.0.2.1\"]\n", 2, "server.listen: \"192.0.2.1\" has no port"),
+            ("[server]\nlisten = [\"localhost:53\"]\n", 2, "server.listen: \"localhost:53\" is not an address"),
             ("[server]\ntcp-idle-timeout = 0\n", 2, "server.tcp-idle-timeout: must be at least 1"),
             ("[server]\ntcp-message-timeout = 0\n", 2, "tcp-message-timeout"),
             ("[server]\ntcp-max-clients-per-address = 0\n", 2, "tcp-max-clients-per-address"),
