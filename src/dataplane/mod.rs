@@ -405,7 +405,7 @@ mod tests {
         assert_eq!(qtype_index(28), QTYPES.iter().position(|t| t.1 == "AAAA").unwrap());
         assert_eq!(qtype_index(999), QTYPES.len());
         // Cut in the type, a label past the end, a pointer, no question.
-        assert_eq!(question_type(&q[..19]), None);
+        assert_eq!(question_type(&q[..18]), None);
         assert_eq!(question_type(&q[..14]), None);
         q[12] = 0xC0;
         assert_eq!(question_type(&q), None);
