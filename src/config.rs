@@ -461,12 +461,13 @@ impl Config {
             Some(v) => *v.get_ref(),
             None => 1232,
         };
-        let metrics = match &s.metrics {
-            Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
-                err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref()))
-            })?),
-            None => None,
-        };
+        let metrics =
+            match &s.metrics {
+                Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref()))
+                })?),
+                None => None,
+            };
         let server = Server {
             listen,
             metrics,

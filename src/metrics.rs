@@ -446,11 +446,7 @@ pub struct ServiceFigures {
 impl From<ServiceSnapshot> for ServiceFigures {
     fn from(s: ServiceSnapshot) -> ServiceFigures {
         let bounds = SERVICE_BOUNDS_NS.iter().map(|b| Some(*b)).chain([None]);
-        ServiceFigures {
-            buckets: bounds.zip(s.counts).collect(),
-            count: s.count,
-            sum_seconds: s.sum_ns as f64 / 1e9,
-        }
+        ServiceFigures { buckets: bounds.zip(s.counts).collect(), count: s.count, sum_seconds: s.sum_ns as f64 / 1e9 }
     }
 }
 
@@ -499,8 +495,7 @@ impl Figures {
         registry.register_collector(Box::new(Exposition(self)));
         let mut out = String::new();
         // Writing to a String cannot fail, and every name and label is ours.
-        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
-            .expect("encoding into a String");
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).expect("encoding into a String");
         out
     }
 
@@ -559,10 +554,13 @@ impl Collector for Exposition {
             Gauge,
             [(vec![l("version", f.version)], 1.0)],
         )?;
-        family(e, "nsxdp_start_time_seconds", "Start of the process, Unix seconds", Gauge, [(
-            vec![],
-            f.started_unix as f64,
-        )])?;
+        family(
+            e,
+            "nsxdp_start_time_seconds",
+            "Start of the process, Unix seconds",
+            Gauge,
+            [(vec![], f.started_unix as f64)],
+        )?;
         family(e, "nsxdp_uptime_seconds", "Seconds since the process started", Gauge, [(vec![], f.uptime_seconds)])?;
         let t = &f.transports;
         let per = |get: fn(&TransportFigures) -> u64| {
@@ -668,9 +666,7 @@ impl Collector for Exposition {
             "nsxdp_xdp_socket_events",
             "AF_XDP socket ring events by kind",
             Counter,
-            q.iter().flat_map(|x| {
-                x.socket.iter().map(|(k, v)| (vec![l("queue", x.queue), l("event", k)], *v as f64))
-            }),
+            q.iter().flat_map(|x| x.socket.iter().map(|(k, v)| (vec![l("queue", x.queue), l("event", k)], *v as f64))),
         )?;
         if let Some(c) = &f.tcp_connections {
             family(
@@ -696,8 +692,20 @@ impl Collector for Exposition {
                 Counter,
                 x.outcomes.iter().map(|(k, v)| (vec![l("outcome", k)], *v as f64)),
             )?;
-            family(e, "nsxdp_transfers_out_ixfr_udp", "IXFR answered over UDP", Counter, [(vec![], x.ixfr_udp as f64)])?;
-            family(e, "nsxdp_transfers_out_messages", "Transfer messages sent", Counter, [(vec![], x.messages as f64)])?;
+            family(
+                e,
+                "nsxdp_transfers_out_ixfr_udp",
+                "IXFR answered over UDP",
+                Counter,
+                [(vec![], x.ixfr_udp as f64)],
+            )?;
+            family(
+                e,
+                "nsxdp_transfers_out_messages",
+                "Transfer messages sent",
+                Counter,
+                [(vec![], x.messages as f64)],
+            )?;
         }
         family(
             e,
@@ -788,8 +796,15 @@ impl MetricsServer {
     }
 
     /// Serves `GET /metrics` on a thread of its own until `shutdown`.
-    pub fn spawn(self, metrics: Arc<Metrics>, limits: HttpLimits, shutdown: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
-        std::thread::Builder::new().name("nsxdp-metrics".into()).spawn(move || serve_http(self.listener, &metrics, limits, &shutdown))
+    pub fn spawn(
+        self,
+        metrics: Arc<Metrics>,
+        limits: HttpLimits,
+        shutdown: Arc<AtomicBool>,
+    ) -> io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("nsxdp-metrics".into())
+            .spawn(move || serve_http(self.listener, &metrics, limits, &shutdown))
     }
 }
 
@@ -976,7 +991,10 @@ mod tests {
         let text = f.prometheus();
         assert!(text.contains("nsxdp_queries_total{transport=\"udp\"} 4\n"), "{text}");
         assert!(text.contains("nsxdp_queries_by_type_total{transport=\"udp\",qtype=\"A\"} 4\n"), "{text}");
-        assert!(text.contains("nsxdp_service_time_seconds_bucket{transport=\"udp\",loop=\"udp0\",le=\"5.12e-07\"} 3\n"), "{text}");
+        assert!(
+            text.contains("nsxdp_service_time_seconds_bucket{transport=\"udp\",loop=\"udp0\",le=\"5.12e-07\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("nsxdp_service_time_seconds_count{transport=\"udp\",loop=\"udp1\"} 0\n"), "{text}");
         // The JSON of `ctl stats --json` has the same figures.
         let json: serde_json::Value = serde_json::to_value(m.figures()).unwrap();

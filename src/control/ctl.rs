@@ -116,11 +116,12 @@ fn handle(stream: UnixStream, to_manager: &Sender<Event>, shutdown: &AtomicBool,
         ["stop", ..] => "error: stop takes no argument\n".to_string(),
         _ => {
             let (reply, from_manager) = mpsc::channel();
-            let from_zones = if to_manager.send(Event::Command(Request { line: line.trim().to_string(), reply })).is_err() {
-                "error: the server is stopping\n".to_string()
-            } else {
-                from_manager.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| "error: no reply\n".to_string())
-            };
+            let from_zones =
+                if to_manager.send(Event::Command(Request { line: line.trim().to_string(), reply })).is_err() {
+                    "error: the server is stopping\n".to_string()
+                } else {
+                    from_manager.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| "error: no reply\n".to_string())
+                };
             match words.first() {
                 Some(&"status") => server_status(metrics) + &from_zones,
                 _ => from_zones,
@@ -339,6 +340,7 @@ fn handle_line(zones: &mut ZoneSet, line: &str, src: Option<&ConfigSource>) -> (
 /// secondary zones' checks, NOTIFY out after every change (with a notifier), until
 /// `shutdown`. `events` must be the receiving end of `to_self` (workers report through it).
 /// Gives the zone set back when it stops.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_manager(
     mut zones: ZoneSet,
     events: Receiver<Event>,
@@ -752,7 +754,14 @@ mod tests {
 
         assert!(client(&sock, "status").unwrap());
         let status = request(&sock, "status").unwrap();
-        assert!(status.starts_with(&format!("version {}\npid {}\nstarted 20", env!("CARGO_PKG_VERSION"), std::process::id())), "{status}");
+        assert!(
+            status.starts_with(&format!(
+                "version {}\npid {}\nstarted 20",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id()
+            )),
+            "{status}"
+        );
         // c.test. serial 1 loaded-at 2026-12-05T18:00:00Z file ...
         let loaded_at = status.lines().find(|l| l.starts_with("c.test.")).unwrap().split(' ').nth(4).unwrap();
         assert!(humantime::parse_rfc3339(loaded_at).is_ok(), "{status}");
