@@ -748,7 +748,13 @@ fn serve_xdp(
     metrics.add_handoff(handoff_stats.clone());
     metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
     for l in &plane.loops {
-        metrics.add_xdp_queue(l.queue, l.dns.clone(), l.frames.clone(), l.socket.clone());
+        let source = nsxdp::metrics::XdpSource {
+            queue: l.queue,
+            frames: l.frames.clone(),
+            socket: l.socket.clone(),
+            kernel: l.kernel_fd.clone(),
+        };
+        metrics.add_xdp_queue(l.queue, l.dns.clone(), source);
     }
     let addrs: Vec<String> = fallback.bound.iter().map(|a| a.to_string()).collect();
     let qs: Vec<String> = plane

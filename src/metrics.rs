@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,7 +34,7 @@ use crate::control::transfer::TransferStats;
 use crate::control::zones::{SecondaryCounters, ZoneSet};
 use crate::dataplane::packet::DropReason as FrameDrop;
 use crate::dataplane::xdp::FrameStats;
-use crate::dataplane::xsk::XskStats;
+use crate::dataplane::xsk::{kernel_stats_of, XskStats};
 use crate::dataplane::{LoopStats, ServiceSnapshot, StatsSnapshot, QTYPES, SERVICE_BOUNDS_NS};
 
 /// The names of rcodes 0..=15 and of 16 (BADVERS, where extended rcodes are counted).
@@ -56,6 +57,9 @@ pub struct XdpSource {
     pub queue: u32,
     pub frames: Arc<FrameStats>,
     pub socket: Arc<XskStats>,
+    /// A descriptor of the queue's socket: the kernel's XDP_STATISTICS are read through it
+    /// (one getsockopt per queue and scrape, on the scraping thread).
+    pub kernel: Option<Arc<OwnedFd>>,
 }
 
 /// A zone's state as the manager last published it.
@@ -139,9 +143,10 @@ impl Metrics {
         self.add_loops("udp", stats, |i| format!("udp{}", first + i));
     }
 
-    pub fn add_xdp_queue(&self, queue: u32, dns: Arc<LoopStats>, frames: Arc<FrameStats>, socket: Arc<XskStats>) {
+    pub fn add_xdp_queue(&self, queue: u32, dns: Arc<LoopStats>, source: XdpSource) {
+        debug_assert_eq!(queue, source.queue);
         self.add_loops("xdp", &[dns], |_| format!("xdp-q{queue}"));
-        self.sources().xdp.push(XdpSource { queue, frames, socket });
+        self.sources().xdp.push(source);
     }
 
     pub fn set_tcp(&self, dns: Arc<LoopStats>, connections: Arc<TcpStats>) {
@@ -232,6 +237,16 @@ impl Metrics {
                     ("tx_kicks", load(&q.socket.tx_kicks)),
                     ("wakeup_errors", load(&q.socket.wakeup_errors)),
                 ]),
+                kernel: q.kernel.as_ref().and_then(|fd| kernel_stats_of(fd.as_fd()).ok()).map(|k| {
+                    BTreeMap::from([
+                        ("rx_dropped", k.rx_dropped),
+                        ("rx_invalid_descs", k.rx_invalid_descs),
+                        ("tx_invalid_descs", k.tx_invalid_descs),
+                        ("rx_ring_full", k.rx_ring_full),
+                        ("rx_fill_ring_empty_descs", k.rx_fill_ring_empty_descs),
+                        ("tx_ring_empty_descs", k.tx_ring_empty_descs),
+                    ])
+                }),
             })
             .collect();
         let tcp_connections = s.tcp.as_ref().map(|t| {
@@ -459,6 +474,8 @@ pub struct XdpFigures {
     pub handoff_dropped: u64,
     pub idle_polls: u64,
     pub socket: BTreeMap<&'static str, u64>,
+    /// The kernel's XDP_STATISTICS of the queue's socket.
+    pub kernel: Option<BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -667,6 +684,15 @@ impl Collector for Exposition {
             "AF_XDP socket ring events by kind",
             Counter,
             q.iter().flat_map(|x| x.socket.iter().map(|(k, v)| (vec![l("queue", x.queue), l("event", k)], *v as f64))),
+        )?;
+        family(
+            e,
+            "nsxdp_xdp_kernel",
+            "The kernel's AF_XDP statistics (XDP_STATISTICS) per queue socket",
+            Counter,
+            q.iter().flat_map(|x| {
+                x.kernel.iter().flatten().map(|(k, v)| (vec![l("queue", x.queue), l("counter", k)], *v as f64))
+            }),
         )?;
         if let Some(c) = &f.tcp_connections {
             family(

@@ -297,3 +297,61 @@ fn a_taken_metrics_port_stops_the_start() {
     assert!(!o.status.success(), "{err}");
     assert!(err.contains(&format!("metrics {addr}")), "{err}");
 }
+
+/// Whether the AF_XDP test can run here: root, and `ip`, `ethtool` and kdig (a failure
+/// under CI=true).
+fn xdp_prerequisites() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!common::in_ci(), "xdp metrics: needs root under CI=true");
+        eprintln!("skipping: needs root (BPF, AF_XDP and network namespaces)");
+        return false;
+    }
+    common::have("ip", "iproute2") && common::have("ethtool", "ethtool") && common::have("kdig", "knot-dnsutils")
+}
+
+#[test]
+fn xdp_counters_are_exact_and_the_kernel_statistics_are_read() {
+    if !xdp_prerequisites() {
+        return;
+    }
+    let tb = common::netns::Testbed::new('m', true);
+    let dir = tempfile::tempdir().unwrap();
+    let zone = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/example.com.zone");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &tb.srv, env!("CARGO_BIN_EXE_nsxdp"), "serve", "--listen", "198.18.0.1:53"])
+        .args(["--xdp", &tb.srv_if, "--cores", "0", "--metrics", "127.0.0.1:9153", "--zone"])
+        .arg(&zone)
+        .arg("--data-dir")
+        .arg(dir.path());
+    let log = dir.path().join("nsxdp.log");
+    let _server = common::Proc::spawn(cmd, &log);
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("nsxdp: ready") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scrape = || tb.in_ns(&tb.srv, || http_get(9153, "/metrics"));
+    let (code, before) = scrape();
+    assert_eq!(code, 200, "{before}");
+    let series = [
+        "nsxdp_queries_total{transport=\"xdp\"}",
+        "nsxdp_queries_by_type_total{transport=\"xdp\",qtype=\"TXT\"}",
+        "nsxdp_service_time_seconds_count{transport=\"xdp\",loop=\"xdp-q0\"}",
+    ];
+    let was: Vec<f64> = series.iter().map(|x| sample(&before, x)).collect();
+    // One try each, so that the count is exact.
+    let n = 20;
+    let mut args = vec!["kdig", "@198.18.0.1", "+time=5", "+retry=0"];
+    for _ in 0..n {
+        args.extend(["example.com", "TXT"]);
+    }
+    let out = tb.client(&args);
+    assert_eq!(out.matches(";; ->>HEADER<<-").count(), n, "{out}");
+    let (_, after) = scrape();
+    let rose: Vec<u64> = series.iter().zip(&was).map(|(x, b)| (sample(&after, x) - b) as u64).collect();
+    assert_eq!(rose, [n as u64; 3], "{after}");
+    assert!(sample(&after, "nsxdp_xdp_socket_events_total{queue=\"0\",event=\"rx\"}") >= n as f64, "{after}");
+    assert!(after.contains("nsxdp_xdp_kernel_total{queue=\"0\",counter=\"rx_ring_full\"} "), "{after}");
+    assert!(after.contains("nsxdp_xdp_frames_dropped_total{queue=\"0\",reason="), "{after}");
+}

@@ -256,6 +256,8 @@ pub struct QueueLoop {
     pub dns: Arc<LoopStats>,
     pub frames: Arc<FrameStats>,
     pub socket: Arc<XskStats>,
+    /// A descriptor of the queue's socket for [`super::xsk::kernel_stats_of`].
+    pub kernel_fd: Option<Arc<std::os::fd::OwnedFd>>,
     handle: Option<JoinHandle<LoopEnd>>,
 }
 
@@ -335,6 +337,8 @@ impl XdpPlane {
                 rrl: rrl.cloned(),
             };
             let (mode, socket) = (xsk.mode(), xsk.stats().clone());
+            // For the metrics: the kernel's counters read through a second descriptor.
+            let kernel_fd = xsk.stats_fd().ok().map(Arc::new);
             let handle = std::thread::Builder::new()
                 .name(format!("nsxdp-xdp{queue}"))
                 .spawn(move || {
@@ -344,7 +348,7 @@ impl XdpPlane {
                     run(xsk, ctx)
                 })
                 .map_err(|source| XdpStartError::Thread { queue, source })?;
-            plane.loops.push(QueueLoop { queue, core, mode, dns, frames, socket, handle: Some(handle) });
+            plane.loops.push(QueueLoop { queue, core, mode, dns, frames, socket, kernel_fd, handle: Some(handle) });
         }
         Ok(plane)
     }
