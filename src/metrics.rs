@@ -74,6 +74,9 @@ pub struct ZoneState {
     pub failed: bool,
     pub last_success: Option<Instant>,
     pub counters: Option<SecondaryCounters>,
+    /// Sizes of the files served from and kept: the snapshot and the journal.
+    pub snapshot_bytes: Option<u64>,
+    pub journal_bytes: Option<u64>,
 }
 
 /// What the scrape reads: registered once at start, zones replaced by the manager.
@@ -181,6 +184,10 @@ impl Metrics {
                 failed: z.last_error.is_some(),
                 last_success: z.secondary.as_ref().and_then(|s| s.refresh.last_success()),
                 counters: z.secondary.as_ref().map(|s| s.counters),
+                snapshot_bytes: z.snapshot.as_ref().map(|s| s.file_len() as u64),
+                // Not waiting for a transfer out that holds the journal: its size is then
+                // left out of this reading.
+                journal_bytes: z.journal.as_ref().and_then(|j| j.try_lock().ok().map(|j| j.file_len())),
             })
             .collect();
         self.set_zones(states);
@@ -312,15 +319,16 @@ impl Metrics {
                     *transfers_in.entry(k).or_default() += v;
                 }
             }
-            if z.secondary {
-                zones.secondaries.push(SecondaryFigures {
-                    zone: z.name.clone(),
-                    serial: z.serial,
-                    serving: z.serving,
-                    expired: z.expired,
-                    seconds_since_success: z.last_success.map(|t| now.saturating_duration_since(t).as_secs_f64()),
-                });
-            }
+            zones.list.push(ZoneFigures {
+                zone: z.name.clone(),
+                role: if z.secondary { "secondary" } else { "primary" },
+                serial: z.serial,
+                serving: z.serving,
+                expired: z.expired,
+                seconds_since_success: z.last_success.map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                snapshot_bytes: z.snapshot_bytes,
+                journal_bytes: z.journal_bytes,
+            });
         }
         let http = BTreeMap::from([
             ("served", load(&self.http.served)),
@@ -493,16 +501,20 @@ pub struct ZonesFigures {
     pub serving: u64,
     /// Zones whose last reload or check failed.
     pub failed: u64,
-    pub secondaries: Vec<SecondaryFigures>,
+    pub list: Vec<ZoneFigures>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct SecondaryFigures {
+pub struct ZoneFigures {
     pub zone: String,
+    pub role: &'static str,
     pub serial: Option<u32>,
     pub serving: bool,
+    /// Secondary zones: expired, and seconds since the last successful check.
     pub expired: bool,
     pub seconds_since_success: Option<f64>,
+    pub snapshot_bytes: Option<u64>,
+    pub journal_bytes: Option<u64>,
 }
 
 impl Figures {
@@ -756,27 +768,45 @@ impl Collector for Exposition {
             [("configured", z.configured), ("serving", z.serving), ("failed", z.failed)]
                 .map(|(s, v)| (vec![l("state", s)], v as f64)),
         )?;
-        let sec = &z.secondaries;
+        let zl = &z.list;
+        let per_zone = |get: fn(&ZoneFigures) -> Option<f64>| {
+            zl.iter().filter_map(move |x| get(x).map(|v| (vec![l("zone", &x.zone), l("role", x.role)], v)))
+        };
+        family(e, "nsxdp_zone_serial", "Serial served by each zone", Gauge, per_zone(|x| x.serial.map(f64::from)))?;
         family(
             e,
-            "nsxdp_zone_serial",
-            "Serial served by each secondary zone",
+            "nsxdp_zone_serving",
+            "1 while a zone is answered from (0: not loaded, or expired: SERVFAIL)",
             Gauge,
-            sec.iter().filter_map(|s| s.serial.map(|n| (vec![l("zone", &s.zone)], f64::from(n)))),
+            per_zone(|x| Some(f64::from(u8::from(x.serving)))),
         )?;
         family(
             e,
             "nsxdp_zone_seconds_since_success",
             "Seconds since the last successful check of each secondary zone",
             Gauge,
-            sec.iter().filter_map(|s| s.seconds_since_success.map(|n| (vec![l("zone", &s.zone)], n))),
+            per_zone(|x| x.seconds_since_success),
         )?;
         family(
             e,
             "nsxdp_zone_expired",
             "1 while a secondary zone has expired (answered SERVFAIL)",
             Gauge,
-            sec.iter().map(|s| (vec![l("zone", &s.zone)], f64::from(u8::from(s.expired)))),
+            per_zone(|x| (x.role == "secondary").then_some(f64::from(u8::from(x.expired)))),
+        )?;
+        family(
+            e,
+            "nsxdp_zone_snapshot_bytes",
+            "Size of each zone's snapshot file",
+            Gauge,
+            per_zone(|x| x.snapshot_bytes.map(|b| b as f64)),
+        )?;
+        family(
+            e,
+            "nsxdp_zone_journal_bytes",
+            "Size of each zone's journal file",
+            Gauge,
+            per_zone(|x| x.journal_bytes.map(|b| b as f64)),
         )?;
         family(
             e,

@@ -156,6 +156,12 @@ fn counters_are_exact_and_ctl_shows_them_then_stops_the_server() {
     let n = n as u64;
     let want = [3 + n, 2 + n, 3 + n, 1, 1 + n, 2 + n, 1, 2, 3 + n];
     assert_eq!(rose, want, "{series:?}\n{after}");
+    // The zone: its serial, that it serves, its files.
+    let zone = "{zone=\"example.com.\",role=\"primary\"}";
+    assert_eq!(sample(&after, &format!("nsxdp_zone_serial{zone}")), 2026112301.0, "{after}");
+    assert_eq!(sample(&after, &format!("nsxdp_zone_serving{zone}")), 1.0, "{after}");
+    assert!(sample(&after, &format!("nsxdp_zone_snapshot_bytes{zone}")) > 0.0, "{after}");
+    assert!(after.contains(&format!("nsxdp_zone_journal_bytes{zone} ")), "{after}");
 
     // ctl stats: the same figures (nothing was asked since).
     let (ok, stats) = ctl(&s.conf, &["stats"]);
