@@ -210,6 +210,23 @@ fn counters_are_exact_and_ctl_shows_them_then_stops_the_server() {
     assert!(TcpStream::connect(("127.0.0.1", s.metrics_port)).is_err(), "the endpoint outlived the server");
 }
 
+/// `promtool check metrics` accepts `text` without a remark.
+fn promtool_check(text: &str) {
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = check.wait_with_output().unwrap();
+    assert!(
+        o.status.success() && o.stdout.is_empty(),
+        "promtool check metrics: {}\n{text}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
 #[test]
 fn promtool_accepts_and_prometheus_scrapes() {
     if !common::have("promtool", "prometheus") || !common::have("prometheus", "prometheus") {
@@ -360,4 +377,8 @@ fn xdp_counters_are_exact_and_the_kernel_statistics_are_read() {
     assert!(sample(&after, "nsxdp_xdp_socket_events_total{queue=\"0\",event=\"rx\"}") >= n as f64, "{after}");
     assert!(after.contains("nsxdp_xdp_kernel_total{queue=\"0\",counter=\"rx_ring_full\"} "), "{after}");
     assert!(after.contains("nsxdp_xdp_frames_dropped_total{queue=\"0\",reason="), "{after}");
+    // The AF_XDP families pass promtool too.
+    if common::have("promtool", "prometheus") {
+        promtool_check(&after);
+    }
 }
