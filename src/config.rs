@@ -94,6 +94,8 @@ pub struct Server {
     pub tcp: TcpLimits,
     /// Where Prometheus scrapes `/metrics` (off unless given; the port is required).
     pub metrics: Option<SocketAddr>,
+    /// CH TXT `id.server`/`version.bind` and NSID (`identity`, `version`, `nsid`).
+    pub about: crate::answer::Identity,
 }
 
 /// The limits of DNS over TCP (RFC 7766 §6.2), the same defaults from the command line and
@@ -361,6 +363,9 @@ struct RawServer {
     control: Option<PathBuf>,
     cores: Option<Vec<usize>>,
     edns_size: Option<toml::Spanned<u16>>,
+    identity: Option<toml::Spanned<String>>,
+    version: Option<toml::Spanned<String>>,
+    nsid: Option<toml::Spanned<String>>,
     tcp_idle_timeout: Option<toml::Spanned<u64>>,
     tcp_message_timeout: Option<toml::Spanned<u64>>,
     tcp_max_clients: Option<toml::Spanned<u64>>,
@@ -418,6 +423,51 @@ struct RawZone {
 // ---------------------------------------------------------------------------------------
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:53";
+
+/// What the server tells about itself, by default: its host name as `id.server` (as Knot
+/// and NSD), no version (Knot and NSD tell theirs; the issue asks for it off), no NSID.
+pub fn default_identity() -> crate::answer::Identity {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    crate::answer::Identity {
+        identity: (!host.is_empty() && host.len() <= 255).then(|| host.as_bytes().to_vec()),
+        version: None,
+        nsid: None,
+    }
+}
+
+/// `identity`, `version`, `nsid` of `[server]`: text of at most 255 octets, an empty
+/// string turns one off; `nsid` may be hex after `0x` (as Knot writes it).
+fn about(
+    s: &RawServer,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<crate::answer::Identity, ConfigError> {
+    let mut about = default_identity();
+    let text = |key: &str, v: &toml::Spanned<String>| -> Result<Option<Vec<u8>>, ConfigError> {
+        let t = v.get_ref();
+        let bytes = match t.strip_prefix("0x").filter(|_| key == "nsid") {
+            Some(hex) => (hex.len() % 2 == 0)
+                .then(|| (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect())
+                .flatten()
+                .ok_or_else(|| err(Some(v.span()), format!("server.{key}: {t:?} is not hex after 0x")))?,
+            None => t.as_bytes().to_vec(),
+        };
+        if bytes.len() > 255 {
+            return Err(err(Some(v.span()), format!("server.{key}: longer than 255 octets")));
+        }
+        Ok((!bytes.is_empty()).then_some(bytes))
+    };
+    if let Some(v) = &s.identity {
+        about.identity = text("identity", v)?;
+    }
+    if let Some(v) = &s.version {
+        about.version = text("version", v)?;
+    }
+    if let Some(v) = &s.nsid {
+        about.nsid = text("nsid", v)?;
+    }
+    Ok(about)
+}
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/nsxdp";
 pub const DEFAULT_CONTROL: &str = "/run/nsxdp/control.sock";
 
@@ -444,6 +494,7 @@ impl Config {
 
         let s = raw.server;
         let tcp = tcp_limits(&s, &err)?;
+        let about = about(&s, &err)?;
         let mut listen = Vec::new();
         for a in &s.listen {
             let addr = parse_socket_addr(a.get_ref(), 53).ok_or_else(|| {
@@ -469,6 +520,7 @@ impl Config {
                 None => None,
             };
         let server = Server {
+            about,
             listen,
             metrics,
             data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),

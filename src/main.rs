@@ -415,7 +415,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // rotate them, and every loop reads them from here.
     let shared_secrets: Option<&'static nsxdp::cookie::SharedSecrets> =
         cookies.map(|s| &*Box::leak(Box::new(nsxdp::cookie::SharedSecrets::from_pointee(s))));
-    let cfg = Config { edns_size, cookies, now: 0, shared_secrets };
+    // What CH TXT and NSID tell: from the file, or the same defaults without one.
+    let about = config.as_ref().map_or_else(nsxdp::config::default_identity, |c| c.server.about.clone());
+    let identity: Option<&'static nsxdp::answer::Identity> = Some(Box::leak(Box::new(about)));
+    let cfg = Config { edns_size, cookies, now: 0, shared_secrets, identity };
     let rrl = config.as_ref().and_then(|c| c.rrl.clone());
     let mut listen = args.listen.clone();
     if listen.is_empty() {
