@@ -1,6 +1,7 @@
 //! nsxdp: an authoritative DNS server. See ARCHITECTURE.md for how the modules fit.
 
 pub mod answer;
+pub mod catz;
 pub mod config;
 pub mod control;
 pub mod cookie;

@@ -41,8 +41,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Parse and check zone files; exit 0 only if every zone can be served.
+    /// Parse and check zone files, or a configuration file and its zones (`--config`, or a
+    /// file ending in `.toml`); exit 0 only if everything is valid and every zone can be served.
     Check {
+        /// A configuration file: checked as `serve --config` reads it (errors name file and
+        /// line), then each primary zone's file as a zone file given here would be.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Zone apex (default: a leading $ORIGIN, else the file name without `.zone`).
         #[arg(long)]
         origin: Option<String>,
@@ -60,7 +65,8 @@ enum Cmd {
         /// `kzonecheck -d off` does; they run for every zone with DNSKEY records at its apex.
         #[arg(long)]
         no_dnssec: bool,
-        #[arg(required = true)]
+        /// Zone files (and configuration files, by their `.toml` ending).
+        #[arg(required_unless_present = "config")]
         files: Vec<PathBuf>,
     },
     /// Compile a zone file into a snapshot.
@@ -222,7 +228,10 @@ fn main() -> ExitCode {
 
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Cmd::Check { origin, sig_warn_days, force, time, no_dnssec, files } => {
+        Cmd::Check { config, origin, sig_warn_days, force, time, no_dnssec, files } => {
+            let (configs, files): (Vec<PathBuf>, Vec<PathBuf>) =
+                files.into_iter().partition(|f| f.extension().is_some_and(|e| e == "toml"));
+            let configs: Vec<PathBuf> = config.into_iter().chain(configs).collect();
             if origin.is_some() && files.len() > 1 {
                 bail!("--origin applies to one zone file only");
             }
@@ -232,6 +241,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             });
             let dnssec = (!no_dnssec).then_some(check::dnssec::Options { now, sig_warn_days, force });
             let mut ok = true;
+            for c in &configs {
+                ok &= check_config(c, dnssec.as_ref());
+            }
             for f in &files {
                 let loaded = load(f, origin.as_ref(), dnssec.as_ref())?;
                 ok &= loaded.is_servable();
@@ -839,6 +851,42 @@ fn parse_check_time(s: &str) -> Result<u64, String> {
 
 /// Loads and checks a zone file (with the DNSSEC checks, if options for them are given),
 /// printing its diagnostics.
+/// `check --config FILE`: the configuration as `serve --config` reads it, then each primary
+/// zone's file (its own diagnostics, file:line). True if all is well.
+fn check_config(path: &Path, dnssec: Option<&check::dnssec::Options>) -> bool {
+    let config = match nsxdp::config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return false;
+        }
+    };
+    let primaries = config.zones.iter().filter(|z| z.role == nsxdp::config::Role::Primary).count();
+    eprintln!(
+        "{}: configuration OK: {} zones ({primaries} primary, {} secondary), {} keys, {} ACLs",
+        path.display(),
+        config.zones.len(),
+        config.zones.len() - primaries,
+        config.keys.len(),
+        config.acls.len()
+    );
+    let mut ok = true;
+    for z in &config.zones {
+        match (&z.role, &z.file) {
+            (nsxdp::config::Role::Primary, Some(file)) => match load(file, Some(&z.name), dnssec) {
+                Ok(loaded) => ok &= loaded.is_servable(),
+                Err(e) => {
+                    eprintln!("{}: zone {}: {e:#}", path.display(), z.name);
+                    ok = false;
+                }
+            },
+            (nsxdp::config::Role::Primary, None) => {}
+            (_, _) => eprintln!("{}: zone {}: secondary, transferred from its primaries", path.display(), z.name),
+        }
+    }
+    ok
+}
+
 fn load(path: &Path, origin: Option<&Name>, dnssec: Option<&check::dnssec::Options>) -> anyhow::Result<Loaded> {
     let mut loaded = parse::parse_file(path, origin).with_context(|| format!("{}", path.display()))?;
     match dnssec {
