@@ -92,6 +92,8 @@ pub struct Server {
     pub edns_size: u16,
     /// What one TCP client, and all of them together, may hold.
     pub tcp: TcpLimits,
+    /// Where Prometheus scrapes `/metrics` (off unless given; the port is required).
+    pub metrics: Option<SocketAddr>,
     /// CH TXT `id.server`/`version.bind` and NSID (`identity`, `version`, `nsid`).
     pub about: crate::answer::Identity,
 }
@@ -370,6 +372,7 @@ struct RawServer {
     tcp_max_clients_per_address: Option<toml::Spanned<u64>>,
     tcp_max_pending_output: Option<toml::Spanned<u64>>,
     tcp_output_budget: Option<toml::Spanned<u64>>,
+    metrics: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -519,9 +522,17 @@ impl Config {
             Some(v) => *v.get_ref(),
             None => 1232,
         };
+        let metrics =
+            match &s.metrics {
+                Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref()))
+                })?),
+                None => None,
+            };
         let server = Server {
             about,
             listen,
+            metrics,
             data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
             control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
             cores: s.cores,
@@ -960,6 +971,16 @@ transfer-timeout = 3
         assert_eq!(s.role, Role::Secondary);
         assert!(!s.primaries[0].ixfr);
         assert_eq!(s.primaries[1].addr, sa("127.0.0.2:53"));
+    }
+
+    #[test]
+    fn metrics_address() {
+        assert_eq!(parse("").unwrap().server.metrics, None, "off unless configured");
+        let c = parse("[server]\nmetrics = \"127.0.0.1:9153\"\n").unwrap();
+        assert_eq!(c.server.metrics, Some(sa("127.0.0.1:9153")));
+        let e = parse("[server]\n\nmetrics = \"127.0.0.1\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("ADDRESS:PORT"), "{}", e.message);
     }
 
     #[test]

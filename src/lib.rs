@@ -7,6 +7,7 @@ pub mod control;
 pub mod cookie;
 pub mod dataplane;
 pub mod journal;
+pub mod metrics;
 pub mod rrl;
 pub mod secondary;
 pub mod snapshot;

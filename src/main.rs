@@ -20,6 +20,7 @@ use nsxdp::control::zones::ZoneSet;
 use nsxdp::dataplane::xdp_prog::XdpConfig;
 use nsxdp::dataplane::{self, udp, xdp, StatsSnapshot};
 use nsxdp::journal::Limits;
+use nsxdp::metrics::{HttpLimits, Metrics, MetricsServer};
 use nsxdp::snapshot::{self, Snapshot};
 use nsxdp::wire::name::Name;
 use nsxdp::zone::check;
@@ -82,7 +83,7 @@ enum Cmd {
     Stat { snapshot: PathBuf },
     /// Serve zones over UDP (one pinned loop per core, kernel sockets) and TCP.
     Serve(Box<ServeArgs>),
-    /// Talk to a running server: `reload [ZONE]`, `status [ZONE]`.
+    /// Talk to a running server through its control socket.
     Ctl {
         /// The server's control socket (default: the configuration's, else
         /// /var/tmp/nsxdp/control.sock).
@@ -91,9 +92,54 @@ enum Cmd {
         /// Read the socket path from this configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(required = true, num_args = 1..=2)]
-        command: Vec<String>,
+        #[command(subcommand)]
+        command: CtlCmd,
     },
+}
+
+/// The commands of `nsxdp ctl`; each becomes one line on the control socket.
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Version, process id, start time and uptime, then each zone (or ZONE): serial, when
+    /// it was loaded, its file or secondary state, the last error.
+    Status { zone: Option<String> },
+    /// Live counters, the same figures as the metrics endpoint: one `name{labels} value`
+    /// line each.
+    Stats {
+        /// Print them as one JSON document instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the zone file of every primary zone (or ZONE) and the configuration file.
+    Reload { zone: Option<String> },
+    /// A zone's role, serial, timers, last check, last transfer and counters.
+    ZoneStatus { zone: String },
+    /// Secondary zone: check the primaries for a new serial now.
+    Refresh { zone: String },
+    /// Secondary zone: transfer the whole zone (AXFR) now, whatever the serials.
+    Retransfer { zone: String },
+    /// Stop the server cleanly (as SIGTERM does).
+    Stop,
+}
+
+impl CtlCmd {
+    /// The command line sent to the server.
+    fn line(&self) -> String {
+        let with = |cmd: &str, zone: Option<&String>| match zone {
+            Some(z) => format!("{cmd} {z}"),
+            None => cmd.to_string(),
+        };
+        match self {
+            CtlCmd::Status { zone } => with("status", zone.as_ref()),
+            CtlCmd::Stats { json: false } => "stats".into(),
+            CtlCmd::Stats { json: true } => "stats --json".into(),
+            CtlCmd::Reload { zone } => with("reload", zone.as_ref()),
+            CtlCmd::ZoneStatus { zone } => with("zone-status", Some(zone)),
+            CtlCmd::Refresh { zone } => with("refresh", Some(zone)),
+            CtlCmd::Retransfer { zone } => with("retransfer", Some(zone)),
+            CtlCmd::Stop => "stop".into(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -159,6 +205,10 @@ struct ServeArgs {
     /// Octets of unsent TCP output of all clients above which none is read (default 32 MiB).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     tcp_output_budget: Option<u64>,
+    /// Serve Prometheus metrics over HTTP at ADDR:PORT/metrics (over the configuration's
+    /// `metrics`; off unless one of them is given).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
     /// Answer DNS cookies (RFC 7873, RFC 9018 server cookies) with a random secret; a
     /// configuration file's `[cookies]` section turns them on too, and may give the secret.
     #[arg(long)]
@@ -285,7 +335,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 (None, Some(c)) => nsxdp::config::Config::control_socket(&c)?,
                 (None, None) => PathBuf::from(DEFAULT_DATA_DIR).join("control.sock"),
             };
-            let ok = nsxdp::control::ctl::client(&socket, &command.join(" "))?;
+            let ok = nsxdp::control::ctl::client(&socket, &command.line())?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
@@ -293,16 +343,21 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
 
 const DEFAULT_DATA_DIR: &str = "/var/tmp/nsxdp";
 
-/// The zone manager and its control socket, running beside the DNS threads.
+/// The zone manager, its control socket and the metrics endpoint, running beside the DNS
+/// threads.
 struct Control {
     socket: std::thread::JoinHandle<()>,
     manager: std::thread::JoinHandle<ZoneSet>,
+    metrics: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Control {
     fn stop(self) {
         let _ = self.socket.join();
         let _ = self.manager.join();
+        if let Some(m) = self.metrics {
+            let _ = m.join();
+        }
     }
 }
 
@@ -424,8 +479,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         side.transfers = transfers.clone();
         side
     });
+    // The metrics endpoint: bound now, so that a taken port stops the start.
+    let metrics = Arc::new(Metrics::new());
+    let metrics_http = match args.metrics.or(config.as_ref().and_then(|c| c.server.metrics)) {
+        Some(addr) => {
+            let server = MetricsServer::bind(addr)?;
+            eprintln!("nsxdp: metrics on http://{}/metrics", server.addr);
+            Some(server.spawn(metrics.clone(), HttpLimits::default(), shutdown.clone())?)
+        }
+        None => None,
+    };
+    if let Some(t) = &transfers {
+        metrics.set_transfers(t.stats.clone());
+    }
     let control = Control {
-        socket: ctl::spawn_socket(&control_path, to_manager.clone(), shutdown.clone())
+        metrics: metrics_http,
+        socket: ctl::spawn_socket(&control_path, to_manager.clone(), shutdown.clone(), metrics.clone())
             .with_context(|| format!("control socket {}", control_path.display()))?,
         manager: ctl::spawn_manager(
             zone_set,
@@ -439,6 +508,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 shared,
                 secrets: shared_secrets,
             }),
+            Some(metrics.clone()),
         )?,
     };
     eprintln!("nsxdp: control socket {}", control_path.display());
@@ -455,6 +525,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             transfers,
             control_side,
             rrl.as_ref(),
+            &metrics,
         );
         shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
         control.stop();
@@ -486,6 +557,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("handoff thread")?;
     let mut tcp =
         TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref())).context("binding TCP")?;
+    metrics.add_udp_loops(&loops.stats);
+    metrics.add_handoff(handoff_stats.clone());
+    metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
     if let Some(t) = transfers {
         tcp.set_transfers(t);
     }
@@ -623,6 +697,7 @@ fn serve_xdp(
     transfers: Option<Transfers>,
     control_side: Option<handoff::ControlSide>,
     rrl: Option<&nsxdp::rrl::Settings>,
+    metrics: &Metrics,
 ) -> anyhow::Result<ExitCode> {
     let program = xdp_program_config(listen)?;
     let queues = match &args.queues {
@@ -684,6 +759,18 @@ fn serve_xdp(
             return Err(e).with_context(|| format!("starting AF_XDP on {ifname}"));
         }
     };
+    metrics.add_udp_loops(&fallback.stats);
+    metrics.add_handoff(handoff_stats.clone());
+    metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
+    for l in &plane.loops {
+        let source = nsxdp::metrics::XdpSource {
+            queue: l.queue,
+            frames: l.frames.clone(),
+            socket: l.socket.clone(),
+            kernel: l.kernel_fd.clone(),
+        };
+        metrics.add_xdp_queue(l.queue, l.dns.clone(), source);
+    }
     let addrs: Vec<String> = fallback.bound.iter().map(|a| a.to_string()).collect();
     let qs: Vec<String> = plane
         .loops

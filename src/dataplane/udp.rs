@@ -241,6 +241,7 @@ fn run(
                 // Service time per query: the batch's, shared out.
                 let each = (t0.elapsed().as_nanos() as u64 / got as u64).max(1);
                 let _ = hist.record_n(each, got as u64);
+                stats.service.record_n(each, got as u64);
                 let mut out = 0;
                 if let Some(r) = &mut rrl {
                     let (addrs, hdrs) = (&batch.addrs, &batch.hdrs);
@@ -250,7 +251,7 @@ fn run(
                     if handed & (1 << i) != 0 {
                         continue;
                     }
-                    stats.record(o);
+                    stats.record(o, &batch.bufs[i]);
                     if let Outcome::Reply { len, .. } = *o {
                         let len = match &mut rrl {
                             Some(r) => match r.apply(i, o, &mut batch.bufs[i]) {
