@@ -1008,7 +1008,7 @@ mod tests {
     use super::*;
     use crate::answer::{CookieSeen, Outcome, ResponseClass};
 
-    fn reply(rcode: u16) -> Outcome {
+    fn reply(rcode: u16, qtype: u16) -> Outcome {
         Outcome::Reply {
             len: 30,
             rcode,
@@ -1016,6 +1016,7 @@ mod tests {
             cookie: CookieSeen::None,
             class: ResponseClass::ALL[0],
             class_name: 0,
+            qtype,
         }
     }
 
@@ -1025,13 +1026,12 @@ mod tests {
         let a = Arc::new(LoopStats::default());
         let b = Arc::new(LoopStats::default());
         let t = Arc::new(LoopStats::default());
-        // A query for a. A, as its reply holds it.
-        let msg = [0, 1, 0x84, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1];
+        // Replies to A queries, and one whose question could not be read (type 0).
         for _ in 0..3 {
-            a.record(&reply(0), &msg);
+            a.record(&reply(0, 1));
         }
-        b.record(&reply(3), &msg);
-        t.record(&reply(0), &[]);
+        b.record(&reply(3, 1));
+        t.record(&reply(0, 0));
         a.service.record_n(300, 3);
         m.add_udp_loops(&[a, b]);
         m.set_tcp(t, Arc::new(TcpStats::default()));

@@ -153,8 +153,17 @@ pub enum Outcome {
     /// proved (with a valid server cookie of ours its source address is not spoofed). `class` and
     /// `class_name` say what rate limiting counts the response against: `class_name` is the
     /// hash of the question name for positive answers, of the zone's apex for the other
-    /// classes, and 0 for errors outside any zone.
-    Reply { len: usize, rcode: u16, truncated: bool, cookie: CookieSeen, class: ResponseClass, class_name: u64 },
+    /// classes, and 0 for errors outside any zone. `qtype`: the question's type (0 when
+    /// the query's question could not be read), for the loops' counters.
+    Reply {
+        len: usize,
+        rcode: u16,
+        truncated: bool,
+        cookie: CookieSeen,
+        class: ResponseClass,
+        class_name: u64,
+        qtype: u16,
+    },
     /// Send nothing.
     Drop(DropReason),
 }
@@ -199,7 +208,7 @@ pub fn answer_from(
 ) -> Outcome {
     let mut name = [0u8; 256];
     match prepare(zones, buf, len, cfg, &mut name, client) {
-        Ok(p) => complete(&p, buf, transport, cfg, &mut name, NONE).outcome(),
+        Ok(p) => complete(&p, buf, transport, cfg, &mut name, NONE).outcome().with_qtype(p.q.qtype),
         Err(o) => o,
     }
 }
@@ -299,7 +308,7 @@ fn answer_chunk<B: AsMut<[u8]>>(
     std::hint::black_box(warm);
     for (i, b) in bufs.iter_mut().enumerate() {
         if let Some(p) = &ready[i] {
-            out[i] = complete(p, b.as_mut(), transport, cfg, &mut names[i], nodes[i]).outcome();
+            out[i] = complete(p, b.as_mut(), transport, cfg, &mut names[i], nodes[i]).outcome().with_qtype(p.q.qtype);
         }
     }
 }
@@ -334,6 +343,19 @@ fn prepare<'z>(
         Err(QueryError::Response) => return Err(Outcome::Drop(DropReason::Response)),
         Err(QueryError::Malformed { question_end }) => return Err(malformed(buf, question_end, cfg)),
     };
+    prepare_query(zones, q, buf, len, cfg, name, client).map_err(|o| o.with_qtype(q.qtype))
+}
+
+/// [`prepare`] once the query is read.
+fn prepare_query<'z>(
+    zones: &'z impl Zones,
+    q: Query,
+    buf: &mut [u8],
+    len: usize,
+    cfg: &Config,
+    name: &mut [u8; 256],
+    client: Option<std::net::IpAddr>,
+) -> Result<Prepared<'z>, Outcome> {
     let edns = q.edns;
     let mut cookie = None;
     if let (Some(e), Some(secrets), Some(ip)) = (edns, &cfg.cookies, client) {
@@ -1034,6 +1056,7 @@ impl Reply {
             },
             class,
             class_name: self.1,
+            qtype: 0,
         }
     }
 }
@@ -1042,11 +1065,22 @@ impl Outcome {
     /// Marks a reply with what the query's cookie proved (its reply carries the cookie).
     fn with_cookie(self, cookie: Option<(ReplyCookie, bool)>) -> Outcome {
         match (self, cookie) {
-            (Outcome::Reply { len, rcode, truncated, class, class_name, .. }, Some((_, valid))) => {
+            (Outcome::Reply { len, rcode, truncated, class, class_name, qtype, .. }, Some((_, valid))) => {
                 let cookie = if valid { CookieSeen::Valid } else { CookieSeen::Unproven };
-                Outcome::Reply { len, rcode, truncated, cookie, class, class_name }
+                Outcome::Reply { len, rcode, truncated, cookie, class, class_name, qtype }
             }
             (o, _) => o,
+        }
+    }
+
+    /// Marks a reply with its question's type.
+    #[inline]
+    fn with_qtype(self, t: u16) -> Outcome {
+        match self {
+            Outcome::Reply { len, rcode, truncated, cookie, class, class_name, .. } => {
+                Outcome::Reply { len, rcode, truncated, cookie, class, class_name, qtype: t }
+            }
+            o => o,
         }
     }
 }

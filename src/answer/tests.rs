@@ -2337,3 +2337,31 @@ mod identity {
         assert!(!asked.tc() && asked.counts() == [1, 0, 1] && options(&asked).len() == 1);
     }
 }
+
+/// The outcome carries the question's type for the loops' counters: on answers, on
+/// errors after the question was read, on CH answers; 0 when there is no question.
+#[test]
+fn outcomes_carry_the_question_type() {
+    let qtype_of = |q: &[u8]| match run_raw(ex(), q, Transport::Udp, 4096).0 {
+        Outcome::Reply { qtype, .. } => qtype,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(qtype_of(&Q::new("www.example.com.", rtype::AAAA).wire()), rtype::AAAA);
+    assert_eq!(qtype_of(&Q::new("elsewhere.test.", rtype::MX).wire()), rtype::MX);
+    assert_eq!(qtype_of(&Q { qclass: 3, ..Q::new("id.server.", rtype::TXT) }.wire()), rtype::TXT);
+    assert_eq!(qtype_of(&Q::new("example.com.", rtype::AXFR).wire()), rtype::AXFR);
+    let mut broken = Q::new("www.example.com.", rtype::A).wire();
+    broken[5] = 2; // two questions
+    assert_eq!(qtype_of(&broken), 0);
+    let mut batch = [Q::new("www.example.com.", rtype::TXT).wire(), Q::new("nx.example.com.", rtype::SRV).wire()];
+    let lens = [batch[0].len(), batch[1].len()];
+    for b in &mut batch {
+        b.resize(4096, 0);
+    }
+    let mut out = [Outcome::Drop(DropReason::Short); 2];
+    answer_batch(ex(), &mut batch, &lens, &[], Transport::Udp, &Config::default(), &mut out, &mut BatchScratch::new());
+    assert!(
+        matches!(out, [Outcome::Reply { qtype: rtype::TXT, .. }, Outcome::Reply { qtype: rtype::SRV, .. }]),
+        "{out:?}"
+    );
+}

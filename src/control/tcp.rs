@@ -489,7 +489,7 @@ impl TcpServer {
         let stats = &self.stats;
         let signed = transfer::signed_query(msg, keys, &mut self.scratch, unix_now(), |buf, len| {
             let o = answer_from(&**cat, buf, len, Transport::Tcp, &cfg, client);
-            stats.record(&o, buf);
+            stats.record(&o);
             match o {
                 Outcome::Reply { len, .. } => Some(len),
                 Outcome::Drop(_) => None,
@@ -502,7 +502,7 @@ impl TcpServer {
                 let len = msg.len();
                 self.scratch[..len].copy_from_slice(msg);
                 let o = answer_from(&**cat, &mut self.scratch, len, Transport::Tcp, &cfg, client);
-                self.stats.record(&o, &self.scratch);
+                self.stats.record(&o);
                 match o {
                     Outcome::Reply { len, .. } => Some(Answer::Message(len)),
                     Outcome::Drop(_) => None,

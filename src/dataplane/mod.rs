@@ -107,45 +107,20 @@ const QTYPE_SLOTS: [u8; 258] = {
     t
 };
 
-/// The type of the question of `msg` (a query, or a response that keeps its question in
-/// place), if it has one that can be read: the name's labels are skipped (at most 255
-/// octets, no compression), then the type. The run loops call it on each reply they count:
-/// the question was just read or written, so its bytes are in cache.
-#[inline]
-pub fn question_type(msg: &[u8]) -> Option<u16> {
-    if msg.len() < 12 || msg[4] | msg[5] == 0 {
-        return None;
-    }
-    // A name of at most 255 octets, then the type: nothing past that window is read.
-    let q = &msg[12..msg.len().min(12 + 255 + 2)];
-    let mut at = 0;
-    while let Some(&len) = q.get(at) {
-        if len == 0 {
-            let t = q.get(at + 1..at + 3)?;
-            return Some(u16::from_be_bytes([t[0], t[1]]));
-        }
-        if len > 63 {
-            return None;
-        }
-        at += 1 + len as usize;
-    }
-    None
-}
-
 impl LoopStats {
-    /// Counts the outcome of one message; `msg` is its buffer after answering (the reply,
-    /// whose question is the query's), read only for a reply's question type.
+    /// Counts the outcome of one message (a reply's question type comes with it: nothing of
+    /// the message is read).
     #[inline]
-    pub fn record(&self, o: &Outcome, msg: &[u8]) {
+    pub fn record(&self, o: &Outcome) {
         let add = |c: &AtomicU64| c.store(c.load(Relaxed) + 1, Relaxed);
         add(&self.received);
         match o {
-            Outcome::Reply { rcode, truncated, cookie, .. } => {
+            Outcome::Reply { rcode, truncated, cookie, qtype, .. } => {
                 add(&self.rcodes[(*rcode as usize).min(16)]);
                 if *truncated {
                     add(&self.truncated);
                 }
-                add(&self.qtypes[question_type(msg).map_or(QTYPES.len(), qtype_index)]);
+                add(&self.qtypes[qtype_index(*qtype)]);
                 match cookie {
                     CookieSeen::None => {}
                     CookieSeen::Valid => add(&self.cookies_valid),
@@ -413,10 +388,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn question_type_of_a_reply_and_of_garbage() {
-        // ID, flags, QDCOUNT 1, then "a.b." type AAAA class IN.
-        let mut q = vec![0, 1, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 1, b'b', 0, 0, 28, 0, 1];
-        assert_eq!(question_type(&q), Some(28));
+    fn type_slots() {
         assert_eq!(qtype_index(28), QTYPES.iter().position(|t| t.1 == "AAAA").unwrap());
         assert_eq!(qtype_index(999), QTYPES.len());
         for (i, (t, _)) in QTYPES.iter().enumerate() {
@@ -424,27 +396,6 @@ mod tests {
         }
         assert_eq!(qtype_index(0), QTYPES.len());
         assert_eq!(qtype_index(258), QTYPES.len());
-        // Cut in the type, a label past the end, a pointer, no question.
-        assert_eq!(question_type(&q[..18]), None);
-        assert_eq!(question_type(&q[..14]), None);
-        q[12] = 0xC0;
-        assert_eq!(question_type(&q), None);
-        q[5] = 0;
-        assert_eq!(question_type(&q), None);
-        assert_eq!(question_type(&[0; 11]), None);
-        // A name of 127 one-octet labels (255 octets) is read; longer labels runs are not.
-        let mut long = vec![0u8, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        for _ in 0..127 {
-            long.extend_from_slice(&[1, b'x']);
-        }
-        long.extend_from_slice(&[0, 0, 1, 0, 1]);
-        assert_eq!(question_type(&long), Some(1));
-        let mut longer = long[..12].to_vec();
-        for _ in 0..200 {
-            longer.extend_from_slice(&[1, b'x']);
-        }
-        longer.extend_from_slice(&[0, 0, 1, 0, 1]);
-        assert_eq!(question_type(&longer), None);
     }
 
     #[test]

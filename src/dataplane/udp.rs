@@ -251,7 +251,7 @@ fn run(
                     if handed & (1 << i) != 0 {
                         continue;
                     }
-                    stats.record(o, &batch.bufs[i]);
+                    stats.record(o);
                     if let Outcome::Reply { len, .. } = *o {
                         let len = match &mut rrl {
                             Some(r) => match r.apply(i, o, &mut batch.bufs[i]) {

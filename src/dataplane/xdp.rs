@@ -635,10 +635,10 @@ pub fn answer_frames(
     }
     for (j, o) in outcomes[..k].iter().enumerate() {
         let (i, Some(d)) = which[j] else {
-            ctx.dns.record(o, &[]);
+            ctx.dns.record(o);
             continue;
         };
-        ctx.dns.record(o, &frames[i][d.payload_offset()..]);
+        ctx.dns.record(o);
         if let Outcome::Reply { len, .. } = *o {
             let len = match &mut rrl {
                 Some(r) => match r.apply(j, o, &mut frames[i][d.payload_offset()..]) {
