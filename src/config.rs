@@ -96,6 +96,9 @@ pub struct Server {
     pub metrics: Option<SocketAddr>,
     /// CH TXT `id.server`/`version.bind` and NSID (`identity`, `version`, `nsid`).
     pub about: crate::answer::Identity,
+    /// The user the server switches to once its sockets are bound (`user`); None: it
+    /// keeps the one it was started as.
+    pub user: Option<String>,
 }
 
 /// The limits of DNS over TCP (RFC 7766 §6.2), the same defaults from the command line and
@@ -373,6 +376,7 @@ struct RawServer {
     tcp_max_pending_output: Option<toml::Spanned<u64>>,
     tcp_output_budget: Option<toml::Spanned<u64>>,
     metrics: Option<toml::Spanned<String>>,
+    user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -533,6 +537,7 @@ impl Config {
             about,
             listen,
             metrics,
+            user: s.user.clone().filter(|u| !u.is_empty()),
             data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
             control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
             cores: s.cores,

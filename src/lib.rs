@@ -10,6 +10,7 @@ pub mod journal;
 pub mod metrics;
 pub mod rrl;
 pub mod secondary;
+pub mod service;
 pub mod snapshot;
 #[cfg(test)]
 mod testing;

@@ -209,6 +209,10 @@ struct ServeArgs {
     /// `metrics`; off unless one of them is given).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
+    /// Switch to this user (and its groups) once every socket is bound and the XDP program
+    /// attached, for good (over the configuration's `user`; default: stay as started).
+    #[arg(long)]
+    user: Option<String>,
     /// Answer DNS cookies (RFC 7873, RFC 9018 server cookies) with a random secret; a
     /// configuration file's `[cookies]` section turns them on too, and may give the secret.
     #[arg(long)]
@@ -457,6 +461,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    // SIGUSR1 and SIGUSR2 mean nothing here; without a handler they would end the process.
+    let ignored = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGUSR1, signal_hook::consts::SIGUSR2] {
+        signal_hook::flag::register(sig, ignored.clone())?;
+    }
+    let user = args.user.clone().or_else(|| config.as_ref().and_then(|c| c.server.user.clone()));
     // Transfers (TSIG keys, ACLs, journals) and NOTIFY need the configuration.
     // One shared copy of the configuration, replaced by reloads, read by every thread.
     let shared = config.clone().map(nsxdp::config::SharedConfig::from);
@@ -526,6 +536,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             control_side,
             rrl.as_ref(),
             &metrics,
+            user.as_deref(),
         );
         shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
         control.stop();
@@ -575,8 +586,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
     nsxdp::control::release_freed_memory();
+    if let Some(u) = &user {
+        nsxdp::service::drop_privileges(u, &[])?;
+        eprintln!("nsxdp: running as user {u}");
+    }
     eprintln!("nsxdp: ready");
+    nsxdp::service::notify("READY=1");
     let tcp_result = tcp.run(&shutdown);
+    nsxdp::service::notify("STOPPING=1");
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
     control.stop();
     tcp_result?;
@@ -698,6 +715,7 @@ fn serve_xdp(
     control_side: Option<handoff::ControlSide>,
     rrl: Option<&nsxdp::rrl::Settings>,
     metrics: &Metrics,
+    user: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let program = xdp_program_config(listen)?;
     let queues = match &args.queues {
@@ -787,8 +805,15 @@ fn serve_xdp(
     );
     // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
     nsxdp::control::release_freed_memory();
+    if let Some(u) = user {
+        // The program is detached at exit, from this thread: it keeps CAP_NET_ADMIN.
+        nsxdp::service::drop_privileges(u, &[caps::Capability::CAP_NET_ADMIN])?;
+        eprintln!("nsxdp: running as user {u} (keeping CAP_NET_ADMIN to detach the XDP program)");
+    }
     eprintln!("nsxdp: ready");
+    nsxdp::service::notify("READY=1");
     let tcp_result = tcp.run(&shutdown);
+    nsxdp::service::notify("STOPPING=1");
     // However the TCP loop ended, stop everything (the plane detaches the program when it
     // goes out of scope, also on the error return below).
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);

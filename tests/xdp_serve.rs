@@ -2,7 +2,8 @@
 //! test's PID; addresses 198.18.0.0/15 and 2001:db8::/32 only), the server started with
 //! `ip netns exec` on one side, clients on the other:
 //!
-//! - `xdp_serve_answers_through_af_xdp`: kdig over IPv4 and IPv6 answered through AF_XDP
+//! - `xdp_serve_answers_through_af_xdp`: (serving as `--user nobody` once attached and
+//!   bound) kdig over IPv4 and IPv6 answered through AF_XDP
 //!   (the XDP program's `redirected` counter and the queue loop's counters account for
 //!   every UDP query, the kernel UDP socket for none), TCP through the kernel; ping and a
 //!   non-DNS UDP port still reach the kernel; malformed frames (sent raw through AF_PACKET)
@@ -223,9 +224,12 @@ fn xdp_serve_answers_through_af_xdp() {
     let dir = tempfile::tempdir().unwrap();
     let (xdp_dir, kernel_dir) = (dir.path().join("xdp"), dir.path().join("kernel"));
     let listen = ["--listen", "198.18.0.1:53", "--listen", "[2001:db8::1]:53"];
-    let xdp_args = [&listen[..], &["--xdp", &tb.srv_if, "--cores", "1"]].concat();
+    // It serves as nobody once the program is attached and the sockets bound; it keeps
+    // CAP_NET_ADMIN in the thread that detaches the program at exit.
+    let xdp_args = [&listen[..], &["--xdp", &tb.srv_if, "--cores", "1", "--user", "nobody"]].concat();
     let srv = Server::start(&tb, &xdp_dir, &xdp_args).unwrap_or_else(|e| panic!("{e}"));
     assert!(srv.log.contains("AF_XDP on"), "{}", srv.log);
+    assert!(srv.log.contains("running as user nobody"), "{}", srv.log);
     let prog_id = tb.ip_sees().map(|(_, id)| id).expect("an XDP program is attached while nsxdp runs");
 
     // kdig over UDP, IPv4 and IPv6, and over TCP (the kernel's).
