@@ -243,6 +243,12 @@ def use_zone_dir(path):
     ZONE_DIR = path
 
 
+# What every server answers for CH TXT id.server / version.bind (the same, so that the
+# answers compare).
+IDENTITY = "differential.test"
+VERSION = "differential-1"
+
+
 def make_knot(workdir, zones):
     d = os.path.join(workdir, "knot")
     os.makedirs(os.path.join(d, "db"))
@@ -254,8 +260,8 @@ def make_knot(workdir, zones):
         "    udp-workers: 1",
         "    tcp-workers: 1",
         "    background-workers: 1",
-        '    identity: ""',
-        '    version: ""',
+        '    identity: "%s"' % IDENTITY,
+        '    version: "%s"' % VERSION,
         "control:",
         "    listen: %s" % os.path.join(d, "knot.sock"),
         "database:",
@@ -299,8 +305,8 @@ def make_nsd(workdir, zones):
         "    logfile: %s" % os.path.join(d, "nsd-file.log"),
         "    server-count: 1",
         "    rrl-ratelimit: 0",
-        "    hide-version: yes",
-        "    hide-identity: yes",
+        '    identity: "%s"' % IDENTITY,
+        '    version: "%s"' % VERSION,
         "    verbosity: 1",
         "remote-control:",
         "    control-enable: no",
@@ -321,6 +327,11 @@ def make_nsxdp(workdir, zones, binary):
     for _, path in zones:
         argv += ["--zone", path]
     argv += ["--listen", "%s:%d" % (HOST, port), "--cores", "1", "--data-dir", d]
+    # What it tells about itself (CH TXT), as the peers are told; the zones come by flag.
+    conf = os.path.join(d, "nsxdp.toml")
+    with open(conf, "w") as f:
+        f.write('[server]\nidentity = "%s"\nversion = "%s"\n' % (IDENTITY, VERSION))
+    argv += ["--config", conf, "--control", os.path.join(d, "ctl.sock")]
     return Server("nsxdp", argv, port, d)
 
 
@@ -538,8 +549,11 @@ def build_battery(zones, limit=None, profile=PLAIN):
                 for c in ("CH", "ANY", "HS", "CLASS42"):
                     for v in ("udp", "edns"):
                         battery.append(Query(n, t, v, g, qclass=c))
-    for n in ("version.bind.", "id.server.", "hostname.bind."):
-        battery.append(Query(dns.name.from_text(n), "TXT", "udp", "unserved", qclass="CH"))
+    # What the servers tell about themselves (all three configured alike).
+    for n in ("version.bind.", "version.server.", "id.server.", "hostname.bind.", "authors.bind."):
+        for t in ("TXT", "ANY", "A"):
+            for v in ("udp", "edns", "tcp"):
+                battery.append(Query(dns.name.from_text(n), t, v, "unserved", qclass="CH"))
 
     seen = set()
     out = []
