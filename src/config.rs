@@ -925,7 +925,10 @@ transfer-timeout = 3
         assert_eq!(z.name.to_string(), "example.test.");
         assert_eq!(z.file.as_deref(), Some(Path::new("/etc/nsxdp/example.test.zone")));
         assert_eq!(z.role, Role::Primary);
-        assert_eq!(z.notify[0], Remote { addr: sa("127.0.0.1:5302"), key: Some("xfr".into()), ixfr: true, ixfr_udp: false });
+        assert_eq!(
+            z.notify[0],
+            Remote { addr: sa("127.0.0.1:5302"), key: Some("xfr".into()), ixfr: true, ixfr_udp: false }
+        );
         assert_eq!(z.notify[1].addr, sa("[::1]:5303"));
         assert!(z.notify_ns);
         assert_eq!(z.serial_policy, SerialPolicy::Unixtime);
@@ -948,17 +951,21 @@ transfer-timeout = 3
         let p: Vec<(bool, bool)> = z.primaries.iter().map(|r| (r.ixfr, r.ixfr_udp)).collect();
         assert_eq!(p, vec![(true, true), (true, true), (true, false)]);
         assert_eq!(z.primaries[0].key.as_deref(), Some("k"));
-        let format = |ip: &str| {
-            c.allowed_by(z, Action::Transfer, ip.parse().unwrap(), None).map(|a| a.transfer_format)
-        };
+        let format = |ip: &str| c.allowed_by(z, Action::Transfer, ip.parse().unwrap(), None).map(|a| a.transfer_format);
         assert_eq!(format("127.2.0.9"), Some(TransferFormat::OneAnswer), "the first ACL that allows decides");
         assert_eq!(format("127.0.0.1"), Some(TransferFormat::ManyAnswers));
         assert_eq!(c.allowed_by(z, Action::Notify, "127.2.0.9".parse().unwrap(), None), None);
-        assert_eq!(parse("[[acl]]\nname = \"a\"\naction = [\"transfer\"]\n").unwrap().acls[0].transfer_format,
-            TransferFormat::ManyAnswers, "the default");
+        assert_eq!(
+            parse("[[acl]]\nname = \"a\"\naction = [\"transfer\"]\n").unwrap().acls[0].transfer_format,
+            TransferFormat::ManyAnswers,
+            "the default"
+        );
         let bad = [
             ("[[acl]]\nname = \"a\"\naction = [\"transfer\"]\ntransfer-format = \"one\"\n", "transfer-format \"one\""),
-            ("[[zone]]\nname = \"s.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1 ixfr false ixfr-udp\"]\n", "ixfr-udp"),
+            (
+                "[[zone]]\nname = \"s.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1 ixfr false ixfr-udp\"]\n",
+                "ixfr-udp",
+            ),
             ("[[zone]]\nname = \"s.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1 ixfr-tcp\"]\n", "ixfr-udp"),
         ];
         for (text, want) in bad {

@@ -14,8 +14,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use crate::secondary::check::{CheckError, Primary, Report};
 use crate::secondary::check::{self, Action, Check, Input, Outcome, Transport};
+pub use crate::secondary::check::{CheckError, Primary, Report};
 use crate::secondary::xfrin::{Limits, XfrInError};
 use crate::snapshot::{self, Snapshot};
 use crate::wire::name::Name;

@@ -250,11 +250,26 @@ pub enum Outcome {
 enum State {
     Idle,
     /// SOA query; `tries` sent so far over UDP.
-    Soa { req: Request, transport: Transport, tries: u8 },
+    Soa {
+        req: Request,
+        transport: Transport,
+        tries: u8,
+    },
     /// IXFR or AXFR under way.
-    Transfer { inc: Incoming, query: Query, transport: Transport, started: Instant },
+    Transfer {
+        inc: Incoming,
+        query: Query,
+        transport: Transport,
+        started: Instant,
+    },
     /// Changes handed to the driver to apply.
-    Applying { changes: Vec<Changeset>, messages: usize, bytes: usize, started: Instant, transport: Transport },
+    Applying {
+        changes: Vec<Changeset>,
+        messages: usize,
+        bytes: usize,
+        started: Instant,
+        transport: Transport,
+    },
     Finished,
 }
 
@@ -383,8 +398,7 @@ impl Check {
         let (to, bytes) = (p.addr, req.bytes.clone());
         let ours = if query == Query::Ixfr { self.our_serial() } else { None };
         let timeout = if transport == Transport::Udp { self.timeout / 2 } else { self.timeout };
-        self.state =
-            State::Transfer { inc: Incoming::new(req, ours, self.limits), query, transport, started: now };
+        self.state = State::Transfer { inc: Incoming::new(req, ours, self.limits), query, transport, started: now };
         Action::Send { to, transport, query, bytes, timeout }
     }
 
@@ -398,7 +412,14 @@ impl Check {
     }
 
     /// The transfer under way failed with `e`.
-    fn transfer_failed(&mut self, query: Query, transport: Transport, e: XfrInError, now: Instant, unix: u64) -> Action {
+    fn transfer_failed(
+        &mut self,
+        query: Query,
+        transport: Transport,
+        e: XfrInError,
+        now: Instant,
+        unix: u64,
+    ) -> Action {
         match (query, transport) {
             (Query::Ixfr, Transport::Udp) => {
                 // A TSIG failure is the primary's answer, whatever the transport.
@@ -444,7 +465,10 @@ impl Check {
                         let ours = self.our_serial().expect("an SOA query only with a version");
                         if !serial_gt(theirs, ours) {
                             self.state = State::Finished;
-                            return Action::Done(Ok(Outcome::UpToDate { from: self.primary().addr, their_serial: theirs }));
+                            return Action::Done(Ok(Outcome::UpToDate {
+                                from: self.primary().addr,
+                                their_serial: theirs,
+                            }));
                         }
                         let q = if self.primary().ixfr { Query::Ixfr } else { Query::Axfr };
                         self.send_transfer(q, Transport::Tcp, now, unix)
