@@ -178,7 +178,7 @@ pub enum UdpFallback {
     NoAnswer,
     #[error("the UDP answer was not the whole transfer")]
     Incomplete,
-    #[error("over UDP: {0}")]
+    #[error("{0}")]
     Refused(XfrInError),
 }
 
