@@ -598,8 +598,12 @@ impl Check {
                 self.udp_fallback = Some(UdpFallback::NoAnswer);
                 self.send_transfer(Query::Ixfr, Transport::Tcp, now, unix)
             }
-            State::Transfer { query, .. } => {
-                let e = XfrInError::Io(format!("timed out: nothing from the primary for {:?}", self.timeout));
+            State::Transfer { query, inc, .. } => {
+                let e = XfrInError::Io(format!(
+                    "timed out: nothing from the primary for {:?} after {} messages",
+                    self.timeout,
+                    inc.progress().0
+                ));
                 self.transfer_failed(query, Transport::Tcp, e, now, unix)
             }
             other => {
