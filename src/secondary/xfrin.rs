@@ -511,39 +511,12 @@ impl Incoming {
     }
 }
 
-/// Applies IXFR changesets to a copy of the zone, strictly: every record removed must be
-/// there, every record added must not be (Knot and BIND refuse such an IXFR too), and
-/// each changeset must start at the serial the zone is at.
+/// Applies IXFR changesets to a copy of the zone with [`Zone::apply_strict`] (the same
+/// checks as a journal replay): each must start at the serial the zone is at, every record
+/// removed must be there (with its TTL), every record added must not be.
 pub fn apply_strict(zone: &mut Zone, changesets: &[Changeset]) -> Result<(), XfrInError> {
     for cs in changesets {
-        let at = zone.serial();
-        let from = cs.soa_from.as_ref().and_then(|s| soa_serial(&s.rdata));
-        if at != from {
-            return Err(XfrInError::Invalid(format!(
-                "a change from serial {} does not apply to serial {}",
-                from.unwrap_or(0),
-                at.unwrap_or(0)
-            )));
-        }
-        for r in &cs.removed {
-            if !zone.remove(&r.owner, r.rtype, &r.rdata) {
-                return Err(XfrInError::Invalid(format!(
-                    "IXFR removes a record the zone does not have: {} type {}",
-                    r.owner, r.rtype
-                )));
-            }
-        }
-        for r in &cs.added {
-            if zone.contains_record(&r.owner, r.rtype, None, &r.rdata) {
-                return Err(XfrInError::Invalid(format!(
-                    "IXFR adds a record the zone already has: {} type {}",
-                    r.owner, r.rtype
-                )));
-            }
-        }
-        let added =
-            Changeset { soa_from: None, soa_to: cs.soa_to.clone(), removed: Vec::new(), added: cs.added.clone() };
-        zone.apply(&added).map_err(|e| XfrInError::Invalid(e.to_string()))?;
+        zone.apply_strict(cs).map_err(|e| XfrInError::Invalid(format!("IXFR {e}")))?;
     }
     Ok(())
 }
