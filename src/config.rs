@@ -850,7 +850,7 @@ fn parse_remote(s: &str) -> Option<Remote> {
         }
     }
     // IXFR over UDP is a way to ask for IXFR: not with IXFR turned off.
-    (!(r.ixfr_udp && !r.ixfr)).then_some(r)
+    (r.ixfr || !r.ixfr_udp).then_some(r)
 }
 
 #[cfg(test)]

@@ -251,13 +251,13 @@ enum State {
     Idle,
     /// SOA query; `tries` sent so far over UDP.
     Soa {
-        req: Request,
+        req: Box<Request>,
         transport: Transport,
         tries: u8,
     },
     /// IXFR or AXFR under way.
     Transfer {
-        inc: Incoming,
+        inc: Box<Incoming>,
         query: Query,
         transport: Transport,
         started: Instant,
@@ -382,7 +382,7 @@ impl Check {
         let req = Request::new(&self.zone, &Kind::Soa, id, p.key.as_ref(), unix);
         let (to, bytes) = (p.addr, req.bytes.clone());
         let timeout = if transport == Transport::Udp { self.timeout / 2 } else { self.timeout };
-        self.state = State::Soa { req, transport, tries: tries + 1 };
+        self.state = State::Soa { req: Box::new(req), transport, tries: tries + 1 };
         Action::Send { to, transport, query: Query::Soa, bytes, timeout }
     }
 
@@ -398,7 +398,8 @@ impl Check {
         let (to, bytes) = (p.addr, req.bytes.clone());
         let ours = if query == Query::Ixfr { self.our_serial() } else { None };
         let timeout = if transport == Transport::Udp { self.timeout / 2 } else { self.timeout };
-        self.state = State::Transfer { inc: Incoming::new(req, ours, self.limits), query, transport, started: now };
+        self.state =
+            State::Transfer { inc: Box::new(Incoming::new(req, ours, self.limits)), query, transport, started: now };
         Action::Send { to, transport, query, bytes, timeout }
     }
 
