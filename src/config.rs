@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [server]
-//! listen = ["127.0.0.1:5300"]          # UDP and TCP
+//! listen = ["127.0.0.1:5300"]          # UDP and TCP; ADDRESS:PORT, the port is required
 //! data-dir = "/var/lib/nsxdp"
 //! control = "/run/nsxdp/control.sock"
 //!
@@ -93,6 +93,10 @@ pub struct Server {
     pub edns_size: u16,
     /// What one TCP client, and all of them together, may hold.
     pub tcp: TcpLimits,
+    /// Where Prometheus scrapes `/metrics` (off unless given; the port is required).
+    pub metrics: Option<SocketAddr>,
+    /// CH TXT `id.server`/`version.bind` and NSID (`identity`, `version`, `nsid`).
+    pub about: crate::answer::Identity,
 }
 
 /// The limits of DNS over TCP (RFC 7766 §6.2), the same defaults from the command line and
@@ -374,12 +378,16 @@ struct RawServer {
     control: Option<PathBuf>,
     cores: Option<Vec<usize>>,
     edns_size: Option<toml::Spanned<u16>>,
+    identity: Option<toml::Spanned<String>>,
+    version: Option<toml::Spanned<String>>,
+    nsid: Option<toml::Spanned<String>>,
     tcp_idle_timeout: Option<toml::Spanned<u64>>,
     tcp_message_timeout: Option<toml::Spanned<u64>>,
     tcp_max_clients: Option<toml::Spanned<u64>>,
     tcp_max_clients_per_address: Option<toml::Spanned<u64>>,
     tcp_max_pending_output: Option<toml::Spanned<u64>>,
     tcp_output_budget: Option<toml::Spanned<u64>>,
+    metrics: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -431,6 +439,51 @@ struct RawZone {
 // ---------------------------------------------------------------------------------------
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:53";
+
+/// What the server tells about itself, by default: its host name as `id.server` (as Knot
+/// and NSD), no version (Knot and NSD tell theirs; the issue asks for it off), no NSID.
+pub fn default_identity() -> crate::answer::Identity {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    crate::answer::Identity {
+        identity: (!host.is_empty() && host.len() <= 255).then(|| host.as_bytes().to_vec()),
+        version: None,
+        nsid: None,
+    }
+}
+
+/// `identity`, `version`, `nsid` of `[server]`: text of at most 255 octets, an empty
+/// string turns one off; `nsid` may be hex after `0x` (as Knot writes it).
+fn about(
+    s: &RawServer,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<crate::answer::Identity, ConfigError> {
+    let mut about = default_identity();
+    let text = |key: &str, v: &toml::Spanned<String>| -> Result<Option<Vec<u8>>, ConfigError> {
+        let t = v.get_ref();
+        let bytes = match t.strip_prefix("0x").filter(|_| key == "nsid") {
+            Some(hex) => (hex.len() % 2 == 0)
+                .then(|| (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect())
+                .flatten()
+                .ok_or_else(|| err(Some(v.span()), format!("server.{key}: {t:?} is not hex after 0x")))?,
+            None => t.as_bytes().to_vec(),
+        };
+        if bytes.len() > 255 {
+            return Err(err(Some(v.span()), format!("server.{key}: longer than 255 octets")));
+        }
+        Ok((!bytes.is_empty()).then_some(bytes))
+    };
+    if let Some(v) = &s.identity {
+        about.identity = text("identity", v)?;
+    }
+    if let Some(v) = &s.version {
+        about.version = text("version", v)?;
+    }
+    if let Some(v) = &s.nsid {
+        about.nsid = text("nsid", v)?;
+    }
+    Ok(about)
+}
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/nsxdp";
 pub const DEFAULT_CONTROL: &str = "/run/nsxdp/control.sock";
 
@@ -457,10 +510,21 @@ impl Config {
 
         let s = raw.server;
         let tcp = tcp_limits(&s, &err)?;
+        let about = about(&s, &err)?;
         let mut listen = Vec::new();
         for a in &s.listen {
-            let addr = parse_socket_addr(a.get_ref(), 53).ok_or_else(|| {
-                err(Some(a.span()), format!("server.listen: {:?} is not ADDRESS[:PORT]", a.get_ref()))
+            // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
+            // meant something else (`serve`'s own default is 5353).
+            let addr = a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+                let why =
+                    if a.get_ref().trim().parse::<IpAddr>().is_ok() { "has no port" } else { "is not an address" };
+                err(
+                    Some(a.span()),
+                    format!(
+                        "server.listen: {:?} {why}: write ADDRESS:PORT (192.0.2.1:53, [2001:db8::1]:53)",
+                        a.get_ref()
+                    ),
+                )
             })?;
             listen.push(addr);
         }
@@ -474,8 +538,17 @@ impl Config {
             Some(v) => *v.get_ref(),
             None => 1232,
         };
+        let metrics =
+            match &s.metrics {
+                Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref()))
+                })?),
+                None => None,
+            };
         let server = Server {
+            about,
             listen,
+            metrics,
             data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
             control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
             cores: s.cores,
@@ -859,7 +932,7 @@ mod tests {
 
     const GOOD: &str = r#"
 [server]
-listen = ["127.0.0.1:5300", "::1"]
+listen = ["127.0.0.1:5300", "[::1]:53"]
 data-dir = "data"
 control = "/run/x/control.sock"
 edns-size = 1400
@@ -975,6 +1048,16 @@ transfer-timeout = 3
     }
 
     #[test]
+    fn metrics_address() {
+        assert_eq!(parse("").unwrap().server.metrics, None, "off unless configured");
+        let c = parse("[server]\nmetrics = \"127.0.0.1:9153\"\n").unwrap();
+        assert_eq!(c.server.metrics, Some(sa("127.0.0.1:9153")));
+        let e = parse("[server]\n\nmetrics = \"127.0.0.1\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("ADDRESS:PORT"), "{}", e.message);
+    }
+
+    #[test]
     fn rrl_section() {
         assert_eq!(parse("").unwrap().rrl, None, "off unless configured");
         assert_eq!(parse("[rrl]\n").unwrap().rrl, Some(crate::rrl::Settings::default()));
@@ -1041,6 +1124,8 @@ transfer-timeout = 3
             ("[server]\nedns-size = 100\n", 2, "below 512"),
             ("[server]\nedns-size = \"big\"\n", 2, "invalid type"),
             ("[server]\nlisten = []\ntcp-max-clients = 0\n", 3, "server.tcp-max-clients: must be at least 1"),
+            ("[server]\nlisten = [\"192.0.2.1\"]\n", 2, "server.listen: \"192.0.2.1\" has no port"),
+            ("[server]\nlisten = [\"localhost:53\"]\n", 2, "server.listen: \"localhost:53\" is not an address"),
             ("[server]\ntcp-idle-timeout = 0\n", 2, "server.tcp-idle-timeout: must be at least 1"),
             ("[server]\ntcp-message-timeout = 0\n", 2, "tcp-message-timeout"),
             ("[server]\ntcp-max-clients-per-address = 0\n", 2, "tcp-max-clients-per-address"),

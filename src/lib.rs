@@ -1,11 +1,13 @@
 //! nsxdp: an authoritative DNS server. See ARCHITECTURE.md for how the modules fit.
 
 pub mod answer;
+pub mod catz;
 pub mod config;
 pub mod control;
 pub mod cookie;
 pub mod dataplane;
 pub mod journal;
+pub mod metrics;
 pub mod rrl;
 pub mod secondary;
 pub mod snapshot;

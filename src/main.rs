@@ -20,6 +20,7 @@ use nsxdp::control::zones::ZoneSet;
 use nsxdp::dataplane::xdp_prog::XdpConfig;
 use nsxdp::dataplane::{self, udp, xdp, StatsSnapshot};
 use nsxdp::journal::Limits;
+use nsxdp::metrics::{HttpLimits, Metrics, MetricsServer};
 use nsxdp::snapshot::{self, Snapshot};
 use nsxdp::wire::name::Name;
 use nsxdp::zone::check;
@@ -40,8 +41,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Parse and check zone files; exit 0 only if every zone can be served.
+    /// Parse and check zone files, or a configuration file and its zones (`--config`, or a
+    /// file ending in `.toml`); exit 0 only if everything is valid and every zone can be served.
     Check {
+        /// A configuration file: checked as `serve --config` reads it (errors name file and
+        /// line), then each primary zone's file as a zone file given here would be.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Zone apex (default: a leading $ORIGIN, else the file name without `.zone`).
         #[arg(long)]
         origin: Option<String>,
@@ -59,7 +65,8 @@ enum Cmd {
         /// `kzonecheck -d off` does; they run for every zone with DNSKEY records at its apex.
         #[arg(long)]
         no_dnssec: bool,
-        #[arg(required = true)]
+        /// Zone files (and configuration files, by their `.toml` ending).
+        #[arg(required_unless_present = "config")]
         files: Vec<PathBuf>,
     },
     /// Compile a zone file into a snapshot.
@@ -76,7 +83,7 @@ enum Cmd {
     Stat { snapshot: PathBuf },
     /// Serve zones over UDP (one pinned loop per core, kernel sockets) and TCP.
     Serve(Box<ServeArgs>),
-    /// Talk to a running server: `reload [ZONE]`, `status [ZONE]`.
+    /// Talk to a running server through its control socket.
     Ctl {
         /// The server's control socket (default: the configuration's, else
         /// /var/tmp/nsxdp/control.sock).
@@ -85,9 +92,54 @@ enum Cmd {
         /// Read the socket path from this configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(required = true, num_args = 1..=2)]
-        command: Vec<String>,
+        #[command(subcommand)]
+        command: CtlCmd,
     },
+}
+
+/// The commands of `nsxdp ctl`; each becomes one line on the control socket.
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Version, process id, start time and uptime, then each zone (or ZONE): serial, when
+    /// it was loaded, its file or secondary state, the last error.
+    Status { zone: Option<String> },
+    /// Live counters, the same figures as the metrics endpoint: one `name{labels} value`
+    /// line each.
+    Stats {
+        /// Print them as one JSON document instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the zone file of every primary zone (or ZONE) and the configuration file.
+    Reload { zone: Option<String> },
+    /// A zone's role, serial, timers, last check, last transfer and counters.
+    ZoneStatus { zone: String },
+    /// Secondary zone: check the primaries for a new serial now.
+    Refresh { zone: String },
+    /// Secondary zone: transfer the whole zone (AXFR) now, whatever the serials.
+    Retransfer { zone: String },
+    /// Stop the server cleanly (as SIGTERM does).
+    Stop,
+}
+
+impl CtlCmd {
+    /// The command line sent to the server.
+    fn line(&self) -> String {
+        let with = |cmd: &str, zone: Option<&String>| match zone {
+            Some(z) => format!("{cmd} {z}"),
+            None => cmd.to_string(),
+        };
+        match self {
+            CtlCmd::Status { zone } => with("status", zone.as_ref()),
+            CtlCmd::Stats { json: false } => "stats".into(),
+            CtlCmd::Stats { json: true } => "stats --json".into(),
+            CtlCmd::Reload { zone } => with("reload", zone.as_ref()),
+            CtlCmd::ZoneStatus { zone } => with("zone-status", Some(zone)),
+            CtlCmd::Refresh { zone } => with("refresh", Some(zone)),
+            CtlCmd::Retransfer { zone } => with("retransfer", Some(zone)),
+            CtlCmd::Stop => "stop".into(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -153,6 +205,10 @@ struct ServeArgs {
     /// Octets of unsent TCP output of all clients above which none is read (default 32 MiB).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     tcp_output_budget: Option<u64>,
+    /// Serve Prometheus metrics over HTTP at ADDR:PORT/metrics (over the configuration's
+    /// `metrics`; off unless one of them is given).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
     /// Answer DNS cookies (RFC 7873, RFC 9018 server cookies) with a random secret; a
     /// configuration file's `[cookies]` section turns them on too, and may give the secret.
     #[arg(long)]
@@ -172,7 +228,10 @@ fn main() -> ExitCode {
 
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Cmd::Check { origin, sig_warn_days, force, time, no_dnssec, files } => {
+        Cmd::Check { config, origin, sig_warn_days, force, time, no_dnssec, files } => {
+            let (configs, files): (Vec<PathBuf>, Vec<PathBuf>) =
+                files.into_iter().partition(|f| f.extension().is_some_and(|e| e == "toml"));
+            let configs: Vec<PathBuf> = config.into_iter().chain(configs).collect();
             if origin.is_some() && files.len() > 1 {
                 bail!("--origin applies to one zone file only");
             }
@@ -182,6 +241,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             });
             let dnssec = (!no_dnssec).then_some(check::dnssec::Options { now, sig_warn_days, force });
             let mut ok = true;
+            for c in &configs {
+                ok &= check_config(c, dnssec.as_ref());
+            }
             for f in &files {
                 let loaded = load(f, origin.as_ref(), dnssec.as_ref())?;
                 ok &= loaded.is_servable();
@@ -273,7 +335,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 (None, Some(c)) => nsxdp::config::Config::control_socket(&c)?,
                 (None, None) => PathBuf::from(DEFAULT_DATA_DIR).join("control.sock"),
             };
-            let ok = nsxdp::control::ctl::client(&socket, &command.join(" "))?;
+            let ok = nsxdp::control::ctl::client(&socket, &command.line())?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
@@ -281,16 +343,21 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
 
 const DEFAULT_DATA_DIR: &str = "/var/tmp/nsxdp";
 
-/// The zone manager and its control socket, running beside the DNS threads.
+/// The zone manager, its control socket and the metrics endpoint, running beside the DNS
+/// threads.
 struct Control {
     socket: std::thread::JoinHandle<()>,
     manager: std::thread::JoinHandle<ZoneSet>,
+    metrics: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Control {
     fn stop(self) {
         let _ = self.socket.join();
         let _ = self.manager.join();
+        if let Some(m) = self.metrics {
+            let _ = m.join();
+        }
     }
 }
 
@@ -360,7 +427,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // rotate them, and every loop reads them from here.
     let shared_secrets: Option<&'static nsxdp::cookie::SharedSecrets> =
         cookies.map(|s| &*Box::leak(Box::new(nsxdp::cookie::SharedSecrets::from_pointee(s))));
-    let cfg = Config { edns_size, cookies, now: 0, shared_secrets };
+    // What CH TXT and NSID tell: from the file, or the same defaults without one.
+    let about = config.as_ref().map_or_else(nsxdp::config::default_identity, |c| c.server.about.clone());
+    let identity: Option<&'static nsxdp::answer::Identity> = Some(Box::leak(Box::new(about)));
+    let cfg = Config { edns_size, cookies, now: 0, shared_secrets, identity };
     let rrl = config.as_ref().and_then(|c| c.rrl.clone());
     let mut listen = args.listen.clone();
     if listen.is_empty() {
@@ -409,8 +479,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         side.transfers = transfers.clone();
         side
     });
+    // The metrics endpoint: bound now, so that a taken port stops the start.
+    let metrics = Arc::new(Metrics::new());
+    let metrics_http = match args.metrics.or(config.as_ref().and_then(|c| c.server.metrics)) {
+        Some(addr) => {
+            let server = MetricsServer::bind(addr)?;
+            eprintln!("nsxdp: metrics on http://{}/metrics", server.addr);
+            Some(server.spawn(metrics.clone(), HttpLimits::default(), shutdown.clone())?)
+        }
+        None => None,
+    };
+    if let Some(t) = &transfers {
+        metrics.set_transfers(t.stats.clone());
+    }
     let control = Control {
-        socket: ctl::spawn_socket(&control_path, to_manager.clone(), shutdown.clone())
+        metrics: metrics_http,
+        socket: ctl::spawn_socket(&control_path, to_manager.clone(), shutdown.clone(), metrics.clone())
             .with_context(|| format!("control socket {}", control_path.display()))?,
         manager: ctl::spawn_manager(
             zone_set,
@@ -424,6 +508,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 shared,
                 secrets: shared_secrets,
             }),
+            Some(metrics.clone()),
         )?,
     };
     eprintln!("nsxdp: control socket {}", control_path.display());
@@ -440,6 +525,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             transfers,
             control_side,
             rrl.as_ref(),
+            &metrics,
         );
         shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
         control.stop();
@@ -471,6 +557,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("handoff thread")?;
     let mut tcp =
         TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref())).context("binding TCP")?;
+    metrics.add_udp_loops(&loops.stats);
+    metrics.add_handoff(handoff_stats.clone());
+    metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
     if let Some(t) = transfers {
         tcp.set_transfers(t);
     }
@@ -608,6 +697,7 @@ fn serve_xdp(
     transfers: Option<Transfers>,
     control_side: Option<handoff::ControlSide>,
     rrl: Option<&nsxdp::rrl::Settings>,
+    metrics: &Metrics,
 ) -> anyhow::Result<ExitCode> {
     let program = xdp_program_config(listen)?;
     let queues = match &args.queues {
@@ -669,6 +759,18 @@ fn serve_xdp(
             return Err(e).with_context(|| format!("starting AF_XDP on {ifname}"));
         }
     };
+    metrics.add_udp_loops(&fallback.stats);
+    metrics.add_handoff(handoff_stats.clone());
+    metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
+    for l in &plane.loops {
+        let source = nsxdp::metrics::XdpSource {
+            queue: l.queue,
+            frames: l.frames.clone(),
+            socket: l.socket.clone(),
+            kernel: l.kernel_fd.clone(),
+        };
+        metrics.add_xdp_queue(l.queue, l.dns.clone(), source);
+    }
     let addrs: Vec<String> = fallback.bound.iter().map(|a| a.to_string()).collect();
     let qs: Vec<String> = plane
         .loops
@@ -749,6 +851,42 @@ fn parse_check_time(s: &str) -> Result<u64, String> {
 
 /// Loads and checks a zone file (with the DNSSEC checks, if options for them are given),
 /// printing its diagnostics.
+/// `check --config FILE`: the configuration as `serve --config` reads it, then each primary
+/// zone's file (its own diagnostics, file:line). True if all is well.
+fn check_config(path: &Path, dnssec: Option<&check::dnssec::Options>) -> bool {
+    let config = match nsxdp::config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return false;
+        }
+    };
+    let primaries = config.zones.iter().filter(|z| z.role == nsxdp::config::Role::Primary).count();
+    eprintln!(
+        "{}: configuration OK: {} zones ({primaries} primary, {} secondary), {} keys, {} ACLs",
+        path.display(),
+        config.zones.len(),
+        config.zones.len() - primaries,
+        config.keys.len(),
+        config.acls.len()
+    );
+    let mut ok = true;
+    for z in &config.zones {
+        match (&z.role, &z.file) {
+            (nsxdp::config::Role::Primary, Some(file)) => match load(file, Some(&z.name), dnssec) {
+                Ok(loaded) => ok &= loaded.is_servable(),
+                Err(e) => {
+                    eprintln!("{}: zone {}: {e:#}", path.display(), z.name);
+                    ok = false;
+                }
+            },
+            (nsxdp::config::Role::Primary, None) => {}
+            (_, _) => eprintln!("{}: zone {}: secondary, transferred from its primaries", path.display(), z.name),
+        }
+    }
+    ok
+}
+
 fn load(path: &Path, origin: Option<&Name>, dnssec: Option<&check::dnssec::Options>) -> anyhow::Result<Loaded> {
     let mut loaded = parse::parse_file(path, origin).with_context(|| format!("{}", path.display()))?;
     match dnssec {

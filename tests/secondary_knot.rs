@@ -133,6 +133,12 @@ fn chain_knot_nsxdp_knot() {
     let (ok, status) = ctl(&conf, &["zone-status", "sec.test"]);
     assert!(ok, "{status}");
     assert!(status.contains("serial 3") && status.contains("ixfr=2") && status.contains("axfr=1"), "{status}");
+    // A reload of everything (what a service manager's ExecReload does) succeeds: the
+    // secondary is reported, not failed, and keeps what it serves.
+    let (ok, out) = ctl(&conf, &["reload"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("sec.test. is a secondary (serial 3): transferred, not reloaded"), "{out}");
+    assert_eq!(soa_serial(np, ZONE), Some(3), "after a reload");
 
     // A restart serves the transferred zone at once, from the snapshot and journal.
     drop(ns);

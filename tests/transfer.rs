@@ -188,10 +188,10 @@ fn notify_after_reload_signed_and_retried() {
     let shutdown = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
     let sock = dir.path().join("ctl.sock");
-    let t1 = ctl::spawn_socket(&sock, tx.clone(), shutdown.clone()).unwrap();
+    let t1 = ctl::spawn_socket(&sock, tx.clone(), shutdown.clone(), Default::default()).unwrap();
     let notifier = Notifier::new(config.clone());
     let hup = Arc::new(AtomicBool::new(false));
-    let t2 = ctl::spawn_manager(zones, rx, tx, hup, shutdown.clone(), Some(notifier), None).unwrap();
+    let t2 = ctl::spawn_manager(zones, rx, tx, hup, shutdown.clone(), Some(notifier), None, None).unwrap();
 
     std::fs::write(&zone_file, zone_text(101, "192.0.2.11")).unwrap();
     assert!(ctl::client(&sock, "reload xfr.test").unwrap());

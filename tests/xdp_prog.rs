@@ -47,6 +47,16 @@ fn have_root(test: &str) -> bool {
     false
 }
 
+/// Whether `tool` (from `package`) runs (`tool -V`). Under CI=true its absence is a failure.
+fn have_tool(test: &str, tool: &str, package: &str) -> bool {
+    if std::process::Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(!in_ci(), "{test}: needs {tool} (apt-get install {package}); CI=true, so this is a failure");
+    eprintln!("{test}: skipped: {tool} not found (apt-get install {package})");
+    false
+}
+
 // ---------------------------------------------------------------------------------------
 // Frames
 
@@ -573,7 +583,8 @@ fn client_send(tb: &Testbed, to: SocketAddr, payload: &[u8]) {
 
 #[test]
 fn veth_attach_pass_drop_and_detach() {
-    if !have_root("veth_attach_pass_drop_and_detach") {
+    let test = "veth_attach_pass_drop_and_detach";
+    if !have_root(test) || !have_tool(test, "ping", "iputils-ping") {
         return;
     }
     let tb = Testbed::new('x', false);

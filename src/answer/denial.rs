@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use super::{Responder, MAX_PROOFS};
 use crate::snapshot::{ArchivedZoneImage, NONE};
-use crate::wire::name::{canonical_cmp_lower, MAX_NAME_LEN};
+use crate::wire::name::{canonical_cmp_lower, lowercase_into, MAX_NAME_LEN};
 use crate::wire::nsec3::{owner_label, LABEL_LEN};
 use crate::wire::rdata::rtype;
 
@@ -51,12 +51,27 @@ impl Responder<'_, '_> {
         wild[..2].copy_from_slice(b"\x01*");
         wild[2..wlen].copy_from_slice(&name[ce..]);
         if self.nsec3() {
-            self.prove(z.nsec3_of(ce_node));
-            self.prove(nsec3_cover(z, &name[nc..]));
-            self.prove(nsec3_cover(z, &wild[..wlen]));
+            // The closest encloser's NSEC3 and the one covering its wildcard are
+            // precomputed; only the next closer name is hashed now.
+            match z.nsec3_proofs(ce_node) {
+                Some((m, w)) if w != NONE => {
+                    self.prove(Some(m));
+                    self.prove(nsec3_cover(z, &name[nc..]));
+                    self.prove(Some(w));
+                }
+                m => {
+                    self.prove(m.map(|(m, _)| m));
+                    self.prove(nsec3_cover(z, &name[nc..]));
+                    self.prove(nsec3_cover(z, &wild[..wlen]));
+                }
+            }
         } else {
             self.prove(nsec_cover(z, name));
-            self.prove(nsec_cover(z, &wild[..wlen]));
+            let wild = &wild[..wlen];
+            // The wildcard follows its closest encloser in canonical order, so where the
+            // encloser owns an NSEC (not an empty non-terminal) that NSEC nearly always
+            // covers it: read, not searched for.
+            self.prove(Some(ce_node).filter(|&n| own_nsec_covers(z, n, wild)).or_else(|| nsec_cover(z, wild)));
         }
     }
 
@@ -144,6 +159,26 @@ fn suffix_with(name: &[u8], keep: usize) -> Option<usize> {
         skip -= 1;
     }
     Some(off)
+}
+
+/// True if the NSEC owned by `node` covers `below`, a name below it (so after it in
+/// canonical order): its next owner comes after `below`, or it is the chain's last NSEC
+/// (its next owner is the apex). What `nsec_cover(below)` finds, without the search.
+pub(super) fn own_nsec_covers(z: &ArchivedZoneImage, node: u32, below: &[u8]) -> bool {
+    let Some(r) = z.rrset(node, rtype::NSEC) else { return false };
+    // One RR: owner pointer, type, class, TTL, rdlength, then the next owner name, whole.
+    let Some(rdata) = z.fragment(&r).get(12..) else { return false };
+    let mut end = 0;
+    loop {
+        match rdata.get(end) {
+            Some(0) => break,
+            Some(&l) if l < 64 && end + 1 + (l as usize) < MAX_NAME_LEN => end += 1 + l as usize,
+            _ => return false,
+        }
+    }
+    let mut buf = [0u8; 256];
+    let next = lowercase_into(&rdata[..=end], &mut buf);
+    next == &z.origin[..] || canonical_cmp_lower(next, below) == Ordering::Greater
 }
 
 /// The NSEC that matches or covers `name`: the last owner of the chain at or before it in

@@ -31,15 +31,52 @@ pub struct Config {
     pub now: u32,
     /// Where [`Config::refresh`] finds the secrets in use (a reload may rotate them).
     pub shared_secrets: Option<&'static crate::cookie::SharedSecrets>,
+    /// What we say about ourselves (CH TXT, NSID); none: CH queries are refused.
+    pub identity: Option<&'static Identity>,
+}
+
+/// What the server tells about itself when asked: the TXT answers of the CHAOS-class
+/// names `version.bind`/`version.server` and `id.server`/`hostname.bind` (RFC 4892), and
+/// the NSID option (RFC 5001). Each is off when `None`; as Knot and NSD do, the answers
+/// have TTL 0 and no AA, other CHAOS names and types are REFUSED.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// At most 255 octets (one character-string).
+    pub version: Option<Vec<u8>>,
+    /// At most 255 octets.
+    pub identity: Option<Vec<u8>>,
+    /// At most 255 octets (what fits an answer beside the rest).
+    pub nsid: Option<Vec<u8>>,
+}
+
+impl Identity {
+    /// The text answering CH TXT `qname` (lowercased wire form), if we answer it.
+    fn chaos_text(&self, qname: &[u8]) -> Option<&[u8]> {
+        match qname {
+            b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => self.version.as_deref(),
+            b"\x02id\x06server\x00" | b"\x08hostname\x04bind\x00" => self.identity.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { edns_size: 1232, cookies: None, now: 0, shared_secrets: None }
+        Config { edns_size: 1232, cookies: None, now: 0, shared_secrets: None, identity: None }
     }
 }
 
 impl Config {
+    /// The NSID option we add to a reply to `edns`: the octets, if asked for and we have one.
+    #[inline]
+    fn nsid(&self, edns: Edns) -> Option<&'static [u8]> {
+        if edns.nsid {
+            self.identity.and_then(|i| i.nsid.as_deref())
+        } else {
+            None
+        }
+    }
+
     /// With cookies on: the time, and the secrets in use now. The run loops call it once
     /// per batch (the engine itself reads no clock and nothing shared).
     #[inline]
@@ -116,8 +153,17 @@ pub enum Outcome {
     /// proved (with a valid server cookie of ours its source address is not spoofed). `class` and
     /// `class_name` say what rate limiting counts the response against: `class_name` is the
     /// hash of the question name for positive answers, of the zone's apex for the other
-    /// classes, and 0 for errors outside any zone.
-    Reply { len: usize, rcode: u16, truncated: bool, cookie: CookieSeen, class: ResponseClass, class_name: u64 },
+    /// classes, and 0 for errors outside any zone. `qtype`: the question's type (0 when
+    /// the query's question could not be read), for the loops' counters.
+    Reply {
+        len: usize,
+        rcode: u16,
+        truncated: bool,
+        cookie: CookieSeen,
+        class: ResponseClass,
+        class_name: u64,
+        qtype: u16,
+    },
     /// Send nothing.
     Drop(DropReason),
 }
@@ -162,7 +208,7 @@ pub fn answer_from(
 ) -> Outcome {
     let mut name = [0u8; 256];
     match prepare(zones, buf, len, cfg, &mut name, client) {
-        Ok(p) => complete(&p, buf, transport, cfg, &mut name, NONE).outcome(),
+        Ok(p) => complete(&p, buf, transport, cfg, &mut name, NONE).outcome().with_qtype(p.q.qtype),
         Err(o) => o,
     }
 }
@@ -262,7 +308,7 @@ fn answer_chunk<B: AsMut<[u8]>>(
     std::hint::black_box(warm);
     for (i, b) in bufs.iter_mut().enumerate() {
         if let Some(p) = &ready[i] {
-            out[i] = complete(p, b.as_mut(), transport, cfg, &mut names[i], nodes[i]).outcome();
+            out[i] = complete(p, b.as_mut(), transport, cfg, &mut names[i], nodes[i]).outcome().with_qtype(p.q.qtype);
         }
     }
 }
@@ -297,6 +343,19 @@ fn prepare<'z>(
         Err(QueryError::Response) => return Err(Outcome::Drop(DropReason::Response)),
         Err(QueryError::Malformed { question_end }) => return Err(malformed(buf, question_end, cfg)),
     };
+    prepare_query(zones, q, buf, len, cfg, name, client).map_err(|o| o.with_qtype(q.qtype))
+}
+
+/// [`prepare`] once the query is read.
+fn prepare_query<'z>(
+    zones: &'z impl Zones,
+    q: Query,
+    buf: &mut [u8],
+    len: usize,
+    cfg: &Config,
+    name: &mut [u8; 256],
+    client: Option<std::net::IpAddr>,
+) -> Result<Prepared<'z>, Outcome> {
     let edns = q.edns;
     let mut cookie = None;
     if let (Some(e), Some(secrets), Some(ip)) = (edns, &cfg.cookies, client) {
@@ -338,6 +397,9 @@ fn prepare<'z>(
     }
     // IN, or ANY (answered from our IN data, as Knot and NSD do).
     if q.qclass != 1 && q.qclass != 255 {
+        if q.qclass == CLASS_CH {
+            return Err(chaos(buf, &q, &name[..q.qname_len], cfg, reply_cookie).with_cookie(cookie));
+        }
         return fail(buf, rcode::REFUSED as u16);
     }
     match q.qtype {
@@ -385,8 +447,8 @@ fn complete(
     .min(buf.len());
     let reserve = match (edns, p.cookie) {
         (None, _) => 0,
-        (Some(_), None) => OPT_LEN,
-        (Some(_), Some(_)) => OPT_LEN + COOKIE_OPT_LEN,
+        (Some(e), None) => OPT_LEN + cfg.nsid(e).map_or(0, |n| 4 + n.len()),
+        (Some(e), Some(_)) => OPT_LEN + COOKIE_OPT_LEN + cfg.nsid(e).map_or(0, |n| 4 + n.len()),
     };
     // The section counts are kept in the header as records are written.
     buf[6..12].fill(0);
@@ -994,6 +1056,7 @@ impl Reply {
             },
             class,
             class_name: self.1,
+            qtype: 0,
         }
     }
 }
@@ -1002,11 +1065,22 @@ impl Outcome {
     /// Marks a reply with what the query's cookie proved (its reply carries the cookie).
     fn with_cookie(self, cookie: Option<(ReplyCookie, bool)>) -> Outcome {
         match (self, cookie) {
-            (Outcome::Reply { len, rcode, truncated, class, class_name, .. }, Some((_, valid))) => {
+            (Outcome::Reply { len, rcode, truncated, class, class_name, qtype, .. }, Some((_, valid))) => {
                 let cookie = if valid { CookieSeen::Valid } else { CookieSeen::Unproven };
-                Outcome::Reply { len, rcode, truncated, cookie, class, class_name }
+                Outcome::Reply { len, rcode, truncated, cookie, class, class_name, qtype }
             }
             (o, _) => o,
+        }
+    }
+
+    /// Marks a reply with its question's type.
+    #[inline]
+    fn with_qtype(self, t: u16) -> Outcome {
+        match self {
+            Outcome::Reply { len, rcode, truncated, cookie, class, class_name, .. } => {
+                Outcome::Reply { len, rcode, truncated, cookie, class, class_name, qtype: t }
+            }
+            o => o,
         }
     }
 }
@@ -1052,16 +1126,63 @@ fn finish_reply(
         end += OPT_LEN;
         ar += 1;
         if let Some(c) = cookie {
-            // RDLEN, then the option: code, length, client and server cookie.
-            buf[end - 2..end].copy_from_slice(&(COOKIE_OPT_LEN as u16).to_be_bytes());
+            // The option: code, length, client and server cookie.
             buf[end..end + 2].copy_from_slice(&crate::cookie::OPTION_CODE.to_be_bytes());
             buf[end + 2..end + 4].copy_from_slice(&(c.len() as u16).to_be_bytes());
             buf[end + 4..end + COOKIE_OPT_LEN].copy_from_slice(c);
             end += COOKIE_OPT_LEN;
         }
+        if let Some(n) = cfg.nsid(e).filter(|n| end + 4 + n.len() <= buf.len()) {
+            end = write_option(buf, end, crate::answer::query::NSID_OPTION, n);
+        }
+        // RDLEN: the options written.
+        let rdlen = (end - (w + OPT_LEN)) as u16;
+        buf[w + OPT_LEN - 2..w + OPT_LEN].copy_from_slice(&rdlen.to_be_bytes());
     }
     buf[10..12].copy_from_slice(&ar.to_be_bytes());
     Reply(end as u64 | (rc as u64) << 32 | (tc as u64) << 48 | (ResponseClass::Error as u64) << 56, 0)
+}
+
+/// Writes an EDNS option (code, length, data) at `at`; returns where it ends.
+#[cold]
+fn write_option(buf: &mut [u8], at: usize, code: u16, data: &[u8]) -> usize {
+    buf[at..at + 2].copy_from_slice(&code.to_be_bytes());
+    buf[at + 2..at + 4].copy_from_slice(&(data.len() as u16).to_be_bytes());
+    buf[at + 4..at + 4 + data.len()].copy_from_slice(data);
+    at + 4 + data.len()
+}
+
+/// The CHAOS class (RFC 1035 §3.2.4).
+const CLASS_CH: u16 = 3;
+
+/// A CHAOS-class query: `version.bind` and the others of [`Identity`] for TXT (and ANY,
+/// answered with the TXT as NSD does), everything else REFUSED. `qname` is lowercased; the
+/// answer's owner is written whole in lower case, as Knot and NSD write it.
+#[cold]
+#[inline(never)]
+fn chaos(buf: &mut [u8], q: &Query, qname: &[u8], cfg: &Config, cookie: Option<&ReplyCookie>) -> Outcome {
+    let text = match q.qtype {
+        rtype::TXT | rtype::ANY => cfg.identity.and_then(|i| i.chaos_text(qname)),
+        _ => None,
+    };
+    let w = q.question_end;
+    // owner, type, class, TTL, RDLENGTH, then one character-string; an OPT after it.
+    let end = w + qname.len() + 10 + 1 + text.map_or(0, <[u8]>::len);
+    let Some(text) = text.filter(|t| t.len() <= 255 && end + OPT_LEN + COOKIE_OPT_LEN + 4 + 255 <= buf.len()) else {
+        return error_reply(buf, Some(w), q.edns, rcode::REFUSED as u16, cfg, cookie);
+    };
+    buf[w..w + qname.len()].copy_from_slice(qname);
+    let r = w + qname.len();
+    buf[r..r + 2].copy_from_slice(&rtype::TXT.to_be_bytes());
+    buf[r + 2..r + 4].copy_from_slice(&CLASS_CH.to_be_bytes());
+    buf[r + 4..r + 8].fill(0);
+    buf[r + 8..r + 10].copy_from_slice(&(1 + text.len() as u16).to_be_bytes());
+    buf[r + 10] = text.len() as u8;
+    buf[r + 11..end].copy_from_slice(text);
+    buf[4..12].copy_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+    finish_reply(buf, end, rcode::NOERROR as u16, false, false, q.edns, cfg, cookie)
+        .classed(ResponseClass::Positive, name_hash(qname))
+        .outcome()
 }
 
 /// A response with no records: the question if it could be read, and OPT if the query had

@@ -8,6 +8,9 @@ use crate::wire::message::{flag, skip_name, HEADER_LEN};
 use crate::wire::name::MAX_NAME_LEN;
 use crate::wire::rdata::rtype;
 
+/// The EDNS option code of NSID (RFC 5001 §2.3).
+pub const NSID_OPTION: u16 = 3;
+
 /// EDNS facts from a query's OPT record (RFC 6891 §6.1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Edns {
@@ -18,6 +21,8 @@ pub struct Edns {
     /// length; offset 0 when there is none (the header is there).
     pub cookie_at: u16,
     pub cookie_len: u16,
+    /// The query asks for our name server identifier (an NSID option, RFC 5001 §2.1).
+    pub nsid: bool,
 }
 
 impl Edns {
@@ -121,6 +126,7 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
                     dnssec_ok: d0 & 0x80 != 0,
                     cookie_at: 0,
                     cookie_len: 0,
+                    nsid: false,
                 });
                 return Ok(q);
             }
@@ -143,7 +149,7 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
             if i < an as usize + ns as usize || q.edns.is_some() || !owner_root {
                 return Err(bad);
             }
-            let (mut o, mut cookie_at, mut cookie_len) = (0, 0, 0);
+            let (mut o, mut cookie_at, mut cookie_len, mut nsid) = (0, 0, 0, false);
             while o < rd.len() {
                 let code = u16_at(rd, o).ok_or(bad)?;
                 let olen = u16_at(rd, o + 2).ok_or(bad)?;
@@ -151,6 +157,7 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
                     // Offsets fit: a message is at most 65,535 octets.
                     (cookie_at, cookie_len) = ((rd_start + o + 4) as u16, olen);
                 }
+                nsid |= code == NSID_OPTION;
                 o += 4 + usize::from(olen);
             }
             if o != rd.len() {
@@ -162,6 +169,7 @@ pub fn parse_query(m: &[u8], qname: &mut [u8; 256]) -> Result<Query, QueryError>
                 dnssec_ok: ttl_lo & 0x8000 != 0,
                 cookie_at,
                 cookie_len,
+                nsid,
             });
         }
         pos = rd_start + rdlen;

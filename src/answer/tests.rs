@@ -297,7 +297,8 @@ fn parse_response(m: &[u8]) -> Resp {
                     rdlen: rdlen as u16,
                 });
             } else {
-                assert_eq!(class, 1);
+                // IN, or the question's class (CH answers).
+                assert!(class == 1 || questions.first().is_some_and(|q| q.2 == class), "class {class}");
                 let rd = decompress(t, m, start, rdlen).unwrap();
                 let mut text = format!("{} {} {} ", name_text(&n[..len]).to_ascii_lowercase(), ttl, type_name(t));
                 format_rdata(&mut text, t, &rd);
@@ -1993,6 +1994,33 @@ fn dnssec_nxdomain_proves_the_name_and_the_wildcard() {
     assert_eq!(owners_of(&r.authority, "NSEC"), ["*.w.s.test.", "s.test."], "{r:#?}");
 }
 
+/// The shortcut for the wildcard of an NXDOMAIN (the closest encloser's own NSEC) agrees
+/// with the binary search wherever it answers, and answers for most names just below an NSEC owner,
+/// including children that sort before `*`.
+#[test]
+fn dnssec_own_nsec_cover_agrees_with_the_search() {
+    static Z: OnceLock<Bytes> = OnceLock::new();
+    let file = archived(Z.get_or_init(|| build("nsec.test.", include_str!("../../tests/data/signed/nsec.test.zone"))));
+    let mut shortcuts = 0;
+    for z in [nsec_zone(), file] {
+        for n in z.node_ids().filter(|&n| z.rrset(n, rtype::NSEC).is_some()) {
+            for first in [&b"\x01*"[..], b"\x01!", b"\x01\x00", b"\x02*a", b"\x01a", b"\x03zzz", b"\x02\xff\xff"] {
+                let below = [first, z.node_name(n)].concat();
+                if below.len() > 255 || z.find(&below).is_some() {
+                    continue;
+                }
+                let searched = super::denial::nsec_cover(z, &below);
+                let own = super::denial::own_nsec_covers(z, n, &below);
+                // Where it answers it agrees (elsewhere the search runs: a chain whose last
+                // NSEC does not point back to the apex, as in `nsec_zone`, is searched).
+                assert!(!own || searched == Some(n), "{}", name_text(&below));
+                shortcuts += usize::from(own);
+            }
+        }
+    }
+    assert!(shortcuts >= 10, "{shortcuts}");
+}
+
 #[test]
 fn dnssec_nodata_and_empty_non_terminal() {
     let z = nsec_zone();
@@ -2153,6 +2181,11 @@ fn dnssec_precomputed_nsec3_of_every_name_is_its_hash() {
         let hashed = super::denial::nsec3_match(z, z.node_name(n));
         assert_eq!(z.nsec3_of(n), hashed, "{}", name_text(z.node_name(n)));
         with += usize::from(hashed.is_some());
+        // And the NSEC3 covering the wildcard below it, as hashing `*.name` now finds it.
+        if let Some((_, w)) = z.nsec3_proofs(n) {
+            let wild = [b"\x01*", z.node_name(n)].concat();
+            assert_eq!(Some(w), super::denial::nsec3_cover(z, &wild), "*.{}", name_text(z.node_name(n)));
+        }
     }
     // Every name but the NSEC3 owners and what an opt-out span leaves out has one.
     assert!(with >= 10, "{with}");
@@ -2187,4 +2220,148 @@ fn dnssec_batch_answers_equal_single_answers() {
             parse_response(&one[..len]);
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// CH TXT version.bind / id.server (RFC 4892) and NSID (RFC 5001)
+// ---------------------------------------------------------------------------
+
+mod identity {
+    use super::*;
+
+    fn about() -> &'static Identity {
+        static I: OnceLock<Identity> = OnceLock::new();
+        I.get_or_init(|| Identity {
+            version: Some(b"9.9".to_vec()),
+            identity: Some(b"ns1".to_vec()),
+            nsid: Some(vec![b'n'; 200]),
+        })
+    }
+
+    fn cfg() -> Config {
+        Config { identity: Some(about()), ..Config::default() }
+    }
+
+    /// The query `q` with an OPT of `size` holding an empty NSID option.
+    fn with_nsid(q: &Q, size: u16) -> Vec<u8> {
+        let mut m = q.wire();
+        m[11] = 1;
+        m.extend_from_slice(&opt_rr(size, 0, false, &[0, 3, 0, 0]));
+        m
+    }
+
+    fn run(q: &[u8], cfg: &Config, t: Transport) -> Resp {
+        let mut buf = vec![0u8; 65535];
+        buf[..q.len()].copy_from_slice(q);
+        let Outcome::Reply { len, .. } = answer(ex(), &mut buf, q.len(), t, cfg) else { panic!("no reply") };
+        buf.truncate(len);
+        parse_response(&buf)
+    }
+
+    /// The options of a response's OPT (the last record): (code, data).
+    fn options(r: &Resp) -> Vec<(u16, Vec<u8>)> {
+        let Some(opt) = r.opt else { return Vec::new() };
+        let rd = &r.raw[r.raw.len() - opt.rdlen as usize..];
+        let (mut o, mut out) = (0, Vec::new());
+        while o + 4 <= rd.len() {
+            let len = u16_at(rd, o + 2) as usize;
+            out.push((u16_at(rd, o), rd[o + 4..o + 4 + len].to_vec()));
+            o += 4 + len;
+        }
+        assert_eq!(o, rd.len(), "options fill the OPT exactly");
+        out
+    }
+
+    fn ch(name: &str, qtype: u16) -> Q {
+        Q { qclass: 3, ..Q::new(name, qtype) }
+    }
+
+    #[test]
+    fn chaos_txt_answers_without_aa_and_with_ttl_zero() {
+        let r = run(&ch("VERSION.bind.", rtype::TXT).wire(), &cfg(), Transport::Udp);
+        assert_eq!((r.rcode, r.aa(), r.counts()), (0, false, [1, 0, 0]));
+        // Owner whole and in lower case, class CH, TTL 0, one character-string.
+        let a = &r.raw[r.question_end..];
+        assert_eq!(a, b"\x07version\x04bind\x00\x00\x10\x00\x03\x00\x00\x00\x00\x00\x04\x039.9");
+        let r = run(&ch("hostname.bind.", rtype::ANY).wire(), &cfg(), Transport::Tcp);
+        assert!(r.raw.ends_with(b"\x00\x04\x03ns1"), "{r:#?}");
+        for (name, qtype) in [("version.bind.", rtype::A), ("authors.bind.", rtype::TXT), ("example.com.", rtype::SOA)]
+        {
+            let r = run(&ch(name, qtype).wire(), &cfg(), Transport::Udp);
+            assert_eq!((r.rcode, r.counts()), (rcode::REFUSED as u16, [0, 0, 0]), "{name}");
+        }
+        // Without an identity (a server with none configured) CH is refused.
+        let r = run(&ch("id.server.", rtype::TXT).wire(), &Config::default(), Transport::Udp);
+        assert_eq!(r.rcode, rcode::REFUSED as u16);
+    }
+
+    #[test]
+    fn nsid_only_when_asked_on_every_kind_of_reply() {
+        let nsid = (3u16, vec![b'n'; 200]);
+        for q in
+            [Q::new("www.example.com.", rtype::A), Q::new("nx.example.com.", rtype::A), Q::new("other.test.", rtype::A)]
+        {
+            let r = run(&with_nsid(&q, 1232), &cfg(), Transport::Udp);
+            assert_eq!(options(&r), std::slice::from_ref(&nsid), "{r:#?}");
+            let r = run(&q.clone().edns(1232).wire(), &cfg(), Transport::Udp);
+            assert_eq!(options(&r), [], "not asked");
+        }
+        let r = run(&with_nsid(&ch("id.server.", rtype::TXT), 1232), &cfg(), Transport::Udp);
+        assert_eq!((r.counts(), options(&r)), ([1, 0, 1], vec![nsid]));
+    }
+
+    /// The NSID's room is kept when the answer is filled: a reply that fits 512 octets
+    /// only without the option is truncated (TC, no records) with the option, never
+    /// longer than 512 and never without the option.
+    #[test]
+    fn nsid_room_is_kept_in_a_full_reply() {
+        static Z: OnceLock<Bytes> = OnceLock::new();
+        let text =
+            format!("$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nt TXT \"{}\" \"{}\"\n", "x".repeat(200), "y".repeat(150));
+        let z = archived(Z.get_or_init(|| build("t.test.", &text)));
+        let ask = |q: &[u8]| {
+            let mut buf = vec![0u8; 4096];
+            buf[..q.len()].copy_from_slice(q);
+            let Outcome::Reply { len, .. } = answer(z, &mut buf, q.len(), Transport::Udp, &cfg()) else { panic!() };
+            buf.truncate(len);
+            parse_response(&buf)
+        };
+        let q = Q::new("t.t.test.", rtype::TXT);
+        let plain = ask(&q.clone().edns(512).wire());
+        assert!(!plain.tc() && plain.counts()[0] == 1 && plain.raw.len() + 204 > 512, "{}", plain.raw.len());
+        let asked = ask(&with_nsid(&q, 512));
+        assert!(asked.tc() && asked.counts() == [0, 0, 1] && asked.raw.len() <= 512, "{asked:#?}");
+        assert_eq!(options(&asked), [(3, vec![b'n'; 200])]);
+        // With room, all of it.
+        let asked = ask(&with_nsid(&q, 1232));
+        assert!(!asked.tc() && asked.counts() == [1, 0, 1] && options(&asked).len() == 1);
+    }
+}
+
+/// The outcome carries the question's type for the loops' counters: on answers, on
+/// errors after the question was read, on CH answers; 0 when there is no question.
+#[test]
+fn outcomes_carry_the_question_type() {
+    let qtype_of = |q: &[u8]| match run_raw(ex(), q, Transport::Udp, 4096).0 {
+        Outcome::Reply { qtype, .. } => qtype,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(qtype_of(&Q::new("www.example.com.", rtype::AAAA).wire()), rtype::AAAA);
+    assert_eq!(qtype_of(&Q::new("elsewhere.test.", rtype::MX).wire()), rtype::MX);
+    assert_eq!(qtype_of(&Q { qclass: 3, ..Q::new("id.server.", rtype::TXT) }.wire()), rtype::TXT);
+    assert_eq!(qtype_of(&Q::new("example.com.", rtype::AXFR).wire()), rtype::AXFR);
+    let mut broken = Q::new("www.example.com.", rtype::A).wire();
+    broken[5] = 2; // two questions
+    assert_eq!(qtype_of(&broken), 0);
+    let mut batch = [Q::new("www.example.com.", rtype::TXT).wire(), Q::new("nx.example.com.", rtype::SRV).wire()];
+    let lens = [batch[0].len(), batch[1].len()];
+    for b in &mut batch {
+        b.resize(4096, 0);
+    }
+    let mut out = [Outcome::Drop(DropReason::Short); 2];
+    answer_batch(ex(), &mut batch, &lens, &[], Transport::Udp, &Config::default(), &mut out, &mut BatchScratch::new());
+    assert!(
+        matches!(out, [Outcome::Reply { qtype: rtype::TXT, .. }, Outcome::Reply { qtype: rtype::SRV, .. }]),
+        "{out:?}"
+    );
 }

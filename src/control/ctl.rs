@@ -1,11 +1,12 @@
 //! `nsxdp ctl`: the control socket and the zone manager thread behind it.
 //!
-//! The socket is a Unix stream socket. A client sends one command line (`reload [ZONE]`,
-//! `status [ZONE]`, `zone-status ZONE`, `refresh ZONE`, `retransfer ZONE`) and reads the
-//! reply until the server closes: text lines, the last of which is `ok` or `error: ...`.
-//! The socket thread passes each command to the manager thread, which owns the
-//! [`ZoneSet`] and also reloads every zone on SIGHUP. Reloading runs there, never on a DNS
-//! thread, so a long reload delays no answer.
+//! The socket is a Unix stream socket. A client sends one command line (see [`COMMANDS`])
+//! and reads the reply until the server closes: text lines, the last of which is `ok` or
+//! `error: ...`. The socket thread answers `stats` (from [`Metrics`]) and `stop` (the
+//! shutdown flag SIGTERM sets) itself, so that neither waits behind a long reload; it
+//! passes the rest to the manager thread, which owns the [`ZoneSet`] and also reloads every
+//! zone on SIGHUP. Reloading runs there, never on a DNS thread, so a long reload delays no
+//! answer. Times in replies are RFC 3339, UTC.
 //!
 //! The manager also runs the secondary zones: it starts each check when its timer (or a
 //! NOTIFY, passed in as an [`Event::Notify`]) says so, on a worker thread of its own
@@ -27,6 +28,7 @@ use super::notify::{self, Done, Outbox, Policy};
 use super::secondary::{self, Fetched, Job};
 use super::zones::{Reloaded, ZoneSet};
 use crate::config::SharedConfig;
+use crate::metrics::Metrics;
 use crate::wire::name::Name;
 use crate::xfr::tsig::{Key, Signer};
 
@@ -50,8 +52,14 @@ pub enum Event {
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Binds the control socket (replacing a stale one left by a crash, refusing one a running
-/// server answers on) and serves it on a thread.
-pub fn spawn_socket(path: &Path, to_manager: Sender<Event>, shutdown: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+/// server answers on) and serves it on a thread. `stop` sets `shutdown`; `stats` and the
+/// server lines of `status` come from `metrics`.
+pub fn spawn_socket(
+    path: &Path,
+    to_manager: Sender<Event>,
+    shutdown: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) -> io::Result<JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -72,7 +80,7 @@ pub fn spawn_socket(path: &Path, to_manager: Sender<Event>, shutdown: Arc<Atomic
         while !shutdown.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if let Err(e) = handle(stream, &to_manager) {
+                    if let Err(e) = handle(stream, &to_manager, &shutdown, &metrics) {
                         eprintln!("nsxdp: control socket: {e}");
                     }
                 }
@@ -87,18 +95,57 @@ pub fn spawn_socket(path: &Path, to_manager: Sender<Event>, shutdown: Arc<Atomic
     })
 }
 
-fn handle(stream: UnixStream, to_manager: &Sender<Event>) -> io::Result<()> {
+fn handle(stream: UnixStream, to_manager: &Sender<Event>, shutdown: &AtomicBool, metrics: &Metrics) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(&stream).take_line(&mut line)?;
-    let (reply, from_manager) = mpsc::channel();
-    let answer = if to_manager.send(Event::Command(Request { line: line.trim().to_string(), reply })).is_err() {
-        "error: the server is stopping\n".to_string()
-    } else {
-        from_manager.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| "error: no reply\n".to_string())
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let answer = match words.as_slice() {
+        ["stats"] => metrics.figures().lines() + "ok\n",
+        ["stats", "--json"] => match serde_json::to_string_pretty(&metrics.figures()) {
+            Ok(j) => j + "\nok\n",
+            Err(e) => format!("error: {e}\n"),
+        },
+        ["stats", ..] => "error: stats takes only --json\n".to_string(),
+        ["stop"] => {
+            eprintln!("nsxdp: ctl stop: stopping");
+            shutdown.store(true, Ordering::Relaxed);
+            "stopping\nok\n".to_string()
+        }
+        ["stop", ..] => "error: stop takes no argument\n".to_string(),
+        _ => {
+            let (reply, from_manager) = mpsc::channel();
+            let from_zones =
+                if to_manager.send(Event::Command(Request { line: line.trim().to_string(), reply })).is_err() {
+                    "error: the server is stopping\n".to_string()
+                } else {
+                    from_manager.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| "error: no reply\n".to_string())
+                };
+            match words.first() {
+                Some(&"status") => server_status(metrics) + &from_zones,
+                _ => from_zones,
+            }
+        }
     };
     (&stream).write_all(answer.as_bytes())
+}
+
+/// The first lines of `status`: the server's version, process id, start and uptime.
+fn server_status(metrics: &Metrics) -> String {
+    let up = metrics.uptime().as_secs();
+    format!(
+        "version {}\npid {}\nstarted {}\nuptime {} ({up} s)\n",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        rfc3339(metrics.started()),
+        humantime::format_duration(Duration::from_secs(up)),
+    )
+}
+
+/// A time as RFC 3339, UTC, to the second.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 trait TakeLine {
@@ -293,6 +340,7 @@ fn handle_line(zones: &mut ZoneSet, line: &str, src: Option<&ConfigSource>) -> (
 /// secondary zones' checks, NOTIFY out after every change (with a notifier), until
 /// `shutdown`. `events` must be the receiving end of `to_self` (workers report through it).
 /// Gives the zone set back when it stops.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_manager(
     mut zones: ZoneSet,
     events: Receiver<Event>,
@@ -301,10 +349,21 @@ pub fn spawn_manager(
     shutdown: Arc<AtomicBool>,
     notifier: Option<Notifier>,
     config: Option<ConfigSource>,
+    metrics: Option<Arc<Metrics>>,
 ) -> io::Result<JoinHandle<ZoneSet>> {
     std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
         let mut outbox = Outbox::new();
+        let mut published: Option<std::time::Instant> = None;
+        let mut acted = true;
         while !shutdown.load(Ordering::Relaxed) {
+            // The zones' state for the metrics: after anything happened, and every second
+            // (expiry changes on its own).
+            if let Some(m) = &metrics {
+                if acted || published.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    m.publish_zones(&zones);
+                    published = Some(std::time::Instant::now());
+                }
+            }
             let mut changed = Vec::new();
             if hup.swap(false, Ordering::Relaxed) {
                 eprintln!("nsxdp: SIGHUP: reloading every zone");
@@ -320,7 +379,9 @@ pub fn spawn_manager(
                     wait = wait.min(at.saturating_duration_since(now));
                 }
             }
-            match events.recv_timeout(wait.max(Duration::from_millis(1))) {
+            let event = events.recv_timeout(wait.max(Duration::from_millis(1)));
+            acted = event.is_ok() || !changed.is_empty();
+            match event {
                 Ok(Event::Command(r)) => {
                     let (out, c) = handle_line(&mut zones, &r.line, config.as_ref());
                     changed.extend(c);
@@ -518,6 +579,10 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                             changes.added.len()
                         );
                     }
+                    Reloaded::Secondary { serial } => {
+                        let serial = serial.map_or_else(|| "none yet".into(), |s| s.to_string());
+                        let _ = writeln!(out, "{name} is a secondary (serial {serial}): transferred, not reloaded");
+                    }
                     Reloaded::Failed { error } => {
                         failed += 1;
                         let serial = zones.zones[i].serial().map_or_else(|| "none".into(), |s| s.to_string());
@@ -532,7 +597,7 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
         "status" => {
             for i in targets {
                 let z = &zones.zones[i];
-                let at = z.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let at = rfc3339(z.loaded_at);
                 let serial = z.serial().map_or_else(|| "none".to_string(), |s| s.to_string());
                 match &z.secondary {
                     None => {
@@ -583,10 +648,12 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
     out
 }
 
-const COMMANDS: &str = "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE";
+/// The commands, as an error names them.
+pub const COMMANDS: &str =
+    "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE, stats [--json], stop";
 
 /// `zone-status`: a zone's serial, role, timers, last check and error, counters. Times are
-/// Unix seconds.
+/// RFC 3339, UTC.
 fn zone_status(zones: &ZoneSet, i: usize, out: &mut String) {
     let z = &zones.zones[i];
     let serial = z.serial().map_or_else(|| "none".to_string(), |s| s.to_string());
@@ -594,12 +661,12 @@ fn zone_status(zones: &ZoneSet, i: usize, out: &mut String) {
     let _ = writeln!(out, "serial {serial}");
     let unix = |t: std::time::Instant| {
         let now = std::time::Instant::now();
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if t >= now {
-            wall + t.duration_since(now).as_secs()
+        let wall = SystemTime::now();
+        rfc3339(if t >= now {
+            wall + t.duration_since(now)
         } else {
-            wall.saturating_sub(now.duration_since(t).as_secs())
-        }
+            wall.checked_sub(now.duration_since(t)).unwrap_or(UNIX_EPOCH)
+        })
     };
     match &z.secondary {
         None => {
@@ -641,7 +708,19 @@ fn zone_status(zones: &ZoneSet, i: usize, out: &mut String) {
 }
 
 /// The client side: sends a command, prints the reply; Ok(true) when it ends with `ok`.
+/// The `ok` after the JSON of `stats --json` is not printed, so that the output is JSON.
 pub fn client(socket: &PathBuf, line: &str) -> io::Result<bool> {
+    let reply = request(socket, line)?;
+    let ok = reply.lines().last() == Some("ok");
+    match reply.strip_suffix("ok\n").filter(|_| ok && line.split_whitespace().eq(["stats", "--json"])) {
+        Some(json) => print!("{json}"),
+        None => print!("{reply}"),
+    }
+    Ok(ok)
+}
+
+/// Sends a command and reads the whole reply.
+pub fn request(socket: &PathBuf, line: &str) -> io::Result<String> {
     let mut s =
         UnixStream::connect(socket).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", socket.display())))?;
     s.write_all(line.as_bytes())?;
@@ -649,8 +728,7 @@ pub fn client(socket: &PathBuf, line: &str) -> io::Result<bool> {
     s.shutdown(std::net::Shutdown::Write)?;
     let mut reply = String::new();
     io::Read::read_to_string(&mut s, &mut reply)?;
-    print!("{reply}");
-    Ok(reply.lines().last() == Some("ok"))
+    Ok(reply)
 }
 
 #[cfg(test)]
@@ -672,13 +750,33 @@ mod tests {
         let hup = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let sock = dir.path().join("run/ctl.sock");
-        let t1 = spawn_socket(&sock, tx.clone(), shutdown.clone()).unwrap();
-        let t2 = spawn_manager(zs, rx, tx, hup.clone(), shutdown.clone(), None, None).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let t1 = spawn_socket(&sock, tx.clone(), shutdown.clone(), metrics.clone()).unwrap();
+        let t2 = spawn_manager(zs, rx, tx, hup.clone(), shutdown.clone(), None, None, Some(metrics.clone())).unwrap();
         // A second server on the same socket is refused.
         let (tx2, _rx2) = mpsc::channel();
-        assert!(spawn_socket(&sock, tx2, shutdown.clone()).is_err());
+        assert!(spawn_socket(&sock, tx2, shutdown.clone(), metrics.clone()).is_err());
 
         assert!(client(&sock, "status").unwrap());
+        let status = request(&sock, "status").unwrap();
+        assert!(
+            status.starts_with(&format!(
+                "version {}\npid {}\nstarted 20",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id()
+            )),
+            "{status}"
+        );
+        // c.test. serial 1 loaded-at 2026-12-05T18:00:00Z file ...
+        let loaded_at = status.lines().find(|l| l.starts_with("c.test.")).unwrap().split(' ').nth(4).unwrap();
+        assert!(humantime::parse_rfc3339(loaded_at).is_ok(), "{status}");
+        // The manager published the zone for the metrics.
+        let stats = request(&sock, "stats").unwrap();
+        assert!(stats.contains("nsxdp_zones{state=\"serving\"} 1"), "{stats}");
+        let json = request(&sock, "stats --json").unwrap();
+        let v: serde_json::Value = serde_json::from_str(json.strip_suffix("ok\n").unwrap()).unwrap();
+        assert_eq!(v["zones"]["configured"], 1);
+        assert!(request(&sock, "stats --yaml").unwrap().starts_with("error:"));
         assert!(client(&sock, "reload c.test").unwrap());
         assert!(!client(&sock, "reload nope.test").unwrap());
         assert!(!client(&sock, "frobnicate").unwrap());
@@ -698,5 +796,19 @@ mod tests {
         let zs = t2.join().unwrap();
         assert_eq!(zs.zones[0].serial(), Some(9));
         assert!(!sock.exists());
+    }
+
+    #[test]
+    fn stop_sets_the_shutdown_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("ctl.sock");
+        let (tx, _rx) = mpsc::channel();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let t = spawn_socket(&sock, tx, shutdown.clone(), Arc::new(Metrics::new())).unwrap();
+        assert!(!client(&sock, "stop now").unwrap());
+        assert!(!shutdown.load(Ordering::Relaxed));
+        assert_eq!(request(&sock, "stop").unwrap(), "stopping\nok\n");
+        t.join().unwrap();
+        assert!(shutdown.load(Ordering::Relaxed));
     }
 }

@@ -170,6 +170,9 @@ pub enum Reloaded {
     Updated { from: u32, to: u32, changes: Changeset, warnings: Vec<String> },
     /// The running version stays.
     Failed { error: String },
+    /// A secondary zone: its data comes by transfer, not from a file (`refresh` and
+    /// `retransfer` ask its primaries); nothing to do, and no failure.
+    Secondary { serial: Option<u32> },
 }
 
 /// The zones, their snapshot directory and the catalog the run loops read.
@@ -310,7 +313,7 @@ impl ZoneSet {
         let i = self.zones.len() - 1;
         self.refresh_ns_targets(i);
         match self.reload(i, now_unix) {
-            Reloaded::Unchanged { .. } => {}
+            Reloaded::Unchanged { .. } | Reloaded::Secondary { .. } => {}
             Reloaded::Updated { from, to, warnings, .. } => {
                 notes.extend(warnings);
                 notes.push(format!(
@@ -660,6 +663,8 @@ impl ZoneSet {
         let z = &mut self.zones[i];
         match &r {
             Reloaded::Failed { error } => z.last_error = Some(error.clone()),
+            // A secondary's last error is its last transfer's.
+            Reloaded::Secondary { .. } => {}
             _ => z.last_error = None,
         }
         if let Reloaded::Updated { .. } = r {
@@ -675,7 +680,7 @@ impl ZoneSet {
     fn reload_inner(&mut self, i: usize, now_unix: u32) -> Reloaded {
         let z = &self.zones[i];
         if z.secondary.is_some() {
-            return Reloaded::Failed { error: format!("zone {} is a secondary: use refresh or retransfer", z.name) };
+            return Reloaded::Secondary { serial: z.serial() };
         }
         let Some(snap) = z.snapshot.clone() else {
             return Reloaded::Failed { error: format!("zone {} has no version", z.name) };

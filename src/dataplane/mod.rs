@@ -3,8 +3,10 @@
 //! A run loop takes a batch of messages from its source, answers each in place with
 //! [`crate::answer::answer`] against the catalog loaded once per batch, and sends the batch
 //! back. Counters are per loop (relaxed atomics, never shared between writers) and summed
-//! only when read; each loop keeps its own service-time histogram. This module knows nothing
-//! of zones beyond handing the catalog to the engine.
+//! only when read (`crate::metrics` reads them live); each loop keeps its own service-time
+//! histogram, an hdrhistogram handed back at exit and fixed log-scale buckets in its
+//! [`LoopStats`] that a scrape reads while it runs. This module knows nothing of zones
+//! beyond handing the catalog to the engine.
 
 pub mod packet;
 pub mod udp;
@@ -46,23 +48,160 @@ pub struct LoopStats {
     pub rrl_passed: AtomicU64,
     pub rrl_dropped: AtomicU64,
     pub rrl_slipped: AtomicU64,
+    /// Answered queries by the type asked, by [`qtype_index`] (the common types, then
+    /// "other" for the rest and for replies without a readable question).
+    pub qtypes: [AtomicU64; QTYPES.len() + 1],
+    /// Queries with a COOKIE option (cookies on): with a valid server cookie of ours, and
+    /// without one (a client cookie alone, or a server cookie that is not ours or expired).
+    pub cookies_valid: AtomicU64,
+    pub cookies_unproven: AtomicU64,
+    /// Service time per query, live.
+    pub service: ServiceBuckets,
 }
 
+/// Query types counted on their own by [`LoopStats::qtypes`], with their names.
+pub const QTYPES: [(u16, &str); 23] = [
+    (1, "A"),
+    (2, "NS"),
+    (5, "CNAME"),
+    (6, "SOA"),
+    (12, "PTR"),
+    (15, "MX"),
+    (16, "TXT"),
+    (28, "AAAA"),
+    (33, "SRV"),
+    (35, "NAPTR"),
+    (43, "DS"),
+    (46, "RRSIG"),
+    (47, "NSEC"),
+    (48, "DNSKEY"),
+    (50, "NSEC3"),
+    (51, "NSEC3PARAM"),
+    (52, "TLSA"),
+    (64, "SVCB"),
+    (65, "HTTPS"),
+    (251, "IXFR"),
+    (252, "AXFR"),
+    (255, "ANY"),
+    (257, "CAA"),
+];
+
+/// The slot of a query type in [`LoopStats::qtypes`]: its place in [`QTYPES`], else the
+/// last ("other"). One table load (a search of [`QTYPES`] cost three times the counting).
+#[inline]
+pub fn qtype_index(qtype: u16) -> usize {
+    match QTYPE_SLOTS.get(qtype as usize) {
+        Some(slot) => *slot as usize,
+        None => QTYPES.len(),
+    }
+}
+
+/// [`qtype_index`] of every type up to the highest in [`QTYPES`].
+const QTYPE_SLOTS: [u8; 258] = {
+    let mut t = [QTYPES.len() as u8; 258];
+    let mut i = 0;
+    while i < QTYPES.len() {
+        t[QTYPES[i].0 as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 impl LoopStats {
-    /// Counts the outcome of one message.
+    /// Counts the outcome of one message (a reply's question type comes with it: nothing of
+    /// the message is read).
+    #[inline]
     pub fn record(&self, o: &Outcome) {
         let add = |c: &AtomicU64| c.store(c.load(Relaxed) + 1, Relaxed);
         add(&self.received);
         match o {
-            Outcome::Reply { rcode, truncated, .. } => {
+            Outcome::Reply { rcode, truncated, cookie, qtype, .. } => {
                 add(&self.rcodes[(*rcode as usize).min(16)]);
                 if *truncated {
                     add(&self.truncated);
+                }
+                add(&self.qtypes[qtype_index(*qtype)]);
+                match cookie {
+                    CookieSeen::None => {}
+                    CookieSeen::Valid => add(&self.cookies_valid),
+                    CookieSeen::Unproven => add(&self.cookies_unproven),
                 }
             }
             Outcome::Drop(DropReason::Short) => add(&self.dropped_short),
             Outcome::Drop(DropReason::Response) => add(&self.dropped_response),
         }
+    }
+}
+
+/// Upper bounds of the service-time buckets, in nanoseconds: powers of two from 128 ns to
+/// about 1 ms (a query never takes longer unless the loop was descheduled); one more bucket
+/// holds the rest.
+pub const SERVICE_BOUNDS_NS: [u64; 14] = [
+    1 << 7,
+    1 << 8,
+    1 << 9,
+    1 << 10,
+    1 << 11,
+    1 << 12,
+    1 << 13,
+    1 << 14,
+    1 << 15,
+    1 << 16,
+    1 << 17,
+    1 << 18,
+    1 << 19,
+    1 << 20,
+];
+
+/// A loop's service-time histogram that can be read while the loop writes it: a count per
+/// fixed bucket, their sum and the total time, each a relaxed atomic with one writer (the
+/// loop). No allocation and no lock: a batch adds to one bucket.
+#[derive(Debug, Default)]
+pub struct ServiceBuckets {
+    counts: [AtomicU64; SERVICE_BOUNDS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+/// What a [`ServiceBuckets`] held when read (or several added up).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSnapshot {
+    /// Per bucket, not cumulative; the last is above every bound.
+    pub counts: [u64; SERVICE_BOUNDS_NS.len() + 1],
+    pub count: u64,
+    pub sum_ns: u64,
+}
+
+impl ServiceBuckets {
+    /// Adds `n` queries that took `ns` nanoseconds each.
+    #[inline]
+    pub fn record_n(&self, ns: u64, n: u64) {
+        // The first bound at or above ns: 128 ns and less → bucket 0, (2^k/2, 2^k] → k - 7.
+        let log = 64 - ns.saturating_sub(1).leading_zeros() as usize;
+        let i = log.saturating_sub(7).min(SERVICE_BOUNDS_NS.len());
+        let add = |c: &AtomicU64, v: u64| c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
+        add(&self.counts[i], n);
+        add(&self.sum_ns, ns.saturating_mul(n));
+    }
+
+    pub fn snapshot(&self) -> ServiceSnapshot {
+        // The count is the buckets' sum, so the two always agree; the time may be off by a
+        // batch recorded while they are read.
+        let mut s = ServiceSnapshot { sum_ns: self.sum_ns.load(Relaxed), ..ServiceSnapshot::default() };
+        for (a, b) in s.counts.iter_mut().zip(&self.counts) {
+            *a = b.load(Relaxed);
+        }
+        s.count = s.counts.iter().sum();
+        s
+    }
+}
+
+impl ServiceSnapshot {
+    pub fn add(&mut self, o: &ServiceSnapshot) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.count += o.count;
+        self.sum_ns += o.sum_ns;
     }
 }
 
@@ -81,6 +220,9 @@ pub struct StatsSnapshot {
     pub rrl_passed: u64,
     pub rrl_dropped: u64,
     pub rrl_slipped: u64,
+    pub qtypes: [u64; QTYPES.len() + 1],
+    pub cookies_valid: u64,
+    pub cookies_unproven: u64,
 }
 
 impl StatsSnapshot {
@@ -101,6 +243,11 @@ impl StatsSnapshot {
             s.rrl_passed += l.rrl_passed.load(Relaxed);
             s.rrl_dropped += l.rrl_dropped.load(Relaxed);
             s.rrl_slipped += l.rrl_slipped.load(Relaxed);
+            for (a, b) in s.qtypes.iter_mut().zip(l.qtypes.iter()) {
+                *a += b.load(Relaxed);
+            }
+            s.cookies_valid += l.cookies_valid.load(Relaxed);
+            s.cookies_unproven += l.cookies_unproven.load(Relaxed);
         }
         s
     }
@@ -234,4 +381,40 @@ pub fn describe_histogram(h: &ServiceHistogram) -> String {
         h.max(),
         h.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_slots() {
+        assert_eq!(qtype_index(28), QTYPES.iter().position(|t| t.1 == "AAAA").unwrap());
+        assert_eq!(qtype_index(999), QTYPES.len());
+        for (i, (t, _)) in QTYPES.iter().enumerate() {
+            assert_eq!(qtype_index(*t), i);
+        }
+        assert_eq!(qtype_index(0), QTYPES.len());
+        assert_eq!(qtype_index(258), QTYPES.len());
+    }
+
+    #[test]
+    fn service_buckets_by_powers_of_two() {
+        let b = ServiceBuckets::default();
+        b.record_n(1, 1);
+        b.record_n(128, 2);
+        b.record_n(129, 3);
+        b.record_n(1 << 20, 4);
+        b.record_n((1 << 20) + 1, 5);
+        b.record_n(u64::MAX, 1);
+        let s = b.snapshot();
+        assert_eq!(s.counts[0], 3);
+        assert_eq!(s.counts[1], 3);
+        assert_eq!(s.counts[SERVICE_BOUNDS_NS.len() - 1], 4);
+        assert_eq!(s.counts[SERVICE_BOUNDS_NS.len()], 6);
+        assert_eq!(s.count, 16);
+        let mut sum = s;
+        sum.add(&s);
+        assert_eq!(sum.count, 32);
+    }
 }

@@ -241,6 +241,7 @@ fn run(
                 // Service time per query: the batch's, shared out.
                 let each = (t0.elapsed().as_nanos() as u64 / got as u64).max(1);
                 let _ = hist.record_n(each, got as u64);
+                stats.service.record_n(each, got as u64);
                 let mut out = 0;
                 if let Some(r) = &mut rrl {
                     let (addrs, hdrs) = (&batch.addrs, &batch.hdrs);

@@ -256,6 +256,8 @@ pub struct QueueLoop {
     pub dns: Arc<LoopStats>,
     pub frames: Arc<FrameStats>,
     pub socket: Arc<XskStats>,
+    /// A descriptor of the queue's socket for [`super::xsk::kernel_stats_of`].
+    pub kernel_fd: Option<Arc<std::os::fd::OwnedFd>>,
     handle: Option<JoinHandle<LoopEnd>>,
 }
 
@@ -335,6 +337,8 @@ impl XdpPlane {
                 rrl: rrl.cloned(),
             };
             let (mode, socket) = (xsk.mode(), xsk.stats().clone());
+            // For the metrics: the kernel's counters read through a second descriptor.
+            let kernel_fd = xsk.stats_fd().ok().map(Arc::new);
             let handle = std::thread::Builder::new()
                 .name(format!("nsxdp-xdp{queue}"))
                 .spawn(move || {
@@ -344,7 +348,7 @@ impl XdpPlane {
                     run(xsk, ctx)
                 })
                 .map_err(|source| XdpStartError::Thread { queue, source })?;
-            plane.loops.push(QueueLoop { queue, core, mode, dns, frames, socket, handle: Some(handle) });
+            plane.loops.push(QueueLoop { queue, core, mode, dns, frames, socket, kernel_fd, handle: Some(handle) });
         }
         Ok(plane)
     }
@@ -514,6 +518,7 @@ fn run(mut xsk: XskSocket, ctx: LoopCtx) -> LoopEnd {
         // mode is the kernel sending): the batch's time shared out evenly.
         let per = (t0.elapsed().as_nanos() as u64 / n as u64).max(1);
         let _ = w.hist.record_n(per, n as u64);
+        ctx.dns.service.record_n(per, n as u64);
         xsk.tx_submit(&mut w.tx);
         // A full kick's worth now; less waits for the next turn, which kicks anyway if
         // nothing more has come in (one syscall for several small bursts).
@@ -629,8 +634,11 @@ pub fn answer_frames(
         r.prepare(&outcomes[..k], |j| which[j].1.map(|d| d.src_ip(frames[which[j].0])));
     }
     for (j, o) in outcomes[..k].iter().enumerate() {
+        let (i, Some(d)) = which[j] else {
+            ctx.dns.record(o);
+            continue;
+        };
         ctx.dns.record(o);
-        let (i, Some(d)) = which[j] else { continue };
         if let Outcome::Reply { len, .. } = *o {
             let len = match &mut rrl {
                 Some(r) => match r.apply(j, o, &mut frames[i][d.payload_offset()..]) {

@@ -1035,18 +1035,29 @@ impl XskSocket {
 
     /// The kernel's counters for this socket.
     pub fn kernel_stats(&self) -> io::Result<KernelStats> {
-        // SAFETY: xdp_statistics is a plain C struct; all-zero bytes are a valid value.
-        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        xdp_getsockopt(self.fd(), libc::XDP_STATISTICS, &mut s)?;
-        Ok(KernelStats {
-            rx_dropped: s.rx_dropped,
-            rx_invalid_descs: s.rx_invalid_descs,
-            tx_invalid_descs: s.tx_invalid_descs,
-            rx_ring_full: s.rx_ring_full,
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: s.tx_ring_empty_descs,
-        })
+        kernel_stats_of(self.fd.as_fd())
     }
+
+    /// A second descriptor of the socket, for reading [`kernel_stats_of`] from another
+    /// thread (the metrics) while the loop owns the socket.
+    pub fn stats_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+}
+
+/// The kernel's counters (XDP_STATISTICS) of the AF_XDP socket `fd`.
+pub fn kernel_stats_of(fd: BorrowedFd<'_>) -> io::Result<KernelStats> {
+    // SAFETY: xdp_statistics is a plain C struct; all-zero bytes are a valid value.
+    let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    xdp_getsockopt(fd.as_raw_fd(), libc::XDP_STATISTICS, &mut s)?;
+    Ok(KernelStats {
+        rx_dropped: s.rx_dropped,
+        rx_invalid_descs: s.rx_invalid_descs,
+        tx_invalid_descs: s.tx_invalid_descs,
+        rx_ring_full: s.rx_ring_full,
+        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: s.tx_ring_empty_descs,
+    })
 }
 
 impl AsRawFd for XskSocket {

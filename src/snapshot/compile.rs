@@ -158,6 +158,7 @@ fn compile_in(zone: &Zone, two: bool) -> Result<Draft, CompileError> {
         nsec3_keys: Vec::new(),
         nsec3_chain: Vec::new(),
         nsec3_of: Vec::new(),
+        nsec3_wild: Vec::new(),
         nsec3_salt: Vec::new(),
         nsec3_iterations: 0,
         nodes,
@@ -237,12 +238,28 @@ fn denial_chains(zone: &Zone, tree: &Tree<'_>, img: &mut Draft) {
     let salt = img.nsec3_salt.clone();
     let iterations = img.nsec3_iterations;
     let label = |i: usize| &tree.get(i).name[1..33];
-    for i in 0..tree.len() {
-        let h = crate::wire::nsec3::owner_label(tree.get(i).name, &salt, iterations);
-        let at = nsec3.partition_point(|&n| label(n) < &h[..]);
-        if let Some(&n) = nsec3.get(at).filter(|&&n| label(n) == h) {
-            img.nsec3_of.push((i as u32, n as u32));
+    let covering = |name: &[u8]| {
+        let h = crate::wire::nsec3::owner_label(name, &salt, iterations);
+        let at = nsec3.partition_point(|&n| label(n) <= &h[..]);
+        // The last owner at or before the hash; before the first is the last (the chain wraps).
+        (nsec3[at.checked_sub(1).unwrap_or(nsec3.len() - 1)], at > 0 && label(nsec3[at - 1]) == h)
+    };
+    let mut wild = Vec::with_capacity(2 + crate::wire::name::MAX_NAME_LEN);
+    let names = if nsec3.is_empty() { 0 } else { tree.len() };
+    for i in 0..names {
+        let name = tree.get(i).name;
+        let (n, matches) = covering(name);
+        if !matches {
+            continue;
         }
+        // And the NSEC3 covering `*.name`, should the name be an NXDOMAIN's closest encloser
+        // (NONE where the wildcard name would be too long: no such query exists).
+        wild.clear();
+        wild.extend_from_slice(b"\x01*");
+        wild.extend_from_slice(name);
+        let w = if wild.len() <= crate::wire::name::MAX_NAME_LEN { covering(&wild).0 as u32 } else { NONE };
+        img.nsec3_of.push((i as u32, n as u32));
+        img.nsec3_wild.push(w);
     }
     img.nsec3_keys = nsec3.iter().map(|&i| nsec3_key(label(i))).collect();
     img.nsec3_chain = nsec3.into_iter().map(|i| i as u32).collect();

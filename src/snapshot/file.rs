@@ -455,6 +455,14 @@ fn check_contents(z: &ArchivedZoneImage) -> Result<(), String> {
         }
         last = Some(n);
     }
+    if z.nsec3_wild.len() != z.nsec3_of.len()
+        || z.nsec3_wild.iter().any(|w| {
+            let w = w.to_native();
+            w != NONE && (!is_node(w) || z.node_name(w).len() != nsec3_owner)
+        })
+    {
+        return Err("bad NSEC3 covering a wildcard".into());
+    }
     let b = z.buckets.len();
     if b < 2 || !b.is_power_of_two() || b < nodes {
         return Err("bad index size".into());

@@ -24,6 +24,8 @@ pub struct Draft {
     pub nsec3_keys: Vec<u64>,
     /// (node, the node owning its NSEC3), by node.
     pub nsec3_of: Vec<(u32, u32)>,
+    /// For each of `nsec3_of`, the node owning the NSEC3 that covers the wildcard below it.
+    pub nsec3_wild: Vec<u32>,
     pub nsec3_salt: Vec<u8>,
     pub nsec3_iterations: u16,
     pub nodes: Vec<NodeRec>,
@@ -107,6 +109,7 @@ pub fn pack(mut d: Draft) -> Option<ZoneImage> {
             .iter()
             .map(|&(n, m)| (offsets[n as usize] as u64) << 32 | offsets[m as usize] as u64)
             .collect(),
+        nsec3_wild: d.nsec3_wild.iter().map(|&m| if m == NONE { NONE } else { offsets[m as usize] }).collect(),
         nsec3_salt: std::mem::take(&mut d.nsec3_salt),
         nsec3_iterations: d.nsec3_iterations,
         node_count: offsets.len() as u32,

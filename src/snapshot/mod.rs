@@ -46,7 +46,7 @@ use crate::wire::name::{bytes_eq, load8};
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"NSXDPSNP";
 /// Bump on any change to the archived types or the header.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 /// "No node" / "no RRset".
 pub const NONE: u32 = u32::MAX;
 
@@ -81,6 +81,10 @@ pub struct ZoneImage {
     /// sorted (found by binary search, so that proofs about names of the zone hash nothing
     /// at query time).
     pub nsec3_of: Vec<u64>,
+    /// For each of `nsec3_of`, the node owning the NSEC3 that covers the wildcard at that
+    /// name (`*.name`, RFC 5155 §7.2.2): with the name as closest encloser, an NXDOMAIN
+    /// hashes only its next closer name.
+    pub nsec3_wild: Vec<u32>,
     /// The chain's salt and extra iterations (RFC 5155 §5).
     pub nsec3_salt: Vec<u8>,
     pub nsec3_iterations: u16,
@@ -469,9 +473,17 @@ impl ArchivedZoneImage {
     /// non-terminals, closest enclosers), without hashing: precomputed.
     #[inline]
     pub fn nsec3_of(&self, n: u32) -> Option<u32> {
+        self.nsec3_proofs(n).map(|(m, _)| m)
+    }
+
+    /// The NSEC3 matching node `n`'s name and the NSEC3 covering the wildcard below it,
+    /// both precomputed (the closest-encloser proof of an NXDOMAIN at `n`).
+    #[inline]
+    pub fn nsec3_proofs(&self, n: u32) -> Option<(u32, u32)> {
         let t = &self.nsec3_of;
         let i = t.partition_point(|e| (e.to_native() >> 32) < n as u64);
-        t.get(i).map(|e| e.to_native()).filter(|e| (e >> 32) as u32 == n).map(|e| e as u32)
+        let e = t.get(i)?.to_native();
+        ((e >> 32) as u32 == n).then(|| (e as u32, self.nsec3_wild.get(i).map_or(NONE, |w| w.to_native())))
     }
 
     /// Every RRset of type `t` at a node (several only for RRSIG: one per covered type).

@@ -5,6 +5,7 @@
 //! Each test binary uses its own subset; the rest is dead code there.
 #![allow(dead_code)]
 
+pub mod dnssec;
 pub mod netns;
 
 use std::io::{BufRead, BufReader};
@@ -558,6 +559,12 @@ pub fn kdig_status(port: u16, zone: &str, qtype: &str, extra: &[&str]) -> String
 /// key may NOTIFY and transfer), the `remote:` entries given (YAML list items, indented two
 /// spaces) and the `zone:` entries given. Returns the configuration's path.
 pub fn knot_conf(dir: &Path, port: u16, secret: &str, remotes: &str, zones: &str) -> PathBuf {
+    knot_conf_with(dir, port, secret, remotes, "", zones)
+}
+
+/// [`knot_conf`] with `sections` (whole top-level sections such as `policy:`, which the
+/// zones may name) placed after the remotes and before the ACL, template and zones.
+pub fn knot_conf_with(dir: &Path, port: u16, secret: &str, remotes: &str, sections: &str, zones: &str) -> PathBuf {
     let kd = dir.join("knot");
     for sub in ["run", "db", "zones"] {
         std::fs::create_dir_all(kd.join(sub)).unwrap();
@@ -570,7 +577,7 @@ pub fn knot_conf(dir: &Path, port: u16, secret: &str, remotes: &str, zones: &str
             "server:\n    rundir: \"{k}/run\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n\
              \nlog:\n  - target: stderr\n    any: info\n\
              \ndatabase:\n    storage: \"{k}/db\"\n\
-             \nkey:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {secret}\n{remotes}\
+             \nkey:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {secret}\n{remotes}{sections}\
              \nacl:\n  - id: peers\n    address: 127.0.0.1\n    key: xfr\n    action: [notify, transfer]\n\
              \ntemplate:\n  - id: default\n    storage: \"{k}/zones\"\n    zonefile-sync: -1\n\
              \nzone:\n{zones}",

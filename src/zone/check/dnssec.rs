@@ -6,8 +6,6 @@
 //! validator needs. Time is a parameter ([`Options::now`]); nothing here reads a clock.
 //! Each kind of problem is reported for at most [`MAX_PER_KIND`] places, then counted.
 
-use sha1::{Digest, Sha1};
-
 use super::Problem;
 use crate::wire::name;
 #[cfg(test)]
@@ -484,20 +482,9 @@ fn is_nsec3_owner(node: &Node) -> bool {
         && node.rrsets.iter().all(|(t, s)| t == rtype::NSEC3 || (t == rtype::RRSIG && s.covered == rtype::NSEC3))
 }
 
-/// The NSEC3 hash of a lowercased wire name (RFC 5155 §5): SHA-1 over the name and the
-/// salt, then `iterations` more times over the digest and the salt.
+/// IH(salt, name, iterations) of RFC 5155 §5 (the engine's, one implementation).
 pub fn nsec3_hash(lower_wire: &[u8], salt: &[u8], iterations: u16) -> [u8; 20] {
-    let mut h = Sha1::new();
-    h.update(lower_wire);
-    h.update(salt);
-    let mut digest: [u8; 20] = h.finalize().into();
-    for _ in 0..iterations {
-        let mut h = Sha1::new();
-        h.update(digest);
-        h.update(salt);
-        digest = h.finalize().into();
-    }
-    digest
+    crate::wire::nsec3::hash(lower_wire, salt, iterations)
 }
 
 /// Base32 with the extended hex alphabet, lowercase, without padding (RFC 4648 §7), as
