@@ -16,6 +16,7 @@
 //! address = ["127.0.0.0/8", "::1"]     # any address when left out
 //! key = "xfr"                        # no key needed when left out
 //! action = ["transfer"]
+//! # transfer-format = "one-answer"   # one record per transfer message; default many-answers
 //!
 //! [[zone]]
 //! name = "example.test"
@@ -27,7 +28,7 @@
 //! [[zone]]
 //! name = "other.test"
 //! role = "secondary"
-//! primaries = ["192.0.2.1:53 key xfr", "192.0.2.2 ixfr false"]   # tried in order
+//! primaries = ["192.0.2.1:53 key xfr ixfr-udp", "192.0.2.2 ixfr false"]   # tried in order
 //! acl = ["from-primaries"]             # who may NOTIFY (action "notify") and transfer
 //! # refresh-min, refresh-max, retry-min, retry-max, expire-min, expire-max (seconds)
 //! # bound the SOA's timers; transfer-timeout = 10 (seconds)
@@ -216,6 +217,18 @@ pub struct Acl {
     /// Name of a `[[key]]` section.
     pub key: Option<String>,
     pub actions: Vec<Action>,
+    /// How transfers allowed by this ACL are split into messages.
+    pub transfer_format: TransferFormat,
+}
+
+/// How a transfer out is split into messages (BIND's `transfer-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransferFormat {
+    /// As many records per message as fit.
+    #[default]
+    ManyAnswers,
+    /// One record per message, for old secondaries that accept nothing else.
+    OneAnswer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +256,8 @@ pub struct Remote {
     pub key: Option<String>,
     /// For primaries: ask for IXFR first (`ixfr false` turns it off).
     pub ixfr: bool,
+    /// For primaries: ask for IXFR over UDP first, then over TCP (`ixfr-udp`).
+    pub ixfr_udp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -388,13 +403,14 @@ struct RawKey {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawAcl {
     name: String,
     #[serde(default)]
     address: Vec<toml::Spanned<String>>,
     key: Option<toml::Spanned<String>>,
     action: Vec<toml::Spanned<String>>,
+    transfer_format: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -612,7 +628,18 @@ impl Config {
                     }
                 });
             }
-            acls.push(Acl { name: a.name, addresses, key: a.key.map(|k| k.into_inner()), actions });
+            let transfer_format = match a.transfer_format.as_ref().map(|f| f.get_ref().as_str()) {
+                None | Some("many-answers") => TransferFormat::ManyAnswers,
+                Some("one-answer") => TransferFormat::OneAnswer,
+                Some(other) => {
+                    let s = a.transfer_format.as_ref().map(|f| f.span());
+                    return Err(err(
+                        s,
+                        format!("acl {:?}: transfer-format {other:?} is not one-answer or many-answers", a.name),
+                    ));
+                }
+            };
+            acls.push(Acl { name: a.name, addresses, key: a.key.map(|k| k.into_inner()), actions, transfer_format });
         }
 
         let mut zones = Vec::new();
@@ -639,7 +666,7 @@ impl Config {
                     err(
                         Some(r.span()),
                         format!(
-                            "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false]\"",
+                            "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp]\"",
                             r.get_ref()
                         ),
                     )
@@ -760,11 +787,17 @@ impl Config {
     /// it; an ACL allows when the address matches (or it lists none) and the key matches (or
     /// it names none).
     pub fn allows(&self, zone: &ZoneConf, action: Action, from: IpAddr, key: Option<&Name>) -> bool {
+        self.allowed_by(zone, action, from, key).is_some()
+    }
+
+    /// The first of `zone`'s ACLs that allows `action` to `from` with `key` (see
+    /// [`Config::allows`]): for transfers, its `transfer-format` applies.
+    pub fn allowed_by(&self, zone: &ZoneConf, action: Action, from: IpAddr, key: Option<&Name>) -> Option<&Acl> {
         let from = match from {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from, IpAddr::V4),
             v4 => v4,
         };
-        zone.acl.iter().filter_map(|n| self.acl(n)).any(|a| {
+        zone.acl.iter().filter_map(|n| self.acl(n)).find(|a| {
             a.actions.contains(&action)
                 && (a.addresses.is_empty() || a.addresses.iter().any(|p| p.contains(from)))
                 && match &a.key {
@@ -875,11 +908,11 @@ fn parse_prefix(s: &str) -> Option<Prefix> {
     (len <= max).then_some(Prefix { addr, len })
 }
 
-/// `ADDR[:PORT] [key NAME] [ixfr false|true]`.
+/// `ADDR[:PORT] [key NAME] [ixfr false|true] [ixfr-udp]`.
 fn parse_remote(s: &str) -> Option<Remote> {
     let mut words = s.split_whitespace();
     let addr = parse_socket_addr(words.next()?, 53)?;
-    let mut r = Remote { addr, key: None, ixfr: true };
+    let mut r = Remote { addr, key: None, ixfr: true, ixfr_udp: false };
     while let Some(w) = words.next() {
         match w {
             "key" if r.key.is_none() => r.key = Some(words.next()?.to_string()),
@@ -890,10 +923,12 @@ fn parse_remote(s: &str) -> Option<Remote> {
                     _ => return None,
                 }
             }
+            "ixfr-udp" => r.ixfr_udp = true,
             _ => return None,
         }
     }
-    Some(r)
+    // IXFR over UDP is a way to ask for IXFR: not with IXFR turned off.
+    (r.ixfr || !r.ixfr_udp).then_some(r)
 }
 
 #[cfg(test)]
@@ -968,7 +1003,10 @@ transfer-timeout = 3
         assert_eq!(z.name.to_string(), "example.test.");
         assert_eq!(z.file.as_deref(), Some(Path::new("/etc/nsxdp/example.test.zone")));
         assert_eq!(z.role, Role::Primary);
-        assert_eq!(z.notify[0], Remote { addr: sa("127.0.0.1:5302"), key: Some("xfr".into()), ixfr: true });
+        assert_eq!(
+            z.notify[0],
+            Remote { addr: sa("127.0.0.1:5302"), key: Some("xfr".into()), ixfr: true, ixfr_udp: false }
+        );
         assert_eq!(z.notify[1].addr, sa("[::1]:5303"));
         assert!(z.notify_ns);
         assert_eq!(z.serial_policy, SerialPolicy::Unixtime);
@@ -976,6 +1014,42 @@ transfer-timeout = 3
         assert_eq!(s.role, Role::Secondary);
         assert!(!s.primaries[0].ixfr);
         assert_eq!(s.primaries[1].addr, sa("127.0.0.2:53"));
+    }
+
+    #[test]
+    fn ixfr_udp_and_transfer_format() {
+        let text = "[[acl]]\nname = \"old\"\naddress = [\"127.2.0.0/16\"]\naction = [\"transfer\"]\n\
+                    transfer-format = \"one-answer\"\n\
+                    [[acl]]\nname = \"new\"\naction = [\"transfer\"]\ntransfer-format = \"many-answers\"\n\
+                    [[zone]]\nname = \"s.test\"\nrole = \"secondary\"\nacl = [\"old\", \"new\"]\n\
+                    primaries = [\"127.0.0.1:5400 key k ixfr-udp\", \"127.0.0.2 ixfr-udp ixfr true\", \"127.0.0.3\"]\n\
+                    [[key]]\nname = \"k\"\nalgorithm = \"hmac-sha256\"\nsecret = \"c2VjcmV0\"\n";
+        let c = parse(text).unwrap();
+        let z = &c.zones[0];
+        let p: Vec<(bool, bool)> = z.primaries.iter().map(|r| (r.ixfr, r.ixfr_udp)).collect();
+        assert_eq!(p, vec![(true, true), (true, true), (true, false)]);
+        assert_eq!(z.primaries[0].key.as_deref(), Some("k"));
+        let format = |ip: &str| c.allowed_by(z, Action::Transfer, ip.parse().unwrap(), None).map(|a| a.transfer_format);
+        assert_eq!(format("127.2.0.9"), Some(TransferFormat::OneAnswer), "the first ACL that allows decides");
+        assert_eq!(format("127.0.0.1"), Some(TransferFormat::ManyAnswers));
+        assert_eq!(c.allowed_by(z, Action::Notify, "127.2.0.9".parse().unwrap(), None), None);
+        assert_eq!(
+            parse("[[acl]]\nname = \"a\"\naction = [\"transfer\"]\n").unwrap().acls[0].transfer_format,
+            TransferFormat::ManyAnswers,
+            "the default"
+        );
+        let bad = [
+            ("[[acl]]\nname = \"a\"\naction = [\"transfer\"]\ntransfer-format = \"one\"\n", "transfer-format \"one\""),
+            (
+                "[[zone]]\nname = \"s.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1 ixfr false ixfr-udp\"]\n",
+                "ixfr-udp",
+            ),
+            ("[[zone]]\nname = \"s.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1 ixfr-tcp\"]\n", "ixfr-udp"),
+        ];
+        for (text, want) in bad {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(want), "{text:?}: {e}");
+        }
     }
 
     #[test]

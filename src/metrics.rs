@@ -312,6 +312,8 @@ impl Metrics {
                     ("ixfr", c.ixfr),
                     ("axfr", c.axfr),
                     ("ixfr_fallback", c.fallbacks),
+                    ("ixfr_udp", c.ixfr_udp),
+                    ("ixfr_udp_to_tcp", c.udp_to_tcp),
                     ("failed", c.failures),
                     ("notify", c.notifies),
                     ("expired", c.expired),

@@ -162,7 +162,7 @@ impl Drop for FakePrimary {
 fn job(primary: SocketAddr, current: Option<(Arc<Snapshot>, u32)>) -> Job {
     Job {
         zone: name(ZONE),
-        primaries: vec![Primary { addr: primary, key: None, ixfr: false }],
+        primaries: vec![Primary { addr: primary, key: None, ixfr: false, ixfr_udp: false }],
         current: current.map(|(snap, serial)| {
             (snap, Record { owner: name(ZONE), rtype: rtype::SOA, ttl: 300, rdata: soa_rdata(serial).into() })
         }),
@@ -206,7 +206,7 @@ fn forged_ids_ignored_and_ids_unpredictable() {
     // An AXFR answered with another ID: refused, nothing taken.
     fake.state.lock().unwrap().wrong_axfr_id = true;
     match fetch(&job(fake.addr, None)) {
-        Err(e) => assert!(e.contains("another ID"), "{e}"),
+        Err(e) => assert!(e.to_string().contains("another ID"), "{e}"),
         Ok(f) => panic!("a transfer answered with another ID was taken: {f:?}"),
     }
 

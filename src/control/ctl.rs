@@ -443,7 +443,7 @@ fn start_checks(zones: &mut ZoneSet, to_self: &Sender<Event>) {
         };
         let tx = to_self.clone();
         let spawned = std::thread::Builder::new().name("nsxdp-xfrin".into()).spawn(move || {
-            let result = secondary::fetch(&job);
+            let result = secondary::fetch(&job).map_err(|e| e.to_string());
             let _ = tx.send(Event::Fetched { zone: job.zone, result });
         });
         if let Err(e) = spawned {
@@ -482,13 +482,14 @@ fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bo
                 Ok(()) => {
                     let to = zones.zones[i].serial().unwrap_or(0);
                     let s = zones.zones[i].secondary.as_mut().expect("a secondary zone");
-                    match report.kind {
-                        "IXFR" => s.counters.ixfr += 1,
+                    match report.how {
+                        crate::secondary::check::How::Ixfr => s.counters.ixfr += 1,
                         _ => s.counters.axfr += 1,
                     }
                     if report.fallback.is_some() {
                         s.counters.fallbacks += 1;
                     }
+                    s.counters.count_udp(&report);
                     let timers = crate::secondary::timers::SoaTimers::from_rdata(
                         s.soa.as_ref().map_or(&[][..], |r| &r.rdata[..]),
                     );

@@ -4,7 +4,9 @@
 //! (so a large zone never sits in memory or in the output buffer whole).
 //!
 //! Denied by default: a zone without a configuration entry, or whose ACLs do not allow
-//! `transfer` to the client's address and key, gets REFUSED. The protocol itself (message
+//! `transfer` to the client's address and key, gets REFUSED. The first ACL that allows it
+//! sets the transfer's format: as many records per message as fit (many-answers, the
+//! default), or one (`transfer-format = "one-answer"`, for old secondaries). The protocol itself (message
 //! layout, TSIG chaining, IXFR sequences) is `crate::xfr`; this module picks the data: the
 //! zone's published snapshot (one consistent version, even while a reload swaps in the next)
 //! and, for IXFR, its journal.
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::answer::Catalog;
-use crate::config::{Action, SharedConfig};
+use crate::config::{Action, SharedConfig, TransferFormat};
 use crate::journal::Journal;
 use crate::snapshot::{Snapshot, SnapshotRecords};
 use crate::wire::message::rcode;
@@ -196,18 +198,19 @@ fn respond(
         count(|s| &s.notauth);
         return single(xfr::write_error(&req, rcode::NOTAUTH, signer.as_mut(), buf, now));
     };
-    let allowed = config.as_ref().is_some_and(|c| {
-        c.zones
-            .iter()
-            .find(|z| z.name.to_lowercase() == qname)
-            .is_some_and(|z| c.allows(z, Action::Transfer, from, verified.as_ref().map(|v| v.key.name())))
+    // The ACL that allows the transfer decides its format.
+    let allowed = config.as_ref().and_then(|c| {
+        let z = c.zones.iter().find(|z| z.name.to_lowercase() == qname)?;
+        c.allowed_by(z, Action::Transfer, from, verified.as_ref().map(|v| v.key.name())).map(|a| a.transfer_format)
     });
-    if !allowed {
+    let Some(format) = allowed else {
         count(|s| &s.refused);
         eprintln!("nsxdp: transfer of {} to {from} refused by the zone's ACL", req.qname);
         return single(xfr::write_error(&req, rcode::REFUSED, signer.as_mut(), buf, now));
-    }
+    };
     let mut opts = Options::tcp_transfer();
+    // One record per message for old secondaries (BIND's transfer-format one-answer).
+    opts.one_rr_per_message = format == TransferFormat::OneAnswer;
     if req.edns_udp_size.is_some() {
         opts.edns_udp_size = Some(1232);
     }

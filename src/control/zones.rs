@@ -106,6 +106,9 @@ pub struct SecondaryCounters {
     pub axfr: u64,
     /// IXFRs that became AXFRs.
     pub fallbacks: u64,
+    /// New versions that came by IXFR over UDP; IXFRs asked over UDP that went to TCP.
+    pub ixfr_udp: u64,
+    pub udp_to_tcp: u64,
     pub failures: u64,
     pub notifies: u64,
     pub expired: u64,
@@ -115,16 +118,31 @@ impl std::fmt::Display for SecondaryCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "checks={} up-to-date={} ixfr={} axfr={} ixfr-fallbacks={} failures={} notifies={} expired={}",
+            "checks={} up-to-date={} ixfr={} axfr={} ixfr-fallbacks={} ixfr-udp={} ixfr-udp-to-tcp={} failures={} \
+             notifies={} expired={}",
             self.checks,
             self.up_to_date,
             self.ixfr,
             self.axfr,
             self.fallbacks,
+            self.ixfr_udp,
+            self.udp_to_tcp,
             self.failures,
             self.notifies,
             self.expired
         )
+    }
+}
+
+impl SecondaryCounters {
+    /// Counts how a new version used UDP.
+    pub fn count_udp(&mut self, report: &super::secondary::Report) {
+        if report.transport == crate::secondary::check::Transport::Udp {
+            self.ixfr_udp += 1;
+        }
+        if report.udp_fallback.is_some() {
+            self.udp_to_tcp += 1;
+        }
     }
 }
 

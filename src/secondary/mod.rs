@@ -1,7 +1,9 @@
 //! The secondary role as pure protocol logic, free of I/O: when to check the primaries
-//! ([`timers`]), and what to send them and accept back ([`xfrin`]). The control side
+//! ([`timers`]), what a check sends next and what the answers mean ([`check`]), and the
+//! requests and the checks on each response message ([`xfrin`]). The control side
 //! (`control::secondary`) moves the bytes and applies what arrives.
 
+pub mod check;
 pub mod timers;
 pub mod xfrin;
 

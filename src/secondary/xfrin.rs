@@ -44,6 +44,10 @@ pub enum XfrInError {
     Limit(String),
     #[error("transfer cut off before its closing SOA")]
     Incomplete,
+    /// An IXFR answered with the primary's SOA alone although it is newer than ours: over
+    /// UDP the sign to ask again over TCP (RFC 1995 §2), over TCP a broken answer.
+    #[error("the primary sent its SOA (serial {0}) alone: it wants the transfer over TCP")]
+    UseTcp(u32),
     /// The connection could not be made or broke (not the primary's data at fault).
     #[error("{0}")]
     Io(String),
@@ -53,7 +57,7 @@ impl XfrInError {
     /// Whether an IXFR that failed this way should be retried as AXFR: the primary does not
     /// do IXFR (RFC 1995 §4 allows refusing it), or what it sent did not apply.
     pub fn try_axfr(&self) -> bool {
-        matches!(self, XfrInError::Rcode(1 | 4 | 5)) || matches!(self, XfrInError::Invalid(_))
+        matches!(self, XfrInError::Rcode(1 | 4 | 5) | XfrInError::Invalid(_) | XfrInError::UseTcp(_))
     }
 }
 
@@ -93,6 +97,12 @@ pub struct Request {
 impl Request {
     /// Builds the request for `zone` (signed with `key` at `now`, seconds since the epoch).
     pub fn new(zone: &Name, kind: &Kind, id: u16, key: Option<&Key>, now: u64) -> Request {
+        Request::with_edns(zone, kind, id, key, now, None)
+    }
+
+    /// As [`Request::new`], with an OPT offering `edns` octets of UDP payload when given (a
+    /// request over UDP, so that the answer may be larger than 512 octets).
+    pub fn with_edns(zone: &Name, kind: &Kind, id: u16, key: Option<&Key>, now: u64, edns: Option<u16>) -> Request {
         let qtype = match kind {
             Kind::Soa => rtype::SOA,
             Kind::Axfr => rtype::AXFR,
@@ -116,6 +126,13 @@ impl Request {
             m.extend_from_slice(&soa.ttl.to_be_bytes());
             m.extend_from_slice(&(soa.rdata.len() as u16).to_be_bytes());
             m.extend_from_slice(&soa.rdata);
+        }
+        if let Some(size) = edns {
+            // OPT: root owner, the payload size as class, no extended rcode or flags.
+            m.extend_from_slice(&[0, 0, 41]);
+            m.extend_from_slice(&size.to_be_bytes());
+            m.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            m[11] = 1;
         }
         let verifier = key.map(|k| {
             let mut signer = Signer::request(k);
@@ -348,9 +365,7 @@ impl Incoming {
                         self.state = State::Done;
                         Ok(true)
                     }
-                    _ => Err(XfrInError::Invalid(format!(
-                        "the primary sent its SOA (serial {serial}) alone: it wants the transfer over TCP"
-                    ))),
+                    _ => Err(XfrInError::UseTcp(serial)),
                 }
             }
             _ => Ok(false),
@@ -496,39 +511,12 @@ impl Incoming {
     }
 }
 
-/// Applies IXFR changesets to a copy of the zone, strictly: every record removed must be
-/// there, every record added must not be (Knot and BIND refuse such an IXFR too), and
-/// each changeset must start at the serial the zone is at.
+/// Applies IXFR changesets to a copy of the zone with [`Zone::apply_strict`] (the same
+/// checks as a journal replay): each must start at the serial the zone is at, every record
+/// removed must be there (with its TTL), every record added must not be.
 pub fn apply_strict(zone: &mut Zone, changesets: &[Changeset]) -> Result<(), XfrInError> {
     for cs in changesets {
-        let at = zone.serial();
-        let from = cs.soa_from.as_ref().and_then(|s| soa_serial(&s.rdata));
-        if at != from {
-            return Err(XfrInError::Invalid(format!(
-                "a change from serial {} does not apply to serial {}",
-                from.unwrap_or(0),
-                at.unwrap_or(0)
-            )));
-        }
-        for r in &cs.removed {
-            if !zone.remove(&r.owner, r.rtype, &r.rdata) {
-                return Err(XfrInError::Invalid(format!(
-                    "IXFR removes a record the zone does not have: {} type {}",
-                    r.owner, r.rtype
-                )));
-            }
-        }
-        for r in &cs.added {
-            if zone.contains_record(&r.owner, r.rtype, None, &r.rdata) {
-                return Err(XfrInError::Invalid(format!(
-                    "IXFR adds a record the zone already has: {} type {}",
-                    r.owner, r.rtype
-                )));
-            }
-        }
-        let added =
-            Changeset { soa_from: None, soa_to: cs.soa_to.clone(), removed: Vec::new(), added: cs.added.clone() };
-        zone.apply(&added).map_err(|e| XfrInError::Invalid(e.to_string()))?;
+        zone.apply_strict(cs).map_err(|e| XfrInError::Invalid(format!("IXFR {e}")))?;
     }
     Ok(())
 }

@@ -10,7 +10,10 @@
 pub mod check;
 pub mod parse;
 mod rdata_text;
+mod strict;
 pub mod text;
+
+pub use strict::ApplyError;
 
 use std::fmt;
 use std::hash::Hasher;
