@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use socket2::Socket;
 
 use super::ctl::Event;
@@ -53,8 +53,10 @@ impl ControlSide {
     }
 }
 
-/// How long the thread sleeps when the channel is empty.
-const IDLE: Duration = Duration::from_millis(5);
+/// How long the thread waits for a message before it looks at the shutdown flag again. A
+/// message wakes it at once (a loop that hands one over to the waiting thread pays one
+/// futex wake; messages handed over are few: NOTIFY, IXFR over UDP, signed queries).
+const IDLE: Duration = Duration::from_millis(100);
 /// Messages the channel holds (each a [`Handoff`] with a buffer from a fixed pool).
 pub const CHANNEL_CAPACITY: usize = 64;
 const _: () = assert!(crate::dataplane::xdp::HANDOFF_BUFFERS > CHANNEL_CAPACITY, "a buffer for each queued message");
@@ -120,13 +122,13 @@ pub fn spawn(
         let locals: Vec<Option<SocketAddr>> =
             sockets.iter().map(|s| s.local_addr().ok().and_then(|a| a.as_socket())).collect();
         while !shutdown.load(Relaxed) {
-            match rx.try_recv() {
+            match rx.recv_timeout(IDLE) {
                 Ok(mut m) => {
                     st.received.fetch_add(1, Relaxed);
                     answer_one(&mut m, &sockets, &locals, &catalog, &cfg, control.as_ref(), &st);
                 }
-                Err(TryRecvError::Empty) => std::thread::sleep(IDLE),
-                Err(TryRecvError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
     })?;
