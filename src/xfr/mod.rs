@@ -97,7 +97,11 @@ impl<T: Rr + ?Sized> Rr for &T {
     }
 }
 
+/// The UDP payload size in the OPT of an error response.
+const ERROR_EDNS_SIZE: u16 = 1232;
+
 /// Writes a response with no records to `req`: its ID, RD and opcode, the question, `rcode`,
+/// an OPT (our payload size, 1232) when the request had one (RFC 6891 §7, as Knot answers),
 /// and a TSIG signed by `signer` when the request was signed (e.g. REFUSED after a good
 /// TSIG but an ACL that says no). Returns the message length.
 pub fn write_error(
@@ -110,11 +114,12 @@ pub fn write_error(
     let head = req.head();
     let mut opts = Options::tcp();
     opts.max_len = buf.len().min(u16::MAX as usize);
-    let reserve = signer.as_ref().map_or(0, |s| s.reserve());
+    let edns = req.edns_udp_size.map(|_| ERROR_EDNS_SIZE);
+    let reserve = signer.as_ref().map_or(0, |s| s.reserve()) + edns.map_or(0, |_| message::OPT_LEN);
     let mut comp = message::Compressor::new();
     let mut w = MessageWriter::begin(buf, &head, opts.max_len, reserve, &mut comp)?;
     w.set_rcode(rcode);
-    let len = w.finish(None);
+    let len = w.finish(edns);
     match signer {
         Some(s) => s.sign(buf, len, now),
         None => Ok(len),

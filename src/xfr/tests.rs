@@ -677,6 +677,14 @@ fn error_responses_echo_the_request() {
     // QR, RD copied (kdig sets it), not AA; REFUSED.
     assert_eq!(u16::from_be_bytes([r[2], r[3]]), 0x8105);
     tsig::Verifier::new(&key, &ok.mac).verify(r, t).unwrap();
+    // With an OPT in the request, one in the response (before the TSIG), as Knot does.
+    let req = Request { edns_udp_size: Some(4096), ..axfr_request(7, rtype::AXFR, None) };
+    let len = write_error(&req, rcode::REFUSED, None, &mut buf, t).unwrap();
+    let r = &buf[..len];
+    assert_eq!(&r[10..12], &[0, 1], "ARCOUNT");
+    assert_eq!(&r[len - 11..len - 6], &[0, 0, 41, 0x04, 0xd0], "OPT, payload 1232");
+    let len = write_error(&axfr_request(7, rtype::AXFR, None), rcode::REFUSED, None, &mut buf, t).unwrap();
+    assert_eq!(&buf[10..12], &[0, 0], "no OPT asked, none sent ({len} octets)");
 }
 
 #[test]
