@@ -118,6 +118,9 @@ enum CtlCmd {
     Refresh { zone: String },
     /// Secondary zone: transfer the whole zone (AXFR) now, whatever the serials.
     Retransfer { zone: String },
+    /// Send NOTIFY for ZONE to its targets now (its `notify` list and, with `notify-ns`,
+    /// its name servers), as after a new version.
+    ZoneNotify { zone: String },
     /// Stop the server cleanly (as SIGTERM does).
     Stop,
 }
@@ -137,6 +140,7 @@ impl CtlCmd {
             CtlCmd::ZoneStatus { zone } => with("zone-status", Some(zone)),
             CtlCmd::Refresh { zone } => with("refresh", Some(zone)),
             CtlCmd::Retransfer { zone } => with("retransfer", Some(zone)),
+            CtlCmd::ZoneNotify { zone } => with("zone-notify", Some(zone)),
             CtlCmd::Stop => "stop".into(),
         }
     }

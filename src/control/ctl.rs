@@ -368,7 +368,10 @@ pub fn spawn_manager(
             if hup.swap(false, Ordering::Relaxed) {
                 eprintln!("nsxdp: SIGHUP: reloading every zone");
                 let (out, c) = handle_line(&mut zones, "reload", config.as_ref());
-                eprint!("{out}");
+                // The reload logged its lines; its verdict (and a configuration error) here.
+                for l in out.lines().filter(|l| *l == "ok" || l.starts_with("error")) {
+                    eprintln!("nsxdp: SIGHUP: {l}");
+                }
                 changed.extend(c);
             }
             start_checks(&mut zones, &to_self);
@@ -617,7 +620,7 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
             }
             out.push_str("ok\n");
         }
-        "zone-status" | "refresh" | "retransfer" if arg.is_none() => {
+        "zone-status" | "refresh" | "retransfer" | "zone-notify" if arg.is_none() => {
             let _ = writeln!(out, "error: {cmd} needs a zone");
         }
         "zone-status" => {
@@ -640,6 +643,14 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
             }
             out.push_str("ok\n");
         }
+        "zone-notify" => {
+            // NOTIFY to the zone's targets now, as after a new version (the caller sends them).
+            for i in targets {
+                changed.push(i);
+                let _ = writeln!(out, "{} NOTIFY queued to its targets", zones.zones[i].name);
+            }
+            out.push_str("ok\n");
+        }
         "" => out.push_str(&format!("error: no command ({COMMANDS})\n")),
         other => {
             let _ = writeln!(out, "error: unknown command {other:?} ({COMMANDS})");
@@ -650,7 +661,7 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
 
 /// The commands, as an error names them.
 pub const COMMANDS: &str =
-    "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE, stats [--json], stop";
+    "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE, zone-notify ZONE, stats [--json], stop";
 
 /// `zone-status`: a zone's serial, role, timers, last check and error, counters. Times are
 /// RFC 3339, UTC.
