@@ -570,8 +570,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (handoff_stats, handoff_thread) =
         handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
             .context("handoff thread")?;
-    let mut tcp =
-        TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref())).context("binding TCP")?;
+    let mut tcp = TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref()))
+        .with_context(|| format!("binding TCP {:?}", loops.bound))?;
     metrics.add_udp_loops(&loops.stats);
     metrics.add_handoff(handoff_stats.clone());
     metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
@@ -757,7 +757,7 @@ fn serve_xdp(
             .context("handoff thread")?;
     let config = tcp_notify.as_ref().map(|c| c.config.load());
     let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_limits(args, config.as_deref()))
-        .context("binding TCP")?;
+        .with_context(|| format!("binding TCP {:?}", fallback.bound))?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
     }
