@@ -100,7 +100,13 @@ pub struct Server {
     /// The user the server switches to once its sockets are bound (`user`); None: it
     /// keeps the one it was started as.
     pub user: Option<String>,
+    /// Threads that check secondary zones and transfer them in (`transfer-workers`): at
+    /// most this many checks run at once, however many zones are due.
+    pub transfer_workers: usize,
 }
+
+/// `transfer-workers` when not given.
+pub const DEFAULT_TRANSFER_WORKERS: usize = 8;
 
 /// The limits of DNS over TCP (RFC 7766 §6.2), the same defaults from the command line and
 /// the configuration file. Every one is at least 1: none of them turns TCP off.
@@ -392,6 +398,7 @@ struct RawServer {
     tcp_output_budget: Option<toml::Spanned<u64>>,
     metrics: Option<toml::Spanned<String>>,
     user: Option<String>,
+    transfer_workers: Option<toml::Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -554,6 +561,13 @@ impl Config {
             listen,
             metrics,
             user: s.user.clone().filter(|u| !u.is_empty()),
+            transfer_workers: match &s.transfer_workers {
+                Some(v) if !(1..=1024).contains(v.get_ref()) => {
+                    return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
+                }
+                Some(v) => *v.get_ref() as usize,
+                None => DEFAULT_TRANSFER_WORKERS,
+            },
             data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
             control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
             cores: s.cores,

@@ -351,6 +351,9 @@ pub fn spawn_manager(
     config: Option<ConfigSource>,
     metrics: Option<Arc<Metrics>>,
 ) -> io::Result<JoinHandle<ZoneSet>> {
+    let n =
+        config.as_ref().map_or(crate::config::DEFAULT_TRANSFER_WORKERS, |c| c.shared.load().server.transfer_workers);
+    let mut workers = Workers::spawn(n, &to_self)?;
     std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
         let mut outbox = Outbox::new();
         let mut published: Option<std::time::Instant> = None;
@@ -374,7 +377,7 @@ pub fn spawn_manager(
                 }
                 changed.extend(c);
             }
-            start_checks(&mut zones, &to_self);
+            start_checks(&mut zones, &mut workers);
             let now = std::time::Instant::now();
             let mut wait = Duration::from_millis(if outbox.is_empty() { 100 } else { 20 });
             for z in &zones.zones {
@@ -398,6 +401,7 @@ pub fn spawn_manager(
                     }
                 }
                 Ok(Event::Fetched { zone, result }) => {
+                    workers.done();
                     if let Some(i) = zones.index(&zone) {
                         if fetched(&mut zones, i, result) {
                             changed.push(i);
@@ -419,7 +423,48 @@ pub fn spawn_manager(
 }
 
 /// Starts the checks that are due (each on a worker thread) and notes zones that expired.
-fn start_checks(zones: &mut ZoneSet, to_self: &Sender<Event>) {
+/// The checks of secondary zones (SOA query, transfer) run on a fixed set of threads: however
+/// many zones are due at once (every one at start-up), at most `max` primaries are asked at a
+/// time and no thread is started per check. A due zone waits, still due, for a free worker.
+pub struct Workers {
+    jobs: crossbeam_channel::Sender<Job>,
+    /// Checks handed out and not yet reported back (`Event::Fetched`).
+    busy: usize,
+    max: usize,
+}
+
+impl Workers {
+    /// Starts `n` (at least 1) worker threads that report to `to_self`; they end when the
+    /// `Workers` is dropped.
+    pub fn spawn(n: usize, to_self: &Sender<Event>) -> io::Result<Workers> {
+        let n = n.max(1);
+        // Never full: a job is sent only while fewer than `n` are out.
+        let (jobs, rx) = crossbeam_channel::bounded::<Job>(n);
+        for _ in 0..n {
+            let (rx, tx) = (rx.clone(), to_self.clone());
+            std::thread::Builder::new().name("nsxdp-xfrin".into()).spawn(move || {
+                for job in rx.iter() {
+                    let result = secondary::fetch(&job).map_err(|e| e.to_string());
+                    if tx.send(Event::Fetched { zone: job.zone, result }).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        }
+        Ok(Workers { jobs, busy: 0, max: n })
+    }
+
+    fn free(&self) -> bool {
+        self.busy < self.max
+    }
+
+    /// A check reported back.
+    fn done(&mut self) {
+        self.busy = self.busy.saturating_sub(1);
+    }
+}
+
+fn start_checks(zones: &mut ZoneSet, workers: &mut Workers) {
     let now = std::time::Instant::now();
     let mut republish = false;
     for z in &mut zones.zones {
@@ -431,7 +476,7 @@ fn start_checks(zones: &mut ZoneSet, to_self: &Sender<Event>) {
             eprintln!("nsxdp: zone {name}: expired: no primary answered within the SOA expire time; SERVFAIL");
             republish = true;
         }
-        if !s.refresh.due(now) {
+        if !s.refresh.due(now) || !workers.free() {
             continue;
         }
         s.refresh.started(now);
@@ -444,13 +489,9 @@ fn start_checks(zones: &mut ZoneSet, to_self: &Sender<Event>) {
             limits: s.limits,
             timeout: s.timeout,
         };
-        let tx = to_self.clone();
-        let spawned = std::thread::Builder::new().name("nsxdp-xfrin".into()).spawn(move || {
-            let result = secondary::fetch(&job).map_err(|e| e.to_string());
-            let _ = tx.send(Event::Fetched { zone: job.zone, result });
-        });
-        if let Err(e) = spawned {
-            s.refresh.failed(format!("starting a transfer thread: {e}"), now);
+        match workers.jobs.try_send(job) {
+            Ok(()) => workers.busy += 1,
+            Err(e) => s.refresh.failed(format!("no transfer worker took the check: {e}"), now),
         }
     }
     if republish {
