@@ -324,16 +324,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut zone_set = ZoneSet::new(&data_dir, catalog.clone());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     let mut notes = Vec::new();
+    // The zone files' warnings come back in `notes` (a file is read once, or not at all
+    // when its snapshot is current).
     for file in &args.zones {
-        report_diagnostics(file);
         zone_set
             .add(None, file, nsxdp::config::SerialPolicy::Increment, Limits::default(), now, &mut notes)
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     for z in zone_confs {
-        if let Some(file) = z.file.as_deref().filter(|_| z.role == nsxdp::config::Role::Primary) {
-            report_diagnostics(file);
-        }
         let config = config.as_ref().expect("zones come from a configuration");
         zone_set.add_configured(z, config, now, &mut notes).map_err(|e| anyhow::anyhow!(e))?;
     }
@@ -731,15 +729,6 @@ fn serve_xdp(
 fn parse_origin(s: &str) -> anyhow::Result<Name> {
     let abs = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
     Name::parse_text(abs.as_bytes(), None).map_err(|e| anyhow::anyhow!("bad --origin '{s}': {e}"))
-}
-
-/// Prints a zone file's warnings and errors (the zone set reports only whether it loaded).
-fn report_diagnostics(path: &Path) {
-    if let Ok(l) = parse::load_file(path, None) {
-        for d in &l.diagnostics {
-            eprintln!("{d}");
-        }
-    }
 }
 
 /// `--time`: YYYYMMDDHHmmSS or Unix seconds.

@@ -10,12 +10,20 @@
 //! 28  SOA serial              u32
 //! 32  origin length           u32
 //! 36  CRC32C of the header    u32  (every header byte but these four)
-//! 40  zero                    24
+//! 40  source size             u64  (the zone file the snapshot was made from, or zero:
+//! 48  source mtime            i64   see [`SourceStamp`]; zero in snapshots of format 6
+//! 56  source ctime            i64   written before the stamp existed)
 //! 64  origin, wire form, then zero padding to the header length
 //! ```
-//! Writing is atomic (temporary file, fsync, rename, fsync of the directory). Opening checks
-//! the header, both checksums, the archive (bytecheck) and every index and range inside it,
-//! once; afterwards the archive is read without checks.
+//! Writing is atomic (temporary file, fsync, rename, fsync of the directory — or the
+//! directory left to the caller, [`DirSync::Caller`]). Opening checks the header, both
+//! checksums, the archive (bytecheck) and every index and range inside it, once; afterwards
+//! the archive is read without checks.
+//!
+//! A snapshot keeps no file descriptor. A small one (up to [`READ_MAX`] octets, such as a
+//! hosted zone of a few dozen records) is read into the heap instead of mapped: a host with
+//! 10^5 such zones would otherwise need 10^5 mappings, beyond the kernel's default
+//! `vm.max_map_count` (65,530), and a page of memory for each zone of a few hundred octets.
 
 use std::fs::File;
 use std::io::Write;
@@ -29,6 +37,83 @@ use super::{ArchivedZoneImage, RrsetRec, ZoneImage, BLOCK_HEADER, FORMAT_VERSION
 use crate::wire::name;
 
 const FIXED_HEADER: usize = 64;
+
+/// Snapshots up to this size are read into memory rather than mapped.
+pub const READ_MAX: u64 = 64 << 10;
+
+/// The zone file a snapshot was made from, as it stood when it was read: its size and its
+/// modification and change times (nanoseconds since the epoch). A zone file whose stamp is
+/// the snapshot's has not been written since (a write changes the ctime, which no one can
+/// set back), so the snapshot is that file's zone and the file need not be parsed again.
+///
+/// Timestamps are coarse (a clock tick): a file written twice within one tick, the second
+/// time after it was read, would keep the stamp of what was read. So a file changed less
+/// than [`SourceStamp::SETTLED`] before it was read gets no stamp ([`SourceStamp::of`] says
+/// [`SourceStamp::NONE`]) and is parsed again at the next start. A stamp is only taken for a
+/// zone read from one file (an `$INCLUDE`d file's changes would not show in it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl SourceStamp {
+    /// No stamp: the snapshot is not known to match any file.
+    pub const NONE: SourceStamp = SourceStamp { size: 0, mtime_ns: 0, ctime_ns: 0 };
+
+    /// How long a file must have been left alone before its stamp is trusted.
+    pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// The stamp of a file with this metadata, read at `now`; NONE if it changed less than
+    /// [`Self::SETTLED`] before `now`.
+    pub fn of(meta: &std::fs::Metadata, now: std::time::SystemTime) -> SourceStamp {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        let stamp = SourceStamp {
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        };
+        let now_ns = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let settled = SourceStamp::SETTLED.as_nanos() as i64;
+        if stamp.mtime_ns.max(stamp.ctime_ns) > now_ns - settled {
+            return SourceStamp::NONE;
+        }
+        stamp
+    }
+
+    pub fn is_none(&self) -> bool {
+        *self == SourceStamp::NONE
+    }
+
+    fn encode(&self, header: &mut [u8]) {
+        header[40..48].copy_from_slice(&self.size.to_le_bytes());
+        header[48..56].copy_from_slice(&self.mtime_ns.to_le_bytes());
+        header[56..64].copy_from_slice(&self.ctime_ns.to_le_bytes());
+    }
+
+    fn decode(header: &[u8]) -> SourceStamp {
+        let at = |o: usize| <[u8; 8]>::try_from(&header[o..o + 8]).unwrap_or_default();
+        SourceStamp {
+            size: u64::from_le_bytes(at(40)),
+            mtime_ns: i64::from_le_bytes(at(48)),
+            ctime_ns: i64::from_le_bytes(at(56)),
+        }
+    }
+}
+
+/// Who makes a snapshot's rename durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirSync {
+    /// The write fsyncs the directory before it returns.
+    Now,
+    /// The caller fsyncs the directory once for many writes, before anything that relies on
+    /// the new files (serving or announcing their versions) happens. Until then a crash may
+    /// leave the old file (or none) in place of a new one; the file itself is complete and
+    /// durable either way.
+    Caller,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -142,17 +227,69 @@ impl Write for CrcWriter {
     }
 }
 
-/// Serialises an image and writes it to `path` atomically. Returns the file size.
+/// Serialises an image and writes it to `path` atomically, with no source stamp. Returns
+/// the file size. Temporary files that killed writers of `path` left are removed first (one
+/// listing of the directory: a caller writing many snapshots into one directory uses
+/// [`write_snapshot_with`] and [`remove_stale_tmp_files`] once instead).
 pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError> {
-    let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
-    let dir = match path.parent() {
+    let file_name = path.file_name().ok_or_else(|| refused(path, "not a file path"))?;
+    remove_stale_tmp(&parent_dir(path), &format!(".{}.tmp.", file_name.to_string_lossy()));
+    write_snapshot_with(path, img, SourceStamp::NONE, DirSync::Now)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
-    };
+    }
+}
+
+/// The temporary file a write of `path` by this process goes through.
+fn tmp_path(path: &Path) -> Result<PathBuf, SnapshotError> {
     let file_name = path.file_name().ok_or_else(|| refused(path, "not a file path"))?;
-    let prefix = format!(".{}.tmp.", file_name.to_string_lossy());
-    remove_stale_tmp(&dir, &prefix);
-    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
+    Ok(parent_dir(path).join(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id())))
+}
+
+/// The header of a snapshot of `origin` at `serial` whose archive is `archive_len` octets
+/// with checksum `crc`.
+fn make_header(origin: &[u8], serial: u32, archive_len: u64, crc: u32, stamp: SourceStamp) -> Vec<u8> {
+    let header_len = (FIXED_HEADER + origin.len()).next_multiple_of(16);
+    let mut header = vec![0u8; header_len];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
+    header[16..24].copy_from_slice(&archive_len.to_le_bytes());
+    header[24..28].copy_from_slice(&crc.to_le_bytes());
+    header[28..32].copy_from_slice(&serial.to_le_bytes());
+    header[32..36].copy_from_slice(&(origin.len() as u32).to_le_bytes());
+    stamp.encode(&mut header);
+    header[FIXED_HEADER..FIXED_HEADER + origin.len()].copy_from_slice(origin);
+    let hcrc = header_crc(&header);
+    header[36..40].copy_from_slice(&hcrc.to_le_bytes());
+    header
+}
+
+/// Makes a written temporary file durable and renames it over `path`.
+fn put_in_place(f: File, tmp: &Path, path: &Path, sync: DirSync) -> Result<(), SnapshotError> {
+    f.sync_all().map_err(io(path))?;
+    drop(f);
+    std::fs::rename(tmp, path).map_err(io(path))?;
+    if sync == DirSync::Now {
+        File::open(parent_dir(path)).and_then(|d| d.sync_all()).map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// [`write_snapshot`] with a source stamp and the directory's fsync as `sync` says, and
+/// without looking for stale temporary files.
+pub fn write_snapshot_with(
+    path: &Path,
+    img: &ZoneImage,
+    stamp: SourceStamp,
+    sync: DirSync,
+) -> Result<u64, SnapshotError> {
+    let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
+    let tmp = tmp_path(path)?;
     let result = (|| -> Result<u64, SnapshotError> {
         let mut f = File::create(&tmp).map_err(io(path))?;
         // The archive is streamed to the file after room for the header (no copy of a
@@ -179,28 +316,42 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
             .into_inner()
             .map_err(|e| SnapshotError::Io { path: path.to_path_buf(), error: e.into_error() })?;
         let (crc, archive_len, f) = (sink.crc, sink.len, sink.inner);
-        let mut header = vec![0u8; header_len];
-        header[0..8].copy_from_slice(&MAGIC);
-        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        header[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
-        header[16..24].copy_from_slice(&archive_len.to_le_bytes());
-        header[24..28].copy_from_slice(&crc.to_le_bytes());
-        header[28..32].copy_from_slice(&img.serial.to_le_bytes());
-        header[32..36].copy_from_slice(&(img.origin.len() as u32).to_le_bytes());
-        header[FIXED_HEADER..FIXED_HEADER + img.origin.len()].copy_from_slice(&img.origin);
-        let hcrc = header_crc(&header);
-        header[36..40].copy_from_slice(&hcrc.to_le_bytes());
+        let header = make_header(&img.origin, img.serial, archive_len, crc, stamp);
         std::os::unix::fs::FileExt::write_all_at(&f, &header, 0).map_err(io(path))?;
-        f.sync_all().map_err(io(path))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(path))?;
+        put_in_place(f, &tmp, path, sync)?;
         Ok(header_len as u64 + archive_len)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes every temporary file (`.NAME.tmp.` + a process id: snapshots' and journals') that
+/// writers killed before their rename left in `dir`, with one listing of it; as
+/// [`remove_stale_tmp`] does for one name. Returns how many were removed.
+pub fn remove_stale_tmp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.rsplit_once(".tmp.").map(|(_, p)| p))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid > 0
+            && pid as u32 != std::process::id()
+            && !process_exists(pid)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Removes the temporary files (`PREFIX` + a process id) that writers killed before their
@@ -234,9 +385,26 @@ fn header_crc(header: &[u8]) -> u32 {
     crc32c::crc32c_append(c, &header[40..])
 }
 
-/// A loaded, validated snapshot, mapped read-only.
+/// A snapshot file's bytes: mapped, or read into memory when small ([`READ_MAX`]).
+enum Bytes {
+    Mapped(Mmap),
+    Read(rkyv::util::AlignedVec<16>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Read(v) => v,
+        }
+    }
+}
+
+/// A loaded, validated snapshot, mapped read-only or read into memory.
 pub struct Snapshot {
-    map: Mmap,
+    map: Bytes,
     start: usize,
     len: usize,
     path: PathBuf,
@@ -252,18 +420,33 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    /// Maps and validates a snapshot file. Nothing is kept if any check fails.
+    /// Maps (or reads, when small) and validates a snapshot file. Nothing is kept if any
+    /// check fails; no descriptor is kept either way.
     pub fn open(path: &Path) -> Result<Snapshot, SnapshotError> {
-        let file = File::open(path).map_err(io(path))?;
+        let mut file = File::open(path).map_err(io(path))?;
         let size = file.metadata().map_err(io(path))?.len();
         if size < FIXED_HEADER as u64 {
             return Err(refused(path, format!("file is {size} bytes, shorter than a snapshot header")));
         }
-        // SAFETY: the file is mapped read-only and private to this process's view; snapshot
-        // files are never modified in place (writers create a new file and rename it over),
-        // so the bytes cannot change under the mapping while it lives.
-        let map = unsafe { Mmap::map(&file) }.map_err(io(path))?;
-        let (start, len) = check_header(path, &map)?;
+        let map = if size <= READ_MAX {
+            use std::io::Read;
+            let mut v = rkyv::util::AlignedVec::<16>::with_capacity(size as usize);
+            v.resize(size as usize, 0);
+            file.read_exact(&mut v).map_err(io(path))?;
+            // Nothing more than the size said (the file was replaced, not written in place:
+            // a longer file is another file).
+            if file.read(&mut [0u8; 1]).map_err(io(path))? != 0 {
+                return Err(refused(path, "file grew while it was read"));
+            }
+            Bytes::Read(v)
+        } else {
+            // SAFETY: the file is mapped read-only and private to this process's view;
+            // snapshot files are never modified in place (writers create a new file and
+            // rename it over), so the bytes cannot change under the mapping while it lives.
+            Bytes::Mapped(unsafe { Mmap::map(&file) }.map_err(io(path))?)
+        };
+        drop(file);
+        let (start, len) = check_header(path, &map[..])?;
         let snap = Snapshot { map, start, len, path: path.to_path_buf(), canonical: Default::default() };
         let archive = &snap.map[start..start + len];
         let img = rkyv::access::<ArchivedZoneImage, BoxedError>(archive)
@@ -281,12 +464,39 @@ impl Snapshot {
     pub fn zone(&self) -> &ArchivedZoneImage {
         let bytes = &self.map[self.start..self.start + self.len];
         // SAFETY: `open` validated exactly these bytes with bytecheck and checked every
-        // index inside them; the mapping is read-only and lives as long as `self`.
+        // index inside them; the mapping (read-only) or the buffer (never written after
+        // `open`) lives as long as `self`.
         unsafe { rkyv::access_unchecked::<ArchivedZoneImage>(bytes) }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The zone file this snapshot was made from, as it stood then (NONE if not known).
+    pub fn source_stamp(&self) -> SourceStamp {
+        SourceStamp::decode(&self.map)
+    }
+
+    /// Writes this snapshot again with another source stamp (the same archive under a new
+    /// header, atomically as [`write_snapshot_with`] does) and opens the new file.
+    pub fn restamp(&self, stamp: SourceStamp, sync: DirSync) -> Result<Snapshot, SnapshotError> {
+        let path = &self.path;
+        let archive = &self.map[self.start..self.start + self.len];
+        let crc = u32::from_le_bytes(self.map[24..28].try_into().unwrap_or_default());
+        let header = make_header(origin_in_header(&self.map), self.serial(), archive.len() as u64, crc, stamp);
+        let tmp = tmp_path(path)?;
+        let written = (|| {
+            let mut f = File::create(&tmp).map_err(io(path))?;
+            f.write_all(&header).map_err(io(path))?;
+            f.write_all(archive).map_err(io(path))?;
+            put_in_place(f, &tmp, path, sync)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        Snapshot::open(path)
     }
 
     /// The zone's nodes in AXFR order: canonical (RFC 4034 §6.1), the apex first. Sorted
