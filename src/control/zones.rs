@@ -186,6 +186,9 @@ pub struct ZoneSet {
     _dir_lock: Option<std::fs::File>,
     /// A snapshot was renamed into place since the directory was last fsynced.
     dir_unsynced: std::sync::atomic::AtomicBool,
+    /// Zone files read (parsed) since the set was made: at start, those whose snapshot was
+    /// not current.
+    pub files_read: usize,
 }
 
 /// The file whose `flock` marks a data directory as in use.
@@ -222,6 +225,7 @@ impl ZoneSet {
             guard,
             _dir_lock: dir_lock,
             dir_unsynced: Default::default(),
+            files_read: 0,
         }
     }
 
@@ -287,7 +291,7 @@ impl ZoneSet {
     ) -> Result<&ZoneState, String> {
         let guard = self.guard.clone()?;
         // Taken before the file is read: a write after it changes the stamp.
-        let stamp = source_stamp(file);
+        let stamp = source_stamp(file, now_unix);
         // The zone file, read when needed: not at all for a zone named in the configuration
         // whose snapshot is current.
         let mut loaded = match name {
@@ -337,6 +341,7 @@ impl ZoneSet {
             }
         }
         let Some((snapshot, journal)) = previous else {
+            self.files_read += 1;
             let l = loaded.unwrap_or_else(|| load(file, Some(&origin)))?;
             notes.extend(l.diagnostics.iter().map(|d| d.to_string()));
             let zone = &l.zone;
@@ -391,6 +396,7 @@ impl ZoneSet {
         if current {
             return Ok(&self.zones[i]);
         }
+        self.files_read += 1;
         let loaded = loaded.unwrap_or_else(|| load(file, Some(&self.zones[i].name)));
         if let Ok(l) = &loaded {
             notes.extend(l.diagnostics.iter().map(|d| d.to_string()));
@@ -799,8 +805,9 @@ impl ZoneSet {
         if z.file.as_os_str().is_empty() {
             return Reloaded::Failed { error: format!("zone {} has no zone file to reload", z.name) };
         }
-        let stamp = source_stamp(&z.file);
+        let stamp = source_stamp(&z.file, now_unix);
         let loaded = load(&z.file, Some(&z.name));
+        self.files_read += 1;
         self.reload_loaded(i, loaded, stamp, now_unix)
     }
 
@@ -970,10 +977,11 @@ fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// The stamp of a zone file now (NONE when it cannot be read, or was written too recently
-/// for its stamp to be trusted).
-fn source_stamp(file: &Path) -> SourceStamp {
-    std::fs::metadata(file).map_or(SourceStamp::NONE, |m| SourceStamp::of(&m, SystemTime::now()))
+/// The stamp of a zone file at `now_unix` (NONE when it cannot be read, or was written too
+/// recently for its stamp to be trusted).
+fn source_stamp(file: &Path, now_unix: u32) -> SourceStamp {
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now_unix.into());
+    std::fs::metadata(file).map_or(SourceStamp::NONE, |m| SourceStamp::of(&m, now))
 }
 
 /// How long ago the last successful check recorded in `path` was (zero when unknown).
@@ -1204,6 +1212,130 @@ www A 1.2.3
         // Under keep, the change is served with the file's SOA as it is.
         zs.zones[0].policy = SerialPolicy::Keep;
         assert!(matches!(zs.reload(0, 0), Reloaded::Updated { from: 11, to: 11, .. }));
+    }
+
+    fn unix_now() -> u32 {
+        SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
+    }
+
+    #[test]
+    fn a_restart_serves_a_current_snapshot_without_reading_its_zone_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.test.zone");
+        std::fs::write(&file, V1).unwrap();
+        let name = Name::parse_text(b"r.test.", None).unwrap();
+        // The file has settled `later` (SourceStamp::SETTLED).
+        let later = unix_now() + 5;
+        let start = |now: u32| {
+            let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+            let mut zs = ZoneSet::new(dir.path(), catalog);
+            let mut notes = Vec::new();
+            zs.add(Some(&name), &file, SerialPolicy::Increment, Limits::default(), now, &mut notes).unwrap();
+            zs.publish();
+            (zs, notes)
+        };
+        let (zs, _) = start(later);
+        assert_eq!(zs.files_read, 1);
+        assert!(!zs.zones[0].source.is_none());
+        drop(zs);
+        let (zs, notes) = start(later);
+        assert_eq!(zs.files_read, 0, "{notes:?}");
+        assert_eq!(served_serial(&zs), 10);
+        assert!(!zs.zones[0].journal.as_ref().unwrap().lock().unwrap().on_disk(), "no journal before a change");
+        drop(zs);
+        // The file changed (same length): read, and its new version served.
+        std::fs::write(&file, V1.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.3")).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), V1.len() as u64);
+        let (zs, notes) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (1, 11), "{notes:?}");
+        drop(zs);
+        let (zs, _) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (0, 11));
+        drop(zs);
+        // A file written again with the same zone, read before it settled: read at every
+        // start until it has, then stamped (without a new version) and no longer read.
+        std::fs::write(&file, V1.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.3")).unwrap();
+        for _ in 0..2 {
+            let (zs, _) = start(0);
+            assert_eq!((zs.files_read, served_serial(&zs)), (1, 11));
+        }
+        let (zs, _) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (1, 11));
+        assert_eq!(zs.zones[0].journal.as_ref().unwrap().lock().unwrap().len(), 1);
+        drop(zs);
+        let (zs, _) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (0, 11));
+        drop(zs);
+        // A journal ahead of the snapshot (a crash between the append and the snapshot's
+        // rename): read, so that the file is compared with the replayed version.
+        let snap = dir.path().join("r.test.snap");
+        let v11 = std::fs::read(&snap).unwrap();
+        std::fs::write(&file, V1.replace(" 10 ", " 12 ").replace("192.0.2.2", "192.0.2.4")).unwrap();
+        let (zs, _) = start(0);
+        assert_eq!(served_serial(&zs), 12);
+        drop(zs);
+        std::fs::write(&snap, &v11).unwrap();
+        let (zs, notes) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (1, 12), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("journal replayed")), "{notes:?}");
+    }
+
+    #[test]
+    fn a_data_directory_serves_one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (zs, file) = set(dir.path());
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut other = ZoneSet::new(dir.path(), catalog);
+        let Err(err) = other.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut Vec::new()) else {
+            panic!("a second zone set on the same directory")
+        };
+        assert!(err.contains("in use by another process"), "{err}");
+        drop(other);
+        drop(zs);
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        zs.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn zones_are_found_by_name_after_others_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        let mut text = String::from("[server]\nlisten = [\"127.0.0.1:5300\"]\n");
+        for k in 0..20 {
+            let f = dir.path().join(format!("z{k}.test.zone"));
+            std::fs::write(&f, V1.replace("r.test.", &format!("z{k}.test."))).unwrap();
+            text.push_str(&format!("[[zone]]\nname = \"Z{k}.test\"\nfile = \"{}\"\n", f.display()));
+        }
+        let conf = dir.path().join("c.toml");
+        std::fs::write(&conf, &text).unwrap();
+        let old = Config::load(&conf).unwrap();
+        for z in &old.zones {
+            zs.add_configured(z, &old, 0, &mut Vec::new()).unwrap();
+        }
+        let n = |k: usize| Name::parse_text(format!("z{k}.TEST.").as_bytes(), None).unwrap();
+        assert_eq!(zs.index(&n(7)), Some(7));
+        // Every other zone goes.
+        let kept: String = text
+            .split("[[zone]]")
+            .enumerate()
+            .filter(|(i, _)| *i == 0 || i % 2 == 1)
+            .map(|(i, t)| if i == 0 { t.to_string() } else { format!("[[zone]]{t}") })
+            .collect();
+        std::fs::write(&conf, kept).unwrap();
+        let new = Config::load(&conf).unwrap();
+        let mut notes = Vec::new();
+        zs.reconfigure(&old, &new, 0, &mut notes);
+        assert_eq!(notes.iter().filter(|n| n.contains("removed")).count(), 10, "{notes:?}");
+        assert_eq!(zs.zones.len(), 10);
+        for k in 0..20 {
+            match zs.index(&n(k)) {
+                Some(i) => assert!(k % 2 == 0 && zs.zones[i].name.to_lowercase() == n(k).to_lowercase()),
+                None => assert!(k % 2 == 1),
+            }
+        }
+        assert_eq!(zs.catalog.load().snapshots().len(), 10);
     }
 
     #[test]

@@ -617,6 +617,17 @@ impl Journal {
         &self.path
     }
 
+    /// Whether the journal keeps its file open between operations ([`Guard::File`]).
+    pub fn holds_descriptor(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Whether the file exists (an [`unwritten`](Self::unwritten) journal's does not until
+    /// its first append).
+    pub fn on_disk(&self) -> bool {
+        self.on_disk
+    }
+
     /// The zone's apex, lowercased.
     pub fn origin(&self) -> &Name {
         &self.header.origin

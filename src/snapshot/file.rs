@@ -755,6 +755,119 @@ mod tests {
         assert_eq!(left, want);
     }
 
+    /// A zone of `names` names (about 60 octets of snapshot each).
+    fn image(names: usize) -> ZoneImage {
+        let mut text =
+            "$ORIGIN s.test.\n@ 300 SOA ns hm 7 3600 600 86400 60\n@ 300 NS ns\nns 300 A 192.0.2.1\n".to_string();
+        for i in 0..names {
+            text.push_str(&format!("h{i} 300 A 10.0.{}.{}\n", i / 256, i % 256));
+        }
+        let origin = name::Name::parse_text(b"s.test.", None).unwrap();
+        let l = crate::zone::parse::load_text(Path::new("s.test.zone"), text.as_bytes(), &origin);
+        assert!(l.is_servable(), "{:?}", l.diagnostics);
+        crate::snapshot::compile(&l.zone).unwrap()
+    }
+
+    /// Whether this process maps `path`.
+    fn mapped(path: &Path) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines().any(|l| l.ends_with(&*path.to_string_lossy()))
+    }
+
+    #[test]
+    fn small_snapshots_are_read_and_large_ones_mapped_and_neither_keeps_a_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let fds = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir.path())))
+        };
+        for (names, mapped_want) in [(10, false), (5000, true)] {
+            let path = dir.path().join(format!("s{names}.snap"));
+            let len = write_snapshot(&path, &image(names)).unwrap();
+            assert_eq!(len > READ_MAX, mapped_want, "{len} octets for {names} names");
+            let snap = Snapshot::open(&path).unwrap();
+            assert_eq!(mapped(&path), mapped_want, "{names} names");
+            assert!(!fds(), "no descriptor kept for the snapshot of {names} names");
+            assert_eq!(snap.serial(), 7);
+            assert_eq!(snap.zone().node_count.to_native() as usize, names + 2);
+            assert_eq!(snap.file_len() as u64, len);
+            drop(snap);
+            assert!(!mapped(&path));
+        }
+    }
+
+    #[test]
+    fn source_stamps_are_kept_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.snap");
+        let stamp =
+            SourceStamp { size: 1234, mtime_ns: 1_700_000_000_123_456_789, ctime_ns: 1_700_000_001_000_000_001 };
+        write_snapshot_with(&path, &image(3), stamp, DirSync::Caller).unwrap();
+        let snap = Snapshot::open(&path).unwrap();
+        assert_eq!(snap.source_stamp(), stamp);
+        let other = SourceStamp { size: 1235, ..stamp };
+        let again = snap.restamp(other, DirSync::Now).unwrap();
+        assert_eq!(again.source_stamp(), other);
+        // The same archive, under a header with a good checksum.
+        assert_eq!(again.zone().node_count, snap.zone().node_count);
+        let (a, b) = (std::fs::read(&path).unwrap(), &snap.map[..]);
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a[64..], b[64..]);
+        assert_ne!(a[36..64], b[36..64]);
+        // Snapshots written without one have none.
+        write_snapshot(&path, &image(3)).unwrap();
+        assert!(Snapshot::open(&path).unwrap().source_stamp().is_none());
+        // No temporary file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_file_is_stamped_only_once_it_has_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("z.zone");
+        std::fs::write(&path, b"twelve bytes").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let changed = meta.modified().unwrap();
+        assert!(SourceStamp::of(&meta, changed).is_none());
+        assert!(SourceStamp::of(&meta, changed + SourceStamp::SETTLED / 2).is_none());
+        let s = SourceStamp::of(&meta, changed + SourceStamp::SETTLED * 2);
+        assert_eq!(s.size, 12);
+        assert!(!s.is_none());
+        // A write changes it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"twelve bytez").unwrap();
+        let later = std::fs::metadata(&path).unwrap();
+        assert_ne!(SourceStamp::of(&later, later.modified().unwrap() + SourceStamp::SETTLED * 2), s);
+    }
+
+    #[test]
+    fn one_listing_removes_every_stale_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let dead = 2_000_000_000;
+        let me = std::process::id();
+        for n in [
+            format!(".a.snap.tmp.{dead}"),
+            format!(".b.journal.tmp.{dead}"),
+            format!(".c.snap.tmp.{me}"),
+            ".d.snap.tmp.x".into(),
+            format!("e.snap.tmp.{dead}"),
+            "f.snap".into(),
+        ] {
+            std::fs::write(d.join(n), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_tmp_files(d), 2);
+        let mut left: Vec<String> =
+            std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [format!(".c.snap.tmp.{me}"), ".d.snap.tmp.x".into(), format!("e.snap.tmp.{dead}"), "f.snap".into()]
+        );
+    }
+
     #[test]
     fn large_pieces_written_in_halves() {
         let dir = tempfile::tempdir().unwrap();
