@@ -342,15 +342,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nsxdp: {n}");
     }
     zone_set.publish();
-    let zones: Vec<String> = zone_set
+    // Ten zones by name at most: a host of 10^5 zones would write a line of megabytes.
+    let shown = 10;
+    let mut zones: Vec<String> = zone_set
         .zones
         .iter()
+        .take(shown)
         .map(|z| match z.serial() {
             Some(s) if z.serving() => format!("{} (serial {s})", z.name),
             Some(s) => format!("{} (serial {s}, expired)", z.name),
             None => format!("{} (secondary, not transferred yet)", z.name),
         })
         .collect();
+    if zone_set.zones.len() > shown {
+        zones.push(format!(
+            "and {} more zones ({} zone files read, the others served from current snapshots)",
+            zone_set.zones.len() - shown,
+            zone_set.files_read
+        ));
+    }
     // A flag wins over the file, the file over the default.
     let edns_size = args.edns_size.or(config.as_ref().map(|c| c.server.edns_size)).unwrap_or(1232);
     let cookies = cookie_secrets(args.cookies, config.as_deref())?;

@@ -15,8 +15,8 @@
 //! 56  source ctime            i64   written before the stamp existed)
 //! 64  origin, wire form, then zero padding to the header length
 //! ```
-//! Writing is atomic (temporary file, fsync, rename, fsync of the directory — or the
-//! directory left to the caller, [`DirSync::Caller`]). Opening checks the header, both
+//! Writing is atomic (temporary file, fsync, rename, fsync of the directory — or the syncs
+//! left to the caller, [`Durability`]). Opening checks the header, both
 //! checksums, the archive (bytecheck) and every index and range inside it, once; afterwards
 //! the archive is read without checks.
 //!
@@ -103,16 +103,22 @@ impl SourceStamp {
     }
 }
 
-/// Who makes a snapshot's rename durable.
+/// How much of a snapshot's write is durable when the write returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DirSync {
-    /// The write fsyncs the directory before it returns.
+pub enum Durability {
+    /// All of it: the file is fsynced, renamed into place, and the directory fsynced.
     Now,
-    /// The caller fsyncs the directory once for many writes, before anything that relies on
-    /// the new files (serving or announcing their versions) happens. Until then a crash may
-    /// leave the old file (or none) in place of a new one; the file itself is complete and
-    /// durable either way.
-    Caller,
+    /// The file is fsynced and renamed; the caller fsyncs the directory once for many
+    /// writes, before anything relies on the new files (serving or announcing their
+    /// versions). Until then a crash may leave the old file (or none) in place of a new one,
+    /// each complete.
+    File,
+    /// The file is only renamed into place: the caller makes it durable with the rest
+    /// (`syncfs` of the file system) before anything relies on it. Until then a crash may
+    /// leave a file whose contents never reached the disk, which [`Snapshot::open`]
+    /// refuses (checksums): only for a file that nothing else can be rebuilt from (a new
+    /// zone's first snapshot, made again from its zone file).
+    Deferred,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +240,7 @@ impl Write for CrcWriter {
 pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError> {
     let file_name = path.file_name().ok_or_else(|| refused(path, "not a file path"))?;
     remove_stale_tmp(&parent_dir(path), &format!(".{}.tmp.", file_name.to_string_lossy()));
-    write_snapshot_with(path, img, SourceStamp::NONE, DirSync::Now)
+    write_snapshot_with(path, img, SourceStamp::NONE, Durability::Now)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -269,12 +275,14 @@ fn make_header(origin: &[u8], serial: u32, archive_len: u64, crc: u32, stamp: So
     header
 }
 
-/// Makes a written temporary file durable and renames it over `path`.
-fn put_in_place(f: File, tmp: &Path, path: &Path, sync: DirSync) -> Result<(), SnapshotError> {
-    f.sync_all().map_err(io(path))?;
+/// Makes a written temporary file durable (as `sync` says) and renames it over `path`.
+fn put_in_place(f: File, tmp: &Path, path: &Path, sync: Durability) -> Result<(), SnapshotError> {
+    if sync != Durability::Deferred {
+        f.sync_all().map_err(io(path))?;
+    }
     drop(f);
     std::fs::rename(tmp, path).map_err(io(path))?;
-    if sync == DirSync::Now {
+    if sync == Durability::Now {
         File::open(parent_dir(path)).and_then(|d| d.sync_all()).map_err(io(path))?;
     }
     Ok(())
@@ -286,7 +294,7 @@ pub fn write_snapshot_with(
     path: &Path,
     img: &ZoneImage,
     stamp: SourceStamp,
-    sync: DirSync,
+    sync: Durability,
 ) -> Result<u64, SnapshotError> {
     let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
     let tmp = tmp_path(path)?;
@@ -480,7 +488,7 @@ impl Snapshot {
 
     /// Writes this snapshot again with another source stamp (the same archive under a new
     /// header, atomically as [`write_snapshot_with`] does) and opens the new file.
-    pub fn restamp(&self, stamp: SourceStamp, sync: DirSync) -> Result<Snapshot, SnapshotError> {
+    pub fn restamp(&self, stamp: SourceStamp, sync: Durability) -> Result<Snapshot, SnapshotError> {
         let path = &self.path;
         let archive = &self.map[self.start..self.start + self.len];
         let crc = u32::from_le_bytes(self.map[24..28].try_into().unwrap_or_default());
@@ -804,11 +812,11 @@ mod tests {
         let path = dir.path().join("s.snap");
         let stamp =
             SourceStamp { size: 1234, mtime_ns: 1_700_000_000_123_456_789, ctime_ns: 1_700_000_001_000_000_001 };
-        write_snapshot_with(&path, &image(3), stamp, DirSync::Caller).unwrap();
+        write_snapshot_with(&path, &image(3), stamp, Durability::File).unwrap();
         let snap = Snapshot::open(&path).unwrap();
         assert_eq!(snap.source_stamp(), stamp);
         let other = SourceStamp { size: 1235, ..stamp };
-        let again = snap.restamp(other, DirSync::Now).unwrap();
+        let again = snap.restamp(other, Durability::Now).unwrap();
         assert_eq!(again.source_stamp(), other);
         // The same archive, under a header with a good checksum.
         assert_eq!(again.zone().node_count, snap.zone().node_count);

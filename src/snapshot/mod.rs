@@ -37,7 +37,7 @@ mod render;
 pub(crate) use compile::nsec3_key;
 pub use compile::{compile, CompileError};
 pub use file::{
-    format_version, remove_stale_tmp_files, write_snapshot, write_snapshot_with, DirSync, Snapshot, SnapshotError,
+    format_version, remove_stale_tmp_files, write_snapshot, write_snapshot_with, Durability, Snapshot, SnapshotError,
     SourceStamp, READ_MAX,
 };
 pub use render::{records, render_rrset, to_zone, RecordSlices, RenderError, SnapshotRecords};
