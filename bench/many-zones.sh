@@ -71,7 +71,7 @@ fi
 LAST=$(tail -n1 "$ZDIR/zones.list")
 # Every zone file older than a second (a snapshot records its zone file only then).
 sleep 1
-cat "$ZDIR"/zones/* >/dev/null
+find "$ZDIR/zones" -type f -exec cat {} + >/dev/null
 
 TMP=$(mktemp -d /tmp/nsxdp-many-zones-run.XXXXXX)
 SERVER_PID=
