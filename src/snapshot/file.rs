@@ -152,6 +152,13 @@ struct CrcWriter {
     two: bool,
 }
 
+/// Whether this process may run on more than one core: asked once (it reads cgroup files,
+/// which cost more than writing a small snapshot).
+fn two_cores() -> bool {
+    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// Pieces at least this large are written by two threads.
 const TWO_THREADS_MIN: usize = 16 << 20;
 
@@ -314,7 +321,7 @@ pub fn write_snapshot_with(
                 len: 0,
                 start: header_len as u64,
                 started: 0,
-                two: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+                two: two_cores(),
             },
         );
         let writer = rkyv::api::high::to_bytes_in::<_, BoxedError>(img, rkyv::ser::writer::IoWriter::new(sink))
