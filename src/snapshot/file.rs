@@ -315,14 +315,7 @@ pub fn write_snapshot_with(
         // and the checksum is taken over whole buffers on their way to the file.
         let sink = std::io::BufWriter::with_capacity(
             1 << 20,
-            CrcWriter {
-                inner: f,
-                crc: 0,
-                len: 0,
-                start: header_len as u64,
-                started: 0,
-                two: two_cores(),
-            },
+            CrcWriter { inner: f, crc: 0, len: 0, start: header_len as u64, started: 0, two: two_cores() },
         );
         let writer = rkyv::api::high::to_bytes_in::<_, BoxedError>(img, rkyv::ser::writer::IoWriter::new(sink))
             .map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
