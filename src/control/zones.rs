@@ -302,21 +302,22 @@ impl ZoneSet {
         // Taken before the file is read: a write after it changes the stamp.
         let stamp = source_stamp(file, now_unix);
         // The zone file, read when needed: not at all for a zone named in the configuration
-        // whose snapshot is current.
-        let mut loaded = match name {
-            Some(_) => None,
-            None => Some(load(file, None)),
-        };
-        let origin = match (&loaded, name) {
-            (Some(Ok(l)), _) => l.zone.origin().clone(),
-            (_, Some(n)) => n.clone(),
-            // The apex as the loader would guess it ($ORIGIN, or the file name), to find
-            // what the last run served.
-            (Some(Err(e)), None) => match std::fs::read(file).ok().and_then(|t| parse::guess_origin(file, &t)) {
-                Some(n) if self.snapshot_path(&n).exists() => n,
-                _ => return Err(e.clone()),
-            },
-            (None, None) => unreachable!("a zone without a name is read first"),
+        // whose snapshot is current; at once for a zone whose name it gives.
+        let (origin, mut loaded) = match name {
+            Some(n) => (n.clone(), None),
+            None => {
+                let l = load(file, None);
+                let origin = match &l {
+                    Ok(l) => l.zone.origin().clone(),
+                    // The apex as the loader would guess it ($ORIGIN, or the file name), to
+                    // find what the last run served.
+                    Err(e) => match std::fs::read(file).ok().and_then(|t| parse::guess_origin(file, &t)) {
+                        Some(n) if self.snapshot_path(&n).exists() => n,
+                        _ => return Err(e.clone()),
+                    },
+                };
+                (origin, Some(l))
+            }
         };
         if self.index(&origin).is_some() {
             return Err(format!("zone {origin} given twice"));
