@@ -113,11 +113,12 @@ pub enum Durability {
     /// versions). Until then a crash may leave the old file (or none) in place of a new one,
     /// each complete.
     File,
-    /// The file is only renamed into place: the caller makes it durable with the rest
-    /// (`syncfs` of the file system) before anything relies on it. Until then a crash may
-    /// leave a file whose contents never reached the disk, which [`Snapshot::open`]
-    /// refuses (checksums): only for a file that nothing else can be rebuilt from (a new
-    /// zone's first snapshot, made again from its zone file).
+    /// A new file (none at its path: the write fails if there is one), written in place and
+    /// not fsynced: the caller makes it durable with the rest (`syncfs` of the file system)
+    /// before anything relies on it. Until then a crash may leave it partial, or with
+    /// contents that never reached the disk, which [`Snapshot::open`] refuses (checksums):
+    /// only for a file that can be made again from elsewhere (a new zone's first snapshot,
+    /// from its zone file).
     Deferred,
 }
 
@@ -288,7 +289,9 @@ fn put_in_place(f: File, tmp: &Path, path: &Path, sync: Durability) -> Result<()
         f.sync_all().map_err(io(path))?;
     }
     drop(f);
-    std::fs::rename(tmp, path).map_err(io(path))?;
+    if tmp != path {
+        std::fs::rename(tmp, path).map_err(io(path))?;
+    }
     if sync == Durability::Now {
         File::open(parent_dir(path)).and_then(|d| d.sync_all()).map_err(io(path))?;
     }
@@ -304,9 +307,20 @@ pub fn write_snapshot_with(
     sync: Durability,
 ) -> Result<u64, SnapshotError> {
     let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
-    let tmp = tmp_path(path)?;
+    // A deferred write is of a new file (a zone's first snapshot): written in place under
+    // its own name, with no temporary file and rename (two directory entries fewer per new
+    // zone), as nothing is replaced. A crash leaves it partial or missing, which is no
+    // different from its contents not having reached the disk (see `Durability::Deferred`).
+    let in_place = sync == Durability::Deferred;
+    let tmp = if in_place { path.to_path_buf() } else { tmp_path(path)? };
+    let mut created = false;
     let result = (|| -> Result<u64, SnapshotError> {
-        let mut f = File::create(&tmp).map_err(io(path))?;
+        let mut f = match in_place {
+            true => std::fs::OpenOptions::new().write(true).create_new(true).open(path),
+            false => File::create(&tmp),
+        }
+        .map_err(io(path))?;
+        created = true;
         // The archive is streamed to the file after room for the header (no copy of a
         // possibly huge archive in memory); the header, which needs its length and CRC,
         // is written last.
@@ -329,7 +343,7 @@ pub fn write_snapshot_with(
         put_in_place(f, &tmp, path, sync)?;
         Ok(header_len as u64 + archive_len)
     })();
-    if result.is_err() {
+    if result.is_err() && created {
         let _ = std::fs::remove_file(&tmp);
     }
     result
@@ -487,8 +501,10 @@ impl Snapshot {
     }
 
     /// Writes this snapshot again with another source stamp (the same archive under a new
-    /// header, atomically as [`write_snapshot_with`] does) and opens the new file.
+    /// header, atomically as [`write_snapshot_with`] does) and opens the new file. The file
+    /// replaces one, so it is fsynced before its rename even when `sync` says `Deferred`.
     pub fn restamp(&self, stamp: SourceStamp, sync: Durability) -> Result<Snapshot, SnapshotError> {
+        let sync = if sync == Durability::Deferred { Durability::File } else { sync };
         let path = &self.path;
         let archive = &self.map[self.start..self.start + self.len];
         let crc = u32::from_le_bytes(self.map[24..28].try_into().unwrap_or_default());
@@ -824,6 +840,14 @@ mod tests {
         assert_eq!(a.len(), b.len());
         assert_eq!(a[64..], b[64..]);
         assert_ne!(a[36..64], b[36..64]);
+        // A deferred write is of a new file only, in place.
+        let new = dir.path().join("t.snap");
+        write_snapshot_with(&new, &image(3), stamp, Durability::Deferred).unwrap();
+        assert_eq!(Snapshot::open(&new).unwrap().source_stamp(), stamp);
+        let e = write_snapshot_with(&new, &image(4), stamp, Durability::Deferred).unwrap_err();
+        assert!(e.to_string().contains("exists"), "{e}");
+        assert_eq!(Snapshot::open(&new).unwrap().zone().node_count.to_native(), 5, "the file there is kept");
+        std::fs::remove_file(&new).unwrap();
         // Snapshots written without one have none.
         write_snapshot(&path, &image(3)).unwrap();
         assert!(Snapshot::open(&path).unwrap().source_stamp().is_none());
