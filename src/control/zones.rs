@@ -328,9 +328,6 @@ impl ZoneSet {
         if snap_path.exists() {
             match self.previous(&origin, &snap_path, &journal_path, limits, guard, notes) {
                 Ok(p) => previous = Some(p),
-                // A snapshot of another format (an older build) is set aside and the zone
-                // rebuilt from its file, as if there were none (its journal, whose base it
-                // was, too).
                 Err(e) => match crate::snapshot::format_version(&snap_path) {
                     // Refused, with no journal: a first snapshot that a crash kept from the
                     // disk (see the module's comment), or one damaged since. Built again.
@@ -345,6 +342,8 @@ impl ZoneSet {
                             aside.display()
                         ));
                     }
+                    // Of another format (an older build): set aside and the zone rebuilt from
+                    // its file, as if there were none (its journal, whose base it was, too).
                     Some(v)
                         if v != crate::snapshot::FORMAT_VERSION
                             && loaded.get_or_insert_with(|| load(file, Some(&origin))).is_ok() =>
