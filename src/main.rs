@@ -399,16 +399,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut zone_set = ZoneSet::new(&data_dir, catalog.clone());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     let mut notes = Vec::new();
+    // The zone files' warnings come back in `notes` (a file is read once, or not at all
+    // when its snapshot is current).
     for file in &args.zones {
-        report_diagnostics(file);
         zone_set
             .add(None, file, nsxdp::config::SerialPolicy::Increment, Limits::default(), now, &mut notes)
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     for z in zone_confs {
-        if let Some(file) = z.file.as_deref().filter(|_| z.role == nsxdp::config::Role::Primary) {
-            report_diagnostics(file);
-        }
         let config = config.as_ref().expect("zones come from a configuration");
         zone_set.add_configured(z, config, now, &mut notes).map_err(|e| anyhow::anyhow!(e))?;
     }
@@ -419,15 +417,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nsxdp: {n}");
     }
     zone_set.publish();
-    let zones: Vec<String> = zone_set
+    // Ten zones by name at most: a host of 10^5 zones would write a line of megabytes.
+    let shown = 10;
+    let mut zones: Vec<String> = zone_set
         .zones
         .iter()
+        .take(shown)
         .map(|z| match z.serial() {
             Some(s) if z.serving() => format!("{} (serial {s})", z.name),
             Some(s) => format!("{} (serial {s}, expired)", z.name),
             None => format!("{} (secondary, not transferred yet)", z.name),
         })
         .collect();
+    if zone_set.zones.len() > shown {
+        zones.push(format!(
+            "and {} more zones ({} zone files read, the others served from current snapshots)",
+            zone_set.zones.len() - shown,
+            zone_set.files_read
+        ));
+    }
     // A flag wins over the file, the file over the default.
     let edns_size = args.edns_size.or(config.as_ref().map(|c| c.server.edns_size)).unwrap_or(1232);
     let cookies = cookie_secrets(args.cookies, config.as_deref())?;
@@ -862,15 +870,6 @@ fn serve_xdp(
 fn parse_origin(s: &str) -> anyhow::Result<Name> {
     let abs = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
     Name::parse_text(abs.as_bytes(), None).map_err(|e| anyhow::anyhow!("bad --origin '{s}': {e}"))
-}
-
-/// Prints a zone file's warnings and errors (the zone set reports only whether it loaded).
-fn report_diagnostics(path: &Path) {
-    if let Ok(l) = parse::load_file(path, None) {
-        for d in &l.diagnostics {
-            eprintln!("{d}");
-        }
-    }
 }
 
 /// `--time`: YYYYMMDDHHmmSS or Unix seconds.

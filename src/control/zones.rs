@@ -12,9 +12,27 @@
 //!
 //! On disk, per zone, in the data directory: `NAME.snap` (the latest version, or the one
 //! before it after a crash between the journal append and the snapshot write) and
-//! `NAME.journal` (the changes, for IXFR and to replay onto the snapshot at start). At start
-//! the snapshot plus the journal give the last version; the zone file is then compared with
-//! it like a reload, so a restart neither loses a change nor reuses a serial.
+//! `NAME.journal` (the changes, for IXFR and to replay onto the snapshot at start; written
+//! at the first change, as a missing journal is an empty one). At start the snapshot plus
+//! the journal give the last version; the zone file is then compared with it like a reload,
+//! so a restart neither loses a change nor reuses a serial — unless the snapshot records
+//! the zone file as it stands now ([`SourceStamp`]) and the journal ends at the snapshot's
+//! serial: then the file holds what is served, and the zone starts without parsing it.
+//!
+//! Many zones: the set locks its data directory (`nsxdp.lock`) once, so journals keep no
+//! descriptor of their own ([`Guard::Directory`]); stale temporary files are looked for
+//! once, at start, not at every write; zones are found by name through a hash; and the
+//! writes of snapshots are made durable together in [`ZoneSet::publish`], before their
+//! versions are served or announced:
+//! - a snapshot that replaces another is fsynced before its rename (the journal's entries
+//!   need a whole base), and the renames take one fsync of the directory;
+//! - a new zone's first snapshot is not fsynced at all: one `syncfs` of the data
+//!   directory's file system makes all of them durable at once (one fsync each took
+//!   milliseconds: most of the start of 10^4 new zones). A crash before it can leave such a
+//!   snapshot missing or with contents that never reached the disk; neither was served, and
+//!   neither has a journal (a zone's journal is written at its first change, after the
+//!   publish), so a start that finds a snapshot it cannot open and no journal beside it
+//!   builds the zone again from its file (the snapshot is kept aside, `NAME.snap.refused-T`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,10 +44,10 @@ use super::transfer::SharedJournals;
 use crate::answer::Catalog;
 use crate::config::{Config, Role, SerialPolicy, ZoneConf};
 use crate::dataplane::SharedCatalog;
-use crate::journal::{self, Journal, Limits};
+use crate::journal::{self, Guard, Journal, Limits};
 use crate::secondary::timers::{Bounds, Refresh, SoaTimers};
 use crate::secondary::xfrin;
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, Durability, Snapshot, SourceStamp};
 use crate::wire::name::Name;
 use crate::wire::rdata::rtype;
 use crate::zone::parse::{self, Loaded};
@@ -57,6 +75,8 @@ pub struct ZoneState {
     /// The change history (zones served from a bare snapshot file have none); shared with
     /// the transfer side, which reads it for IXFR.
     pub journal: Option<Arc<Mutex<Journal>>>,
+    /// The zone file as the snapshot on disk records it (NONE: not known to match).
+    pub source: SourceStamp,
     pub limits: Limits,
     pub loaded_at: SystemTime,
     /// Why the last reload failed (cleared by a successful one).
@@ -183,12 +203,68 @@ pub struct ZoneSet {
     /// Our addresses, left out of the NS-derived NOTIFY targets; None: no NS targets.
     own: Option<Vec<std::net::IpAddr>>,
     pub zones: Vec<ZoneState>,
+    /// Position in `zones` by lowercased name.
+    by_name: HashMap<Name, usize>,
+    /// How journals keep other writers out: one lock over the data directory (held by
+    /// `dir_lock`), or each its own when the directory cannot be locked; Err when another
+    /// process holds the directory.
+    guard: Result<Guard, String>,
+    /// The exclusive lock of the data directory, held for the life of the set.
+    _dir_lock: Option<std::fs::File>,
+    /// A snapshot was renamed into place since the directory was last fsynced.
+    dir_unsynced: std::sync::atomic::AtomicBool,
+    /// A snapshot was written with [`Durability::Deferred`] since the last `syncfs`.
+    fs_unsynced: std::sync::atomic::AtomicBool,
+    /// Zone files read (parsed) since the set was made: at start, those whose snapshot was
+    /// not current.
+    pub files_read: usize,
 }
 
+/// The file whose `flock` marks a data directory as in use.
+const DIR_LOCK: &str = "nsxdp.lock";
+
 impl ZoneSet {
+    /// The set of zones kept in `data_dir`, which it locks (another process using it is
+    /// refused when a zone is added). Temporary files that killed writers left there are
+    /// removed now, once.
     pub fn new(data_dir: &Path, catalog: SharedCatalog) -> ZoneSet {
         let journals = Arc::new(arc_swap::ArcSwap::from_pointee(HashMap::new()));
-        ZoneSet { data_dir: data_dir.to_path_buf(), catalog, journals, own: None, zones: Vec::new() }
+        let (guard, dir_lock) = match lock_dir(data_dir) {
+            Ok(f) => {
+                snapshot::remove_stale_tmp_files(data_dir);
+                (Ok(Guard::Directory), Some(f))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (
+                Err(format!(
+                    "data directory {} is in use by another process (it holds {DIR_LOCK})",
+                    data_dir.display()
+                )),
+                None,
+            ),
+            // No lock file (a read-only directory, say): each journal locks itself.
+            Err(_) => (Ok(Guard::File), None),
+        };
+        ZoneSet {
+            data_dir: data_dir.to_path_buf(),
+            catalog,
+            journals,
+            own: None,
+            zones: Vec::new(),
+            by_name: HashMap::new(),
+            guard,
+            _dir_lock: dir_lock,
+            dir_unsynced: Default::default(),
+            fs_unsynced: Default::default(),
+            files_read: 0,
+        }
+    }
+
+    /// Adds a zone's state to the set (its name not yet in it).
+    fn push(&mut self, state: ZoneState) -> usize {
+        let i = self.zones.len();
+        self.by_name.insert(state.name.to_lowercase(), i);
+        self.zones.push(state);
+        i
     }
 
     /// Turns on NOTIFY targets from the zones' NS records, leaving out these addresses.
@@ -230,8 +306,10 @@ impl ZoneSet {
 
     /// Starts serving a zone (published by [`Self::publish`]): the version left by the last
     /// run (snapshot + journal) if there is one, then the zone file compared with it as a
-    /// reload would. Notes for the log (a replayed journal, a torn tail cut off, a zone file
-    /// that did not load while the last version still could) go to `notes`.
+    /// reload would — or, when the snapshot records the file as it stands and the journal
+    /// has nothing newer, the snapshot as it is, the file not even read. Notes for the log
+    /// (the file's warnings, a replayed journal, a torn tail cut off, a zone file that did
+    /// not load while the last version still could) go to `notes`.
     pub fn add(
         &mut self,
         name: Option<&Name>,
@@ -241,67 +319,114 @@ impl ZoneSet {
         now_unix: u32,
         notes: &mut Vec<String>,
     ) -> Result<&ZoneState, String> {
-        let loaded = load(file, name);
-        let origin = match (&loaded, name) {
-            (Ok(l), _) => l.zone.origin().clone(),
-            (Err(_), Some(n)) => n.clone(),
-            // The apex as the loader would guess it ($ORIGIN, or the file name), to find
-            // what the last run served.
-            (Err(e), None) => match std::fs::read(file).ok().and_then(|t| parse::guess_origin(file, &t)) {
-                Some(n) if self.snapshot_path(&n).exists() => n,
-                _ => return Err(e.clone()),
-            },
+        let guard = self.guard.clone()?;
+        // Taken before the file is read: a write after it changes the stamp.
+        let stamp = source_stamp(file, now_unix);
+        // The zone file, read when needed: not at all for a zone named in the configuration
+        // whose snapshot is current; at once for a zone whose name it gives.
+        let (origin, mut loaded) = match name {
+            Some(n) => (n.clone(), None),
+            None => {
+                let l = load(file, None);
+                let origin = match &l {
+                    Ok(l) => l.zone.origin().clone(),
+                    // The apex as the loader would guess it ($ORIGIN, or the file name), to
+                    // find what the last run served.
+                    Err(e) => match std::fs::read(file).ok().and_then(|t| parse::guess_origin(file, &t)) {
+                        Some(n) if self.snapshot_path(&n).exists() => n,
+                        _ => return Err(e.clone()),
+                    },
+                };
+                (origin, Some(l))
+            }
         };
         if self.index(&origin).is_some() {
             return Err(format!("zone {origin} given twice"));
         }
         let snap_path = self.snapshot_path(&origin);
         let journal_path = self.journal_path(&origin);
-        // A snapshot of another format (an older build) is set aside and the zone rebuilt
-        // from its file, as if there were none (its journal, whose base it was, too).
-        match crate::snapshot::format_version(&snap_path) {
-            Some(v) if v != crate::snapshot::FORMAT_VERSION && loaded.is_ok() => {
-                let aside = snap_path.with_extension(format!("snap.format-{v}"));
-                std::fs::rename(&snap_path, &aside).map_err(|e| format!("{}: {e}", snap_path.display()))?;
+        let mut previous = None;
+        if snap_path.exists() {
+            match self.previous(&origin, &snap_path, &journal_path, limits, guard, notes) {
+                Ok(p) => previous = Some(p),
+                Err(e) => match crate::snapshot::format_version(&snap_path) {
+                    // Refused, with no journal: a first snapshot that a crash kept from the
+                    // disk (see the module's comment), or one damaged since. Built again.
+                    v if v.is_none_or(|v| v == crate::snapshot::FORMAT_VERSION)
+                        && !journal_path.exists()
+                        && loaded.get_or_insert_with(|| load(file, Some(&origin))).is_ok() =>
+                    {
+                        let aside = snap_path.with_extension(format!("snap.refused-{now_unix}"));
+                        std::fs::rename(&snap_path, &aside).map_err(|e| format!("{}: {e}", snap_path.display()))?;
+                        notes.push(format!(
+                            "zone {origin}: {e}; no journal beside it: moved to {}, rebuilt from the zone file",
+                            aside.display()
+                        ));
+                    }
+                    // Of another format (an older build): set aside and the zone rebuilt from
+                    // its file, as if there were none (its journal, whose base it was, too).
+                    Some(v)
+                        if v != crate::snapshot::FORMAT_VERSION
+                            && loaded.get_or_insert_with(|| load(file, Some(&origin))).is_ok() =>
+                    {
+                        let aside = snap_path.with_extension(format!("snap.format-{v}"));
+                        std::fs::rename(&snap_path, &aside).map_err(|e| format!("{}: {e}", snap_path.display()))?;
+                        notes.push(format!(
+                            "zone {origin}: {} is of snapshot format {v}, this build writes {}; moved to {}, \
+                             rebuilt from the zone file",
+                            snap_path.display(),
+                            crate::snapshot::FORMAT_VERSION,
+                            aside.display()
+                        ));
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+        let Some((snapshot, journal)) = previous else {
+            self.files_read += 1;
+            let l = loaded.unwrap_or_else(|| load(file, Some(&origin)))?;
+            notes.extend(l.diagnostics.iter().map(|d| d.to_string()));
+            let zone = &l.zone;
+            let serial = zone.serial().unwrap_or(0);
+            if journal_path.exists() {
+                // A journal without its snapshot cannot be replayed: keep it aside.
+                let aside = journal_path.with_extension(format!("journal.orphan-{now_unix}"));
+                std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
                 notes.push(format!(
-                    "zone {origin}: {} is of snapshot format {v}, this build writes {}; moved to {}, rebuilt from \
-                     the zone file",
-                    snap_path.display(),
-                    crate::snapshot::FORMAT_VERSION,
+                    "zone {origin}: {} had no snapshot; moved to {}",
+                    journal_path.display(),
                     aside.display()
                 ));
             }
-            _ => {}
-        }
-        let previous = if snap_path.exists() {
-            Some(self.previous(&origin, &snap_path, &journal_path, limits, notes)?)
-        } else {
-            None
+            let stamp = if l.files.len() == 1 { stamp } else { SourceStamp::NONE };
+            let snap = self.write(zone, stamp, Durability::Deferred)?;
+            let journal = Journal::unwritten(&journal_path, &origin, serial, limits, guard);
+            let i = self.push(ZoneState {
+                name: origin,
+                file: file.to_path_buf(),
+                policy,
+                snapshot: Some(snap),
+                journal: Some(Arc::new(Mutex::new(journal))),
+                source: stamp,
+                limits,
+                loaded_at: SystemTime::now(),
+                last_error: None,
+                ns_targets: Vec::new(),
+                secondary: None,
+            });
+            self.ns_targets_from(i, zone);
+            return Ok(&self.zones[i]);
         };
-        let (snapshot, journal) = match previous {
-            Some((snap, journal)) => (snap, journal),
-            None => {
-                let zone = &loaded.as_ref().map_err(|e| e.clone())?.zone;
-                let serial = zone.serial().unwrap_or(0);
-                if journal_path.exists() {
-                    // A journal without its snapshot cannot be replayed: keep it aside.
-                    let aside = journal_path.with_extension(format!("journal.orphan-{now_unix}"));
-                    std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
-                    notes.push(format!(
-                        "zone {origin}: {} had no snapshot; moved to {}",
-                        journal_path.display(),
-                        aside.display()
-                    ));
-                }
-                let snap = self.write(zone)?;
-                let j = Journal::create(&journal_path, &origin, serial, limits).map_err(|e| e.to_string())?;
-                (snap, j)
-            }
-        };
-        self.zones.push(ZoneState {
+        let current = !stamp.is_none()
+            && snapshot.source_stamp() == stamp
+            && journal.last_serial() == snapshot.serial()
+            && loaded.is_none();
+        let i = self.push(ZoneState {
             name: origin,
             file: file.to_path_buf(),
             policy,
+            source: snapshot.source_stamp(),
             snapshot: Some(snapshot),
             journal: Some(Arc::new(Mutex::new(journal))),
             limits,
@@ -310,9 +435,21 @@ impl ZoneSet {
             ns_targets: Vec::new(),
             secondary: None,
         });
-        let i = self.zones.len() - 1;
         self.refresh_ns_targets(i);
-        match self.reload(i, now_unix) {
+        if current {
+            return Ok(&self.zones[i]);
+        }
+        self.files_read += 1;
+        let loaded = loaded.unwrap_or_else(|| load(file, Some(&self.zones[i].name)));
+        if let Ok(l) = &loaded {
+            notes.extend(l.diagnostics.iter().map(|d| d.to_string()));
+        }
+        let r = self.reload_loaded(i, loaded, stamp, now_unix);
+        self.zones[i].last_error = match &r {
+            Reloaded::Failed { error } => Some(error.clone()),
+            _ => None,
+        };
+        match r {
             Reloaded::Unchanged { .. } | Reloaded::Secondary { .. } => {}
             Reloaded::Updated { from, to, warnings, .. } => {
                 notes.extend(warnings);
@@ -338,14 +475,15 @@ impl ZoneSet {
         snap_path: &Path,
         journal_path: &Path,
         limits: Limits,
+        guard: Guard,
         notes: &mut Vec<String>,
     ) -> Result<(Arc<Snapshot>, Journal), String> {
         let snap = Snapshot::open(snap_path).map_err(|e| e.to_string())?;
         if snap.origin() != *origin {
             return Err(format!("{}: holds zone {}, not {origin}", snap_path.display(), snap.origin()));
         }
-        let (j, torn) =
-            Journal::open_or_create(journal_path, origin, snap.serial(), limits).map_err(|e| e.to_string())?;
+        let (j, torn) = Journal::open_or_create_with(journal_path, origin, snap.serial(), limits, guard)
+            .map_err(|e| e.to_string())?;
         if let Some(t) = torn {
             notes.push(format!("zone {origin}: {t}"));
         }
@@ -360,22 +498,23 @@ impl ZoneSet {
             r.serial,
             r.applied
         ));
-        Ok((self.write(&r.zone)?, j))
+        Ok((self.write(&r.zone, SourceStamp::NONE, Durability::File)?, j))
     }
 
     /// Serves an existing snapshot file as it is (no zone file behind it: never reloaded).
     pub fn add_snapshot(&mut self, path: &Path) -> Result<&ZoneState, String> {
         let snap = Snapshot::open(path).map_err(|e| e.to_string())?;
         let name = snap.origin();
-        if self.zones.iter().any(|z| z.name == name) {
+        if self.index(&name).is_some() {
             return Err(format!("zone {name} given twice"));
         }
-        self.zones.push(ZoneState {
+        self.push(ZoneState {
             name,
             file: PathBuf::new(),
             policy: SerialPolicy::Keep,
             snapshot: Some(Arc::new(snap)),
             journal: None,
+            source: SourceStamp::NONE,
             limits: Limits::default(),
             loaded_at: SystemTime::now(),
             last_error: None,
@@ -401,6 +540,7 @@ impl ZoneSet {
         if self.index(name).is_some() {
             return Err(format!("zone {name} given twice"));
         }
+        let guard = self.guard.clone()?;
         let snap_path = self.snapshot_path(name);
         let journal_path = self.journal_path(name);
         let now = std::time::Instant::now();
@@ -410,6 +550,7 @@ impl ZoneSet {
             policy: SerialPolicy::Keep,
             snapshot: None,
             journal: None,
+            source: SourceStamp::NONE,
             limits,
             loaded_at: SystemTime::now(),
             last_error: None,
@@ -419,7 +560,7 @@ impl ZoneSet {
         let mut refresh = Refresh::empty(bounds, now);
         let mut soa = None;
         if snap_path.exists() {
-            match self.previous(name, &snap_path, &journal_path, limits, notes) {
+            match self.previous(name, &snap_path, &journal_path, limits, guard, notes) {
                 Ok((snap, journal)) => {
                     soa = crate::snapshot::SnapshotRecords::new(snap.clone()).next();
                     let timers = soa.as_ref().and_then(|s| SoaTimers::from_rdata(&s.rdata));
@@ -452,8 +593,7 @@ impl ZoneSet {
         let mut sec = Secondary::new(primaries, refresh, timeout);
         sec.soa = soa;
         state.secondary = Some(Box::new(sec));
-        self.zones.push(state);
-        let i = self.zones.len() - 1;
+        let i = self.push(state);
         self.refresh_ns_targets(i);
         Ok(&self.zones[i])
     }
@@ -516,17 +656,25 @@ impl ZoneSet {
                 _ => notes.push(format!("zone {}: a changed role takes effect at the next start", z.name)),
             }
         }
-        let gone: Vec<Name> = old
+        let kept: std::collections::HashSet<Name> = new.zones.iter().map(|z| lower(&z.name)).collect();
+        let gone: std::collections::HashSet<Name> = old
             .zones
             .iter()
-            .filter(|o| !new.zones.iter().any(|z| lower(&z.name) == lower(&o.name)))
-            .map(|o| o.name.clone())
+            .map(|o| lower(&o.name))
+            .filter(|n| !kept.contains(n) && self.by_name.contains_key(n))
             .collect();
-        for name in gone {
-            if let Some(i) = self.index(&name) {
-                self.zones.remove(i);
-                notes.push(format!("zone {name}: removed (no longer served; its files stay in the data directory)"));
-            }
+        if !gone.is_empty() {
+            self.zones.retain(|z| {
+                let going = gone.contains(&z.name.to_lowercase());
+                if going {
+                    notes.push(format!(
+                        "zone {}: removed (no longer served; its files stay in the data directory)",
+                        z.name
+                    ));
+                }
+                !going
+            });
+            self.by_name = self.zones.iter().enumerate().map(|(i, z)| (z.name.to_lowercase(), i)).collect();
         }
         self.publish();
     }
@@ -603,13 +751,14 @@ impl ZoneSet {
                 let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
             }
         }
-        let snap = match self.write(new) {
+        let snap = match self.write(new, SourceStamp::NONE, Durability::File) {
             Ok(s) => s,
             Err(e) => return Err(format!("{e}{}", self.retract(i, if chained { n_changes } else { 0 }))),
         };
         let limits = self.zones[i].limits;
         if !chained {
-            let j = Journal::create(&journal_path, &origin, to, limits).map_err(|e| e.to_string())?;
+            let guard = self.guard.clone()?;
+            let j = Journal::unwritten(&journal_path, &origin, to, limits, guard);
             self.zones[i].journal = Some(Arc::new(Mutex::new(j)));
         }
         let z = &mut self.zones[i];
@@ -636,6 +785,7 @@ impl ZoneSet {
     /// Makes the current set of snapshots the one every run loop reads (one atomic swap).
     /// Then the heap that building them freed goes back to the kernel.
     pub fn publish(&self) {
+        self.sync_dir();
         let snaps = self.zones.iter().filter(|z| z.serving()).filter_map(|z| z.snapshot.clone()).collect();
         let unavailable =
             self.zones.iter().filter(|z| !z.serving()).map(|z| z.name.to_lowercase().as_wire().into()).collect();
@@ -657,8 +807,36 @@ impl ZoneSet {
         super::release_freed_memory();
     }
 
-    /// Reloads zone `i` from its file and publishes the result if it changed.
+    /// Makes the snapshots written since the last call durable: one `syncfs` when a new
+    /// zone's snapshot was written unsynced, else one fsync of the data directory for the
+    /// renames (see the module's comment). A failure is logged: what a crash could then
+    /// lose, the next start rebuilds (from the journal or the zone file).
+    fn sync_dir(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let all = self.fs_unsynced.swap(false, Relaxed);
+        if !(self.dir_unsynced.swap(false, Relaxed) || all) {
+            return;
+        }
+        let synced = std::fs::File::open(&self.data_dir).and_then(|d| {
+            if !all {
+                return d.sync_all();
+            }
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs takes a descriptor `d` owns and keeps open; no memory is passed.
+            match unsafe { libc::syncfs(d.as_raw_fd()) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+        if let Err(e) = synced {
+            eprintln!("nsxdp: warning: sync of the data directory {}: {e}", self.data_dir.display());
+        }
+    }
+
+    /// Reloads zone `i` from its file and publishes the result if it changed. A file whose
+    /// stamp is the one its snapshot records is not read: unchanged.
     pub fn reload(&mut self, i: usize, now_unix: u32) -> Reloaded {
+        let read_before = self.files_read;
         let r = self.reload_inner(i, now_unix);
         let z = &mut self.zones[i];
         match &r {
@@ -670,7 +848,7 @@ impl ZoneSet {
         if let Reloaded::Updated { .. } = r {
             z.loaded_at = SystemTime::now();
             self.publish();
-        } else {
+        } else if self.files_read != read_before {
             // The file was parsed all the same.
             super::release_freed_memory();
         }
@@ -682,14 +860,42 @@ impl ZoneSet {
         if z.secondary.is_some() {
             return Reloaded::Secondary { serial: z.serial() };
         }
-        let Some(snap) = z.snapshot.clone() else {
+        if z.snapshot.is_none() {
             return Reloaded::Failed { error: format!("zone {} has no version", z.name) };
-        };
+        }
         if z.file.as_os_str().is_empty() {
             return Reloaded::Failed { error: format!("zone {} has no zone file to reload", z.name) };
         }
+        let stamp = source_stamp(&z.file, now_unix);
+        if !stamp.is_none() && stamp == z.source {
+            // The file is the one the snapshot was made from: not read (a reload of every
+            // zone of a large host costs a stat each).
+            return Reloaded::Unchanged { serial: z.serial().unwrap_or(0) };
+        }
+        let loaded = load(&z.file, Some(&z.name));
+        self.files_read += 1;
+        self.reload_loaded(i, loaded, stamp, now_unix)
+    }
+
+    /// [`Self::reload`] of zone `i` from its file read as `loaded`, whose stamp before it
+    /// was read was `stamp`; nothing published.
+    fn reload_loaded(
+        &mut self,
+        i: usize,
+        loaded: Result<Loaded, String>,
+        stamp: SourceStamp,
+        now_unix: u32,
+    ) -> Reloaded {
+        let z = &self.zones[i];
+        let Some(snap) = z.snapshot.clone() else {
+            return Reloaded::Failed { error: format!("zone {} has no version", z.name) };
+        };
         let fail = |error: String| Reloaded::Failed { error };
-        let mut new = match load(&z.file, Some(&z.name)) {
+        let stamp = match &loaded {
+            Ok(l) if l.files.len() == 1 => stamp,
+            _ => SourceStamp::NONE,
+        };
+        let mut new = match loaded {
             Ok(l) => l.zone,
             Err(e) => return fail(e),
         };
@@ -700,7 +906,7 @@ impl ZoneSet {
         let from = old.serial().unwrap_or(0);
         let mut changes = old.diff(&new);
         if changes.is_empty() {
-            return Reloaded::Unchanged { serial: from };
+            return self.unchanged(i, from, stamp);
         }
         let mut warnings = Vec::new();
         let data_changed = !changes.removed.is_empty() || !changes.added.is_empty();
@@ -708,7 +914,7 @@ impl ZoneSet {
         if !data_changed && !serial_gt(to, from) {
             // Only the SOA differs and not upwards: e.g. a file whose serial we raised
             // before. What runs stays.
-            return Reloaded::Unchanged { serial: from };
+            return self.unchanged(i, from, stamp);
         }
         if data_changed && !serial_gt(to, from) {
             match next_serial(from, z.policy, now_unix) {
@@ -760,7 +966,7 @@ impl ZoneSet {
                 }
             }
         }
-        let snap = match self.write(&new) {
+        let snap = match self.write(&new, stamp, Durability::File) {
             Ok(snap) => snap,
             Err(e) => {
                 // Not served after all: the journal goes back to where the running version is.
@@ -769,6 +975,7 @@ impl ZoneSet {
             }
         };
         self.zones[i].snapshot = Some(snap);
+        self.zones[i].source = stamp;
         self.zones[i].ns_targets = self.ns_targets(&new);
         if let Some(j) = &self.zones[i].journal {
             let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
@@ -783,19 +990,71 @@ impl ZoneSet {
         Reloaded::Updated { from, to, changes, warnings }
     }
 
-    /// Compiles and writes a zone's snapshot and maps it.
-    fn write(&self, zone: &Zone) -> Result<Arc<Snapshot>, String> {
+    /// A reload that found the file holding what is served: records the file's stamp in the
+    /// snapshot if it had another (the file was written again with the same zone, or was
+    /// too fresh to stamp before), so that the next start need not parse it.
+    fn unchanged(&mut self, i: usize, serial: u32, stamp: SourceStamp) -> Reloaded {
+        let z = &mut self.zones[i];
+        if !stamp.is_none() && z.source != stamp {
+            if let Some(snap) = &z.snapshot {
+                // Best effort: without the stamp the next start parses the file.
+                if snap.restamp(stamp, Durability::File).is_ok() {
+                    z.source = stamp;
+                    self.dir_unsynced.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        Reloaded::Unchanged { serial }
+    }
+
+    /// Sets zone `i`'s NS-derived NOTIFY targets from its zone.
+    fn ns_targets_from(&mut self, i: usize, zone: &Zone) {
+        if self.own.is_some() {
+            self.zones[i].ns_targets = self.ns_targets(zone);
+        }
+    }
+
+    /// Compiles and writes a zone's snapshot (made from a zone file with this stamp, or
+    /// NONE) and opens it. What `durability` leaves undone, the next [`Self::publish`] does.
+    fn write(&self, zone: &Zone, stamp: SourceStamp, durability: Durability) -> Result<Arc<Snapshot>, String> {
         let img = snapshot::compile(zone).map_err(|e| e.to_string())?;
         let path = self.snapshot_path(zone.origin());
-        snapshot::write_snapshot(&path, &img).map_err(|e| format!("{}: {e}", path.display()))?;
+        snapshot::write_snapshot_with(&path, &img, stamp, durability)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let pending = match durability {
+            Durability::Now => None,
+            Durability::File => Some(&self.dir_unsynced),
+            Durability::Deferred => Some(&self.fs_unsynced),
+        };
+        if let Some(p) = pending {
+            p.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let snap = Snapshot::open(&path).map_err(|e| e.to_string())?;
         Ok(Arc::new(snap))
     }
 
+    /// The position of zone `name` (any case) in [`Self::zones`].
     pub fn index(&self, name: &Name) -> Option<usize> {
-        let name = name.to_lowercase();
-        self.zones.iter().position(|z| z.name.to_lowercase() == name)
+        self.by_name.get(&name.to_lowercase()).copied()
     }
+}
+
+/// Takes the exclusive lock of a data directory, without waiting.
+fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(DIR_LOCK))?;
+    // SAFETY: flock on a descriptor `f` owns and keeps open; no memory is passed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// The stamp of a zone file at `now_unix` (NONE when it cannot be read, or was written too
+/// recently for its stamp to be trusted).
+fn source_stamp(file: &Path, now_unix: u32) -> SourceStamp {
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now_unix.into());
+    std::fs::metadata(file).map_or(SourceStamp::NONE, |m| SourceStamp::of(&m, now))
 }
 
 /// How long ago the last successful check recorded in `path` was (zero when unknown).
@@ -1026,6 +1285,167 @@ www A 1.2.3
         // Under keep, the change is served with the file's SOA as it is.
         zs.zones[0].policy = SerialPolicy::Keep;
         assert!(matches!(zs.reload(0, 0), Reloaded::Updated { from: 11, to: 11, .. }));
+    }
+
+    fn unix_now() -> u32 {
+        SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
+    }
+
+    #[test]
+    fn a_restart_serves_a_current_snapshot_without_reading_its_zone_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.test.zone");
+        std::fs::write(&file, V1).unwrap();
+        let name = Name::parse_text(b"r.test.", None).unwrap();
+        // The file has settled `later` (SourceStamp::SETTLED).
+        let later = unix_now() + 5;
+        let start = |now: u32| {
+            let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+            let mut zs = ZoneSet::new(dir.path(), catalog);
+            let mut notes = Vec::new();
+            zs.add(Some(&name), &file, SerialPolicy::Increment, Limits::default(), now, &mut notes).unwrap();
+            zs.publish();
+            (zs, notes)
+        };
+        let (zs, _) = start(later);
+        assert_eq!(zs.files_read, 1);
+        assert!(!zs.zones[0].source.is_none());
+        drop(zs);
+        let (zs, notes) = start(later);
+        assert_eq!(zs.files_read, 0, "{notes:?}");
+        assert_eq!(served_serial(&zs), 10);
+        assert!(!zs.zones[0].journal.as_ref().unwrap().lock().unwrap().on_disk(), "no journal before a change");
+        drop(zs);
+        // The file changed (same length): read, and its new version served.
+        std::fs::write(&file, V1.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.3")).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), V1.len() as u64);
+        let (zs, notes) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (1, 11), "{notes:?}");
+        drop(zs);
+        let (mut zs, _) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (0, 11));
+        // A reload of a file as recorded does not read it either.
+        assert!(matches!(zs.reload(0, later), Reloaded::Unchanged { serial: 11 }));
+        assert_eq!(zs.files_read, 0);
+        drop(zs);
+        // A file written again with the same zone, read before it settled: read at every
+        // start until it has, then stamped (without a new version) and no longer read.
+        std::fs::write(&file, V1.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.3")).unwrap();
+        for _ in 0..2 {
+            let (zs, _) = start(0);
+            assert_eq!((zs.files_read, served_serial(&zs)), (1, 11));
+        }
+        let (zs, _) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (1, 11));
+        assert_eq!(zs.zones[0].journal.as_ref().unwrap().lock().unwrap().len(), 1);
+        drop(zs);
+        let (zs, _) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (0, 11));
+        drop(zs);
+        // A journal ahead of the snapshot (a crash between the append and the snapshot's
+        // rename): read, so that the file is compared with the replayed version.
+        let snap = dir.path().join("r.test.snap");
+        let v11 = std::fs::read(&snap).unwrap();
+        std::fs::write(&file, V1.replace(" 10 ", " 12 ").replace("192.0.2.2", "192.0.2.4")).unwrap();
+        let (zs, _) = start(0);
+        assert_eq!(served_serial(&zs), 12);
+        drop(zs);
+        std::fs::write(&snap, &v11).unwrap();
+        let (zs, notes) = start(later);
+        assert_eq!((zs.files_read, served_serial(&zs)), (1, 12), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("journal replayed")), "{notes:?}");
+    }
+
+    #[test]
+    fn a_first_snapshot_lost_to_a_crash_is_rebuilt_but_not_one_with_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (zs, file) = set(dir.path());
+        let snap = zs.snapshot_path(&zs.zones[0].name);
+        drop(zs);
+        let restart = || {
+            let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+            let mut zs = ZoneSet::new(dir.path(), catalog);
+            let mut notes = Vec::new();
+            let r = zs.add(None, &file, SerialPolicy::Increment, Limits::default(), 7, &mut notes).map(|_| ());
+            (zs, notes, r)
+        };
+        // Renamed into place, its contents never written (a crash before the syncfs).
+        let len = std::fs::metadata(&snap).unwrap().len();
+        std::fs::write(&snap, vec![0u8; len as usize]).unwrap();
+        let (zs, notes, r) = restart();
+        r.unwrap();
+        assert_eq!(zs.zones[0].serial(), Some(10));
+        assert!(notes.iter().any(|n| n.contains("rebuilt from the zone file")), "{notes:?}");
+        assert!(snap.with_extension("snap.refused-7").exists());
+        assert!(Snapshot::open(&snap).is_ok());
+        // With a journal beside it, the snapshot is its base: refused, not rebuilt.
+        let mut zs = zs;
+        zs.publish();
+        std::fs::write(&file, V1.replace(" 10 ", " 11 ").replace("192.0.2.2", "192.0.2.3")).unwrap();
+        assert!(matches!(zs.reload(0, 0), Reloaded::Updated { to: 11, .. }));
+        drop(zs);
+        let bytes = std::fs::read(&snap).unwrap();
+        std::fs::write(&snap, &bytes[..bytes.len() - 1]).unwrap();
+        let (_, _, r) = restart();
+        assert!(r.unwrap_err().contains("snapshot refused"));
+    }
+
+    #[test]
+    fn a_data_directory_serves_one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (zs, file) = set(dir.path());
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut other = ZoneSet::new(dir.path(), catalog);
+        let Err(err) = other.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut Vec::new()) else {
+            panic!("a second zone set on the same directory")
+        };
+        assert!(err.contains("in use by another process"), "{err}");
+        drop(other);
+        drop(zs);
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        zs.add(None, &file, SerialPolicy::Increment, Limits::default(), 0, &mut Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn zones_are_found_by_name_after_others_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        let mut text = String::from("[server]\nlisten = [\"127.0.0.1:5300\"]\n");
+        for k in 0..20 {
+            let f = dir.path().join(format!("z{k}.test.zone"));
+            std::fs::write(&f, V1.replace("r.test.", &format!("z{k}.test."))).unwrap();
+            text.push_str(&format!("[[zone]]\nname = \"Z{k}.test\"\nfile = \"{}\"\n", f.display()));
+        }
+        let conf = dir.path().join("c.toml");
+        std::fs::write(&conf, &text).unwrap();
+        let old = Config::load(&conf).unwrap();
+        for z in &old.zones {
+            zs.add_configured(z, &old, 0, &mut Vec::new()).unwrap();
+        }
+        let n = |k: usize| Name::parse_text(format!("z{k}.TEST.").as_bytes(), None).unwrap();
+        assert_eq!(zs.index(&n(7)), Some(7));
+        // Every other zone goes.
+        let kept: String = text
+            .split("[[zone]]")
+            .enumerate()
+            .filter(|(i, _)| *i == 0 || i % 2 == 1)
+            .map(|(i, t)| if i == 0 { t.to_string() } else { format!("[[zone]]{t}") })
+            .collect();
+        std::fs::write(&conf, kept).unwrap();
+        let new = Config::load(&conf).unwrap();
+        let mut notes = Vec::new();
+        zs.reconfigure(&old, &new, 0, &mut notes);
+        assert_eq!(notes.iter().filter(|n| n.contains("removed")).count(), 10, "{notes:?}");
+        assert_eq!(zs.zones.len(), 10);
+        for k in 0..20 {
+            match zs.index(&n(k)) {
+                Some(i) => assert!(k % 2 == 0 && zs.zones[i].name.to_lowercase() == n(k).to_lowercase()),
+                None => assert!(k % 2 == 1),
+            }
+        }
+        assert_eq!(zs.catalog.load().snapshots().len(), 10);
     }
 
     #[test]

@@ -77,7 +77,13 @@
 //!   temporary file, fsync, rename, fsync of the directory (creation and compaction). A
 //!   crash leaves the old file or the new one, each consistent.
 //! - The file is locked (`flock`, exclusive) while a [`Journal`] holds it: a second writer,
-//!   in this process or another, is refused.
+//!   in this process or another, is refused. Or, for a caller that holds journals of many
+//!   zones ([`Guard::Directory`]): the caller keeps other writers out with one lock over the
+//!   whole directory, and the journal keeps no descriptor between operations (each append
+//!   or read opens the file and closes it again), so 10^5 zones do not need 10^5
+//!   descriptors; and a journal with no entries need not exist on disk yet
+//!   ([`Journal::unwritten`]: it is created, atomically as always, at its first append —
+//!   a missing journal and an empty one mean the same to [`Journal::open_or_create_with`]).
 //!
 //! # Base and journal
 //!
@@ -223,11 +229,44 @@ pub struct Compacted {
     pub bytes_after: u64,
 }
 
+/// How a journal keeps a second writer out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// An exclusive `flock` on the file, held (with its descriptor) while the journal lives.
+    /// Opening also removes the temporary files a killed writer of this journal left.
+    File,
+    /// The caller holds a lock over the journal's directory: no lock of its own, no
+    /// descriptor kept between operations, and the caller removes stale temporary files
+    /// (one listing for the whole directory rather than one per journal).
+    Directory,
+}
+
+/// The journal's file for one operation: the descriptor kept, or one opened for it.
+enum Handle<'a> {
+    Kept(&'a File),
+    Opened(File),
+}
+
+impl std::ops::Deref for Handle<'_> {
+    type Target = File;
+    fn deref(&self) -> &File {
+        match self {
+            Handle::Kept(f) => f,
+            Handle::Opened(f) => f,
+        }
+    }
+}
+
 /// One zone's journal, open for appending and reading.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: File,
+    /// The file, while the journal keeps it open ([`Guard::File`]); None under
+    /// [`Guard::Directory`], and before the file exists.
+    file: Option<File>,
+    guard: Guard,
+    /// The file exists ([`Journal::unwritten`] journals are created at their first append).
+    on_disk: bool,
     header: FileHeader,
     /// Where the first entry starts (the header's length).
     data_start: u64,
@@ -383,39 +422,79 @@ impl Journal {
     /// the base it belongs to). Atomic: a crash leaves no file or a complete one. Fails if
     /// the file exists (checked atomically: the new file is hard-linked into place).
     pub fn create(path: &Path, origin: &Name, serial: u32, limits: Limits) -> Result<Journal, JournalError> {
+        let mut j = Journal::unwritten(path, origin, serial, limits, Guard::File);
+        j.write_file()?;
+        Ok(j)
+    }
+
+    /// The journal of zone `origin`, empty, continuing from `serial`, not yet on disk: the
+    /// file is created ([`create`](Self::create)'s way) at the first append. For a zone
+    /// whose base is durable, this is the same as an empty journal file, without its cost.
+    pub fn unwritten(path: &Path, origin: &Name, serial: u32, limits: Limits, guard: Guard) -> Journal {
         let header = FileHeader { origin: origin.to_lowercase(), start_serial: serial };
-        let new = write_atomically(path, &header, None)?;
-        if let Some(e) = new.unsynced {
-            return Err(e);
-        }
         let data_start = header.len() as u64;
-        Ok(Journal {
+        Journal {
             path: path.to_path_buf(),
-            file: new.file,
+            file: None,
+            guard,
+            on_disk: false,
             header,
             data_start,
-            end: new.end,
-            entries: new.index,
+            end: data_start,
+            entries: Vec::new(),
             limits,
             poisoned: false,
             buf: Vec::new(),
-        })
+        }
+    }
+
+    /// Creates the file of an [`unwritten`](Self::unwritten) journal.
+    fn write_file(&mut self) -> Result<(), JournalError> {
+        let new = write_atomically(&self.path, &self.header, None)?;
+        if let Some(e) = new.unsynced {
+            return Err(e);
+        }
+        self.on_disk = true;
+        self.end = new.end;
+        if self.guard == Guard::File {
+            self.file = Some(new.file);
+        }
+        Ok(())
+    }
+
+    /// The file for one operation.
+    fn handle(&self) -> Result<Handle<'_>, JournalError> {
+        match &self.file {
+            Some(f) => Ok(Handle::Kept(f)),
+            None => {
+                OpenOptions::new().read(true).write(true).open(&self.path).map(Handle::Opened).map_err(io(&self.path))
+            }
+        }
     }
 
     /// Opens a journal: checks the header and every entry, cuts off a torn tail (reported in
     /// the second value, for the caller to log) and builds the index. Corruption anywhere
     /// but the tail is an error and the file is left untouched.
     pub fn open(path: &Path, limits: Limits) -> Result<(Journal, Option<TornTail>), JournalError> {
+        Journal::open_with(path, limits, Guard::File)
+    }
+
+    /// [`open`](Self::open), with the other writers kept out as `guard` says.
+    pub fn open_with(path: &Path, limits: Limits, guard: Guard) -> Result<(Journal, Option<TornTail>), JournalError> {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
-        lock(&file, path)?;
-        remove_stale_tmp(path);
+        if guard == Guard::File {
+            lock(&file, path)?;
+            remove_stale_tmp(path);
+        }
         let len = file.metadata().map_err(io(path))?.len();
         let mut first = vec![0u8; len.min((format::FIXED_HEADER + name::MAX_NAME_LEN + 4) as u64) as usize];
         file.read_exact_at(&mut first, 0).map_err(io(path))?;
         let (header, hlen) = FileHeader::decode(&first).map_err(|r| corrupt(path, r))?;
         let mut j = Journal {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
+            guard,
+            on_disk: true,
             data_start: hlen as u64,
             end: hlen as u64,
             header,
@@ -425,9 +504,12 @@ impl Journal {
             buf: Vec::new(),
         };
         let torn = j.scan(len)?;
-        if let Some(t) = &torn {
-            j.file.set_len(t.offset).map_err(io(path))?;
-            j.file.sync_all().map_err(io(path))?;
+        if let (Some(t), Some(f)) = (&torn, &j.file) {
+            f.set_len(t.offset).map_err(io(path))?;
+            f.sync_all().map_err(io(path))?;
+        }
+        if guard == Guard::Directory {
+            j.file = None;
         }
         Ok((j, torn))
     }
@@ -440,7 +522,23 @@ impl Journal {
         serial: u32,
         limits: Limits,
     ) -> Result<(Journal, Option<TornTail>), JournalError> {
-        match Journal::open(path, limits) {
+        let (mut j, torn) = Journal::open_or_create_with(path, origin, serial, limits, Guard::File)?;
+        if !j.on_disk {
+            j.write_file()?;
+        }
+        Ok((j, torn))
+    }
+
+    /// [`open_or_create`](Self::open_or_create) with the other writers kept out as `guard`
+    /// says, and a missing file left [`unwritten`](Self::unwritten) until the first append.
+    pub fn open_or_create_with(
+        path: &Path,
+        origin: &Name,
+        serial: u32,
+        limits: Limits,
+        guard: Guard,
+    ) -> Result<(Journal, Option<TornTail>), JournalError> {
+        match Journal::open_with(path, limits, guard) {
             Ok((j, torn)) => {
                 if j.origin() != &origin.to_lowercase() {
                     return Err(JournalError::WrongZone {
@@ -452,7 +550,7 @@ impl Journal {
                 Ok((j, torn))
             }
             Err(JournalError::Io { error, .. }) if error.kind() == ErrorKind::NotFound => {
-                Ok((Journal::create(path, origin, serial, limits)?, None))
+                Ok((Journal::unwritten(path, origin, serial, limits, guard), None))
             }
             Err(e) => Err(e),
         }
@@ -466,14 +564,15 @@ impl Journal {
         let mut prev = self.header.start_serial;
         let mut buf = Vec::new();
         let torn = |offset: u64, reason: String| Ok(Some(TornTail { offset, cut: len - offset, reason }));
+        let file = self.file.as_ref().expect("open keeps the file while it scans");
         while pos < len {
             if len - pos < ENTRY_HEAD as u64 {
                 return torn(pos, format!("partial entry head ({} of {ENTRY_HEAD} bytes)", len - pos));
             }
             let mut h = [0u8; ENTRY_HEAD];
-            self.file.read_exact_at(&mut h, pos).map_err(io(&path))?;
+            file.read_exact_at(&mut h, pos).map_err(io(&path))?;
             let Some(head) = EntryHead::decode(&h) else {
-                if valid_entry_after(&self.file, pos + 1, len).map_err(io(&path))? {
+                if valid_entry_after(file, pos + 1, len).map_err(io(&path))? {
                     return Err(corrupt(
                         &path,
                         format!("entry at offset {pos}: damaged head, and valid entries follow"),
@@ -486,9 +585,9 @@ impl Journal {
                 return torn(pos, format!("partial entry ({} of {elen} bytes)", len - pos));
             }
             buf.resize(elen as usize, 0);
-            self.file.read_exact_at(&mut buf, pos).map_err(io(&path))?;
+            file.read_exact_at(&mut buf, pos).map_err(io(&path))?;
             if !format::entry_crc_ok(&buf) {
-                if valid_entry_after(&self.file, pos + elen, len).map_err(io(&path))? {
+                if valid_entry_after(file, pos + elen, len).map_err(io(&path))? {
                     return Err(corrupt(
                         &path,
                         format!("entry at offset {pos}: checksum mismatch, and valid entries follow"),
@@ -516,6 +615,17 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the journal keeps its file open between operations ([`Guard::File`]).
+    pub fn holds_descriptor(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Whether the file exists (an [`unwritten`](Self::unwritten) journal's does not until
+    /// its first append).
+    pub fn on_disk(&self) -> bool {
+        self.on_disk
     }
 
     /// The zone's apex, lowercased.
@@ -585,20 +695,26 @@ impl Journal {
     }
 
     fn append_entry(&mut self, from: u32, to: u32, cs: &Changeset, buf: &mut Vec<u8>) -> Result<u32, JournalError> {
-        let path = &self.path;
         format::encode_entry(from, to, cs, buf)
-            .map_err(|reason| JournalError::BadChangeset { path: path.clone(), reason })?;
-        if let Err(error) = self.file.write_all_at(buf, self.end) {
+            .map_err(|reason| JournalError::BadChangeset { path: self.path.clone(), reason })?;
+        if !self.on_disk {
+            self.write_file()?;
+        }
+        let file = self.handle()?;
+        let path = &self.path;
+        if let Err(error) = file.write_all_at(buf, self.end) {
             // Cut off what may have been written; if even that fails, stop.
-            if self.file.set_len(self.end).is_err() {
-                self.poisoned = true;
-            }
+            let cut = file.set_len(self.end).is_err();
+            drop(file);
+            self.poisoned |= cut;
             return Err(JournalError::Io { path: path.clone(), error });
         }
-        if let Err(error) = self.file.sync_data() {
+        if let Err(error) = file.sync_data() {
+            drop(file);
             self.poisoned = true;
-            return Err(JournalError::Io { path: path.clone(), error });
+            return Err(JournalError::Io { path: self.path.clone(), error });
         }
+        drop(file);
         self.entries.push(EntryInfo { offset: self.end, len: buf.len() as u64, from, to });
         self.end += buf.len() as u64;
         Ok(to)
@@ -613,10 +729,11 @@ impl Journal {
             return Err(JournalError::Poisoned { path: self.path.clone() });
         }
         let Some(last) = self.entries.last().copied() else { return Ok(()) };
-        let io_err = |error| JournalError::Io { path: self.path.clone(), error };
-        if let Err(e) = self.file.set_len(last.offset).and_then(|()| self.file.sync_data()) {
+        let cut =
+            self.handle().and_then(|f| f.set_len(last.offset).and_then(|()| f.sync_data()).map_err(io(&self.path)));
+        if let Err(e) = cut {
             self.poisoned = true;
-            return Err(io_err(e));
+            return Err(e);
         }
         self.entries.pop();
         self.end = last.offset;
@@ -661,7 +778,12 @@ impl Journal {
 
     fn read_with(&self, i: usize, buf: &mut Vec<u8>) -> Result<Changeset, JournalError> {
         let e = self.entries.get(i).ok_or_else(|| corrupt(&self.path, format!("no entry {i}")))?;
-        read_entry(&self.file, &self.path, e, buf)?;
+        read_entry(&*self.handle()?, &self.path, e, buf)?;
+        self.decode(e, buf)
+    }
+
+    /// The changeset of entry `e`, whose bytes (checked) are `buf`.
+    fn decode(&self, e: &EntryInfo, buf: &[u8]) -> Result<Changeset, JournalError> {
         let head = EntryHead { body_len: (e.len - ENTRY_OVERHEAD as u64) as u32, from: e.from, to: e.to };
         format::decode_body(&buf[ENTRY_HEAD..buf.len() - ENTRY_TAIL], &self.header.origin, &head)
             .map_err(|r| corrupt(&self.path, format!("entry at offset {}: {r}", e.offset)))
@@ -687,8 +809,19 @@ impl Journal {
     /// stream them instead, for a range too big to hold at once.
     pub fn changes_since(&self, serial: u32) -> Result<Option<Vec<Changeset>>, JournalError> {
         let Some(start) = self.position_after(serial) else { return Ok(None) };
+        if start == self.entries.len() {
+            return Ok(Some(Vec::new()));
+        }
+        // One descriptor for the whole range.
+        let file = self.handle()?;
         let mut buf = Vec::new();
-        let out = (start..self.entries.len()).map(|i| self.read_with(i, &mut buf)).collect::<Result<_, _>>()?;
+        let out = (start..self.entries.len())
+            .map(|i| {
+                let e = &self.entries[i];
+                read_entry(&file, &self.path, e, &mut buf)?;
+                self.decode(e, &buf)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Some(out))
     }
 
@@ -721,10 +854,10 @@ impl Journal {
         }
         let start_serial = self.entries.get(drop).map_or(self.last_serial(), |e| e.from);
         let header = FileHeader { origin: self.header.origin.clone(), start_serial };
-        let new = write_atomically(&self.path, &header, Some((&self.file, &self.entries[drop..])))?;
+        let new = write_atomically(&self.path, &header, Some((&*self.handle()?, &self.entries[drop..])))?;
         // The new file is in place: from now on it is the journal. The old file's lock goes
         // with its handle; the new one is already locked.
-        self.file = new.file;
+        self.file = (self.guard == Guard::File).then_some(new.file);
         self.header = header;
         self.data_start = self.header.len() as u64;
         self.entries = new.index;

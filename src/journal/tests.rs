@@ -723,3 +723,50 @@ fn mutated_headers_with_good_checksums() {
     eprintln!("opened {opened}, refused {refused}");
     assert!(refused > 2_500 && opened > 10, "opened {opened}, refused {refused}");
 }
+
+#[test]
+fn unwritten_journal_is_written_at_its_first_append_and_a_directory_guard_keeps_no_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ex.journal");
+    let mut j = Journal::unwritten(&path, &n("ex."), serial_of(0), Limits::default(), Guard::Directory);
+    assert!(!path.exists() && !j.on_disk());
+    assert_eq!(j.last_serial(), serial_of(0));
+    assert_eq!(j.changes_since(serial_of(0)).unwrap(), Some(Vec::new()));
+    assert_eq!(j.changes_since(serial_of(1)).unwrap(), None);
+    j.retract_last().unwrap();
+    // Missing and empty are the same to open_or_create_with: still nothing on disk.
+    let (again, torn) =
+        Journal::open_or_create_with(&path, &n("ex."), serial_of(0), Limits::default(), Guard::Directory).unwrap();
+    assert!(torn.is_none() && !again.on_disk() && !path.exists());
+    for k in 1..=3 {
+        assert_eq!(j.append(&cs(k)).unwrap(), serial_of(k));
+        assert!(!j.holds_descriptor(), "no descriptor kept after an append");
+    }
+    assert!(path.exists() && j.on_disk());
+    // Reads open the file for the call.
+    let since = j.changes_since(serial_of(0)).unwrap().unwrap();
+    assert_eq!(since.len(), 3);
+    assert_eq!(j.read(1).unwrap(), cs(2));
+    j.retract_last().unwrap();
+    assert_eq!(j.last_serial(), serial_of(2));
+    assert!(!j.holds_descriptor());
+    // What it wrote is a journal like any other (checked by a File-guarded open).
+    check_holds(&path, 2);
+    // No lock of its own under a directory guard (the directory's owner keeps writers
+    // out); a File-guarded open locks and keeps its descriptor.
+    let (d, _) = Journal::open_with(&path, Limits::default(), Guard::Directory).unwrap();
+    assert!(!d.holds_descriptor());
+    let (f, _) = Journal::open(&path, Limits::default()).unwrap();
+    assert!(f.holds_descriptor());
+    assert!(matches!(Journal::open(&path, Limits::default()), Err(JournalError::Locked { .. })));
+    drop(f);
+    // Compaction under a directory guard keeps no descriptor either.
+    let mut d = d;
+    d.set_limits(Limits { max_bytes: 1 << 20, max_depth: 1 });
+    assert!(d.needs_compaction());
+    let c = d.compact(serial_of(2)).unwrap();
+    assert_eq!(c.kept, 0);
+    assert!(!d.holds_descriptor());
+    let (j, _) = Journal::open(&path, Limits::default()).unwrap();
+    assert_eq!((j.len(), j.first_serial(), j.last_serial()), (0, serial_of(2), serial_of(2)));
+}

@@ -10,12 +10,20 @@
 //! 28  SOA serial              u32
 //! 32  origin length           u32
 //! 36  CRC32C of the header    u32  (every header byte but these four)
-//! 40  zero                    24
+//! 40  source size             u64  (the zone file the snapshot was made from, or zero:
+//! 48  source mtime            i64   see [`SourceStamp`]; zero in snapshots of format 6
+//! 56  source ctime            i64   written before the stamp existed)
 //! 64  origin, wire form, then zero padding to the header length
 //! ```
-//! Writing is atomic (temporary file, fsync, rename, fsync of the directory). Opening checks
-//! the header, both checksums, the archive (bytecheck) and every index and range inside it,
-//! once; afterwards the archive is read without checks.
+//! Writing is atomic (temporary file, fsync, rename, fsync of the directory — or the syncs
+//! left to the caller, [`Durability`]). Opening checks the header, both
+//! checksums, the archive (bytecheck) and every index and range inside it, once; afterwards
+//! the archive is read without checks.
+//!
+//! A snapshot keeps no file descriptor. A small one (up to [`READ_MAX`] octets, such as a
+//! hosted zone of a few dozen records) is read into the heap instead of mapped: a host with
+//! 10^5 such zones would otherwise need 10^5 mappings, beyond the kernel's default
+//! `vm.max_map_count` (65,530), and a page of memory for each zone of a few hundred octets.
 
 use std::fs::File;
 use std::io::Write;
@@ -29,6 +37,90 @@ use super::{ArchivedZoneImage, RrsetRec, ZoneImage, BLOCK_HEADER, FORMAT_VERSION
 use crate::wire::name;
 
 const FIXED_HEADER: usize = 64;
+
+/// Snapshots up to this size are read into memory rather than mapped.
+pub const READ_MAX: u64 = 64 << 10;
+
+/// The zone file a snapshot was made from, as it stood when it was read: its size and its
+/// modification and change times (nanoseconds since the epoch). A zone file whose stamp is
+/// the snapshot's has not been written since (a write changes the ctime, which no one can
+/// set back), so the snapshot is that file's zone and the file need not be parsed again.
+///
+/// Timestamps are coarse (a clock tick): a file written twice within one tick, the second
+/// time after it was read, would keep the stamp of what was read. So a file changed less
+/// than [`SourceStamp::SETTLED`] before it was read gets no stamp ([`SourceStamp::of`] says
+/// [`SourceStamp::NONE`]) and is parsed again at the next start. A stamp is only taken for a
+/// zone read from one file (an `$INCLUDE`d file's changes would not show in it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl SourceStamp {
+    /// No stamp: the snapshot is not known to match any file.
+    pub const NONE: SourceStamp = SourceStamp { size: 0, mtime_ns: 0, ctime_ns: 0 };
+
+    /// How long a file must have been left alone before its stamp is trusted.
+    pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// The stamp of a file with this metadata, read at `now`; NONE if it changed less than
+    /// [`Self::SETTLED`] before `now`.
+    pub fn of(meta: &std::fs::Metadata, now: std::time::SystemTime) -> SourceStamp {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        let stamp = SourceStamp {
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        };
+        let now_ns = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let settled = SourceStamp::SETTLED.as_nanos() as i64;
+        if stamp.mtime_ns.max(stamp.ctime_ns) > now_ns - settled {
+            return SourceStamp::NONE;
+        }
+        stamp
+    }
+
+    pub fn is_none(&self) -> bool {
+        *self == SourceStamp::NONE
+    }
+
+    fn encode(&self, header: &mut [u8]) {
+        header[40..48].copy_from_slice(&self.size.to_le_bytes());
+        header[48..56].copy_from_slice(&self.mtime_ns.to_le_bytes());
+        header[56..64].copy_from_slice(&self.ctime_ns.to_le_bytes());
+    }
+
+    fn decode(header: &[u8]) -> SourceStamp {
+        let at = |o: usize| <[u8; 8]>::try_from(&header[o..o + 8]).unwrap_or_default();
+        SourceStamp {
+            size: u64::from_le_bytes(at(40)),
+            mtime_ns: i64::from_le_bytes(at(48)),
+            ctime_ns: i64::from_le_bytes(at(56)),
+        }
+    }
+}
+
+/// How much of a snapshot's write is durable when the write returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// All of it: the file is fsynced, renamed into place, and the directory fsynced.
+    Now,
+    /// The file is fsynced and renamed; the caller fsyncs the directory once for many
+    /// writes, before anything relies on the new files (serving or announcing their
+    /// versions). Until then a crash may leave the old file (or none) in place of a new one,
+    /// each complete.
+    File,
+    /// A new file (none at its path: the write fails if there is one), written in place and
+    /// not fsynced: the caller makes it durable with the rest (`syncfs` of the file system)
+    /// before anything relies on it. Until then a crash may leave it partial, or with
+    /// contents that never reached the disk, which [`Snapshot::open`] refuses (checksums):
+    /// only for a file that can be made again from elsewhere (a new zone's first snapshot,
+    /// from its zone file).
+    Deferred,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -59,6 +151,13 @@ struct CrcWriter {
     started: u64,
     /// Large pieces are written by two threads, half each.
     two: bool,
+}
+
+/// Whether this process may run on more than one core: asked once (it reads cgroup files,
+/// which cost more than writing a small snapshot).
+fn two_cores() -> bool {
+    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 
 /// Pieces at least this large are written by two threads.
@@ -142,19 +241,86 @@ impl Write for CrcWriter {
     }
 }
 
-/// Serialises an image and writes it to `path` atomically. Returns the file size.
+/// Serialises an image and writes it to `path` atomically, with no source stamp. Returns
+/// the file size. Temporary files that killed writers of `path` left are removed first (one
+/// listing of the directory: a caller writing many snapshots into one directory uses
+/// [`write_snapshot_with`] and [`remove_stale_tmp_files`] once instead).
 pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError> {
-    let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
-    let dir = match path.parent() {
+    let file_name = path.file_name().ok_or_else(|| refused(path, "not a file path"))?;
+    remove_stale_tmp(&parent_dir(path), &format!(".{}.tmp.", file_name.to_string_lossy()));
+    write_snapshot_with(path, img, SourceStamp::NONE, Durability::Now)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
-    };
+    }
+}
+
+/// The temporary file a write of `path` by this process goes through.
+fn tmp_path(path: &Path) -> Result<PathBuf, SnapshotError> {
     let file_name = path.file_name().ok_or_else(|| refused(path, "not a file path"))?;
-    let prefix = format!(".{}.tmp.", file_name.to_string_lossy());
-    remove_stale_tmp(&dir, &prefix);
-    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
+    Ok(parent_dir(path).join(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id())))
+}
+
+/// The header of a snapshot of `origin` at `serial` whose archive is `archive_len` octets
+/// with checksum `crc`.
+fn make_header(origin: &[u8], serial: u32, archive_len: u64, crc: u32, stamp: SourceStamp) -> Vec<u8> {
+    let header_len = (FIXED_HEADER + origin.len()).next_multiple_of(16);
+    let mut header = vec![0u8; header_len];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
+    header[16..24].copy_from_slice(&archive_len.to_le_bytes());
+    header[24..28].copy_from_slice(&crc.to_le_bytes());
+    header[28..32].copy_from_slice(&serial.to_le_bytes());
+    header[32..36].copy_from_slice(&(origin.len() as u32).to_le_bytes());
+    stamp.encode(&mut header);
+    header[FIXED_HEADER..FIXED_HEADER + origin.len()].copy_from_slice(origin);
+    let hcrc = header_crc(&header);
+    header[36..40].copy_from_slice(&hcrc.to_le_bytes());
+    header
+}
+
+/// Makes a written temporary file durable (as `sync` says) and renames it over `path`.
+fn put_in_place(f: File, tmp: &Path, path: &Path, sync: Durability) -> Result<(), SnapshotError> {
+    if sync != Durability::Deferred {
+        f.sync_all().map_err(io(path))?;
+    }
+    drop(f);
+    if tmp != path {
+        std::fs::rename(tmp, path).map_err(io(path))?;
+    }
+    if sync == Durability::Now {
+        File::open(parent_dir(path)).and_then(|d| d.sync_all()).map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// [`write_snapshot`] with a source stamp and the directory's fsync as `sync` says, and
+/// without looking for stale temporary files.
+pub fn write_snapshot_with(
+    path: &Path,
+    img: &ZoneImage,
+    stamp: SourceStamp,
+    sync: Durability,
+) -> Result<u64, SnapshotError> {
+    let header_len = (FIXED_HEADER + img.origin.len()).next_multiple_of(16);
+    // A deferred write is of a new file (a zone's first snapshot): written in place under
+    // its own name, with no temporary file and rename (two directory entries fewer per new
+    // zone), as nothing is replaced. A crash leaves it partial or missing, which is no
+    // different from its contents not having reached the disk (see `Durability::Deferred`).
+    let in_place = sync == Durability::Deferred;
+    let tmp = if in_place { path.to_path_buf() } else { tmp_path(path)? };
+    let mut created = false;
     let result = (|| -> Result<u64, SnapshotError> {
-        let mut f = File::create(&tmp).map_err(io(path))?;
+        let mut f = match in_place {
+            true => std::fs::OpenOptions::new().write(true).create_new(true).open(path),
+            false => File::create(&tmp),
+        }
+        .map_err(io(path))?;
+        created = true;
         // The archive is streamed to the file after room for the header (no copy of a
         // possibly huge archive in memory); the header, which needs its length and CRC,
         // is written last.
@@ -163,14 +329,7 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
         // and the checksum is taken over whole buffers on their way to the file.
         let sink = std::io::BufWriter::with_capacity(
             1 << 20,
-            CrcWriter {
-                inner: f,
-                crc: 0,
-                len: 0,
-                start: header_len as u64,
-                started: 0,
-                two: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
-            },
+            CrcWriter { inner: f, crc: 0, len: 0, start: header_len as u64, started: 0, two: two_cores() },
         );
         let writer = rkyv::api::high::to_bytes_in::<_, BoxedError>(img, rkyv::ser::writer::IoWriter::new(sink))
             .map_err(|e| refused(path, format!("cannot serialise: {e}")))?;
@@ -179,28 +338,42 @@ pub fn write_snapshot(path: &Path, img: &ZoneImage) -> Result<u64, SnapshotError
             .into_inner()
             .map_err(|e| SnapshotError::Io { path: path.to_path_buf(), error: e.into_error() })?;
         let (crc, archive_len, f) = (sink.crc, sink.len, sink.inner);
-        let mut header = vec![0u8; header_len];
-        header[0..8].copy_from_slice(&MAGIC);
-        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        header[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
-        header[16..24].copy_from_slice(&archive_len.to_le_bytes());
-        header[24..28].copy_from_slice(&crc.to_le_bytes());
-        header[28..32].copy_from_slice(&img.serial.to_le_bytes());
-        header[32..36].copy_from_slice(&(img.origin.len() as u32).to_le_bytes());
-        header[FIXED_HEADER..FIXED_HEADER + img.origin.len()].copy_from_slice(&img.origin);
-        let hcrc = header_crc(&header);
-        header[36..40].copy_from_slice(&hcrc.to_le_bytes());
+        let header = make_header(&img.origin, img.serial, archive_len, crc, stamp);
         std::os::unix::fs::FileExt::write_all_at(&f, &header, 0).map_err(io(path))?;
-        f.sync_all().map_err(io(path))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(path))?;
+        put_in_place(f, &tmp, path, sync)?;
         Ok(header_len as u64 + archive_len)
     })();
-    if result.is_err() {
+    if result.is_err() && created {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes every temporary file (`.NAME.tmp.` + a process id: snapshots' and journals') that
+/// writers killed before their rename left in `dir`, with one listing of it; as
+/// [`remove_stale_tmp`] does for one name. Returns how many were removed.
+pub fn remove_stale_tmp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.rsplit_once(".tmp.").map(|(_, p)| p))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid > 0
+            && pid as u32 != std::process::id()
+            && !process_exists(pid)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Removes the temporary files (`PREFIX` + a process id) that writers killed before their
@@ -234,9 +407,26 @@ fn header_crc(header: &[u8]) -> u32 {
     crc32c::crc32c_append(c, &header[40..])
 }
 
-/// A loaded, validated snapshot, mapped read-only.
+/// A snapshot file's bytes: mapped, or read into memory when small ([`READ_MAX`]).
+enum Bytes {
+    Mapped(Mmap),
+    Read(rkyv::util::AlignedVec<16>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Read(v) => v,
+        }
+    }
+}
+
+/// A loaded, validated snapshot, mapped read-only or read into memory.
 pub struct Snapshot {
-    map: Mmap,
+    map: Bytes,
     start: usize,
     len: usize,
     path: PathBuf,
@@ -252,18 +442,33 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    /// Maps and validates a snapshot file. Nothing is kept if any check fails.
+    /// Maps (or reads, when small) and validates a snapshot file. Nothing is kept if any
+    /// check fails; no descriptor is kept either way.
     pub fn open(path: &Path) -> Result<Snapshot, SnapshotError> {
-        let file = File::open(path).map_err(io(path))?;
+        let mut file = File::open(path).map_err(io(path))?;
         let size = file.metadata().map_err(io(path))?.len();
         if size < FIXED_HEADER as u64 {
             return Err(refused(path, format!("file is {size} bytes, shorter than a snapshot header")));
         }
-        // SAFETY: the file is mapped read-only and private to this process's view; snapshot
-        // files are never modified in place (writers create a new file and rename it over),
-        // so the bytes cannot change under the mapping while it lives.
-        let map = unsafe { Mmap::map(&file) }.map_err(io(path))?;
-        let (start, len) = check_header(path, &map)?;
+        let map = if size <= READ_MAX {
+            use std::io::Read;
+            let mut v = rkyv::util::AlignedVec::<16>::with_capacity(size as usize);
+            v.resize(size as usize, 0);
+            file.read_exact(&mut v).map_err(io(path))?;
+            // Nothing more than the size said (the file was replaced, not written in place:
+            // a longer file is another file).
+            if file.read(&mut [0u8; 1]).map_err(io(path))? != 0 {
+                return Err(refused(path, "file grew while it was read"));
+            }
+            Bytes::Read(v)
+        } else {
+            // SAFETY: the file is mapped read-only and private to this process's view;
+            // snapshot files are never modified in place (writers create a new file and
+            // rename it over), so the bytes cannot change under the mapping while it lives.
+            Bytes::Mapped(unsafe { Mmap::map(&file) }.map_err(io(path))?)
+        };
+        drop(file);
+        let (start, len) = check_header(path, &map[..])?;
         let snap = Snapshot { map, start, len, path: path.to_path_buf(), canonical: Default::default() };
         let archive = &snap.map[start..start + len];
         let img = rkyv::access::<ArchivedZoneImage, BoxedError>(archive)
@@ -281,12 +486,41 @@ impl Snapshot {
     pub fn zone(&self) -> &ArchivedZoneImage {
         let bytes = &self.map[self.start..self.start + self.len];
         // SAFETY: `open` validated exactly these bytes with bytecheck and checked every
-        // index inside them; the mapping is read-only and lives as long as `self`.
+        // index inside them; the mapping (read-only) or the buffer (never written after
+        // `open`) lives as long as `self`.
         unsafe { rkyv::access_unchecked::<ArchivedZoneImage>(bytes) }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The zone file this snapshot was made from, as it stood then (NONE if not known).
+    pub fn source_stamp(&self) -> SourceStamp {
+        SourceStamp::decode(&self.map)
+    }
+
+    /// Writes this snapshot again with another source stamp (the same archive under a new
+    /// header, atomically as [`write_snapshot_with`] does) and opens the new file. The file
+    /// replaces one, so it is fsynced before its rename even when `sync` says `Deferred`.
+    pub fn restamp(&self, stamp: SourceStamp, sync: Durability) -> Result<Snapshot, SnapshotError> {
+        let sync = if sync == Durability::Deferred { Durability::File } else { sync };
+        let path = &self.path;
+        let archive = &self.map[self.start..self.start + self.len];
+        let crc = u32::from_le_bytes(self.map[24..28].try_into().unwrap_or_default());
+        let header = make_header(origin_in_header(&self.map), self.serial(), archive.len() as u64, crc, stamp);
+        let tmp = tmp_path(path)?;
+        let written = (|| {
+            let mut f = File::create(&tmp).map_err(io(path))?;
+            f.write_all(&header).map_err(io(path))?;
+            f.write_all(archive).map_err(io(path))?;
+            put_in_place(f, &tmp, path, sync)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        Snapshot::open(path)
     }
 
     /// The zone's nodes in AXFR order: canonical (RFC 4034 §6.1), the apex first. Sorted
@@ -551,6 +785,127 @@ mod tests {
         want.push(".z.snap.tmp.x".into());
         want.sort();
         assert_eq!(left, want);
+    }
+
+    /// A zone of `names` names (about 60 octets of snapshot each).
+    fn image(names: usize) -> ZoneImage {
+        let mut text =
+            "$ORIGIN s.test.\n@ 300 SOA ns hm 7 3600 600 86400 60\n@ 300 NS ns\nns 300 A 192.0.2.1\n".to_string();
+        for i in 0..names {
+            text.push_str(&format!("h{i} 300 A 10.0.{}.{}\n", i / 256, i % 256));
+        }
+        let origin = name::Name::parse_text(b"s.test.", None).unwrap();
+        let l = crate::zone::parse::load_text(Path::new("s.test.zone"), text.as_bytes(), &origin);
+        assert!(l.is_servable(), "{:?}", l.diagnostics);
+        crate::snapshot::compile(&l.zone).unwrap()
+    }
+
+    /// Whether this process maps `path`.
+    fn mapped(path: &Path) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines().any(|l| l.ends_with(&*path.to_string_lossy()))
+    }
+
+    #[test]
+    fn small_snapshots_are_read_and_large_ones_mapped_and_neither_keeps_a_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let fds = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir.path())))
+        };
+        for (names, mapped_want) in [(10, false), (5000, true)] {
+            let path = dir.path().join(format!("s{names}.snap"));
+            let len = write_snapshot(&path, &image(names)).unwrap();
+            assert_eq!(len > READ_MAX, mapped_want, "{len} octets for {names} names");
+            let snap = Snapshot::open(&path).unwrap();
+            assert_eq!(mapped(&path), mapped_want, "{names} names");
+            assert!(!fds(), "no descriptor kept for the snapshot of {names} names");
+            assert_eq!(snap.serial(), 7);
+            assert_eq!(snap.zone().node_count.to_native() as usize, names + 2);
+            assert_eq!(snap.file_len() as u64, len);
+            drop(snap);
+            assert!(!mapped(&path));
+        }
+    }
+
+    #[test]
+    fn source_stamps_are_kept_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.snap");
+        let stamp =
+            SourceStamp { size: 1234, mtime_ns: 1_700_000_000_123_456_789, ctime_ns: 1_700_000_001_000_000_001 };
+        write_snapshot_with(&path, &image(3), stamp, Durability::File).unwrap();
+        let snap = Snapshot::open(&path).unwrap();
+        assert_eq!(snap.source_stamp(), stamp);
+        let other = SourceStamp { size: 1235, ..stamp };
+        let again = snap.restamp(other, Durability::Now).unwrap();
+        assert_eq!(again.source_stamp(), other);
+        // The same archive, under a header with a good checksum.
+        assert_eq!(again.zone().node_count, snap.zone().node_count);
+        let (a, b) = (std::fs::read(&path).unwrap(), &snap.map[..]);
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a[64..], b[64..]);
+        assert_ne!(a[36..64], b[36..64]);
+        // A deferred write is of a new file only, in place.
+        let new = dir.path().join("t.snap");
+        write_snapshot_with(&new, &image(3), stamp, Durability::Deferred).unwrap();
+        assert_eq!(Snapshot::open(&new).unwrap().source_stamp(), stamp);
+        let e = write_snapshot_with(&new, &image(4), stamp, Durability::Deferred).unwrap_err();
+        assert!(e.to_string().contains("exists"), "{e}");
+        assert_eq!(Snapshot::open(&new).unwrap().zone().node_count.to_native(), 5, "the file there is kept");
+        std::fs::remove_file(&new).unwrap();
+        // Snapshots written without one have none.
+        write_snapshot(&path, &image(3)).unwrap();
+        assert!(Snapshot::open(&path).unwrap().source_stamp().is_none());
+        // No temporary file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_file_is_stamped_only_once_it_has_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("z.zone");
+        std::fs::write(&path, b"twelve bytes").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let changed = meta.modified().unwrap();
+        assert!(SourceStamp::of(&meta, changed).is_none());
+        assert!(SourceStamp::of(&meta, changed + SourceStamp::SETTLED / 2).is_none());
+        let s = SourceStamp::of(&meta, changed + SourceStamp::SETTLED * 2);
+        assert_eq!(s.size, 12);
+        assert!(!s.is_none());
+        // A write changes it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"twelve bytez").unwrap();
+        let later = std::fs::metadata(&path).unwrap();
+        assert_ne!(SourceStamp::of(&later, later.modified().unwrap() + SourceStamp::SETTLED * 2), s);
+    }
+
+    #[test]
+    fn one_listing_removes_every_stale_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let dead = 2_000_000_000;
+        let me = std::process::id();
+        for n in [
+            format!(".a.snap.tmp.{dead}"),
+            format!(".b.journal.tmp.{dead}"),
+            format!(".c.snap.tmp.{me}"),
+            ".d.snap.tmp.x".into(),
+            format!("e.snap.tmp.{dead}"),
+            "f.snap".into(),
+        ] {
+            std::fs::write(d.join(n), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_tmp_files(d), 2);
+        let mut left: Vec<String> =
+            std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [format!(".c.snap.tmp.{me}"), ".d.snap.tmp.x".into(), format!("e.snap.tmp.{dead}"), "f.snap".into()]
+        );
     }
 
     #[test]
