@@ -20,12 +20,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_same_zone, axfr_lines, free_port, have, kdig_status, primary_conf, start_nsxdp, test_key, Proc, TEST_SECRET,
-};
+use common::{assert_same_zone, axfr_lines, free_port, have, kdig_status, primary_conf, start_nsxdp, test_key, Proc};
 
 const ZONE: &str = "interop.test.";
 
@@ -44,28 +41,7 @@ fn zone_text(serial: u32, www: &str, extra: usize) -> String {
 /// named as a secondary of `zone` from nsxdp on 127.0.0.1:`primary`, listening on
 /// 127.0.0.1:`port` only, its files under `dir/named`, logging to `dir/named.log`.
 fn start_named(dir: &Path, port: u16, primary: u16, zone: &str) -> Proc {
-    let nd = dir.join("named");
-    std::fs::create_dir_all(&nd).unwrap();
-    let conf = dir.join("named.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n\
-             \x20 listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n\
-             \x20 dnssec-validation no;\n  notify no;\n  allow-transfer {{ key xfr; }};\n}};\n\
-             controls {{ }};\n\
-             key \"xfr\" {{ algorithm hmac-sha256; secret \"{TEST_SECRET}\"; }};\n\
-             zone \"{zone}\" {{\n  type secondary;\n  primaries port {primary} {{ 127.0.0.1 key xfr; }};\n\
-             \x20 file \"secondary.db\";\n  masterfile-format text;\n  allow-notify {{ 127.0.0.1; }};\n}};\n",
-            d = nd.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("named");
-    // Foreground, everything logged to stderr (debug level 3, for the transfer types), one
-    // worker thread; stays root (no -u).
-    cmd.args(["-g", "-d", "3", "-n", "1", "-c"]).arg(&conf);
-    Proc::spawn(cmd, &dir.join("named.log"))
+    common::dnssec::start_named_secondary(dir, port, primary, zone).0
 }
 
 fn logs(d: &Path) -> [PathBuf; 2] {

@@ -122,26 +122,7 @@ fn one_answer_message_by_message() {
 
 /// named as a secondary of fmt.test from nsxdp on `primary`, on `port`.
 fn start_named(dir: &Path, port: u16, primary: u16) -> Proc {
-    let nd = dir.join("named");
-    std::fs::create_dir_all(&nd).unwrap();
-    let conf = dir.join("named.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n\
-             \x20 listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n\
-             \x20 dnssec-validation no;\n  notify no;\n  allow-transfer {{ key xfr; }};\n}};\n\
-             controls {{ }};\n\
-             key \"xfr\" {{ algorithm hmac-sha256; secret \"{TEST_SECRET}\"; }};\n\
-             zone \"fmt.test\" {{\n  type secondary;\n  primaries port {primary} {{ 127.0.0.1 key xfr; }};\n\
-             \x20 file \"secondary.db\";\n  masterfile-format text;\n  allow-notify {{ 127.0.0.1; }};\n}};\n",
-            d = nd.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("named");
-    cmd.args(["-g", "-d", "3", "-n", "1", "-c"]).arg(&conf);
-    Proc::spawn(cmd, &dir.join("named.log"))
+    common::dnssec::start_named_secondary(dir, port, primary, "fmt.test").0
 }
 
 #[test]
