@@ -3,6 +3,9 @@
 //! ```toml
 //! [server]
 //! listen = ["127.0.0.1:5300"]          # UDP and TCP; ADDRESS:PORT, the port is required
+//! # tls-listen = ["192.0.2.1:853"]     # zone transfers over TLS (XoT, RFC 9103)
+//! # tls-certificate = "cert.pem"       # PEM chain, the server's first; with tls-listen
+//! # tls-key = "key.pem"                # PEM private key
 //! data-dir = "/var/lib/nsxdp"
 //! control = "/run/nsxdp/control.sock"
 //!
@@ -17,6 +20,7 @@
 //! key = "xfr"                        # no key needed when left out
 //! action = ["transfer"]
 //! # transfer-format = "one-answer"   # one record per transfer message; default many-answers
+//! # transport = "tls"                # only over TLS (tls-listen); default any
 //!
 //! [[zone]]
 //! name = "example.test"
@@ -30,6 +34,10 @@
 //! role = "secondary"
 //! primaries = ["192.0.2.1:53 key xfr ixfr-udp", "192.0.2.2 ixfr false"]   # tried in order
 //! acl = ["from-primaries"]             # who may NOTIFY (action "notify") and transfer
+//! # a primary "ADDRESS:853 key NAME tls" is reached over TLS (XoT), its certificate
+//! # checked against tls-ca = "ca.pem" (for tls-hostname = "NAME", default its address)
+//! # or tls-pin = ["<base64 SHA-256 of its SubjectPublicKeyInfo>"], or not at all with
+//! # tls-opportunistic = true (encrypted, not authenticated)
 //! # refresh-min, refresh-max, retry-min, retry-max, expire-min, expire-max (seconds)
 //! # bound the SOA's timers; transfer-timeout = 10 (seconds)
 //!
@@ -103,6 +111,19 @@ pub struct Server {
     /// Threads that check secondary zones and transfer them in (`transfer-workers`): at
     /// most this many checks run at once, however many zones are due.
     pub transfer_workers: usize,
+    /// Zone transfers over TLS (XoT): `tls-listen`, `tls-certificate`, `tls-key`.
+    pub tls: Option<TlsListen>,
+}
+
+/// Where DNS over TLS is served (for transfers: RFC 9103), and with what certificate. The
+/// files are read when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificates, the server's first, then the chain.
+    pub certificate: PathBuf,
+    /// The PEM private key.
+    pub key: PathBuf,
 }
 
 /// `transfer-workers` when not given.
@@ -225,6 +246,8 @@ pub struct Acl {
     pub actions: Vec<Action>,
     /// How transfers allowed by this ACL are split into messages.
     pub transfer_format: TransferFormat,
+    /// Allows only requests that came over TLS (`transport = "tls"`).
+    pub tls_only: bool,
 }
 
 /// How a transfer out is split into messages (BIND's `transfer-format`).
@@ -264,6 +287,9 @@ pub struct Remote {
     pub ixfr: bool,
     /// For primaries: ask for IXFR over UDP first, then over TCP (`ixfr-udp`).
     pub ixfr_udp: bool,
+    /// For primaries: reached over TLS (`tls`), the certificate checked as the zone's
+    /// `tls-ca`, `tls-pin`, `tls-opportunistic` say.
+    pub tls: Option<crate::secondary::check::TlsAuth>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -399,6 +425,10 @@ struct RawServer {
     metrics: Option<toml::Spanned<String>>,
     user: Option<String>,
     transfer_workers: Option<toml::Spanned<u64>>,
+    #[serde(default)]
+    tls_listen: Vec<toml::Spanned<String>>,
+    tls_certificate: Option<toml::Spanned<PathBuf>>,
+    tls_key: Option<toml::Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -418,6 +448,7 @@ struct RawAcl {
     key: Option<toml::Spanned<String>>,
     action: Vec<toml::Spanned<String>>,
     transfer_format: Option<toml::Spanned<String>>,
+    transport: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -443,6 +474,18 @@ struct RawZone {
     expire_min: Option<u32>,
     expire_max: Option<u32>,
     transfer_timeout: Option<u64>,
+    tls_ca: Option<toml::Spanned<PathBuf>>,
+    tls_hostname: Option<toml::Spanned<String>>,
+    tls_pin: Option<toml::Spanned<Pins>>,
+    tls_opportunistic: Option<toml::Spanned<bool>>,
+}
+
+/// `tls-pin`: one pin or a list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Pins {
+    One(String),
+    Many(Vec<String>),
 }
 
 // ---------------------------------------------------------------------------------------
@@ -522,6 +565,7 @@ impl Config {
         let s = raw.server;
         let tcp = tcp_limits(&s, &err)?;
         let about = about(&s, &err)?;
+        let tls = tls_listen(&s, base, &err)?;
         let mut listen = Vec::new();
         for a in &s.listen {
             // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
@@ -557,6 +601,7 @@ impl Config {
                 None => None,
             };
         let server = Server {
+            tls,
             about,
             listen,
             metrics,
@@ -653,7 +698,22 @@ impl Config {
                     ));
                 }
             };
-            acls.push(Acl { name: a.name, addresses, key: a.key.map(|k| k.into_inner()), actions, transfer_format });
+            let tls_only = match a.transport.as_ref().map(|t| t.get_ref().as_str()) {
+                None | Some("any") => false,
+                Some("tls") => true,
+                Some(other) => {
+                    let s = a.transport.as_ref().map(|t| t.span());
+                    return Err(err(s, format!("acl {:?}: transport {other:?} is not tls or any", a.name)));
+                }
+            };
+            acls.push(Acl {
+                name: a.name,
+                addresses,
+                key: a.key.map(|k| k.into_inner()),
+                actions,
+                transfer_format,
+                tls_only,
+            });
         }
 
         let mut zones = Vec::new();
@@ -680,7 +740,7 @@ impl Config {
                     err(
                         Some(r.span()),
                         format!(
-                            "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp]\"",
+                            "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp | tls]\"",
                             r.get_ref()
                         ),
                     )
@@ -696,7 +756,11 @@ impl Config {
                 Ok(remote)
             };
             let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
-            let primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
+            if let Some((r, _)) = z.notify.iter().zip(&notify).find(|(_, n)| n.tls.is_some()) {
+                return Err(err(Some(r.span()), format!("zone {zn:?}: notify {:?}: NOTIFY goes without TLS", r.get_ref())));
+            }
+            let mut primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
+            zone_tls(&z, &zn, &mut primaries, base, &err)?;
             let mut acl = Vec::new();
             for a in &z.acl {
                 if !acl_names.contains(a.get_ref()) {
@@ -807,12 +871,26 @@ impl Config {
     /// The first of `zone`'s ACLs that allows `action` to `from` with `key` (see
     /// [`Config::allows`]): for transfers, its `transfer-format` applies.
     pub fn allowed_by(&self, zone: &ZoneConf, action: Action, from: IpAddr, key: Option<&Name>) -> Option<&Acl> {
+        self.allowed_over(zone, action, from, key, false)
+    }
+
+    /// [`Config::allowed_by`] for a request that came over TLS (`tls`) or not: ACLs with
+    /// `transport = "tls"` allow only the former.
+    pub fn allowed_over(
+        &self,
+        zone: &ZoneConf,
+        action: Action,
+        from: IpAddr,
+        key: Option<&Name>,
+        tls: bool,
+    ) -> Option<&Acl> {
         let from = match from {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from, IpAddr::V4),
             v4 => v4,
         };
         zone.acl.iter().filter_map(|n| self.acl(n)).find(|a| {
             a.actions.contains(&action)
+                && (tls || !a.tls_only)
                 && (a.addresses.is_empty() || a.addresses.iter().any(|p| p.contains(from)))
                 && match &a.key {
                     None => true,
@@ -822,6 +900,98 @@ impl Config {
                 }
         })
     }
+}
+
+/// `[server]`'s `tls-listen` with its certificate and key (relative to `base`).
+fn tls_listen(
+    s: &RawServer,
+    base: &Path,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Option<TlsListen>, ConfigError> {
+    let mut listen = Vec::new();
+    for a in &s.tls_listen {
+        listen.push(a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+            err(Some(a.span()), format!("server.tls-listen: {:?} is not ADDRESS:PORT (192.0.2.1:853)", a.get_ref()))
+        })?);
+    }
+    match (listen.first(), &s.tls_certificate, &s.tls_key) {
+        (None, None, None) => Ok(None),
+        (None, Some(f), _) | (None, None, Some(f)) => {
+            Err(err(Some(f.span()), "server: tls-certificate and tls-key go with tls-listen".into()))
+        }
+        (Some(_), Some(c), Some(k)) => Ok(Some(TlsListen {
+            listen,
+            certificate: base.join(c.get_ref()),
+            key: base.join(k.get_ref()),
+        })),
+        (Some(_), c, _) => Err(err(
+            Some(s.tls_listen[0].span()),
+            format!("server.tls-listen needs {}", if c.is_none() { "tls-certificate" } else { "tls-key" }),
+        )),
+    }
+}
+
+/// A secondary zone's TLS settings, given to its primaries marked `tls`: each needs a way
+/// to check the certificate (or to be told not to), and the settings need such a primary.
+fn zone_tls(
+    z: &RawZone,
+    zn: &str,
+    primaries: &mut [Remote],
+    base: &Path,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let mut auth = crate::secondary::check::TlsAuth {
+        ca_file: z.tls_ca.as_ref().map(|f| base.join(f.get_ref())),
+        hostname: z.tls_hostname.as_ref().map(|h| h.get_ref().clone()),
+        pins: Vec::new(),
+    };
+    if let Some(p) = &z.tls_pin {
+        let list = match p.get_ref() {
+            Pins::One(s) => std::slice::from_ref(s),
+            Pins::Many(v) => &v[..],
+        };
+        for pin in list {
+            let digest = base64::engine::general_purpose::STANDARD
+                .decode(pin.trim())
+                .ok()
+                .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                .ok_or_else(|| {
+                    err(Some(p.span()), format!("zone {zn:?}: tls-pin {pin:?} is not the base64 of a SHA-256 digest"))
+                })?;
+            auth.pins.push(digest);
+        }
+    }
+    let opportunistic = z.tls_opportunistic.as_ref().is_some_and(|o| *o.get_ref());
+    if let (true, Some(o)) = (opportunistic && !auth.opportunistic(), &z.tls_opportunistic) {
+        return Err(err(Some(o.span()), format!("zone {zn:?}: tls-opportunistic with tls-ca or tls-pin")));
+    }
+    let set = [
+        z.tls_ca.as_ref().map(|v| v.span()),
+        z.tls_hostname.as_ref().map(|v| v.span()),
+        z.tls_pin.as_ref().map(|v| v.span()),
+        z.tls_opportunistic.as_ref().map(|v| v.span()),
+    ];
+    let mut any_tls = false;
+    for (r, raw) in primaries.iter_mut().zip(&z.primaries) {
+        if r.tls.is_none() {
+            continue;
+        }
+        any_tls = true;
+        if auth.opportunistic() && !opportunistic {
+            return Err(err(
+                Some(raw.span()),
+                format!(
+                    "zone {zn:?}: primary {:?} is reached over TLS: set tls-ca or tls-pin (or tls-opportunistic = true)",
+                    raw.get_ref()
+                ),
+            ));
+        }
+        r.tls = Some(auth.clone());
+    }
+    if let (false, Some(span)) = (any_tls, set.into_iter().flatten().next()) {
+        return Err(err(Some(span), format!("zone {zn:?}: TLS settings but no primary marked tls")));
+    }
+    Ok(())
 }
 
 /// An optional setting's value, or its default.
@@ -922,11 +1092,12 @@ fn parse_prefix(s: &str) -> Option<Prefix> {
     (len <= max).then_some(Prefix { addr, len })
 }
 
-/// `ADDR[:PORT] [key NAME] [ixfr false|true] [ixfr-udp]`.
+/// `ADDR[:PORT] [key NAME] [ixfr false|true] [ixfr-udp | tls]` (a `tls` remote's
+/// checks come from the zone's settings).
 fn parse_remote(s: &str) -> Option<Remote> {
     let mut words = s.split_whitespace();
     let addr = parse_socket_addr(words.next()?, 53)?;
-    let mut r = Remote { addr, key: None, ixfr: true, ixfr_udp: false };
+    let mut r = Remote { addr, key: None, ixfr: true, ixfr_udp: false, tls: None };
     while let Some(w) = words.next() {
         match w {
             "key" if r.key.is_none() => r.key = Some(words.next()?.to_string()),
@@ -938,11 +1109,13 @@ fn parse_remote(s: &str) -> Option<Remote> {
                 }
             }
             "ixfr-udp" => r.ixfr_udp = true,
+            "tls" => r.tls = Some(Default::default()),
             _ => return None,
         }
     }
-    // IXFR over UDP is a way to ask for IXFR: not with IXFR turned off.
-    (r.ixfr || !r.ixfr_udp).then_some(r)
+    // IXFR over UDP is a way to ask for IXFR: not with IXFR turned off, nor in the clear
+    // from a primary reached over TLS.
+    (r.ixfr || !r.ixfr_udp).then_some(r).filter(|r| !(r.ixfr_udp && r.tls.is_some()))
 }
 
 #[cfg(test)]
@@ -1019,7 +1192,7 @@ transfer-timeout = 3
         assert_eq!(z.role, Role::Primary);
         assert_eq!(
             z.notify[0],
-            Remote { addr: sa("127.0.0.1:5302"), key: Some("xfr".into()), ixfr: true, ixfr_udp: false }
+            Remote { addr: sa("127.0.0.1:5302"), key: Some("xfr".into()), ixfr: true, ixfr_udp: false, tls: None }
         );
         assert_eq!(z.notify[1].addr, sa("[::1]:5303"));
         assert!(z.notify_ns);
@@ -1062,6 +1235,61 @@ transfer-timeout = 3
         ];
         for (text, want) in bad {
             let e = parse(text).unwrap_err();
+            assert!(e.message.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn xot_settings() {
+        let pin = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
+        let text = format!(
+            "[server]\ntls-listen = [\"127.0.0.1:8853\"]\ntls-certificate = \"c.pem\"\ntls-key = \"k.pem\"\n\
+             [[acl]]\nname = \"xot\"\naction = [\"transfer\"]\ntransport = \"tls\"\n\
+             [[zone]]\nname = \"a.test\"\nrole = \"secondary\"\nacl = [\"xot\"]\n\
+             primaries = [\"127.0.0.1:853 tls\", \"127.0.0.2\"]\ntls-ca = \"ca.pem\"\ntls-hostname = \"p.test\"\n\
+             [[zone]]\nname = \"b.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1:853 tls\"]\ntls-pin = \"{pin}\"\n\
+             [[zone]]\nname = \"c.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1:853 tls\"]\n\
+             tls-opportunistic = true\n"
+        );
+        let c = parse(&text).unwrap();
+        let t = c.server.tls.as_ref().unwrap();
+        assert_eq!(t.listen, vec![sa("127.0.0.1:8853")]);
+        assert_eq!((t.certificate.to_str(), t.key.to_str()), (Some("/etc/nsxdp/c.pem"), Some("/etc/nsxdp/k.pem")));
+        let a = &c.zones[0].primaries;
+        let auth = a[0].tls.as_ref().unwrap();
+        assert_eq!(auth.ca_file.as_deref(), Some(Path::new("/etc/nsxdp/ca.pem")));
+        assert_eq!(auth.hostname.as_deref(), Some("p.test"));
+        assert!(a[1].tls.is_none(), "only the primary marked tls");
+        let b = c.zones[1].primaries[0].tls.as_ref().unwrap();
+        assert_eq!(b.pins.len(), 1);
+        assert_eq!(b.pins[0][..3], [0x9f, 0x86, 0xd0]);
+        assert!(c.zones[2].primaries[0].tls.as_ref().unwrap().opportunistic());
+        // The ACL allows over TLS only.
+        let lo = "127.0.0.1".parse().unwrap();
+        assert!(c.allowed_over(&c.zones[0], Action::Transfer, lo, None, true).is_some());
+        assert!(c.allowed_over(&c.zones[0], Action::Transfer, lo, None, false).is_none());
+        assert!(!c.allows(&c.zones[0], Action::Transfer, lo, None));
+        let sec = |extra: &str| format!("[[zone]]\nname = \"z.test\"\nrole = \"secondary\"\n{extra}");
+        let cases: &[(String, usize, &str)] = &[
+            ("[server]\ntls-listen = [\"127.0.0.1:853\"]\ntls-key = \"k\"\n".into(), 2, "needs tls-certificate"),
+            ("[server]\ntls-listen = [\"127.0.0.1:853\"]\ntls-certificate = \"c\"\n".into(), 2, "needs tls-key"),
+            ("[server]\n\ntls-certificate = \"c\"\n".into(), 3, "go with tls-listen"),
+            ("[server]\ntls-listen = [\"127.0.0.1\"]\n".into(), 2, "server.tls-listen"),
+            ("[[acl]]\nname = \"a\"\naction = [\"transfer\"]\ntransport = \"quic\"\n".into(), 4, "transport \"quic\""),
+            (sec("primaries = [\"127.0.0.1:853 tls\"]\n"), 4, "set tls-ca or tls-pin"),
+            (sec("primaries = [\"127.0.0.1:853\"]\ntls-ca = \"ca.pem\"\n"), 5, "no primary marked tls"),
+            (sec("primaries = [\"127.0.0.1:853 tls ixfr-udp\"]\ntls-ca = \"ca.pem\"\n"), 4, "tls]"),
+            (sec("primaries = [\"127.0.0.1:853 tls\"]\ntls-pin = [\"AAAA\"]\n"), 5, "not the base64 of a SHA-256"),
+            (
+                sec("primaries = [\"127.0.0.1:853 tls\"]\ntls-ca = \"c\"\ntls-opportunistic = true\n"),
+                6,
+                "tls-opportunistic with",
+            ),
+            (sec("primaries = [\"127.0.0.1\"]\nnotify = [\"127.0.0.1 tls\"]\n"), 5, "without TLS"),
+        ];
+        for (text, line, want) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.line, Some(*line), "{text:?}: {e}");
             assert!(e.message.contains(want), "{text:?}: {e}");
         }
     }

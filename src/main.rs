@@ -580,6 +580,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("handoff thread")?;
     let mut tcp = TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref()))
         .with_context(|| format!("binding TCP {:?}", loops.bound))?;
+    nsxdp::control::tls::listen(&mut tcp, config.as_deref())?;
     metrics.add_udp_loops(&loops.stats);
     metrics.add_handoff(handoff_stats.clone());
     metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
@@ -766,6 +767,7 @@ fn serve_xdp(
     let config = tcp_notify.as_ref().map(|c| c.config.load());
     let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_limits(args, config.as_deref()))
         .with_context(|| format!("binding TCP {:?}", fallback.bound))?;
+    nsxdp::control::tls::listen(&mut tcp, config.as_deref())?;
     if let Some(t) = transfers {
         tcp.set_transfers(t);
     }

@@ -266,6 +266,9 @@ impl Metrics {
                 ("closed_slow_message", load(&t.closed_slow_message)),
                 ("paused_output", load(&t.paused_output)),
                 ("paused_budget", load(&t.paused_budget)),
+                ("tls_accepted", load(&t.tls_accepted)),
+                ("closed_slow_handshake", load(&t.closed_slow_handshake)),
+                ("tls_failed", load(&t.tls_failed)),
             ])
         });
         let transfers_out = s.transfers.as_ref().map(|t| TransfersOut {

@@ -162,7 +162,7 @@ impl Drop for FakePrimary {
 fn job(primary: SocketAddr, current: Option<(Arc<Snapshot>, u32)>) -> Job {
     Job {
         zone: name(ZONE),
-        primaries: vec![Primary { addr: primary, key: None, ixfr: false, ixfr_udp: false }],
+        primaries: vec![Primary { addr: primary, key: None, ixfr: false, ixfr_udp: false, tls: None }],
         current: current.map(|(snap, serial)| {
             (snap, Record { owner: name(ZONE), rtype: rtype::SOA, ttl: 300, rdata: soa_rdata(serial).into() })
         }),

@@ -8,6 +8,7 @@ pub mod handoff;
 pub mod notify;
 pub mod secondary;
 pub mod tcp;
+pub mod tls;
 pub mod transfer;
 pub mod zones;
 

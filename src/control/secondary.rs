@@ -1,6 +1,12 @@
 //! The secondary role's network side: the thin driver of a check of a zone's primaries
 //! ([`crate::secondary::check`] decides what to send and what the answers mean; this
-//! module sends it over UDP or TCP and reads the answers back).
+//! module sends it over UDP, TCP or TLS and reads the answers back).
+//!
+//! Over TLS (a primary marked `tls`, XoT: RFC 9103) the connection is a rustls client
+//! stream with the same timeouts as TCP (the handshake included), TLS 1.3 and ALPN "dot";
+//! the primary's certificate is checked as the zone's TLS settings say
+//! ([`super::tls::client_config`]) and a failed check fails that primary like any
+//! broken connection.
 //!
 //! A check ([`fetch`]) runs on a worker thread of its own, so a slow primary or a large
 //! transfer never holds up the zone manager. What comes back is checked message by message
@@ -14,7 +20,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::secondary::check::{self, Action, Check, Input, Outcome, Transport};
+use crate::secondary::check::{self, Action, Check, Input, Outcome, TlsAuth, Transport};
 pub use crate::secondary::check::{CheckError, Primary, Report};
 use crate::secondary::xfrin::{Limits, XfrInError};
 use crate::snapshot::{self, Snapshot};
@@ -31,6 +37,7 @@ pub fn primaries(zone: &crate::config::ZoneConf, config: &crate::config::Config)
             key: r.key.as_deref().and_then(|k| config.key(k)).map(Key::from),
             ixfr: r.ixfr,
             ixfr_udp: r.ixfr_udp,
+            tls: r.tls.clone(),
         })
         .collect()
 }
@@ -68,7 +75,10 @@ enum Conn {
     None,
     Udp { sock: UdpSocket, id: u16, deadline: Instant },
     Tcp { r: io::BufReader<TcpStream>, timeout: Duration },
+    Tls { r: Box<io::BufReader<TlsStream>>, timeout: Duration },
 }
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// Runs a check: the primaries in order until one answers. The error names each primary
 /// and what went wrong with it.
@@ -82,7 +92,8 @@ pub fn fetch(job: &Job) -> Result<Fetched, CheckError> {
         action = match action {
             Action::Send { to, transport, bytes, timeout, .. } => {
                 conn = Conn::None;
-                match open(to, transport, &bytes, timeout) {
+                let tls = job.primaries.iter().filter(|p| p.addr == to).find_map(|p| p.tls.as_ref());
+                match open(to, transport, tls, &bytes, timeout) {
                     Ok(c) => {
                         conn = c;
                         let input = receive(&mut conn, &mut buf);
@@ -127,8 +138,15 @@ fn difference(job: &Job, zone: &Zone) -> Result<Vec<Changeset>, String> {
     Ok(vec![old.diff(zone)])
 }
 
-/// Sends `msg` to `to`: over UDP from a socket of its own, over TCP on a new connection.
-fn open(to: SocketAddr, transport: Transport, msg: &[u8], timeout: Duration) -> io::Result<Conn> {
+/// Sends `msg` to `to`: over UDP from a socket of its own, over TCP or TLS (checked as
+/// `tls` says) on a new connection.
+fn open(
+    to: SocketAddr,
+    transport: Transport,
+    tls: Option<&TlsAuth>,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<Conn> {
     if msg.len() < 2 {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "a request shorter than its ID"));
     }
@@ -141,16 +159,45 @@ fn open(to: SocketAddr, transport: Transport, msg: &[u8], timeout: Duration) -> 
             Ok(Conn::Udp { sock, id, deadline: Instant::now() + timeout })
         }
         Transport::Tcp => {
-            let s = TcpStream::connect_timeout(&to, timeout)?;
-            s.set_write_timeout(Some(timeout))?;
-            let _ = s.set_nodelay(true);
-            let mut out = Vec::with_capacity(msg.len() + 2);
-            out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-            out.extend_from_slice(msg);
-            (&s).write_all(&out)?;
+            let s = connect(to, timeout)?;
+            (&s).write_all(&framed(msg))?;
             Ok(Conn::Tcp { r: io::BufReader::with_capacity(1 << 16, s), timeout })
         }
+        Transport::Tls => {
+            let auth = tls.ok_or_else(|| io::Error::other("TLS asked for a primary without TLS settings"))?;
+            let config = super::tls::client_config(auth).map_err(io::Error::other)?;
+            let name = super::tls::server_name(auth, to.ip()).map_err(io::Error::other)?;
+            let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+            let s = connect(to, timeout)?;
+            // The handshake, under the read and write timeouts, then the request.
+            s.set_read_timeout(Some(timeout))?;
+            let mut stream = rustls::StreamOwned::new(conn, s);
+            while stream.conn.is_handshaking() {
+                stream.conn.complete_io(&mut stream.sock).map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
+            }
+            if stream.conn.alpn_protocol() != Some(super::tls::ALPN_DOT) {
+                return Err(io::Error::other("TLS: the primary did not agree on ALPN \"dot\" (RFC 9103 §7.1)"));
+            }
+            stream.write_all(&framed(msg))?;
+            stream.flush()?;
+            Ok(Conn::Tls { r: Box::new(io::BufReader::with_capacity(1 << 16, stream)), timeout })
+        }
     }
+}
+
+fn connect(to: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&to, timeout)?;
+    s.set_write_timeout(Some(timeout))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// `msg` with its two-octet length.
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 2);
+    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    out.extend_from_slice(msg);
+    out
 }
 
 /// Waits for the next message of the open exchange.
@@ -179,18 +226,29 @@ fn receive<'b>(conn: &mut Conn, buf: &'b mut [u8]) -> Input<'b> {
             if let Err(e) = r.get_ref().set_read_timeout(Some(*timeout)) {
                 return Input::Io(e.to_string());
             }
-            let mut len = [0u8; 2];
-            let read = r.read_exact(&mut len).and_then(|()| {
-                let n = u16::from_be_bytes(len) as usize;
-                r.read_exact(&mut buf[..n]).map(|()| n)
-            });
-            match read {
-                Ok(n) => Input::Message(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Input::Closed,
-                // A read that waited in vain fails with WouldBlock or TimedOut (by platform).
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Input::Timeout,
-                Err(e) => Input::Io(format!("read: {e}")),
-            }
+            read_message(r, buf)
         }
+        Conn::Tls { r, timeout } => {
+            if let Err(e) = r.get_ref().sock.set_read_timeout(Some(*timeout)) {
+                return Input::Io(e.to_string());
+            }
+            read_message(&mut **r, buf)
+        }
+    }
+}
+
+/// The next length-prefixed message of a connection.
+fn read_message<'b>(r: &mut impl Read, buf: &'b mut [u8]) -> Input<'b> {
+    let mut len = [0u8; 2];
+    let read = r.read_exact(&mut len).and_then(|()| {
+        let n = u16::from_be_bytes(len) as usize;
+        r.read_exact(&mut buf[..n]).map(|()| n)
+    });
+    match read {
+        Ok(n) => Input::Message(&buf[..n]),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Input::Closed,
+        // A read that waited in vain fails with WouldBlock or TimedOut (by platform).
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Input::Timeout,
+        Err(e) => Input::Io(format!("read: {e}")),
     }
 }

@@ -14,6 +14,15 @@
 //! took, and closed after `idle_timeout`. When the table or an address's share of it is
 //! full, the longest idle connection (of that address) is closed for the newcomer.
 //! Connections closed for misbehaving are reset, so the kernel frees what they did not read.
+//!
+//! DNS over TLS (for zone transfers, XoT: RFC 9103) runs on the same loop: connections
+//! accepted on a `tls-listen` address carry a rustls `ServerConnection` that their reads and
+//! writes go through; everything else (framing, transfers, the limits) is the same, and
+//! transfer requests carry the fact that they came over TLS to the ACL check. The handshake
+//! must end within `message_timeout` of the accept (else the connection is closed, counted)
+//! and agree on ALPN "dot". rustls holds at most `max_pending_output` octets of our
+//! output ([`rustls::ConnectionCommon::set_buffer_limit`]), and a transfer makes its next
+//! message only when rustls has written everything to the kernel, as over TCP.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -25,6 +34,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use super::tls::ALPN_DOT;
 use super::transfer::{self, Transfers};
 use crate::answer::{answer_from, Config, Outcome, Transport};
 pub use crate::config::TcpLimits;
@@ -42,6 +52,15 @@ const READ_CHUNK: usize = 16 * 1024;
 struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
+    /// TLS on this connection (accepted on a TLS address); reads and writes go through it.
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// Octets of `output` handed to `tls` that it has not yet written to the socket (at
+    /// most; 0 once it has written everything): part of [`Conn::pending`].
+    tls_held: usize,
+    /// The TLS handshake ended with ALPN "dot".
+    tls_ready: bool,
+    /// The accept.
+    opened: Instant,
     /// A zone transfer being sent.
     transfer: Option<transfer::Stream>,
     /// Octets read and not yet answered: at most one whole message and a read's worth.
@@ -67,6 +86,10 @@ impl Conn {
         Conn {
             stream,
             peer,
+            tls: None,
+            tls_held: 0,
+            tls_ready: false,
+            opened: now,
             transfer: None,
             input: Vec::new(),
             output: Vec::new(),
@@ -80,7 +103,12 @@ impl Conn {
     }
 
     fn pending(&self) -> usize {
-        self.output.len() - self.written
+        self.output.len() - self.written + self.tls_held
+    }
+
+    /// Still in the TLS handshake.
+    fn handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
     }
 
     fn push_message(&mut self, msg: &[u8]) {
@@ -115,6 +143,11 @@ pub struct TcpStats {
     /// was over its limit.
     pub paused_output: AtomicU64,
     pub paused_budget: AtomicU64,
+    /// Connections accepted on TLS addresses; of those, closed because the handshake was
+    /// not over within `message_timeout`, and because it failed (a TLS error, no ALPN "dot").
+    pub tls_accepted: AtomicU64,
+    pub closed_slow_handshake: AtomicU64,
+    pub tls_failed: AtomicU64,
 }
 
 impl std::fmt::Display for TcpStats {
@@ -123,7 +156,8 @@ impl std::fmt::Display for TcpStats {
         write!(
             f,
             "accepted={} evicted-table-full={} evicted-address-full={} closed-idle={} closed-not-reading={} \
-             closed-slow-message={} paused-output={} paused-budget={}",
+             closed-slow-message={} paused-output={} paused-budget={} tls-accepted={} \
+             closed-slow-handshake={} tls-failed={}",
             l(&self.accepted),
             l(&self.evicted_full),
             l(&self.evicted_per_address),
@@ -131,7 +165,10 @@ impl std::fmt::Display for TcpStats {
             l(&self.closed_stalled),
             l(&self.closed_slow_message),
             l(&self.paused_output),
-            l(&self.paused_budget)
+            l(&self.paused_budget),
+            l(&self.tls_accepted),
+            l(&self.closed_slow_handshake),
+            l(&self.tls_failed)
         )
     }
 }
@@ -155,6 +192,8 @@ fn address_key(ip: IpAddr) -> IpAddr {
 pub struct TcpServer {
     poll: Poll,
     listeners: Vec<TcpListener>,
+    /// Per listener: its TLS configuration (a `tls-listen` address) or none.
+    listener_tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     conns: HashMap<usize, Conn>,
     /// Open connections per [`address_key`].
     per_address: HashMap<IpAddr, usize>,
@@ -192,20 +231,11 @@ impl TcpServer {
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
         for (i, addr) in listen.iter().enumerate() {
-            let s = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM, None)?;
-            if addr.is_ipv6() {
-                s.set_only_v6(true)?;
-            }
-            s.set_reuse_address(true)?;
-            s.set_nonblocking(true)?;
-            s.bind(&(*addr).into())?;
-            s.listen(1024)?;
-            let mut l = TcpListener::from_std(s.into());
-            poll.registry().register(&mut l, Token(i), Interest::READABLE)?;
-            listeners.push(l);
+            listeners.push(listener(&poll, *addr, i)?);
         }
         Ok(TcpServer {
             poll,
+            listener_tls: vec![None; listeners.len()],
             listeners,
             conns: HashMap::new(),
             per_address: HashMap::new(),
@@ -241,8 +271,36 @@ impl TcpServer {
         self.transfers = Some(t);
     }
 
+    /// Serves DNS over TLS (for zone transfers, RFC 9103) on `listen` as well.
+    pub fn listen_tls(&mut self, listen: &[SocketAddr], config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        for addr in listen {
+            let i = self.listeners.len();
+            if i >= LISTENER_TOKENS {
+                return Err(io::Error::other("too many listen addresses"));
+            }
+            self.listeners.push(listener(&self.poll, *addr, i)?);
+            self.listener_tls.push(Some(config.clone()));
+        }
+        Ok(())
+    }
+
+    /// The TCP addresses (without TLS) listened on.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.addrs(false)
+    }
+
+    /// The TLS addresses listened on.
+    pub fn tls_local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(true)
+    }
+
+    fn addrs(&self, tls: bool) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .zip(&self.listener_tls)
+            .filter(|(_, t)| t.is_some() == tls)
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
     }
 
     /// Runs until `shutdown` is set.
@@ -318,8 +376,25 @@ impl TcpServer {
             {
                 continue;
             }
+            let mut conn = Conn::new(stream, peer, Instant::now());
+            if let Some(config) = &self.listener_tls[i] {
+                bump(&self.tcp_stats.tls_accepted);
+                match rustls::ServerConnection::new(config.clone()) {
+                    Ok(mut t) => {
+                        // What rustls may hold of our output (see `flush_tls`).
+                        t.set_buffer_limit(Some(self.limits.max_pending_output.max(16 * 1024)));
+                        conn.tls = Some(Box::new(t));
+                    }
+                    Err(e) => {
+                        log::warn!("TLS connection from {peer} not started: {e}");
+                        bump(&self.tcp_stats.tls_failed);
+                        let _ = self.poll.registry().deregister(&mut conn.stream);
+                        continue;
+                    }
+                }
+            }
             *self.per_address.entry(key).or_insert(0) += 1;
-            self.conns.insert(token, Conn::new(stream, peer, Instant::now()));
+            self.conns.insert(token, conn);
         }
     }
 
@@ -353,6 +428,10 @@ impl TcpServer {
         }
         if reset {
             let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+        } else if let Some(t) = c.tls.as_mut().filter(|t| !t.is_handshaking()) {
+            // A TLS client that is done: close_notify, if the socket takes it now.
+            t.send_close_notify();
+            let _ = t.write_tls(&mut c.stream);
         }
         let _ = self.poll.registry().deregister(&mut c.stream);
     }
@@ -423,7 +502,12 @@ impl TcpServer {
                 }
                 progress = true;
             } else if !c.eof && !c.drained {
-                match read(c, Instant::now()) {
+                let r = if c.tls.is_some() {
+                    read_tls(c, Instant::now(), &self.tcp_stats)
+                } else {
+                    read(c, Instant::now())
+                };
+                match r {
                     Ok(n) => progress |= n > 0,
                     Err(()) => return false,
                 }
@@ -454,7 +538,7 @@ impl TcpServer {
             if let (Some(n), _) = super::handoff::notify_in(msg, c.peer, n, &mut self.scratch) {
                 c.push_message(&self.scratch[..n]);
             }
-        } else if let Some(reply) = self.answer_message(c.peer, &c.input[2..2 + len]) {
+        } else if let Some(reply) = self.answer_message(c.peer, c.tls.is_some(), &c.input[2..2 + len]) {
             match reply {
                 Answer::Message(n) => c.push_message(&self.scratch[..n]),
                 Answer::Transfer(s) => c.transfer = Some(s),
@@ -470,10 +554,11 @@ impl TcpServer {
     }
 
     /// The answer to one message: a reply in `scratch`, a transfer, or nothing.
-    fn answer_message(&mut self, peer: SocketAddr, msg: &[u8]) -> Option<Answer> {
+    fn answer_message(&mut self, peer: SocketAddr, tls: bool, msg: &[u8]) -> Option<Answer> {
         if crate::wire::message::transfer_query(msg) {
             let cat = self.catalog.load();
-            match transfer::request(msg, peer.ip(), &cat, self.transfers.as_ref(), &mut self.scratch, unix_now()) {
+            let transfers = self.transfers.as_ref();
+            match transfer::request(msg, peer.ip(), tls, &cat, transfers, &mut self.scratch, unix_now()) {
                 transfer::Reply::Single(n) => return Some(Answer::Message(n)),
                 transfer::Reply::Stream(s) => return Some(Answer::Transfer(s)),
                 transfer::Reply::Nothing => {}
@@ -553,7 +638,9 @@ impl TcpServer {
             .iter()
             .filter_map(|(t, c)| {
                 let slow = !c.busy() && c.partial_since.is_some_and(|p| now.duration_since(p) > l.message_timeout);
-                let why = if slow {
+                let why = if c.handshaking() && now.duration_since(c.opened) > l.message_timeout {
+                    Expiry::SlowHandshake
+                } else if slow {
                     Expiry::SlowMessage
                 } else if now.duration_since(c.idle_since) <= l.idle_timeout {
                     return None;
@@ -569,6 +656,7 @@ impl TcpServer {
             let s = &self.tcp_stats;
             bump(match why {
                 Expiry::SlowMessage => &s.closed_slow_message,
+                Expiry::SlowHandshake => &s.closed_slow_handshake,
                 Expiry::Stalled => &s.closed_stalled,
                 Expiry::Idle => &s.closed_idle,
             });
@@ -581,6 +669,7 @@ impl TcpServer {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expiry {
     SlowMessage,
+    SlowHandshake,
     Stalled,
     Idle,
 }
@@ -588,6 +677,21 @@ enum Expiry {
 enum Answer {
     Message(usize),
     Transfer(transfer::Stream),
+}
+
+/// A listening socket on `addr`, registered with `poll` under `token`.
+fn listener(poll: &Poll, addr: SocketAddr, token: usize) -> io::Result<TcpListener> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    let mut l = TcpListener::from_std(s.into());
+    poll.registry().register(&mut l, Token(token), Interest::READABLE)?;
+    Ok(l)
 }
 
 fn unix_now() -> u64 {
@@ -622,8 +726,82 @@ fn read(c: &mut Conn, now: Instant) -> Result<usize, ()> {
     }
 }
 
-/// Writes pending output. Ok(octets written); Err when the connection failed.
+/// Reads once through TLS: the plaintext rustls holds first, else the socket's next
+/// records, at most up to one whole message and a chunk in the input. Ok(octets of
+/// plaintext taken, or of records read when they held none, as in the handshake: progress
+/// either way); Err when the connection failed, broke the protocol or did not agree on
+/// ALPN "dot" (counted).
+fn read_tls(c: &mut Conn, now: Instant, stats: &TcpStats) -> Result<usize, ()> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let room = (MAX_FRAME + READ_CHUNK).saturating_sub(c.input.len()).min(READ_CHUNK);
+    let Conn { stream, tls: Some(tls), input, partial_since, eof, drained, tls_ready, peer, .. } = c else {
+        return Err(());
+    };
+    let mut records = 0;
+    loop {
+        match tls.reader().read(&mut chunk[..room]) {
+            // The client's close_notify.
+            Ok(0) => {
+                *eof = true;
+                return Ok(records);
+            }
+            Ok(n) => {
+                if input.is_empty() {
+                    *partial_since = Some(now);
+                }
+                input.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The socket closed without a close_notify.
+            Err(_) => {
+                *eof = true;
+                return Ok(records);
+            }
+        }
+        if records > 0 {
+            // Records without plaintext (the handshake): what they call for is written next.
+            return Ok(records);
+        }
+        match tls.read_tls(stream) {
+            Ok(0) => {
+                *eof = true;
+                return Ok(0);
+            }
+            Ok(n) => {
+                records = n;
+                if let Err(e) = tls.process_new_packets() {
+                    log::debug!("TLS from {peer}: {e}");
+                    bump(&stats.tls_failed);
+                    // The alert, if the socket takes it.
+                    let _ = tls.write_tls(stream);
+                    return Err(());
+                }
+                if !*tls_ready && !tls.is_handshaking() {
+                    if tls.alpn_protocol() != Some(ALPN_DOT) {
+                        log::debug!("TLS from {peer}: no ALPN \"dot\" (RFC 9103 §7.1)");
+                        bump(&stats.tls_failed);
+                        return Err(());
+                    }
+                    *tls_ready = true;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *drained = true;
+                return Ok(0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+/// Writes pending output (through TLS on a TLS connection). Ok(octets written); Err when
+/// the connection failed.
 fn flush(c: &mut Conn) -> Result<usize, ()> {
+    if c.tls.is_some() {
+        return flush_tls(c);
+    }
     let mut total = 0;
     while c.written < c.output.len() {
         match c.stream.write(&c.output[c.written..]) {
@@ -634,23 +812,72 @@ fn flush(c: &mut Conn) -> Result<usize, ()> {
                 c.idle_since = Instant::now();
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // What went out is dropped from the front, so that the buffer holds about
-                // the unsent part, not everything sent so far.
-                if c.written >= c.output.len() / 2 {
-                    c.output.drain(..c.written);
-                    c.written = 0;
-                }
+                compact(&mut c.output, &mut c.written);
                 return Ok(total);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(()),
         }
     }
-    c.output.clear();
-    c.written = 0;
-    if c.output.capacity() > 4 * READ_CHUNK {
-        c.output = Vec::new();
+    sent_all(&mut c.output, &mut c.written);
+    Ok(total)
+}
+
+/// What went out is dropped from the front, so that the buffer holds about the unsent
+/// part, not everything sent so far.
+fn compact(output: &mut Vec<u8>, written: &mut usize) {
+    if *written >= output.len() / 2 {
+        output.drain(..*written);
+        *written = 0;
     }
+}
+
+fn sent_all(output: &mut Vec<u8>, written: &mut usize) {
+    output.clear();
+    *written = 0;
+    if output.capacity() > 4 * READ_CHUNK {
+        *output = Vec::new();
+    }
+}
+
+/// [`flush`] through TLS: what rustls holds goes to the socket first; only then is more of
+/// the output handed to it (encrypted as it is taken, at most its buffer limit), so rustls
+/// never holds more than that limit of ours.
+fn flush_tls(c: &mut Conn) -> Result<usize, ()> {
+    let Conn { stream, tls: Some(tls), output, written, tls_held, idle_since, .. } = c else { return Err(()) };
+    let mut total = 0;
+    loop {
+        while tls.wants_write() {
+            match tls.write_tls(stream) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    total += n;
+                    *idle_since = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    compact(output, written);
+                    return Ok(total);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(()),
+            }
+        }
+        *tls_held = 0;
+        if *written == output.len() {
+            break;
+        }
+        match tls.writer().write(&output[*written..]) {
+            // Nothing taken: rustls is still in the handshake with its buffer full (we
+            // answer nothing before the handshake is over, so this does not happen).
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                *written += n;
+                *tls_held += n;
+            }
+            Err(_) => return Err(()),
+        }
+    }
+    sent_all(output, written);
     Ok(total)
 }
 

@@ -11,6 +11,9 @@
 //! zone's published snapshot (one consistent version, even while a reload swaps in the next)
 //! and, for IXFR, its journal.
 //!
+//! A request that came over TLS (XoT, RFC 9103) is served the same way; ACLs with
+//! `transport = "tls"` allow only such requests.
+//!
 //! [`signed_query`] gives any other query that carries a TSIG (a secondary's refresh SOA
 //! query) the same check, and signs the engine's answer with the request's key.
 
@@ -128,16 +131,18 @@ pub enum Reply {
     Nothing,
 }
 
-/// Handles an AXFR or IXFR request over TCP from `from`. `buf` receives a single reply.
+/// Handles an AXFR or IXFR request over TCP from `from`, over TLS when `tls` (ACLs with
+/// `transport = "tls"` allow only those). `buf` receives a single reply.
 pub fn request(
     msg: &[u8],
     from: IpAddr,
+    tls: bool,
     catalog: &Catalog,
     transfers: Option<&Transfers>,
     buf: &mut [u8],
     now: u64,
 ) -> Reply {
-    respond(msg, from, catalog, transfers, buf, now, None)
+    respond(msg, from, tls, catalog, transfers, buf, now, None)
 }
 
 /// Handles an IXFR over UDP (RFC 1995 §2): the one message written into `buf` (at most
@@ -154,15 +159,17 @@ pub fn udp_ixfr(
 ) -> Option<usize> {
     let req = xfr::parse_request(msg).ok().filter(|r| r.is_ixfr())?;
     let max = req.edns_udp_size.map_or(512, |s| usize::from(s).max(512)).min(buf.len());
-    match respond(msg, from, catalog, transfers, buf, now, Some(max)) {
+    match respond(msg, from, false, catalog, transfers, buf, now, Some(max)) {
         Reply::Single(n) => Some(n),
         _ => None,
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn respond(
     msg: &[u8],
     from: IpAddr,
+    tls: bool,
     catalog: &Catalog,
     transfers: Option<&Transfers>,
     buf: &mut [u8],
@@ -201,11 +208,11 @@ fn respond(
     // The ACL that allows the transfer decides its format.
     let allowed = config.as_ref().and_then(|c| {
         let z = c.zones.iter().find(|z| z.name.to_lowercase() == qname)?;
-        c.allowed_by(z, Action::Transfer, from, verified.as_ref().map(|v| v.key.name())).map(|a| a.transfer_format)
+        c.allowed_over(z, Action::Transfer, from, verified.as_ref().map(|v| v.key.name()), tls).map(|a| a.transfer_format)
     });
     let Some(format) = allowed else {
         count(|s| &s.refused);
-        eprintln!("nsxdp: transfer of {} to {from} refused by the zone's ACL", req.qname);
+        eprintln!("nsxdp: transfer of {} to {from}{} refused by the zone's ACL", req.qname, over(tls));
         return single(xfr::write_error(&req, rcode::REFUSED, signer.as_mut(), buf, now));
     };
     let mut opts = Options::tcp_transfer();
@@ -223,7 +230,7 @@ fn respond(
     let serial = snap.serial();
     if req.is_axfr() {
         count(|s| &s.axfr);
-        let what = format!("AXFR of {} serial {serial} to {from}", req.qname);
+        let what = format!("AXFR of {} serial {serial} to {from}{}", req.qname, over(tls));
         // Records lent one at a time from the snapshot's decoder: nothing allocated per record.
         return match Axfr::from_cursor(&req, records, signer, opts) {
             Ok(mut x) => Reply::Stream(counted(stats, what, move |b, now| x.next_message(b, now))),
@@ -258,14 +265,23 @@ fn respond(
         Ok(mut x) => {
             count_ixfr(&stats, x.kind());
             let what = format!(
-                "IXFR ({:?}) of {} serial {} -> {serial} to {from}",
+                "IXFR ({:?}) of {} serial {} -> {serial} to {from}{}",
                 x.kind(),
                 req.qname,
-                req.ixfr_serial.unwrap_or(0)
+                req.ixfr_serial.unwrap_or(0),
+                over(tls)
             );
             Reply::Stream(counted(stats, what, move |b, now| x.next_message(b, now)))
         }
         Err(_) => Reply::Nothing,
+    }
+}
+
+fn over(tls: bool) -> &'static str {
+    if tls {
+        " over TLS"
+    } else {
+        ""
     }
 }
 

@@ -15,6 +15,8 @@
 //! 4. IXFR answered with NOTIMP, FORMERR or REFUSED, or with changes that do not apply:
 //!    AXFR over TCP. An IXFR answered with the whole zone (RFC 1995 §4) is taken like an
 //!    AXFR. A whole zone must be newer than ours and pass the zone checks.
+//! 5. A primary marked `tls` (XoT, RFC 9103): each "over TCP" above is over TLS, the SOA
+//!    query too, and nothing goes over UDP.
 //!
 //! A primary that fails (no answer, a TSIG failure, a broken transfer) is noted with a
 //! typed [`Failure`] and the next is tried; [`CheckError`] lists them all.
@@ -41,13 +43,44 @@ pub struct Primary {
     pub ixfr: bool,
     /// Ask for IXFR over UDP first.
     pub ixfr_udp: bool,
+    /// Reached over TLS (XoT, RFC 9103), and how its certificate is checked: the SOA query
+    /// and the transfers go over TLS, none over UDP.
+    pub tls: Option<TlsAuth>,
 }
 
-/// UDP or TCP.
+/// How a primary reached over TLS must prove who it is (RFC 9103 §9), checked by the driver
+/// during the handshake. Neither a CA nor a pin: opportunistic (§9.3: encrypted, the
+/// primary not authenticated).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsAuth {
+    /// PEM CA certificates the primary's certificate must chain to.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The name the certificate must be valid for (default: the primary's address).
+    pub hostname: Option<String>,
+    /// SHA-256 digests of SubjectPublicKeyInfo, one of which the certificate must carry
+    /// (Knot's `cert-key`, RFC 7858's SPKI pin).
+    pub pins: Vec<[u8; 32]>,
+}
+
+impl TlsAuth {
+    pub fn opportunistic(&self) -> bool {
+        self.ca_file.is_none() && self.pins.is_empty()
+    }
+}
+
+/// UDP, TCP, or TLS over TCP (XoT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// Messages with a two-octet length on a connection (TCP or TLS).
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
 }
 
 /// What is sent.
@@ -138,7 +171,11 @@ impl std::fmt::Display for How {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let over = if self.transport == Transport::Udp { " over UDP" } else { "" };
+        let over = match self.transport {
+            Transport::Udp => " over UDP",
+            Transport::Tcp => "",
+            Transport::Tls => " over TLS",
+        };
         write!(
             f,
             "{}{over} from {}: {} messages, {} octets in {:.1} ms",
@@ -343,6 +380,16 @@ impl Check {
         &self.primaries[self.at]
     }
 
+    /// The connection transfers (and SOA queries that UDP truncated) to the current
+    /// primary go over: TLS for one marked `tls`, else TCP.
+    fn stream(&self) -> Transport {
+        if self.primary().tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        }
+    }
+
     /// Reads `input` at `now` (`unix`: seconds since the epoch, for TSIG) and says what to
     /// do next.
     pub fn next(&mut self, input: Input<'_>, now: Instant, unix: u64) -> Action {
@@ -370,8 +417,13 @@ impl Check {
         }
         let p = self.primary().clone();
         match (&self.ours, self.force_axfr) {
-            (None, _) | (_, true) => self.send_transfer(Query::Axfr, Transport::Tcp, now, unix),
-            (Some(_), false) if p.ixfr && p.ixfr_udp => self.send_transfer(Query::Ixfr, Transport::Udp, now, unix),
+            (None, _) | (_, true) => self.send_transfer(Query::Axfr, self.stream(), now, unix),
+            (Some(_), false) if p.ixfr && p.ixfr_udp && p.tls.is_none() => {
+                self.send_transfer(Query::Ixfr, Transport::Udp, now, unix)
+            }
+            // A primary reached over TLS is asked nothing in the clear, the SOA query
+            // included (as BIND 9.18 does with `primaries { ... tls NAME; }`).
+            (Some(_), false) if p.tls.is_some() => self.send_soa(Transport::Tls, 0, unix),
             (Some(_), false) => self.send_soa(Transport::Udp, 0, unix),
         }
     }
@@ -431,11 +483,11 @@ impl Check {
                     XfrInError::Incomplete => UdpFallback::Incomplete,
                     e => UdpFallback::Refused(e),
                 });
-                self.send_transfer(Query::Ixfr, Transport::Tcp, now, unix)
+                self.send_transfer(Query::Ixfr, self.stream(), now, unix)
             }
             (Query::Ixfr, _) if e.try_axfr() => {
                 self.fallback = Some(Fallback::IxfrFailed(e));
-                self.send_transfer(Query::Axfr, Transport::Tcp, now, unix)
+                self.send_transfer(Query::Axfr, self.stream(), now, unix)
             }
             (Query::Ixfr, _) => self.fail(Failure::Ixfr(e), now, unix),
             _ => {
@@ -458,7 +510,7 @@ impl Check {
                     return Action::Receive;
                 }
                 if transport == Transport::Udp && msg.len() >= 4 && msg[2] & 0x02 != 0 {
-                    return self.send_soa(Transport::Tcp, 0, unix);
+                    return self.send_soa(self.stream(), 0, unix);
                 }
                 match crate::secondary::xfrin::soa_response(&mut req, msg, unix) {
                     Ok(soa) => {
@@ -472,7 +524,7 @@ impl Check {
                             }));
                         }
                         let q = if self.primary().ixfr { Query::Ixfr } else { Query::Axfr };
-                        self.send_transfer(q, Transport::Tcp, now, unix)
+                        self.send_transfer(q, self.stream(), now, unix)
                     }
                     Err(e) => self.fail(Failure::Soa(e), now, unix),
                 }
@@ -485,7 +537,7 @@ impl Check {
                     }
                     if msg.len() >= 4 && msg[2] & 0x02 != 0 {
                         self.udp_fallback = Some(UdpFallback::Truncated);
-                        return self.send_transfer(Query::Ixfr, Transport::Tcp, now, unix);
+                        return self.send_transfer(Query::Ixfr, self.stream(), now, unix);
                     }
                 }
                 match inc.feed(msg, unix) {
@@ -584,7 +636,7 @@ impl Check {
             }
             Err(e) => {
                 self.fallback = Some(Fallback::DidNotApply(e));
-                self.send_transfer(Query::Axfr, Transport::Tcp, now, unix)
+                self.send_transfer(Query::Axfr, self.stream(), now, unix)
             }
         }
     }
@@ -597,15 +649,15 @@ impl Check {
             State::Soa { .. } => self.fail(Failure::Timeout { query: Query::Soa, timeout: self.timeout }, now, unix),
             State::Transfer { query: Query::Ixfr, transport: Transport::Udp, .. } => {
                 self.udp_fallback = Some(UdpFallback::NoAnswer);
-                self.send_transfer(Query::Ixfr, Transport::Tcp, now, unix)
+                self.send_transfer(Query::Ixfr, self.stream(), now, unix)
             }
-            State::Transfer { query, inc, .. } => {
+            State::Transfer { query, inc, transport, .. } => {
                 let e = XfrInError::Io(format!(
                     "timed out: nothing from the primary for {:?} after {} messages",
                     self.timeout,
                     inc.progress().0
                 ));
-                self.transfer_failed(query, Transport::Tcp, e, now, unix)
+                self.transfer_failed(query, transport, e, now, unix)
             }
             other => {
                 self.state = other;

@@ -64,7 +64,7 @@ fn addr(i: u8) -> SocketAddr {
 }
 
 fn primary(i: u8) -> Primary {
-    Primary { addr: addr(i), key: None, ixfr: true, ixfr_udp: false }
+    Primary { addr: addr(i), key: None, ixfr: true, ixfr_udp: false, tls: None }
 }
 
 /// How a test primary answers one request.
@@ -637,4 +637,57 @@ fn axfr_cut_off_or_silent_after_a_failed_ixfr_names_both() {
         assert_eq!(matches!(then, XfrInError::Incomplete), cut, "{e}");
         assert!(e.to_string().contains("IXFR failed: the primary answered REFUSED; then AXFR: "), "{e}");
     }
+}
+
+fn tls_primary(i: u8) -> Primary {
+    Primary { tls: Some(TlsAuth::default()), ..primary(i) }
+}
+
+/// A primary reached over TLS is asked everything over TLS: the SOA query (never UDP, not
+/// even with `ixfr-udp`), IXFR, the AXFR fallback, the first AXFR; the report says TLS. A
+/// plain primary after it gets the usual UDP SOA query.
+#[test]
+fn a_tls_primary_is_asked_nothing_in_the_clear() {
+    use Transport::Tls;
+    let versions = vec![zone(1, 20), zone(2, 21)];
+    let s = Served::new(versions.clone(), true);
+    let (r, sent) = drive(check(vec![tls_primary(1)], Some(&versions[1])), Some(&versions[1]), serve(&s));
+    assert!(matches!(r.unwrap(), Outcome::UpToDate { their_serial: 2, .. }));
+    assert_eq!(sent, vec![(addr(1), Tls, SOA)]);
+    let p = Primary { ixfr_udp: true, ..tls_primary(1) };
+    let (r, sent) = drive(check(vec![p], Some(&versions[0])), Some(&versions[0]), serve(&s));
+    let Outcome::Applied { zone, report, .. } = r.unwrap() else { panic!() };
+    same_records(&zone, &versions[1]);
+    assert_eq!(report.transport, Tls);
+    assert!(report.to_string().starts_with("IXFR over TLS from 127.0.0.1:53: "), "{report}");
+    assert_eq!(sent, vec![(addr(1), Tls, SOA), (addr(1), Tls, IXFR)]);
+    // Nothing yet: AXFR over TLS.
+    let (r, sent) = drive(check(vec![tls_primary(1)], None), None, serve(&s));
+    assert!(matches!(r.unwrap(), Outcome::Whole { report: Report { how: How::Axfr, transport: Tls, .. }, .. }));
+    assert_eq!(sent, vec![(addr(1), Tls, AXFR)]);
+    // IXFR refused: AXFR, over TLS still.
+    let refuse_ixfr = |_: SocketAddr, t: Transport, q: Query, req: &[u8]| match q {
+        IXFR => Reply::Messages(error_answer(&s, req, 5)),
+        _ => Reply::Messages(s.answer(t, req)),
+    };
+    let (r, sent) = drive(check(vec![tls_primary(1)], Some(&versions[0])), Some(&versions[0]), refuse_ixfr);
+    assert!(matches!(r.unwrap(), Outcome::Whole { report: Report { transport: Tls, .. }, .. }));
+    assert_eq!(sent, vec![(addr(1), Tls, SOA), (addr(1), Tls, IXFR), (addr(1), Tls, AXFR)]);
+    // The handshake fails (a wrong CA, a wrong pin): the next primary, in the clear.
+    let fail_tls = |_: SocketAddr, t: Transport, _: Query, req: &[u8]| match t {
+        Tls => Reply::Io,
+        _ => Reply::Messages(s.answer(t, req)),
+    };
+    let (r, sent) =
+        drive(check(vec![tls_primary(1), primary(2)], Some(&versions[0])), Some(&versions[0]), fail_tls);
+    let Outcome::Applied { report, .. } = r.unwrap() else { panic!() };
+    assert_eq!((report.from, report.transport), (addr(2), Tcp));
+    assert_eq!(sent, vec![(addr(1), Tls, SOA), (addr(2), Udp, SOA), (addr(2), Tcp, IXFR)]);
+    // A TLS primary that does not answer the SOA query is timed out once (no retry: that
+    // is for UDP's lost datagrams).
+    let (r, sent) = drive(check(vec![tls_primary(1)], Some(&versions[0])), Some(&versions[0]), |_, _, _, _| {
+        Reply::Timeout
+    });
+    assert!(r.is_err());
+    assert_eq!(sent, vec![(addr(1), Tls, SOA)]);
 }
