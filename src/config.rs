@@ -757,7 +757,10 @@ impl Config {
             };
             let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
             if let Some((r, _)) = z.notify.iter().zip(&notify).find(|(_, n)| n.tls.is_some()) {
-                return Err(err(Some(r.span()), format!("zone {zn:?}: notify {:?}: NOTIFY goes without TLS", r.get_ref())));
+                return Err(err(
+                    Some(r.span()),
+                    format!("zone {zn:?}: notify {:?}: NOTIFY goes without TLS", r.get_ref()),
+                ));
             }
             let mut primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
             zone_tls(&z, &zn, &mut primaries, base, &err)?;
@@ -919,11 +922,9 @@ fn tls_listen(
         (None, Some(f), _) | (None, None, Some(f)) => {
             Err(err(Some(f.span()), "server: tls-certificate and tls-key go with tls-listen".into()))
         }
-        (Some(_), Some(c), Some(k)) => Ok(Some(TlsListen {
-            listen,
-            certificate: base.join(c.get_ref()),
-            key: base.join(k.get_ref()),
-        })),
+        (Some(_), Some(c), Some(k)) => {
+            Ok(Some(TlsListen { listen, certificate: base.join(c.get_ref()), key: base.join(k.get_ref()) }))
+        }
         (Some(_), c, _) => Err(err(
             Some(s.tls_listen[0].span()),
             format!("server.tls-listen needs {}", if c.is_none() { "tls-certificate" } else { "tls-key" }),

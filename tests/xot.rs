@@ -7,7 +7,8 @@
 //!   IXFR: its primary has no UDP on the TLS port).
 //! - A transfer request over plain TCP to a zone whose ACL says `transport = "tls"` is
 //!   REFUSED; `kdig +tls` transfers it.
-//! - BIND's named 9.18 as XoT secondary of nsxdp, and as XoT primary of nsxdp.
+//! - BIND's named 9.18 as XoT secondary of nsxdp (which shows that named asks its SOA
+//!   query over TLS too: nsxdp sees no UDP query), and as XoT primary of nsxdp.
 //! - A client that stalls the handshake, and one that asks for a transfer and reads
 //!   nothing, are closed within the TCP limits (and counted).
 //!
@@ -61,9 +62,11 @@ fn spki_pin(key: &rcgen::KeyPair) -> String {
 }
 
 fn zone_text(origin: &str, serial: u32, hosts: usize) -> String {
-    let mut t = format!("$ORIGIN {origin}.\n$TTL 300\n@ SOA ns hostmaster {serial} 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n");
+    let mut t = format!(
+        "$ORIGIN {origin}.\n$TTL 300\n@ SOA ns hostmaster {serial} 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n"
+    );
     for i in 0..hosts {
-        t.push_str(&format!("h{i} A 198.18.{}.{}\nh{i} TXT \"serial {serial}\"\n", i / 250, i % 250));
+        t.push_str(&format!("h{i} A 10.{}.{}.{}\nh{i} TXT \"serial {serial}\"\n", i >> 16, (i >> 8) & 255, i & 255));
     }
     t
 }
@@ -85,9 +88,7 @@ fn primary(dir: &Path, port: u16, tls: u16, pki: &Pki, zones: &[&str], server: &
     );
     for z in zones {
         std::fs::write(dir.join(format!("{z}.zone")), zone_text(z, 1, 500)).unwrap();
-        conf.push_str(&format!(
-            "[[zone]]\nname = \"{z}\"\nfile = \"{z}.zone\"\nacl = [\"xot\"]\nnotify-ns = false\n"
-        ));
+        conf.push_str(&format!("[[zone]]\nname = \"{z}\"\nfile = \"{z}.zone\"\nacl = [\"xot\"]\nnotify-ns = false\n"));
     }
     let path = dir.join("nsxdp.toml");
     std::fs::write(&path, conf).unwrap();
@@ -248,7 +249,7 @@ fn plain_tcp_to_a_tls_only_acl_is_refused_and_kdig_transfers_over_tls() {
         .args(["@127.0.0.1", "-p", &tp.to_string(), "+tls", "+time=5", "+retry=0", "AXFR", "acl.test"])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(text.contains("REFUSED"), "{text}");
     // Queries other than transfers are answered over TLS as over TCP.
     let o = Command::new("kdig")
@@ -267,7 +268,12 @@ fn start_named(dir: &Path, conf: &str) -> Proc {
     std::fs::write(&path, conf).unwrap();
     let check = Command::new("named-checkconf").arg(&path).output();
     if let Ok(o) = check {
-        assert!(o.status.success(), "named-checkconf: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "named-checkconf: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let mut cmd = Command::new("named");
     cmd.args(["-g", "-d", "3", "-n", "1", "-c"]).arg(&path);
@@ -305,6 +311,11 @@ fn named_as_xot_secondary_of_nsxdp() {
     let _named = start_named(d, &conf);
     let l = logs(&[&pd, d]);
     common::wait_serial(bp, "bind.test", 1, Duration::from_secs(30), "named over TLS", &l);
+    // named asked its SOA query over TLS too (its log: "soa_query", then "TLS client
+    // session created" for the TLS port): nsxdp saw no UDP query.
+    let (ok, stats) = ctl(&pconf, &["stats"]);
+    assert!(ok && stats.contains("nsxdp_queries_total{transport=\"udp\"} 0\n"), "{stats}");
+    assert!(tcp_event(&pconf, "tls_accepted") >= 1, "over TLS");
     let (theirs, out) = kdig_tls_axfr(tp, "bind.test", &[format!("+tls-ca={}", good.ca.display())]);
     assert!(theirs.len() > 1000, "{out}");
     assert_same_zone(&theirs, &axfr_lines(bp, "bind.test", Some(&test_key())), "nsxdp", "named");
@@ -370,13 +381,12 @@ fn tls_client(port: u16, pki: &Pki) -> rustls::StreamOwned<rustls::ClientConnect
     for c in rustls::pki_types::CertificateDer::pem_file_iter(&pki.ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     config.alpn_protocols = vec![b"dot".to_vec()];
     let name = rustls::pki_types::ServerName::try_from("primary.test").unwrap();
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();

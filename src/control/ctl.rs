@@ -738,8 +738,11 @@ fn zone_status(zones: &ZoneSet, i: usize, out: &mut String) {
                     "not loaded (SERVFAIL)"
                 }
             );
-            let primaries: Vec<String> =
-                s.primaries.iter().map(|p| format!("{}{}", p.addr, if p.tls.is_some() { " (tls)" } else { "" })).collect();
+            let primaries: Vec<String> = s
+                .primaries
+                .iter()
+                .map(|p| format!("{}{}", p.addr, if p.tls.is_some() { " (tls)" } else { "" }))
+                .collect();
             let _ = writeln!(out, "primaries {}", primaries.join(" "));
             if let Some(t) = r.timers() {
                 let _ = writeln!(out, "timers refresh={} retry={} expire={}", t.refresh, t.retry, t.expire);

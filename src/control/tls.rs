@@ -106,11 +106,8 @@ pub fn client_config(auth: &TlsAuth) -> Result<Arc<ClientConfig>, TlsError> {
             Some(v)
         }
     };
-    let verifier = PrimaryVerifier {
-        webpki,
-        pins: auth.pins.clone(),
-        algorithms: provider.signature_verification_algorithms,
-    };
+    let verifier =
+        PrimaryVerifier { webpki, pins: auth.pins.clone(), algorithms: provider.signature_verification_algorithms };
     let mut c = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()

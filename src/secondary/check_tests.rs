@@ -678,16 +678,14 @@ fn a_tls_primary_is_asked_nothing_in_the_clear() {
         Tls => Reply::Io,
         _ => Reply::Messages(s.answer(t, req)),
     };
-    let (r, sent) =
-        drive(check(vec![tls_primary(1), primary(2)], Some(&versions[0])), Some(&versions[0]), fail_tls);
+    let (r, sent) = drive(check(vec![tls_primary(1), primary(2)], Some(&versions[0])), Some(&versions[0]), fail_tls);
     let Outcome::Applied { report, .. } = r.unwrap() else { panic!() };
     assert_eq!((report.from, report.transport), (addr(2), Tcp));
     assert_eq!(sent, vec![(addr(1), Tls, SOA), (addr(2), Udp, SOA), (addr(2), Tcp, IXFR)]);
     // A TLS primary that does not answer the SOA query is timed out once (no retry: that
     // is for UDP's lost datagrams).
-    let (r, sent) = drive(check(vec![tls_primary(1)], Some(&versions[0])), Some(&versions[0]), |_, _, _, _| {
-        Reply::Timeout
-    });
+    let (r, sent) =
+        drive(check(vec![tls_primary(1)], Some(&versions[0])), Some(&versions[0]), |_, _, _, _| Reply::Timeout);
     assert!(r.is_err());
     assert_eq!(sent, vec![(addr(1), Tls, SOA)]);
 }
