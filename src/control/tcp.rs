@@ -963,6 +963,76 @@ mod tests {
         drop(writer.join().unwrap());
     }
 
+    /// Over TLS, a transfer's output is bounded as over TCP: rustls never holds more than
+    /// its limit, the output buffer stays near what is unsent, and a slow reader gets
+    /// every octet (through the handshake, made by `read_tls` and `flush`).
+    #[test]
+    fn a_slow_tls_reader_gets_everything_and_rustls_holds_at_most_its_limit() {
+        use crate::control::tls;
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["primary.test".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (cp, kp) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cp, cert.pem()).unwrap();
+        std::fs::write(&kp, key.serialize_pem()).unwrap();
+        const LIMIT: usize = 32 * 1024;
+        let (mut c, client) = pair();
+        let mut server = rustls::ServerConnection::new(tls::server_config(&cp, &kp).unwrap()).unwrap();
+        server.set_buffer_limit(Some(LIMIT));
+        c.tls = Some(Box::new(server));
+        let reader = std::thread::spawn(move || {
+            let auth = crate::secondary::check::TlsAuth::default();
+            let name = tls::server_name(&auth, "127.0.0.1".parse().unwrap()).unwrap();
+            let conn = rustls::ClientConnection::new(tls::client_config(&auth).unwrap(), name).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, client);
+            // The first read makes the handshake. Nothing is sent: what the server leaves
+            // unread would make its close a reset, and the reader would lose the end.
+            let (mut buf, mut total) = (vec![0u8; 64 * 1024], 0usize);
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return (total, s.conn.alpn_protocol().map(<[u8]>::to_vec)),
+                    Ok(n) => total += n,
+                }
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        });
+        let stats = TcpStats::default();
+        let t0 = Instant::now();
+        while !c.tls_ready && t0.elapsed() < Duration::from_secs(10) {
+            c.drained = false;
+            read_tls(&mut c, Instant::now(), &stats).unwrap();
+            flush(&mut c).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(c.tls_ready, "the handshake ended with ALPN dot");
+        // Messages made only when everything before went to the kernel, as `drive` does.
+        let message = vec![0x5au8; 16 * 1024 + 2];
+        let (mut offered, mut most) = (0usize, 0usize);
+        while offered < 16 << 20 && t0.elapsed() < Duration::from_secs(30) {
+            if c.pending() == 0 {
+                c.output.extend_from_slice(&message);
+                offered += message.len();
+            }
+            flush(&mut c).unwrap();
+            assert!(c.tls_held <= LIMIT, "rustls held {} octets", c.tls_held);
+            most = most.max(c.output.len());
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        while c.pending() > 0 && t0.elapsed() < Duration::from_secs(40) {
+            flush(&mut c).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t = c.tls.as_mut().unwrap();
+        t.send_close_notify();
+        flush(&mut c).unwrap();
+        drop(c);
+        let (received, alpn) = reader.join().unwrap();
+        assert_eq!(alpn.as_deref(), Some(&b"dot"[..]));
+        assert_eq!(received, offered, "the reader got everything");
+        assert!(offered >= 4 << 20, "only {offered} octets went through");
+        assert!(most <= message.len(), "the output grew to {most} octets");
+    }
+
     #[test]
     fn address_keys() {
         let k = |s: &str| address_key(s.parse().unwrap()).to_string();
