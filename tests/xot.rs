@@ -2,8 +2,9 @@
 //! (rcgen: a CA and a server certificate for 127.0.0.1 and `primary.test`).
 //!
 //! - nsxdp primary → nsxdp secondary over TLS, the primary's certificate checked against a
-//!   CA file and, for another zone, by its pinned SPKI; a wrong CA and a wrong pin fail the
-//!   transfer and the zone is not served. The secondary's refresh asks over TLS (SOA and
+//!   CA file (for its address, or for `tls-hostname`), by its pinned SPKI, or not at all
+//!   (opportunistic); a wrong CA, a wrong pin and a wrong name fail the transfer and the
+//!   zone is not served. The secondary's refresh asks over TLS (SOA and
 //!   IXFR: its primary has no UDP on the TLS port).
 //! - A transfer request over plain TCP to a zone whose ACL says `transport = "tls"` is
 //!   REFUSED; `kdig +tls` transfers it.
@@ -174,7 +175,8 @@ fn nsxdp_to_nsxdp_over_tls_with_ca_and_pin_and_wrong_ones_fail() {
     let wrong = pki(&d.join("wrong"), "wrong");
     let (pd, sd) = (d.join("primary"), d.join("secondary"));
     let (np, tp, sp) = (free_port(), free_port(), free_port());
-    let pconf = primary(&pd, np, tp, &good, &["ca.test", "pin.test", "badca.test", "badpin.test"], "");
+    let zones = ["ca.test", "pin.test", "name.test", "opp.test", "badca.test", "badpin.test", "badname.test"];
+    let pconf = primary(&pd, np, tp, &good, &zones, "");
     let _p = start_nsxdp(&pd, &pconf);
     let ca = |p: &Pki| format!("tls-ca = \"{}\"", p.ca.display());
     let sconf = secondary(
@@ -184,13 +186,16 @@ fn nsxdp_to_nsxdp_over_tls_with_ca_and_pin_and_wrong_ones_fail() {
         &[
             ("ca.test", ca(&good)),
             ("pin.test", format!("tls-pin = \"{}\"", good.pin)),
+            ("name.test", format!("{}\ntls-hostname = \"primary.test\"", ca(&good))),
+            ("opp.test", "tls-opportunistic = true".into()),
             ("badca.test", ca(&wrong)),
             ("badpin.test", format!("tls-pin = [\"{}\"]", wrong.pin)),
+            ("badname.test", format!("{}\ntls-hostname = \"other.test\"", ca(&good))),
         ],
     );
     let _s = start_nsxdp(&sd, &sconf);
     let l = logs(&[&pd, &sd]);
-    for z in ["ca.test", "pin.test"] {
+    for z in ["ca.test", "pin.test", "name.test", "opp.test"] {
         common::wait_serial(sp, z, 1, Duration::from_secs(30), z, &l);
         let st = zone_status(&sconf, z);
         assert!(st.contains("by AXFR over TLS from 127.0.0.1:"), "{st}");
@@ -201,7 +206,7 @@ fn nsxdp_to_nsxdp_over_tls_with_ca_and_pin_and_wrong_ones_fail() {
         assert_same_zone(&theirs, &axfr_lines(sp, z, Some(&test_key())), "the primary", "the secondary");
     }
     // A wrong CA, a wrong pin: the transfer fails on the certificate, nothing is served.
-    for (z, why) in [("badca.test", "certificate"), ("badpin.test", "tls-pin")] {
+    for (z, why) in [("badca.test", "UnknownIssuer"), ("badpin.test", "tls-pin"), ("badname.test", "certificate")] {
         let t0 = Instant::now();
         let st = loop {
             let st = zone_status(&sconf, z);
