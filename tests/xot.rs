@@ -305,6 +305,10 @@ fn named_as_xot_secondary_of_nsxdp() {
     let (np, tp, bp) = (free_port(), free_port(), free_port());
     let pd = d.join("primary");
     let pconf = primary(&pd, np, tp, &good, &["bind.test"], "");
+    // NOTIFY (over UDP, signed) to named after a change; the zone's section is the last.
+    let mut text = std::fs::read_to_string(&pconf).unwrap();
+    text.push_str(&format!("notify = [\"127.0.0.1:{bp} key xfr\"]\n"));
+    std::fs::write(&pconf, text).unwrap();
     let _p = start_nsxdp(&pd, &pconf);
     let conf = format!(
         "{}tls \"to-nsxdp\" {{ ca-file \"{}\"; remote-hostname \"primary.test\"; }};\n\
@@ -326,6 +330,14 @@ fn named_as_xot_secondary_of_nsxdp() {
     assert_same_zone(&theirs, &axfr_lines(bp, "bind.test", Some(&test_key())), "nsxdp", "named");
     let log = std::fs::read_to_string(pd.join("nsxdp.log")).unwrap();
     assert!(log.contains("AXFR of bind.test. serial 1 to 127.0.0.1 over TLS"), "{log}");
+    // A change: NOTIFY, then named's SOA query and IXFR, both over TLS.
+    std::fs::write(pd.join("bind.test.zone"), zone_text("bind.test", 2, 502)).unwrap();
+    common::reload(&pconf, Some("bind.test"));
+    common::wait_serial(bp, "bind.test", 2, Duration::from_secs(30), "named by IXFR over TLS", &l);
+    let log = std::fs::read_to_string(pd.join("nsxdp.log")).unwrap();
+    assert!(log.contains("of bind.test. serial 1 -> 2 to 127.0.0.1 over TLS"), "{log}");
+    let (theirs, _) = kdig_tls_axfr(tp, "bind.test", &[format!("+tls-ca={}", good.ca.display())]);
+    assert_same_zone(&theirs, &axfr_lines(bp, "bind.test", Some(&test_key())), "nsxdp", "named");
 }
 
 #[test]
