@@ -83,7 +83,7 @@ pub struct Cookies {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
-    /// Addresses for UDP and TCP.
+    /// Addresses for UDP and TCP; empty: [`default_listen`] (as on the command line).
     pub listen: Vec<SocketAddr>,
     pub data_dir: PathBuf,
     /// The Unix socket of `nsxdp ctl`.
@@ -103,6 +103,8 @@ pub struct Server {
     /// Threads that check secondary zones and transfer them in (`transfer-workers`): at
     /// most this many checks run at once, however many zones are due.
     pub transfer_workers: usize,
+    /// The log's level (`log-level`); None: the command line's, else info.
+    pub log_level: Option<log::LevelFilter>,
 }
 
 /// `transfer-workers` when not given.
@@ -399,6 +401,7 @@ struct RawServer {
     metrics: Option<toml::Spanned<String>>,
     user: Option<String>,
     transfer_workers: Option<toml::Spanned<u64>>,
+    log_level: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -449,7 +452,37 @@ struct RawZone {
 // Reading and checking.
 // ---------------------------------------------------------------------------------------
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:53";
+// The one set of defaults, for the command line and the configuration file alike. They let
+// `nsxdp serve` run unprivileged out of the box; a production configuration (the packaged
+// `dist/nsxdp.toml`) names its port-53 addresses and its directories itself.
+
+/// The port of the default listen addresses with kernel sockets.
+pub const DEFAULT_PORT: u16 = 5353;
+
+/// Where snapshots and journals are kept unless `data-dir` / `--data-dir` says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "/var/tmp/nsxdp";
+
+/// The addresses served when neither `listen` nor `--listen` gives any: 127.0.0.1 and ::1
+/// on [`DEFAULT_PORT`] (::1 only where the host has IPv6 loopback); with AF_XDP, port 53 on
+/// any address (the XDP program matches the port, the NIC's own addresses come to it).
+pub fn default_listen(xdp: bool) -> Vec<SocketAddr> {
+    let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    let (v4, v6addr, port) = if xdp {
+        (IpAddr::from([0, 0, 0, 0]), IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED), 53)
+    } else {
+        (IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST), DEFAULT_PORT)
+    };
+    let mut l = vec![SocketAddr::new(v4, port)];
+    if v6 {
+        l.push(SocketAddr::new(v6addr, port));
+    }
+    l
+}
+
+/// The control socket unless `control` / `--control` says otherwise: in the data directory.
+pub fn default_control(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
 
 /// What the server tells about itself, by default: its host name as `id.server` (as Knot
 /// and NSD), no version (Knot and NSD tell theirs; the issue asks for it off), no NSID.
@@ -495,8 +528,6 @@ fn about(
     }
     Ok(about)
 }
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/nsxdp";
-pub const DEFAULT_CONTROL: &str = "/run/nsxdp/control.sock";
 
 impl Config {
     /// Reads and checks a configuration file.
@@ -539,9 +570,6 @@ impl Config {
             })?;
             listen.push(addr);
         }
-        if listen.is_empty() {
-            listen.push(DEFAULT_LISTEN.parse().expect("default address"));
-        }
         let edns_size = match s.edns_size {
             Some(v) if *v.get_ref() < 512 => {
                 return Err(err(Some(v.span()), format!("server.edns-size: {} is below 512", v.get_ref())))
@@ -568,8 +596,21 @@ impl Config {
                 Some(v) => *v.get_ref() as usize,
                 None => DEFAULT_TRANSFER_WORKERS,
             },
+            log_level: match &s.log_level {
+                Some(v) => Some(crate::logging::parse_level(v.get_ref()).ok_or_else(|| {
+                    err(
+                        Some(v.span()),
+                        format!("server.log-level: {:?} is not one of error, warning, info, debug, trace", v.get_ref()),
+                    )
+                })?),
+                None => None,
+            },
+            control: match (&s.control, &s.data_dir) {
+                (Some(p), _) => base.join(p),
+                (None, Some(d)) => default_control(&base.join(d)),
+                (None, None) => default_control(Path::new(DEFAULT_DATA_DIR)),
+            },
             data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
-            control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
             cores: s.cores,
             edns_size,
             tcp,
@@ -779,11 +820,9 @@ impl Config {
         }
         let value: toml::Table = toml::from_str(&text).map_err(|e| fail(e.message().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Ok(value
-            .get("server")
-            .and_then(|s| s.get("control"))
-            .and_then(|c| c.as_str())
-            .map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |c| base.join(c)))
+        let server = value.get("server");
+        let get = |k: &str| server.and_then(|s| s.get(k)).and_then(|c| c.as_str()).map(|p| base.join(p));
+        Ok(get("control").unwrap_or_else(|| default_control(&get("data-dir").unwrap_or(DEFAULT_DATA_DIR.into()))))
     }
 
     pub fn key(&self, name: &str) -> Option<&Key> {
@@ -1109,7 +1148,14 @@ transfer-timeout = 3
     #[test]
     fn defaults() {
         let c = parse("").unwrap();
-        assert_eq!(c.server.listen, vec![sa(DEFAULT_LISTEN)]);
+        // No listen address: the command line's defaults apply (`default_listen`).
+        assert!(c.server.listen.is_empty());
+        assert_eq!(c.server.data_dir, Path::new(DEFAULT_DATA_DIR));
+        assert_eq!(c.server.control, Path::new(DEFAULT_DATA_DIR).join("control.sock"));
+        let c = parse("[server]\ndata-dir = \"/srv/dns\"\n").unwrap();
+        assert_eq!(c.server.control, Path::new("/srv/dns/control.sock"), "beside the data");
+        assert_eq!(default_listen(false)[0], sa("127.0.0.1:5353"));
+        assert_eq!(default_listen(true)[0], sa("0.0.0.0:53"));
         assert_eq!(c.server.edns_size, 1232);
         assert_eq!(c.server.tcp, TcpLimits::default());
         assert_eq!(c.cookies, None);

@@ -221,12 +221,30 @@ struct ServeArgs {
     /// configuration file's `[cookies]` section turns them on too, and may give the secret.
     #[arg(long)]
     cookies: bool,
+    /// The log's level: error, warning, info, debug or trace (over the configuration's
+    /// `log-level`; default info). Lines go to stderr, stamped with the UTC time unless
+    /// stderr is the systemd journal.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<log::LevelFilter>,
+    /// Refuse to start when any zone does not load (by default the others are served and
+    /// the broken one answers SERVFAIL until a reload finds its file good).
+    #[arg(long)]
+    strict: bool,
+}
+
+fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
+    nsxdp::logging::parse_level(s).ok_or_else(|| format!("{s:?} is not one of error, warning, info, debug, trace"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.cmd) {
         Ok(code) => code,
+        // A server's last line goes to its log; a command's error to stderr as it is.
+        Err(e) if nsxdp::logging::installed() => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("nsxdp: {e:#}");
             ExitCode::FAILURE
@@ -341,7 +359,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let socket = match (socket, config) {
                 (Some(s), _) => s,
                 (None, Some(c)) => nsxdp::config::Config::control_socket(&c)?,
-                (None, None) => PathBuf::from(DEFAULT_DATA_DIR).join("control.sock"),
+                (None, None) => nsxdp::config::default_control(Path::new(DEFAULT_DATA_DIR)),
             };
             let ok = nsxdp::control::ctl::client(&socket, &command.line())?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -349,7 +367,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-const DEFAULT_DATA_DIR: &str = "/var/tmp/nsxdp";
+use nsxdp::config::DEFAULT_DATA_DIR;
 
 /// The zone manager, its control socket and the metrics endpoint, running beside the DNS
 /// threads.
@@ -370,20 +388,23 @@ impl Control {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    nsxdp::logging::init(args.log_level.unwrap_or(nsxdp::logging::DEFAULT_LEVEL));
     let config = match &args.config {
         Some(p) => Some(Arc::new(nsxdp::config::Config::load(p)?)),
         None => None,
     };
+    if let (None, Some(level)) = (args.log_level, config.as_ref().and_then(|c| c.server.log_level)) {
+        nsxdp::logging::set_level(level);
+    }
     // Every TCP client is a descriptor: take what the hard limit allows (systemd's soft
     // default of 1024 would stop accepting below our own connection limit).
     let limits = tcp_limits(&args, config.as_deref());
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) if n < limits.max_clients as u64 + 64 => eprintln!(
-            "nsxdp: warning: {n} file descriptors allowed, fewer than tcp-max-clients ({}) needs",
-            limits.max_clients
-        ),
+        Ok(n) if n < limits.max_clients as u64 + 64 => {
+            log::warn!("{n} file descriptors allowed, fewer than tcp-max-clients ({}) needs", limits.max_clients)
+        }
         Ok(_) => {}
-        Err(e) => eprintln!("nsxdp: warning: cannot raise the file descriptor limit: {e}"),
+        Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
     }
     let zone_confs = config.as_ref().map_or(&[][..], |c| &c.zones[..]);
     if args.zones.is_empty() && args.snapshots.is_empty() && zone_confs.is_empty() {
@@ -401,20 +422,53 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut notes = Vec::new();
     // The zone files' warnings come back in `notes` (a file is read once, or not at all
     // when its snapshot is current).
+    // A zone that does not load is reported and, where its name is known, kept without a
+    // version (SERVFAIL, `status`, the metrics; a reload serves it once its file is good):
+    // the others are served all the same, unless --strict.
+    let mut failed = Vec::new();
     for file in &args.zones {
-        zone_set
-            .add(None, file, nsxdp::config::SerialPolicy::Increment, Limits::default(), now, &mut notes)
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let policy = nsxdp::config::SerialPolicy::Increment;
+        if let Err(e) = zone_set.add(None, file, policy, Limits::default(), now, &mut notes) {
+            log::error!("{e}");
+            let text = std::fs::read(file).unwrap_or_default();
+            if let Some(name) = nsxdp::zone::parse::guess_origin(file, &text) {
+                let _ = zone_set.add_unloaded(&name, file, policy, Limits::default(), e.clone());
+            }
+            failed.push(e);
+        }
     }
     for z in zone_confs {
         let config = config.as_ref().expect("zones come from a configuration");
-        zone_set.add_configured(z, config, now, &mut notes).map_err(|e| anyhow::anyhow!(e))?;
+        if let Err(e) = zone_set.add_configured(z, config, now, &mut notes) {
+            log::error!("zone {}: {e}", z.name);
+            if let (nsxdp::config::Role::Primary, Some(file)) = (&z.role, &z.file) {
+                let limits = Limits { max_bytes: z.journal_max_bytes, max_depth: z.journal_max_depth };
+                let _ = zone_set.add_unloaded(&z.name, file, z.serial_policy, limits, e.clone());
+            }
+            failed.push(e);
+        }
     }
     for path in &args.snapshots {
-        zone_set.add_snapshot(path).map_err(|e| anyhow::anyhow!(e))?;
+        if let Err(e) = zone_set.add_snapshot(path) {
+            log::error!("{}: {e}", path.display());
+            failed.push(e);
+        }
     }
     for n in &notes {
-        eprintln!("nsxdp: {n}");
+        log::warn!("{n}");
+    }
+    if !failed.is_empty() {
+        let serving = zone_set.zones.iter().filter(|z| z.serving()).count();
+        let secondaries = zone_set.zones.iter().filter(|z| z.secondary.is_some()).count();
+        let n = failed.len();
+        let zones = if n == 1 { "zone" } else { "zones" };
+        if args.strict {
+            bail!("{n} {zones} did not load (--strict): not starting");
+        }
+        if serving + secondaries == 0 {
+            bail!("no zone can be served ({n} did not load)");
+        }
+        log::error!("{n} {zones} did not load; serving the other {}", serving + secondaries);
     }
     zone_set.publish();
     // Ten zones by name at most: a host of 10^5 zones would write a line of megabytes.
@@ -426,7 +480,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(|z| match z.serial() {
             Some(s) if z.serving() => format!("{} (serial {s})", z.name),
             Some(s) => format!("{} (serial {s}, expired)", z.name),
-            None => format!("{} (secondary, not transferred yet)", z.name),
+            None if z.secondary.is_some() => format!("{} (secondary, not transferred yet)", z.name),
+            None => format!("{} (not loaded: SERVFAIL)", z.name),
         })
         .collect();
     if zone_set.zones.len() > shown {
@@ -454,18 +509,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             listen = c.server.listen.clone();
         }
     }
-    let defaults = listen.is_empty();
-    if defaults && args.xdp.is_some() {
-        listen.push("0.0.0.0:53".parse()?);
-        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
-            listen.push("[::]:53".parse()?);
-        }
-    } else if defaults {
-        listen.push("127.0.0.1:5353".parse()?);
-        // Only where IPv6 loopback exists.
-        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
-            listen.push("[::1]:5353".parse()?);
-        }
+    if listen.is_empty() {
+        listen = nsxdp::config::default_listen(args.xdp.is_some());
     }
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -506,7 +551,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let metrics_http = match args.metrics.or(config.as_ref().and_then(|c| c.server.metrics)) {
         Some(addr) => {
             let server = MetricsServer::bind(addr)?;
-            eprintln!("nsxdp: metrics on http://{}/metrics", server.addr);
+            log::info!("metrics on http://{}/metrics", server.addr);
             Some(server.spawn(metrics.clone(), HttpLimits::default(), shutdown.clone())?)
         }
         None => None,
@@ -533,7 +578,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Some(metrics.clone()),
         )?,
     };
-    eprintln!("nsxdp: control socket {}", control_path.display());
+    log::info!("control socket {}", control_path.display());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     if let Some(ifname) = args.xdp.clone() {
         let r = serve_xdp(
@@ -590,8 +635,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tcp.set_notify(c);
     }
     let addrs: Vec<String> = loops.bound.iter().map(|a| a.to_string()).collect();
-    eprintln!(
-        "nsxdp: serving {} on {} (UDP: {} loops, kernel sockets; TCP on the control thread)",
+    log::info!(
+        "serving {} on {} (UDP: {} loops, kernel sockets; TCP on the control thread)",
         zones.join(", "),
         addrs.join(" "),
         loops.handles.len()
@@ -600,9 +645,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     nsxdp::control::release_freed_memory();
     if let Some(u) = &user {
         nsxdp::service::drop_privileges(u, &[])?;
-        eprintln!("nsxdp: running as user {u}");
+        log::info!("running as user {u}");
     }
-    eprintln!("nsxdp: ready");
+    log::info!("ready");
     nsxdp::service::notify("READY=1");
     let tcp_result = tcp.run(&shutdown);
     nsxdp::service::notify("STOPPING=1");
@@ -615,14 +660,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = hist.add(&part);
         }
     }
-    eprintln!("nsxdp: stopping; UDP {}", StatsSnapshot::sum(&loops.stats));
-    eprintln!("nsxdp: UDP {}", dataplane::describe_histogram(&hist));
+    log::info!("stopping; UDP {}", StatsSnapshot::sum(&loops.stats));
+    log::info!("UDP {}", dataplane::describe_histogram(&hist));
     let _ = handoff_thread.join();
-    eprintln!("nsxdp: handed to the control side (NOTIFY, IXFR, signed queries over UDP) {handoff_stats}");
-    eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
-    eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
+    log::info!("handed to the control side (NOTIFY, IXFR, signed queries over UDP) {handoff_stats}");
+    log::info!("TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    log::info!("TCP connections {}", tcp.tcp_stats);
     if let Some(s) = tcp.transfer_stats() {
-        eprintln!("nsxdp: transfers out {s}");
+        log::info!("transfers out {s}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -749,7 +794,7 @@ fn serve_xdp(
     let mtu = match xdp::interface_mtu(ifname) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("nsxdp: {ifname}: MTU unknown ({e}); assuming {}", xdp::DEFAULT_MTU);
+            log::warn!("{ifname}: MTU unknown ({e}); assuming {}", xdp::DEFAULT_MTU);
             xdp::DEFAULT_MTU
         }
     };
@@ -807,8 +852,8 @@ fn serve_xdp(
         .iter()
         .map(|l| format!("{}@{}", l.queue, l.core.map_or("-".to_string(), |c| c.to_string())))
         .collect();
-    eprintln!(
-        "nsxdp: serving {} on {} (UDP: AF_XDP on {ifname} queues {} (queue@core), {} mode, MTU {mtu}; \
+    log::info!(
+        "serving {} on {} (UDP: AF_XDP on {ifname} queues {} (queue@core), {} mode, MTU {mtu}; \
          TCP and the rest through the kernel)",
         zones.join(", "),
         addrs.join(" "),
@@ -820,9 +865,9 @@ fn serve_xdp(
     if let Some(u) = user {
         // The program is detached at exit, from this thread: it keeps CAP_NET_ADMIN.
         nsxdp::service::drop_privileges(u, &[caps::Capability::CAP_NET_ADMIN])?;
-        eprintln!("nsxdp: running as user {u} (keeping CAP_NET_ADMIN to detach the XDP program)");
+        log::info!("running as user {u} (keeping CAP_NET_ADMIN to detach the XDP program)");
     }
-    eprintln!("nsxdp: ready");
+    log::info!("ready");
     nsxdp::service::notify("READY=1");
     let tcp_result = tcp.run(&shutdown);
     nsxdp::service::notify("STOPPING=1");
@@ -838,12 +883,12 @@ fn serve_xdp(
         }
     }
     let _ = handoff_thread.join();
-    eprintln!("nsxdp: stopping");
+    log::info!("stopping");
     for (q, (queue, dns, frames)) in report.queues.iter().zip(&per_queue) {
         debug_assert_eq!(q.queue, *queue);
-        eprintln!("nsxdp: XDP {}", xdp::describe_queue(q));
-        eprintln!(
-            "nsxdp: XDP queue {queue} frames: dropped={} ({}) build_errors={} handed_off={} handoff_dropped={} idle_polls={}",
+        log::info!("XDP {}", xdp::describe_queue(q));
+        log::info!(
+            "XDP queue {queue} frames: dropped={} ({}) build_errors={} handed_off={} handoff_dropped={} idle_polls={}",
             frames.dropped(),
             frames.describe_drops(),
             frames.build_errors.load(std::sync::atomic::Ordering::Relaxed),
@@ -851,17 +896,17 @@ fn serve_xdp(
             frames.handoff_dropped.load(std::sync::atomic::Ordering::Relaxed),
             frames.idle_polls.load(std::sync::atomic::Ordering::Relaxed),
         );
-        eprintln!("nsxdp: XDP queue {queue} DNS: {}", StatsSnapshot::sum([dns]));
+        log::info!("XDP queue {queue} DNS: {}", StatsSnapshot::sum([dns]));
     }
-    eprintln!("nsxdp: XDP program {}", report.describe_program());
-    eprintln!("nsxdp: XDP DNS: {}", StatsSnapshot::sum(per_queue.iter().map(|p| &p.1)));
-    eprintln!("nsxdp: XDP {}", dataplane::describe_histogram(&report.hist));
-    eprintln!("nsxdp: UDP (kernel) {}", StatsSnapshot::sum(&fallback.stats));
-    eprintln!("nsxdp: handoff {}", handoff_stats);
-    eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
-    eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
+    log::info!("XDP program {}", report.describe_program());
+    log::info!("XDP DNS: {}", StatsSnapshot::sum(per_queue.iter().map(|p| &p.1)));
+    log::info!("XDP {}", dataplane::describe_histogram(&report.hist));
+    log::info!("UDP (kernel) {}", StatsSnapshot::sum(&fallback.stats));
+    log::info!("handoff {}", handoff_stats);
+    log::info!("TCP {}", StatsSnapshot::sum([&tcp.stats]));
+    log::info!("TCP connections {}", tcp.tcp_stats);
     if let Some(s) = tcp.transfer_stats() {
-        eprintln!("nsxdp: transfers out {s}");
+        log::info!("transfers out {s}");
     }
     tcp_result?;
     Ok(ExitCode::SUCCESS)
