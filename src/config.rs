@@ -33,6 +33,24 @@
 //! # refresh-min, refresh-max, retry-min, retry-max, expire-min, expire-max (seconds)
 //! # bound the SOA's timers; transfer-timeout = 10 (seconds)
 //!
+//! [[zone]]
+//! name = "catalog.test"                # a catalog zone (RFC 9432) whose member zones
+//! role = "secondary"                   # become secondary zones of its primaries, with
+//! primaries = ["192.0.2.1 key xfr"]     # its key, ACLs and NOTIFY settings
+//! catalog-role = "consumer"            # Knot: catalog-role interpret; BIND: catalog-zones
+//! # catalog-max-members = 1000000      # a version listing more is refused
+//!
+//! [[zone]]
+//! name = "produced.catalog.test"       # a catalog generated of the zones whose `catalog`
+//! catalog-role = "producer"            # names it (of every zone when none does); no file
+//! acl = ["secondaries"]                # (zones: catalog = "produced.catalog.test",
+//! notify = ["192.0.2.3 key xfr"]       #  catalog-group = "blue")
+//!
+//! [[template]]                         # members whose `group` property is "blue"
+//! name = "blue"
+//! primaries = ["192.0.2.9 key xfr"]    # instead of the catalog's (left out: the catalog's)
+//! acl = ["from-primaries"]             # instead of the catalog's (left out: the catalog's)
+//!
 //! [rrl]                                # response rate limiting; off when left out
 //! rate = 20                            # responses a second per prefix, class and name
 //! slip = 2                             # every 2nd limited response sent truncated; 0: none
@@ -67,6 +85,8 @@ pub struct Config {
     pub keys: Vec<Key>,
     pub acls: Vec<Acl>,
     pub zones: Vec<ZoneConf>,
+    /// `[[template]]`: settings for catalog member zones by `group` property.
+    pub templates: Vec<Template>,
     /// Response rate limiting on the UDP paths (`[rrl]`); None: off.
     pub rrl: Option<crate::rrl::Settings>,
     /// DNS cookies (RFC 7873), on when the file has a `[cookies]` section.
@@ -291,6 +311,66 @@ pub struct ZoneConf {
     /// Secondary zones: longest wait for a primary's answer or the next message of a
     /// transfer, in seconds.
     pub transfer_timeout_secs: u64,
+    /// The zone is a catalog (RFC 9432) of this role.
+    pub catalog_role: Option<CatalogRole>,
+    /// A catalog consumer: a version listing more member zones than this is refused.
+    pub catalog_max_members: usize,
+    /// The producer catalog that lists this zone (Knot's `catalog-zone`); a producer that no
+    /// zone names lists every zone.
+    pub catalog: Option<Name>,
+    /// The `group` property of this zone in that catalog (Knot's `catalog-group`).
+    pub catalog_group: Option<String>,
+}
+
+impl ZoneConf {
+    /// A zone of `role` with every setting at the configuration file's default (no file,
+    /// primaries, NOTIFY targets or ACLs).
+    pub fn with_defaults(name: Name, role: Role) -> ZoneConf {
+        ZoneConf {
+            name,
+            file: None,
+            role,
+            notify: Vec::new(),
+            notify_ns: true,
+            acl: Vec::new(),
+            primaries: Vec::new(),
+            serial_policy: SerialPolicy::Increment,
+            journal_max_bytes: 64 << 20,
+            journal_max_depth: 100,
+            timers: crate::secondary::timers::Bounds::default(),
+            transfer_timeout_secs: 10,
+            catalog_role: None,
+            catalog_max_members: DEFAULT_CATALOG_MAX_MEMBERS,
+            catalog: None,
+            catalog_group: None,
+        }
+    }
+}
+
+/// What nsxdp does with a catalog zone (RFC 9432). Knot: `catalog-role: interpret`;
+/// BIND: a zone named in `catalog-zones`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogRole {
+    /// A secondary zone whose member zones become secondary zones of its primaries (or of
+    /// the template its `group` property names).
+    Consumer,
+    /// A primary zone generated from the zones served (those whose `catalog` names it, or
+    /// all when none does). Knot: `catalog-role: generate`.
+    Producer,
+}
+
+/// The default bound on a consumed catalog's member zones.
+pub const DEFAULT_CATALOG_MAX_MEMBERS: usize = 1_000_000;
+
+/// `[[template]]`: the primaries and ACLs for the member zones of a catalog whose `group`
+/// property names it (Knot's `catalog-group` mapped to a template).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub name: String,
+    /// Primaries (their keys in the strings, as a zone's); none: the catalog's.
+    pub primaries: Vec<Remote>,
+    /// Names of `[[acl]]` sections; none: the catalog's.
+    pub acl: Vec<String>,
 }
 
 /// The running configuration, shared by the threads that read it (transfers, NOTIFY in and
@@ -356,6 +436,8 @@ struct RawConfig {
     acl: Vec<toml::Spanned<RawAcl>>,
     #[serde(default)]
     zone: Vec<toml::Spanned<RawZone>>,
+    #[serde(default)]
+    template: Vec<toml::Spanned<RawTemplate>>,
     rrl: Option<toml::Spanned<RawRrl>>,
     cookies: Option<RawCookies>,
 }
@@ -446,6 +528,20 @@ struct RawZone {
     expire_min: Option<u32>,
     expire_max: Option<u32>,
     transfer_timeout: Option<u64>,
+    catalog_role: Option<toml::Spanned<String>>,
+    catalog_max_members: Option<usize>,
+    catalog: Option<toml::Spanned<String>>,
+    catalog_group: Option<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    name: String,
+    #[serde(default)]
+    primaries: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    acl: Vec<toml::Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -699,6 +795,8 @@ impl Config {
 
         let mut zones = Vec::new();
         let mut zone_names = HashSet::new();
+        // The `catalog` of each zone that names one, checked once every zone is read.
+        let mut catalog_tags = Vec::new();
         for z in raw.zone {
             let span = z.span();
             let z = z.into_inner();
@@ -745,8 +843,39 @@ impl Config {
                 }
                 acl.push(a.get_ref().clone());
             }
+            let catalog_role = match z.catalog_role.as_ref().map(|r| r.get_ref().as_str()) {
+                None => None,
+                Some("consumer") if role == Role::Secondary => Some(CatalogRole::Consumer),
+                Some("producer") if role == Role::Primary && z.file.is_none() => Some(CatalogRole::Producer),
+                Some(other) => {
+                    let s = z.catalog_role.as_ref().map(|r| r.span());
+                    return Err(err(
+                        s,
+                        format!(
+                            "zone {zn:?}: catalog-role {other:?} is not consumer (of a secondary zone) or producer \
+                             (of a primary zone without a file)"
+                        ),
+                    ));
+                }
+            };
+            let catalog = match &z.catalog {
+                None => None,
+                Some(c) => {
+                    let n = Name::parse_text(c.get_ref().as_bytes(), Some(&Name::root())).map_err(|e| {
+                        err(Some(c.span()), format!("zone {zn:?}: catalog {:?}: bad name: {e}", c.get_ref()))
+                    })?;
+                    catalog_tags.push((n.to_lowercase(), c.span(), zn.clone()));
+                    Some(n)
+                }
+            };
+            let catalog_group = match &z.catalog_group {
+                Some(g) if g.get_ref().is_empty() || g.get_ref().len() > 255 => {
+                    return Err(err(Some(g.span()), format!("zone {zn:?}: catalog-group must be 1 to 255 octets")))
+                }
+                g => g.as_ref().map(|g| g.get_ref().clone()),
+            };
             match role {
-                Role::Primary if z.file.is_none() => {
+                Role::Primary if z.file.is_none() && catalog_role != Some(CatalogRole::Producer) => {
                     return Err(err(Some(span), format!("zone {zn:?}: a primary zone needs a file")))
                 }
                 Role::Secondary if primaries.is_empty() => {
@@ -788,7 +917,57 @@ impl Config {
                 journal_max_depth: z.journal_max_depth.unwrap_or(100),
                 timers,
                 transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
+                catalog_role,
+                catalog_max_members: z.catalog_max_members.unwrap_or(DEFAULT_CATALOG_MAX_MEMBERS),
+                catalog,
+                catalog_group,
             });
+        }
+        let producers: HashSet<Name> = zones
+            .iter()
+            .filter(|p| p.catalog_role == Some(CatalogRole::Producer))
+            .map(|p| p.name.to_lowercase())
+            .collect();
+        for (c, span, zn) in catalog_tags {
+            if !producers.contains(&c) {
+                return Err(err(
+                    Some(span),
+                    format!("zone {zn:?}: catalog {c} is not a zone with catalog-role = \"producer\""),
+                ));
+            }
+        }
+        let mut templates: Vec<Template> = Vec::new();
+        for t in raw.template {
+            let span = t.span();
+            let t = t.into_inner();
+            if templates.iter().any(|o| o.name == t.name) {
+                return Err(err(Some(span), format!("template {:?} is defined twice", t.name)));
+            }
+            let mut primaries = Vec::new();
+            for r in &t.primaries {
+                let remote = parse_remote(r.get_ref())
+                    .filter(|p| p.key.as_ref().is_none_or(|k| key_names.contains(k)))
+                    .ok_or_else(|| {
+                        err(
+                            Some(r.span()),
+                            format!(
+                                "template {:?}: primary {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] \
+                                 [ixfr-udp]\" with a defined key",
+                                t.name,
+                                r.get_ref()
+                            ),
+                        )
+                    })?;
+                primaries.push(remote);
+            }
+            let mut acl = Vec::new();
+            for a in &t.acl {
+                if !acl_names.contains(a.get_ref()) {
+                    return Err(err(Some(a.span()), format!("template {:?}: no acl named {:?}", t.name, a.get_ref())));
+                }
+                acl.push(a.get_ref().clone());
+            }
+            templates.push(Template { name: t.name, primaries, acl });
         }
         let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
             match v {
@@ -806,7 +985,7 @@ impl Config {
             }),
         };
         let rrl = raw.rrl.map(|r| rrl_section(r, &err)).transpose()?;
-        Ok(Config { server, keys, acls, zones, cookies, rrl })
+        Ok(Config { server, keys, acls, zones, templates, cookies, rrl })
     }
 
     /// The control socket a configuration file names, read leniently: only `[server]`
@@ -962,7 +1141,9 @@ fn parse_prefix(s: &str) -> Option<Prefix> {
 }
 
 /// `ADDR[:PORT] [key NAME] [ixfr false|true] [ixfr-udp]`.
-fn parse_remote(s: &str) -> Option<Remote> {
+/// A remote as a zone's `primaries` and `notify` strings give it:
+/// `ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp]` (port 53 when left out).
+pub fn parse_remote(s: &str) -> Option<Remote> {
     let mut words = s.split_whitespace();
     let addr = parse_socket_addr(words.next()?, 53)?;
     let mut r = Remote { addr, key: None, ixfr: true, ixfr_udp: false };
@@ -1181,6 +1362,51 @@ transfer-timeout = 3
     }
 
     /// Each broken file gives an error naming its line and what is wrong.
+    #[test]
+    fn catalog_zones_and_templates() {
+        let c = parse(
+            "[[acl]]\nname = \"a\"\naction = [\"notify\"]\n\
+             [[template]]\nname = \"blue\"\nprimaries = [\"127.0.0.2\"]\nacl = [\"a\"]\n\
+             [[zone]]\nname = \"in.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1\"]\ncatalog-role = \"consumer\"\n\
+             catalog-max-members = 5\n\
+             [[zone]]\nname = \"out.test\"\ncatalog-role = \"producer\"\n\
+             [[zone]]\nname = \"m.test\"\nfile = \"f\"\ncatalog = \"OUT.test\"\ncatalog-group = \"blue\"\n",
+        )
+        .unwrap();
+        assert_eq!((c.zones[0].catalog_role, c.zones[0].catalog_max_members), (Some(CatalogRole::Consumer), 5));
+        assert_eq!((c.zones[1].catalog_role, c.zones[1].file.as_ref()), (Some(CatalogRole::Producer), None));
+        assert_eq!(c.zones[1].catalog_max_members, DEFAULT_CATALOG_MAX_MEMBERS);
+        assert_eq!(c.zones[2].catalog.as_ref().map(|n| n.to_string()), Some("OUT.test.".into()));
+        assert_eq!(c.zones[2].catalog_group.as_deref(), Some("blue"));
+        assert_eq!(
+            c.templates,
+            [Template {
+                name: "blue".into(),
+                primaries: vec![Remote { addr: sa("127.0.0.2:53"), key: None, ixfr: true, ixfr_udp: false }],
+                acl: vec!["a".into()]
+            }]
+        );
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "[[zone]]\nname = \"z.test\"\nfile = \"f\"\ncatalog-role = \"consumer\"\n",
+                4,
+                "catalog-role \"consumer\"",
+            ),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\ncatalog-role = \"producer\"\n", 4, "without a file"),
+            ("[[zone]]\nname = \"z.test\"\ncatalog-role = \"interpret\"\n", 3, "is not consumer"),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\ncatalog = \"c.test\"\n", 4, "is not a zone with catalog-role"),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\ncatalog-group = \"\"\n", 4, "catalog-group"),
+            ("[[template]]\nname = \"t\"\nacl = [\"none\"]\n", 3, "no acl named"),
+            ("[[template]]\nname = \"t\"\nprimaries = [\"127.0.0.1 key none\"]\n", 3, "with a defined key"),
+            ("[[template]]\nname = \"t\"\n[[template]]\nname = \"t\"\n", 3, "defined twice"),
+        ];
+        for (text, line, want) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.line, Some(*line), "{text:?}: {e}");
+            assert!(e.message.contains(want), "{text:?}: {e}");
+        }
+    }
+
     #[test]
     fn errors_name_the_line_and_the_key() {
         let cases: &[(&str, usize, &str)] = &[

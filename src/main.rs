@@ -121,6 +121,31 @@ enum CtlCmd {
     /// Send NOTIFY for ZONE to its targets now (its `notify` list and, with `notify-ns`,
     /// its name servers), as after a new version.
     ZoneNotify { zone: String },
+    /// Serve a zone that the configuration file does not list, at once and across restarts
+    /// (kept in the data directory's zone list): a primary zone read from --file, or a
+    /// secondary zone of --primary.
+    ZoneAdd {
+        zone: String,
+        /// The zone file (primary zone).
+        #[arg(long, conflicts_with = "primary", required_unless_present = "primary")]
+        file: Option<PathBuf>,
+        /// ADDRESS[:PORT] of the primary (secondary zone; port 53 when left out).
+        #[arg(long)]
+        primary: Option<String>,
+        /// A `[[key]]` of the configuration to sign the requests to the primary with.
+        #[arg(long, requires = "primary")]
+        key: Option<String>,
+        /// An `[[acl]]` of the configuration for NOTIFY in and transfers out (repeatable).
+        #[arg(long, requires = "primary")]
+        acl: Vec<String>,
+    },
+    /// Stop serving a zone added with zone-add and delete its snapshot and journal.
+    ZoneRemove {
+        zone: String,
+        /// Keep the zone's snapshot and journal in the data directory.
+        #[arg(long)]
+        keep_data: bool,
+    },
     /// Stop the server cleanly (as SIGTERM does).
     Stop,
 }
@@ -141,6 +166,23 @@ impl CtlCmd {
             CtlCmd::Refresh { zone } => with("refresh", Some(zone)),
             CtlCmd::Retransfer { zone } => with("retransfer", Some(zone)),
             CtlCmd::ZoneNotify { zone } => with("zone-notify", Some(zone)),
+            CtlCmd::ZoneAdd { zone, file: Some(f), .. } => {
+                // The server's working directory is not ours.
+                format!("zone-add {zone} file {}", std::path::absolute(f).unwrap_or_else(|_| f.clone()).display())
+            }
+            CtlCmd::ZoneAdd { zone, primary, key, acl, .. } => {
+                let mut line = format!("zone-add {zone} primary {}", primary.as_deref().unwrap_or_default());
+                if let Some(k) = key {
+                    line.push_str(&format!(" key {k}"));
+                }
+                for a in acl {
+                    line.push_str(&format!(" acl {a}"));
+                }
+                line
+            }
+            CtlCmd::ZoneRemove { zone, keep_data } => {
+                format!("zone-remove {zone}{}", if *keep_data { " keep-data" } else { "" })
+            }
             CtlCmd::Stop => "stop".into(),
         }
     }

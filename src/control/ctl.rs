@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::dynamic::Dynamic;
 use super::notify::{self, Done, Outbox, Policy};
 use super::secondary::{self, Fetched, Job};
 use super::zones::{Reloaded, ZoneSet};
@@ -264,7 +265,7 @@ pub struct ConfigSource {
 /// Re-reads the configuration file: a good one replaces the running configuration and its
 /// zone changes are applied; a bad one is reported and the running one stays. Lines for
 /// the reply go to `out`; false when the file was refused.
-fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, out: &mut String) -> bool {
+fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, dynamic: Option<&mut Dynamic>, out: &mut String) -> bool {
     let new = match crate::config::Config::load(&src.path) {
         Ok(c) => c,
         Err(e) => {
@@ -282,8 +283,14 @@ fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, out: &mut String) -> b
     rotate_cookie_secrets(&old, &new, src.secrets, out);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     let mut notes = Vec::new();
+    // Catalog members and zones added with zone-add stay beside the file's zones.
+    let (new, delete) = match dynamic {
+        Some(d) => d.reconfigured(new, zones),
+        None => (new, Vec::new()),
+    };
     zones.reconfigure(&old, &new, now, &mut notes);
     src.shared.store(new);
+    Dynamic::delete_unserved(zones, &delete);
     for n in notes {
         let _ = writeln!(out, "{n}");
     }
@@ -320,11 +327,33 @@ fn rotate_cookie_secrets(
     );
 }
 
-/// A command line, with the configuration re-read first for `reload` of every zone.
-fn handle_line(zones: &mut ZoneSet, line: &str, src: Option<&ConfigSource>) -> (String, Vec<usize>) {
+/// A command line, with the configuration re-read first for `reload` of every zone;
+/// `zone-add` and `zone-remove` go to the zones beside the configuration file's.
+fn handle_line(
+    zones: &mut ZoneSet,
+    line: &str,
+    src: Option<&ConfigSource>,
+    dynamic: Option<&mut Dynamic>,
+) -> (String, Vec<usize>) {
+    let (cmd, args) = line.trim().split_once(char::is_whitespace).unwrap_or((line.trim(), ""));
+    if cmd == "zone-add" || cmd == "zone-remove" {
+        let (Some(d), Some(src)) = (dynamic, src) else {
+            return (format!("error: {cmd} needs a server started with --config\n"), Vec::new());
+        };
+        if cmd == "zone-remove" {
+            return (d.zone_remove(zones, &src.shared, args), Vec::new());
+        }
+        let out = d.zone_add(zones, &src.shared, args);
+        // A new primary zone is announced to its secondaries.
+        let name =
+            args.split_whitespace().next().and_then(|z| Name::parse_text(z.as_bytes(), Some(&Name::root())).ok());
+        let added =
+            name.and_then(|n| zones.index(&n)).filter(|&i| out.ends_with("ok\n") && zones.zones[i].secondary.is_none());
+        return (out, added.into_iter().collect());
+    }
     let mut pre = String::new();
     let config_ok = match src.filter(|_| line.trim() == "reload") {
-        Some(src) => reread_config(zones, src, &mut pre),
+        Some(src) => reread_config(zones, src, dynamic, &mut pre),
         None => true,
     };
     let (out, changed) = command(zones, line);
@@ -355,6 +384,11 @@ pub fn spawn_manager(
         config.as_ref().map_or(crate::config::DEFAULT_TRANSFER_WORKERS, |c| c.shared.load().server.transfer_workers);
     let mut workers = Workers::spawn(n, &to_self)?;
     std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
+        // The members of consumed catalogs and the zones of the zone list (a configuration
+        // is needed for either).
+        let mut dynamic = config.as_ref().map(|c| Dynamic::start(c.shared.load(), &mut zones, &c.shared));
+        // What the generated catalogs were last made from: the zone set and configuration.
+        let mut produced: Option<(u64, Arc<crate::config::Config>)> = None;
         let mut outbox = Outbox::new();
         let mut published: Option<std::time::Instant> = None;
         let mut acted = true;
@@ -370,14 +404,15 @@ pub fn spawn_manager(
             let mut changed = Vec::new();
             if hup.swap(false, Ordering::Relaxed) {
                 log::info!("SIGHUP: reloading every zone");
-                let (out, c) = handle_line(&mut zones, "reload", config.as_ref());
+                let (out, c) = handle_line(&mut zones, "reload", config.as_ref(), dynamic.as_mut());
                 // The reload logged its lines; its verdict (and a configuration error) here.
                 for l in out.lines().filter(|l| *l == "ok" || l.starts_with("error")) {
                     log::info!("SIGHUP: {l}");
                 }
                 changed.extend(c);
             }
-            start_checks(&mut zones, &mut workers);
+            let consumed = |n: &Name| dynamic.as_ref().is_some_and(|d| d.is_consumed(n));
+            start_checks(&mut zones, &mut workers, &consumed);
             let now = std::time::Instant::now();
             let mut wait = Duration::from_millis(if outbox.is_empty() { 100 } else { 20 });
             for z in &zones.zones {
@@ -387,9 +422,12 @@ pub fn spawn_manager(
             }
             let event = events.recv_timeout(wait.max(Duration::from_millis(1)));
             acted = event.is_ok() || !changed.is_empty();
+            // A consumed catalog with a new version: its members follow once the rest of
+            // this turn is done (adding and removing zones moves them in the set).
+            let mut catalog = None;
             match event {
                 Ok(Event::Command(r)) => {
-                    let (out, c) = handle_line(&mut zones, &r.line, config.as_ref());
+                    let (out, c) = handle_line(&mut zones, &r.line, config.as_ref(), dynamic.as_mut());
                     changed.extend(c);
                     let _ = r.reply.send(out);
                 }
@@ -405,17 +443,33 @@ pub fn spawn_manager(
                     if let Some(i) = zones.index(&zone) {
                         if fetched(&mut zones, i, result) {
                             changed.push(i);
+                            if dynamic.as_ref().is_some_and(|d| d.is_consumed(&zone)) {
+                                catalog = Some(zone);
+                            }
                         }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // The generated catalogs follow the zones served.
+            if let (Some(d), Some(c)) = (dynamic.as_ref(), config.as_ref()) {
+                let now = (zones.generation, c.shared.load());
+                if produced.as_ref().is_none_or(|(g, cfg)| *g != now.0 || !Arc::ptr_eq(cfg, &now.1)) {
+                    for cat in d.produce(&mut zones, &c.shared) {
+                        changed.extend(zones.index(&cat));
+                    }
+                    produced = Some(now);
+                }
+            }
             if let Some(n) = &notifier {
                 for i in changed {
                     n.changed(&zones, i, &mut outbox);
                 }
                 n.run(&mut outbox);
+            }
+            if let (Some(cat), Some(d), Some(c)) = (catalog, dynamic.as_mut(), config.as_ref()) {
+                d.catalog_updated(&mut zones, &c.shared, &cat);
             }
         }
         zones
@@ -464,7 +518,9 @@ impl Workers {
     }
 }
 
-fn start_checks(zones: &mut ZoneSet, workers: &mut Workers) {
+/// Consumed catalogs (`catalog`) are checked with IXFR over UDP in place of the SOA query:
+/// Knot refuses (unsigned) SOA queries to the catalogs it generates, and answers IXFR.
+fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Name) -> bool) {
     let now = std::time::Instant::now();
     let mut republish = false;
     for z in &mut zones.zones {
@@ -481,9 +537,15 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers) {
         }
         s.refresh.started(now);
         s.counters.checks += 1;
+        let mut primaries = s.primaries.clone();
+        if catalog(&name) {
+            for p in primaries.iter_mut().filter(|p| p.ixfr) {
+                p.ixfr_udp = true;
+            }
+        }
         let job = Job {
             zone: name.clone(),
-            primaries: s.primaries.clone(),
+            primaries,
             current: current.zip(s.soa.clone()),
             force_axfr: std::mem::take(&mut s.force_axfr),
             limits: s.limits,
@@ -657,6 +719,9 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                 let at = rfc3339(z.loaded_at);
                 let serial = z.serial().map_or_else(|| "none".to_string(), |s| s.to_string());
                 match &z.secondary {
+                    None if z.generated => {
+                        let _ = write!(out, "{} serial {serial} loaded-at {at} generated catalog", z.name);
+                    }
                     None if z.snapshot.is_none() => {
                         let _ = write!(out, "{} serial none not-loaded (SERVFAIL) file {}", z.name, z.file.display());
                     }
@@ -718,7 +783,9 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
 
 /// The commands, as an error names them.
 pub const COMMANDS: &str =
-    "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE, zone-notify ZONE, stats [--json], stop";
+    "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE, zone-notify ZONE, \
+     zone-add ZONE file PATH | ZONE primary ADDRESS[:PORT] [key KEY] [acl ACL]..., zone-remove ZONE [keep-data], \
+     stats [--json], stop";
 
 /// `zone-status`: a zone's serial, role, timers, last check and error, counters. Times are
 /// RFC 3339, UTC.
@@ -737,6 +804,9 @@ fn zone_status(zones: &ZoneSet, i: usize, out: &mut String) {
         })
     };
     match &z.secondary {
+        None if z.generated => {
+            let _ = writeln!(out, "role primary\ngenerated catalog");
+        }
         None => {
             let _ = writeln!(out, "role primary\nfile {}", z.file.display());
             if z.snapshot.is_none() {

@@ -87,6 +87,8 @@ pub struct ZoneState {
     pub ns_targets: Vec<std::net::SocketAddr>,
     /// The secondary role's state (None for zones loaded from files).
     pub secondary: Option<Box<Secondary>>,
+    /// A catalog this server generates ([`ZoneSet::add_generated`]): no file to reload.
+    pub generated: bool,
 }
 
 impl ZoneState {
@@ -220,6 +222,8 @@ pub struct ZoneSet {
     /// Zone files read (parsed) since the set was made: at start, those whose snapshot was
     /// not current.
     pub files_read: usize,
+    /// Raised whenever a zone joins or leaves the set (generated catalogs follow it).
+    pub generation: u64,
 }
 
 /// The file whose `flock` marks a data directory as in use.
@@ -258,15 +262,50 @@ impl ZoneSet {
             dir_unsynced: Default::default(),
             fs_unsynced: Default::default(),
             files_read: 0,
+            generation: 0,
         }
     }
 
     /// Adds a zone's state to the set (its name not yet in it).
     fn push(&mut self, state: ZoneState) -> usize {
         let i = self.zones.len();
+        self.generation += 1;
         self.by_name.insert(state.name.to_lowercase(), i);
         self.zones.push(state);
         i
+    }
+
+    /// The data directory (snapshots, journals, the zone list).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops serving a zone (published by the next [`Self::publish`]); false when there is
+    /// no such zone. Its files stay ([`Self::delete_data`] removes them).
+    pub fn remove(&mut self, name: &Name) -> bool {
+        let Some(i) = self.by_name.remove(&name.to_lowercase()) else { return false };
+        self.generation += 1;
+        self.zones.swap_remove(i);
+        if let Some(moved) = self.zones.get(i) {
+            self.by_name.insert(moved.name.to_lowercase(), i);
+        }
+        true
+    }
+
+    /// Deletes the snapshot, journal and refresh time of a zone that is no longer served
+    /// (refused while it is). Files that are not there are no error.
+    pub fn delete_data(&self, name: &Name) -> Result<(), String> {
+        if self.index(name).is_some() {
+            return Err(format!("zone {name} is served: its data stays"));
+        }
+        for path in [self.snapshot_path(name), self.journal_path(name), self.refresh_path(name)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => self.dir_unsynced.store(true, std::sync::atomic::Ordering::Relaxed),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        Ok(())
     }
 
     /// Turns on NOTIFY targets from the zones' NS records, leaving out these addresses.
@@ -401,6 +440,7 @@ impl ZoneSet {
                 last_error: None,
                 ns_targets: Vec::new(),
                 secondary: None,
+                generated: false,
             });
             self.ns_targets_from(i, &l.zone);
             return Ok(&self.zones[i]);
@@ -421,6 +461,7 @@ impl ZoneSet {
             last_error: None,
             ns_targets: Vec::new(),
             secondary: None,
+            generated: false,
         });
         self.refresh_ns_targets(i);
         if current {
@@ -515,6 +556,7 @@ impl ZoneSet {
             last_error: Some(error),
             ns_targets: Vec::new(),
             secondary: None,
+            generated: false,
         });
         Ok(&self.zones[i])
     }
@@ -572,6 +614,7 @@ impl ZoneSet {
             last_error: None,
             ns_targets: Vec::new(),
             secondary: None,
+            generated: false,
         });
         Ok(self.zones.last().expect("just pushed"))
     }
@@ -608,6 +651,7 @@ impl ZoneSet {
             last_error: None,
             ns_targets: Vec::new(),
             secondary: None,
+            generated: false,
         };
         let mut refresh = Refresh::empty(bounds, now);
         let mut soa = None;
@@ -650,6 +694,85 @@ impl ZoneSet {
         Ok(&self.zones[i])
     }
 
+    /// Starts serving a catalog zone this server generates (RFC 9432 producer): the version
+    /// the last run left (snapshot and journal), else an empty catalog with the current
+    /// time as its serial. Its members are set by [`Self::replace_generated`].
+    pub fn add_generated(
+        &mut self,
+        name: &Name,
+        limits: Limits,
+        now_unix: u32,
+        notes: &mut Vec<String>,
+    ) -> Result<&ZoneState, String> {
+        if self.index(name).is_some() {
+            return Err(format!("zone {name} given twice"));
+        }
+        let guard = self.guard.clone()?;
+        let (snap_path, journal_path) = (self.snapshot_path(name), self.journal_path(name));
+        let previous = if snap_path.exists() {
+            match self.previous(name, &snap_path, &journal_path, limits, guard.clone(), notes) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    notes.push(format!("zone {name}: the last run's version cannot be used: {e}; generated anew"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (snapshot, journal) = match previous {
+            Some(p) => p,
+            None => {
+                // A journal without its snapshot (or beside a refused one) has no base.
+                let _ = std::fs::remove_file(&journal_path);
+                let serial = now_unix.max(1);
+                let zone = crate::catz::produce(name, serial, std::iter::empty());
+                let snap = self.write(&zone, SourceStamp::NONE, Durability::File)?;
+                (snap, Journal::unwritten(&journal_path, name, serial, limits, guard))
+            }
+        };
+        let i = self.push(ZoneState {
+            name: name.clone(),
+            file: PathBuf::new(),
+            policy: SerialPolicy::Unixtime,
+            snapshot: Some(snapshot),
+            journal: Some(Arc::new(Mutex::new(journal))),
+            source: SourceStamp::NONE,
+            limits,
+            loaded_at: SystemTime::now(),
+            last_error: None,
+            ns_targets: Vec::new(),
+            secondary: None,
+            generated: true,
+        });
+        Ok(&self.zones[i])
+    }
+
+    /// Serves `members` (zone, group) as generated catalog `i`'s next version when they
+    /// differ from what it lists: the serial raised (to the current time, or by one),
+    /// journalled (IXFR) and published. Returns whether a new version is served.
+    pub fn replace_generated<'a>(
+        &mut self,
+        i: usize,
+        members: impl IntoIterator<Item = (&'a Name, Option<&'a [u8]>)> + Clone,
+        now_unix: u32,
+    ) -> Result<bool, String> {
+        let z = &self.zones[i];
+        let Some(snap) = z.snapshot.clone() else { return Err(format!("zone {} has no version", z.name)) };
+        let old = snapshot::to_zone(snap.zone()).map_err(|e| format!("zone {}: {e}", z.name))?;
+        let from = old.serial().unwrap_or(0);
+        let same_serial = crate::catz::produce(&z.name, from, members.clone());
+        if old.diff(&same_serial).is_empty() {
+            return Ok(false);
+        }
+        let to = next_serial(from, SerialPolicy::Unixtime, now_unix).unwrap_or(from.wrapping_add(1));
+        let new = crate::catz::produce(&z.name, to, members);
+        let changes = old.diff(&new);
+        self.commit(i, &new, &[changes])?;
+        self.publish();
+        Ok(true)
+    }
+
     /// Starts serving a zone of the configuration file (either role).
     pub fn add_configured(
         &mut self,
@@ -664,6 +787,9 @@ impl ZoneSet {
                 let primaries = super::secondary::primaries(z, config);
                 let timeout = std::time::Duration::from_secs(z.transfer_timeout_secs);
                 self.add_secondary(&z.name, primaries, z.timers, limits, timeout, notes)?;
+            }
+            Role::Primary if z.catalog_role == Some(crate::config::CatalogRole::Producer) => {
+                self.add_generated(&z.name, limits, now_unix, notes)?;
             }
             Role::Primary => {
                 let file = z.file.as_deref().ok_or_else(|| format!("zone {}: no file", z.name))?;
@@ -727,6 +853,7 @@ impl ZoneSet {
                 !going
             });
             self.by_name = self.zones.iter().enumerate().map(|(i, z)| (z.name.to_lowercase(), i)).collect();
+            self.generation += 1;
         }
         self.publish();
     }
@@ -911,6 +1038,9 @@ impl ZoneSet {
         let z = &self.zones[i];
         if z.secondary.is_some() {
             return Reloaded::Secondary { serial: z.serial() };
+        }
+        if z.generated {
+            return Reloaded::Unchanged { serial: z.serial().unwrap_or(0) };
         }
         if z.file.as_os_str().is_empty() {
             return Reloaded::Failed { error: format!("zone {} has no zone file to reload", z.name) };
@@ -1529,6 +1659,37 @@ www A 1.2.3
             }
         }
         assert_eq!(zs.catalog.load().snapshots().len(), 10);
+    }
+
+    #[test]
+    fn a_generated_catalog_follows_its_members_and_keeps_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = |s: &str| Name::parse_text(s.as_bytes(), None).unwrap();
+        let start = || {
+            let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+            let mut zs = ZoneSet::new(dir.path(), catalog);
+            zs.add_generated(&n("cat.test."), Limits::default(), 1_000, &mut Vec::new()).unwrap();
+            zs
+        };
+        let mut zs = start();
+        assert_eq!(zs.zones[0].serial(), Some(1_000));
+        assert!(matches!(zs.reload(0, 0), Reloaded::Unchanged { serial: 1_000 }));
+        let (a, b) = (n("a.test."), n("b.test."));
+        assert!(zs.replace_generated(0, [(&a, None), (&b, Some(&b"blue"[..]))], 500).unwrap());
+        assert_eq!(zs.zones[0].serial(), Some(1_001));
+        assert!(!zs.replace_generated(0, [(&a, None), (&b, Some(&b"blue"[..]))], 500).unwrap(), "nothing changed");
+        assert!(zs.replace_generated(0, [(&a, None)], 2_000).unwrap());
+        assert_eq!(zs.zones[0].serial(), Some(2_000));
+        let z = snapshot::to_zone(zs.zones[0].snapshot.as_ref().unwrap().zone()).unwrap();
+        let (c, _) = crate::catz::read(&z).unwrap();
+        assert_eq!(c.members.len(), 1);
+        // IXFR from the first version: two changes.
+        let j = zs.zones[0].journal.clone().unwrap();
+        assert_eq!(j.lock().unwrap().changes_since(1_000).unwrap().unwrap().len(), 2);
+        drop(zs);
+        // A restart continues from the last version.
+        let zs = start();
+        assert_eq!(zs.zones[0].serial(), Some(2_000));
     }
 
     #[test]
