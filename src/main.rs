@@ -135,8 +135,8 @@ enum CtlCmd {
         /// A `[[key]]` of the configuration to sign the requests to the primary with.
         #[arg(long, requires = "primary")]
         key: Option<String>,
-        /// An `[[acl]]` of the configuration for NOTIFY in and transfers out (repeatable).
-        #[arg(long, requires = "primary")]
+        /// An `[[acl]]` of the configuration for transfers out and NOTIFY in (repeatable).
+        #[arg(long)]
         acl: Vec<String>,
     },
     /// Stop serving a zone added with zone-add and delete its snapshot and journal.
@@ -166,17 +166,21 @@ impl CtlCmd {
             CtlCmd::Refresh { zone } => with("refresh", Some(zone)),
             CtlCmd::Retransfer { zone } => with("retransfer", Some(zone)),
             CtlCmd::ZoneNotify { zone } => with("zone-notify", Some(zone)),
-            CtlCmd::ZoneAdd { zone, file: Some(f), .. } => {
-                // The server's working directory is not ours.
-                format!("zone-add {zone} file {}", std::path::absolute(f).unwrap_or_else(|_| f.clone()).display())
-            }
-            CtlCmd::ZoneAdd { zone, primary, key, acl, .. } => {
-                let mut line = format!("zone-add {zone} primary {}", primary.as_deref().unwrap_or_default());
-                if let Some(k) = key {
-                    line.push_str(&format!(" key {k}"));
-                }
+            CtlCmd::ZoneAdd { zone, file, primary, key, acl } => {
+                let mut line = format!("zone-add {zone}");
                 for a in acl {
                     line.push_str(&format!(" acl {a}"));
+                }
+                match file {
+                    // The server's working directory is not ours.
+                    Some(f) => {
+                        let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+                        line.push_str(&format!(" file {}", f.display()));
+                    }
+                    None => line.push_str(&format!(" primary {}", primary.as_deref().unwrap_or_default())),
+                }
+                if let Some(k) = key {
+                    line.push_str(&format!(" key {k}"));
                 }
                 line
             }

@@ -330,7 +330,7 @@ fn nsxdp_catalog_to_knot_and_named_consumers() {
     // A zone added to nsxdp joins its catalog: a new serial, NOTIFY, both consumers follow.
     let serial = soa_serial(np, "catz").unwrap();
     let c_file = nd.join("c.test.zone");
-    let (ok, out) = ctl(&conf, &["zone-add", "c.test", "--file", c_file.to_str().unwrap()]);
+    let (ok, out) = ctl(&conf, &["zone-add", "c.test", "--acl", "secondaries", "--file", c_file.to_str().unwrap()]);
     assert!(ok, "{out}");
     wait("a new serial of nsxdp's catalog", &mut || soa_serial(np, "catz").is_some_and(|s| s != serial));
     for (who, port) in [("knotd", kp), ("named", bp)] {

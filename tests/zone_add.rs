@@ -110,7 +110,7 @@ fn zones_added_and_removed_at_run_time() {
     drop(ns);
     let list = std::fs::read_to_string(nd.join("data/zonelist")).unwrap();
     assert!(
-        list.contains("new.test file /") && list.contains(&format!("sec.test primary {kp_addr} key xfr")),
+        list.contains("new.test file /") && list.contains(&format!("sec.test acl from-knot primary {kp_addr} key xfr")),
         "{list}"
     );
     let _ns = start_nsxdp(&nd, &conf);

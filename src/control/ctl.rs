@@ -784,7 +784,7 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
 /// The commands, as an error names them.
 pub const COMMANDS: &str =
     "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE, zone-notify ZONE, \
-     zone-add ZONE file PATH | ZONE primary ADDRESS[:PORT] [key KEY] [acl ACL]..., zone-remove ZONE [keep-data], \
+     zone-add ZONE [acl ACL]... file PATH | primary ADDRESS[:PORT] [key KEY], zone-remove ZONE [keep-data], \
      stats [--json], stop";
 
 /// `zone-status`: a zone's serial, role, timers, last check and error, counters. Times are

@@ -28,8 +28,8 @@ use crate::wire::name::Name;
 /// The zone list in the data directory: the zones `ctl zone-add` added.
 pub const LIST: &str = "zonelist";
 
-/// A zone added with `ctl zone-add`: the line that says it (`NAME file PATH` or `NAME
-/// primary ADDRESS[:PORT] [key KEY] [acl ACL]...`) and what it means.
+/// A zone added with `ctl zone-add`: the line that says it (`NAME [acl ACL]... file PATH` or
+/// `NAME [acl ACL]... primary ADDRESS[:PORT] [key KEY]`) and what it means.
 #[derive(Clone, Debug)]
 struct Added {
     line: String,
@@ -361,8 +361,8 @@ impl Dynamic {
         }
     }
 
-    /// `zone-add NAME file PATH` or `zone-add NAME primary ADDRESS[:PORT] [key KEY]
-    /// [acl ACL]...` (`args` after the command): the reply.
+    /// `zone-add NAME [acl ACL]... file PATH` or `zone-add NAME [acl ACL]... primary
+    /// ADDRESS[:PORT] [key KEY]` (`args` after the command): the reply.
     pub fn zone_add(&mut self, zones: &mut ZoneSet, shared: &SharedConfig, args: &str) -> String {
         let conf = match parse_added(args, &self.file) {
             Ok(c) => c,
@@ -528,46 +528,63 @@ fn member_conf(catalog: &ZoneConf, entry: &catz::Member, file: &Config) -> ZoneC
     c
 }
 
-/// Reads `NAME file PATH` or `NAME primary ADDRESS[:PORT] [key KEY] [acl ACL]...`.
+/// Reads `NAME [acl ACL]... file PATH` or `NAME [acl ACL]... primary ADDRESS[:PORT] [key KEY]
+/// [acl ACL]...` (the path is the rest of the line).
 fn parse_added(line: &str, file: &Config) -> Result<ZoneConf, String> {
+    let usage = "zone-add takes ZONE [acl ACL]... file PATH or ZONE [acl ACL]... primary ADDRESS[:PORT] [key KEY]";
     let line = line.trim();
-    let (zone, rest) =
-        line.split_once(char::is_whitespace).ok_or("zone-add takes ZONE file PATH or ZONE primary ADDRESS")?;
+    let (zone, mut rest) = line.split_once(char::is_whitespace).ok_or(usage)?;
     let name =
         Name::parse_text(zone.as_bytes(), Some(&Name::root())).map_err(|e| format!("bad zone name {zone:?}: {e}"))?;
-    let rest = rest.trim_start();
-    let (kind, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    match kind {
-        "file" => {
-            let path = PathBuf::from(args.trim());
-            if !path.is_absolute() {
-                return Err(format!("zone file {:?} is not an absolute path", args.trim()));
-            }
-            let mut c = ZoneConf::with_defaults(name, Role::Primary);
-            c.file = Some(path);
-            Ok(c)
+    let mut acl = Vec::new();
+    let mut add_acl = |v: &str| match file.acl(v) {
+        Some(_) => {
+            acl.push(v.to_string());
+            Ok(())
         }
-        "primary" => {
-            let mut words = args.split_whitespace();
-            let addr = words.next().ok_or("primary needs ADDRESS[:PORT]")?;
-            let mut remote: Remote =
-                crate::config::parse_remote(addr).ok_or_else(|| format!("primary {addr:?} is not ADDRESS[:PORT]"))?;
-            let mut c = ZoneConf::with_defaults(name, Role::Secondary);
-            while let Some(w) = words.next() {
-                let v = words.next().ok_or_else(|| format!("{w} needs a value"))?;
-                match w {
-                    "key" if file.key(v).is_some() => remote.key = Some(v.to_string()),
-                    "key" => return Err(format!("no key named {v:?} in the configuration")),
-                    "acl" if file.acl(v).is_some() => c.acl.push(v.to_string()),
-                    "acl" => return Err(format!("no acl named {v:?} in the configuration")),
-                    other => return Err(format!("unknown option {other:?} (key KEY, acl ACL)")),
+        None => Err(format!("no acl named {v:?} in the configuration")),
+    };
+    loop {
+        let (word, args) = rest.trim_start().split_once(char::is_whitespace).unwrap_or((rest.trim(), ""));
+        match word {
+            "acl" => {
+                let (v, more) = args.trim_start().split_once(char::is_whitespace).unwrap_or((args.trim(), ""));
+                add_acl(v)?;
+                rest = more;
+            }
+            "file" => {
+                let path = PathBuf::from(args.trim());
+                if !path.is_absolute() {
+                    return Err(format!("zone file {:?} is not an absolute path", args.trim()));
                 }
+                let mut c = ZoneConf::with_defaults(name, Role::Primary);
+                c.file = Some(path);
+                c.acl = acl;
+                return Ok(c);
             }
-            c.primaries = vec![remote];
-            c.notify_ns = false;
-            Ok(c)
+            "primary" => {
+                let mut words = args.split_whitespace();
+                let addr = words.next().ok_or("primary needs ADDRESS[:PORT]")?;
+                let mut remote: Remote = crate::config::parse_remote(addr)
+                    .ok_or_else(|| format!("primary {addr:?} is not ADDRESS[:PORT]"))?;
+                while let Some(w) = words.next() {
+                    let v = words.next().ok_or_else(|| format!("{w} needs a value"))?;
+                    match w {
+                        "key" if file.key(v).is_some() => remote.key = Some(v.to_string()),
+                        "key" => return Err(format!("no key named {v:?} in the configuration")),
+                        "acl" => add_acl(v)?,
+                        other => return Err(format!("unknown option {other:?} (key KEY, acl ACL)")),
+                    }
+                }
+                let mut c = ZoneConf::with_defaults(name, Role::Secondary);
+                c.primaries = vec![remote];
+                c.acl = acl;
+                c.notify_ns = false;
+                return Ok(c);
+            }
+            "" => return Err(usage.into()),
+            other => return Err(format!("{other:?} is neither acl, file nor primary")),
         }
-        other => Err(format!("{other:?} is neither file nor primary")),
     }
 }
 
@@ -589,6 +606,8 @@ mod tests {
         let c = conf();
         let f = parse_added("a.test file /srv/a test.zone", &c).unwrap();
         assert_eq!((f.role, f.file.unwrap()), (Role::Primary, PathBuf::from("/srv/a test.zone")));
+        let f = parse_added("a.test acl a file /srv/a.zone", &c).unwrap();
+        assert_eq!((f.acl, f.file.unwrap()), (vec!["a".to_string()], PathBuf::from("/srv/a.zone")));
         let s = parse_added("b.test primary 127.0.0.1:5301 key k acl a", &c).unwrap();
         assert_eq!(s.primaries[0].addr, "127.0.0.1:5301".parse::<std::net::SocketAddr>().unwrap());
         assert_eq!((s.primaries[0].key.as_deref(), s.acl.clone()), (Some("k"), vec!["a".to_string()]));
@@ -601,6 +620,8 @@ mod tests {
             "b.test secondary 127.0.0.1",
             "b.test",
             "b..test file /a",
+            "a.test acl nope file /a",
+            "a.test acl",
         ] {
             assert!(parse_added(bad, &c).is_err(), "{bad}");
         }

@@ -710,7 +710,7 @@ impl ZoneSet {
         let guard = self.guard.clone()?;
         let (snap_path, journal_path) = (self.snapshot_path(name), self.journal_path(name));
         let previous = if snap_path.exists() {
-            match self.previous(name, &snap_path, &journal_path, limits, guard.clone(), notes) {
+            match self.previous(name, &snap_path, &journal_path, limits, guard, notes) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     notes.push(format!("zone {name}: the last run's version cannot be used: {e}; generated anew"));
