@@ -49,6 +49,9 @@ pub enum Event {
     Fetched { zone: Name, result: Result<Fetched, String> },
 }
 
+/// Most events the manager takes in one turn.
+const MAX_BATCH: usize = 1024;
+
 /// Longest a client waits for a reply (a reload of a large zone takes seconds).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -183,7 +186,8 @@ impl Notifier {
         let Some(serial) = z.serial() else { return };
         let now = std::time::Instant::now();
         let config = self.config.load();
-        let conf = config.zones.iter().find(|c| c.name.to_lowercase() == z.name.to_lowercase());
+        // Wire names compare case-blind octet by octet (length octets are below 64).
+        let conf = config.zones.iter().find(|c| c.name.as_wire().eq_ignore_ascii_case(z.name.as_wire()));
         let mut targets: Vec<(std::net::SocketAddr, Option<String>)> = Vec::new();
         if let Some(c) = conf {
             targets.extend(c.notify.iter().map(|r| (r.addr, r.key.clone())));
@@ -420,56 +424,83 @@ pub fn spawn_manager(
                     wait = wait.min(at.saturating_duration_since(now));
                 }
             }
-            let event = events.recv_timeout(wait.max(Duration::from_millis(1)));
-            acted = event.is_ok() || !changed.is_empty();
-            // A consumed catalog with a new version: its members follow once the rest of
+            // The events waiting are taken together (up to a bound): the work of a turn that
+            // grows with the zone count (publishing, the timers, the metrics) is then done
+            // once for all of them, so 10^4 transfers ending at once cost 10^4 commits and
+            // a few turns, not 10^4 turns.
+            let mut batch = Vec::new();
+            match events.recv_timeout(wait.max(Duration::from_millis(1))) {
+                Ok(e) => batch.push(e),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < MAX_BATCH {
+                match events.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            acted = !batch.is_empty() || !changed.is_empty();
+            // Changed zones by name: commands may move zones in the set.
+            let mut changed: Vec<Name> = changed.into_iter().map(|i| zones.zones[i].name.clone()).collect();
+            // Consumed catalogs with a new version: their members follow once the rest of
             // this turn is done (adding and removing zones moves them in the set).
-            let mut catalog = None;
-            match event {
-                Ok(Event::Command(r)) => {
-                    let (out, c) = handle_line(&mut zones, &r.line, config.as_ref(), dynamic.as_mut());
-                    changed.extend(c);
-                    let _ = r.reply.send(out);
-                }
-                Ok(Event::Notify { zone, from }) => {
-                    if let Some(s) = zones.index(&zone).and_then(|i| zones.zones[i].secondary.as_mut()) {
-                        s.counters.notifies += 1;
-                        s.refresh.notified();
-                        log::info!("zone {zone}: NOTIFY from {from}: checking the primaries");
+            let mut catalogs: Vec<Name> = Vec::new();
+            let mut republish = false;
+            for event in batch {
+                match event {
+                    Event::Command(r) => {
+                        if republish {
+                            // What the command does or tells starts from what is served.
+                            zones.publish();
+                            republish = false;
+                        }
+                        let (out, c) = handle_line(&mut zones, &r.line, config.as_ref(), dynamic.as_mut());
+                        changed.extend(c.into_iter().map(|i| zones.zones[i].name.clone()));
+                        let _ = r.reply.send(out);
                     }
-                }
-                Ok(Event::Fetched { zone, result }) => {
-                    workers.done();
-                    if let Some(i) = zones.index(&zone) {
-                        if fetched(&mut zones, i, result) {
-                            changed.push(i);
-                            if dynamic.as_ref().is_some_and(|d| d.is_consumed(&zone)) {
-                                catalog = Some(zone);
+                    Event::Notify { zone, from } => {
+                        if let Some(s) = zones.index(&zone).and_then(|i| zones.zones[i].secondary.as_mut()) {
+                            s.counters.notifies += 1;
+                            s.refresh.notified();
+                            log::info!("zone {zone}: NOTIFY from {from}: checking the primaries");
+                        }
+                    }
+                    Event::Fetched { zone, result } => {
+                        workers.done();
+                        if let Some(i) = zones.index(&zone) {
+                            if fetched(&mut zones, i, result, &mut republish) {
+                                if dynamic.as_ref().is_some_and(|d| d.is_consumed(&zone)) && !catalogs.contains(&zone) {
+                                    catalogs.push(zone.clone());
+                                }
+                                changed.push(zone);
                             }
                         }
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Published before anything is announced.
+            if republish {
+                zones.publish();
             }
             // The generated catalogs follow the zones served.
             if let (Some(d), Some(c)) = (dynamic.as_ref(), config.as_ref()) {
                 let now = (zones.generation, c.shared.load());
                 if produced.as_ref().is_none_or(|(g, cfg)| *g != now.0 || !Arc::ptr_eq(cfg, &now.1)) {
-                    for cat in d.produce(&mut zones, &c.shared) {
-                        changed.extend(zones.index(&cat));
-                    }
+                    changed.extend(d.produce(&mut zones, &c.shared));
                     produced = Some(now);
                 }
             }
             if let Some(n) = &notifier {
-                for i in changed {
+                for i in changed.iter().filter_map(|z| zones.index(z)) {
                     n.changed(&zones, i, &mut outbox);
                 }
                 n.run(&mut outbox);
             }
-            if let (Some(cat), Some(d), Some(c)) = (catalog, dynamic.as_mut(), config.as_ref()) {
-                d.catalog_updated(&mut zones, &c.shared, &cat);
+            if let (Some(d), Some(c)) = (dynamic.as_mut(), config.as_ref()) {
+                for cat in &catalogs {
+                    d.catalog_updated(&mut zones, &c.shared, cat);
+                }
             }
         }
         zones
@@ -561,8 +592,9 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Na
     }
 }
 
-/// Acts on the end of a check of secondary zone `i`; true when a new version is served.
-fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bool {
+/// Acts on the end of a check of secondary zone `i`; true when a new version is to be served
+/// (`republish` set: the caller publishes).
+fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>, republish: &mut bool) -> bool {
     let now = std::time::Instant::now();
     let name = zones.zones[i].name.clone();
     let was_serving = zones.zones[i].serving();
@@ -620,7 +652,7 @@ fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bo
         Ok(new) => {
             zones.note_success(i);
             if new || !was_serving {
-                zones.publish();
+                *republish = true;
             }
             new
         }

@@ -930,7 +930,12 @@ impl ZoneSet {
                 let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
             }
         }
-        let snap = match self.write(new, SourceStamp::NONE, Durability::File) {
+        // A zone's first version (nothing served, no file there) is written like a new zone's
+        // first snapshot: made durable by the next publish's one syncfs (see the module's
+        // comment; a crash before it leaves nothing the next start would serve).
+        let first = self.zones[i].snapshot.is_none() && !self.snapshot_path(&origin).exists();
+        let durability = if first { Durability::Deferred } else { Durability::File };
+        let snap = match self.write(new, SourceStamp::NONE, durability) {
             Ok(s) => s,
             Err(e) => return Err(format!("{e}{}", self.retract(i, if chained { n_changes } else { 0 }))),
         };
