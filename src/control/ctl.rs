@@ -52,6 +52,10 @@ pub enum Event {
 /// Most events the manager takes in one turn.
 const MAX_BATCH: usize = 1024;
 
+/// Shortest time between two publishes of new versions (and two metrics updates) while
+/// they keep coming: an isolated change is published at once.
+const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+
 /// Longest a client waits for a reply (a reload of a large zone takes seconds).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -396,11 +400,18 @@ pub fn spawn_manager(
         let mut outbox = Outbox::new();
         let mut published: Option<std::time::Instant> = None;
         let mut acted = true;
+        // New versions committed and not yet published (at most every PUBLISH_EVERY: a
+        // publish costs time in proportion to the zone count), and the zones changed since,
+        // whose NOTIFY waits for it.
+        let mut last_publish: Option<std::time::Instant> = None;
+        let mut pending_publish = false;
+        let mut unannounced: Vec<Name> = Vec::new();
         while !shutdown.load(Ordering::Relaxed) {
             // The zones' state for the metrics: after anything happened, and every second
             // (expiry changes on its own).
             if let Some(m) = &metrics {
-                if acted || published.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let since = published.map_or(Duration::MAX, |t| t.elapsed());
+                if (acted && since >= PUBLISH_EVERY) || since >= Duration::from_secs(1) {
                     m.publish_zones(&zones);
                     published = Some(std::time::Instant::now());
                 }
@@ -419,6 +430,9 @@ pub fn spawn_manager(
             start_checks(&mut zones, &mut workers, &consumed);
             let now = std::time::Instant::now();
             let mut wait = Duration::from_millis(if outbox.is_empty() { 100 } else { 20 });
+            if pending_publish {
+                wait = wait.min(PUBLISH_EVERY.saturating_sub(last_publish.map_or(PUBLISH_EVERY, |t| t.elapsed())));
+            }
             for z in &zones.zones {
                 if let Some(at) = z.secondary.as_ref().and_then(|s| s.refresh.next_event(now)) {
                     wait = wait.min(at.saturating_duration_since(now));
@@ -450,10 +464,11 @@ pub fn spawn_manager(
             for event in batch {
                 match event {
                     Event::Command(r) => {
-                        if republish {
+                        if republish || pending_publish {
                             // What the command does or tells starts from what is served.
                             zones.publish();
-                            republish = false;
+                            last_publish = Some(std::time::Instant::now());
+                            (republish, pending_publish) = (false, false);
                         }
                         let (out, c) = handle_line(&mut zones, &r.line, config.as_ref(), dynamic.as_mut());
                         changed.extend(c.into_iter().map(|i| zones.zones[i].name.clone()));
@@ -479,9 +494,13 @@ pub fn spawn_manager(
                     }
                 }
             }
-            // Published before anything is announced.
-            if republish {
+            // Published before anything is announced: at once after a quiet spell, else
+            // once PUBLISH_EVERY has passed since the last publish.
+            pending_publish |= republish;
+            if pending_publish && last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
                 zones.publish();
+                last_publish = Some(std::time::Instant::now());
+                pending_publish = false;
             }
             // The generated catalogs follow the zones served.
             if let (Some(d), Some(c)) = (dynamic.as_ref(), config.as_ref()) {
@@ -491,6 +510,8 @@ pub fn spawn_manager(
                     produced = Some(now);
                 }
             }
+            unannounced.append(&mut changed);
+            let changed = if pending_publish { Vec::new() } else { std::mem::take(&mut unannounced) };
             if let Some(n) = &notifier {
                 for i in changed.iter().filter_map(|z| zones.index(z)) {
                     n.changed(&zones, i, &mut outbox);
