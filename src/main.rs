@@ -27,6 +27,8 @@ use nsxdp::zone::check;
 use nsxdp::zone::parse::{self, Loaded};
 use nsxdp::zone::text::format_record;
 
+mod generate;
+
 // Building a zone of millions of records makes millions of small allocations; mimalloc
 // does them much faster than glibc's allocator. The query path allocates nothing.
 #[global_allocator]
@@ -71,16 +73,25 @@ enum Cmd {
     },
     /// Compile a zone file into a snapshot.
     Compile {
+        /// Zone apex (default: a leading $ORIGIN, else the file name without `.zone`).
         #[arg(long)]
         origin: Option<String>,
+        /// The zone file.
         file: PathBuf,
+        /// The snapshot file to write (replaced if it exists).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// Print a snapshot's zone in master-file format, one RR a line, canonical order.
-    Dump { snapshot: PathBuf },
+    Dump {
+        /// The snapshot file (written by `compile` or by `serve` in its data directory).
+        snapshot: PathBuf,
+    },
     /// Load a snapshot (map and validate) and print figures about it, as key=value lines.
-    Stat { snapshot: PathBuf },
+    Stat {
+        /// The snapshot file (written by `compile` or by `serve` in its data directory).
+        snapshot: PathBuf,
+    },
     /// Serve zones over UDP (one pinned loop per core, kernel sockets) and TCP.
     Serve(Box<ServeArgs>),
     /// Talk to a running server through its control socket.
@@ -95,6 +106,30 @@ enum Cmd {
         #[command(subcommand)]
         command: CtlCmd,
     },
+    /// Write the manual pages or the shell completions (for packaging: scripts/build-deb.sh).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: GenerateCmd,
+    },
+}
+
+/// What `nsxdp generate` writes.
+#[derive(Subcommand)]
+enum GenerateCmd {
+    /// Manual pages: nsxdp.1 and one page per subcommand (nsxdp-serve.1, nsxdp-ctl-status.1, ...).
+    Man {
+        /// The directory to write them to (made if missing).
+        dir: PathBuf,
+    },
+    /// The completion script of SHELL: nsxdp.bash, _nsxdp (zsh) or nsxdp.fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        /// The directory to write it to (made if missing).
+        dir: PathBuf,
+    },
 }
 
 /// The commands of `nsxdp ctl`; each becomes one line on the control socket.
@@ -102,7 +137,10 @@ enum Cmd {
 enum CtlCmd {
     /// Version, process id, start time and uptime, then each zone (or ZONE): serial, when
     /// it was loaded, its file or secondary state, the last error.
-    Status { zone: Option<String> },
+    Status {
+        /// Only this zone (default: every zone).
+        zone: Option<String>,
+    },
     /// Live counters, the same figures as the metrics endpoint: one `name{labels} value`
     /// line each.
     Stats {
@@ -111,16 +149,31 @@ enum CtlCmd {
         json: bool,
     },
     /// Re-read the zone file of every primary zone (or ZONE) and the configuration file.
-    Reload { zone: Option<String> },
+    Reload {
+        /// Only this zone's file (default: every primary zone and the configuration file).
+        zone: Option<String>,
+    },
     /// A zone's role, serial, timers, last check, last transfer and counters.
-    ZoneStatus { zone: String },
+    ZoneStatus {
+        /// The zone.
+        zone: String,
+    },
     /// Secondary zone: check the primaries for a new serial now.
-    Refresh { zone: String },
+    Refresh {
+        /// The secondary zone.
+        zone: String,
+    },
     /// Secondary zone: transfer the whole zone (AXFR) now, whatever the serials.
-    Retransfer { zone: String },
+    Retransfer {
+        /// The secondary zone.
+        zone: String,
+    },
     /// Send NOTIFY for ZONE to its targets now (its `notify` list and, with `notify-ns`,
     /// its name servers), as after a new version.
-    ZoneNotify { zone: String },
+    ZoneNotify {
+        /// The zone.
+        zone: String,
+    },
     /// Stop the server cleanly (as SIGTERM does).
     Stop,
 }
@@ -221,6 +274,49 @@ struct ServeArgs {
     /// configuration file's `[cookies]` section turns them on too, and may give the secret.
     #[arg(long)]
     cookies: bool,
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::CommandFactory;
+
+    /// Every argument and subcommand, hidden ones too, says what it is: in `--help`, in the
+    /// manual pages and in the completions.
+    #[test]
+    fn every_argument_and_subcommand_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let name = format!("{path} {}", arg.get_id());
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(name.clone());
+                }
+                seen.push(name);
+            }
+            // clap's own `help` subcommand is clap's to describe.
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, seen, missing);
+                seen.push(name);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let (mut seen, mut missing) = (Vec::new(), Vec::new());
+        walk(&cmd, "nsxdp", &mut seen, &mut missing);
+        assert!(missing.is_empty(), "without a help text: {missing:?}");
+        // The walk reached the leaves, hidden ones included.
+        for leaf in ["nsxdp compile origin", "nsxdp ctl zone-notify zone", "nsxdp generate completions shell"] {
+            assert!(seen.iter().any(|s| s == leaf), "{leaf} not seen in {seen:?}");
+        }
+    }
+
+    #[test]
+    fn clap_accepts_the_definition() {
+        super::Cli::command().debug_assert();
+    }
 }
 
 fn main() -> ExitCode {
@@ -337,6 +433,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve(args) => serve(*args),
+        Cmd::Generate { what } => generate::run(what),
         Cmd::Ctl { socket, config, command } => {
             let socket = match (socket, config) {
                 (Some(s), _) => s,
