@@ -276,49 +276,6 @@ struct ServeArgs {
     cookies: bool,
 }
 
-#[cfg(test)]
-mod cli_tests {
-    use clap::CommandFactory;
-
-    /// Every argument and subcommand, hidden ones too, says what it is: in `--help`, in the
-    /// manual pages and in the completions.
-    #[test]
-    fn every_argument_and_subcommand_is_described() {
-        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                let name = format!("{path} {}", arg.get_id());
-                if arg.get_help().is_none() && arg.get_long_help().is_none() {
-                    missing.push(name.clone());
-                }
-                seen.push(name);
-            }
-            // clap's own `help` subcommand is clap's to describe.
-            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-                let name = format!("{path} {}", sub.get_name());
-                if sub.get_about().is_none() && sub.get_long_about().is_none() {
-                    missing.push(name.clone());
-                }
-                walk(sub, &name, seen, missing);
-                seen.push(name);
-            }
-        }
-        let mut cmd = super::Cli::command();
-        cmd.build();
-        let (mut seen, mut missing) = (Vec::new(), Vec::new());
-        walk(&cmd, "nsxdp", &mut seen, &mut missing);
-        assert!(missing.is_empty(), "without a help text: {missing:?}");
-        // The walk reached the leaves, hidden ones included.
-        for leaf in ["nsxdp compile origin", "nsxdp ctl zone-notify zone", "nsxdp generate completions shell"] {
-            assert!(seen.iter().any(|s| s == leaf), "{leaf} not seen in {seen:?}");
-        }
-    }
-
-    #[test]
-    fn clap_accepts_the_definition() {
-        super::Cli::command().debug_assert();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.cmd) {
@@ -1045,4 +1002,47 @@ fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::CommandFactory;
+
+    /// Every argument and subcommand, hidden ones too, says what it is: in `--help`, in the
+    /// manual pages and in the completions.
+    #[test]
+    fn every_argument_and_subcommand_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let name = format!("{path} {}", arg.get_id());
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(name.clone());
+                }
+                seen.push(name);
+            }
+            // clap's own `help` subcommand is clap's to describe.
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, seen, missing);
+                seen.push(name);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let (mut seen, mut missing) = (Vec::new(), Vec::new());
+        walk(&cmd, "nsxdp", &mut seen, &mut missing);
+        assert!(missing.is_empty(), "without a help text: {missing:?}");
+        // The walk reached the leaves, hidden ones included.
+        for leaf in ["nsxdp compile origin", "nsxdp ctl zone-notify zone", "nsxdp generate completions shell"] {
+            assert!(seen.iter().any(|s| s == leaf), "{leaf} not seen in {seen:?}");
+        }
+    }
+
+    #[test]
+    fn clap_accepts_the_definition() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -94,7 +94,7 @@ fn the_unit_verifies() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/nsxdp.service")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nsxdp.service");
-    std::fs::write(&path, unit.replace("/usr/sbin/nsxdp", env!("CARGO_BIN_EXE_nsxdp"))).unwrap();
+    std::fs::write(&path, unit.replace("/usr/bin/nsxdp", env!("CARGO_BIN_EXE_nsxdp"))).unwrap();
     let o = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
     let out = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && out.trim().is_empty(), "systemd-analyze verify:\n{out}");
@@ -127,7 +127,7 @@ fn user_switch_after_binding() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         assert!(!in_ci(), "needs root under CI=true");
-        eprintln!("skipping: switching users needs root");
+        common::skipped("switching users needs root");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
