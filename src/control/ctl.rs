@@ -359,12 +359,18 @@ pub fn spawn_manager(
         let mut published: Option<std::time::Instant> = None;
         let mut acted = true;
         while !shutdown.load(Ordering::Relaxed) {
-            // The zones' state for the metrics: after anything happened, and every second
-            // (expiry changes on its own).
+            // The zones' state for the metrics: soon after anything happened, and every second
+            // (expiry changes on its own). It walks every zone: a burst of events (10^4
+            // catalog members arriving, a NOTIFY for each of 10^5 zones) must not walk them
+            // all once per event, so at most every 50 ms.
             if let Some(m) = &metrics {
-                if acted || published.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let since = published.map(|t| t.elapsed());
+                if (acted && since.is_none_or(|t| t >= Duration::from_millis(50)))
+                    || since.is_none_or(|t| t >= Duration::from_secs(1))
+                {
                     m.publish_zones(&zones);
                     published = Some(std::time::Instant::now());
+                    acted = false;
                 }
             }
             let mut changed = Vec::new();
@@ -386,7 +392,7 @@ pub fn spawn_manager(
                 }
             }
             let event = events.recv_timeout(wait.max(Duration::from_millis(1)));
-            acted = event.is_ok() || !changed.is_empty();
+            acted |= event.is_ok() || !changed.is_empty();
             match event {
                 Ok(Event::Command(r)) => {
                     let (out, c) = handle_line(&mut zones, &r.line, config.as_ref());
@@ -468,17 +474,18 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers) {
     let now = std::time::Instant::now();
     let mut republish = false;
     for z in &mut zones.zones {
-        let name = z.name.clone();
-        let current = z.snapshot.clone();
+        // Every zone is looked at on every turn of the manager: nothing is copied for one
+        // that is not due.
         let Some(s) = z.secondary.as_mut() else { continue };
         if s.refresh.expire(now) {
             s.counters.expired += 1;
-            log::error!("zone {name}: expired: no primary answered within the SOA expire time; SERVFAIL");
+            log::error!("zone {}: expired: no primary answered within the SOA expire time; SERVFAIL", z.name);
             republish = true;
         }
         if !s.refresh.due(now) || !workers.free() {
             continue;
         }
+        let (name, current) = (z.name.clone(), z.snapshot.clone());
         s.refresh.started(now);
         s.counters.checks += 1;
         let job = Job {
