@@ -83,7 +83,7 @@ pub struct Cookies {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
-    /// Addresses for UDP and TCP.
+    /// Addresses for UDP and TCP; empty: [`default_listen`] (as on the command line).
     pub listen: Vec<SocketAddr>,
     pub data_dir: PathBuf,
     /// The Unix socket of `nsxdp ctl`.
@@ -103,6 +103,8 @@ pub struct Server {
     /// Threads that check secondary zones and transfer them in (`transfer-workers`): at
     /// most this many checks run at once, however many zones are due.
     pub transfer_workers: usize,
+    /// The log's level (`log-level`); None: the command line's, else info.
+    pub log_level: Option<log::LevelFilter>,
 }
 
 /// `transfer-workers` when not given.
@@ -399,6 +401,7 @@ struct RawServer {
     metrics: Option<toml::Spanned<String>>,
     user: Option<String>,
     transfer_workers: Option<toml::Spanned<u64>>,
+    log_level: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -449,7 +452,37 @@ struct RawZone {
 // Reading and checking.
 // ---------------------------------------------------------------------------------------
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:53";
+// The one set of defaults, for the command line and the configuration file alike. They let
+// `nsxdp serve` run unprivileged out of the box; a production configuration (the packaged
+// `dist/nsxdp.toml`) names its port-53 addresses and its directories itself.
+
+/// The port of the default listen addresses with kernel sockets.
+pub const DEFAULT_PORT: u16 = 5353;
+
+/// Where snapshots and journals are kept unless `data-dir` / `--data-dir` says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "/var/tmp/nsxdp";
+
+/// The addresses served when neither `listen` nor `--listen` gives any: 127.0.0.1 and ::1
+/// on [`DEFAULT_PORT`] (::1 only where the host has IPv6 loopback); with AF_XDP, port 53 on
+/// any address (the XDP program matches the port, the NIC's own addresses come to it).
+pub fn default_listen(xdp: bool) -> Vec<SocketAddr> {
+    let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    let (v4, v6addr, port) = if xdp {
+        (IpAddr::from([0, 0, 0, 0]), IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED), 53)
+    } else {
+        (IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST), DEFAULT_PORT)
+    };
+    let mut l = vec![SocketAddr::new(v4, port)];
+    if v6 {
+        l.push(SocketAddr::new(v6addr, port));
+    }
+    l
+}
+
+/// The control socket unless `control` / `--control` says otherwise: in the data directory.
+pub fn default_control(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
 
 /// What the server tells about itself, by default: its host name as `id.server` (as Knot
 /// and NSD), no version (Knot and NSD tell theirs; the issue asks for it off), no NSID.
@@ -495,8 +528,6 @@ fn about(
     }
     Ok(about)
 }
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/nsxdp";
-pub const DEFAULT_CONTROL: &str = "/run/nsxdp/control.sock";
 
 impl Config {
     /// Reads and checks a configuration file.
@@ -518,252 +549,16 @@ impl Config {
             message,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
-
-        let s = raw.server;
-        let tcp = tcp_limits(&s, &err)?;
-        let about = about(&s, &err)?;
-        let mut listen = Vec::new();
-        for a in &s.listen {
-            // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
-            // meant something else (`serve`'s own default is 5353).
-            let addr = a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
-                let why =
-                    if a.get_ref().trim().parse::<IpAddr>().is_ok() { "has no port" } else { "is not an address" };
-                err(
-                    Some(a.span()),
-                    format!(
-                        "server.listen: {:?} {why}: write ADDRESS:PORT (192.0.2.1:53, [2001:db8::1]:53)",
-                        a.get_ref()
-                    ),
-                )
-            })?;
-            listen.push(addr);
-        }
-        if listen.is_empty() {
-            listen.push(DEFAULT_LISTEN.parse().expect("default address"));
-        }
-        let edns_size = match s.edns_size {
-            Some(v) if *v.get_ref() < 512 => {
-                return Err(err(Some(v.span()), format!("server.edns-size: {} is below 512", v.get_ref())))
-            }
-            Some(v) => *v.get_ref(),
-            None => 1232,
-        };
-        let metrics =
-            match &s.metrics {
-                Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
-                    err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref()))
-                })?),
-                None => None,
-            };
-        let server = Server {
-            about,
-            listen,
-            metrics,
-            user: s.user.clone().filter(|u| !u.is_empty()),
-            transfer_workers: match &s.transfer_workers {
-                Some(v) if !(1..=1024).contains(v.get_ref()) => {
-                    return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
-                }
-                Some(v) => *v.get_ref() as usize,
-                None => DEFAULT_TRANSFER_WORKERS,
-            },
-            data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
-            control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
-            cores: s.cores,
-            edns_size,
-            tcp,
-        };
-
-        let mut keys = Vec::new();
-        let mut key_names = HashSet::new();
-        for k in raw.key {
-            let span = k.span();
-            let k = k.into_inner();
-            let name = Name::parse_text(k.name.as_bytes(), Some(&Name::root()))
-                .map_err(|e| err(Some(span.clone()), format!("key {:?}: bad name: {e}", k.name)))?;
-            if !key_names.insert(k.name.clone()) {
-                return Err(err(Some(span), format!("key {:?} is defined twice", k.name)));
-            }
-            let algorithm = TsigAlgorithm::ALL
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k.algorithm.get_ref()))
-                .map(|&(_, a)| a)
-                .ok_or_else(|| {
-                    err(
-                        Some(k.algorithm.span()),
-                        format!(
-                            "key {:?}: algorithm {:?} is not one of {}",
-                            k.name,
-                            k.algorithm.get_ref(),
-                            TsigAlgorithm::ALL.map(|(n, _)| n).join(", ")
-                        ),
-                    )
-                })?;
-            let secret = base64::engine::general_purpose::STANDARD
-                .decode(k.secret.get_ref().trim())
-                .map_err(|e| err(Some(k.secret.span()), format!("key {:?}: secret is not base64: {e}", k.name)))?;
-            if secret.is_empty() {
-                return Err(err(Some(k.secret.span()), format!("key {:?}: empty secret", k.name)));
-            }
-            keys.push(Key { name, algorithm, secret });
-        }
-
-        let mut acls = Vec::new();
-        let mut acl_names = HashSet::new();
-        for a in raw.acl {
-            let span = a.span();
-            let a = a.into_inner();
-            if !acl_names.insert(a.name.clone()) {
-                return Err(err(Some(span), format!("acl {:?} is defined twice", a.name)));
-            }
-            let mut addresses = Vec::new();
-            for p in a.address {
-                let prefix = parse_prefix(p.get_ref()).ok_or_else(|| {
-                    err(Some(p.span()), format!("acl {:?}: address {:?} is not ADDRESS[/LENGTH]", a.name, p.get_ref()))
-                })?;
-                addresses.push(prefix);
-            }
-            if let Some(k) = &a.key {
-                if !key_names.contains(k.get_ref()) {
-                    return Err(err(Some(k.span()), format!("acl {:?}: no key named {:?}", a.name, k.get_ref())));
-                }
-            }
-            let mut actions = Vec::new();
-            for act in a.action {
-                actions.push(match act.get_ref().as_str() {
-                    "transfer" => Action::Transfer,
-                    "notify" => Action::Notify,
-                    other => {
-                        return Err(err(
-                            Some(act.span()),
-                            format!("acl {:?}: action {other:?} is not transfer or notify", a.name),
-                        ))
-                    }
-                });
-            }
-            let transfer_format = match a.transfer_format.as_ref().map(|f| f.get_ref().as_str()) {
-                None | Some("many-answers") => TransferFormat::ManyAnswers,
-                Some("one-answer") => TransferFormat::OneAnswer,
-                Some(other) => {
-                    let s = a.transfer_format.as_ref().map(|f| f.span());
-                    return Err(err(
-                        s,
-                        format!("acl {:?}: transfer-format {other:?} is not one-answer or many-answers", a.name),
-                    ));
-                }
-            };
-            acls.push(Acl { name: a.name, addresses, key: a.key.map(|k| k.into_inner()), actions, transfer_format });
-        }
-
-        let mut zones = Vec::new();
+        let server = server_section(raw.server, base, &err)?;
+        let (keys, key_names) = key_section(raw.key, &err)?;
+        let (acls, acl_names) = acl_section(raw.acl, &key_names, &err)?;
         let mut zone_names = HashSet::new();
-        for z in raw.zone {
-            let span = z.span();
-            let z = z.into_inner();
-            let zn = z.name.get_ref().clone();
-            let name = Name::parse_text(zn.as_bytes(), Some(&Name::root()))
-                .map_err(|e| err(Some(z.name.span()), format!("zone {zn:?}: bad name: {e}")))?;
-            if !zone_names.insert(name.to_lowercase()) {
-                return Err(err(Some(z.name.span()), format!("zone {zn:?} is defined twice")));
-            }
-            let role = match z.role.as_ref().map(|r| r.get_ref().as_str()) {
-                None | Some("primary") => Role::Primary,
-                Some("secondary") => Role::Secondary,
-                Some(other) => {
-                    let s = z.role.as_ref().map(|r| r.span());
-                    return Err(err(s, format!("zone {zn:?}: role {other:?} is not primary or secondary")));
-                }
-            };
-            let remote = |r: &toml::Spanned<String>, what: &str| -> Result<Remote, ConfigError> {
-                let remote = parse_remote(r.get_ref()).ok_or_else(|| {
-                    err(
-                        Some(r.span()),
-                        format!(
-                            "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp]\"",
-                            r.get_ref()
-                        ),
-                    )
-                })?;
-                if let Some(k) = &remote.key {
-                    if !key_names.contains(k) {
-                        return Err(err(
-                            Some(r.span()),
-                            format!("zone {zn:?}: {what} {:?}: no key named {k:?}", r.get_ref()),
-                        ));
-                    }
-                }
-                Ok(remote)
-            };
-            let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
-            let primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
-            let mut acl = Vec::new();
-            for a in &z.acl {
-                if !acl_names.contains(a.get_ref()) {
-                    return Err(err(Some(a.span()), format!("zone {zn:?}: no acl named {:?}", a.get_ref())));
-                }
-                acl.push(a.get_ref().clone());
-            }
-            match role {
-                Role::Primary if z.file.is_none() => {
-                    return Err(err(Some(span), format!("zone {zn:?}: a primary zone needs a file")))
-                }
-                Role::Secondary if primaries.is_empty() => {
-                    return Err(err(Some(span), format!("zone {zn:?}: a secondary zone needs primaries")))
-                }
-                _ => {}
-            }
-            let serial_policy = match z.serial_policy.as_ref().map(|p| p.get_ref().as_str()) {
-                None | Some("increment") => SerialPolicy::Increment,
-                Some("unixtime") => SerialPolicy::Unixtime,
-                Some("keep") => SerialPolicy::Keep,
-                Some(other) => {
-                    let s = z.serial_policy.as_ref().map(|p| p.span());
-                    return Err(err(
-                        s,
-                        format!("zone {zn:?}: serial-policy {other:?} is not increment, unixtime or keep"),
-                    ));
-                }
-            };
-            let d = crate::secondary::timers::Bounds::default();
-            let timers = crate::secondary::timers::Bounds {
-                refresh_min: z.refresh_min.unwrap_or(d.refresh_min),
-                refresh_max: z.refresh_max.unwrap_or(d.refresh_max),
-                retry_min: z.retry_min.unwrap_or(d.retry_min),
-                retry_max: z.retry_max.unwrap_or(d.retry_max),
-                expire_min: z.expire_min.unwrap_or(d.expire_min),
-                expire_max: z.expire_max.unwrap_or(d.expire_max),
-            };
-            zones.push(ZoneConf {
-                name,
-                file: z.file.map(|f| base.join(f)),
-                role,
-                notify,
-                notify_ns: z.notify_ns.unwrap_or(true),
-                acl,
-                primaries,
-                serial_policy,
-                journal_max_bytes: z.journal_max_bytes.unwrap_or(64 << 20),
-                journal_max_depth: z.journal_max_depth.unwrap_or(100),
-                timers,
-                transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
-            });
-        }
-        let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
-            match v {
-                None => Ok(None),
-                Some(v) => crate::cookie::parse_secret(v.get_ref())
-                    .map(Some)
-                    .ok_or_else(|| err(Some(v.span()), format!("cookies.{key}: not 32 hexadecimal digits"))),
-            }
-        };
-        let cookies = match &raw.cookies {
-            None => None,
-            Some(c) => Some(Cookies {
-                secret: hex(&c.secret, "secret")?,
-                previous: hex(&c.secret_previous, "secret-previous")?,
-            }),
-        };
+        let zones = raw
+            .zone
+            .into_iter()
+            .map(|z| zone_section(z, base, &key_names, &acl_names, &mut zone_names, &err))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cookies = cookies_section(raw.cookies.as_ref(), &err)?;
         let rrl = raw.rrl.map(|r| rrl_section(r, &err)).transpose()?;
         Ok(Config { server, keys, acls, zones, cookies, rrl })
     }
@@ -779,11 +574,9 @@ impl Config {
         }
         let value: toml::Table = toml::from_str(&text).map_err(|e| fail(e.message().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Ok(value
-            .get("server")
-            .and_then(|s| s.get("control"))
-            .and_then(|c| c.as_str())
-            .map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |c| base.join(c)))
+        let server = value.get("server");
+        let get = |k: &str| server.and_then(|s| s.get(k)).and_then(|c| c.as_str()).map(|p| base.join(p));
+        Ok(get("control").unwrap_or_else(|| default_control(&get("data-dir").unwrap_or(DEFAULT_DATA_DIR.into()))))
     }
 
     pub fn key(&self, name: &str) -> Option<&Key> {
@@ -827,6 +620,286 @@ impl Config {
 /// An optional setting's value, or its default.
 fn value<T: Copy>(v: &Option<toml::Spanned<T>>, default: T) -> T {
     v.as_ref().map_or(default, |v| *v.get_ref())
+}
+
+/// `[server]`.
+fn server_section(
+    s: RawServer,
+    base: &Path,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Server, ConfigError> {
+    let tcp = tcp_limits(&s, err)?;
+    let about = about(&s, err)?;
+    let mut listen = Vec::new();
+    for a in &s.listen {
+        // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
+        // meant something else (`serve`'s own default is 5353).
+        let addr = a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+            let why = if a.get_ref().trim().parse::<IpAddr>().is_ok() { "has no port" } else { "is not an address" };
+            err(
+                Some(a.span()),
+                format!("server.listen: {:?} {why}: write ADDRESS:PORT (192.0.2.1:53, [2001:db8::1]:53)", a.get_ref()),
+            )
+        })?;
+        listen.push(addr);
+    }
+    let edns_size = match s.edns_size {
+        Some(v) if *v.get_ref() < 512 => {
+            return Err(err(Some(v.span()), format!("server.edns-size: {} is below 512", v.get_ref())))
+        }
+        Some(v) => *v.get_ref(),
+        None => 1232,
+    };
+    let metrics = match &s.metrics {
+        Some(a) => Some(
+            a.get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref())))?,
+        ),
+        None => None,
+    };
+    Ok(Server {
+        about,
+        listen,
+        metrics,
+        user: s.user.clone().filter(|u| !u.is_empty()),
+        transfer_workers: match &s.transfer_workers {
+            Some(v) if !(1..=1024).contains(v.get_ref()) => {
+                return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
+            }
+            Some(v) => *v.get_ref() as usize,
+            None => DEFAULT_TRANSFER_WORKERS,
+        },
+        log_level: match &s.log_level {
+            Some(v) => Some(crate::logging::parse_level(v.get_ref()).ok_or_else(|| {
+                err(
+                    Some(v.span()),
+                    format!("server.log-level: {:?} is not one of error, warning, info, debug, trace", v.get_ref()),
+                )
+            })?),
+            None => None,
+        },
+        control: match (&s.control, &s.data_dir) {
+            (Some(p), _) => base.join(p),
+            (None, Some(d)) => default_control(&base.join(d)),
+            (None, None) => default_control(Path::new(DEFAULT_DATA_DIR)),
+        },
+        data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
+        cores: s.cores,
+        edns_size,
+        tcp,
+    })
+}
+
+/// `[[key]]`: the keys, and their names as written.
+fn key_section(
+    raw: Vec<toml::Spanned<RawKey>>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(Vec<Key>, HashSet<String>), ConfigError> {
+    let mut keys = Vec::new();
+    let mut key_names = HashSet::new();
+    for k in raw {
+        let span = k.span();
+        let k = k.into_inner();
+        let name = Name::parse_text(k.name.as_bytes(), Some(&Name::root()))
+            .map_err(|e| err(Some(span.clone()), format!("key {:?}: bad name: {e}", k.name)))?;
+        if !key_names.insert(k.name.clone()) {
+            return Err(err(Some(span), format!("key {:?} is defined twice", k.name)));
+        }
+        let algorithm = TsigAlgorithm::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k.algorithm.get_ref()))
+            .map(|&(_, a)| a)
+            .ok_or_else(|| {
+                err(
+                    Some(k.algorithm.span()),
+                    format!(
+                        "key {:?}: algorithm {:?} is not one of {}",
+                        k.name,
+                        k.algorithm.get_ref(),
+                        TsigAlgorithm::ALL.map(|(n, _)| n).join(", ")
+                    ),
+                )
+            })?;
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(k.secret.get_ref().trim())
+            .map_err(|e| err(Some(k.secret.span()), format!("key {:?}: secret is not base64: {e}", k.name)))?;
+        if secret.is_empty() {
+            return Err(err(Some(k.secret.span()), format!("key {:?}: empty secret", k.name)));
+        }
+        keys.push(Key { name, algorithm, secret });
+    }
+    Ok((keys, key_names))
+}
+
+/// `[[acl]]`: the ACLs, and their names.
+fn acl_section(
+    raw: Vec<toml::Spanned<RawAcl>>,
+    key_names: &HashSet<String>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(Vec<Acl>, HashSet<String>), ConfigError> {
+    let mut acls = Vec::new();
+    let mut acl_names = HashSet::new();
+    for a in raw {
+        let span = a.span();
+        let a = a.into_inner();
+        if !acl_names.insert(a.name.clone()) {
+            return Err(err(Some(span), format!("acl {:?} is defined twice", a.name)));
+        }
+        let mut addresses = Vec::new();
+        for p in a.address {
+            let prefix = parse_prefix(p.get_ref()).ok_or_else(|| {
+                err(Some(p.span()), format!("acl {:?}: address {:?} is not ADDRESS[/LENGTH]", a.name, p.get_ref()))
+            })?;
+            addresses.push(prefix);
+        }
+        if let Some(k) = &a.key {
+            if !key_names.contains(k.get_ref()) {
+                return Err(err(Some(k.span()), format!("acl {:?}: no key named {:?}", a.name, k.get_ref())));
+            }
+        }
+        let mut actions = Vec::new();
+        for act in a.action {
+            actions.push(match act.get_ref().as_str() {
+                "transfer" => Action::Transfer,
+                "notify" => Action::Notify,
+                other => {
+                    return Err(err(
+                        Some(act.span()),
+                        format!("acl {:?}: action {other:?} is not transfer or notify", a.name),
+                    ))
+                }
+            });
+        }
+        let transfer_format = match a.transfer_format.as_ref().map(|f| f.get_ref().as_str()) {
+            None | Some("many-answers") => TransferFormat::ManyAnswers,
+            Some("one-answer") => TransferFormat::OneAnswer,
+            Some(other) => {
+                let s = a.transfer_format.as_ref().map(|f| f.span());
+                return Err(err(
+                    s,
+                    format!("acl {:?}: transfer-format {other:?} is not one-answer or many-answers", a.name),
+                ));
+            }
+        };
+        acls.push(Acl { name: a.name, addresses, key: a.key.map(|k| k.into_inner()), actions, transfer_format });
+    }
+    Ok((acls, acl_names))
+}
+
+/// One `[[zone]]`; `zone_names` (lowercased) catches a zone defined twice.
+fn zone_section(
+    z: toml::Spanned<RawZone>,
+    base: &Path,
+    key_names: &HashSet<String>,
+    acl_names: &HashSet<String>,
+    zone_names: &mut HashSet<Name>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<ZoneConf, ConfigError> {
+    let span = z.span();
+    let z = z.into_inner();
+    let zn = z.name.get_ref().clone();
+    let name = Name::parse_text(zn.as_bytes(), Some(&Name::root()))
+        .map_err(|e| err(Some(z.name.span()), format!("zone {zn:?}: bad name: {e}")))?;
+    if !zone_names.insert(name.to_lowercase()) {
+        return Err(err(Some(z.name.span()), format!("zone {zn:?} is defined twice")));
+    }
+    let role = match z.role.as_ref().map(|r| r.get_ref().as_str()) {
+        None | Some("primary") => Role::Primary,
+        Some("secondary") => Role::Secondary,
+        Some(other) => {
+            let s = z.role.as_ref().map(|r| r.span());
+            return Err(err(s, format!("zone {zn:?}: role {other:?} is not primary or secondary")));
+        }
+    };
+    let remote = |r: &toml::Spanned<String>, what: &str| -> Result<Remote, ConfigError> {
+        let remote = parse_remote(r.get_ref()).ok_or_else(|| {
+            err(
+                Some(r.span()),
+                format!(
+                    "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp]\"",
+                    r.get_ref()
+                ),
+            )
+        })?;
+        if let Some(k) = &remote.key {
+            if !key_names.contains(k) {
+                return Err(err(Some(r.span()), format!("zone {zn:?}: {what} {:?}: no key named {k:?}", r.get_ref())));
+            }
+        }
+        Ok(remote)
+    };
+    let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
+    let primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
+    let mut acl = Vec::new();
+    for a in &z.acl {
+        if !acl_names.contains(a.get_ref()) {
+            return Err(err(Some(a.span()), format!("zone {zn:?}: no acl named {:?}", a.get_ref())));
+        }
+        acl.push(a.get_ref().clone());
+    }
+    match role {
+        Role::Primary if z.file.is_none() => {
+            return Err(err(Some(span), format!("zone {zn:?}: a primary zone needs a file")))
+        }
+        Role::Secondary if primaries.is_empty() => {
+            return Err(err(Some(span), format!("zone {zn:?}: a secondary zone needs primaries")))
+        }
+        _ => {}
+    }
+    let serial_policy = match z.serial_policy.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("increment") => SerialPolicy::Increment,
+        Some("unixtime") => SerialPolicy::Unixtime,
+        Some("keep") => SerialPolicy::Keep,
+        Some(other) => {
+            let s = z.serial_policy.as_ref().map(|p| p.span());
+            return Err(err(s, format!("zone {zn:?}: serial-policy {other:?} is not increment, unixtime or keep")));
+        }
+    };
+    let d = crate::secondary::timers::Bounds::default();
+    let timers = crate::secondary::timers::Bounds {
+        refresh_min: z.refresh_min.unwrap_or(d.refresh_min),
+        refresh_max: z.refresh_max.unwrap_or(d.refresh_max),
+        retry_min: z.retry_min.unwrap_or(d.retry_min),
+        retry_max: z.retry_max.unwrap_or(d.retry_max),
+        expire_min: z.expire_min.unwrap_or(d.expire_min),
+        expire_max: z.expire_max.unwrap_or(d.expire_max),
+    };
+    Ok(ZoneConf {
+        name,
+        file: z.file.map(|f| base.join(f)),
+        role,
+        notify,
+        notify_ns: z.notify_ns.unwrap_or(true),
+        acl,
+        primaries,
+        serial_policy,
+        journal_max_bytes: z.journal_max_bytes.unwrap_or(64 << 20),
+        journal_max_depth: z.journal_max_depth.unwrap_or(100),
+        timers,
+        transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
+    })
+}
+
+/// `[cookies]`.
+fn cookies_section(
+    c: Option<&RawCookies>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Option<Cookies>, ConfigError> {
+    let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(v) => crate::cookie::parse_secret(v.get_ref())
+                .map(Some)
+                .ok_or_else(|| err(Some(v.span()), format!("cookies.{key}: not 32 hexadecimal digits"))),
+        }
+    };
+    Ok(match c {
+        None => None,
+        Some(c) => {
+            Some(Cookies { secret: hex(&c.secret, "secret")?, previous: hex(&c.secret_previous, "secret-previous")? })
+        }
+    })
 }
 
 /// The `[rrl]` section, checked; `err` makes an error at a span of the file.
@@ -1109,7 +1182,14 @@ transfer-timeout = 3
     #[test]
     fn defaults() {
         let c = parse("").unwrap();
-        assert_eq!(c.server.listen, vec![sa(DEFAULT_LISTEN)]);
+        // No listen address: the command line's defaults apply (`default_listen`).
+        assert!(c.server.listen.is_empty());
+        assert_eq!(c.server.data_dir, Path::new(DEFAULT_DATA_DIR));
+        assert_eq!(c.server.control, Path::new(DEFAULT_DATA_DIR).join("control.sock"));
+        let c = parse("[server]\ndata-dir = \"/srv/dns\"\n").unwrap();
+        assert_eq!(c.server.control, Path::new("/srv/dns/control.sock"), "beside the data");
+        assert_eq!(default_listen(false)[0], sa("127.0.0.1:5353"));
+        assert_eq!(default_listen(true)[0], sa("0.0.0.0:53"));
         assert_eq!(c.server.edns_size, 1232);
         assert_eq!(c.server.tcp, TcpLimits::default());
         assert_eq!(c.cookies, None);

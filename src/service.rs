@@ -10,7 +10,7 @@ use std::ffi::CString;
 pub fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
     if let Err(e) = send(&path, state) {
-        eprintln!("nsxdp: sd_notify {state:?} to {}: {e}", path.to_string_lossy());
+        log::warn!("sd_notify {state:?} to {}: {e}", path.to_string_lossy());
     }
 }
 

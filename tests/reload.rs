@@ -54,7 +54,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        while rx.recv_timeout(Duration::from_secs(20)).expect("server did not start") != "nsxdp: ready" {}
+        while !rx.recv_timeout(Duration::from_secs(20)).expect("server did not start").ends_with(" info: ready") {}
         Server { child, port }
     }
 

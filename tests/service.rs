@@ -52,7 +52,7 @@ fn start(dir: &Path, conf: &Path, notify: &Path) -> Child {
     let mut log = String::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(l) if l == "nsxdp: ready" => break,
+            Ok(l) if l.ends_with(" info: ready") => break,
             Ok(l) => log += &(l + "\n"),
             Err(_) => {
                 let _ = child.kill();

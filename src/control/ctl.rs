@@ -81,12 +81,12 @@ pub fn spawn_socket(
             match listener.accept() {
                 Ok((stream, _)) => {
                     if let Err(e) = handle(stream, &to_manager, &shutdown, &metrics) {
-                        eprintln!("nsxdp: control socket: {e}");
+                        log::error!("control socket: {e}");
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) => {
-                    eprintln!("nsxdp: control socket: {e}");
+                    log::error!("control socket: {e}");
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
@@ -109,7 +109,7 @@ fn handle(stream: UnixStream, to_manager: &Sender<Event>, shutdown: &AtomicBool,
         },
         ["stats", ..] => "error: stats takes only --json\n".to_string(),
         ["stop"] => {
-            eprintln!("nsxdp: ctl stop: stopping");
+            log::info!("ctl stop: stopping");
             shutdown.store(true, Ordering::Relaxed);
             "stopping\nok\n".to_string()
         }
@@ -227,7 +227,7 @@ impl Notifier {
             let sock = if p.target.is_ipv4() { &self.v4 } else { &self.v6 };
             if let Some(s) = sock {
                 if let Err(e) = s.send_to(&buf[..len], p.target) {
-                    eprintln!("nsxdp: NOTIFY {} serial {} to {}: {e}", p.zone, p.serial, p.target);
+                    log::warn!("NOTIFY {} serial {} to {}: {e}", p.zone, p.serial, p.target);
                 }
             }
         }
@@ -242,10 +242,10 @@ impl Notifier {
         for d in done {
             match d {
                 Done::Answered { zone, target, rcode } => {
-                    eprintln!("nsxdp: NOTIFY {zone} to {target}: answered (rcode {rcode})")
+                    log::warn!("NOTIFY {zone} to {target}: answered (rcode {rcode})")
                 }
                 Done::GaveUp { zone, target, attempts } => {
-                    eprintln!("nsxdp: NOTIFY {zone} to {target}: no answer after {attempts} attempts")
+                    log::warn!("NOTIFY {zone} to {target}: no answer after {attempts} attempts")
                 }
             }
         }
@@ -359,21 +359,27 @@ pub fn spawn_manager(
         let mut published: Option<std::time::Instant> = None;
         let mut acted = true;
         while !shutdown.load(Ordering::Relaxed) {
-            // The zones' state for the metrics: after anything happened, and every second
-            // (expiry changes on its own).
+            // The zones' state for the metrics: soon after anything happened, and every second
+            // (expiry changes on its own). It walks every zone: a burst of events (10^4
+            // catalog members arriving, a NOTIFY for each of 10^5 zones) must not walk them
+            // all once per event, so at most every 50 ms.
             if let Some(m) = &metrics {
-                if acted || published.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let since = published.map(|t| t.elapsed());
+                if (acted && since.is_none_or(|t| t >= Duration::from_millis(50)))
+                    || since.is_none_or(|t| t >= Duration::from_secs(1))
+                {
                     m.publish_zones(&zones);
                     published = Some(std::time::Instant::now());
+                    acted = false;
                 }
             }
             let mut changed = Vec::new();
             if hup.swap(false, Ordering::Relaxed) {
-                eprintln!("nsxdp: SIGHUP: reloading every zone");
+                log::info!("SIGHUP: reloading every zone");
                 let (out, c) = handle_line(&mut zones, "reload", config.as_ref());
                 // The reload logged its lines; its verdict (and a configuration error) here.
                 for l in out.lines().filter(|l| *l == "ok" || l.starts_with("error")) {
-                    eprintln!("nsxdp: SIGHUP: {l}");
+                    log::info!("SIGHUP: {l}");
                 }
                 changed.extend(c);
             }
@@ -386,7 +392,7 @@ pub fn spawn_manager(
                 }
             }
             let event = events.recv_timeout(wait.max(Duration::from_millis(1)));
-            acted = event.is_ok() || !changed.is_empty();
+            acted |= event.is_ok() || !changed.is_empty();
             match event {
                 Ok(Event::Command(r)) => {
                     let (out, c) = handle_line(&mut zones, &r.line, config.as_ref());
@@ -397,7 +403,7 @@ pub fn spawn_manager(
                     if let Some(s) = zones.index(&zone).and_then(|i| zones.zones[i].secondary.as_mut()) {
                         s.counters.notifies += 1;
                         s.refresh.notified();
-                        eprintln!("nsxdp: zone {zone}: NOTIFY from {from}: checking the primaries");
+                        log::info!("zone {zone}: NOTIFY from {from}: checking the primaries");
                     }
                 }
                 Ok(Event::Fetched { zone, result }) => {
@@ -468,17 +474,18 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers) {
     let now = std::time::Instant::now();
     let mut republish = false;
     for z in &mut zones.zones {
-        let name = z.name.clone();
-        let current = z.snapshot.clone();
+        // Every zone is looked at on every turn of the manager: nothing is copied for one
+        // that is not due.
         let Some(s) = z.secondary.as_mut() else { continue };
         if s.refresh.expire(now) {
             s.counters.expired += 1;
-            eprintln!("nsxdp: zone {name}: expired: no primary answered within the SOA expire time; SERVFAIL");
+            log::error!("zone {}: expired: no primary answered within the SOA expire time; SERVFAIL", z.name);
             republish = true;
         }
         if !s.refresh.due(now) || !workers.free() {
             continue;
         }
+        let (name, current) = (z.name.clone(), z.snapshot.clone());
         s.refresh.started(now);
         s.counters.checks += 1;
         let job = Job {
@@ -513,7 +520,7 @@ fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bo
                 Some(t) => {
                     s.refresh.succeeded(t, now);
                     if !was_serving {
-                        eprintln!("nsxdp: zone {name}: {from} answers again (serial {their_serial}); serving");
+                        log::info!("zone {name}: {from} answers again (serial {their_serial}); serving");
                     }
                     Ok(false)
                 }
@@ -544,7 +551,7 @@ fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bo
                         Some(f) => format!("serial {f} -> {to} by {report}"),
                         None => format!("serial {to} by {report}"),
                     };
-                    eprintln!("nsxdp: zone {name}: {line}");
+                    log::info!("zone {name}: {line}");
                     s.last_transfer = Some(line);
                     Ok(true)
                 }
@@ -564,7 +571,7 @@ fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bo
         }
         Err(e) => {
             s.counters.failures += 1;
-            eprintln!("nsxdp: zone {name}: check failed: {e}");
+            log::warn!("zone {name}: check failed: {e}");
             s.refresh.failed(e.clone(), now);
             zones.zones[i].last_error = Some(e);
             false
@@ -623,6 +630,13 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                             changes.added.len()
                         );
                     }
+                    Reloaded::Loaded { serial, warnings } => {
+                        changed.push(i);
+                        for w in warnings {
+                            let _ = writeln!(out, "warning: {w}");
+                        }
+                        let _ = writeln!(out, "{name} loaded, serving serial {serial} (in {took:.1} ms)");
+                    }
                     Reloaded::Secondary { serial } => {
                         let serial = serial.map_or_else(|| "none yet".into(), |s| s.to_string());
                         let _ = writeln!(out, "{name} is a secondary (serial {serial}): transferred, not reloaded");
@@ -635,7 +649,13 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                 }
             }
             // The server's log gets the same lines.
-            eprint!("{}", out.lines().map(|l| format!("nsxdp: {l}\n")).collect::<String>());
+            for l in out.lines() {
+                if l.contains(" NOT reloaded") {
+                    log::warn!("{l}");
+                } else {
+                    log::info!("{l}");
+                }
+            }
             out.push_str(if failed == 0 { "ok\n" } else { "error: some zones were not reloaded\n" });
         }
         "status" => {
@@ -644,6 +664,9 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                 let at = rfc3339(z.loaded_at);
                 let serial = z.serial().map_or_else(|| "none".to_string(), |s| s.to_string());
                 match &z.secondary {
+                    None if z.snapshot.is_none() => {
+                        let _ = write!(out, "{} serial none not-loaded (SERVFAIL) file {}", z.name, z.file.display());
+                    }
                     None => {
                         let _ = write!(out, "{} serial {serial} loaded-at {at} file {}", z.name, z.file.display());
                     }
@@ -723,6 +746,9 @@ fn zone_status(zones: &ZoneSet, i: usize, out: &mut String) {
     match &z.secondary {
         None => {
             let _ = writeln!(out, "role primary\nfile {}", z.file.display());
+            if z.snapshot.is_none() {
+                let _ = writeln!(out, "state not loaded (SERVFAIL)");
+            }
         }
         Some(s) => {
             let r = &s.refresh;

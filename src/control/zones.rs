@@ -181,6 +181,10 @@ impl Secondary {
     }
 }
 
+/// The longest wait before the first check of a secondary zone served from what the last
+/// run kept (see [`ZoneSet::first_check_spread`]).
+pub const FIRST_CHECK_SPREAD_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a reload did.
 #[derive(Debug)]
 pub enum Reloaded {
@@ -188,8 +192,10 @@ pub enum Reloaded {
     Unchanged { serial: u32 },
     /// A new version is served.
     Updated { from: u32, to: u32, changes: Changeset, warnings: Vec<String> },
-    /// The running version stays.
+    /// The running version stays (or, for a zone that has none, SERVFAIL stays).
     Failed { error: String },
+    /// A zone that did not load before (see [`ZoneSet::add_unloaded`]) is served now.
+    Loaded { serial: u32, warnings: Vec<String> },
     /// A secondary zone: its data comes by transfer, not from a file (`refresh` and
     /// `retransfer` ask its primaries); nothing to do, and no failure.
     Secondary { serial: Option<u32> },
@@ -386,22 +392,7 @@ impl ZoneSet {
         let Some((snapshot, journal)) = previous else {
             self.files_read += 1;
             let l = loaded.unwrap_or_else(|| load(file, Some(&origin)))?;
-            notes.extend(l.diagnostics.iter().map(|d| d.to_string()));
-            let zone = &l.zone;
-            let serial = zone.serial().unwrap_or(0);
-            if journal_path.exists() {
-                // A journal without its snapshot cannot be replayed: keep it aside.
-                let aside = journal_path.with_extension(format!("journal.orphan-{now_unix}"));
-                std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
-                notes.push(format!(
-                    "zone {origin}: {} had no snapshot; moved to {}",
-                    journal_path.display(),
-                    aside.display()
-                ));
-            }
-            let stamp = if l.files.len() == 1 { stamp } else { SourceStamp::NONE };
-            let snap = self.write(zone, stamp, Durability::Deferred)?;
-            let journal = Journal::unwritten(&journal_path, &origin, serial, limits, guard);
+            let (snap, journal, stamp) = self.first_version(&origin, &l, stamp, limits, guard, now_unix, notes)?;
             let i = self.push(ZoneState {
                 name: origin,
                 file: file.to_path_buf(),
@@ -415,7 +406,7 @@ impl ZoneSet {
                 ns_targets: Vec::new(),
                 secondary: None,
             });
-            self.ns_targets_from(i, zone);
+            self.ns_targets_from(i, &l.zone);
             return Ok(&self.zones[i]);
         };
         let current = !stamp.is_none()
@@ -450,7 +441,7 @@ impl ZoneSet {
             _ => None,
         };
         match r {
-            Reloaded::Unchanged { .. } | Reloaded::Secondary { .. } => {}
+            Reloaded::Unchanged { .. } | Reloaded::Secondary { .. } | Reloaded::Loaded { .. } => {}
             Reloaded::Updated { from, to, warnings, .. } => {
                 notes.extend(warnings);
                 notes.push(format!(
@@ -464,6 +455,71 @@ impl ZoneSet {
                 self.zones[i].serial().unwrap_or(0)
             )),
         }
+        Ok(&self.zones[i])
+    }
+
+    /// A zone's first version, from its file read as `l` (stamped `stamp` before it was
+    /// read): the snapshot written, an empty journal, and the stamp the snapshot records. A
+    /// journal left without its snapshot is moved aside.
+    #[allow(clippy::too_many_arguments)]
+    fn first_version(
+        &mut self,
+        origin: &Name,
+        l: &Loaded,
+        stamp: SourceStamp,
+        limits: Limits,
+        guard: Guard,
+        now_unix: u32,
+        notes: &mut Vec<String>,
+    ) -> Result<(Arc<Snapshot>, Journal, SourceStamp), String> {
+        notes.extend(l.diagnostics.iter().map(|d| d.to_string()));
+        let zone = &l.zone;
+        let serial = zone.serial().unwrap_or(0);
+        let journal_path = self.journal_path(origin);
+        if journal_path.exists() {
+            // A journal without its snapshot cannot be replayed: keep it aside.
+            let aside = journal_path.with_extension(format!("journal.orphan-{now_unix}"));
+            std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+            notes.push(format!(
+                "zone {origin}: {} had no snapshot; moved to {}",
+                journal_path.display(),
+                aside.display()
+            ));
+        }
+        let stamp = if l.files.len() == 1 { stamp } else { SourceStamp::NONE };
+        let snap = self.write(zone, stamp, Durability::Deferred)?;
+        let journal = Journal::unwritten(&journal_path, origin, serial, limits, guard);
+        Ok((snap, journal, stamp))
+    }
+
+    /// Keeps a primary zone whose file did not load (`error`) and that has no earlier version
+    /// in the set, without a version: it answers SERVFAIL, `status` and the metrics show the
+    /// error, and the first reload that finds the file good serves it. The other zones are
+    /// not held back by it (Knot and NSD start the same way).
+    pub fn add_unloaded(
+        &mut self,
+        name: &Name,
+        file: &Path,
+        policy: SerialPolicy,
+        limits: Limits,
+        error: String,
+    ) -> Result<&ZoneState, String> {
+        if self.index(name).is_some() {
+            return Err(format!("zone {name} given twice"));
+        }
+        let i = self.push(ZoneState {
+            name: name.clone(),
+            file: file.to_path_buf(),
+            policy,
+            snapshot: None,
+            journal: None,
+            source: SourceStamp::NONE,
+            limits,
+            loaded_at: SystemTime::now(),
+            last_error: Some(error),
+            ns_targets: Vec::new(),
+            secondary: None,
+        });
         Ok(&self.zones[i])
     }
 
@@ -524,10 +580,23 @@ impl ZoneSet {
         Ok(self.zones.last().expect("just pushed"))
     }
 
+    /// How long the first check of the next secondary zone served from what the last run
+    /// kept waits: random, below one millisecond per zone already in the set,
+    /// at most [`FIRST_CHECK_SPREAD_MAX`]. A host of a few zones checks them at once; one of
+    /// 10^5 spreads their first SOA queries over a minute instead of sending them all to its
+    /// primaries at start-up (a NOTIFY still makes a zone due at once).
+    fn first_check_spread(&self) -> std::time::Duration {
+        let max_ms = (self.zones.len() as u64).min(FIRST_CHECK_SPREAD_MAX.as_millis() as u64);
+        if max_ms == 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_millis(getrandom::u64().unwrap_or(0) % (max_ms + 1))
+    }
+
     /// Starts a secondary zone: served at once from what the last run kept (snapshot plus
     /// journal) unless that has expired (the time of its last successful check is kept in
-    /// `NAME.refresh`); a check is due at once either way. A zone with nothing kept answers
-    /// SERVFAIL until its first transfer.
+    /// `NAME.refresh`), and checked soon ([`Self::first_check_spread`]). A zone with nothing
+    /// kept answers SERVFAIL until its first transfer, which is due at once.
     pub fn add_secondary(
         &mut self,
         name: &Name,
@@ -566,7 +635,7 @@ impl ZoneSet {
                     let timers = soa.as_ref().and_then(|s| SoaTimers::from_rdata(&s.rdata));
                     let since = read_last_success(&self.refresh_path(name));
                     if let Some(t) = timers {
-                        refresh = Refresh::loaded(bounds, t, since, now);
+                        refresh = Refresh::loaded(bounds, t, since, now, self.first_check_spread());
                         if !refresh.serving() {
                             notes.push(format!(
                                 "zone {name}: serial {} kept from the last run has expired ({}s since the last \
@@ -775,7 +844,7 @@ impl ZoneSet {
             let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
             if j.needs_compaction() {
                 if let Err(e) = j.compact(to) {
-                    eprintln!("nsxdp: zone {origin}: journal compaction failed: {e}");
+                    log::error!("zone {origin}: journal compaction failed: {e}");
                 }
             }
         }
@@ -829,7 +898,7 @@ impl ZoneSet {
             }
         });
         if let Err(e) = synced {
-            eprintln!("nsxdp: warning: sync of the data directory {}: {e}", self.data_dir.display());
+            log::warn!("sync of the data directory {}: {e}", self.data_dir.display());
         }
     }
 
@@ -845,7 +914,7 @@ impl ZoneSet {
             Reloaded::Secondary { .. } => {}
             _ => z.last_error = None,
         }
-        if let Reloaded::Updated { .. } = r {
+        if let Reloaded::Updated { .. } | Reloaded::Loaded { .. } = r {
             z.loaded_at = SystemTime::now();
             self.publish();
         } else if self.files_read != read_before {
@@ -860,11 +929,11 @@ impl ZoneSet {
         if z.secondary.is_some() {
             return Reloaded::Secondary { serial: z.serial() };
         }
-        if z.snapshot.is_none() {
-            return Reloaded::Failed { error: format!("zone {} has no version", z.name) };
-        }
         if z.file.as_os_str().is_empty() {
             return Reloaded::Failed { error: format!("zone {} has no zone file to reload", z.name) };
+        }
+        if z.snapshot.is_none() {
+            return self.load_first(i, now_unix);
         }
         let stamp = source_stamp(&z.file, now_unix);
         if !stamp.is_none() && stamp == z.source {
@@ -875,6 +944,37 @@ impl ZoneSet {
         let loaded = load(&z.file, Some(&z.name));
         self.files_read += 1;
         self.reload_loaded(i, loaded, stamp, now_unix)
+    }
+
+    /// [`Self::reload`] of a zone kept by [`Self::add_unloaded`]: its file read, and served if
+    /// it loads.
+    fn load_first(&mut self, i: usize, now_unix: u32) -> Reloaded {
+        let z = &self.zones[i];
+        let (name, limits) = (z.name.clone(), z.limits);
+        let stamp = source_stamp(&z.file, now_unix);
+        let loaded = load(&z.file, Some(&name));
+        self.files_read += 1;
+        let l = match loaded {
+            Ok(l) => l,
+            Err(error) => return Reloaded::Failed { error },
+        };
+        let guard = match self.guard.clone() {
+            Ok(g) => g,
+            Err(error) => return Reloaded::Failed { error },
+        };
+        let mut warnings = Vec::new();
+        match self.first_version(&name, &l, stamp, limits, guard, now_unix, &mut warnings) {
+            Ok((snap, journal, stamp)) => {
+                let serial = snap.serial();
+                let z = &mut self.zones[i];
+                z.snapshot = Some(snap);
+                z.journal = Some(Arc::new(Mutex::new(journal)));
+                z.source = stamp;
+                self.ns_targets_from(i, &l.zone);
+                Reloaded::Loaded { serial, warnings }
+            }
+            Err(error) => Reloaded::Failed { error },
+        }
     }
 
     /// [`Self::reload`] of zone `i` from its file read as `loaded`, whose stamp before it
@@ -1239,6 +1339,28 @@ www A 1.2.3
         assert_eq!(zs.zones[0].serial(), Some(11));
         assert!(notes.iter().any(|n| n.contains("from the last run")), "{notes:?}");
         assert!(zs.zones[0].last_error.is_some());
+    }
+
+    #[test]
+    fn first_checks_spread_with_the_number_of_zones() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        assert_eq!(zs.first_check_spread(), std::time::Duration::ZERO, "a first zone is checked at once");
+        let add = |zs: &mut ZoneSet, n: usize| {
+            for i in zs.zones.len()..n {
+                let name = Name::parse_text(format!("z{i}.test.").as_bytes(), None).unwrap();
+                zs.add_unloaded(&name, Path::new("x.zone"), SerialPolicy::Keep, Limits::default(), "-".into()).unwrap();
+            }
+        };
+        add(&mut zs, 50);
+        let spreads: Vec<_> = (0..200).map(|_| zs.first_check_spread()).collect();
+        assert!(spreads.iter().all(|d| d.as_millis() <= 50), "{spreads:?}");
+        assert!(spreads.iter().any(|d| d.as_millis() > 5), "random, not always at once: {spreads:?}");
+        add(&mut zs, 61_000);
+        let spreads: Vec<_> = (0..200).map(|_| zs.first_check_spread()).collect();
+        assert!(spreads.iter().all(|d| *d <= FIRST_CHECK_SPREAD_MAX), "capped");
+        assert!(spreads.iter().any(|d| d.as_secs() > 10), "{spreads:?}");
     }
 
     #[test]

@@ -151,20 +151,20 @@ impl Drop for Proc {
 }
 
 /// Starts `nsxdp serve --cores 1 --config CONF` (in `dir`, relative paths in the
-/// configuration resolve against the file's directory) and waits for `nsxdp: ready`. Its
+/// configuration resolve against the file's directory) and waits for `info: ready`. Its
 /// log goes to `dir/nsxdp.log`.
 pub fn start_nsxdp(dir: &Path, conf: &Path) -> Proc {
     start_nsxdp_args(dir, &["--config".as_ref(), conf.as_os_str()])
 }
 
 /// Starts `nsxdp serve --cores 1 ARGS...`, logging to `dir/nsxdp.log` (appended across
-/// restarts), and waits for `nsxdp: ready`.
+/// restarts), and waits for `info: ready`.
 pub fn start_nsxdp_args(dir: &Path, args: &[&std::ffi::OsStr]) -> Proc {
     start_nsxdp_cores(dir, 1, args)
 }
 
 /// Starts `nsxdp serve --cores CORES ARGS...`, logging to `dir/nsxdp.log` (appended across
-/// restarts), and waits for `nsxdp: ready`.
+/// restarts), and waits for `info: ready`.
 pub fn start_nsxdp_cores(dir: &Path, cores: usize, args: &[&std::ffi::OsStr]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nsxdp"))
         .args(["serve", "--cores", &cores.to_string()])
@@ -187,7 +187,7 @@ pub fn start_nsxdp_cores(dir: &Path, cores: usize, args: &[&std::ffi::OsStr]) ->
     });
     loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) if l == "nsxdp: ready" => break,
+            Ok(l) if l.ends_with(" info: ready") => break,
             Ok(_) => {}
             Err(_) => {
                 let log = std::fs::read_to_string(dir.join("nsxdp.log")).unwrap_or_default();
