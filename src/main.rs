@@ -650,6 +650,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         rrl,
         metrics: metrics.clone(),
         user,
+        data_dir,
     };
     let r = server.run(xdp_opts);
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -672,6 +673,7 @@ struct Server<'a> {
     rrl: Option<nsxdp::rrl::Settings>,
     metrics: Arc<Metrics>,
     user: Option<String>,
+    data_dir: PathBuf,
 }
 
 impl Server<'_> {
@@ -684,7 +686,20 @@ impl Server<'_> {
     /// socket, other interfaces). Either way TCP runs on this thread and NOTIFY, UPDATE, IXFR
     /// and signed queries go from the loops to the handoff thread.
     fn run(self, xdp: Option<xdp::XdpOptions>) -> anyhow::Result<ExitCode> {
-        let Server { args, listen, zones, catalog, cfg, shutdown, transfers, control_side, rrl, metrics, user } = self;
+        let Server {
+            args,
+            listen,
+            zones,
+            catalog,
+            cfg,
+            shutdown,
+            transfers,
+            control_side,
+            rrl,
+            metrics,
+            user,
+            data_dir,
+        } = self;
         let rrl = rrl.as_ref();
         let (threads, cores) = match (&xdp, &args.cores) {
             (Some(_), _) => (1, Vec::new()),
@@ -764,6 +779,12 @@ impl Server<'_> {
         // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
         nsxdp::control::release_freed_memory();
         if let Some(u) = &user {
+            // What the start-up wrote as root (a journal, a first snapshot, the lock) becomes
+            // the user's, or its next write would be refused.
+            let given = nsxdp::service::give_data_dir(&data_dir, u)?;
+            if given > 0 {
+                log::info!("gave {given} entries of {} to user {u}", data_dir.display());
+            }
             if plane.is_some() {
                 // The program is detached at exit, from this thread: it keeps CAP_NET_ADMIN.
                 nsxdp::service::drop_privileges(u, &[caps::Capability::CAP_NET_ADMIN])?;

@@ -160,4 +160,26 @@ fn user_switch_after_binding() {
     let (ok, out) = ctl(&c, &["stop"]);
     assert!(ok, "{out}");
     assert!(wait_exit(&mut child).success());
+    assert_eq!(recv(&sock), "STOPPING=1");
+
+    // The zone file changes while the server is stopped: the next start journals the change
+    // as root, before the switch. What it wrote is given to nobody, so that later reloads
+    // can still write the journal.
+    std::fs::write(dir.path().join("svc.zone"), zone(3)).unwrap();
+    let mut child = start(dir.path(), &c, &notify);
+    assert_eq!(recv(&sock), "READY=1");
+    assert_eq!(soa_serial(port, "svc.test."), Some(3));
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let entry = entry.unwrap();
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (nobody, nobody), "{}", entry.path().display());
+    }
+    std::fs::write(dir.path().join("svc.zone"), zone(4)).unwrap();
+    let (ok, out) = ctl(&c, &["reload"]);
+    assert!(ok, "{out}");
+    assert_eq!(soa_serial(port, "svc.test."), Some(4));
+    let (ok, out) = ctl(&c, &["stop"]);
+    assert!(ok, "{out}");
+    assert!(wait_exit(&mut child).success());
 }
