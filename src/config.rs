@@ -320,6 +320,8 @@ pub struct ZoneConf {
     pub catalog: Option<Name>,
     /// The `group` property of this zone in that catalog (Knot's `catalog-group`).
     pub catalog_group: Option<String>,
+    /// Where `catalog` stands in the file (its errors name the line).
+    pub catalog_span: Option<std::ops::Range<usize>>,
 }
 
 impl ZoneConf {
@@ -343,6 +345,7 @@ impl ZoneConf {
             catalog_max_members: DEFAULT_CATALOG_MAX_MEMBERS,
             catalog: None,
             catalog_group: None,
+            catalog_span: None,
         }
     }
 }
@@ -645,345 +648,18 @@ impl Config {
             message,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
-
-        let s = raw.server;
-        let tcp = tcp_limits(&s, &err)?;
-        let about = about(&s, &err)?;
-        let mut listen = Vec::new();
-        for a in &s.listen {
-            // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
-            // meant something else (`serve`'s own default is 5353).
-            let addr = a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
-                let why =
-                    if a.get_ref().trim().parse::<IpAddr>().is_ok() { "has no port" } else { "is not an address" };
-                err(
-                    Some(a.span()),
-                    format!(
-                        "server.listen: {:?} {why}: write ADDRESS:PORT (192.0.2.1:53, [2001:db8::1]:53)",
-                        a.get_ref()
-                    ),
-                )
-            })?;
-            listen.push(addr);
-        }
-        let edns_size = match s.edns_size {
-            Some(v) if *v.get_ref() < 512 => {
-                return Err(err(Some(v.span()), format!("server.edns-size: {} is below 512", v.get_ref())))
-            }
-            Some(v) => *v.get_ref(),
-            None => 1232,
-        };
-        let metrics =
-            match &s.metrics {
-                Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
-                    err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref()))
-                })?),
-                None => None,
-            };
-        let server = Server {
-            about,
-            listen,
-            metrics,
-            user: s.user.clone().filter(|u| !u.is_empty()),
-            transfer_workers: match &s.transfer_workers {
-                Some(v) if !(1..=1024).contains(v.get_ref()) => {
-                    return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
-                }
-                Some(v) => *v.get_ref() as usize,
-                None => DEFAULT_TRANSFER_WORKERS,
-            },
-            log_level: match &s.log_level {
-                Some(v) => Some(crate::logging::parse_level(v.get_ref()).ok_or_else(|| {
-                    err(
-                        Some(v.span()),
-                        format!("server.log-level: {:?} is not one of error, warning, info, debug, trace", v.get_ref()),
-                    )
-                })?),
-                None => None,
-            },
-            control: match (&s.control, &s.data_dir) {
-                (Some(p), _) => base.join(p),
-                (None, Some(d)) => default_control(&base.join(d)),
-                (None, None) => default_control(Path::new(DEFAULT_DATA_DIR)),
-            },
-            data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
-            cores: s.cores,
-            edns_size,
-            tcp,
-        };
-
-        let mut keys = Vec::new();
-        let mut key_names = HashSet::new();
-        for k in raw.key {
-            let span = k.span();
-            let k = k.into_inner();
-            let name = Name::parse_text(k.name.as_bytes(), Some(&Name::root()))
-                .map_err(|e| err(Some(span.clone()), format!("key {:?}: bad name: {e}", k.name)))?;
-            if !key_names.insert(k.name.clone()) {
-                return Err(err(Some(span), format!("key {:?} is defined twice", k.name)));
-            }
-            let algorithm = TsigAlgorithm::ALL
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k.algorithm.get_ref()))
-                .map(|&(_, a)| a)
-                .ok_or_else(|| {
-                    err(
-                        Some(k.algorithm.span()),
-                        format!(
-                            "key {:?}: algorithm {:?} is not one of {}",
-                            k.name,
-                            k.algorithm.get_ref(),
-                            TsigAlgorithm::ALL.map(|(n, _)| n).join(", ")
-                        ),
-                    )
-                })?;
-            let secret = base64::engine::general_purpose::STANDARD
-                .decode(k.secret.get_ref().trim())
-                .map_err(|e| err(Some(k.secret.span()), format!("key {:?}: secret is not base64: {e}", k.name)))?;
-            if secret.is_empty() {
-                return Err(err(Some(k.secret.span()), format!("key {:?}: empty secret", k.name)));
-            }
-            keys.push(Key { name, algorithm, secret });
-        }
-
-        let mut acls = Vec::new();
-        let mut acl_names = HashSet::new();
-        for a in raw.acl {
-            let span = a.span();
-            let a = a.into_inner();
-            if !acl_names.insert(a.name.clone()) {
-                return Err(err(Some(span), format!("acl {:?} is defined twice", a.name)));
-            }
-            let mut addresses = Vec::new();
-            for p in a.address {
-                let prefix = parse_prefix(p.get_ref()).ok_or_else(|| {
-                    err(Some(p.span()), format!("acl {:?}: address {:?} is not ADDRESS[/LENGTH]", a.name, p.get_ref()))
-                })?;
-                addresses.push(prefix);
-            }
-            if let Some(k) = &a.key {
-                if !key_names.contains(k.get_ref()) {
-                    return Err(err(Some(k.span()), format!("acl {:?}: no key named {:?}", a.name, k.get_ref())));
-                }
-            }
-            let mut actions = Vec::new();
-            for act in a.action {
-                actions.push(match act.get_ref().as_str() {
-                    "transfer" => Action::Transfer,
-                    "notify" => Action::Notify,
-                    other => {
-                        return Err(err(
-                            Some(act.span()),
-                            format!("acl {:?}: action {other:?} is not transfer or notify", a.name),
-                        ))
-                    }
-                });
-            }
-            let transfer_format = match a.transfer_format.as_ref().map(|f| f.get_ref().as_str()) {
-                None | Some("many-answers") => TransferFormat::ManyAnswers,
-                Some("one-answer") => TransferFormat::OneAnswer,
-                Some(other) => {
-                    let s = a.transfer_format.as_ref().map(|f| f.span());
-                    return Err(err(
-                        s,
-                        format!("acl {:?}: transfer-format {other:?} is not one-answer or many-answers", a.name),
-                    ));
-                }
-            };
-            acls.push(Acl { name: a.name, addresses, key: a.key.map(|k| k.into_inner()), actions, transfer_format });
-        }
-
-        let mut zones = Vec::new();
+        let server = server_section(raw.server, base, &err)?;
+        let (keys, key_names) = key_section(raw.key, &err)?;
+        let (acls, acl_names) = acl_section(raw.acl, &key_names, &err)?;
         let mut zone_names = HashSet::new();
-        // The `catalog` of each zone that names one, checked once every zone is read.
-        let mut catalog_tags = Vec::new();
-        for z in raw.zone {
-            let span = z.span();
-            let z = z.into_inner();
-            let zn = z.name.get_ref().clone();
-            let name = Name::parse_text(zn.as_bytes(), Some(&Name::root()))
-                .map_err(|e| err(Some(z.name.span()), format!("zone {zn:?}: bad name: {e}")))?;
-            if !zone_names.insert(name.to_lowercase()) {
-                return Err(err(Some(z.name.span()), format!("zone {zn:?} is defined twice")));
-            }
-            let role = match z.role.as_ref().map(|r| r.get_ref().as_str()) {
-                None | Some("primary") => Role::Primary,
-                Some("secondary") => Role::Secondary,
-                Some(other) => {
-                    let s = z.role.as_ref().map(|r| r.span());
-                    return Err(err(s, format!("zone {zn:?}: role {other:?} is not primary or secondary")));
-                }
-            };
-            let remote = |r: &toml::Spanned<String>, what: &str| -> Result<Remote, ConfigError> {
-                let remote = parse_remote(r.get_ref()).ok_or_else(|| {
-                    err(
-                        Some(r.span()),
-                        format!(
-                            "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp]\"",
-                            r.get_ref()
-                        ),
-                    )
-                })?;
-                if let Some(k) = &remote.key {
-                    if !key_names.contains(k) {
-                        return Err(err(
-                            Some(r.span()),
-                            format!("zone {zn:?}: {what} {:?}: no key named {k:?}", r.get_ref()),
-                        ));
-                    }
-                }
-                Ok(remote)
-            };
-            let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
-            let primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
-            let mut acl = Vec::new();
-            for a in &z.acl {
-                if !acl_names.contains(a.get_ref()) {
-                    return Err(err(Some(a.span()), format!("zone {zn:?}: no acl named {:?}", a.get_ref())));
-                }
-                acl.push(a.get_ref().clone());
-            }
-            let catalog_role = match z.catalog_role.as_ref().map(|r| r.get_ref().as_str()) {
-                None => None,
-                Some("consumer") if role == Role::Secondary => Some(CatalogRole::Consumer),
-                Some("producer") if role == Role::Primary && z.file.is_none() => Some(CatalogRole::Producer),
-                Some(other) => {
-                    let s = z.catalog_role.as_ref().map(|r| r.span());
-                    return Err(err(
-                        s,
-                        format!(
-                            "zone {zn:?}: catalog-role {other:?} is not consumer (of a secondary zone) or producer \
-                             (of a primary zone without a file)"
-                        ),
-                    ));
-                }
-            };
-            let catalog = match &z.catalog {
-                None => None,
-                Some(c) => {
-                    let n = Name::parse_text(c.get_ref().as_bytes(), Some(&Name::root())).map_err(|e| {
-                        err(Some(c.span()), format!("zone {zn:?}: catalog {:?}: bad name: {e}", c.get_ref()))
-                    })?;
-                    catalog_tags.push((n.to_lowercase(), c.span(), zn.clone()));
-                    Some(n)
-                }
-            };
-            let catalog_group = match &z.catalog_group {
-                Some(g) if g.get_ref().is_empty() || g.get_ref().len() > 255 => {
-                    return Err(err(Some(g.span()), format!("zone {zn:?}: catalog-group must be 1 to 255 octets")))
-                }
-                g => g.as_ref().map(|g| g.get_ref().clone()),
-            };
-            match role {
-                Role::Primary if z.file.is_none() && catalog_role != Some(CatalogRole::Producer) => {
-                    return Err(err(Some(span), format!("zone {zn:?}: a primary zone needs a file")))
-                }
-                Role::Secondary if primaries.is_empty() => {
-                    return Err(err(Some(span), format!("zone {zn:?}: a secondary zone needs primaries")))
-                }
-                _ => {}
-            }
-            let serial_policy = match z.serial_policy.as_ref().map(|p| p.get_ref().as_str()) {
-                None | Some("increment") => SerialPolicy::Increment,
-                Some("unixtime") => SerialPolicy::Unixtime,
-                Some("keep") => SerialPolicy::Keep,
-                Some(other) => {
-                    let s = z.serial_policy.as_ref().map(|p| p.span());
-                    return Err(err(
-                        s,
-                        format!("zone {zn:?}: serial-policy {other:?} is not increment, unixtime or keep"),
-                    ));
-                }
-            };
-            let d = crate::secondary::timers::Bounds::default();
-            let timers = crate::secondary::timers::Bounds {
-                refresh_min: z.refresh_min.unwrap_or(d.refresh_min),
-                refresh_max: z.refresh_max.unwrap_or(d.refresh_max),
-                retry_min: z.retry_min.unwrap_or(d.retry_min),
-                retry_max: z.retry_max.unwrap_or(d.retry_max),
-                expire_min: z.expire_min.unwrap_or(d.expire_min),
-                expire_max: z.expire_max.unwrap_or(d.expire_max),
-            };
-            zones.push(ZoneConf {
-                name,
-                file: z.file.map(|f| base.join(f)),
-                role,
-                notify,
-                notify_ns: z.notify_ns.unwrap_or(true),
-                acl,
-                primaries,
-                serial_policy,
-                journal_max_bytes: z.journal_max_bytes.unwrap_or(64 << 20),
-                journal_max_depth: z.journal_max_depth.unwrap_or(100),
-                timers,
-                transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
-                catalog_role,
-                catalog_max_members: z.catalog_max_members.unwrap_or(DEFAULT_CATALOG_MAX_MEMBERS),
-                catalog,
-                catalog_group,
-            });
-        }
-        let producers: HashSet<Name> = zones
-            .iter()
-            .filter(|p| p.catalog_role == Some(CatalogRole::Producer))
-            .map(|p| p.name.to_lowercase())
-            .collect();
-        for (c, span, zn) in catalog_tags {
-            if !producers.contains(&c) {
-                return Err(err(
-                    Some(span),
-                    format!("zone {zn:?}: catalog {c} is not a zone with catalog-role = \"producer\""),
-                ));
-            }
-        }
-        let mut templates: Vec<Template> = Vec::new();
-        for t in raw.template {
-            let span = t.span();
-            let t = t.into_inner();
-            if templates.iter().any(|o| o.name == t.name) {
-                return Err(err(Some(span), format!("template {:?} is defined twice", t.name)));
-            }
-            let mut primaries = Vec::new();
-            for r in &t.primaries {
-                let remote = parse_remote(r.get_ref())
-                    .filter(|p| p.key.as_ref().is_none_or(|k| key_names.contains(k)))
-                    .ok_or_else(|| {
-                        err(
-                            Some(r.span()),
-                            format!(
-                                "template {:?}: primary {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] \
-                                 [ixfr-udp]\" with a defined key",
-                                t.name,
-                                r.get_ref()
-                            ),
-                        )
-                    })?;
-                primaries.push(remote);
-            }
-            let mut acl = Vec::new();
-            for a in &t.acl {
-                if !acl_names.contains(a.get_ref()) {
-                    return Err(err(Some(a.span()), format!("template {:?}: no acl named {:?}", t.name, a.get_ref())));
-                }
-                acl.push(a.get_ref().clone());
-            }
-            templates.push(Template { name: t.name, primaries, acl });
-        }
-        let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
-            match v {
-                None => Ok(None),
-                Some(v) => crate::cookie::parse_secret(v.get_ref())
-                    .map(Some)
-                    .ok_or_else(|| err(Some(v.span()), format!("cookies.{key}: not 32 hexadecimal digits"))),
-            }
-        };
-        let cookies = match &raw.cookies {
-            None => None,
-            Some(c) => Some(Cookies {
-                secret: hex(&c.secret, "secret")?,
-                previous: hex(&c.secret_previous, "secret-previous")?,
-            }),
-        };
+        let zones = raw
+            .zone
+            .into_iter()
+            .map(|z| zone_section(z, base, &key_names, &acl_names, &mut zone_names, &err))
+            .collect::<Result<Vec<_>, _>>()?;
+        catalog_tags(&zones, &err)?;
+        let templates = template_section(raw.template, &key_names, &acl_names, &err)?;
+        let cookies = cookies_section(raw.cookies.as_ref(), &err)?;
         let rrl = raw.rrl.map(|r| rrl_section(r, &err)).transpose()?;
         Ok(Config { server, keys, acls, zones, templates, cookies, rrl })
     }
@@ -1045,6 +721,381 @@ impl Config {
 /// An optional setting's value, or its default.
 fn value<T: Copy>(v: &Option<toml::Spanned<T>>, default: T) -> T {
     v.as_ref().map_or(default, |v| *v.get_ref())
+}
+
+/// `[server]`.
+fn server_section(
+    s: RawServer,
+    base: &Path,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Server, ConfigError> {
+    let tcp = tcp_limits(&s, err)?;
+    let about = about(&s, err)?;
+    let mut listen = Vec::new();
+    for a in &s.listen {
+        // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
+        // meant something else (`serve`'s own default is 5353).
+        let addr = a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+            let why = if a.get_ref().trim().parse::<IpAddr>().is_ok() { "has no port" } else { "is not an address" };
+            err(
+                Some(a.span()),
+                format!("server.listen: {:?} {why}: write ADDRESS:PORT (192.0.2.1:53, [2001:db8::1]:53)", a.get_ref()),
+            )
+        })?;
+        listen.push(addr);
+    }
+    let edns_size = match s.edns_size {
+        Some(v) if *v.get_ref() < 512 => {
+            return Err(err(Some(v.span()), format!("server.edns-size: {} is below 512", v.get_ref())))
+        }
+        Some(v) => *v.get_ref(),
+        None => 1232,
+    };
+    let metrics = match &s.metrics {
+        Some(a) => Some(
+            a.get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref())))?,
+        ),
+        None => None,
+    };
+    Ok(Server {
+        about,
+        listen,
+        metrics,
+        user: s.user.clone().filter(|u| !u.is_empty()),
+        transfer_workers: match &s.transfer_workers {
+            Some(v) if !(1..=1024).contains(v.get_ref()) => {
+                return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
+            }
+            Some(v) => *v.get_ref() as usize,
+            None => DEFAULT_TRANSFER_WORKERS,
+        },
+        log_level: match &s.log_level {
+            Some(v) => Some(crate::logging::parse_level(v.get_ref()).ok_or_else(|| {
+                err(
+                    Some(v.span()),
+                    format!("server.log-level: {:?} is not one of error, warning, info, debug, trace", v.get_ref()),
+                )
+            })?),
+            None => None,
+        },
+        control: match (&s.control, &s.data_dir) {
+            (Some(p), _) => base.join(p),
+            (None, Some(d)) => default_control(&base.join(d)),
+            (None, None) => default_control(Path::new(DEFAULT_DATA_DIR)),
+        },
+        data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
+        cores: s.cores,
+        edns_size,
+        tcp,
+    })
+}
+
+/// `[[key]]`: the keys, and their names as written.
+fn key_section(
+    raw: Vec<toml::Spanned<RawKey>>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(Vec<Key>, HashSet<String>), ConfigError> {
+    let mut keys = Vec::new();
+    let mut key_names = HashSet::new();
+    for k in raw {
+        let span = k.span();
+        let k = k.into_inner();
+        let name = Name::parse_text(k.name.as_bytes(), Some(&Name::root()))
+            .map_err(|e| err(Some(span.clone()), format!("key {:?}: bad name: {e}", k.name)))?;
+        if !key_names.insert(k.name.clone()) {
+            return Err(err(Some(span), format!("key {:?} is defined twice", k.name)));
+        }
+        let algorithm = TsigAlgorithm::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k.algorithm.get_ref()))
+            .map(|&(_, a)| a)
+            .ok_or_else(|| {
+                err(
+                    Some(k.algorithm.span()),
+                    format!(
+                        "key {:?}: algorithm {:?} is not one of {}",
+                        k.name,
+                        k.algorithm.get_ref(),
+                        TsigAlgorithm::ALL.map(|(n, _)| n).join(", ")
+                    ),
+                )
+            })?;
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(k.secret.get_ref().trim())
+            .map_err(|e| err(Some(k.secret.span()), format!("key {:?}: secret is not base64: {e}", k.name)))?;
+        if secret.is_empty() {
+            return Err(err(Some(k.secret.span()), format!("key {:?}: empty secret", k.name)));
+        }
+        keys.push(Key { name, algorithm, secret });
+    }
+    Ok((keys, key_names))
+}
+
+/// `[[acl]]`: the ACLs, and their names.
+fn acl_section(
+    raw: Vec<toml::Spanned<RawAcl>>,
+    key_names: &HashSet<String>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(Vec<Acl>, HashSet<String>), ConfigError> {
+    let mut acls = Vec::new();
+    let mut acl_names = HashSet::new();
+    for a in raw {
+        let span = a.span();
+        let a = a.into_inner();
+        if !acl_names.insert(a.name.clone()) {
+            return Err(err(Some(span), format!("acl {:?} is defined twice", a.name)));
+        }
+        let mut addresses = Vec::new();
+        for p in a.address {
+            let prefix = parse_prefix(p.get_ref()).ok_or_else(|| {
+                err(Some(p.span()), format!("acl {:?}: address {:?} is not ADDRESS[/LENGTH]", a.name, p.get_ref()))
+            })?;
+            addresses.push(prefix);
+        }
+        if let Some(k) = &a.key {
+            if !key_names.contains(k.get_ref()) {
+                return Err(err(Some(k.span()), format!("acl {:?}: no key named {:?}", a.name, k.get_ref())));
+            }
+        }
+        let mut actions = Vec::new();
+        for act in a.action {
+            actions.push(match act.get_ref().as_str() {
+                "transfer" => Action::Transfer,
+                "notify" => Action::Notify,
+                other => {
+                    return Err(err(
+                        Some(act.span()),
+                        format!("acl {:?}: action {other:?} is not transfer or notify", a.name),
+                    ))
+                }
+            });
+        }
+        let transfer_format = match a.transfer_format.as_ref().map(|f| f.get_ref().as_str()) {
+            None | Some("many-answers") => TransferFormat::ManyAnswers,
+            Some("one-answer") => TransferFormat::OneAnswer,
+            Some(other) => {
+                let s = a.transfer_format.as_ref().map(|f| f.span());
+                return Err(err(
+                    s,
+                    format!("acl {:?}: transfer-format {other:?} is not one-answer or many-answers", a.name),
+                ));
+            }
+        };
+        acls.push(Acl { name: a.name, addresses, key: a.key.map(|k| k.into_inner()), actions, transfer_format });
+    }
+    Ok((acls, acl_names))
+}
+
+/// One `[[zone]]`; `zone_names` (lowercased) catches a zone defined twice.
+fn zone_section(
+    z: toml::Spanned<RawZone>,
+    base: &Path,
+    key_names: &HashSet<String>,
+    acl_names: &HashSet<String>,
+    zone_names: &mut HashSet<Name>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<ZoneConf, ConfigError> {
+    let span = z.span();
+    let z = z.into_inner();
+    let zn = z.name.get_ref().clone();
+    let name = Name::parse_text(zn.as_bytes(), Some(&Name::root()))
+        .map_err(|e| err(Some(z.name.span()), format!("zone {zn:?}: bad name: {e}")))?;
+    if !zone_names.insert(name.to_lowercase()) {
+        return Err(err(Some(z.name.span()), format!("zone {zn:?} is defined twice")));
+    }
+    let role = match z.role.as_ref().map(|r| r.get_ref().as_str()) {
+        None | Some("primary") => Role::Primary,
+        Some("secondary") => Role::Secondary,
+        Some(other) => {
+            let s = z.role.as_ref().map(|r| r.span());
+            return Err(err(s, format!("zone {zn:?}: role {other:?} is not primary or secondary")));
+        }
+    };
+    let remote = |r: &toml::Spanned<String>, what: &str| -> Result<Remote, ConfigError> {
+        let remote = parse_remote(r.get_ref()).ok_or_else(|| {
+            err(
+                Some(r.span()),
+                format!(
+                    "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp]\"",
+                    r.get_ref()
+                ),
+            )
+        })?;
+        if let Some(k) = &remote.key {
+            if !key_names.contains(k) {
+                return Err(err(Some(r.span()), format!("zone {zn:?}: {what} {:?}: no key named {k:?}", r.get_ref())));
+            }
+        }
+        Ok(remote)
+    };
+    let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
+    let primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
+    let mut acl = Vec::new();
+    for a in &z.acl {
+        if !acl_names.contains(a.get_ref()) {
+            return Err(err(Some(a.span()), format!("zone {zn:?}: no acl named {:?}", a.get_ref())));
+        }
+        acl.push(a.get_ref().clone());
+    }
+    let catalog_role = match z.catalog_role.as_ref().map(|r| r.get_ref().as_str()) {
+        None => None,
+        Some("consumer") if role == Role::Secondary => Some(CatalogRole::Consumer),
+        Some("producer") if role == Role::Primary && z.file.is_none() => Some(CatalogRole::Producer),
+        Some(other) => {
+            let s = z.catalog_role.as_ref().map(|r| r.span());
+            return Err(err(
+                s,
+                format!(
+                    "zone {zn:?}: catalog-role {other:?} is not consumer (of a secondary zone) or producer (of a \
+                     primary zone without a file)"
+                ),
+            ));
+        }
+    };
+    let catalog = match &z.catalog {
+        None => None,
+        Some(c) => Some(
+            Name::parse_text(c.get_ref().as_bytes(), Some(&Name::root()))
+                .map_err(|e| err(Some(c.span()), format!("zone {zn:?}: catalog {:?}: bad name: {e}", c.get_ref())))?,
+        ),
+    };
+    let catalog_group = match &z.catalog_group {
+        Some(g) if g.get_ref().is_empty() || g.get_ref().len() > 255 => {
+            return Err(err(Some(g.span()), format!("zone {zn:?}: catalog-group must be 1 to 255 octets")))
+        }
+        g => g.as_ref().map(|g| g.get_ref().clone()),
+    };
+    match role {
+        Role::Primary if z.file.is_none() && catalog_role != Some(CatalogRole::Producer) => {
+            return Err(err(Some(span), format!("zone {zn:?}: a primary zone needs a file")))
+        }
+        Role::Secondary if primaries.is_empty() => {
+            return Err(err(Some(span), format!("zone {zn:?}: a secondary zone needs primaries")))
+        }
+        _ => {}
+    }
+    let serial_policy = match z.serial_policy.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("increment") => SerialPolicy::Increment,
+        Some("unixtime") => SerialPolicy::Unixtime,
+        Some("keep") => SerialPolicy::Keep,
+        Some(other) => {
+            let s = z.serial_policy.as_ref().map(|p| p.span());
+            return Err(err(s, format!("zone {zn:?}: serial-policy {other:?} is not increment, unixtime or keep")));
+        }
+    };
+    let d = crate::secondary::timers::Bounds::default();
+    let timers = crate::secondary::timers::Bounds {
+        refresh_min: z.refresh_min.unwrap_or(d.refresh_min),
+        refresh_max: z.refresh_max.unwrap_or(d.refresh_max),
+        retry_min: z.retry_min.unwrap_or(d.retry_min),
+        retry_max: z.retry_max.unwrap_or(d.retry_max),
+        expire_min: z.expire_min.unwrap_or(d.expire_min),
+        expire_max: z.expire_max.unwrap_or(d.expire_max),
+    };
+    Ok(ZoneConf {
+        name,
+        file: z.file.map(|f| base.join(f)),
+        role,
+        notify,
+        notify_ns: z.notify_ns.unwrap_or(true),
+        acl,
+        primaries,
+        serial_policy,
+        journal_max_bytes: z.journal_max_bytes.unwrap_or(64 << 20),
+        journal_max_depth: z.journal_max_depth.unwrap_or(100),
+        timers,
+        transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
+        catalog_role,
+        catalog_max_members: z.catalog_max_members.unwrap_or(DEFAULT_CATALOG_MAX_MEMBERS),
+        catalog_span: z.catalog.as_ref().map(|c| c.span()),
+        catalog,
+        catalog_group,
+    })
+}
+
+/// Each zone's `catalog` must name a zone of the file with `catalog-role = "producer"`.
+fn catalog_tags(
+    zones: &[ZoneConf],
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let producers: HashSet<Name> =
+        zones.iter().filter(|p| p.catalog_role == Some(CatalogRole::Producer)).map(|p| p.name.to_lowercase()).collect();
+    for z in zones {
+        let Some(c) = &z.catalog else { continue };
+        if !producers.contains(&c.to_lowercase()) {
+            return Err(err(
+                z.catalog_span.clone(),
+                format!("zone {}: catalog {c} is not a zone with catalog-role = \"producer\"", z.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[[template]]`.
+fn template_section(
+    raw: Vec<toml::Spanned<RawTemplate>>,
+    key_names: &HashSet<String>,
+    acl_names: &HashSet<String>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Vec<Template>, ConfigError> {
+    let mut templates: Vec<Template> = Vec::new();
+    for t in raw {
+        let span = t.span();
+        let t = t.into_inner();
+        if templates.iter().any(|o| o.name == t.name) {
+            return Err(err(Some(span), format!("template {:?} is defined twice", t.name)));
+        }
+        let mut primaries = Vec::new();
+        for r in &t.primaries {
+            let remote = parse_remote(r.get_ref())
+                .filter(|p| p.key.as_ref().is_none_or(|k| key_names.contains(k)))
+                .ok_or_else(|| {
+                    err(
+                        Some(r.span()),
+                        format!(
+                            "template {:?}: primary {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] \
+                                 [ixfr-udp]\" with a defined key",
+                            t.name,
+                            r.get_ref()
+                        ),
+                    )
+                })?;
+            primaries.push(remote);
+        }
+        let mut acl = Vec::new();
+        for a in &t.acl {
+            if !acl_names.contains(a.get_ref()) {
+                return Err(err(Some(a.span()), format!("template {:?}: no acl named {:?}", t.name, a.get_ref())));
+            }
+            acl.push(a.get_ref().clone());
+        }
+        templates.push(Template { name: t.name, primaries, acl });
+    }
+    Ok(templates)
+}
+
+/// `[cookies]`.
+fn cookies_section(
+    c: Option<&RawCookies>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Option<Cookies>, ConfigError> {
+    let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(v) => crate::cookie::parse_secret(v.get_ref())
+                .map(Some)
+                .ok_or_else(|| err(Some(v.span()), format!("cookies.{key}: not 32 hexadecimal digits"))),
+        }
+    };
+    Ok(match c {
+        None => None,
+        Some(c) => {
+            Some(Cookies { secret: hex(&c.secret, "secret")?, previous: hex(&c.secret_previous, "secret-previous")? })
+        }
+    })
 }
 
 /// The `[rrl]` section, checked; `err` makes an error at a span of the file.

@@ -21,7 +21,7 @@ fn have_dnspython() -> bool {
             !common::in_ci(),
             "{PYTHON} with dnspython is required under CI=true (apt-get install python3-dnspython)"
         );
-        eprintln!("skipping: {PYTHON} with dnspython not found (apt-get install python3-dnspython)");
+        common::skipped(&format!("{PYTHON} with dnspython not found (apt-get install python3-dnspython)"));
     }
     ok
 }
@@ -327,7 +327,7 @@ fn xdp_prerequisites() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         assert!(!common::in_ci(), "xdp metrics: needs root under CI=true");
-        eprintln!("skipping: needs root (BPF, AF_XDP and network namespaces)");
+        common::skipped("needs root (BPF, AF_XDP and network namespaces)");
         return false;
     }
     common::have("ip", "iproute2") && common::have("ethtool", "ethtool") && common::have("kdig", "knot-dnsutils")

@@ -348,7 +348,7 @@ fn rrl_through_af_xdp() {
     if !root || !tools {
         let why = if root { "ip or ethtool missing" } else { "needs root (BPF, AF_XDP, network namespaces)" };
         assert!(!common::in_ci(), "{TEST}: cannot run under CI=true: {why}");
-        eprintln!("{TEST}: skipped: {why}");
+        common::skipped(why);
         return;
     }
     let _turn = ONE_FLOOD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

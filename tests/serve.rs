@@ -2,6 +2,8 @@
 //! one connection, and a corpus of malformed packets that must get FORMERR or a counted drop
 //! while the server keeps answering.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -113,7 +115,7 @@ fn tool(name: &str) -> bool {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{name} is required under CI=true");
         }
-        eprintln!("skipping the {name} part: {name} is not installed");
+        common::skipped_part(&format!("{name} is not installed"));
     }
     found
 }

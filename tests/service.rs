@@ -94,7 +94,7 @@ fn the_unit_verifies() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/nsxdp.service")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nsxdp.service");
-    std::fs::write(&path, unit.replace("/usr/sbin/nsxdp", env!("CARGO_BIN_EXE_nsxdp"))).unwrap();
+    std::fs::write(&path, unit.replace("/usr/bin/nsxdp", env!("CARGO_BIN_EXE_nsxdp"))).unwrap();
     let o = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
     let out = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && out.trim().is_empty(), "systemd-analyze verify:\n{out}");
@@ -127,7 +127,7 @@ fn user_switch_after_binding() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         assert!(!in_ci(), "needs root under CI=true");
-        eprintln!("skipping: switching users needs root");
+        common::skipped("switching users needs root");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -157,6 +157,28 @@ fn user_switch_after_binding() {
     let (ok, out) = ctl(&c, &["reload"]);
     assert!(ok, "{out}");
     assert_eq!(soa_serial(port, "svc.test."), Some(2));
+    let (ok, out) = ctl(&c, &["stop"]);
+    assert!(ok, "{out}");
+    assert!(wait_exit(&mut child).success());
+    assert_eq!(recv(&sock), "STOPPING=1");
+
+    // The zone file changes while the server is stopped: the next start journals the change
+    // as root, before the switch. What it wrote is given to nobody, so that later reloads
+    // can still write the journal.
+    std::fs::write(dir.path().join("svc.zone"), zone(3)).unwrap();
+    let mut child = start(dir.path(), &c, &notify);
+    assert_eq!(recv(&sock), "READY=1");
+    assert_eq!(soa_serial(port, "svc.test."), Some(3));
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let entry = entry.unwrap();
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (nobody, nobody), "{}", entry.path().display());
+    }
+    std::fs::write(dir.path().join("svc.zone"), zone(4)).unwrap();
+    let (ok, out) = ctl(&c, &["reload"]);
+    assert!(ok, "{out}");
+    assert_eq!(soa_serial(port, "svc.test."), Some(4));
     let (ok, out) = ctl(&c, &["stop"]);
     assert!(ok, "{out}");
     assert!(wait_exit(&mut child).success());

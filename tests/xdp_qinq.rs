@@ -31,7 +31,7 @@ fn prerequisites(test: &str) -> bool {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     let skip = |why: String| {
         assert!(!ci, "{test}: cannot run (CI=true, so this is a failure): {why}");
-        eprintln!("{test}: skipped: {why}");
+        common::skipped(&why);
         false
     };
     // SAFETY: geteuid has no preconditions.

@@ -44,7 +44,12 @@ fn in_ci() -> bool {
 
 fn skip_or_fail(test: &str, why: &str) {
     assert!(!in_ci(), "{test}: cannot run (CI=true, so this is a failure): {why}");
-    eprintln!("{test}: skipped: {why}");
+    common::skipped(why);
+}
+
+fn skip_part_or_fail(test: &str, why: &str) {
+    assert!(!in_ci(), "{test}: cannot run (CI=true, so this is a failure): {why}");
+    common::skipped_part(why);
 }
 
 fn which(tool: &str) -> bool {
@@ -299,7 +304,7 @@ fn xdp_serve_answers_through_af_xdp() {
     // program passes to the kernel), over IPv4 and IPv6.
     let mut battery = 0;
     if !Path::new(PYTHON).exists() {
-        skip_or_fail(TEST, &format!("differential part: {PYTHON} is not installed"));
+        skip_part_or_fail(TEST, &format!("differential part: {PYTHON} is not installed"));
     } else {
         let kargs = ["--listen", "198.18.0.1:5300", "--listen", "[2001:db8::1]:5300", "--cores", "1"];
         let kernel = Server::start(&tb, &kernel_dir, &kargs).unwrap_or_else(|e| panic!("{e}"));
@@ -320,7 +325,7 @@ fn xdp_serve_answers_through_af_xdp() {
                     battery += n;
                 }
                 Some(3) => {
-                    skip_or_fail(TEST, &format!("differential part: {}", stdout.trim()));
+                    skip_part_or_fail(TEST, &format!("differential part: {}", stdout.trim()));
                     break;
                 }
                 status => panic!(

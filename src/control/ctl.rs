@@ -425,13 +425,18 @@ pub fn spawn_manager(
         let mut pending_publish = false;
         let mut unannounced: Vec<Name> = Vec::new();
         while !shutdown.load(Ordering::Relaxed) {
-            // The zones' state for the metrics: after anything happened, and every second
-            // (expiry changes on its own).
+            // The zones' state for the metrics: soon after anything happened, and every second
+            // (expiry changes on its own). It walks every zone: a burst of events (10^4
+            // catalog members arriving, a NOTIFY for each of 10^5 zones) must not walk them
+            // all once per event, so at most every 50 ms.
             if let Some(m) = &metrics {
-                let since = published.map_or(Duration::MAX, |t| t.elapsed());
-                if (acted && since >= PUBLISH_EVERY) || since >= Duration::from_secs(1) {
+                let since = published.map(|t| t.elapsed());
+                if (acted && since.is_none_or(|t| t >= Duration::from_millis(50)))
+                    || since.is_none_or(|t| t >= Duration::from_secs(1))
+                {
                     m.publish_zones(&zones);
                     published = Some(std::time::Instant::now());
+                    acted = false;
                 }
             }
             let mut changed = Vec::new();
@@ -472,7 +477,7 @@ pub fn spawn_manager(
                     Err(_) => break,
                 }
             }
-            acted = !batch.is_empty() || !changed.is_empty();
+            acted |= !batch.is_empty() || !changed.is_empty();
             // Changed zones by name: commands may move zones in the set.
             let mut changed: Vec<Name> = changed.into_iter().map(|i| zones.zones[i].name.clone()).collect();
             // Consumed catalogs with a new version: their members follow once the rest of
@@ -593,22 +598,23 @@ impl Workers {
 fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Name) -> bool) {
     let now = std::time::Instant::now();
     let mut republish = false;
-    // Nothing is copied of a zone that is not due: this runs every turn over every zone.
+    // Every zone is looked at on every turn of the manager: nothing is copied for one that is
+    // not due.
     for z in &mut zones.zones {
-        let name = &z.name;
         let Some(s) = z.secondary.as_mut() else { continue };
         if s.refresh.expire(now) {
             s.counters.expired += 1;
-            log::error!("zone {name}: expired: no primary answered within the SOA expire time; SERVFAIL");
+            log::error!("zone {}: expired: no primary answered within the SOA expire time; SERVFAIL", z.name);
             republish = true;
         }
         if !s.refresh.due(now) || !workers.free() {
             continue;
         }
+        let (name, current) = (z.name.clone(), z.snapshot.clone());
         s.refresh.started(now);
         s.counters.checks += 1;
         let mut primaries = s.primaries.clone();
-        if catalog(name) {
+        if catalog(&name) {
             for p in primaries.iter_mut().filter(|p| p.ixfr) {
                 p.ixfr_udp = true;
             }
@@ -616,7 +622,7 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Na
         let job = Job {
             zone: name.clone(),
             primaries,
-            current: z.snapshot.clone().zip(s.soa.clone()),
+            current: current.zip(s.soa.clone()),
             force_axfr: std::mem::take(&mut s.force_axfr),
             limits: s.limits,
             timeout: s.timeout,

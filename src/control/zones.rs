@@ -183,6 +183,10 @@ impl Secondary {
     }
 }
 
+/// The longest wait before the first check of a secondary zone served from what the last
+/// run kept (see [`ZoneSet::first_check_spread`]).
+pub const FIRST_CHECK_SPREAD_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a reload did.
 #[derive(Debug)]
 pub enum Reloaded {
@@ -619,10 +623,23 @@ impl ZoneSet {
         Ok(self.zones.last().expect("just pushed"))
     }
 
+    /// How long the first check of the next secondary zone served from what the last run
+    /// kept waits: random, below one millisecond per zone already in the set,
+    /// at most [`FIRST_CHECK_SPREAD_MAX`]. A host of a few zones checks them at once; one of
+    /// 10^5 spreads their first SOA queries over a minute instead of sending them all to its
+    /// primaries at start-up (a NOTIFY still makes a zone due at once).
+    fn first_check_spread(&self) -> std::time::Duration {
+        let max_ms = (self.zones.len() as u64).min(FIRST_CHECK_SPREAD_MAX.as_millis() as u64);
+        if max_ms == 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_millis(getrandom::u64().unwrap_or(0) % (max_ms + 1))
+    }
+
     /// Starts a secondary zone: served at once from what the last run kept (snapshot plus
     /// journal) unless that has expired (the time of its last successful check is kept in
-    /// `NAME.refresh`); a check is due at once either way. A zone with nothing kept answers
-    /// SERVFAIL until its first transfer.
+    /// `NAME.refresh`), and checked soon ([`Self::first_check_spread`]). A zone with nothing
+    /// kept answers SERVFAIL until its first transfer, which is due at once.
     pub fn add_secondary(
         &mut self,
         name: &Name,
@@ -662,7 +679,7 @@ impl ZoneSet {
                     let timers = soa.as_ref().and_then(|s| SoaTimers::from_rdata(&s.rdata));
                     let since = read_last_success(&self.refresh_path(name));
                     if let Some(t) = timers {
-                        refresh = Refresh::loaded(bounds, t, since, now);
+                        refresh = Refresh::loaded(bounds, t, since, now, self.first_check_spread());
                         if !refresh.serving() {
                             notes.push(format!(
                                 "zone {name}: serial {} kept from the last run has expired ({}s since the last \
@@ -1457,6 +1474,28 @@ www A 1.2.3
         assert_eq!(zs.zones[0].serial(), Some(11));
         assert!(notes.iter().any(|n| n.contains("from the last run")), "{notes:?}");
         assert!(zs.zones[0].last_error.is_some());
+    }
+
+    #[test]
+    fn first_checks_spread_with_the_number_of_zones() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        assert_eq!(zs.first_check_spread(), std::time::Duration::ZERO, "a first zone is checked at once");
+        let add = |zs: &mut ZoneSet, n: usize| {
+            for i in zs.zones.len()..n {
+                let name = Name::parse_text(format!("z{i}.test.").as_bytes(), None).unwrap();
+                zs.add_unloaded(&name, Path::new("x.zone"), SerialPolicy::Keep, Limits::default(), "-".into()).unwrap();
+            }
+        };
+        add(&mut zs, 50);
+        let spreads: Vec<_> = (0..200).map(|_| zs.first_check_spread()).collect();
+        assert!(spreads.iter().all(|d| d.as_millis() <= 50), "{spreads:?}");
+        assert!(spreads.iter().any(|d| d.as_millis() > 5), "random, not always at once: {spreads:?}");
+        add(&mut zs, 61_000);
+        let spreads: Vec<_> = (0..200).map(|_| zs.first_check_spread()).collect();
+        assert!(spreads.iter().all(|d| *d <= FIRST_CHECK_SPREAD_MAX), "capped");
+        assert!(spreads.iter().any(|d| d.as_secs() > 10), "{spreads:?}");
     }
 
     #[test]
