@@ -510,7 +510,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let zone_confs = config.as_ref().map_or(&[][..], |c| &c.zones[..]);
     if args.zones.is_empty() && args.snapshots.is_empty() && zone_confs.is_empty() {
-        bail!("nothing to serve: give --zone FILE, --snapshot FILE or --config FILE with zones");
+        // A configuration may start empty: its zones come from the data directory's zone
+        // list (`ctl zone-add`) or from catalogs, as Knot and NSD start without zones.
+        if config.is_none() {
+            bail!("nothing to serve: give --zone FILE, --snapshot FILE or --config FILE");
+        }
+        log::warn!("no zones in the configuration: only those of `ctl zone-add` will be served");
     }
     let data_dir = match (&args.data_dir, &config) {
         (Some(d), _) => d.clone(),

@@ -132,3 +132,33 @@ fn zones_added_and_removed_at_run_time() {
     let list = std::fs::read_to_string(data.join("zonelist")).unwrap();
     assert!(!list.contains("new.test") && !list.contains("sec.test"), "{list}");
 }
+
+/// A configuration without zones starts (its zones come by zone-add, as Knot and NSD start
+/// without zones), and after a restart serves what was added.
+#[test]
+fn a_configuration_without_zones_starts_and_keeps_what_is_added() {
+    if !have("kdig", "knot-dnsutils") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let conf = d.join("nsxdp.toml");
+    std::fs::write(
+        &conf,
+        format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"data/ctl.sock\"\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("only.test.zone"), zone_text("only.test", 5)).unwrap();
+    let server = start_nsxdp(d, &conf);
+    let log = std::fs::read_to_string(d.join("nsxdp.log")).unwrap();
+    assert!(log.contains("no zones in the configuration"), "{log}");
+    assert_eq!(kdig_status(port, "only.test", "SOA", &[]), "REFUSED");
+    let file = d.join("only.test.zone");
+    let (ok, out) = ctl(&conf, &["zone-add", "only.test", "--file", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    wait_serial(port, "only.test", Some(5), &[d]);
+    drop(server);
+    let _server = start_nsxdp(d, &conf);
+    wait_serial(port, "only.test", Some(5), &[d]);
+}
