@@ -136,6 +136,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Gone already (and waited for): its PID may be another process's by now.
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         // Our own child, by PID.
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
         let t0 = Instant::now();
