@@ -92,7 +92,7 @@ class Server:
             t = time.monotonic()
             with self.lock:
                 self.lines.append((t, line.rstrip("\n")))
-            if line.strip() == "nsxdp: ready":
+            if line.strip().endswith(" info: ready"):
                 self.ready.set()
 
     def find(self, pattern, after):

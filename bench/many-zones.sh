@@ -175,7 +175,7 @@ conf_nsxdp() {
     mkdir -p "$d/data"
     {
         printf '[server]\nlisten = ["127.0.0.1:%s"]\ndata-dir = "%s/data"\ncontrol = "%s/ctl.sock"\n' "$port" "$d" "$d"
-        awk -v z="$ZDIR/zones" '{ printf "\n[[zone]]\nname = \"%s\"\nfile = \"%s/%s.zone\"\n", $1, z, $1 }' "$ZDIR/zones.list"
+        awk -v z="$ZDIR/zones" '{ printf "\n[[zone]]\nname = \"%s\"\nfile = \"%s/%s.zone\"\nnotify-ns = false\n", $1, z, $1 }' "$ZDIR/zones.list"
     } >"$d/nsxdp.toml"
 }
 run_nsxdp() {

@@ -12,6 +12,9 @@
 #   --only LIST   nsxdp, knotd or nsxdp,knotd (default both)
 #   --quick       N = 20000, R = 3
 #   --no-build    do not run `cargo build --release`
+#   --chart FILE  also draw the medians of each phase for each primary as grouped bars (SVG,
+#                 bench/plot.py with python3-matplotlib; default bench/charts/reload-latency.svg
+#                 when matplotlib is there, else no chart)
 #
 # Environment:
 #   NSXDP_BIN=PATH       nsxdp binary to measure (default target/release/nsxdp; implies no build)
@@ -39,6 +42,7 @@ RUNS=10
 CHANGE=1000
 ONLY=nsxdp,knotd
 BUILD=1
+CHART=
 START_TIMEOUT_S=300
 RELOAD_TIMEOUT_S=30        # one reload until the secondary serves it
 UTIL=$SCRIPT_DIR/xfr-util.py
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY=${2:?}; shift ;;
         --quick) N=20000; RUNS=3 ;;
         --no-build) BUILD=0 ;;
+        --chart) CHART=${2:?}; shift ;;
         -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
@@ -326,3 +331,24 @@ if len(summary) == 2:
     print("ratio nsxdp/knotd (median total): %.2f" % (summary["nsxdp"] / summary["knotd"]))
 EOF
 echo "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- chart: median of each phase, per primary ---
+PLOT_PYTHON=/usr/bin/python3    # Debian's, where python3-matplotlib installs
+if [ -z "$CHART" ] && "$PLOT_PYTHON" -c 'import matplotlib' 2>/dev/null; then
+    CHART=$REPO/bench/charts/reload-latency.svg
+fi
+if [ -n "$CHART" ]; then
+    mkdir -p "$(dirname "$CHART")"
+    python3 - "$RESULTS" <<'EOF' | "$PLOT_PYTHON" "$SCRIPT_DIR/plot.py" bars "$CHART" \
+        --title "Reload of $CHANGE RRs until a knotd secondary serves it ($N names, $(date +%Y-%m-%d))" \
+        --ylabel "ms, median over $RUNS reloads"
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+phases = [("reload-cmd", 4), ("t0->NOTIFY", 6), ("NOTIFY->xfr", 7), ("xfr", 8), ("xfr->served", 10), ("total", 3)]
+for p in ("nsxdp", "knotd"):
+    for label, i in phases:
+        v = [float(r[i]) for r in rows if r[0] == p and r[i] != "-"]
+        if v:
+            print("%s-primary %s %.1f" % (p, label, statistics.median(v)))
+EOF
+fi

@@ -137,7 +137,7 @@ start_nsxdp() {
     {
         printf '[server]\nlisten = ["127.0.0.1:%s"]\ndata-dir = "%s/data"\ncontrol = "%s/control.sock"\n\n' \
             "$port" "$d" "$d"
-        printf '[[zone]]\nname = "%s"\nfile = "%s"\n' "$ORIGIN" "$ZONE"
+        printf '[[zone]]\nname = "%s"\nfile = "%s"\nnotify-ns = false\n' "$ORIGIN" "$ZONE"
         [ -z "$rate" ] || printf '\n[rrl]\nrate = %s\nslip = %s\n\n[cookies]\n' "$rate" "$SLIP"
     } >"$d/nsxdp.toml"
     taskset -c "$SERVER_CPU" "$NSXDP" serve --config "$d/nsxdp.toml" --cores 1 >"$d/server.log" 2>&1 &

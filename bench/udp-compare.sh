@@ -16,6 +16,10 @@
 #                    with EDNS (UDP size 1232) and DO=1, the signed mix of gen-queries.py
 #                    (positive, DS, NXDOMAIN, NODATA, wildcard, referrals to secure and
 #                    insecure delegations), sent by dnsperf -B; not with --edns
+#   --latency QPS    after each throughput run, 5 s more at QPS offered (dnsperf -Q, -v: every
+#                    query's latency), the p50/p90/p99/p99.9 per server in a table and a chart
+#                    (bench/plot.py, python3-matplotlib) in --charts DIR
+#   --charts DIR     where the chart goes (default bench/charts)
 #   --no-build       do not run `cargo build --release`
 #
 # Environment:
@@ -43,6 +47,8 @@ EDNS=
 SIGNED=
 ONLY=nsxdp,knotd,nsd
 BUILD=1
+LATENCY=
+CHARTS=
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 QUERY_LINES=200000         # lines in the query file (dnsperf loops over it)
@@ -66,6 +72,8 @@ while [ $# -gt 0 ]; do
         --signed) SIGNED=${2:?}; shift ;;
         --only) ONLY=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
+        --latency) LATENCY=${2:?}; shift ;;
+        --charts) CHARTS=${2:?}; shift ;;
         -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
@@ -266,6 +274,28 @@ measure() {
     out=$d/dnsperf.txt
     run_dnsperf "$port" "$DURATION" "$out"
     after=$(cpu_s "$pid")
+    if [ -n "$LATENCY" ]; then
+        # shellcheck disable=SC2086
+        taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$QUERIES" "${QUERY_OPTS[@]}" -l 5 \
+            -c "$CLIENTS" -T 1 -q "$OUTSTANDING" -Q "$LATENCY" $EDNS -t 2 -v >"$d/latency.txt" 2>&1 \
+            || { tail -n 20 "$d/latency.txt" >&2; die "dnsperf -v failed"; }
+        python3 - "$name" "$run" "$d/latency.txt" >>"$TMP/latency.txt" <<'EOF'
+import sys
+name, run, path = sys.argv[1:4]
+def seconds(line):
+    # "> NOERROR www.bench.test A 0.000045"; a query that timed out ("> T ...") has none.
+    try:
+        return float(line.split()[-1])
+    except ValueError:
+        return None
+lat = sorted(x for x in (seconds(l) for l in open(path) if l.startswith("> ")) if x is not None)
+if not lat:
+    sys.exit("udp-compare: no latencies in %s" % path)
+pick = lambda p: lat[min(len(lat) - 1, int(p / 100.0 * len(lat)))] * 1e6
+print(name, run, len(lat), " ".join("%.1f" % pick(p) for p in (50, 90, 99, 99.9)))
+EOF
+        log "$name run $run latency at $LATENCY q/s (n, p50 p90 p99 p99.9 in us): $(tail -n1 "$TMP/latency.txt")"
+    fi
     stop_server "$pid"
     python3 - "$name" "$run" "$out" "$before" "$after" >>"$RESULTS" <<'EOF'
 import re, sys
@@ -340,3 +370,29 @@ if signed:
             if peer in stat:
                 print("q/cpu-s nsxdp/%s: %.2f%s" % (peer, n / med(stat[peer][1]), " (target >= 1)" if peer == "nsd" else ""))
 EOF
+
+# --- latency percentiles (--latency): medians over the rounds, a table and a chart ---
+if [ -n "$LATENCY" ]; then
+    CHARTS=${CHARTS:-$REPO/bench/charts}
+    python3 - "$TMP/latency.txt" >"$TMP/latency-rows.txt" <<'EOF'
+import sys
+v = {}
+for l in open(sys.argv[1]):
+    name, run, n, *ps = l.split()
+    for label, x in zip(("p50", "p90", "p99", "p99.9"), ps):
+        v.setdefault((name, label), []).append(float(x))
+for (name, label), xs in v.items():
+    xs.sort()
+    print(name, label, "%.1f" % xs[len(xs) // 2])
+EOF
+    echo "latency at $LATENCY queries/s offered, us (median over rounds):"
+    sed 's/^/  /' "$TMP/latency-rows.txt"
+    if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+        mkdir -p "$CHARTS"
+        /usr/bin/python3 "$SCRIPT_DIR/plot.py" bars "$CHARTS/udp-latency.svg" <"$TMP/latency-rows.txt" \
+            --title "Kernel UDP: query latency at $LATENCY queries/s (dnsperf, ${SIGNED:+signed $SIGNED, }$N names, $(date +%Y-%m-%d))" \
+            --ylabel "microseconds"
+    else
+        log "no chart: apt-get install python3-matplotlib"
+    fi
+fi

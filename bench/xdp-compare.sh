@@ -21,6 +21,12 @@
 #                    with EDNS and DO=1 (kxdpgun's D flag), the signed mix of gen-queries.py
 #                    (positive, DS, NXDOMAIN, NODATA, wildcard, referrals to secure and
 #                    insecure delegations)
+#   --sweep LIST     instead of the max and fixed runs: each server at each offered rate of
+#                    LIST (queries/s, comma-separated, e.g. 100000,200000,400000,800000),
+#                    and two charts (bench/plot.py, python3-matplotlib): replies/s against
+#                    offered load for nsxdp and knotd, and nsxdp's service-time percentiles
+#                    (its own histogram; knotd has none) against offered load
+#   --charts DIR     where the sweep's SVG charts go (default bench/charts)
 #   --no-build       do not run `cargo build --release`
 #
 # Environment:
@@ -49,6 +55,8 @@ ONLY=nsxdp,knotd
 RRL=
 SIGNED=
 BUILD=1
+SWEEP=
+CHARTS=
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 QUERY_LINES=200000         # lines in the query file (kxdpgun loops over it)
@@ -73,6 +81,8 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0 ;;
         --rrl) RRL=${2:?}; shift ;;
         --signed) SIGNED=${2:?}; shift ;;
+        --sweep) SWEEP=${2:?}; shift ;;
+        --charts) CHARTS=${2:?}; shift ;;
         -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
@@ -84,6 +94,12 @@ done
 case "$FIXED" in ''|*[!0-9]*) die "--fixed must be a number" ;; esac
 case "$RRL" in *[!0-9]*) die "--rrl must be a number" ;; esac
 case "$SIGNED" in ''|nsec|nsec3) ;; *) die "--signed takes nsec or nsec3" ;; esac
+case "$SWEEP" in *[!0-9,]*) die "--sweep takes rates like 100000,200000" ;; esac
+CHARTS=${CHARTS:-$REPO/bench/charts}
+PLOT_PYTHON=/usr/bin/python3    # Debian's, where python3-matplotlib installs
+if [ -n "$SWEEP" ]; then
+    "$PLOT_PYTHON" -c 'import matplotlib' 2>/dev/null || die "--sweep draws charts: apt-get install python3-matplotlib"
+fi
 [ "$DURATION" -le 600 ] || die "--duration at most 600"
 [ "$RUNS" -le 20 ] || die "--runs at most 20"
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, XDP)"
@@ -265,17 +281,28 @@ measure() {
     stop_server "$pid"
     if [ "$name" = nsxdp ]; then
         grep -E "XDP (queue|program xdp|service)" "$d/server.log" | sed 's/^/   /' >&2 || true
+        # "XDP service time ns: p50=848 p90=1043 p99=1878 p99.9=4839 max=..." of this load.
+        case "$kind" in sweep-*)
+            grep -o 'XDP service time ns: .*' "$d/server.log" | tr ' ' '\n' | grep -E '^p(50|99|99\.9)=' |
+                sed "s/=/ ${kind#sweep-} /" >>"$TMP/service.txt" || true ;;
+        esac
     fi
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "zone $ZONE ($N names${SIGNED:+, signed $SIGNED, queries DO=1}); ${RRL:+RRL at $RRL/s; }$DURATION s per measurement; kxdpgun -Q $RATE on CPU $CLIENT_CPU; server on CPU $SERVER_CPU; load $LOAD_BEFORE"
 IFS=, read -r -a SERVERS <<<"$ONLY"
+IFS=, read -r -a RATES <<<"$SWEEP"
 for run in $(seq "$RUNS"); do
     for s in "${SERVERS[@]}"; do
-        case "$s" in nsxdp|knotd) measure "$s" "$run" "$RATE" max ;; *) die "unknown server $s" ;; esac
+        case "$s" in nsxdp|knotd) ;; *) die "unknown server $s" ;; esac
+        if [ -n "$SWEEP" ]; then
+            for r in "${RATES[@]}"; do measure "$s" "$run" "$r" "sweep-$r"; done
+        else
+            measure "$s" "$run" "$RATE" max
+        fi
     done
-    if [ "$FIXED" -gt 0 ]; then
+    if [ -z "$SWEEP" ] && [ "$FIXED" -gt 0 ]; then
         case ",$ONLY," in *,nsxdp,*) measure nsxdp "$run" "$FIXED" fixed ;; esac
     fi
 done
@@ -293,7 +320,7 @@ print("xdp-compare: %s, %s cores, knotd %s, %s s per measurement, load average %
 print("%-6s %-4s %-8s %10s %10s %9s %6s %11s" % ("server", "run", "load", "offered/s", "replies/s", "answered", "cpu %",
                                                 "rep/cpu-s"))
 for name, run, kind, off, rep, pct, cpu in rows:
-    load = "max" if kind == "max" else "%s/s" % fixed
+    load = "max" if kind == "max" else "%s/s" % (kind[6:] if kind.startswith("sweep-") else fixed)
     per_cpu = "%.0f" % (float(rep) * 100 / float(cpu)) if float(cpu) > 0 else "-"
     print("%-6s %-4s %-8s %10s %10s %8s%% %6s %11s" % (name, run, load, off, rep, pct, cpu, per_cpu))
 best = {}
@@ -331,3 +358,38 @@ fx = [float(r[5]) for r in rows if r[0] == "nsxdp" and r[2] == "fixed"]
 if fx:
     print("nsxdp at %s queries/s offered: %.3f%% answered (worst run; target >= 99.9%%)" % (fixed, min(fx)))
 EOF
+
+# --- charts of the sweep: medians over the rounds ---
+if [ -n "$SWEEP" ]; then
+    mkdir -p "$CHARTS"
+    what="${SIGNED:+signed $SIGNED, DO=1, }$N names, one core each, $(date +%Y-%m-%d)"
+    python3 - "$RESULTS" <<'EOF' | "$PLOT_PYTHON" "$SCRIPT_DIR/plot.py" lines "$CHARTS/xdp-replies-vs-offered.svg" \
+        --title "AF_XDP: replies/s against offered load ($what)" --xlabel "offered queries/s (sent by kxdpgun)" \
+        --ylabel "replies/s" --diagonal
+import sys
+v = {}
+for l in open(sys.argv[1]):
+    name, run, kind, off, rep, pct, cpu = l.split()
+    if kind.startswith("sweep-"):
+        v.setdefault((name, int(kind[6:])), []).append((float(off), float(rep)))
+# x: what kxdpgun managed to send (at the top rates it falls short of what it was asked).
+med = lambda xs: sorted(xs)[len(xs) // 2]
+for (name, rate), pts in sorted(v.items()):
+    print("%s %.0f %.0f" % ("knotd-XDP" if name == "knotd" else name, med([p[0] for p in pts]), med([p[1] for p in pts])))
+EOF
+    if [ -s "$TMP/service.txt" ]; then
+        python3 - "$TMP/service.txt" <<'EOF' | "$PLOT_PYTHON" "$SCRIPT_DIR/plot.py" lines "$CHARTS/xdp-service-time.svg" \
+            --title "nsxdp AF_XDP service time against offered load ($what)" --xlabel "offered queries/s" \
+            --ylabel "ns from RX to TX ring"
+import sys
+v = {}
+for l in open(sys.argv[1]):
+    p, rate, ns = l.split()
+    v.setdefault((p, int(rate)), []).append(float(ns))
+for (p, rate), ns in sorted(v.items()):
+    ns.sort()
+    print("nsxdp-%s %d %.0f" % (p, rate, ns[len(ns) // 2]))
+EOF
+    fi
+    log "charts in $CHARTS"
+fi

@@ -41,6 +41,24 @@
 //! # refresh-min, refresh-max, retry-min, retry-max, expire-min, expire-max (seconds)
 //! # bound the SOA's timers; transfer-timeout = 10 (seconds)
 //!
+//! [[zone]]
+//! name = "catalog.test"                # a catalog zone (RFC 9432) whose member zones
+//! role = "secondary"                   # become secondary zones of its primaries, with
+//! primaries = ["192.0.2.1 key xfr"]     # its key, ACLs and NOTIFY settings
+//! catalog-role = "consumer"            # Knot: catalog-role interpret; BIND: catalog-zones
+//! # catalog-max-members = 1000000      # a version listing more is refused
+//!
+//! [[zone]]
+//! name = "produced.catalog.test"       # a catalog generated of the zones whose `catalog`
+//! catalog-role = "producer"            # names it (of every zone when none does); no file
+//! acl = ["secondaries"]                # (zones: catalog = "produced.catalog.test",
+//! notify = ["192.0.2.3 key xfr"]       #  catalog-group = "blue")
+//!
+//! [[template]]                         # members whose `group` property is "blue"
+//! name = "blue"
+//! primaries = ["192.0.2.9 key xfr"]    # instead of the catalog's (left out: the catalog's)
+//! acl = ["from-primaries"]             # instead of the catalog's (left out: the catalog's)
+//!
 //! [rrl]                                # response rate limiting; off when left out
 //! rate = 20                            # responses a second per prefix, class and name
 //! slip = 2                             # every 2nd limited response sent truncated; 0: none
@@ -75,6 +93,8 @@ pub struct Config {
     pub keys: Vec<Key>,
     pub acls: Vec<Acl>,
     pub zones: Vec<ZoneConf>,
+    /// `[[template]]`: settings for catalog member zones by `group` property.
+    pub templates: Vec<Template>,
     /// Response rate limiting on the UDP paths (`[rrl]`); None: off.
     pub rrl: Option<crate::rrl::Settings>,
     /// DNS cookies (RFC 7873), on when the file has a `[cookies]` section.
@@ -91,7 +111,7 @@ pub struct Cookies {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
-    /// Addresses for UDP and TCP.
+    /// Addresses for UDP and TCP; empty: [`default_listen`] (as on the command line).
     pub listen: Vec<SocketAddr>,
     pub data_dir: PathBuf,
     /// The Unix socket of `nsxdp ctl`.
@@ -111,6 +131,8 @@ pub struct Server {
     /// Threads that check secondary zones and transfer them in (`transfer-workers`): at
     /// most this many checks run at once, however many zones are due.
     pub transfer_workers: usize,
+    /// The log's level (`log-level`); None: the command line's, else info.
+    pub log_level: Option<log::LevelFilter>,
     /// Zone transfers over TLS (XoT): `tls-listen`, `tls-certificate`, `tls-key`.
     pub tls: Option<TlsListen>,
 }
@@ -315,6 +337,69 @@ pub struct ZoneConf {
     /// Secondary zones: longest wait for a primary's answer or the next message of a
     /// transfer, in seconds.
     pub transfer_timeout_secs: u64,
+    /// The zone is a catalog (RFC 9432) of this role.
+    pub catalog_role: Option<CatalogRole>,
+    /// A catalog consumer: a version listing more member zones than this is refused.
+    pub catalog_max_members: usize,
+    /// The producer catalog that lists this zone (Knot's `catalog-zone`); a producer that no
+    /// zone names lists every zone.
+    pub catalog: Option<Name>,
+    /// The `group` property of this zone in that catalog (Knot's `catalog-group`).
+    pub catalog_group: Option<String>,
+    /// Where `catalog` stands in the file (its errors name the line).
+    pub catalog_span: Option<std::ops::Range<usize>>,
+}
+
+impl ZoneConf {
+    /// A zone of `role` with every setting at the configuration file's default (no file,
+    /// primaries, NOTIFY targets or ACLs).
+    pub fn with_defaults(name: Name, role: Role) -> ZoneConf {
+        ZoneConf {
+            name,
+            file: None,
+            role,
+            notify: Vec::new(),
+            notify_ns: true,
+            acl: Vec::new(),
+            primaries: Vec::new(),
+            serial_policy: SerialPolicy::Increment,
+            journal_max_bytes: 64 << 20,
+            journal_max_depth: 100,
+            timers: crate::secondary::timers::Bounds::default(),
+            transfer_timeout_secs: 10,
+            catalog_role: None,
+            catalog_max_members: DEFAULT_CATALOG_MAX_MEMBERS,
+            catalog: None,
+            catalog_group: None,
+            catalog_span: None,
+        }
+    }
+}
+
+/// What nsxdp does with a catalog zone (RFC 9432). Knot: `catalog-role: interpret`;
+/// BIND: a zone named in `catalog-zones`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogRole {
+    /// A secondary zone whose member zones become secondary zones of its primaries (or of
+    /// the template its `group` property names).
+    Consumer,
+    /// A primary zone generated from the zones served (those whose `catalog` names it, or
+    /// all when none does). Knot: `catalog-role: generate`.
+    Producer,
+}
+
+/// The default bound on a consumed catalog's member zones.
+pub const DEFAULT_CATALOG_MAX_MEMBERS: usize = 1_000_000;
+
+/// `[[template]]`: the primaries and ACLs for the member zones of a catalog whose `group`
+/// property names it (Knot's `catalog-group` mapped to a template).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub name: String,
+    /// Primaries (their keys in the strings, as a zone's); none: the catalog's.
+    pub primaries: Vec<Remote>,
+    /// Names of `[[acl]]` sections; none: the catalog's.
+    pub acl: Vec<String>,
 }
 
 /// The running configuration, shared by the threads that read it (transfers, NOTIFY in and
@@ -380,6 +465,8 @@ struct RawConfig {
     acl: Vec<toml::Spanned<RawAcl>>,
     #[serde(default)]
     zone: Vec<toml::Spanned<RawZone>>,
+    #[serde(default)]
+    template: Vec<toml::Spanned<RawTemplate>>,
     rrl: Option<toml::Spanned<RawRrl>>,
     cookies: Option<RawCookies>,
 }
@@ -425,6 +512,7 @@ struct RawServer {
     metrics: Option<toml::Spanned<String>>,
     user: Option<String>,
     transfer_workers: Option<toml::Spanned<u64>>,
+    log_level: Option<toml::Spanned<String>>,
     #[serde(default)]
     tls_listen: Vec<toml::Spanned<String>>,
     tls_certificate: Option<toml::Spanned<PathBuf>>,
@@ -474,6 +562,10 @@ struct RawZone {
     expire_min: Option<u32>,
     expire_max: Option<u32>,
     transfer_timeout: Option<u64>,
+    catalog_role: Option<toml::Spanned<String>>,
+    catalog_max_members: Option<usize>,
+    catalog: Option<toml::Spanned<String>>,
+    catalog_group: Option<toml::Spanned<String>>,
     tls_ca: Option<toml::Spanned<PathBuf>>,
     tls_hostname: Option<toml::Spanned<String>>,
     tls_pin: Option<toml::Spanned<Pins>>,
@@ -488,11 +580,51 @@ enum Pins {
     Many(Vec<String>),
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    name: String,
+    #[serde(default)]
+    primaries: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    acl: Vec<toml::Spanned<String>>,
+}
+
 // ---------------------------------------------------------------------------------------
 // Reading and checking.
 // ---------------------------------------------------------------------------------------
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:53";
+// The one set of defaults, for the command line and the configuration file alike. They let
+// `nsxdp serve` run unprivileged out of the box; a production configuration (the packaged
+// `dist/nsxdp.toml`) names its port-53 addresses and its directories itself.
+
+/// The port of the default listen addresses with kernel sockets.
+pub const DEFAULT_PORT: u16 = 5353;
+
+/// Where snapshots and journals are kept unless `data-dir` / `--data-dir` says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "/var/tmp/nsxdp";
+
+/// The addresses served when neither `listen` nor `--listen` gives any: 127.0.0.1 and ::1
+/// on [`DEFAULT_PORT`] (::1 only where the host has IPv6 loopback); with AF_XDP, port 53 on
+/// any address (the XDP program matches the port, the NIC's own addresses come to it).
+pub fn default_listen(xdp: bool) -> Vec<SocketAddr> {
+    let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    let (v4, v6addr, port) = if xdp {
+        (IpAddr::from([0, 0, 0, 0]), IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED), 53)
+    } else {
+        (IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST), DEFAULT_PORT)
+    };
+    let mut l = vec![SocketAddr::new(v4, port)];
+    if v6 {
+        l.push(SocketAddr::new(v6addr, port));
+    }
+    l
+}
+
+/// The control socket unless `control` / `--control` says otherwise: in the data directory.
+pub fn default_control(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
 
 /// What the server tells about itself, by default: its host name as `id.server` (as Knot
 /// and NSD), no version (Knot and NSD tell theirs; the issue asks for it off), no NSID.
@@ -538,8 +670,6 @@ fn about(
     }
     Ok(about)
 }
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/nsxdp";
-pub const DEFAULT_CONTROL: &str = "/run/nsxdp/control.sock";
 
 impl Config {
     /// Reads and checks a configuration file.
@@ -561,278 +691,20 @@ impl Config {
             message,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
-
-        let s = raw.server;
-        let tcp = tcp_limits(&s, &err)?;
-        let about = about(&s, &err)?;
-        let tls = tls_listen(&s, base, &err)?;
-        let mut listen = Vec::new();
-        for a in &s.listen {
-            // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
-            // meant something else (`serve`'s own default is 5353).
-            let addr = a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
-                let why =
-                    if a.get_ref().trim().parse::<IpAddr>().is_ok() { "has no port" } else { "is not an address" };
-                err(
-                    Some(a.span()),
-                    format!(
-                        "server.listen: {:?} {why}: write ADDRESS:PORT (192.0.2.1:53, [2001:db8::1]:53)",
-                        a.get_ref()
-                    ),
-                )
-            })?;
-            listen.push(addr);
-        }
-        if listen.is_empty() {
-            listen.push(DEFAULT_LISTEN.parse().expect("default address"));
-        }
-        let edns_size = match s.edns_size {
-            Some(v) if *v.get_ref() < 512 => {
-                return Err(err(Some(v.span()), format!("server.edns-size: {} is below 512", v.get_ref())))
-            }
-            Some(v) => *v.get_ref(),
-            None => 1232,
-        };
-        let metrics =
-            match &s.metrics {
-                Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
-                    err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref()))
-                })?),
-                None => None,
-            };
-        let server = Server {
-            tls,
-            about,
-            listen,
-            metrics,
-            user: s.user.clone().filter(|u| !u.is_empty()),
-            transfer_workers: match &s.transfer_workers {
-                Some(v) if !(1..=1024).contains(v.get_ref()) => {
-                    return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
-                }
-                Some(v) => *v.get_ref() as usize,
-                None => DEFAULT_TRANSFER_WORKERS,
-            },
-            data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
-            control: s.control.map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |p| base.join(p)),
-            cores: s.cores,
-            edns_size,
-            tcp,
-        };
-
-        let mut keys = Vec::new();
-        let mut key_names = HashSet::new();
-        for k in raw.key {
-            let span = k.span();
-            let k = k.into_inner();
-            let name = Name::parse_text(k.name.as_bytes(), Some(&Name::root()))
-                .map_err(|e| err(Some(span.clone()), format!("key {:?}: bad name: {e}", k.name)))?;
-            if !key_names.insert(k.name.clone()) {
-                return Err(err(Some(span), format!("key {:?} is defined twice", k.name)));
-            }
-            let algorithm = TsigAlgorithm::ALL
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k.algorithm.get_ref()))
-                .map(|&(_, a)| a)
-                .ok_or_else(|| {
-                    err(
-                        Some(k.algorithm.span()),
-                        format!(
-                            "key {:?}: algorithm {:?} is not one of {}",
-                            k.name,
-                            k.algorithm.get_ref(),
-                            TsigAlgorithm::ALL.map(|(n, _)| n).join(", ")
-                        ),
-                    )
-                })?;
-            let secret = base64::engine::general_purpose::STANDARD
-                .decode(k.secret.get_ref().trim())
-                .map_err(|e| err(Some(k.secret.span()), format!("key {:?}: secret is not base64: {e}", k.name)))?;
-            if secret.is_empty() {
-                return Err(err(Some(k.secret.span()), format!("key {:?}: empty secret", k.name)));
-            }
-            keys.push(Key { name, algorithm, secret });
-        }
-
-        let mut acls = Vec::new();
-        let mut acl_names = HashSet::new();
-        for a in raw.acl {
-            let span = a.span();
-            let a = a.into_inner();
-            if !acl_names.insert(a.name.clone()) {
-                return Err(err(Some(span), format!("acl {:?} is defined twice", a.name)));
-            }
-            let mut addresses = Vec::new();
-            for p in a.address {
-                let prefix = parse_prefix(p.get_ref()).ok_or_else(|| {
-                    err(Some(p.span()), format!("acl {:?}: address {:?} is not ADDRESS[/LENGTH]", a.name, p.get_ref()))
-                })?;
-                addresses.push(prefix);
-            }
-            if let Some(k) = &a.key {
-                if !key_names.contains(k.get_ref()) {
-                    return Err(err(Some(k.span()), format!("acl {:?}: no key named {:?}", a.name, k.get_ref())));
-                }
-            }
-            let mut actions = Vec::new();
-            for act in a.action {
-                actions.push(match act.get_ref().as_str() {
-                    "transfer" => Action::Transfer,
-                    "notify" => Action::Notify,
-                    other => {
-                        return Err(err(
-                            Some(act.span()),
-                            format!("acl {:?}: action {other:?} is not transfer or notify", a.name),
-                        ))
-                    }
-                });
-            }
-            let transfer_format = match a.transfer_format.as_ref().map(|f| f.get_ref().as_str()) {
-                None | Some("many-answers") => TransferFormat::ManyAnswers,
-                Some("one-answer") => TransferFormat::OneAnswer,
-                Some(other) => {
-                    let s = a.transfer_format.as_ref().map(|f| f.span());
-                    return Err(err(
-                        s,
-                        format!("acl {:?}: transfer-format {other:?} is not one-answer or many-answers", a.name),
-                    ));
-                }
-            };
-            let tls_only = match a.transport.as_ref().map(|t| t.get_ref().as_str()) {
-                None | Some("any") => false,
-                Some("tls") => true,
-                Some(other) => {
-                    let s = a.transport.as_ref().map(|t| t.span());
-                    return Err(err(s, format!("acl {:?}: transport {other:?} is not tls or any", a.name)));
-                }
-            };
-            acls.push(Acl {
-                name: a.name,
-                addresses,
-                key: a.key.map(|k| k.into_inner()),
-                actions,
-                transfer_format,
-                tls_only,
-            });
-        }
-
-        let mut zones = Vec::new();
+        let server = server_section(raw.server, base, &err)?;
+        let (keys, key_names) = key_section(raw.key, &err)?;
+        let (acls, acl_names) = acl_section(raw.acl, &key_names, &err)?;
         let mut zone_names = HashSet::new();
-        for z in raw.zone {
-            let span = z.span();
-            let z = z.into_inner();
-            let zn = z.name.get_ref().clone();
-            let name = Name::parse_text(zn.as_bytes(), Some(&Name::root()))
-                .map_err(|e| err(Some(z.name.span()), format!("zone {zn:?}: bad name: {e}")))?;
-            if !zone_names.insert(name.to_lowercase()) {
-                return Err(err(Some(z.name.span()), format!("zone {zn:?} is defined twice")));
-            }
-            let role = match z.role.as_ref().map(|r| r.get_ref().as_str()) {
-                None | Some("primary") => Role::Primary,
-                Some("secondary") => Role::Secondary,
-                Some(other) => {
-                    let s = z.role.as_ref().map(|r| r.span());
-                    return Err(err(s, format!("zone {zn:?}: role {other:?} is not primary or secondary")));
-                }
-            };
-            let remote = |r: &toml::Spanned<String>, what: &str| -> Result<Remote, ConfigError> {
-                let remote = parse_remote(r.get_ref()).ok_or_else(|| {
-                    err(
-                        Some(r.span()),
-                        format!(
-                            "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp | tls]\"",
-                            r.get_ref()
-                        ),
-                    )
-                })?;
-                if let Some(k) = &remote.key {
-                    if !key_names.contains(k) {
-                        return Err(err(
-                            Some(r.span()),
-                            format!("zone {zn:?}: {what} {:?}: no key named {k:?}", r.get_ref()),
-                        ));
-                    }
-                }
-                Ok(remote)
-            };
-            let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
-            if let Some((r, _)) = z.notify.iter().zip(&notify).find(|(_, n)| n.tls.is_some()) {
-                return Err(err(
-                    Some(r.span()),
-                    format!("zone {zn:?}: notify {:?}: NOTIFY goes without TLS", r.get_ref()),
-                ));
-            }
-            let mut primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
-            zone_tls(&z, &zn, &mut primaries, base, &err)?;
-            let mut acl = Vec::new();
-            for a in &z.acl {
-                if !acl_names.contains(a.get_ref()) {
-                    return Err(err(Some(a.span()), format!("zone {zn:?}: no acl named {:?}", a.get_ref())));
-                }
-                acl.push(a.get_ref().clone());
-            }
-            match role {
-                Role::Primary if z.file.is_none() => {
-                    return Err(err(Some(span), format!("zone {zn:?}: a primary zone needs a file")))
-                }
-                Role::Secondary if primaries.is_empty() => {
-                    return Err(err(Some(span), format!("zone {zn:?}: a secondary zone needs primaries")))
-                }
-                _ => {}
-            }
-            let serial_policy = match z.serial_policy.as_ref().map(|p| p.get_ref().as_str()) {
-                None | Some("increment") => SerialPolicy::Increment,
-                Some("unixtime") => SerialPolicy::Unixtime,
-                Some("keep") => SerialPolicy::Keep,
-                Some(other) => {
-                    let s = z.serial_policy.as_ref().map(|p| p.span());
-                    return Err(err(
-                        s,
-                        format!("zone {zn:?}: serial-policy {other:?} is not increment, unixtime or keep"),
-                    ));
-                }
-            };
-            let d = crate::secondary::timers::Bounds::default();
-            let timers = crate::secondary::timers::Bounds {
-                refresh_min: z.refresh_min.unwrap_or(d.refresh_min),
-                refresh_max: z.refresh_max.unwrap_or(d.refresh_max),
-                retry_min: z.retry_min.unwrap_or(d.retry_min),
-                retry_max: z.retry_max.unwrap_or(d.retry_max),
-                expire_min: z.expire_min.unwrap_or(d.expire_min),
-                expire_max: z.expire_max.unwrap_or(d.expire_max),
-            };
-            zones.push(ZoneConf {
-                name,
-                file: z.file.map(|f| base.join(f)),
-                role,
-                notify,
-                notify_ns: z.notify_ns.unwrap_or(true),
-                acl,
-                primaries,
-                serial_policy,
-                journal_max_bytes: z.journal_max_bytes.unwrap_or(64 << 20),
-                journal_max_depth: z.journal_max_depth.unwrap_or(100),
-                timers,
-                transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
-            });
-        }
-        let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
-            match v {
-                None => Ok(None),
-                Some(v) => crate::cookie::parse_secret(v.get_ref())
-                    .map(Some)
-                    .ok_or_else(|| err(Some(v.span()), format!("cookies.{key}: not 32 hexadecimal digits"))),
-            }
-        };
-        let cookies = match &raw.cookies {
-            None => None,
-            Some(c) => Some(Cookies {
-                secret: hex(&c.secret, "secret")?,
-                previous: hex(&c.secret_previous, "secret-previous")?,
-            }),
-        };
+        let zones = raw
+            .zone
+            .into_iter()
+            .map(|z| zone_section(z, base, &key_names, &acl_names, &mut zone_names, &err))
+            .collect::<Result<Vec<_>, _>>()?;
+        catalog_tags(&zones, &err)?;
+        let templates = template_section(raw.template, &key_names, &acl_names, &err)?;
+        let cookies = cookies_section(raw.cookies.as_ref(), &err)?;
         let rrl = raw.rrl.map(|r| rrl_section(r, &err)).transpose()?;
-        Ok(Config { server, keys, acls, zones, cookies, rrl })
+        Ok(Config { server, keys, acls, zones, templates, cookies, rrl })
     }
 
     /// The control socket a configuration file names, read leniently: only `[server]`
@@ -846,11 +718,9 @@ impl Config {
         }
         let value: toml::Table = toml::from_str(&text).map_err(|e| fail(e.message().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Ok(value
-            .get("server")
-            .and_then(|s| s.get("control"))
-            .and_then(|c| c.as_str())
-            .map_or_else(|| PathBuf::from(DEFAULT_CONTROL), |c| base.join(c)))
+        let server = value.get("server");
+        let get = |k: &str| server.and_then(|s| s.get(k)).and_then(|c| c.as_str()).map(|p| base.join(p));
+        Ok(get("control").unwrap_or_else(|| default_control(&get("data-dir").unwrap_or(DEFAULT_DATA_DIR.into()))))
     }
 
     pub fn key(&self, name: &str) -> Option<&Key> {
@@ -1000,6 +870,403 @@ fn value<T: Copy>(v: &Option<toml::Spanned<T>>, default: T) -> T {
     v.as_ref().map_or(default, |v| *v.get_ref())
 }
 
+/// `[server]`.
+fn server_section(
+    s: RawServer,
+    base: &Path,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Server, ConfigError> {
+    let tcp = tcp_limits(&s, err)?;
+    let about = about(&s, err)?;
+    let tls = tls_listen(&s, base, err)?;
+    let mut listen = Vec::new();
+    for a in &s.listen {
+        // The port is not implied: "192.0.2.1" meaning port 53 surprised people who
+        // meant something else (`serve`'s own default is 5353).
+        let addr = a.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+            let why = if a.get_ref().trim().parse::<IpAddr>().is_ok() { "has no port" } else { "is not an address" };
+            err(
+                Some(a.span()),
+                format!("server.listen: {:?} {why}: write ADDRESS:PORT (192.0.2.1:53, [2001:db8::1]:53)", a.get_ref()),
+            )
+        })?;
+        listen.push(addr);
+    }
+    let edns_size = match s.edns_size {
+        Some(v) if *v.get_ref() < 512 => {
+            return Err(err(Some(v.span()), format!("server.edns-size: {} is below 512", v.get_ref())))
+        }
+        Some(v) => *v.get_ref(),
+        None => 1232,
+    };
+    let metrics = match &s.metrics {
+        Some(a) => Some(
+            a.get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| err(Some(a.span()), format!("server.metrics: {:?} is not ADDRESS:PORT", a.get_ref())))?,
+        ),
+        None => None,
+    };
+    Ok(Server {
+        tls,
+        about,
+        listen,
+        metrics,
+        user: s.user.clone().filter(|u| !u.is_empty()),
+        transfer_workers: match &s.transfer_workers {
+            Some(v) if !(1..=1024).contains(v.get_ref()) => {
+                return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
+            }
+            Some(v) => *v.get_ref() as usize,
+            None => DEFAULT_TRANSFER_WORKERS,
+        },
+        log_level: match &s.log_level {
+            Some(v) => Some(crate::logging::parse_level(v.get_ref()).ok_or_else(|| {
+                err(
+                    Some(v.span()),
+                    format!("server.log-level: {:?} is not one of error, warning, info, debug, trace", v.get_ref()),
+                )
+            })?),
+            None => None,
+        },
+        control: match (&s.control, &s.data_dir) {
+            (Some(p), _) => base.join(p),
+            (None, Some(d)) => default_control(&base.join(d)),
+            (None, None) => default_control(Path::new(DEFAULT_DATA_DIR)),
+        },
+        data_dir: s.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| base.join(p)),
+        cores: s.cores,
+        edns_size,
+        tcp,
+    })
+}
+
+/// `[[key]]`: the keys, and their names as written.
+fn key_section(
+    raw: Vec<toml::Spanned<RawKey>>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(Vec<Key>, HashSet<String>), ConfigError> {
+    let mut keys = Vec::new();
+    let mut key_names = HashSet::new();
+    for k in raw {
+        let span = k.span();
+        let k = k.into_inner();
+        let name = Name::parse_text(k.name.as_bytes(), Some(&Name::root()))
+            .map_err(|e| err(Some(span.clone()), format!("key {:?}: bad name: {e}", k.name)))?;
+        if !key_names.insert(k.name.clone()) {
+            return Err(err(Some(span), format!("key {:?} is defined twice", k.name)));
+        }
+        let algorithm = TsigAlgorithm::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k.algorithm.get_ref()))
+            .map(|&(_, a)| a)
+            .ok_or_else(|| {
+                err(
+                    Some(k.algorithm.span()),
+                    format!(
+                        "key {:?}: algorithm {:?} is not one of {}",
+                        k.name,
+                        k.algorithm.get_ref(),
+                        TsigAlgorithm::ALL.map(|(n, _)| n).join(", ")
+                    ),
+                )
+            })?;
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(k.secret.get_ref().trim())
+            .map_err(|e| err(Some(k.secret.span()), format!("key {:?}: secret is not base64: {e}", k.name)))?;
+        if secret.is_empty() {
+            return Err(err(Some(k.secret.span()), format!("key {:?}: empty secret", k.name)));
+        }
+        keys.push(Key { name, algorithm, secret });
+    }
+    Ok((keys, key_names))
+}
+
+/// `[[acl]]`: the ACLs, and their names.
+fn acl_section(
+    raw: Vec<toml::Spanned<RawAcl>>,
+    key_names: &HashSet<String>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(Vec<Acl>, HashSet<String>), ConfigError> {
+    let mut acls = Vec::new();
+    let mut acl_names = HashSet::new();
+    for a in raw {
+        let span = a.span();
+        let a = a.into_inner();
+        if !acl_names.insert(a.name.clone()) {
+            return Err(err(Some(span), format!("acl {:?} is defined twice", a.name)));
+        }
+        let mut addresses = Vec::new();
+        for p in a.address {
+            let prefix = parse_prefix(p.get_ref()).ok_or_else(|| {
+                err(Some(p.span()), format!("acl {:?}: address {:?} is not ADDRESS[/LENGTH]", a.name, p.get_ref()))
+            })?;
+            addresses.push(prefix);
+        }
+        if let Some(k) = &a.key {
+            if !key_names.contains(k.get_ref()) {
+                return Err(err(Some(k.span()), format!("acl {:?}: no key named {:?}", a.name, k.get_ref())));
+            }
+        }
+        let mut actions = Vec::new();
+        for act in a.action {
+            actions.push(match act.get_ref().as_str() {
+                "transfer" => Action::Transfer,
+                "notify" => Action::Notify,
+                other => {
+                    return Err(err(
+                        Some(act.span()),
+                        format!("acl {:?}: action {other:?} is not transfer or notify", a.name),
+                    ))
+                }
+            });
+        }
+        let transfer_format = match a.transfer_format.as_ref().map(|f| f.get_ref().as_str()) {
+            None | Some("many-answers") => TransferFormat::ManyAnswers,
+            Some("one-answer") => TransferFormat::OneAnswer,
+            Some(other) => {
+                let s = a.transfer_format.as_ref().map(|f| f.span());
+                return Err(err(
+                    s,
+                    format!("acl {:?}: transfer-format {other:?} is not one-answer or many-answers", a.name),
+                ));
+            }
+        };
+        let tls_only = match a.transport.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("any") => false,
+            Some("tls") => true,
+            Some(other) => {
+                let s = a.transport.as_ref().map(|t| t.span());
+                return Err(err(s, format!("acl {:?}: transport {other:?} is not tls or any", a.name)));
+            }
+        };
+        acls.push(Acl {
+            name: a.name,
+            addresses,
+            key: a.key.map(|k| k.into_inner()),
+            actions,
+            transfer_format,
+            tls_only,
+        });
+    }
+    Ok((acls, acl_names))
+}
+
+/// One `[[zone]]`; `zone_names` (lowercased) catches a zone defined twice.
+fn zone_section(
+    z: toml::Spanned<RawZone>,
+    base: &Path,
+    key_names: &HashSet<String>,
+    acl_names: &HashSet<String>,
+    zone_names: &mut HashSet<Name>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<ZoneConf, ConfigError> {
+    let span = z.span();
+    let z = z.into_inner();
+    let zn = z.name.get_ref().clone();
+    let name = Name::parse_text(zn.as_bytes(), Some(&Name::root()))
+        .map_err(|e| err(Some(z.name.span()), format!("zone {zn:?}: bad name: {e}")))?;
+    if !zone_names.insert(name.to_lowercase()) {
+        return Err(err(Some(z.name.span()), format!("zone {zn:?} is defined twice")));
+    }
+    let role = match z.role.as_ref().map(|r| r.get_ref().as_str()) {
+        None | Some("primary") => Role::Primary,
+        Some("secondary") => Role::Secondary,
+        Some(other) => {
+            let s = z.role.as_ref().map(|r| r.span());
+            return Err(err(s, format!("zone {zn:?}: role {other:?} is not primary or secondary")));
+        }
+    };
+    let remote = |r: &toml::Spanned<String>, what: &str| -> Result<Remote, ConfigError> {
+        let remote = parse_remote(r.get_ref()).ok_or_else(|| {
+            err(
+                Some(r.span()),
+                format!(
+                    "zone {zn:?}: {what} {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp | tls]\"",
+                    r.get_ref()
+                ),
+            )
+        })?;
+        if let Some(k) = &remote.key {
+            if !key_names.contains(k) {
+                return Err(err(Some(r.span()), format!("zone {zn:?}: {what} {:?}: no key named {k:?}", r.get_ref())));
+            }
+        }
+        Ok(remote)
+    };
+    let notify = z.notify.iter().map(|r| remote(r, "notify")).collect::<Result<Vec<_>, _>>()?;
+    if let Some((r, _)) = z.notify.iter().zip(&notify).find(|(_, n)| n.tls.is_some()) {
+        return Err(err(Some(r.span()), format!("zone {zn:?}: notify {:?}: NOTIFY goes without TLS", r.get_ref())));
+    }
+    let mut primaries = z.primaries.iter().map(|r| remote(r, "primary")).collect::<Result<Vec<_>, _>>()?;
+    zone_tls(&z, &zn, &mut primaries, base, err)?;
+    let mut acl = Vec::new();
+    for a in &z.acl {
+        if !acl_names.contains(a.get_ref()) {
+            return Err(err(Some(a.span()), format!("zone {zn:?}: no acl named {:?}", a.get_ref())));
+        }
+        acl.push(a.get_ref().clone());
+    }
+    let catalog_role = match z.catalog_role.as_ref().map(|r| r.get_ref().as_str()) {
+        None => None,
+        Some("consumer") if role == Role::Secondary => Some(CatalogRole::Consumer),
+        Some("producer") if role == Role::Primary && z.file.is_none() => Some(CatalogRole::Producer),
+        Some(other) => {
+            let s = z.catalog_role.as_ref().map(|r| r.span());
+            return Err(err(
+                s,
+                format!(
+                    "zone {zn:?}: catalog-role {other:?} is not consumer (of a secondary zone) or producer (of a \
+                     primary zone without a file)"
+                ),
+            ));
+        }
+    };
+    let catalog = match &z.catalog {
+        None => None,
+        Some(c) => Some(
+            Name::parse_text(c.get_ref().as_bytes(), Some(&Name::root()))
+                .map_err(|e| err(Some(c.span()), format!("zone {zn:?}: catalog {:?}: bad name: {e}", c.get_ref())))?,
+        ),
+    };
+    let catalog_group = match &z.catalog_group {
+        Some(g) if g.get_ref().is_empty() || g.get_ref().len() > 255 => {
+            return Err(err(Some(g.span()), format!("zone {zn:?}: catalog-group must be 1 to 255 octets")))
+        }
+        g => g.as_ref().map(|g| g.get_ref().clone()),
+    };
+    match role {
+        Role::Primary if z.file.is_none() && catalog_role != Some(CatalogRole::Producer) => {
+            return Err(err(Some(span), format!("zone {zn:?}: a primary zone needs a file")))
+        }
+        Role::Secondary if primaries.is_empty() => {
+            return Err(err(Some(span), format!("zone {zn:?}: a secondary zone needs primaries")))
+        }
+        _ => {}
+    }
+    let serial_policy = match z.serial_policy.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("increment") => SerialPolicy::Increment,
+        Some("unixtime") => SerialPolicy::Unixtime,
+        Some("keep") => SerialPolicy::Keep,
+        Some(other) => {
+            let s = z.serial_policy.as_ref().map(|p| p.span());
+            return Err(err(s, format!("zone {zn:?}: serial-policy {other:?} is not increment, unixtime or keep")));
+        }
+    };
+    let d = crate::secondary::timers::Bounds::default();
+    let timers = crate::secondary::timers::Bounds {
+        refresh_min: z.refresh_min.unwrap_or(d.refresh_min),
+        refresh_max: z.refresh_max.unwrap_or(d.refresh_max),
+        retry_min: z.retry_min.unwrap_or(d.retry_min),
+        retry_max: z.retry_max.unwrap_or(d.retry_max),
+        expire_min: z.expire_min.unwrap_or(d.expire_min),
+        expire_max: z.expire_max.unwrap_or(d.expire_max),
+    };
+    Ok(ZoneConf {
+        name,
+        file: z.file.map(|f| base.join(f)),
+        role,
+        notify,
+        notify_ns: z.notify_ns.unwrap_or(true),
+        acl,
+        primaries,
+        serial_policy,
+        journal_max_bytes: z.journal_max_bytes.unwrap_or(64 << 20),
+        journal_max_depth: z.journal_max_depth.unwrap_or(100),
+        timers,
+        transfer_timeout_secs: z.transfer_timeout.unwrap_or(10).max(1),
+        catalog_role,
+        catalog_max_members: z.catalog_max_members.unwrap_or(DEFAULT_CATALOG_MAX_MEMBERS),
+        catalog_span: z.catalog.as_ref().map(|c| c.span()),
+        catalog,
+        catalog_group,
+    })
+}
+
+/// Each zone's `catalog` must name a zone of the file with `catalog-role = "producer"`.
+fn catalog_tags(
+    zones: &[ZoneConf],
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let producers: HashSet<Name> =
+        zones.iter().filter(|p| p.catalog_role == Some(CatalogRole::Producer)).map(|p| p.name.to_lowercase()).collect();
+    for z in zones {
+        let Some(c) = &z.catalog else { continue };
+        if !producers.contains(&c.to_lowercase()) {
+            return Err(err(
+                z.catalog_span.clone(),
+                format!("zone {}: catalog {c} is not a zone with catalog-role = \"producer\"", z.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[[template]]`.
+fn template_section(
+    raw: Vec<toml::Spanned<RawTemplate>>,
+    key_names: &HashSet<String>,
+    acl_names: &HashSet<String>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Vec<Template>, ConfigError> {
+    let mut templates: Vec<Template> = Vec::new();
+    for t in raw {
+        let span = t.span();
+        let t = t.into_inner();
+        if templates.iter().any(|o| o.name == t.name) {
+            return Err(err(Some(span), format!("template {:?} is defined twice", t.name)));
+        }
+        let mut primaries = Vec::new();
+        for r in &t.primaries {
+            // TLS settings are a zone's: not in templates (yet).
+            let remote = parse_remote(r.get_ref())
+                .filter(|p| p.key.as_ref().is_none_or(|k| key_names.contains(k)) && p.tls.is_none())
+                .ok_or_else(|| {
+                    err(
+                        Some(r.span()),
+                        format!(
+                            "template {:?}: primary {:?} is not \"ADDRESS[:PORT] [key NAME] [ixfr false] \
+                                 [ixfr-udp]\" with a defined key",
+                            t.name,
+                            r.get_ref()
+                        ),
+                    )
+                })?;
+            primaries.push(remote);
+        }
+        let mut acl = Vec::new();
+        for a in &t.acl {
+            if !acl_names.contains(a.get_ref()) {
+                return Err(err(Some(a.span()), format!("template {:?}: no acl named {:?}", t.name, a.get_ref())));
+            }
+            acl.push(a.get_ref().clone());
+        }
+        templates.push(Template { name: t.name, primaries, acl });
+    }
+    Ok(templates)
+}
+
+/// `[cookies]`.
+fn cookies_section(
+    c: Option<&RawCookies>,
+    err: &impl Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Option<Cookies>, ConfigError> {
+    let hex = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<[u8; 16]>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(v) => crate::cookie::parse_secret(v.get_ref())
+                .map(Some)
+                .ok_or_else(|| err(Some(v.span()), format!("cookies.{key}: not 32 hexadecimal digits"))),
+        }
+    };
+    Ok(match c {
+        None => None,
+        Some(c) => {
+            Some(Cookies { secret: hex(&c.secret, "secret")?, previous: hex(&c.secret_previous, "secret-previous")? })
+        }
+    })
+}
+
 /// The `[rrl]` section, checked; `err` makes an error at a span of the file.
 fn rrl_section(
     raw: toml::Spanned<RawRrl>,
@@ -1093,9 +1360,11 @@ fn parse_prefix(s: &str) -> Option<Prefix> {
     (len <= max).then_some(Prefix { addr, len })
 }
 
-/// `ADDR[:PORT] [key NAME] [ixfr false|true] [ixfr-udp | tls]` (a `tls` remote's
-/// checks come from the zone's settings).
-fn parse_remote(s: &str) -> Option<Remote> {
+/// A remote as a zone's `primaries` and `notify` strings give it:
+/// `ADDRESS[:PORT] [key NAME] [ixfr false] [ixfr-udp | tls]` (port 53 when left out). A
+/// `tls` remote's checks come from its zone's settings ([`Remote::tls`] is the default,
+/// opportunistic, until then): other callers refuse `tls`.
+pub fn parse_remote(s: &str) -> Option<Remote> {
     let mut words = s.split_whitespace();
     let addr = parse_socket_addr(words.next()?, 53)?;
     let mut r = Remote { addr, key: None, ixfr: true, ixfr_udp: false, tls: None };
@@ -1338,7 +1607,14 @@ transfer-timeout = 3
     #[test]
     fn defaults() {
         let c = parse("").unwrap();
-        assert_eq!(c.server.listen, vec![sa(DEFAULT_LISTEN)]);
+        // No listen address: the command line's defaults apply (`default_listen`).
+        assert!(c.server.listen.is_empty());
+        assert_eq!(c.server.data_dir, Path::new(DEFAULT_DATA_DIR));
+        assert_eq!(c.server.control, Path::new(DEFAULT_DATA_DIR).join("control.sock"));
+        let c = parse("[server]\ndata-dir = \"/srv/dns\"\n").unwrap();
+        assert_eq!(c.server.control, Path::new("/srv/dns/control.sock"), "beside the data");
+        assert_eq!(default_listen(false)[0], sa("127.0.0.1:5353"));
+        assert_eq!(default_listen(true)[0], sa("0.0.0.0:53"));
         assert_eq!(c.server.edns_size, 1232);
         assert_eq!(c.server.tcp, TcpLimits::default());
         assert_eq!(c.cookies, None);
@@ -1364,6 +1640,51 @@ transfer-timeout = 3
     }
 
     /// Each broken file gives an error naming its line and what is wrong.
+    #[test]
+    fn catalog_zones_and_templates() {
+        let c = parse(
+            "[[acl]]\nname = \"a\"\naction = [\"notify\"]\n\
+             [[template]]\nname = \"blue\"\nprimaries = [\"127.0.0.2\"]\nacl = [\"a\"]\n\
+             [[zone]]\nname = \"in.test\"\nrole = \"secondary\"\nprimaries = [\"127.0.0.1\"]\ncatalog-role = \"consumer\"\n\
+             catalog-max-members = 5\n\
+             [[zone]]\nname = \"out.test\"\ncatalog-role = \"producer\"\n\
+             [[zone]]\nname = \"m.test\"\nfile = \"f\"\ncatalog = \"OUT.test\"\ncatalog-group = \"blue\"\n",
+        )
+        .unwrap();
+        assert_eq!((c.zones[0].catalog_role, c.zones[0].catalog_max_members), (Some(CatalogRole::Consumer), 5));
+        assert_eq!((c.zones[1].catalog_role, c.zones[1].file.as_ref()), (Some(CatalogRole::Producer), None));
+        assert_eq!(c.zones[1].catalog_max_members, DEFAULT_CATALOG_MAX_MEMBERS);
+        assert_eq!(c.zones[2].catalog.as_ref().map(|n| n.to_string()), Some("OUT.test.".into()));
+        assert_eq!(c.zones[2].catalog_group.as_deref(), Some("blue"));
+        assert_eq!(
+            c.templates,
+            [Template {
+                name: "blue".into(),
+                primaries: vec![Remote { addr: sa("127.0.0.2:53"), key: None, ixfr: true, ixfr_udp: false, tls: None }],
+                acl: vec!["a".into()]
+            }]
+        );
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "[[zone]]\nname = \"z.test\"\nfile = \"f\"\ncatalog-role = \"consumer\"\n",
+                4,
+                "catalog-role \"consumer\"",
+            ),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\ncatalog-role = \"producer\"\n", 4, "without a file"),
+            ("[[zone]]\nname = \"z.test\"\ncatalog-role = \"interpret\"\n", 3, "is not consumer"),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\ncatalog = \"c.test\"\n", 4, "is not a zone with catalog-role"),
+            ("[[zone]]\nname = \"z.test\"\nfile = \"f\"\ncatalog-group = \"\"\n", 4, "catalog-group"),
+            ("[[template]]\nname = \"t\"\nacl = [\"none\"]\n", 3, "no acl named"),
+            ("[[template]]\nname = \"t\"\nprimaries = [\"127.0.0.1 key none\"]\n", 3, "with a defined key"),
+            ("[[template]]\nname = \"t\"\n[[template]]\nname = \"t\"\n", 3, "defined twice"),
+        ];
+        for (text, line, want) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.line, Some(*line), "{text:?}: {e}");
+            assert!(e.message.contains(want), "{text:?}: {e}");
+        }
+    }
+
     #[test]
     fn errors_name_the_line_and_the_key() {
         let cases: &[(&str, usize, &str)] = &[

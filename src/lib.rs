@@ -7,6 +7,7 @@ pub mod control;
 pub mod cookie;
 pub mod dataplane;
 pub mod journal;
+pub mod logging;
 pub mod metrics;
 pub mod rrl;
 pub mod secondary;

@@ -27,6 +27,8 @@ use nsxdp::zone::check;
 use nsxdp::zone::parse::{self, Loaded};
 use nsxdp::zone::text::format_record;
 
+mod generate;
+
 // Building a zone of millions of records makes millions of small allocations; mimalloc
 // does them much faster than glibc's allocator. The query path allocates nothing.
 #[global_allocator]
@@ -71,16 +73,25 @@ enum Cmd {
     },
     /// Compile a zone file into a snapshot.
     Compile {
+        /// Zone apex (default: a leading $ORIGIN, else the file name without `.zone`).
         #[arg(long)]
         origin: Option<String>,
+        /// The zone file.
         file: PathBuf,
+        /// The snapshot file to write (replaced if it exists).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// Print a snapshot's zone in master-file format, one RR a line, canonical order.
-    Dump { snapshot: PathBuf },
+    Dump {
+        /// The snapshot file (written by `compile` or by `serve` in its data directory).
+        snapshot: PathBuf,
+    },
     /// Load a snapshot (map and validate) and print figures about it, as key=value lines.
-    Stat { snapshot: PathBuf },
+    Stat {
+        /// The snapshot file (written by `compile` or by `serve` in its data directory).
+        snapshot: PathBuf,
+    },
     /// Serve zones over UDP (one pinned loop per core, kernel sockets) and TCP.
     Serve(Box<ServeArgs>),
     /// Talk to a running server through its control socket.
@@ -95,6 +106,30 @@ enum Cmd {
         #[command(subcommand)]
         command: CtlCmd,
     },
+    /// Write the manual pages or the shell completions (for packaging: scripts/build-deb.sh).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: GenerateCmd,
+    },
+}
+
+/// What `nsxdp generate` writes.
+#[derive(Subcommand)]
+enum GenerateCmd {
+    /// Manual pages: nsxdp.1 and one page per subcommand (nsxdp-serve.1, nsxdp-ctl-status.1, ...).
+    Man {
+        /// The directory to write them to (made if missing).
+        dir: PathBuf,
+    },
+    /// The completion script of SHELL: nsxdp.bash, _nsxdp (zsh) or nsxdp.fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        /// The directory to write it to (made if missing).
+        dir: PathBuf,
+    },
 }
 
 /// The commands of `nsxdp ctl`; each becomes one line on the control socket.
@@ -102,7 +137,10 @@ enum Cmd {
 enum CtlCmd {
     /// Version, process id, start time and uptime, then each zone (or ZONE): serial, when
     /// it was loaded, its file or secondary state, the last error.
-    Status { zone: Option<String> },
+    Status {
+        /// Only this zone (default: every zone).
+        zone: Option<String>,
+    },
     /// Live counters, the same figures as the metrics endpoint: one `name{labels} value`
     /// line each.
     Stats {
@@ -111,16 +149,58 @@ enum CtlCmd {
         json: bool,
     },
     /// Re-read the zone file of every primary zone (or ZONE) and the configuration file.
-    Reload { zone: Option<String> },
+    Reload {
+        /// Only this zone's file (default: every primary zone and the configuration file).
+        zone: Option<String>,
+    },
     /// A zone's role, serial, timers, last check, last transfer and counters.
-    ZoneStatus { zone: String },
+    ZoneStatus {
+        /// The zone.
+        zone: String,
+    },
     /// Secondary zone: check the primaries for a new serial now.
-    Refresh { zone: String },
+    Refresh {
+        /// The secondary zone.
+        zone: String,
+    },
     /// Secondary zone: transfer the whole zone (AXFR) now, whatever the serials.
-    Retransfer { zone: String },
+    Retransfer {
+        /// The secondary zone.
+        zone: String,
+    },
     /// Send NOTIFY for ZONE to its targets now (its `notify` list and, with `notify-ns`,
     /// its name servers), as after a new version.
-    ZoneNotify { zone: String },
+    ZoneNotify {
+        /// The zone.
+        zone: String,
+    },
+    /// Serve a zone that the configuration file does not list, at once and across restarts
+    /// (kept in the data directory's zone list): a primary zone read from --file, or a
+    /// secondary zone of --primary.
+    ZoneAdd {
+        /// The zone.
+        zone: String,
+        /// The zone file (primary zone).
+        #[arg(long, conflicts_with = "primary", required_unless_present = "primary")]
+        file: Option<PathBuf>,
+        /// ADDRESS[:PORT] of the primary (secondary zone; port 53 when left out).
+        #[arg(long)]
+        primary: Option<String>,
+        /// A `[[key]]` of the configuration to sign the requests to the primary with.
+        #[arg(long, requires = "primary")]
+        key: Option<String>,
+        /// An `[[acl]]` of the configuration for transfers out and NOTIFY in (repeatable).
+        #[arg(long)]
+        acl: Vec<String>,
+    },
+    /// Stop serving a zone added with zone-add and delete its snapshot and journal.
+    ZoneRemove {
+        /// The zone (added with zone-add).
+        zone: String,
+        /// Keep the zone's snapshot and journal in the data directory.
+        #[arg(long)]
+        keep_data: bool,
+    },
     /// Stop the server cleanly (as SIGTERM does).
     Stop,
 }
@@ -141,6 +221,27 @@ impl CtlCmd {
             CtlCmd::Refresh { zone } => with("refresh", Some(zone)),
             CtlCmd::Retransfer { zone } => with("retransfer", Some(zone)),
             CtlCmd::ZoneNotify { zone } => with("zone-notify", Some(zone)),
+            CtlCmd::ZoneAdd { zone, file, primary, key, acl } => {
+                let mut line = format!("zone-add {zone}");
+                for a in acl {
+                    line.push_str(&format!(" acl {a}"));
+                }
+                match file {
+                    // The server's working directory is not ours.
+                    Some(f) => {
+                        let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+                        line.push_str(&format!(" file {}", f.display()));
+                    }
+                    None => line.push_str(&format!(" primary {}", primary.as_deref().unwrap_or_default())),
+                }
+                if let Some(k) = key {
+                    line.push_str(&format!(" key {k}"));
+                }
+                line
+            }
+            CtlCmd::ZoneRemove { zone, keep_data } => {
+                format!("zone-remove {zone}{}", if *keep_data { " keep-data" } else { "" })
+            }
             CtlCmd::Stop => "stop".into(),
         }
     }
@@ -221,12 +322,30 @@ struct ServeArgs {
     /// configuration file's `[cookies]` section turns them on too, and may give the secret.
     #[arg(long)]
     cookies: bool,
+    /// The log's level: error, warning, info, debug or trace (over the configuration's
+    /// `log-level`; default info). Lines go to stderr, stamped with the UTC time unless
+    /// stderr is the systemd journal.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<log::LevelFilter>,
+    /// Refuse to start when any zone does not load (by default the others are served and
+    /// the broken one answers SERVFAIL until a reload finds its file good).
+    #[arg(long)]
+    strict: bool,
+}
+
+fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
+    nsxdp::logging::parse_level(s).ok_or_else(|| format!("{s:?} is not one of error, warning, info, debug, trace"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.cmd) {
         Ok(code) => code,
+        // A server's last line goes to its log; a command's error to stderr as it is.
+        Err(e) if nsxdp::logging::installed() => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("nsxdp: {e:#}");
             ExitCode::FAILURE
@@ -337,11 +456,12 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve(args) => serve(*args),
+        Cmd::Generate { what } => generate::run(what),
         Cmd::Ctl { socket, config, command } => {
             let socket = match (socket, config) {
                 (Some(s), _) => s,
                 (None, Some(c)) => nsxdp::config::Config::control_socket(&c)?,
-                (None, None) => PathBuf::from(DEFAULT_DATA_DIR).join("control.sock"),
+                (None, None) => nsxdp::config::default_control(Path::new(DEFAULT_DATA_DIR)),
             };
             let ok = nsxdp::control::ctl::client(&socket, &command.line())?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -349,7 +469,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-const DEFAULT_DATA_DIR: &str = "/var/tmp/nsxdp";
+use nsxdp::config::DEFAULT_DATA_DIR;
 
 /// The zone manager, its control socket and the metrics endpoint, running beside the DNS
 /// threads.
@@ -370,24 +490,32 @@ impl Control {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    nsxdp::logging::init(args.log_level.unwrap_or(nsxdp::logging::DEFAULT_LEVEL));
     let config = match &args.config {
         Some(p) => Some(Arc::new(nsxdp::config::Config::load(p)?)),
         None => None,
     };
+    if let (None, Some(level)) = (args.log_level, config.as_ref().and_then(|c| c.server.log_level)) {
+        nsxdp::logging::set_level(level);
+    }
     // Every TCP client is a descriptor: take what the hard limit allows (systemd's soft
     // default of 1024 would stop accepting below our own connection limit).
     let limits = tcp_limits(&args, config.as_deref());
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) if n < limits.max_clients as u64 + 64 => eprintln!(
-            "nsxdp: warning: {n} file descriptors allowed, fewer than tcp-max-clients ({}) needs",
-            limits.max_clients
-        ),
+        Ok(n) if n < limits.max_clients as u64 + 64 => {
+            log::warn!("{n} file descriptors allowed, fewer than tcp-max-clients ({}) needs", limits.max_clients)
+        }
         Ok(_) => {}
-        Err(e) => eprintln!("nsxdp: warning: cannot raise the file descriptor limit: {e}"),
+        Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
     }
     let zone_confs = config.as_ref().map_or(&[][..], |c| &c.zones[..]);
     if args.zones.is_empty() && args.snapshots.is_empty() && zone_confs.is_empty() {
-        bail!("nothing to serve: give --zone FILE, --snapshot FILE or --config FILE with zones");
+        // A configuration may start empty: its zones come from the data directory's zone
+        // list (`ctl zone-add`) or from catalogs, as Knot and NSD start without zones.
+        if config.is_none() {
+            bail!("nothing to serve: give --zone FILE, --snapshot FILE or --config FILE");
+        }
+        log::warn!("no zones in the configuration: only those of `ctl zone-add` will be served");
     }
     let data_dir = match (&args.data_dir, &config) {
         (Some(d), _) => d.clone(),
@@ -401,20 +529,53 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut notes = Vec::new();
     // The zone files' warnings come back in `notes` (a file is read once, or not at all
     // when its snapshot is current).
+    // A zone that does not load is reported and, where its name is known, kept without a
+    // version (SERVFAIL, `status`, the metrics; a reload serves it once its file is good):
+    // the others are served all the same, unless --strict.
+    let mut failed = Vec::new();
     for file in &args.zones {
-        zone_set
-            .add(None, file, nsxdp::config::SerialPolicy::Increment, Limits::default(), now, &mut notes)
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let policy = nsxdp::config::SerialPolicy::Increment;
+        if let Err(e) = zone_set.add(None, file, policy, Limits::default(), now, &mut notes) {
+            log::error!("{e}");
+            let text = std::fs::read(file).unwrap_or_default();
+            if let Some(name) = nsxdp::zone::parse::guess_origin(file, &text) {
+                let _ = zone_set.add_unloaded(&name, file, policy, Limits::default(), e.clone());
+            }
+            failed.push(e);
+        }
     }
     for z in zone_confs {
         let config = config.as_ref().expect("zones come from a configuration");
-        zone_set.add_configured(z, config, now, &mut notes).map_err(|e| anyhow::anyhow!(e))?;
+        if let Err(e) = zone_set.add_configured(z, config, now, &mut notes) {
+            log::error!("zone {}: {e}", z.name);
+            if let (nsxdp::config::Role::Primary, Some(file)) = (&z.role, &z.file) {
+                let limits = Limits { max_bytes: z.journal_max_bytes, max_depth: z.journal_max_depth };
+                let _ = zone_set.add_unloaded(&z.name, file, z.serial_policy, limits, e.clone());
+            }
+            failed.push(e);
+        }
     }
     for path in &args.snapshots {
-        zone_set.add_snapshot(path).map_err(|e| anyhow::anyhow!(e))?;
+        if let Err(e) = zone_set.add_snapshot(path) {
+            log::error!("{}: {e}", path.display());
+            failed.push(e);
+        }
     }
     for n in &notes {
-        eprintln!("nsxdp: {n}");
+        log::warn!("{n}");
+    }
+    if !failed.is_empty() {
+        let serving = zone_set.zones.iter().filter(|z| z.serving()).count();
+        let secondaries = zone_set.zones.iter().filter(|z| z.secondary.is_some()).count();
+        let n = failed.len();
+        let zones = if n == 1 { "zone" } else { "zones" };
+        if args.strict {
+            bail!("{n} {zones} did not load (--strict): not starting");
+        }
+        if serving + secondaries == 0 {
+            bail!("no zone can be served ({n} did not load)");
+        }
+        log::error!("{n} {zones} did not load; serving the other {}", serving + secondaries);
     }
     zone_set.publish();
     // Ten zones by name at most: a host of 10^5 zones would write a line of megabytes.
@@ -426,7 +587,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(|z| match z.serial() {
             Some(s) if z.serving() => format!("{} (serial {s})", z.name),
             Some(s) => format!("{} (serial {s}, expired)", z.name),
-            None => format!("{} (secondary, not transferred yet)", z.name),
+            None if z.secondary.is_some() => format!("{} (secondary, not transferred yet)", z.name),
+            None => format!("{} (not loaded: SERVFAIL)", z.name),
         })
         .collect();
     if zone_set.zones.len() > shown {
@@ -454,18 +616,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             listen = c.server.listen.clone();
         }
     }
-    let defaults = listen.is_empty();
-    if defaults && args.xdp.is_some() {
-        listen.push("0.0.0.0:53".parse()?);
-        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
-            listen.push("[::]:53".parse()?);
-        }
-    } else if defaults {
-        listen.push("127.0.0.1:5353".parse()?);
-        // Only where IPv6 loopback exists.
-        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
-            listen.push("[::1]:5353".parse()?);
-        }
+    if listen.is_empty() {
+        listen = nsxdp::config::default_listen(args.xdp.is_some());
     }
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -506,7 +658,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let metrics_http = match args.metrics.or(config.as_ref().and_then(|c| c.server.metrics)) {
         Some(addr) => {
             let server = MetricsServer::bind(addr)?;
-            eprintln!("nsxdp: metrics on http://{}/metrics", server.addr);
+            log::info!("metrics on http://{}/metrics", server.addr);
             Some(server.spawn(metrics.clone(), HttpLimits::default(), shutdown.clone())?)
         }
         None => None,
@@ -533,99 +685,224 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Some(metrics.clone()),
         )?,
     };
-    eprintln!("nsxdp: control socket {}", control_path.display());
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    if let Some(ifname) = args.xdp.clone() {
-        let r = serve_xdp(
-            &args,
-            &ifname,
-            &listen,
-            &zones,
-            catalog,
-            cfg,
-            shutdown.clone(),
-            transfers,
-            control_side,
-            rrl.as_ref(),
-            &metrics,
-            user.as_deref(),
-        );
-        shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
-        control.stop();
-        return r;
-    }
-    let threads = match &args.cores {
-        Some(n) => {
-            n.parse::<usize>().map_err(|_| anyhow::anyhow!("--cores {n:?}: a number of loops (without --xdp)"))?
-        }
-        None => cores.len().max(1),
+    log::info!("control socket {}", control_path.display());
+    // The XDP side is checked before anything is bound: interface, queues, cores, MTU.
+    let xdp_opts = match &args.xdp {
+        Some(ifname) => Some(xdp_options(&args, ifname, &listen)?),
+        None => None,
     };
-    let (handoff_tx, handoff_rx) = handoff::channel();
-    let loops = udp::spawn(
-        &listen,
-        threads,
-        &cores,
-        catalog.clone(),
+    let server = Server {
+        args: &args,
+        listen,
+        zones,
+        catalog,
         cfg,
-        shutdown.clone(),
-        // Also without a configuration: a signed query gets NOTAUTH/BADKEY there.
-        Some(handoff_tx),
-        rrl.as_ref(),
-    )
-    .with_context(|| format!("binding UDP {listen:?}"))?;
-    let tcp_notify = control_side.clone();
-    let senders = loops.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
-    let (handoff_stats, handoff_thread) =
-        handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
-            .context("handoff thread")?;
-    let mut tcp = TcpServer::bind(&loops.bound, catalog, cfg, tcp_limits(&args, config.as_deref()))
-        .with_context(|| format!("binding TCP {:?}", loops.bound))?;
-    nsxdp::control::tls::listen(&mut tcp, config.as_deref())?;
-    metrics.add_udp_loops(&loops.stats);
-    metrics.add_handoff(handoff_stats.clone());
-    metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
-    if let Some(t) = transfers {
-        tcp.set_transfers(t);
-    }
-    if let Some(c) = tcp_notify {
-        tcp.set_notify(c);
-    }
-    let addrs: Vec<String> = loops.bound.iter().map(|a| a.to_string()).collect();
-    eprintln!(
-        "nsxdp: serving {} on {} (UDP: {} loops, kernel sockets; TCP on the control thread)",
-        zones.join(", "),
-        addrs.join(" "),
-        loops.handles.len()
-    );
-    // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
-    nsxdp::control::release_freed_memory();
-    if let Some(u) = &user {
-        nsxdp::service::drop_privileges(u, &[])?;
-        eprintln!("nsxdp: running as user {u}");
-    }
-    eprintln!("nsxdp: ready");
-    nsxdp::service::notify("READY=1");
-    let tcp_result = tcp.run(&shutdown);
-    nsxdp::service::notify("STOPPING=1");
+        shutdown: shutdown.clone(),
+        transfers,
+        control_side,
+        rrl,
+        metrics: metrics.clone(),
+        user,
+        data_dir,
+    };
+    let r = server.run(xdp_opts);
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
     control.stop();
-    tcp_result?;
-    let mut hist = dataplane::new_histogram();
-    for h in loops.handles {
-        if let Ok(part) = h.join() {
-            let _ = hist.add(&part);
+    r
+}
+
+/// Everything `serve` set up that the data plane and TCP need: one way to start a server,
+/// whichever UDP data plane it has.
+struct Server<'a> {
+    args: &'a ServeArgs,
+    listen: Vec<SocketAddr>,
+    /// How the served zones are described in the log.
+    zones: Vec<String>,
+    catalog: dataplane::SharedCatalog,
+    cfg: Config,
+    shutdown: Arc<AtomicBool>,
+    transfers: Option<Transfers>,
+    control_side: Option<handoff::ControlSide>,
+    rrl: Option<nsxdp::rrl::Settings>,
+    metrics: Arc<Metrics>,
+    user: Option<String>,
+    data_dir: PathBuf,
+}
+
+impl Server<'_> {
+    /// Starts the UDP data plane (kernel sockets, or AF_XDP with `xdp`), the handoff thread
+    /// and TCP, serves until SIGINT/SIGTERM or `ctl stop`, stops them and logs their counters.
+    ///
+    /// Kernel sockets: one loop per core, pinned, all of the UDP. AF_XDP: a loop per queue
+    /// (`xdp`), and beside it one unpinned kernel loop on the listen addresses for what the
+    /// XDP program passes to the kernel (fragments, IPv6 extension headers, queues without a
+    /// socket, other interfaces). Either way TCP runs on this thread and NOTIFY, UPDATE, IXFR
+    /// and signed queries go from the loops to the handoff thread.
+    fn run(self, xdp: Option<xdp::XdpOptions>) -> anyhow::Result<ExitCode> {
+        let Server {
+            args,
+            listen,
+            zones,
+            catalog,
+            cfg,
+            shutdown,
+            transfers,
+            control_side,
+            rrl,
+            metrics,
+            user,
+            data_dir,
+        } = self;
+        let rrl = rrl.as_ref();
+        let (threads, cores) = match (&xdp, &args.cores) {
+            (Some(_), _) => (1, Vec::new()),
+            (None, Some(n)) => (
+                n.parse::<usize>().map_err(|_| anyhow::anyhow!("--cores {n:?}: a number of loops (without --xdp)"))?,
+                core_affinity::get_core_ids().unwrap_or_default(),
+            ),
+            (None, None) => {
+                let cores = core_affinity::get_core_ids().unwrap_or_default();
+                (cores.len().max(1), cores)
+            }
+        };
+        let (handoff_tx, handoff_rx) = handoff::channel();
+        // Also without a configuration: a signed query gets NOTAUTH/BADKEY there.
+        let udp_loops =
+            udp::spawn(&listen, threads, &cores, catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()), rrl)
+                .with_context(|| format!("binding UDP {listen:?}"))?;
+        let senders = udp_loops.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
+        let tcp_notify = control_side.clone();
+        let (handoff_stats, handoff_thread) =
+            handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
+                .context("handoff thread")?;
+        let config = tcp_notify.as_ref().map(|c| c.config.load());
+        let mut tcp = TcpServer::bind(&udp_loops.bound, catalog.clone(), cfg, tcp_limits(args, config.as_deref()))
+            .with_context(|| format!("binding TCP {:?}", udp_loops.bound))?;
+        nsxdp::control::tls::listen(&mut tcp, config.as_deref())?;
+        if let Some(t) = transfers {
+            tcp.set_transfers(t);
         }
+        if let Some(c) = tcp_notify {
+            tcp.set_notify(c);
+        }
+        let plane = match &xdp {
+            Some(opts) => match xdp::XdpPlane::start(opts, catalog, cfg, handoff_tx, shutdown.clone(), rrl) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    // Stop the kernel-side threads before reporting.
+                    shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e).with_context(|| format!("starting AF_XDP on {}", opts.ifname));
+                }
+            },
+            None => {
+                drop(handoff_tx);
+                None
+            }
+        };
+        metrics.add_udp_loops(&udp_loops.stats);
+        metrics.add_handoff(handoff_stats.clone());
+        metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
+        for l in plane.iter().flat_map(|p| &p.loops) {
+            let source = nsxdp::metrics::XdpSource {
+                queue: l.queue,
+                frames: l.frames.clone(),
+                socket: l.socket.clone(),
+                kernel: l.kernel_fd.clone(),
+            };
+            metrics.add_xdp_queue(l.queue, l.dns.clone(), source);
+        }
+        let addrs: Vec<String> = udp_loops.bound.iter().map(|a| a.to_string()).collect();
+        let how = match (&plane, &xdp) {
+            (Some(p), Some(o)) => {
+                let qs: Vec<String> = p
+                    .loops
+                    .iter()
+                    .map(|l| format!("{}@{}", l.queue, l.core.map_or("-".to_string(), |c| c.to_string())))
+                    .collect();
+                format!(
+                    "UDP: AF_XDP on {} queues {} (queue@core), {} mode, MTU {}; TCP and the rest through the kernel",
+                    o.ifname,
+                    qs.join(","),
+                    p.loops.first().map_or("?".to_string(), |l| l.mode.to_string()),
+                    o.mtu
+                )
+            }
+            _ => format!("UDP: {} loops, kernel sockets; TCP on the control thread", udp_loops.handles.len()),
+        };
+        log::info!("serving {} on {} ({how})", zones.join(", "), addrs.join(" "));
+        // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
+        nsxdp::control::release_freed_memory();
+        if let Some(u) = &user {
+            // What the start-up wrote as root (a journal, a first snapshot, the lock) becomes
+            // the user's, or its next write would be refused.
+            let given = nsxdp::service::give_data_dir(&data_dir, u)?;
+            if given > 0 {
+                log::info!("gave {given} entries of {} to user {u}", data_dir.display());
+            }
+            if plane.is_some() {
+                // The program is detached at exit, from this thread: it keeps CAP_NET_ADMIN.
+                nsxdp::service::drop_privileges(u, &[caps::Capability::CAP_NET_ADMIN])?;
+                log::info!("running as user {u} (keeping CAP_NET_ADMIN to detach the XDP program)");
+            } else {
+                nsxdp::service::drop_privileges(u, &[])?;
+                log::info!("running as user {u}");
+            }
+        }
+        log::info!("ready");
+        nsxdp::service::notify("READY=1");
+        let tcp_result = tcp.run(&shutdown);
+        nsxdp::service::notify("STOPPING=1");
+        // However the TCP loop ended, stop everything (the plane detaches the program when it
+        // goes out of scope, also on an error return).
+        shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+        let per_queue: Vec<_> =
+            plane.iter().flat_map(|p| &p.loops).map(|l| (l.queue, l.dns.clone(), l.frames.clone())).collect();
+        let report = plane.map(|p| p.stop());
+        let mut hist = dataplane::new_histogram();
+        for h in udp_loops.handles {
+            if let Ok(part) = h.join() {
+                let _ = hist.add(&part);
+            }
+        }
+        let _ = handoff_thread.join();
+        match &report {
+            None => {
+                log::info!("stopping; UDP {}", StatsSnapshot::sum(&udp_loops.stats));
+                log::info!("UDP {}", dataplane::describe_histogram(&hist));
+                log::info!("handed to the control side (NOTIFY, IXFR, signed queries over UDP) {handoff_stats}");
+            }
+            Some(report) => {
+                log::info!("stopping");
+                for (q, (queue, dns, frames)) in report.queues.iter().zip(&per_queue) {
+                    debug_assert_eq!(q.queue, *queue);
+                    log::info!("XDP {}", xdp::describe_queue(q));
+                    log::info!(
+                        "XDP queue {queue} frames: dropped={} ({}) build_errors={} handed_off={} handoff_dropped={} \
+                         idle_polls={}",
+                        frames.dropped(),
+                        frames.describe_drops(),
+                        frames.build_errors.load(std::sync::atomic::Ordering::Relaxed),
+                        frames.handed_off.load(std::sync::atomic::Ordering::Relaxed),
+                        frames.handoff_dropped.load(std::sync::atomic::Ordering::Relaxed),
+                        frames.idle_polls.load(std::sync::atomic::Ordering::Relaxed),
+                    );
+                    log::info!("XDP queue {queue} DNS: {}", StatsSnapshot::sum([dns]));
+                }
+                log::info!("XDP program {}", report.describe_program());
+                log::info!("XDP DNS: {}", StatsSnapshot::sum(per_queue.iter().map(|p| &p.1)));
+                log::info!("XDP {}", dataplane::describe_histogram(&report.hist));
+                log::info!("UDP (kernel) {}", StatsSnapshot::sum(&udp_loops.stats));
+                log::info!("handoff {}", handoff_stats);
+            }
+        }
+        log::info!("TCP {}", StatsSnapshot::sum([&tcp.stats]));
+        log::info!("TCP connections {}", tcp.tcp_stats);
+        if let Some(s) = tcp.transfer_stats() {
+            log::info!("transfers out {s}");
+        }
+        tcp_result?;
+        Ok(ExitCode::SUCCESS)
     }
-    eprintln!("nsxdp: stopping; UDP {}", StatsSnapshot::sum(&loops.stats));
-    eprintln!("nsxdp: UDP {}", dataplane::describe_histogram(&hist));
-    let _ = handoff_thread.join();
-    eprintln!("nsxdp: handed to the control side (NOTIFY, IXFR, signed queries over UDP) {handoff_stats}");
-    eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
-    eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
-    if let Some(s) = tcp.transfer_stats() {
-        eprintln!("nsxdp: transfers out {s}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The cookie secrets, when cookies are on: the configured secret (and the previous one),
@@ -711,25 +988,11 @@ fn xdp_program_config(listen: &[SocketAddr]) -> anyhow::Result<XdpConfig> {
     Ok(XdpConfig { port, v4: pick4, v6: pick6 })
 }
 
-/// `serve --xdp IFACE`: UDP through AF_XDP run loops, one per queue; TCP, and whatever UDP
-/// the XDP program leaves to the kernel (fragments, IPv6 extension headers, other
-/// interfaces), through kernel sockets on the listen addresses; NOTIFY, UPDATE and IXFR
-/// from the loops to the control side's handoff thread.
-#[allow(clippy::too_many_arguments)]
-fn serve_xdp(
-    args: &ServeArgs,
-    ifname: &str,
-    listen: &[SocketAddr],
-    zones: &[String],
-    catalog: dataplane::SharedCatalog,
-    cfg: Config,
-    shutdown: Arc<AtomicBool>,
-    transfers: Option<Transfers>,
-    control_side: Option<handoff::ControlSide>,
-    rrl: Option<&nsxdp::rrl::Settings>,
-    metrics: &Metrics,
-    user: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+/// `serve --xdp IFACE`: the AF_XDP plane's options, checked before anything is bound — the
+/// XDP program's port and addresses from the listen addresses, the queues (`--queues`, else
+/// every RX queue of IFACE), their cores (`--cores`, else queue i on the i-th core this
+/// process may run on), the MTU.
+fn xdp_options(args: &ServeArgs, ifname: &str, listen: &[SocketAddr]) -> anyhow::Result<xdp::XdpOptions> {
     let program = xdp_program_config(listen)?;
     let queues = match &args.queues {
         Some(l) => xdp::parse_list(l).map_err(|e| anyhow::anyhow!("--queues: {e}"))?,
@@ -750,31 +1013,11 @@ fn serve_xdp(
     let mtu = match xdp::interface_mtu(ifname) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("nsxdp: {ifname}: MTU unknown ({e}); assuming {}", xdp::DEFAULT_MTU);
+            log::warn!("{ifname}: MTU unknown ({e}); assuming {}", xdp::DEFAULT_MTU);
             xdp::DEFAULT_MTU
         }
     };
-    // Kernel side first: the fallback UDP loop (one, unpinned: it only sees what XDP
-    // passes), the handoff thread answering through its sockets, and TCP.
-    let (handoff_tx, handoff_rx) = handoff::channel();
-    let fallback = udp::spawn(listen, 1, &[], catalog.clone(), cfg, shutdown.clone(), Some(handoff_tx.clone()), rrl)
-        .with_context(|| format!("binding UDP {listen:?}"))?;
-    let senders = fallback.senders.iter().map(|s| s.try_clone()).collect::<std::io::Result<Vec<_>>>()?;
-    let tcp_notify = control_side.clone();
-    let (handoff_stats, handoff_thread) =
-        handoff::spawn(handoff_rx, senders, catalog.clone(), cfg, control_side, shutdown.clone())
-            .context("handoff thread")?;
-    let config = tcp_notify.as_ref().map(|c| c.config.load());
-    let mut tcp = TcpServer::bind(&fallback.bound, catalog.clone(), cfg, tcp_limits(args, config.as_deref()))
-        .with_context(|| format!("binding TCP {:?}", fallback.bound))?;
-    nsxdp::control::tls::listen(&mut tcp, config.as_deref())?;
-    if let Some(t) = transfers {
-        tcp.set_transfers(t);
-    }
-    if let Some(c) = tcp_notify {
-        tcp.set_notify(c);
-    }
-    let opts = xdp::XdpOptions {
+    Ok(xdp::XdpOptions {
         ifname: ifname.to_string(),
         queues,
         cores,
@@ -782,91 +1025,7 @@ fn serve_xdp(
         program,
         mtu,
         socket: xdp::socket_config(mtu),
-    };
-    let plane = match xdp::XdpPlane::start(&opts, catalog, cfg, handoff_tx, shutdown.clone(), rrl) {
-        Ok(p) => p,
-        Err(e) => {
-            // Stop the kernel-side threads before reporting.
-            shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
-            return Err(e).with_context(|| format!("starting AF_XDP on {ifname}"));
-        }
-    };
-    metrics.add_udp_loops(&fallback.stats);
-    metrics.add_handoff(handoff_stats.clone());
-    metrics.set_tcp(tcp.stats.clone(), tcp.tcp_stats.clone());
-    for l in &plane.loops {
-        let source = nsxdp::metrics::XdpSource {
-            queue: l.queue,
-            frames: l.frames.clone(),
-            socket: l.socket.clone(),
-            kernel: l.kernel_fd.clone(),
-        };
-        metrics.add_xdp_queue(l.queue, l.dns.clone(), source);
-    }
-    let addrs: Vec<String> = fallback.bound.iter().map(|a| a.to_string()).collect();
-    let qs: Vec<String> = plane
-        .loops
-        .iter()
-        .map(|l| format!("{}@{}", l.queue, l.core.map_or("-".to_string(), |c| c.to_string())))
-        .collect();
-    eprintln!(
-        "nsxdp: serving {} on {} (UDP: AF_XDP on {ifname} queues {} (queue@core), {} mode, MTU {mtu}; \
-         TCP and the rest through the kernel)",
-        zones.join(", "),
-        addrs.join(" "),
-        qs.join(","),
-        plane.loops.first().map_or("?".to_string(), |l| l.mode.to_string()),
-    );
-    // Whatever starting took (zone files parsed, snapshots built) goes back to the kernel.
-    nsxdp::control::release_freed_memory();
-    if let Some(u) = user {
-        // The program is detached at exit, from this thread: it keeps CAP_NET_ADMIN.
-        nsxdp::service::drop_privileges(u, &[caps::Capability::CAP_NET_ADMIN])?;
-        eprintln!("nsxdp: running as user {u} (keeping CAP_NET_ADMIN to detach the XDP program)");
-    }
-    eprintln!("nsxdp: ready");
-    nsxdp::service::notify("READY=1");
-    let tcp_result = tcp.run(&shutdown);
-    nsxdp::service::notify("STOPPING=1");
-    // However the TCP loop ended, stop everything (the plane detaches the program when it
-    // goes out of scope, also on the error return below).
-    shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
-    let per_queue: Vec<_> = plane.loops.iter().map(|l| (l.queue, l.dns.clone(), l.frames.clone())).collect();
-    let report = plane.stop();
-    let mut hist = dataplane::new_histogram();
-    for h in fallback.handles {
-        if let Ok(part) = h.join() {
-            let _ = hist.add(&part);
-        }
-    }
-    let _ = handoff_thread.join();
-    eprintln!("nsxdp: stopping");
-    for (q, (queue, dns, frames)) in report.queues.iter().zip(&per_queue) {
-        debug_assert_eq!(q.queue, *queue);
-        eprintln!("nsxdp: XDP {}", xdp::describe_queue(q));
-        eprintln!(
-            "nsxdp: XDP queue {queue} frames: dropped={} ({}) build_errors={} handed_off={} handoff_dropped={} idle_polls={}",
-            frames.dropped(),
-            frames.describe_drops(),
-            frames.build_errors.load(std::sync::atomic::Ordering::Relaxed),
-            frames.handed_off.load(std::sync::atomic::Ordering::Relaxed),
-            frames.handoff_dropped.load(std::sync::atomic::Ordering::Relaxed),
-            frames.idle_polls.load(std::sync::atomic::Ordering::Relaxed),
-        );
-        eprintln!("nsxdp: XDP queue {queue} DNS: {}", StatsSnapshot::sum([dns]));
-    }
-    eprintln!("nsxdp: XDP program {}", report.describe_program());
-    eprintln!("nsxdp: XDP DNS: {}", StatsSnapshot::sum(per_queue.iter().map(|p| &p.1)));
-    eprintln!("nsxdp: XDP {}", dataplane::describe_histogram(&report.hist));
-    eprintln!("nsxdp: UDP (kernel) {}", StatsSnapshot::sum(&fallback.stats));
-    eprintln!("nsxdp: handoff {}", handoff_stats);
-    eprintln!("nsxdp: TCP {}", StatsSnapshot::sum([&tcp.stats]));
-    eprintln!("nsxdp: TCP connections {}", tcp.tcp_stats);
-    if let Some(s) = tcp.transfer_stats() {
-        eprintln!("nsxdp: transfers out {s}");
-    }
-    tcp_result?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn parse_origin(s: &str) -> anyhow::Result<Name> {
@@ -950,4 +1109,47 @@ fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::CommandFactory;
+
+    /// Every argument and subcommand, hidden ones too, says what it is: in `--help`, in the
+    /// manual pages and in the completions.
+    #[test]
+    fn every_argument_and_subcommand_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let name = format!("{path} {}", arg.get_id());
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(name.clone());
+                }
+                seen.push(name);
+            }
+            // clap's own `help` subcommand is clap's to describe.
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, seen, missing);
+                seen.push(name);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let (mut seen, mut missing) = (Vec::new(), Vec::new());
+        walk(&cmd, "nsxdp", &mut seen, &mut missing);
+        assert!(missing.is_empty(), "without a help text: {missing:?}");
+        // The walk reached the leaves, hidden ones included.
+        for leaf in ["nsxdp compile origin", "nsxdp ctl zone-notify zone", "nsxdp generate completions shell"] {
+            assert!(seen.iter().any(|s| s == leaf), "{leaf} not seen in {seen:?}");
+        }
+    }
+
+    #[test]
+    fn clap_accepts_the_definition() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -10,7 +10,7 @@ use std::ffi::CString;
 pub fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
     if let Err(e) = send(&path, state) {
-        eprintln!("nsxdp: sd_notify {state:?} to {}: {e}", path.to_string_lossy());
+        log::warn!("sd_notify {state:?} to {}: {e}", path.to_string_lossy());
     }
 }
 
@@ -46,20 +46,7 @@ pub enum DropError {
 /// CAP_NET_ADMIN in the thread that detaches its program at exit). Does nothing if the
 /// process already runs as that user.
 pub fn drop_privileges(user: &str, keep: &[caps::Capability]) -> Result<(), DropError> {
-    let name = CString::new(user).map_err(|_| DropError::NoUser(user.into()))?;
-    let mut pw: libc::passwd = unsafe_zeroed_passwd();
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call: `name` is NUL-terminated, `pw` and
-    // `found` are ours, `buf` is writable for its length.
-    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 {
-        return Err(DropError::Lookup(user.into(), std::io::Error::from_raw_os_error(rc)));
-    }
-    if found.is_null() {
-        return Err(DropError::NoUser(user.into()));
-    }
-    let (uid, gid) = (pw.pw_uid, pw.pw_gid);
+    let (name, uid, gid) = lookup(user)?;
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } == uid {
         return Ok(());
@@ -100,6 +87,48 @@ pub fn drop_privileges(user: &str, keep: &[caps::Capability]) -> Result<(), Drop
         return Err(DropError::Switch(user.into(), "setuid(0) still succeeds", std::io::Error::other("not dropped")));
     }
     Ok(())
+}
+
+/// Gives the data directory and what is directly in it (snapshots, journals, the lock, the
+/// secondaries' refresh stamps) to `user` and its group, before the switch: what the
+/// start-up wrote as root — a journal begun because a zone file changed while the server
+/// was stopped, a first snapshot — must stay writable by the server, or every later reload
+/// of that zone fails. Entries that are the user's already are left alone; symbolic links
+/// are not followed. Returns how many changed owner.
+pub fn give_data_dir(dir: &std::path::Path, user: &str) -> Result<usize, DropError> {
+    use std::os::unix::fs::MetadataExt;
+    let (_, uid, gid) = lookup(user)?;
+    let fail = |what, e| DropError::Switch(user.into(), what, e);
+    let mut changed = 0;
+    let entries = std::fs::read_dir(dir).map_err(|e| fail("reading the data directory", e))?;
+    for path in std::iter::once(Ok(dir.to_path_buf())).chain(entries.map(|e| e.map(|e| e.path()))) {
+        let path = path.map_err(|e| fail("reading the data directory", e))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| fail("reading the data directory", e))?;
+        if meta.uid() != uid || meta.gid() != gid {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                .map_err(|e| fail("giving it the data directory", e))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// The user's name (for initgroups), uid and primary gid.
+fn lookup(user: &str) -> Result<(CString, libc::uid_t, libc::gid_t), DropError> {
+    let name = CString::new(user).map_err(|_| DropError::NoUser(user.into()))?;
+    let mut pw: libc::passwd = unsafe_zeroed_passwd();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: `name` is NUL-terminated, `pw` and
+    // `found` are ours, `buf` is writable for its length.
+    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 {
+        return Err(DropError::Lookup(user.into(), std::io::Error::from_raw_os_error(rc)));
+    }
+    if found.is_null() {
+        return Err(DropError::NoUser(user.into()));
+    }
+    Ok((name, pw.pw_uid, pw.pw_gid))
 }
 
 fn unsafe_zeroed_passwd() -> libc::passwd {

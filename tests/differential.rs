@@ -19,6 +19,8 @@
 //! python3-dnspython are needed: a missing one fails the test when the
 //! environment has `CI=true` and skips it with a message otherwise.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -37,7 +39,7 @@ fn in_ci() -> bool {
 
 fn skip_or_fail(why: &str) {
     assert!(!in_ci(), "the differential test cannot run (CI=true): {why}");
-    eprintln!("differential test skipped: {why}");
+    common::skipped(why);
 }
 
 /// PATH plus the sbin directories, where knotd and nsd are installed.

@@ -21,7 +21,7 @@ fn have_dnspython() -> bool {
             !common::in_ci(),
             "{PYTHON} with dnspython is required under CI=true (apt-get install python3-dnspython)"
         );
-        eprintln!("skipping: {PYTHON} with dnspython not found (apt-get install python3-dnspython)");
+        common::skipped(&format!("{PYTHON} with dnspython not found (apt-get install python3-dnspython)"));
     }
     ok
 }
@@ -206,7 +206,7 @@ fn counters_are_exact_and_ctl_shows_them_then_stops_the_server() {
     };
     assert!(status.success(), "{status:?}");
     let log = std::fs::read_to_string(dir.path().join("nsxdp.log")).unwrap();
-    assert!(log.contains("nsxdp: stopping; UDP received="), "{log}");
+    assert!(log.contains(" info: stopping; UDP received="), "{log}");
     assert!(TcpStream::connect(("127.0.0.1", s.metrics_port)).is_err(), "the endpoint outlived the server");
 }
 
@@ -327,7 +327,7 @@ fn xdp_prerequisites() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         assert!(!common::in_ci(), "xdp metrics: needs root under CI=true");
-        eprintln!("skipping: needs root (BPF, AF_XDP and network namespaces)");
+        common::skipped("needs root (BPF, AF_XDP and network namespaces)");
         return false;
     }
     common::have("ip", "iproute2") && common::have("ethtool", "ethtool") && common::have("kdig", "knot-dnsutils")
@@ -350,7 +350,7 @@ fn xdp_counters_are_exact_and_the_kernel_statistics_are_read() {
     let log = dir.path().join("nsxdp.log");
     let _server = common::Proc::spawn(cmd, &log);
     let t0 = Instant::now();
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("nsxdp: ready") {
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains(" info: ready") {
         assert!(t0.elapsed() < Duration::from_secs(60), "{}", std::fs::read_to_string(&log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -3,6 +3,8 @@
 //! while the last version keeps answering, and a restart that continues from the journal.
 //! Answers are read with dig over UDP.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::Path;
@@ -17,7 +19,7 @@ fn dig_available() -> bool {
     let ok = Command::new("dig").arg("-v").output().is_ok();
     if !ok {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "dig is required under CI=true");
-        eprintln!("skipping: dig not found (apt-get install bind9-dnsutils)");
+        common::skipped("dig not found (apt-get install bind9-dnsutils)");
     }
     ok
 }
@@ -52,7 +54,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        while rx.recv_timeout(Duration::from_secs(20)).expect("server did not start") != "nsxdp: ready" {}
+        while !rx.recv_timeout(Duration::from_secs(20)).expect("server did not start").ends_with(" info: ready") {}
         Server { child, port }
     }
 

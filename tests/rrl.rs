@@ -238,7 +238,7 @@ fn a_spoofed_flood_is_limited_per_prefix() {
     drop(server);
     // The log is written by a thread of the test: wait for the last lines.
     let t0 = Instant::now();
-    while !log_text().contains("nsxdp: TCP") && t0.elapsed() < Duration::from_secs(10) {
+    while !log_text().contains(" info: TCP") && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = log_text();
@@ -321,8 +321,8 @@ fn check(
 
     // One log line per limited prefix (not per packet), and the counters at exit.
     for prefix in limited {
-        let line = format!("nsxdp: rrl: {prefix} positive responses limited");
-        assert_eq!(log.lines().filter(|l| *l == line).count(), 1, "{line:?} once in:\n{log}");
+        let line = format!(" info: rrl: {prefix} positive responses limited");
+        assert_eq!(log.lines().filter(|l| l.ends_with(&line)).count(), 1, "{line:?} once in:\n{log}");
     }
     assert!(!log.contains(spared[0]) && !log.contains(spared[1]), "{log}");
     let counters = log.lines().find(|l| l.contains(counters)).expect("exit counters");
@@ -348,7 +348,7 @@ fn rrl_through_af_xdp() {
     if !root || !tools {
         let why = if root { "ip or ethtool missing" } else { "needs root (BPF, AF_XDP, network namespaces)" };
         assert!(!common::in_ci(), "{TEST}: cannot run under CI=true: {why}");
-        eprintln!("{TEST}: skipped: {why}");
+        common::skipped(why);
         return;
     }
     let _turn = ONE_FLOOD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -389,7 +389,7 @@ fn rrl_through_af_xdp() {
     });
     let mut log = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !log.contains("nsxdp: ready") {
+    while !log.contains(" info: ready") {
         assert!(Instant::now() < deadline, "nsxdp not ready:\n{log}");
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
             log.push_str(&l);
@@ -418,7 +418,7 @@ fn rrl_through_af_xdp() {
         &log,
         ["198.18.1.0/24", "198.18.2.0/24"],
         ["198.18.3.0/24", "198.18.5.0/24"],
-        "nsxdp: XDP DNS:",
+        " info: XDP DNS:",
         (0, 0),
     );
 }

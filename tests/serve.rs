@@ -2,6 +2,8 @@
 //! one connection, and a corpus of malformed packets that must get FORMERR or a counted drop
 //! while the server keeps answering.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -49,7 +51,7 @@ impl Server {
         });
         loop {
             let line = rx.recv_timeout(Duration::from_secs(20)).expect("server did not start");
-            if line == "nsxdp: ready" {
+            if line.ends_with(" info: ready") {
                 break;
             }
         }
@@ -113,7 +115,7 @@ fn tool(name: &str) -> bool {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{name} is required under CI=true");
         }
-        eprintln!("skipping the {name} part: {name} is not installed");
+        common::skipped_part(&format!("{name} is not installed"));
     }
     found
 }
@@ -268,7 +270,7 @@ fn malformed_packets_get_formerr_or_a_counted_drop() {
     assert_eq!(rcode(&udp_exchange(srv.addr, &good).expect("alive after fuzz")), 0);
     let summary = srv.stop();
     let count = |key: &str| -> u64 {
-        let udp = summary.lines().find(|l| l.starts_with("nsxdp: stopping; UDP")).expect("summary");
+        let udp = summary.lines().find(|l| l.contains(" info: stopping; UDP")).expect("summary");
         udp.split_whitespace().find_map(|kv| kv.strip_prefix(key)).and_then(|v| v.parse().ok()).unwrap_or(0)
     };
     assert!(count("dropped_short=") >= expect_short, "{summary}");

@@ -52,7 +52,7 @@ fn start(dir: &Path, conf: &Path, notify: &Path) -> Child {
     let mut log = String::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(l) if l == "nsxdp: ready" => break,
+            Ok(l) if l.ends_with(" info: ready") => break,
             Ok(l) => log += &(l + "\n"),
             Err(_) => {
                 let _ = child.kill();
@@ -94,7 +94,7 @@ fn the_unit_verifies() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/nsxdp.service")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nsxdp.service");
-    std::fs::write(&path, unit.replace("/usr/sbin/nsxdp", env!("CARGO_BIN_EXE_nsxdp"))).unwrap();
+    std::fs::write(&path, unit.replace("/usr/bin/nsxdp", env!("CARGO_BIN_EXE_nsxdp"))).unwrap();
     let o = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
     let out = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && out.trim().is_empty(), "systemd-analyze verify:\n{out}");
@@ -108,18 +108,19 @@ fn ready_and_stopping_are_told_and_usr_signals_ignored() {
     let notify = dir.path().join("notify");
     let sock = UnixDatagram::bind(&notify).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut child = start(dir.path(), &c, &notify);
+    // Stopped by its guard should an assertion fail first.
+    let mut child = common::Proc(start(dir.path(), &c, &notify));
     assert_eq!(recv(&sock), "READY=1");
     assert_eq!(soa_serial(port, "svc.test."), Some(1), "READY=1 means serving");
     for sig in ["-USR1", "-USR2"] {
-        signal(&child, sig);
+        signal(&child.0, sig);
     }
     std::thread::sleep(Duration::from_millis(200));
-    assert!(child.try_wait().unwrap().is_none(), "SIGUSR1/SIGUSR2 ended the server");
+    assert!(child.0.try_wait().unwrap().is_none(), "SIGUSR1/SIGUSR2 ended the server");
     assert_eq!(kdig_status(port, "svc.test.", "SOA", &[]), "NOERROR");
-    signal(&child, "-TERM");
+    signal(&child.0, "-TERM");
     assert_eq!(recv(&sock), "STOPPING=1");
-    assert!(wait_exit(&mut child).success());
+    assert!(wait_exit(&mut child.0).success());
 }
 
 #[test]
@@ -127,7 +128,7 @@ fn user_switch_after_binding() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         assert!(!in_ci(), "needs root under CI=true");
-        eprintln!("skipping: switching users needs root");
+        common::skipped("switching users needs root");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -142,9 +143,10 @@ fn user_switch_after_binding() {
     let sock = UnixDatagram::bind(&notify).unwrap();
     std::os::unix::fs::chown(&notify, Some(nobody), Some(nobody)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut child = start(dir.path(), &c, &notify);
+    // Stopped by its guard should an assertion fail first.
+    let mut child = common::Proc(start(dir.path(), &c, &notify));
     assert_eq!(recv(&sock), "READY=1", "told after the switch, as nobody");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
     let field =
         |k: &str| status.lines().find(|l| l.starts_with(k)).unwrap().split_whitespace().skip(1).collect::<Vec<_>>();
     assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
@@ -159,5 +161,28 @@ fn user_switch_after_binding() {
     assert_eq!(soa_serial(port, "svc.test."), Some(2));
     let (ok, out) = ctl(&c, &["stop"]);
     assert!(ok, "{out}");
-    assert!(wait_exit(&mut child).success());
+    assert!(wait_exit(&mut child.0).success());
+    assert_eq!(recv(&sock), "STOPPING=1");
+
+    // The zone file changes while the server is stopped: the next start journals the change
+    // as root, before the switch. What it wrote is given to nobody, so that later reloads
+    // can still write the journal.
+    std::fs::write(dir.path().join("svc.zone"), zone(3)).unwrap();
+    // Stopped by its guard should an assertion fail first.
+    let mut child = common::Proc(start(dir.path(), &c, &notify));
+    assert_eq!(recv(&sock), "READY=1");
+    assert_eq!(soa_serial(port, "svc.test."), Some(3));
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let entry = entry.unwrap();
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (nobody, nobody), "{}", entry.path().display());
+    }
+    std::fs::write(dir.path().join("svc.zone"), zone(4)).unwrap();
+    let (ok, out) = ctl(&c, &["reload"]);
+    assert!(ok, "{out}");
+    assert_eq!(soa_serial(port, "svc.test."), Some(4));
+    let (ok, out) = ctl(&c, &["stop"]);
+    assert!(ok, "{out}");
+    assert!(wait_exit(&mut child.0).success());
 }

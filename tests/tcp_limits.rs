@@ -58,7 +58,7 @@ impl Srv {
 
 /// A counter from the "TCP connections" line of the exit log.
 fn counter(log: &str, name: &str) -> u64 {
-    let line = log.lines().find(|l| l.starts_with("nsxdp: TCP connections")).expect("TCP connections line");
+    let line = log.lines().find(|l| l.contains(" info: TCP connections")).expect("TCP connections line");
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
         .unwrap_or_else(|| panic!("{name} not in {line}"))

@@ -6,6 +6,8 @@
 //! the `serve` command uses), on 127.0.0.1 with a kernel-chosen port. Needs kdig: under
 //! `CI=true` a missing kdig fails the test; otherwise it is skipped with a message.
 
+mod common;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +25,7 @@ fn kdig_available() -> bool {
     let ok = Command::new("kdig").arg("--version").output().is_ok_and(|o| o.status.success());
     if !ok {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "kdig is required under CI=true");
-        eprintln!("skipping: kdig not found (apt-get install knot-dnsutils)");
+        common::skipped("kdig not found (apt-get install knot-dnsutils)");
     }
     ok
 }

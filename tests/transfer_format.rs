@@ -32,7 +32,7 @@ fn have_dnspython() -> bool {
             !common::in_ci(),
             "{PYTHON} with dnspython is required under CI=true (apt-get install python3-dnspython)"
         );
-        eprintln!("skipping: {PYTHON} with dnspython not found (apt-get install python3-dnspython)");
+        common::skipped(&format!("{PYTHON} with dnspython not found (apt-get install python3-dnspython)"));
     }
     ok
 }

@@ -43,7 +43,7 @@ fn have_root(test: &str) -> bool {
         return true;
     }
     assert!(!in_ci(), "{test}: needs root (BPF and network namespaces); CI=true, so this is a failure");
-    eprintln!("{test}: skipped: needs root (BPF and network namespaces)");
+    common::skipped("needs root (BPF and network namespaces)");
     false
 }
 
@@ -53,7 +53,7 @@ fn have_tool(test: &str, tool: &str, package: &str) -> bool {
         return true;
     }
     assert!(!in_ci(), "{test}: needs {tool} (apt-get install {package}); CI=true, so this is a failure");
-    eprintln!("{test}: skipped: {tool} not found (apt-get install {package})");
+    common::skipped(&format!("{tool} not found (apt-get install {package})"));
     false
 }
 

@@ -31,7 +31,7 @@ fn prerequisites(test: &str) -> bool {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     let skip = |why: String| {
         assert!(!ci, "{test}: cannot run (CI=true, so this is a failure): {why}");
-        eprintln!("{test}: skipped: {why}");
+        common::skipped(&why);
         false
     };
     // SAFETY: geteuid has no preconditions.
@@ -208,7 +208,7 @@ fn xdp_serve_answers_qinq_with_its_tags() {
     });
     let mut log = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !log.lines().any(|l| l == "nsxdp: ready") {
+    while !log.lines().any(|l| l.ends_with(" info: ready")) {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => log.push_str(&(line + "\n")),
             Err(_) if Instant::now() > deadline || child.try_wait().unwrap().is_some() => {

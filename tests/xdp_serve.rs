@@ -44,7 +44,12 @@ fn in_ci() -> bool {
 
 fn skip_or_fail(test: &str, why: &str) {
     assert!(!in_ci(), "{test}: cannot run (CI=true, so this is a failure): {why}");
-    eprintln!("{test}: skipped: {why}");
+    common::skipped(why);
+}
+
+fn skip_part_or_fail(test: &str, why: &str) {
+    assert!(!in_ci(), "{test}: cannot run (CI=true, so this is a failure): {why}");
+    common::skipped_part(why);
 }
 
 fn which(tool: &str) -> bool {
@@ -92,7 +97,7 @@ struct Server {
 }
 
 impl Server {
-    /// Starts nsxdp with `args` after `serve`; waits for "nsxdp: ready", or returns the
+    /// Starts nsxdp with `args` after `serve`; waits for "info: ready", or returns the
     /// output if it exits first.
     fn start(tb: &Testbed, data_dir: &Path, args: &[&str]) -> Result<Server, String> {
         let mut cmd = Command::new("ip");
@@ -116,7 +121,7 @@ impl Server {
                 Ok(line) => {
                     s.log.push_str(&line);
                     s.log.push('\n');
-                    if line == "nsxdp: ready" {
+                    if line.ends_with(" info: ready") {
                         return Ok(s);
                     }
                 }
@@ -169,7 +174,7 @@ impl Drop for Server {
 
 /// The value of `key=` on the first line of `log` that starts with `prefix`.
 fn counter(log: &str, prefix: &str, key: &str) -> u64 {
-    let line = log.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no line {prefix:?} in:\n{log}"));
+    let line = log.lines().find(|l| l.contains(prefix)).unwrap_or_else(|| panic!("no line {prefix:?} in:\n{log}"));
     line.split_whitespace()
         .find_map(|w| {
             w.trim_start_matches('(').strip_prefix(key)?.strip_prefix('=')?.trim_end_matches(')').parse().ok()
@@ -299,7 +304,7 @@ fn xdp_serve_answers_through_af_xdp() {
     // program passes to the kernel), over IPv4 and IPv6.
     let mut battery = 0;
     if !Path::new(PYTHON).exists() {
-        skip_or_fail(TEST, &format!("differential part: {PYTHON} is not installed"));
+        skip_part_or_fail(TEST, &format!("differential part: {PYTHON} is not installed"));
     } else {
         let kargs = ["--listen", "198.18.0.1:5300", "--listen", "[2001:db8::1]:5300", "--cores", "1"];
         let kernel = Server::start(&tb, &kernel_dir, &kargs).unwrap_or_else(|e| panic!("{e}"));
@@ -320,7 +325,7 @@ fn xdp_serve_answers_through_af_xdp() {
                     battery += n;
                 }
                 Some(3) => {
-                    skip_or_fail(TEST, &format!("differential part: {}", stdout.trim()));
+                    skip_part_or_fail(TEST, &format!("differential part: {}", stdout.trim()));
                     break;
                 }
                 status => panic!(
@@ -330,7 +335,7 @@ fn xdp_serve_answers_through_af_xdp() {
             }
         }
         let klog = kernel.stop();
-        assert!(counter(&klog, "nsxdp: stopping; UDP", "received") >= battery, "{klog}");
+        assert!(counter(&klog, " info: stopping; UDP", "received") >= battery, "{klog}");
     }
 
     // SIGTERM: a clean exit, counters that account for every UDP query, nothing attached.
@@ -340,29 +345,29 @@ fn xdp_serve_answers_through_af_xdp() {
     assert!(log.contains("XDP program detached from"), "{log}");
     // Every query sent over UDP to port 53 went to the AF_XDP socket (kdig and run.py may
     // have repeated some after a timeout on this busy machine, hence at least).
-    let redirected = counter(&log, "nsxdp: XDP program xdp:", "redirected");
+    let redirected = counter(&log, " info: XDP program xdp:", "redirected");
     assert!(redirected >= udp_queries + battery, "{redirected} < {udp_queries} + {battery}:\n{log}");
-    assert_eq!(counter(&log, "nsxdp: XDP program xdp:", "drop_short"), 1, "{log}");
-    assert_eq!(counter(&log, "nsxdp: XDP queue 0 (", "rx"), redirected, "{log}");
-    assert_eq!(counter(&log, "nsxdp: XDP queue 0 (", "tx"), counter(&log, "nsxdp: XDP queue 0 DNS", "sent"), "{log}");
-    let frames = "nsxdp: XDP queue 0 frames";
+    assert_eq!(counter(&log, " info: XDP program xdp:", "drop_short"), 1, "{log}");
+    assert_eq!(counter(&log, " info: XDP queue 0 (", "rx"), redirected, "{log}");
+    assert_eq!(counter(&log, " info: XDP queue 0 (", "tx"), counter(&log, " info: XDP queue 0 DNS", "sent"), "{log}");
+    let frames = " info: XDP queue 0 frames";
     assert_eq!(counter(&log, frames, "dropped"), 3, "{log}");
     assert_eq!(counter(&log, frames, "bad_ip_checksum"), 1, "{log}");
     assert_eq!(counter(&log, frames, "bad_udp_checksum"), 1, "{log}");
     assert_eq!(counter(&log, frames, "missing_udp_checksum"), 1, "{log}");
     let handed_off = counter(&log, frames, "handed_off");
     assert!(handed_off >= 1, "{log}");
-    assert_eq!(counter(&log, "nsxdp: handoff", "answered"), handed_off, "{log}");
+    assert_eq!(counter(&log, " info: handoff", "answered"), handed_off, "{log}");
     // What the loop received is what it dropped, handed off or gave the engine, which
     // answered all but the response.
-    let dns = "nsxdp: XDP queue 0 DNS";
+    let dns = " info: XDP queue 0 DNS";
     let received = counter(&log, dns, "received");
     assert_eq!(received, redirected - 3 - handed_off, "{log}");
     assert_eq!(counter(&log, dns, "dropped_response"), 1, "{log}");
     assert_eq!(counter(&log, dns, "sent"), received - 1, "{log}");
     // The kernel's UDP sockets on the listen addresses saw none of it; TCP went there.
-    assert_eq!(counter(&log, "nsxdp: UDP (kernel)", "received"), 0, "{log}");
-    assert_eq!(counter(&log, "nsxdp: TCP", "received"), 2, "{log}");
+    assert_eq!(counter(&log, " info: UDP (kernel)", "received"), 0, "{log}");
+    assert_eq!(counter(&log, " info: TCP", "received"), 2, "{log}");
 }
 
 #[test]
@@ -399,7 +404,7 @@ fn xdp_serve_restarts_after_kill_9() {
     answers("after replacing a stale program");
     let log = srv.stop();
     assert_eq!(tb.ip_sees().map(|(_, id)| id), None, "{log}");
-    assert!(counter(&log, "nsxdp: XDP program xdp:", "redirected") >= 1, "{log}");
+    assert!(counter(&log, " info: XDP program xdp:", "redirected") >= 1, "{log}");
 
     // Someone else's program: refused, left in place; replaced with --xdp-force.
     let foreign = tb.ip_attach("xdpdrv", "foreign_pass.bpf.o");

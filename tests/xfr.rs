@@ -14,6 +14,8 @@
 //! A missing kdig, dig or python3-dnspython fails the test when `CI=true` and skips it with
 //! a message otherwise.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -45,7 +47,7 @@ fn have(tool: &str, version_arg: &str) -> bool {
     let ok = Command::new(tool).arg(version_arg).output().map(|o| o.status.success()).unwrap_or(false);
     if !ok {
         assert!(!in_ci(), "{tool} is needed for the transfer interop tests (CI=true)");
-        eprintln!("xfr interop test skipped: {tool} is not installed");
+        common::skipped(&format!("{tool} is not installed"));
     }
     ok
 }
@@ -409,7 +411,7 @@ fn dig_reads_transfers() {
 fn dnspython_reads_transfers() {
     if !Path::new(PYTHON).exists() {
         assert!(!in_ci(), "{PYTHON} is needed for the transfer interop tests (CI=true)");
-        eprintln!("xfr interop test skipped: {PYTHON} is not installed");
+        common::skipped(&format!("{PYTHON} is not installed"));
         return;
     }
     let v = versions();
@@ -427,7 +429,7 @@ fn dnspython_reads_transfers() {
         Some(0) => println!("{stdout}"),
         Some(EXIT_MISSING) => {
             assert!(!in_ci(), "dnspython is needed (CI=true): {stdout}");
-            eprintln!("xfr interop test skipped: {}", stdout.trim());
+            common::skipped(stdout.trim());
             return;
         }
         status => panic!("check.py failed (exit {status:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"),

@@ -9,6 +9,8 @@
 //! Needs root and `ip`. Under `CI=true` a missing prerequisite fails the test; otherwise the
 //! test is skipped with a message. The namespaces are removed even when the test fails.
 
+mod common;
+
 use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -39,7 +41,7 @@ fn prerequisites() -> bool {
         return true;
     };
     assert!(!in_ci(), "the AF_XDP test cannot run (CI=true): {why}");
-    eprintln!("AF_XDP test skipped: {why}");
+    common::skipped(why);
     false
 }
 

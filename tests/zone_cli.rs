@@ -16,6 +16,8 @@
 //! A peer tool that is not installed makes its part of a test fail when the
 //! environment has `CI=true`, and is skipped with a message otherwise.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -100,7 +102,7 @@ fn peer_tool(name: &str) -> Option<PathBuf> {
     if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
         panic!("{why}; CI=true, so this is a failure");
     }
-    eprintln!("SKIPPING the {name} part of this test: {why}");
+    common::skipped_part(&why);
     None
 }
 

@@ -33,6 +33,9 @@ pub struct Catalog {
     index: Option<ApexIndex>,
     /// Apexes (lowercased wire names) of zones we cannot answer from.
     unavailable: Vec<Box<[u8]>>,
+    /// Their index (when there are more than [`SCAN_UP_TO`]): a host whose 10^5 secondary
+    /// zones wait for their first transfer must not scan them for every query.
+    unavailable_index: Option<ApexIndex>,
 }
 
 /// Apexes (lowercase wire names) by hash: open addressing, linear probing, at most half
@@ -109,7 +112,9 @@ impl Catalog {
         snaps.sort_by_key(|s| std::cmp::Reverse(s.zone().origin.len()));
         let index =
             (snaps.len() > SCAN_UP_TO).then(|| ApexIndex::new(snaps.iter().map(|s| s.zone().origin.as_slice())));
-        Catalog { snaps, index, unavailable }
+        let unavailable_index =
+            (unavailable.len() > SCAN_UP_TO).then(|| ApexIndex::new(unavailable.iter().map(|u| &u[..])));
+        Catalog { snaps, index, unavailable, unavailable_index }
     }
 
     /// The apexes of the zones answering SERVFAIL.
@@ -136,11 +141,20 @@ impl Zones for Catalog {
 
     #[inline]
     fn unavailable(&self, qname_lower: &[u8], served_len: Option<usize>) -> bool {
-        !self.unavailable.is_empty()
-            && self
+        if self.unavailable.is_empty() {
+            return false;
+        }
+        match &self.unavailable_index {
+            // The longest unavailable apex above the name: if it is not below the zone
+            // that answers, none is.
+            Some(index) => index
+                .find(qname_lower, |i| &self.unavailable[i])
+                .is_some_and(|i| served_len.is_none_or(|l| self.unavailable[i].len() > l)),
+            None => self
                 .unavailable
                 .iter()
-                .any(|u| served_len.is_none_or(|l| u.len() > l) && is_suffix_lower(qname_lower, u))
+                .any(|u| served_len.is_none_or(|l| u.len() > l) && is_suffix_lower(qname_lower, u)),
+        }
     }
 }
 
@@ -211,6 +225,27 @@ mod tests {
         }
         let index = ApexIndex::new(std::iter::empty());
         assert_eq!(index.find(&wire("www.example.com."), |_| &[][..]), None);
+    }
+
+    #[test]
+    fn unavailable_zones_by_index_and_by_scan_agree() {
+        use super::{Catalog, Zones};
+        let names = ["a.test.", "b.a.test.", "x.test.", "www.b.a.test.", "c.test.", "test.", "other."];
+        for count in [3, 40] {
+            // `count` unavailable zones: z0.test. ... and b.a.test.
+            let mut un: Vec<Box<[u8]>> = (0..count).map(|i| wire(&format!("z{i}.test.")).into()).collect();
+            un.push(wire("b.a.test.").into());
+            let cat = Catalog::with_unavailable(Vec::new(), un.clone());
+            assert_eq!(cat.unavailable_index.is_some(), count > super::SCAN_UP_TO);
+            for n in names {
+                let name = wire(n);
+                for served in [None, Some(wire("a.test.").len()), Some(wire("b.a.test.").len())] {
+                    let want = un.iter().any(|u| served.is_none_or(|l| u.len() > l) && in_zone(&name, u));
+                    assert_eq!(cat.unavailable(&name, served), want, "{n} served {served:?}, {count} zones");
+                }
+            }
+            assert!(cat.unavailable(&wire("www.z7.test."), None) == (count > 7));
+        }
     }
 
     #[test]

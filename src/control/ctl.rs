@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::dynamic::Dynamic;
 use super::notify::{self, Done, Outbox, Policy};
 use super::secondary::{self, Fetched, Job};
 use super::zones::{Reloaded, ZoneSet};
@@ -47,6 +48,13 @@ pub enum Event {
     /// A check of a secondary zone ended.
     Fetched { zone: Name, result: Result<Fetched, String> },
 }
+
+/// Most events the manager takes in one turn.
+const MAX_BATCH: usize = 1024;
+
+/// Shortest time between two publishes of new versions (and two metrics updates) while
+/// they keep coming: an isolated change is published at once.
+const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 
 /// Longest a client waits for a reply (a reload of a large zone takes seconds).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -81,12 +89,12 @@ pub fn spawn_socket(
             match listener.accept() {
                 Ok((stream, _)) => {
                     if let Err(e) = handle(stream, &to_manager, &shutdown, &metrics) {
-                        eprintln!("nsxdp: control socket: {e}");
+                        log::error!("control socket: {e}");
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) => {
-                    eprintln!("nsxdp: control socket: {e}");
+                    log::error!("control socket: {e}");
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
@@ -109,7 +117,7 @@ fn handle(stream: UnixStream, to_manager: &Sender<Event>, shutdown: &AtomicBool,
         },
         ["stats", ..] => "error: stats takes only --json\n".to_string(),
         ["stop"] => {
-            eprintln!("nsxdp: ctl stop: stopping");
+            log::info!("ctl stop: stopping");
             shutdown.store(true, Ordering::Relaxed);
             "stopping\nok\n".to_string()
         }
@@ -165,14 +173,26 @@ pub struct Notifier {
     pub v4: Option<std::net::UdpSocket>,
     pub v6: Option<std::net::UdpSocket>,
     pub policy: Policy,
+    /// The position of each zone (lowercased) in a configuration's zone list, made once per
+    /// configuration (10^4 zones changed at once would scan the list 10^4 times).
+    index: std::cell::RefCell<Option<ZoneIndex>>,
 }
+
+/// A configuration and where each of its zones (lowercased) is in it.
+type ZoneIndex = (Arc<crate::config::Config>, std::collections::HashMap<Name, usize>);
 
 impl Notifier {
     /// Unbound-port sockets for both families (a family without a working socket is left
     /// out).
     pub fn new(config: impl Into<SharedConfig>) -> Notifier {
         let open = |a: &str| std::net::UdpSocket::bind(a).ok().filter(|s| s.set_nonblocking(true).is_ok());
-        Notifier { config: config.into(), v4: open("0.0.0.0:0"), v6: open("[::]:0"), policy: Policy::default() }
+        Notifier {
+            config: config.into(),
+            v4: open("0.0.0.0:0"),
+            v6: open("[::]:0"),
+            policy: Policy::default(),
+            index: Default::default(),
+        }
     }
 
     /// Queues NOTIFY for a new version of zone `i` to its configured targets and its NS
@@ -182,7 +202,14 @@ impl Notifier {
         let Some(serial) = z.serial() else { return };
         let now = std::time::Instant::now();
         let config = self.config.load();
-        let conf = config.zones.iter().find(|c| c.name.to_lowercase() == z.name.to_lowercase());
+        let mut index = self.index.borrow_mut();
+        if index.as_ref().is_none_or(|(c, _)| !Arc::ptr_eq(c, &config)) {
+            let by_name = config.zones.iter().enumerate().map(|(i, c)| (c.name.to_lowercase(), i)).collect();
+            *index = Some((config.clone(), by_name));
+        }
+        let at = index.as_ref().and_then(|(_, m)| m.get(&z.name.to_lowercase()).copied());
+        drop(index);
+        let conf = at.and_then(|i| config.zones.get(i));
         let mut targets: Vec<(std::net::SocketAddr, Option<String>)> = Vec::new();
         if let Some(c) = conf {
             targets.extend(c.notify.iter().map(|r| (r.addr, r.key.clone())));
@@ -227,7 +254,7 @@ impl Notifier {
             let sock = if p.target.is_ipv4() { &self.v4 } else { &self.v6 };
             if let Some(s) = sock {
                 if let Err(e) = s.send_to(&buf[..len], p.target) {
-                    eprintln!("nsxdp: NOTIFY {} serial {} to {}: {e}", p.zone, p.serial, p.target);
+                    log::warn!("NOTIFY {} serial {} to {}: {e}", p.zone, p.serial, p.target);
                 }
             }
         }
@@ -242,10 +269,10 @@ impl Notifier {
         for d in done {
             match d {
                 Done::Answered { zone, target, rcode } => {
-                    eprintln!("nsxdp: NOTIFY {zone} to {target}: answered (rcode {rcode})")
+                    log::warn!("NOTIFY {zone} to {target}: answered (rcode {rcode})")
                 }
                 Done::GaveUp { zone, target, attempts } => {
-                    eprintln!("nsxdp: NOTIFY {zone} to {target}: no answer after {attempts} attempts")
+                    log::warn!("NOTIFY {zone} to {target}: no answer after {attempts} attempts")
                 }
             }
         }
@@ -264,7 +291,7 @@ pub struct ConfigSource {
 /// Re-reads the configuration file: a good one replaces the running configuration and its
 /// zone changes are applied; a bad one is reported and the running one stays. Lines for
 /// the reply go to `out`; false when the file was refused.
-fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, out: &mut String) -> bool {
+fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, dynamic: Option<&mut Dynamic>, out: &mut String) -> bool {
     let new = match crate::config::Config::load(&src.path) {
         Ok(c) => c,
         Err(e) => {
@@ -282,8 +309,14 @@ fn reread_config(zones: &mut ZoneSet, src: &ConfigSource, out: &mut String) -> b
     rotate_cookie_secrets(&old, &new, src.secrets, out);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     let mut notes = Vec::new();
+    // Catalog members and zones added with zone-add stay beside the file's zones.
+    let (new, delete) = match dynamic {
+        Some(d) => d.reconfigured(new, zones),
+        None => (new, Vec::new()),
+    };
     zones.reconfigure(&old, &new, now, &mut notes);
     src.shared.store(new);
+    Dynamic::delete_unserved(zones, &delete);
     for n in notes {
         let _ = writeln!(out, "{n}");
     }
@@ -320,11 +353,33 @@ fn rotate_cookie_secrets(
     );
 }
 
-/// A command line, with the configuration re-read first for `reload` of every zone.
-fn handle_line(zones: &mut ZoneSet, line: &str, src: Option<&ConfigSource>) -> (String, Vec<usize>) {
+/// A command line, with the configuration re-read first for `reload` of every zone;
+/// `zone-add` and `zone-remove` go to the zones beside the configuration file's.
+fn handle_line(
+    zones: &mut ZoneSet,
+    line: &str,
+    src: Option<&ConfigSource>,
+    dynamic: Option<&mut Dynamic>,
+) -> (String, Vec<usize>) {
+    let (cmd, args) = line.trim().split_once(char::is_whitespace).unwrap_or((line.trim(), ""));
+    if cmd == "zone-add" || cmd == "zone-remove" {
+        let (Some(d), Some(src)) = (dynamic, src) else {
+            return (format!("error: {cmd} needs a server started with --config\n"), Vec::new());
+        };
+        if cmd == "zone-remove" {
+            return (d.zone_remove(zones, &src.shared, args), Vec::new());
+        }
+        let out = d.zone_add(zones, &src.shared, args);
+        // A new primary zone is announced to its secondaries.
+        let name =
+            args.split_whitespace().next().and_then(|z| Name::parse_text(z.as_bytes(), Some(&Name::root())).ok());
+        let added =
+            name.and_then(|n| zones.index(&n)).filter(|&i| out.ends_with("ok\n") && zones.zones[i].secondary.is_none());
+        return (out, added.into_iter().collect());
+    }
     let mut pre = String::new();
     let config_ok = match src.filter(|_| line.trim() == "reload") {
-        Some(src) => reread_config(zones, src, &mut pre),
+        Some(src) => reread_config(zones, src, dynamic, &mut pre),
         None => true,
     };
     let (out, changed) = command(zones, line);
@@ -355,67 +410,141 @@ pub fn spawn_manager(
         config.as_ref().map_or(crate::config::DEFAULT_TRANSFER_WORKERS, |c| c.shared.load().server.transfer_workers);
     let mut workers = Workers::spawn(n, &to_self)?;
     std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
+        // The members of consumed catalogs and the zones of the zone list (a configuration
+        // is needed for either).
+        let mut dynamic = config.as_ref().map(|c| Dynamic::start(c.shared.load(), &mut zones, &c.shared));
+        // What the generated catalogs were last made from: the zone set and configuration.
+        let mut produced: Option<(u64, Arc<crate::config::Config>)> = None;
         let mut outbox = Outbox::new();
         let mut published: Option<std::time::Instant> = None;
         let mut acted = true;
+        // New versions committed and not yet published (at most every PUBLISH_EVERY: a
+        // publish costs time in proportion to the zone count), and the zones changed since,
+        // whose NOTIFY waits for it.
+        let mut last_publish: Option<std::time::Instant> = None;
+        let mut pending_publish = false;
+        let mut unannounced: Vec<Name> = Vec::new();
         while !shutdown.load(Ordering::Relaxed) {
-            // The zones' state for the metrics: after anything happened, and every second
-            // (expiry changes on its own).
+            // The zones' state for the metrics: soon after anything happened, and every second
+            // (expiry changes on its own). It walks every zone: a burst of events (10^4
+            // catalog members arriving, a NOTIFY for each of 10^5 zones) must not walk them
+            // all once per event, so at most every 50 ms.
             if let Some(m) = &metrics {
-                if acted || published.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let since = published.map(|t| t.elapsed());
+                if (acted && since.is_none_or(|t| t >= Duration::from_millis(50)))
+                    || since.is_none_or(|t| t >= Duration::from_secs(1))
+                {
                     m.publish_zones(&zones);
                     published = Some(std::time::Instant::now());
+                    acted = false;
                 }
             }
             let mut changed = Vec::new();
             if hup.swap(false, Ordering::Relaxed) {
-                eprintln!("nsxdp: SIGHUP: reloading every zone");
-                let (out, c) = handle_line(&mut zones, "reload", config.as_ref());
+                log::info!("SIGHUP: reloading every zone");
+                let (out, c) = handle_line(&mut zones, "reload", config.as_ref(), dynamic.as_mut());
                 // The reload logged its lines; its verdict (and a configuration error) here.
                 for l in out.lines().filter(|l| *l == "ok" || l.starts_with("error")) {
-                    eprintln!("nsxdp: SIGHUP: {l}");
+                    log::info!("SIGHUP: {l}");
                 }
                 changed.extend(c);
             }
-            start_checks(&mut zones, &mut workers);
+            let consumed = |n: &Name| dynamic.as_ref().is_some_and(|d| d.is_consumed(n));
+            start_checks(&mut zones, &mut workers, &consumed);
             let now = std::time::Instant::now();
             let mut wait = Duration::from_millis(if outbox.is_empty() { 100 } else { 20 });
+            if pending_publish {
+                wait = wait.min(PUBLISH_EVERY.saturating_sub(last_publish.map_or(PUBLISH_EVERY, |t| t.elapsed())));
+            }
             for z in &zones.zones {
                 if let Some(at) = z.secondary.as_ref().and_then(|s| s.refresh.next_event(now)) {
                     wait = wait.min(at.saturating_duration_since(now));
                 }
             }
-            let event = events.recv_timeout(wait.max(Duration::from_millis(1)));
-            acted = event.is_ok() || !changed.is_empty();
-            match event {
-                Ok(Event::Command(r)) => {
-                    let (out, c) = handle_line(&mut zones, &r.line, config.as_ref());
-                    changed.extend(c);
-                    let _ = r.reply.send(out);
-                }
-                Ok(Event::Notify { zone, from }) => {
-                    if let Some(s) = zones.index(&zone).and_then(|i| zones.zones[i].secondary.as_mut()) {
-                        s.counters.notifies += 1;
-                        s.refresh.notified();
-                        eprintln!("nsxdp: zone {zone}: NOTIFY from {from}: checking the primaries");
-                    }
-                }
-                Ok(Event::Fetched { zone, result }) => {
-                    workers.done();
-                    if let Some(i) = zones.index(&zone) {
-                        if fetched(&mut zones, i, result) {
-                            changed.push(i);
-                        }
-                    }
-                }
+            // The events waiting are taken together (up to a bound): the work of a turn that
+            // grows with the zone count (publishing, the timers, the metrics) is then done
+            // once for all of them, so 10^4 transfers ending at once cost 10^4 commits and
+            // a few turns, not 10^4 turns.
+            let mut batch = Vec::new();
+            match events.recv_timeout(wait.max(Duration::from_millis(1))) {
+                Ok(e) => batch.push(e),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            while batch.len() < MAX_BATCH {
+                match events.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            acted |= !batch.is_empty() || !changed.is_empty();
+            // Changed zones by name: commands may move zones in the set.
+            let mut changed: Vec<Name> = changed.into_iter().map(|i| zones.zones[i].name.clone()).collect();
+            // Consumed catalogs with a new version: their members follow once the rest of
+            // this turn is done (adding and removing zones moves them in the set).
+            let mut catalogs: Vec<Name> = Vec::new();
+            let mut republish = false;
+            for event in batch {
+                match event {
+                    Event::Command(r) => {
+                        if republish || pending_publish {
+                            // What the command does or tells starts from what is served.
+                            zones.publish();
+                            last_publish = Some(std::time::Instant::now());
+                            (republish, pending_publish) = (false, false);
+                        }
+                        let (out, c) = handle_line(&mut zones, &r.line, config.as_ref(), dynamic.as_mut());
+                        changed.extend(c.into_iter().map(|i| zones.zones[i].name.clone()));
+                        let _ = r.reply.send(out);
+                    }
+                    Event::Notify { zone, from } => {
+                        if let Some(s) = zones.index(&zone).and_then(|i| zones.zones[i].secondary.as_mut()) {
+                            s.counters.notifies += 1;
+                            s.refresh.notified();
+                            log::info!("zone {zone}: NOTIFY from {from}: checking the primaries");
+                        }
+                    }
+                    Event::Fetched { zone, result } => {
+                        workers.done();
+                        if let Some(i) = zones.index(&zone) {
+                            if fetched(&mut zones, i, result, &mut republish) {
+                                if dynamic.as_ref().is_some_and(|d| d.is_consumed(&zone)) && !catalogs.contains(&zone) {
+                                    catalogs.push(zone.clone());
+                                }
+                                changed.push(zone);
+                            }
+                        }
+                    }
+                }
+            }
+            // Published before anything is announced: at once after a quiet spell, else
+            // once PUBLISH_EVERY has passed since the last publish.
+            pending_publish |= republish;
+            if pending_publish && last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
+                zones.publish();
+                last_publish = Some(std::time::Instant::now());
+                pending_publish = false;
+            }
+            // The generated catalogs follow the zones served.
+            if let (Some(d), Some(c)) = (dynamic.as_ref(), config.as_ref()) {
+                let now = (zones.generation, c.shared.load());
+                if produced.as_ref().is_none_or(|(g, cfg)| *g != now.0 || !Arc::ptr_eq(cfg, &now.1)) {
+                    changed.extend(d.produce(&mut zones, &c.shared));
+                    produced = Some(now);
+                }
+            }
+            unannounced.append(&mut changed);
+            let changed = if pending_publish { Vec::new() } else { std::mem::take(&mut unannounced) };
             if let Some(n) = &notifier {
-                for i in changed {
+                for i in changed.iter().filter_map(|z| zones.index(z)) {
                     n.changed(&zones, i, &mut outbox);
                 }
                 n.run(&mut outbox);
+            }
+            if let (Some(d), Some(c)) = (dynamic.as_mut(), config.as_ref()) {
+                for cat in &catalogs {
+                    d.catalog_updated(&mut zones, &c.shared, cat);
+                }
             }
         }
         zones
@@ -464,26 +593,35 @@ impl Workers {
     }
 }
 
-fn start_checks(zones: &mut ZoneSet, workers: &mut Workers) {
+/// Consumed catalogs (`catalog`) are checked with IXFR over UDP in place of the SOA query:
+/// Knot refuses (unsigned) SOA queries to the catalogs it generates, and answers IXFR.
+fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Name) -> bool) {
     let now = std::time::Instant::now();
     let mut republish = false;
+    // Every zone is looked at on every turn of the manager: nothing is copied for one that is
+    // not due.
     for z in &mut zones.zones {
-        let name = z.name.clone();
-        let current = z.snapshot.clone();
         let Some(s) = z.secondary.as_mut() else { continue };
         if s.refresh.expire(now) {
             s.counters.expired += 1;
-            eprintln!("nsxdp: zone {name}: expired: no primary answered within the SOA expire time; SERVFAIL");
+            log::error!("zone {}: expired: no primary answered within the SOA expire time; SERVFAIL", z.name);
             republish = true;
         }
         if !s.refresh.due(now) || !workers.free() {
             continue;
         }
+        let (name, current) = (z.name.clone(), z.snapshot.clone());
         s.refresh.started(now);
         s.counters.checks += 1;
+        let mut primaries = s.primaries.clone();
+        if catalog(&name) {
+            for p in primaries.iter_mut().filter(|p| p.ixfr) {
+                p.ixfr_udp = true;
+            }
+        }
         let job = Job {
             zone: name.clone(),
-            primaries: s.primaries.clone(),
+            primaries,
             current: current.zip(s.soa.clone()),
             force_axfr: std::mem::take(&mut s.force_axfr),
             limits: s.limits,
@@ -499,8 +637,9 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers) {
     }
 }
 
-/// Acts on the end of a check of secondary zone `i`; true when a new version is served.
-fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bool {
+/// Acts on the end of a check of secondary zone `i`; true when a new version is to be served
+/// (`republish` set: the caller publishes).
+fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>, republish: &mut bool) -> bool {
     let now = std::time::Instant::now();
     let name = zones.zones[i].name.clone();
     let was_serving = zones.zones[i].serving();
@@ -513,7 +652,7 @@ fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bo
                 Some(t) => {
                     s.refresh.succeeded(t, now);
                     if !was_serving {
-                        eprintln!("nsxdp: zone {name}: {from} answers again (serial {their_serial}); serving");
+                        log::info!("zone {name}: {from} answers again (serial {their_serial}); serving");
                     }
                     Ok(false)
                 }
@@ -544,7 +683,7 @@ fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bo
                         Some(f) => format!("serial {f} -> {to} by {report}"),
                         None => format!("serial {to} by {report}"),
                     };
-                    eprintln!("nsxdp: zone {name}: {line}");
+                    log::info!("zone {name}: {line}");
                     s.last_transfer = Some(line);
                     Ok(true)
                 }
@@ -558,13 +697,13 @@ fn fetched(zones: &mut ZoneSet, i: usize, result: Result<Fetched, String>) -> bo
         Ok(new) => {
             zones.note_success(i);
             if new || !was_serving {
-                zones.publish();
+                *republish = true;
             }
             new
         }
         Err(e) => {
             s.counters.failures += 1;
-            eprintln!("nsxdp: zone {name}: check failed: {e}");
+            log::warn!("zone {name}: check failed: {e}");
             s.refresh.failed(e.clone(), now);
             zones.zones[i].last_error = Some(e);
             false
@@ -623,6 +762,13 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                             changes.added.len()
                         );
                     }
+                    Reloaded::Loaded { serial, warnings } => {
+                        changed.push(i);
+                        for w in warnings {
+                            let _ = writeln!(out, "warning: {w}");
+                        }
+                        let _ = writeln!(out, "{name} loaded, serving serial {serial} (in {took:.1} ms)");
+                    }
                     Reloaded::Secondary { serial } => {
                         let serial = serial.map_or_else(|| "none yet".into(), |s| s.to_string());
                         let _ = writeln!(out, "{name} is a secondary (serial {serial}): transferred, not reloaded");
@@ -635,7 +781,13 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                 }
             }
             // The server's log gets the same lines.
-            eprint!("{}", out.lines().map(|l| format!("nsxdp: {l}\n")).collect::<String>());
+            for l in out.lines() {
+                if l.contains(" NOT reloaded") {
+                    log::warn!("{l}");
+                } else {
+                    log::info!("{l}");
+                }
+            }
             out.push_str(if failed == 0 { "ok\n" } else { "error: some zones were not reloaded\n" });
         }
         "status" => {
@@ -644,6 +796,12 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                 let at = rfc3339(z.loaded_at);
                 let serial = z.serial().map_or_else(|| "none".to_string(), |s| s.to_string());
                 match &z.secondary {
+                    None if z.generated => {
+                        let _ = write!(out, "{} serial {serial} loaded-at {at} generated catalog", z.name);
+                    }
+                    None if z.snapshot.is_none() => {
+                        let _ = write!(out, "{} serial none not-loaded (SERVFAIL) file {}", z.name, z.file.display());
+                    }
                     None => {
                         let _ = write!(out, "{} serial {serial} loaded-at {at} file {}", z.name, z.file.display());
                     }
@@ -702,7 +860,9 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
 
 /// The commands, as an error names them.
 pub const COMMANDS: &str =
-    "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE, zone-notify ZONE, stats [--json], stop";
+    "reload [ZONE], status [ZONE], zone-status ZONE, refresh ZONE, retransfer ZONE, zone-notify ZONE, \
+     zone-add ZONE [acl ACL]... file PATH | primary ADDRESS[:PORT] [key KEY], zone-remove ZONE [keep-data], \
+     stats [--json], stop";
 
 /// `zone-status`: a zone's serial, role, timers, last check and error, counters. Times are
 /// RFC 3339, UTC.
@@ -721,8 +881,14 @@ fn zone_status(zones: &ZoneSet, i: usize, out: &mut String) {
         })
     };
     match &z.secondary {
+        None if z.generated => {
+            let _ = writeln!(out, "role primary\ngenerated catalog");
+        }
         None => {
             let _ = writeln!(out, "role primary\nfile {}", z.file.display());
+            if z.snapshot.is_none() {
+                let _ = writeln!(out, "state not loaded (SERVFAIL)");
+            }
         }
         Some(s) => {
             let r = &s.refresh;

@@ -264,7 +264,7 @@ pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) 
     let verified = match tsig::verify_request(msg, &keys, now) {
         Ok(v) => v,
         Err(f) => {
-            eprintln!("nsxdp: NOTIFY {} from {from}: TSIG: {f}", req.qname);
+            log::warn!("NOTIFY {} from {from}: TSIG: {f}", req.qname);
             return (tsig::write_failure(msg, &f, buf, now).ok(), Some(false));
         }
     };
@@ -281,7 +281,7 @@ pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) 
     if rcode == 0 {
         let _ = c.events.send(Event::Notify { zone: req.qname.clone(), from });
     } else {
-        eprintln!("nsxdp: NOTIFY {} from {from} refused (rcode {rcode})", req.qname);
+        log::warn!("NOTIFY {} from {from} refused (rcode {rcode})", req.qname);
     }
     (crate::xfr::write_error(&req, rcode, signer.as_mut(), buf, now).ok(), Some(rcode == 0))
 }

@@ -611,7 +611,7 @@ impl TcpServer {
                 Ok(true)
             }
             Err(e) => {
-                eprintln!("nsxdp: transfer to {} failed: {e}", c.peer);
+                log::warn!("transfer to {} failed: {e}", c.peer);
                 Err(())
             }
         }

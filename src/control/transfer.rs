@@ -110,9 +110,9 @@ fn counted(
                     s.completed.fetch_add(1, Relaxed);
                     s.messages.fetch_add(messages, Relaxed);
                 }
-                eprintln!("nsxdp: {what}: {messages} messages in {:.1} ms", t0.elapsed().as_secs_f64() * 1000.0);
+                log::info!("{what}: {messages} messages in {:.1} ms", t0.elapsed().as_secs_f64() * 1000.0);
             }
-            Err(e) => eprintln!("nsxdp: {what}: failed after {messages} messages: {e}"),
+            Err(e) => log::warn!("{what}: failed after {messages} messages: {e}"),
         }
         r
     })
@@ -195,7 +195,7 @@ fn respond(
         Ok(v) => v,
         Err(f) => {
             count(|s| &s.tsig_failures);
-            eprintln!("nsxdp: transfer of {} to {from} refused: TSIG: {f}", req.qname);
+            log::warn!("transfer of {} to {from} refused: TSIG: {f}", req.qname);
             return single(tsig::write_failure(msg, &f, buf, now));
         }
     };
@@ -213,7 +213,7 @@ fn respond(
     });
     let Some(format) = allowed else {
         count(|s| &s.refused);
-        eprintln!("nsxdp: transfer of {} to {from}{} refused by the zone's ACL", req.qname, over(tls));
+        log::warn!("transfer of {} to {from}{} refused by the zone's ACL", req.qname, over(tls));
         return single(xfr::write_error(&req, rcode::REFUSED, signer.as_mut(), buf, now));
     };
     let mut opts = Options::tcp_transfer();

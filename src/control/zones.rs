@@ -87,6 +87,8 @@ pub struct ZoneState {
     pub ns_targets: Vec<std::net::SocketAddr>,
     /// The secondary role's state (None for zones loaded from files).
     pub secondary: Option<Box<Secondary>>,
+    /// A catalog this server generates ([`ZoneSet::add_generated`]): no file to reload.
+    pub generated: bool,
 }
 
 impl ZoneState {
@@ -181,6 +183,10 @@ impl Secondary {
     }
 }
 
+/// The longest wait before the first check of a secondary zone served from what the last
+/// run kept (see [`ZoneSet::first_check_spread`]).
+pub const FIRST_CHECK_SPREAD_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a reload did.
 #[derive(Debug)]
 pub enum Reloaded {
@@ -188,8 +194,10 @@ pub enum Reloaded {
     Unchanged { serial: u32 },
     /// A new version is served.
     Updated { from: u32, to: u32, changes: Changeset, warnings: Vec<String> },
-    /// The running version stays.
+    /// The running version stays (or, for a zone that has none, SERVFAIL stays).
     Failed { error: String },
+    /// A zone that did not load before (see [`ZoneSet::add_unloaded`]) is served now.
+    Loaded { serial: u32, warnings: Vec<String> },
     /// A secondary zone: its data comes by transfer, not from a file (`refresh` and
     /// `retransfer` ask its primaries); nothing to do, and no failure.
     Secondary { serial: Option<u32> },
@@ -218,6 +226,8 @@ pub struct ZoneSet {
     /// Zone files read (parsed) since the set was made: at start, those whose snapshot was
     /// not current.
     pub files_read: usize,
+    /// Raised whenever a zone joins or leaves the set (generated catalogs follow it).
+    pub generation: u64,
 }
 
 /// The file whose `flock` marks a data directory as in use.
@@ -256,15 +266,50 @@ impl ZoneSet {
             dir_unsynced: Default::default(),
             fs_unsynced: Default::default(),
             files_read: 0,
+            generation: 0,
         }
     }
 
     /// Adds a zone's state to the set (its name not yet in it).
     fn push(&mut self, state: ZoneState) -> usize {
         let i = self.zones.len();
+        self.generation += 1;
         self.by_name.insert(state.name.to_lowercase(), i);
         self.zones.push(state);
         i
+    }
+
+    /// The data directory (snapshots, journals, the zone list).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops serving a zone (published by the next [`Self::publish`]); false when there is
+    /// no such zone. Its files stay ([`Self::delete_data`] removes them).
+    pub fn remove(&mut self, name: &Name) -> bool {
+        let Some(i) = self.by_name.remove(&name.to_lowercase()) else { return false };
+        self.generation += 1;
+        self.zones.swap_remove(i);
+        if let Some(moved) = self.zones.get(i) {
+            self.by_name.insert(moved.name.to_lowercase(), i);
+        }
+        true
+    }
+
+    /// Deletes the snapshot, journal and refresh time of a zone that is no longer served
+    /// (refused while it is). Files that are not there are no error.
+    pub fn delete_data(&self, name: &Name) -> Result<(), String> {
+        if self.index(name).is_some() {
+            return Err(format!("zone {name} is served: its data stays"));
+        }
+        for path in [self.snapshot_path(name), self.journal_path(name), self.refresh_path(name)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => self.dir_unsynced.store(true, std::sync::atomic::Ordering::Relaxed),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        Ok(())
     }
 
     /// Turns on NOTIFY targets from the zones' NS records, leaving out these addresses.
@@ -386,22 +431,7 @@ impl ZoneSet {
         let Some((snapshot, journal)) = previous else {
             self.files_read += 1;
             let l = loaded.unwrap_or_else(|| load(file, Some(&origin)))?;
-            notes.extend(l.diagnostics.iter().map(|d| d.to_string()));
-            let zone = &l.zone;
-            let serial = zone.serial().unwrap_or(0);
-            if journal_path.exists() {
-                // A journal without its snapshot cannot be replayed: keep it aside.
-                let aside = journal_path.with_extension(format!("journal.orphan-{now_unix}"));
-                std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
-                notes.push(format!(
-                    "zone {origin}: {} had no snapshot; moved to {}",
-                    journal_path.display(),
-                    aside.display()
-                ));
-            }
-            let stamp = if l.files.len() == 1 { stamp } else { SourceStamp::NONE };
-            let snap = self.write(zone, stamp, Durability::Deferred)?;
-            let journal = Journal::unwritten(&journal_path, &origin, serial, limits, guard);
+            let (snap, journal, stamp) = self.first_version(&origin, &l, stamp, limits, guard, now_unix, notes)?;
             let i = self.push(ZoneState {
                 name: origin,
                 file: file.to_path_buf(),
@@ -414,8 +444,9 @@ impl ZoneSet {
                 last_error: None,
                 ns_targets: Vec::new(),
                 secondary: None,
+                generated: false,
             });
-            self.ns_targets_from(i, zone);
+            self.ns_targets_from(i, &l.zone);
             return Ok(&self.zones[i]);
         };
         let current = !stamp.is_none()
@@ -434,6 +465,7 @@ impl ZoneSet {
             last_error: None,
             ns_targets: Vec::new(),
             secondary: None,
+            generated: false,
         });
         self.refresh_ns_targets(i);
         if current {
@@ -450,7 +482,7 @@ impl ZoneSet {
             _ => None,
         };
         match r {
-            Reloaded::Unchanged { .. } | Reloaded::Secondary { .. } => {}
+            Reloaded::Unchanged { .. } | Reloaded::Secondary { .. } | Reloaded::Loaded { .. } => {}
             Reloaded::Updated { from, to, warnings, .. } => {
                 notes.extend(warnings);
                 notes.push(format!(
@@ -464,6 +496,72 @@ impl ZoneSet {
                 self.zones[i].serial().unwrap_or(0)
             )),
         }
+        Ok(&self.zones[i])
+    }
+
+    /// A zone's first version, from its file read as `l` (stamped `stamp` before it was
+    /// read): the snapshot written, an empty journal, and the stamp the snapshot records. A
+    /// journal left without its snapshot is moved aside.
+    #[allow(clippy::too_many_arguments)]
+    fn first_version(
+        &mut self,
+        origin: &Name,
+        l: &Loaded,
+        stamp: SourceStamp,
+        limits: Limits,
+        guard: Guard,
+        now_unix: u32,
+        notes: &mut Vec<String>,
+    ) -> Result<(Arc<Snapshot>, Journal, SourceStamp), String> {
+        notes.extend(l.diagnostics.iter().map(|d| d.to_string()));
+        let zone = &l.zone;
+        let serial = zone.serial().unwrap_or(0);
+        let journal_path = self.journal_path(origin);
+        if journal_path.exists() {
+            // A journal without its snapshot cannot be replayed: keep it aside.
+            let aside = journal_path.with_extension(format!("journal.orphan-{now_unix}"));
+            std::fs::rename(&journal_path, &aside).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+            notes.push(format!(
+                "zone {origin}: {} had no snapshot; moved to {}",
+                journal_path.display(),
+                aside.display()
+            ));
+        }
+        let stamp = if l.files.len() == 1 { stamp } else { SourceStamp::NONE };
+        let snap = self.write(zone, stamp, Durability::Deferred)?;
+        let journal = Journal::unwritten(&journal_path, origin, serial, limits, guard);
+        Ok((snap, journal, stamp))
+    }
+
+    /// Keeps a primary zone whose file did not load (`error`) and that has no earlier version
+    /// in the set, without a version: it answers SERVFAIL, `status` and the metrics show the
+    /// error, and the first reload that finds the file good serves it. The other zones are
+    /// not held back by it (Knot and NSD start the same way).
+    pub fn add_unloaded(
+        &mut self,
+        name: &Name,
+        file: &Path,
+        policy: SerialPolicy,
+        limits: Limits,
+        error: String,
+    ) -> Result<&ZoneState, String> {
+        if self.index(name).is_some() {
+            return Err(format!("zone {name} given twice"));
+        }
+        let i = self.push(ZoneState {
+            name: name.clone(),
+            file: file.to_path_buf(),
+            policy,
+            snapshot: None,
+            journal: None,
+            source: SourceStamp::NONE,
+            limits,
+            loaded_at: SystemTime::now(),
+            last_error: Some(error),
+            ns_targets: Vec::new(),
+            secondary: None,
+            generated: false,
+        });
         Ok(&self.zones[i])
     }
 
@@ -520,14 +618,28 @@ impl ZoneSet {
             last_error: None,
             ns_targets: Vec::new(),
             secondary: None,
+            generated: false,
         });
         Ok(self.zones.last().expect("just pushed"))
     }
 
+    /// How long the first check of the next secondary zone served from what the last run
+    /// kept waits: random, below one millisecond per zone already in the set,
+    /// at most [`FIRST_CHECK_SPREAD_MAX`]. A host of a few zones checks them at once; one of
+    /// 10^5 spreads their first SOA queries over a minute instead of sending them all to its
+    /// primaries at start-up (a NOTIFY still makes a zone due at once).
+    fn first_check_spread(&self) -> std::time::Duration {
+        let max_ms = (self.zones.len() as u64).min(FIRST_CHECK_SPREAD_MAX.as_millis() as u64);
+        if max_ms == 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_millis(getrandom::u64().unwrap_or(0) % (max_ms + 1))
+    }
+
     /// Starts a secondary zone: served at once from what the last run kept (snapshot plus
     /// journal) unless that has expired (the time of its last successful check is kept in
-    /// `NAME.refresh`); a check is due at once either way. A zone with nothing kept answers
-    /// SERVFAIL until its first transfer.
+    /// `NAME.refresh`), and checked soon ([`Self::first_check_spread`]). A zone with nothing
+    /// kept answers SERVFAIL until its first transfer, which is due at once.
     pub fn add_secondary(
         &mut self,
         name: &Name,
@@ -556,6 +668,7 @@ impl ZoneSet {
             last_error: None,
             ns_targets: Vec::new(),
             secondary: None,
+            generated: false,
         };
         let mut refresh = Refresh::empty(bounds, now);
         let mut soa = None;
@@ -566,7 +679,7 @@ impl ZoneSet {
                     let timers = soa.as_ref().and_then(|s| SoaTimers::from_rdata(&s.rdata));
                     let since = read_last_success(&self.refresh_path(name));
                     if let Some(t) = timers {
-                        refresh = Refresh::loaded(bounds, t, since, now);
+                        refresh = Refresh::loaded(bounds, t, since, now, self.first_check_spread());
                         if !refresh.serving() {
                             notes.push(format!(
                                 "zone {name}: serial {} kept from the last run has expired ({}s since the last \
@@ -598,6 +711,85 @@ impl ZoneSet {
         Ok(&self.zones[i])
     }
 
+    /// Starts serving a catalog zone this server generates (RFC 9432 producer): the version
+    /// the last run left (snapshot and journal), else an empty catalog with the current
+    /// time as its serial. Its members are set by [`Self::replace_generated`].
+    pub fn add_generated(
+        &mut self,
+        name: &Name,
+        limits: Limits,
+        now_unix: u32,
+        notes: &mut Vec<String>,
+    ) -> Result<&ZoneState, String> {
+        if self.index(name).is_some() {
+            return Err(format!("zone {name} given twice"));
+        }
+        let guard = self.guard.clone()?;
+        let (snap_path, journal_path) = (self.snapshot_path(name), self.journal_path(name));
+        let previous = if snap_path.exists() {
+            match self.previous(name, &snap_path, &journal_path, limits, guard, notes) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    notes.push(format!("zone {name}: the last run's version cannot be used: {e}; generated anew"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (snapshot, journal) = match previous {
+            Some(p) => p,
+            None => {
+                // A journal without its snapshot (or beside a refused one) has no base.
+                let _ = std::fs::remove_file(&journal_path);
+                let serial = now_unix.max(1);
+                let zone = crate::catz::produce(name, serial, std::iter::empty());
+                let snap = self.write(&zone, SourceStamp::NONE, Durability::File)?;
+                (snap, Journal::unwritten(&journal_path, name, serial, limits, guard))
+            }
+        };
+        let i = self.push(ZoneState {
+            name: name.clone(),
+            file: PathBuf::new(),
+            policy: SerialPolicy::Unixtime,
+            snapshot: Some(snapshot),
+            journal: Some(Arc::new(Mutex::new(journal))),
+            source: SourceStamp::NONE,
+            limits,
+            loaded_at: SystemTime::now(),
+            last_error: None,
+            ns_targets: Vec::new(),
+            secondary: None,
+            generated: true,
+        });
+        Ok(&self.zones[i])
+    }
+
+    /// Serves `members` (zone, group) as generated catalog `i`'s next version when they
+    /// differ from what it lists: the serial raised (to the current time, or by one),
+    /// journalled (IXFR) and published. Returns whether a new version is served.
+    pub fn replace_generated<'a>(
+        &mut self,
+        i: usize,
+        members: impl IntoIterator<Item = (&'a Name, Option<&'a [u8]>)> + Clone,
+        now_unix: u32,
+    ) -> Result<bool, String> {
+        let z = &self.zones[i];
+        let Some(snap) = z.snapshot.clone() else { return Err(format!("zone {} has no version", z.name)) };
+        let old = snapshot::to_zone(snap.zone()).map_err(|e| format!("zone {}: {e}", z.name))?;
+        let from = old.serial().unwrap_or(0);
+        let same_serial = crate::catz::produce(&z.name, from, members.clone());
+        if old.diff(&same_serial).is_empty() {
+            return Ok(false);
+        }
+        let to = next_serial(from, SerialPolicy::Unixtime, now_unix).unwrap_or(from.wrapping_add(1));
+        let new = crate::catz::produce(&z.name, to, members);
+        let changes = old.diff(&new);
+        self.commit(i, &new, &[changes])?;
+        self.publish();
+        Ok(true)
+    }
+
     /// Starts serving a zone of the configuration file (either role).
     pub fn add_configured(
         &mut self,
@@ -612,6 +804,9 @@ impl ZoneSet {
                 let primaries = super::secondary::primaries(z, config);
                 let timeout = std::time::Duration::from_secs(z.transfer_timeout_secs);
                 self.add_secondary(&z.name, primaries, z.timers, limits, timeout, notes)?;
+            }
+            Role::Primary if z.catalog_role == Some(crate::config::CatalogRole::Producer) => {
+                self.add_generated(&z.name, limits, now_unix, notes)?;
             }
             Role::Primary => {
                 let file = z.file.as_deref().ok_or_else(|| format!("zone {}: no file", z.name))?;
@@ -675,6 +870,7 @@ impl ZoneSet {
                 !going
             });
             self.by_name = self.zones.iter().enumerate().map(|(i, z)| (z.name.to_lowercase(), i)).collect();
+            self.generation += 1;
         }
         self.publish();
     }
@@ -751,7 +947,12 @@ impl ZoneSet {
                 let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
             }
         }
-        let snap = match self.write(new, SourceStamp::NONE, Durability::File) {
+        // A zone's first version (nothing served, no file there) is written like a new zone's
+        // first snapshot: made durable by the next publish's one syncfs (see the module's
+        // comment; a crash before it leaves nothing the next start would serve).
+        let first = self.zones[i].snapshot.is_none() && !self.snapshot_path(&origin).exists();
+        let durability = if first { Durability::Deferred } else { Durability::File };
+        let snap = match self.write(new, SourceStamp::NONE, durability) {
             Ok(s) => s,
             Err(e) => return Err(format!("{e}{}", self.retract(i, if chained { n_changes } else { 0 }))),
         };
@@ -775,7 +976,7 @@ impl ZoneSet {
             let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
             if j.needs_compaction() {
                 if let Err(e) = j.compact(to) {
-                    eprintln!("nsxdp: zone {origin}: journal compaction failed: {e}");
+                    log::error!("zone {origin}: journal compaction failed: {e}");
                 }
             }
         }
@@ -829,7 +1030,7 @@ impl ZoneSet {
             }
         });
         if let Err(e) = synced {
-            eprintln!("nsxdp: warning: sync of the data directory {}: {e}", self.data_dir.display());
+            log::warn!("sync of the data directory {}: {e}", self.data_dir.display());
         }
     }
 
@@ -845,7 +1046,7 @@ impl ZoneSet {
             Reloaded::Secondary { .. } => {}
             _ => z.last_error = None,
         }
-        if let Reloaded::Updated { .. } = r {
+        if let Reloaded::Updated { .. } | Reloaded::Loaded { .. } = r {
             z.loaded_at = SystemTime::now();
             self.publish();
         } else if self.files_read != read_before {
@@ -860,11 +1061,14 @@ impl ZoneSet {
         if z.secondary.is_some() {
             return Reloaded::Secondary { serial: z.serial() };
         }
-        if z.snapshot.is_none() {
-            return Reloaded::Failed { error: format!("zone {} has no version", z.name) };
+        if z.generated {
+            return Reloaded::Unchanged { serial: z.serial().unwrap_or(0) };
         }
         if z.file.as_os_str().is_empty() {
             return Reloaded::Failed { error: format!("zone {} has no zone file to reload", z.name) };
+        }
+        if z.snapshot.is_none() {
+            return self.load_first(i, now_unix);
         }
         let stamp = source_stamp(&z.file, now_unix);
         if !stamp.is_none() && stamp == z.source {
@@ -875,6 +1079,37 @@ impl ZoneSet {
         let loaded = load(&z.file, Some(&z.name));
         self.files_read += 1;
         self.reload_loaded(i, loaded, stamp, now_unix)
+    }
+
+    /// [`Self::reload`] of a zone kept by [`Self::add_unloaded`]: its file read, and served if
+    /// it loads.
+    fn load_first(&mut self, i: usize, now_unix: u32) -> Reloaded {
+        let z = &self.zones[i];
+        let (name, limits) = (z.name.clone(), z.limits);
+        let stamp = source_stamp(&z.file, now_unix);
+        let loaded = load(&z.file, Some(&name));
+        self.files_read += 1;
+        let l = match loaded {
+            Ok(l) => l,
+            Err(error) => return Reloaded::Failed { error },
+        };
+        let guard = match self.guard.clone() {
+            Ok(g) => g,
+            Err(error) => return Reloaded::Failed { error },
+        };
+        let mut warnings = Vec::new();
+        match self.first_version(&name, &l, stamp, limits, guard, now_unix, &mut warnings) {
+            Ok((snap, journal, stamp)) => {
+                let serial = snap.serial();
+                let z = &mut self.zones[i];
+                z.snapshot = Some(snap);
+                z.journal = Some(Arc::new(Mutex::new(journal)));
+                z.source = stamp;
+                self.ns_targets_from(i, &l.zone);
+                Reloaded::Loaded { serial, warnings }
+            }
+            Err(error) => Reloaded::Failed { error },
+        }
     }
 
     /// [`Self::reload`] of zone `i` from its file read as `loaded`, whose stamp before it
@@ -1242,6 +1477,28 @@ www A 1.2.3
     }
 
     #[test]
+    fn first_checks_spread_with_the_number_of_zones() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        assert_eq!(zs.first_check_spread(), std::time::Duration::ZERO, "a first zone is checked at once");
+        let add = |zs: &mut ZoneSet, n: usize| {
+            for i in zs.zones.len()..n {
+                let name = Name::parse_text(format!("z{i}.test.").as_bytes(), None).unwrap();
+                zs.add_unloaded(&name, Path::new("x.zone"), SerialPolicy::Keep, Limits::default(), "-".into()).unwrap();
+            }
+        };
+        add(&mut zs, 50);
+        let spreads: Vec<_> = (0..200).map(|_| zs.first_check_spread()).collect();
+        assert!(spreads.iter().all(|d| d.as_millis() <= 50), "{spreads:?}");
+        assert!(spreads.iter().any(|d| d.as_millis() > 5), "random, not always at once: {spreads:?}");
+        add(&mut zs, 61_000);
+        let spreads: Vec<_> = (0..200).map(|_| zs.first_check_spread()).collect();
+        assert!(spreads.iter().all(|d| *d <= FIRST_CHECK_SPREAD_MAX), "capped");
+        assert!(spreads.iter().any(|d| d.as_secs() > 10), "{spreads:?}");
+    }
+
+    #[test]
     fn a_failed_snapshot_write_takes_the_change_back_out_of_the_journal() {
         let dir = tempfile::tempdir().unwrap();
         let (mut zs, file) = set(dir.path());
@@ -1446,6 +1703,37 @@ www A 1.2.3
             }
         }
         assert_eq!(zs.catalog.load().snapshots().len(), 10);
+    }
+
+    #[test]
+    fn a_generated_catalog_follows_its_members_and_keeps_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = |s: &str| Name::parse_text(s.as_bytes(), None).unwrap();
+        let start = || {
+            let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+            let mut zs = ZoneSet::new(dir.path(), catalog);
+            zs.add_generated(&n("cat.test."), Limits::default(), 1_000, &mut Vec::new()).unwrap();
+            zs
+        };
+        let mut zs = start();
+        assert_eq!(zs.zones[0].serial(), Some(1_000));
+        assert!(matches!(zs.reload(0, 0), Reloaded::Unchanged { serial: 1_000 }));
+        let (a, b) = (n("a.test."), n("b.test."));
+        assert!(zs.replace_generated(0, [(&a, None), (&b, Some(&b"blue"[..]))], 500).unwrap());
+        assert_eq!(zs.zones[0].serial(), Some(1_001));
+        assert!(!zs.replace_generated(0, [(&a, None), (&b, Some(&b"blue"[..]))], 500).unwrap(), "nothing changed");
+        assert!(zs.replace_generated(0, [(&a, None)], 2_000).unwrap());
+        assert_eq!(zs.zones[0].serial(), Some(2_000));
+        let z = snapshot::to_zone(zs.zones[0].snapshot.as_ref().unwrap().zone()).unwrap();
+        let (c, _) = crate::catz::read(&z).unwrap();
+        assert_eq!(c.members.len(), 1);
+        // IXFR from the first version: two changes.
+        let j = zs.zones[0].journal.clone().unwrap();
+        assert_eq!(j.lock().unwrap().changes_since(1_000).unwrap().unwrap().len(), 2);
+        drop(zs);
+        // A restart continues from the last version.
+        let zs = start();
+        assert_eq!(zs.zones[0].serial(), Some(2_000));
     }
 
     #[test]

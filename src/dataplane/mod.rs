@@ -355,7 +355,7 @@ impl LoopRrl {
     /// standard error.
     #[inline]
     pub fn log(&mut self) {
-        self.limiter.log(self.now_ms, |line| eprintln!("nsxdp: {line}"));
+        self.limiter.log(self.now_ms, |line| log::info!("{line}"));
     }
 }
 

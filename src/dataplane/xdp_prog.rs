@@ -366,7 +366,7 @@ impl XdpProgram {
                 Err(e) => return Err(replace(e)),
             }
             let what = if ours { "stale nsxdp" } else { "foreign (forced)" };
-            eprintln!("nsxdp: removed {what} XDP program {:?} (id {}, {}) from {ifname}", old.name, old.id, old.mode);
+            log::info!("removed {what} XDP program {:?} (id {}, {}) from {ifname}", old.name, old.id, old.mode);
         }
 
         let xdp = self.xdp_mut()?;
@@ -374,10 +374,7 @@ impl XdpProgram {
             Ok(link) => (link, AttachMode::Native),
             Err(native) => match xdp.attach_to_if_index(ifindex, XdpFlags::SKB_MODE) {
                 Ok(link) => {
-                    eprintln!(
-                        "nsxdp: {ifname}: native XDP unavailable ({}); falling back to generic mode",
-                        chain(&native)
-                    );
+                    log::warn!("{ifname}: native XDP unavailable ({}); falling back to generic mode", chain(&native));
                     (link, AttachMode::Generic)
                 }
                 Err(generic) => {
@@ -389,7 +386,7 @@ impl XdpProgram {
                 }
             },
         };
-        eprintln!("nsxdp: XDP program attached to {ifname} in {mode}");
+        log::info!("XDP program attached to {ifname} in {mode}");
         self.attached = Some(Attachment { ifname: ifname.into(), mode, link });
         Ok(())
     }
@@ -449,15 +446,15 @@ impl XdpProgram {
         let Some(a) = self.attached.take() else { return Ok(()) };
         let xdp = self.xdp_mut()?;
         xdp.detach(a.link).map_err(program_err)?;
-        eprintln!("nsxdp: XDP program detached from {}", a.ifname);
+        log::info!("XDP program detached from {}", a.ifname);
         Ok(())
     }
 
     fn detach_link(&mut self) {
         if let Some(a) = self.attached.take() {
             match self.xdp_mut().and_then(|x| x.detach(a.link).map_err(program_err)) {
-                Ok(()) => eprintln!("nsxdp: XDP program detached from {}", a.ifname),
-                Err(e) => eprintln!("nsxdp: detaching the XDP program from {}: {e}", a.ifname),
+                Ok(()) => log::info!("XDP program detached from {}", a.ifname),
+                Err(e) => log::warn!("detaching the XDP program from {}: {e}", a.ifname),
             }
         }
     }

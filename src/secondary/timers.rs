@@ -116,12 +116,19 @@ impl Refresh {
 
     /// A zone loaded from what an earlier run kept, whose last successful check was
     /// `since_success` ago (as far as that run knew): served at once unless that is past
-    /// expire; checked at once either way.
-    pub fn loaded(bounds: Bounds, soa: SoaTimers, since_success: Duration, now: Instant) -> Refresh {
+    /// expire; checked `first_check_in` from now (the caller spreads the first checks of a
+    /// host's many zones, so its primaries do not get them all at once).
+    pub fn loaded(
+        bounds: Bounds,
+        soa: SoaTimers,
+        since_success: Duration,
+        now: Instant,
+        first_check_in: Duration,
+    ) -> Refresh {
         let t = bounds.apply(soa);
         let expire = Duration::from_secs(t.expire as u64);
         let left = expire.saturating_sub(since_success);
-        let mut r = Refresh::empty(bounds, now);
+        let mut r = Refresh::empty(bounds, now + first_check_in);
         r.timers = Some(t);
         r.expires_at = Some(now + left);
         r.expired = left.is_zero();
@@ -330,10 +337,16 @@ mod tests {
     #[test]
     fn loaded_from_an_earlier_run() {
         let t0 = Instant::now();
-        let r = Refresh::loaded(Bounds::default(), T, secs(100), t0);
+        let r = Refresh::loaded(Bounds::default(), T, secs(100), t0, Duration::ZERO);
         assert!(r.serving() && r.due(t0));
         assert_eq!(r.expires_at(), Some(t0 + secs(200)));
-        let mut r = Refresh::loaded(Bounds::default(), T, secs(400), t0);
+        let mut r = Refresh::loaded(Bounds::default(), T, secs(400), t0, Duration::ZERO);
         assert!(!r.serving() && r.is_expired() && !r.expire(t0));
+        // A first check put off: served meanwhile, due then (or at once on NOTIFY).
+        let mut r = Refresh::loaded(Bounds::default(), T, secs(100), t0, secs(7));
+        assert!(r.serving() && !r.due(t0 + secs(6)) && r.due(t0 + secs(7)));
+        assert_eq!(r.expires_at(), Some(t0 + secs(200)), "expiry counts from now, not from the check");
+        r.notified();
+        assert!(r.due(t0));
     }
 }

@@ -27,7 +27,7 @@ pub fn have(tool: &str, package: &str) -> bool {
     let ok = runs("--version") || runs("-v") || runs("-V");
     if !ok {
         assert!(!in_ci(), "{tool} is required under CI=true (apt-get install {package})");
-        eprintln!("skipping: {tool} not found (apt-get install {package})");
+        skipped(&format!("{tool} not found (apt-get install {package})"));
     }
     ok
 }
@@ -38,9 +38,54 @@ pub fn have_probe(tool: &str, probe: &str, package: &str) -> bool {
     let ok = Command::new(tool).arg(probe).output().is_ok_and(|o| o.status.success());
     if !ok {
         assert!(!in_ci(), "{tool} is required under CI=true (apt-get install {package})");
-        eprintln!("skipping: {tool} not found (apt-get install {package})");
+        skipped(&format!("{tool} not found (apt-get install {package})"));
     }
     ok
+}
+
+/// Says that the running test is skipped because `why` (the caller returns next): one line
+/// on stderr and one in the skip list, `target/skipped.txt`, which `scripts/test-summary.sh`
+/// prints after the run (cargo counts a skipped test as passed). Under `CI=true` the caller
+/// fails instead of calling this.
+pub fn skipped(why: &str) {
+    let test = running_test();
+    eprintln!("{test}: skipped: {why}");
+    record_skip(&format!("{test}: {why}"));
+}
+
+/// Like [`skipped`], for a part of the running test that is left out while the rest runs.
+pub fn skipped_part(why: &str) {
+    let test = running_test();
+    eprintln!("{test}: part skipped: {why}");
+    record_skip(&format!("{test} (part): {why}"));
+}
+
+/// `binary::test`: the test binary and the test (the harness names each test's thread after
+/// it; "?" on a thread of the test's own).
+fn running_test() -> String {
+    format!("{}::{}", env!("CARGO_CRATE_NAME"), std::thread::current().name().unwrap_or("?"))
+}
+
+/// The skip list: `skipped.txt` in `CARGO_TARGET_DIR`, else in the package's `target`.
+pub fn skip_list() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| manifest.join("target"), |d| manifest.join(d));
+    target.join("skipped.txt")
+}
+
+/// Appends `line` to the skip list: one `write` of the whole line to a file opened for
+/// appending, so the lines of tests running at once (threads, test binaries) do not mix.
+fn record_skip(line: &str) {
+    use std::io::Write;
+    let path = skip_list();
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!("(not added to {}: {e})", path.display());
+    }
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1. Taken below the kernel's ephemeral range
@@ -91,6 +136,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Gone already (and waited for): its PID may be another process's by now.
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         // Our own child, by PID.
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
         let t0 = Instant::now();
@@ -106,20 +155,20 @@ impl Drop for Proc {
 }
 
 /// Starts `nsxdp serve --cores 1 --config CONF` (in `dir`, relative paths in the
-/// configuration resolve against the file's directory) and waits for `nsxdp: ready`. Its
+/// configuration resolve against the file's directory) and waits for `info: ready`. Its
 /// log goes to `dir/nsxdp.log`.
 pub fn start_nsxdp(dir: &Path, conf: &Path) -> Proc {
     start_nsxdp_args(dir, &["--config".as_ref(), conf.as_os_str()])
 }
 
 /// Starts `nsxdp serve --cores 1 ARGS...`, logging to `dir/nsxdp.log` (appended across
-/// restarts), and waits for `nsxdp: ready`.
+/// restarts), and waits for `info: ready`.
 pub fn start_nsxdp_args(dir: &Path, args: &[&std::ffi::OsStr]) -> Proc {
     start_nsxdp_cores(dir, 1, args)
 }
 
 /// Starts `nsxdp serve --cores CORES ARGS...`, logging to `dir/nsxdp.log` (appended across
-/// restarts), and waits for `nsxdp: ready`.
+/// restarts), and waits for `info: ready`.
 pub fn start_nsxdp_cores(dir: &Path, cores: usize, args: &[&std::ffi::OsStr]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nsxdp"))
         .args(["serve", "--cores", &cores.to_string()])
@@ -142,7 +191,7 @@ pub fn start_nsxdp_cores(dir: &Path, cores: usize, args: &[&std::ffi::OsStr]) ->
     });
     loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) if l == "nsxdp: ready" => break,
+            Ok(l) if l.ends_with(" info: ready") => break,
             Ok(_) => {}
             Err(_) => {
                 let log = std::fs::read_to_string(dir.join("nsxdp.log")).unwrap_or_default();
