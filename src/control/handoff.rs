@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use socket2::Socket;
 
 use super::ctl::Event;
+use super::dispatch::{Answered, Kind};
 use crate::answer::{answer, Config, Outcome, Transport};
 use crate::config::{Action, Role};
 use crate::dataplane::xdp::Handoff;
@@ -148,87 +149,58 @@ fn answer_one(
     st: &HandoffStats,
 ) {
     let (client, server) = (m.client, m.server);
-    let notify = is_notify(m.message());
-    let ixfr = !notify && crate::xfr::parse_request(m.message()).is_ok_and(|r| r.is_ixfr());
+    let kind = super::dispatch::kind(m.message());
     let (buf, len) = m.buffer_mut();
-    let transfers = control.and_then(|c| c.transfers.as_ref()).filter(|_| ixfr);
-    let len = match control.filter(|_| notify) {
-        None if transfers.is_some() => {
-            let msg = buf[..len].to_vec();
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let cat = catalog.load();
-            match super::transfer::udp_ixfr(&msg, client.ip(), &cat, transfers, buf, now) {
-                Some(len) => {
-                    st.ixfr_udp.fetch_add(1, Relaxed);
-                    len
-                }
-                None => {
-                    // Nothing to send for it: the engine's answer (FORMERR or nothing).
-                    buf[..msg.len()].copy_from_slice(&msg);
-                    let Outcome::Reply { len, .. } = answer(&**cat, buf, msg.len(), Transport::Udp, cfg) else {
-                        st.dropped.fetch_add(1, Relaxed);
-                        return;
-                    };
-                    len
-                }
-            }
-        }
-        Some(c) => {
-            let msg = buf[..len].to_vec();
+    let transfers = control.and_then(|c| c.transfers.as_ref());
+    let msg = buf[..len].to_vec();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let cat = catalog.load();
+    let engine = |b: &mut [u8], l: usize| match answer(&**cat, b, l, Transport::Udp, cfg) {
+        Outcome::Reply { len, .. } => Some(len),
+        Outcome::Drop(_) => None,
+    };
+    let reply = match (kind, control) {
+        (Kind::Notify, Some(c)) => {
             let (reply, accepted) = notify_in(&msg, client, c, buf);
             match accepted {
                 Some(true) => st.notify_accepted.fetch_add(1, Relaxed),
                 Some(false) => st.notify_refused.fetch_add(1, Relaxed),
                 None => 0,
             };
-            match reply {
-                Some(len) => len,
+            reply
+        }
+        (Kind::Transfer { ixfr: true }, _) if transfers.is_some() => {
+            match super::transfer::udp_ixfr(&msg, client.ip(), &cat, transfers, buf, now) {
+                Some(len) => {
+                    st.ixfr_udp.fetch_add(1, Relaxed);
+                    Some(len)
+                }
+                // Nothing to send for it: the engine's answer (FORMERR or nothing).
                 None => {
-                    st.dropped.fetch_add(1, Relaxed);
-                    return;
+                    buf[..msg.len()].copy_from_slice(&msg);
+                    engine(buf, msg.len())
                 }
             }
         }
-        None => {
-            let cat = catalog.load();
-            // A query signed with TSIG gets a signed answer, or the TSIG error: NOTAUTH
-            // with BADKEY for a key we do not know, also when no keys are configured (RFC
-            // 8945 §5.2.1). The answer gets the room the client's UDP size leaves.
-            let msg = buf[..len].to_vec();
-            let max = udp_size(&msg, cfg).min(buf.len());
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        // A query signed with TSIG gets a signed answer, or the TSIG error: NOTAUTH with
+        // BADKEY for a key we do not know, also when no keys are configured (RFC 8945
+        // §5.2.1); the signed answer gets the room the client's UDP size leaves. Anything
+        // else (an AXFR, an UPDATE, a NOTIFY without a configuration) the engine answers.
+        _ => {
             let keys = || control.map_or_else(Vec::new, |c| c.config.load().keys.iter().map(Key::from).collect());
-            let answered = super::transfer::signed_query(&msg, keys, &mut buf[..max], now, |b, l| {
-                match answer(&**cat, b, l, Transport::Udp, cfg) {
-                    Outcome::Reply { len, .. } => Some(len),
-                    Outcome::Drop(_) => None,
-                }
-            });
-            let signed = match answered {
-                super::transfer::SignedQuery::Reply(len) => {
+            match super::dispatch::answer_query(&msg, keys, buf, udp_size(&msg, cfg), now, engine) {
+                Answered::Signed(len) => {
                     st.signed.fetch_add(1, Relaxed);
                     Some(len)
                 }
-                super::transfer::SignedQuery::Nothing => {
-                    st.dropped.fetch_add(1, Relaxed);
-                    return;
-                }
-                super::transfer::SignedQuery::Unsigned => {
-                    buf[..msg.len()].copy_from_slice(&msg);
-                    None
-                }
-            };
-            match signed {
-                Some(len) => len,
-                None => {
-                    let Outcome::Reply { len, .. } = answer(&**cat, buf, len, Transport::Udp, cfg) else {
-                        st.dropped.fetch_add(1, Relaxed);
-                        return;
-                    };
-                    len
-                }
+                Answered::Plain(len) => Some(len),
+                Answered::Nothing => None,
             }
         }
+    };
+    let Some(len) = reply else {
+        st.dropped.fetch_add(1, Relaxed);
+        return;
     };
     let pick = locals.iter().position(|l| *l == Some(server)).or_else(|| {
         locals.iter().position(|l| {

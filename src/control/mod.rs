@@ -4,6 +4,7 @@
 //! owns sockets and timers and wires them to the pure parts (`answer`, later `xfr`).
 
 pub mod ctl;
+pub mod dispatch;
 pub mod dynamic;
 pub mod handoff;
 pub mod notify;

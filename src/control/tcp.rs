@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use super::dispatch::{Answered, Kind};
 use super::tls::ALPN_DOT;
 use super::transfer::{self, Transfers};
 use crate::answer::{answer_from, Config, Outcome, Transport};
@@ -534,11 +535,12 @@ impl TcpServer {
         let now = Instant::now();
         c.idle_since = now;
         let msg = &c.input[2..2 + len];
-        if let Some(n) = self.notify.as_ref().filter(|_| super::handoff::is_notify(msg)) {
+        let kind = super::dispatch::kind(msg);
+        if let (Kind::Notify, Some(n)) = (kind, self.notify.as_ref()) {
             if let (Some(n), _) = super::handoff::notify_in(msg, c.peer, n, &mut self.scratch) {
                 c.push_message(&self.scratch[..n]);
             }
-        } else if let Some(reply) = self.answer_message(c.peer, c.tls.is_some(), &c.input[2..2 + len]) {
+        } else if let Some(reply) = self.answer_message(c.peer, c.tls.is_some(), kind, &c.input[2..2 + len]) {
             match reply {
                 Answer::Message(n) => c.push_message(&self.scratch[..n]),
                 Answer::Transfer(s) => c.transfer = Some(s),
@@ -553,9 +555,10 @@ impl TcpServer {
         true
     }
 
-    /// The answer to one message: a reply in `scratch`, a transfer, or nothing.
-    fn answer_message(&mut self, peer: SocketAddr, tls: bool, msg: &[u8]) -> Option<Answer> {
-        if crate::wire::message::transfer_query(msg) {
+    /// The answer to one message of `kind` (not a NOTIFY for the control side): a reply in
+    /// `scratch`, a transfer, or nothing.
+    fn answer_message(&mut self, peer: SocketAddr, tls: bool, kind: Kind, msg: &[u8]) -> Option<Answer> {
+        if let Kind::Transfer { .. } = kind {
             let cat = self.catalog.load();
             let transfers = self.transfers.as_ref();
             match transfer::request(msg, peer.ip(), tls, &cat, transfers, &mut self.scratch, unix_now()) {
@@ -572,27 +575,18 @@ impl TcpServer {
         let transfers = self.transfers.as_ref();
         let keys = || transfers.map_or_else(Vec::new, |t| t.config.load().keys.iter().map(Key::from).collect());
         let stats = &self.stats;
-        let signed = transfer::signed_query(msg, keys, &mut self.scratch, unix_now(), |buf, len| {
+        let engine = |buf: &mut [u8], len: usize| {
             let o = answer_from(&**cat, buf, len, Transport::Tcp, &cfg, client);
             stats.record(&o);
             match o {
                 Outcome::Reply { len, .. } => Some(len),
                 Outcome::Drop(_) => None,
             }
-        });
-        match signed {
-            transfer::SignedQuery::Reply(n) => Some(Answer::Message(n)),
-            transfer::SignedQuery::Nothing => None,
-            transfer::SignedQuery::Unsigned => {
-                let len = msg.len();
-                self.scratch[..len].copy_from_slice(msg);
-                let o = answer_from(&**cat, &mut self.scratch, len, Transport::Tcp, &cfg, client);
-                self.stats.record(&o);
-                match o {
-                    Outcome::Reply { len, .. } => Some(Answer::Message(len)),
-                    Outcome::Drop(_) => None,
-                }
-            }
+        };
+        let room = self.scratch.len();
+        match super::dispatch::answer_query(msg, keys, &mut self.scratch, room, unix_now(), engine) {
+            Answered::Signed(n) | Answered::Plain(n) => Some(Answer::Message(n)),
+            Answered::Nothing => None,
         }
     }
 
