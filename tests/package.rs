@@ -56,7 +56,18 @@ fn expected_pages() -> BTreeSet<String> {
         .iter()
         .map(|c| if *c == "nsxdp" { "nsxdp.1".to_string() } else { format!("nsxdp-{c}.1") })
         .collect();
-    for c in ["status", "stats", "reload", "zone-status", "refresh", "retransfer", "zone-notify", "stop"] {
+    for c in [
+        "status",
+        "stats",
+        "reload",
+        "zone-status",
+        "refresh",
+        "retransfer",
+        "zone-notify",
+        "stop",
+        "zone-add",
+        "zone-remove",
+    ] {
         pages.insert(format!("nsxdp-ctl-{c}.1"));
     }
     pages
@@ -134,7 +145,7 @@ fn completions_load_and_complete() {
     assert_eq!(complete(&["nsxdp", "ct"]), BTreeSet::from(["ctl".to_string()]));
     assert_eq!(
         complete(&["nsxdp", "ctl", "zone-"]),
-        BTreeSet::from(["zone-notify".to_string(), "zone-status".to_string()])
+        BTreeSet::from(["zone-add", "zone-notify", "zone-remove", "zone-status"].map(String::from))
     );
     assert!(complete(&["nsxdp", "serve", "--data"]).contains("--data-dir"));
 }
