@@ -106,7 +106,7 @@ fn nsxdp_conf(dir: &Path, port: u16, about: &str) -> std::path::PathBuf {
         &conf,
         format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"ctl.sock\"\n{about}\n\
-             [[zone]]\nname = \"example.\"\nfile = \"example.zone\"\n"
+             [[zone]]\nname = \"example.\"\nfile = \"example.zone\"\nnotify-ns = false\n"
         ),
     )
     .unwrap();

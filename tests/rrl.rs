@@ -432,7 +432,7 @@ fn a_reload_says_that_rrl_changes_wait_for_a_restart() {
     let text = |rate: u32| {
         format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"control.sock\"\n\n\
-             [[zone]]\nname = \"example.com\"\nfile = \"{}\"\n\n[rrl]\nrate = {rate}\n",
+             [[zone]]\nname = \"example.com\"\nfile = \"{}\"\nnotify-ns = false\n\n[rrl]\nrate = {rate}\n",
             zone.display()
         )
     };

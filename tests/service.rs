@@ -24,7 +24,8 @@ fn conf(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
         &c,
         format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"]\ndata-dir = \"data\"\ncontrol = \"data/ctl.sock\"\n{extra}\n\
-             [[zone]]\nname = \"svc.test.\"\nfile = \"svc.zone\"\nserial-policy = \"keep\"\n"
+             [[zone]]\nname = \"svc.test.\"\nfile = \"svc.zone\"\nserial-policy = \"keep\"\n\
+             notify-ns = false\n"
         ),
     )
     .unwrap();
