@@ -6,18 +6,26 @@
 # cargo's status.
 #   scripts/test-summary.sh                      # the whole suite
 #   scripts/test-summary.sh --test serve         # any arguments of cargo test
+#   scripts/test-summary.sh --report OUT STATUS  # only the summary of a run already made
+#                                                # (OUT: its output; target/skipped.txt
+#                                                # emptied before it), ending with STATUS
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target"
 list="$target/skipped.txt"
-: > "$list"
-out="$(mktemp)"
-trap 'rm -f "$out"' EXIT
-
-cargo test --locked "$@" 2>&1 | tee "$out"
-status=${PIPESTATUS[0]}
+if [ "${1:-}" = --report ]; then
+    out=${2:?--report OUT STATUS}
+    status=${3:?--report OUT STATUS}
+    touch "$list"
+else
+    : > "$list"
+    out="$(mktemp)"
+    trap 'rm -f "$out"' EXIT
+    cargo test --locked "$@" 2>&1 | tee "$out"
+    status=${PIPESTATUS[0]}
+fi
 
 # cargo's "test result: ok. 12 passed; 0 failed; 1 ignored; ..." lines, one per test binary.
 sum() { grep '^test result:' "$out" | grep -o "[0-9]* $1;" | awk '{ n += $1 } END { print n + 0 }'; }
