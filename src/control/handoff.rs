@@ -213,11 +213,6 @@ fn answer_one(
     };
 }
 
-/// Whether a message is a NOTIFY (opcode 4), request or response.
-pub fn is_notify(msg: &[u8]) -> bool {
-    msg.len() > 2 && (msg[2] >> 3) & 0x0f == crate::wire::message::opcode::NOTIFY
-}
-
 /// Answers a NOTIFY (over UDP or TCP) into `buf`, and tells the zone manager when it is
 /// accepted. Returns the reply's length (None for a message not to answer: a response, or
 /// one that cannot be read) and whether it was accepted (None: neither accepted nor
