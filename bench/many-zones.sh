@@ -5,10 +5,15 @@
 # left), PSS after start (all its processes), dnsperf qps and server CPU per answer with one
 # worker on one core, open descriptors and memory mappings (all its processes).
 #
-# Usage: bench/many-zones.sh [--zones N] [--duration S] [--only LIST] [--no-build]
+# With --reloads K, then (nsxdp and knotd) K times: one zone in the middle of the list gets a
+# new record and serial in its file and is reloaded by command (`nsxdp ctl reload Z`, `knotc
+# zone-reload Z`); timed from the command to the new serial answered (reload-one.py).
+#
+# Usage: bench/many-zones.sh [--zones N] [--duration S] [--only LIST] [--reloads K] [--no-build]
 #   --zones N        hosted zones (default 1000), ~12 RRs each (gen-many-zones.py)
 #   --duration S     seconds of measured dnsperf per server (default 10)
 #   --only LIST      comma-separated subset of nsxdp,knotd,nsd (default all three)
+#   --reloads K      one-zone reloads to time (default 0)
 #   --no-build       do not run `cargo build --release` first
 # Environment: NSXDP_BIN (binary to measure), SERVER_CPU=1 (taskset of the servers),
 # CLIENT_CPU=0 (dnsperf), START_TIMEOUT_S=600 (per start), NSXDP_BENCH_KEEP=1 (keep the
@@ -25,6 +30,7 @@ N=1000
 DURATION=10
 WARMUP_S=2
 ONLY=nsxdp,knotd,nsd
+RELOADS=0
 QUERY_LINES=200000
 CLIENTS=16
 OUTSTANDING=500
@@ -41,6 +47,7 @@ while [ $# -gt 0 ]; do
         --zones) N=${2:?}; shift ;;
         --duration) DURATION=${2:?}; shift ;;
         --only) ONLY=${2:?}; shift ;;
+        --reloads) RELOADS=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
         -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
@@ -50,6 +57,8 @@ done
 for v in N DURATION; do
     case "${!v}" in ''|*[!0-9]*|0) die "$v must be a positive integer" ;; esac
 done
+case "$RELOADS" in ''|*[!0-9]*) die "--reloads takes a count" ;; esac
+[ "$RELOADS" -le 100 ] || die "--reloads at most 100"
 [ "$DURATION" -le 600 ] || die "--duration at most 600"
 for c in python3 kdig dnsperf taskset; do command -v "$c" >/dev/null || die "missing $c"; done
 case ",$ONLY," in *,knotd,*) command -v knotd >/dev/null || die "missing knotd (apt-get install -y knot)" ;; esac
@@ -69,6 +78,8 @@ else
     echo "$STAMP" >"$ZDIR/stamp"
 fi
 LAST=$(tail -n1 "$ZDIR/zones.list")
+# The zone reloaded (--reloads): the middle one, each server its own copy of its file.
+RZONE=$(sed -n "$((N / 2 + 1))p" "$ZDIR/zones.list")
 # Every zone file older than a second (a snapshot records its zone file only then).
 sleep 1
 find "$ZDIR/zones" -type f -exec cat {} + >/dev/null
@@ -175,8 +186,10 @@ conf_nsxdp() {
     mkdir -p "$d/data"
     {
         printf '[server]\nlisten = ["127.0.0.1:%s"]\ndata-dir = "%s/data"\ncontrol = "%s/ctl.sock"\n' "$port" "$d" "$d"
-        awk -v z="$ZDIR/zones" '{ printf "\n[[zone]]\nname = \"%s\"\nfile = \"%s/%s.zone\"\nnotify-ns = false\n", $1, z, $1 }' "$ZDIR/zones.list"
+        awk -v z="$ZDIR/zones" -v r="$RZONE" -v d="$d" '{ f = ($1 == r ? d "/" $1 ".zone" : z "/" $1 ".zone")
+            printf "\n[[zone]]\nname = \"%s\"\nfile = \"%s\"\nnotify-ns = false\n", $1, f }' "$ZDIR/zones.list"
     } >"$d/nsxdp.toml"
+    cp -p "$ZDIR/zones/$RZONE.zone" "$d/"
 }
 run_nsxdp() {
     taskset -c "$SERVER_CPU" "$NSXDP" serve --config "$1/nsxdp.toml" --cores 1 >>"$1/server.log" 2>&1 &
@@ -187,8 +200,9 @@ conf_knotd() {
     local d=$1 port=$2 first
     first=$(head -n1 "$ZDIR/zones.list")
     "$SCRIPT_DIR/knot-conf.sh" "$d" "$port" "$first" "$ZDIR/zones/$first.zone" notice >"$d/knot.conf"
-    awk -v z="$ZDIR/zones" 'NR > 1 { printf "  - domain: %s\n    file: \"%s/%s.zone\"\n", $1, z, $1 }' \
-        "$ZDIR/zones.list" >>"$d/knot.conf"
+    awk -v z="$ZDIR/zones" -v r="$RZONE" -v d="$d" 'NR > 1 { f = ($1 == r ? d "/" $1 ".zone" : z "/" $1 ".zone")
+        printf "  - domain: %s\n    file: \"%s\"\n", $1, f }' "$ZDIR/zones.list" >>"$d/knot.conf"
+    cp -p "$ZDIR/zones/$RZONE.zone" "$d/"
 }
 run_knotd() {
     taskset -c "$SERVER_CPU" knotd -c "$1/knot.conf" >>"$1/server.log" 2>&1 &
@@ -270,8 +284,19 @@ measure() {
     fig0=$(proc_figures "$SERVER_PID")
     run_dnsperf "$port" "$DURATION" "$d/dnsperf.txt"
     fig1=$(proc_figures "$SERVER_PID")
+    reloads=-
+    if [ "$RELOADS" -gt 0 ]; then
+        case "$name" in
+            nsxdp) reloads=$(python3 "$SCRIPT_DIR/reload-one.py" "$port" "$RZONE" "$d/$RZONE.zone" "$RELOADS" -- \
+                "$NSXDP" ctl --socket "$d/ctl.sock" reload "$RZONE") ;;
+            knotd) reloads=$(python3 "$SCRIPT_DIR/reload-one.py" "$port" "$RZONE" "$d/$RZONE.zone" "$RELOADS" -- \
+                knotc -c "$d/knot.conf" zone-reload "$RZONE") ;;
+        esac
+        log "$name: one-zone reload (ms): $reloads"
+        reloads=$(sed 's/.*median \([0-9.]*\) max \([0-9.]*\)/\1\/\2/' <<<"$reloads")
+    fi
     stop_server "$SERVER_PID"
-    python3 - "$name" "$d/dnsperf.txt" "$cold" "$restart" "$figs" "$fig0" "$fig1" >>"$RESULTS" <<'EOF'
+    python3 - "$name" "$d/dnsperf.txt" "$cold" "$restart" "$figs" "$fig0" "$fig1" "$reloads" >>"$RESULTS" <<'EOF'
 import re, sys
 name, path, cold, restart = sys.argv[1:5]
 _, pss, fds, maps = sys.argv[5].split()
@@ -285,7 +310,7 @@ def num(label):
 done, qps = num("Queries completed"), num("Queries per second")
 rc = re.search(r"Response codes:\s+(.*)", t)
 print(name, cold, restart, "%.1f" % (int(pss) / 1024), "%.0f" % qps,
-      "%.2f" % ((cpu1 - cpu0) / max(done, 1) * 1e6), fds, maps, (rc.group(1) if rc else "-").replace(" ", ""))
+      "%.2f" % ((cpu1 - cpu0) / max(done, 1) * 1e6), fds, maps, sys.argv[8], (rc.group(1) if rc else "-").replace(" ", ""))
 EOF
     log "$name: $(tail -n1 "$RESULTS")"
 }
@@ -297,7 +322,7 @@ for s in "${SERVERS[@]}"; do
 done
 
 echo "many-zones: $(date '+%Y-%m-%d %H:%M'), $N zones, $(nproc) cores, knotd $(knotd -V 2>/dev/null | sed 's/.*version //'), nsd $(nsd -v 2>&1 | head -n1 | sed 's/NSD version //')"
-printf '| %-6s | %7s | %7s | %8s | %8s | %8s | %6s | %6s | %s\n' server "start s" "restart s" "PSS MiB" qps "CPU µs/q" fds maps rcodes
-while read -r name cold restart pss qps cpu fds maps rc; do
-    printf '| %-6s | %7s | %9s | %8s | %8s | %8s | %6s | %6s | %s\n' "$name" "$cold" "$restart" "$pss" "$qps" "$cpu" "$fds" "$maps" "$rc"
+printf '| %-6s | %7s | %7s | %8s | %8s | %8s | %6s | %6s | %13s | %s\n' server "start s" "restart s" "PSS MiB" qps "CPU µs/q" fds maps "reload ms p50/max" rcodes
+while read -r name cold restart pss qps cpu fds maps rl rc; do
+    printf '| %-6s | %7s | %9s | %8s | %8s | %8s | %6s | %6s | %17s | %s\n' "$name" "$cold" "$restart" "$pss" "$qps" "$cpu" "$fds" "$maps" "$rl" "$rc"
 done <"$RESULTS"

@@ -327,7 +327,7 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let (catalog, bytes) = load_catalog(&text, dir.path(), "bench.snap");
     let corpus = build_corpus(&owners);
-    let (probes, worst) = probe_stats(catalog.snapshots()[0].zone());
+    let (probes, worst) = probe_stats(catalog.snapshots().next().expect("one zone").zone());
     eprintln!("engine bench: name index: {probes:.2} slots probed per hit on average, worst {worst}");
     let mut buf = vec![0u8; BUF];
     for q in &corpus {

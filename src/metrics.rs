@@ -4,7 +4,7 @@
 //! The run loops own their counters ([`LoopStats`], [`FrameStats`], [`XskStats`]: relaxed
 //! atomics with one writer each); this module only keeps `Arc`s to them, registered once
 //! when the server starts, and sums them when asked. The zone manager publishes each zone's
-//! state here ([`Metrics::set_zones`]) after it acts. Nothing here runs on a run loop: the
+//! state here ([`Metrics::publish_zones`]) after it acts. Nothing here runs on a run loop: the
 //! one lock is taken by the scrape and by those registrations, never by a loop.
 //!
 //! [`Figures`] is one reading of everything, as plain values; the Prometheus text (through
@@ -36,6 +36,7 @@ use crate::dataplane::packet::DropReason as FrameDrop;
 use crate::dataplane::xdp::FrameStats;
 use crate::dataplane::xsk::{kernel_stats_of, XskStats};
 use crate::dataplane::{LoopStats, ServiceSnapshot, StatsSnapshot, QTYPES, SERVICE_BOUNDS_NS};
+use crate::wire::name::Name;
 
 /// The names of rcodes 0..=15 and of 16 (BADVERS, where extended rcodes are counted).
 const RCODES: [&str; 17] = [
@@ -65,7 +66,7 @@ pub struct XdpSource {
 /// A zone's state as the manager last published it.
 #[derive(Debug, Clone)]
 pub struct ZoneState {
-    pub name: String,
+    pub name: Name,
     pub secondary: bool,
     pub serial: Option<u32>,
     pub serving: bool,
@@ -165,32 +166,52 @@ impl Metrics {
         self.sources().handoff.push(h);
     }
 
-    /// Replaces the zones' state (the manager calls it after it acts).
-    pub fn set_zones(&self, zones: Vec<ZoneState>) {
-        self.sources().zones = zones;
-    }
-
-    /// Publishes the state of every zone of `zones`.
+    /// Publishes the state of every zone of `zones` (the manager calls it after it acts).
+    /// The list is updated in place: a zone's name is copied only when the zone at its
+    /// position changed, and nothing is formatted until a scrape asks.
     pub fn publish_zones(&self, zones: &ZoneSet) {
-        let states = zones
-            .zones
-            .iter()
-            .map(|z| ZoneState {
-                name: z.name.to_string(),
-                secondary: z.secondary.is_some(),
-                serial: z.serial(),
-                serving: z.serving(),
-                expired: z.secondary.as_ref().is_some_and(|s| s.refresh.is_expired()),
-                failed: z.last_error.is_some(),
-                last_success: z.secondary.as_ref().and_then(|s| s.refresh.last_success()),
-                counters: z.secondary.as_ref().map(|s| s.counters),
-                snapshot_bytes: z.snapshot.as_ref().map(|s| s.file_len() as u64),
+        let mut sources = self.sources();
+        let list = &mut sources.zones;
+        list.truncate(zones.zones.len());
+        for (i, z) in zones.zones.iter().enumerate() {
+            let fill = |st: &mut ZoneState| {
+                st.secondary = z.secondary.is_some();
+                st.serial = z.serial();
+                st.serving = z.serving();
+                st.expired = z.secondary.as_ref().is_some_and(|s| s.refresh.is_expired());
+                st.failed = z.last_error.is_some();
+                st.last_success = z.secondary.as_ref().and_then(|s| s.refresh.last_success());
+                st.counters = z.secondary.as_ref().map(|s| s.counters);
+                st.snapshot_bytes = z.snapshot.as_ref().map(|s| s.file_len() as u64);
                 // Not waiting for a transfer out that holds the journal: its size is then
                 // left out of this reading.
-                journal_bytes: z.journal.as_ref().and_then(|j| j.try_lock().ok().map(|j| j.file_len())),
-            })
-            .collect();
-        self.set_zones(states);
+                st.journal_bytes = z.journal.as_ref().and_then(|j| j.try_lock().ok().map(|j| j.file_len()));
+            };
+            match list.get_mut(i) {
+                Some(old) => {
+                    if old.name != z.name {
+                        old.name = z.name.clone();
+                    }
+                    fill(old);
+                }
+                None => {
+                    let mut st = ZoneState {
+                        name: z.name.clone(),
+                        secondary: false,
+                        serial: None,
+                        serving: false,
+                        expired: false,
+                        failed: false,
+                        last_success: None,
+                        counters: None,
+                        snapshot_bytes: None,
+                        journal_bytes: None,
+                    };
+                    fill(&mut st);
+                    list.push(st);
+                }
+            }
+        }
     }
 
     /// When the server started.
@@ -325,7 +346,7 @@ impl Metrics {
                 }
             }
             zones.list.push(ZoneFigures {
-                zone: z.name.clone(),
+                zone: z.name.to_string(),
                 role: if z.secondary { "secondary" } else { "primary" },
                 serial: z.serial,
                 serving: z.serving,

@@ -22,20 +22,155 @@ pub trait Zones {
     }
 }
 
-/// Up to this many zones a scan of the apexes, longest first, is as quick as the index.
+/// Up to this many zones a scan of the apexes is as quick as the index.
 const SCAN_UP_TO: usize = 8;
 
-/// Loaded snapshots, longest apex first.
+/// The zones of a zone set, served or not, by position: their apexes and, for each, the
+/// snapshot answered from (None: a zone we are authoritative for and cannot answer from — a
+/// secondary not yet transferred or expired, a zone whose file did not load — whose
+/// queries get SERVFAIL, as Knot and NSD answer them).
+///
+/// A new version that differs from the last in a few zones shares the rest with it: the
+/// apexes (and their index) are kept while the set's members stay the same, and the
+/// snapshots are held in chunks ([`Versioned`]), of which only the changed ones are copied.
+/// Publishing a reload of one zone among 10^5 so costs a walk, not a rebuild.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    snaps: Vec<Arc<Snapshot>>,
-    /// The apexes of `snaps` (when there are more than [`SCAN_UP_TO`]).
+    apexes: Arc<Apexes>,
+    snaps: Versioned<Option<Arc<Snapshot>>>,
+}
+
+/// Lowercased wire apexes, one after another in one buffer, and (beyond [`SCAN_UP_TO`])
+/// their index: a probe compares with these bytes, not with each zone's mapped snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct Apexes {
+    bytes: Vec<u8>,
+    /// Where apex i ends in `bytes` (it starts where i - 1 ends).
+    ends: Vec<u32>,
     index: Option<ApexIndex>,
-    /// Apexes (lowercased wire names) of zones we cannot answer from.
-    unavailable: Vec<Box<[u8]>>,
-    /// Their index (when there are more than [`SCAN_UP_TO`]): a host whose 10^5 secondary
-    /// zones wait for their first transfer must not scan them for every query.
-    unavailable_index: Option<ApexIndex>,
+}
+
+impl Apexes {
+    /// The apexes of `names` (wire form, any case), the i-th at position i.
+    pub fn new<'a>(names: impl ExactSizeIterator<Item = &'a [u8]>) -> Apexes {
+        let mut a = Apexes { bytes: Vec::new(), ends: Vec::with_capacity(names.len()), index: None };
+        for n in names {
+            a.bytes.extend_from_slice(n);
+            a.ends.push(a.bytes.len() as u32);
+        }
+        crate::wire::name::lowercase_in_place(&mut a.bytes);
+        if a.len() > SCAN_UP_TO {
+            a.index = Some(ApexIndex::new((0..a.len()).map(|i| a.get(i))));
+        }
+        a
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The i-th apex, lowercased.
+    #[inline]
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
+    }
+
+    /// The position of the longest apex that is a suffix of `name` (lowercase wire form).
+    #[inline]
+    pub fn longest(&self, name: &[u8]) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.find(name, |i| self.get(i)),
+            None => {
+                let mut best: Option<usize> = None;
+                for i in 0..self.len() {
+                    let a = self.get(i);
+                    if best.is_none_or(|b| self.get(b).len() < a.len()) && is_suffix_lower(name, a) {
+                        best = Some(i);
+                    }
+                }
+                best
+            }
+        }
+    }
+
+    /// The position of the apex `name` (lowercase wire form).
+    pub fn exact(&self, name: &[u8]) -> Option<usize> {
+        self.longest(name).filter(|&i| self.get(i).len() == name.len())
+    }
+}
+
+/// Entries per chunk of a [`Versioned`].
+const CHUNK: usize = 512;
+
+/// A vector whose versions share what they have in common: entries in chunks of [`CHUNK`],
+/// each behind an `Arc`. A clone copies the list of chunks; [`Self::set`] then copies the one
+/// chunk it writes to if another version still holds it.
+#[derive(Debug)]
+pub struct Versioned<T> {
+    chunks: Vec<Arc<[T]>>,
+    len: usize,
+}
+
+impl<T> Clone for Versioned<T> {
+    fn clone(&self) -> Self {
+        Versioned { chunks: self.chunks.clone(), len: self.len }
+    }
+}
+
+impl<T> Default for Versioned<T> {
+    fn default() -> Self {
+        Versioned { chunks: Vec::new(), len: 0 }
+    }
+}
+
+impl<T: Clone> Versioned<T> {
+    pub fn new(items: impl IntoIterator<Item = T>) -> Versioned<T> {
+        let mut v = Versioned::default();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for item in items {
+            chunk.push(item);
+            if chunk.len() == CHUNK {
+                v.len += CHUNK;
+                v.chunks.push(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)).into());
+            }
+        }
+        if !chunk.is_empty() {
+            v.len += chunk.len();
+            v.chunks.push(chunk.into());
+        }
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> &T {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    /// Replaces entry i, copying its chunk first if another version shares it.
+    pub fn set(&mut self, i: usize, value: T) {
+        let chunk = &mut self.chunks[i / CHUNK];
+        if Arc::get_mut(chunk).is_none() {
+            *chunk = Arc::from(&chunk[..]);
+        }
+        Arc::get_mut(chunk).expect("a chunk of our own")[i % CHUNK] = value;
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
 }
 
 /// Apexes (lowercase wire names) by hash: open addressing, linear probing, at most half
@@ -102,59 +237,51 @@ impl ApexIndex {
 }
 
 impl Catalog {
+    /// A catalog of `snaps`, all served.
     pub fn new(snaps: Vec<Arc<Snapshot>>) -> Catalog {
-        Catalog::with_unavailable(snaps, Vec::new())
+        let apexes = Apexes::new(snaps.iter().map(|s| s.zone().origin.as_slice()));
+        Catalog { apexes: Arc::new(apexes), snaps: Versioned::new(snaps.into_iter().map(Some)) }
     }
 
-    /// Served snapshots, and the apexes of zones that answer SERVFAIL (see
-    /// [`Zones::unavailable`]).
-    pub fn with_unavailable(mut snaps: Vec<Arc<Snapshot>>, unavailable: Vec<Box<[u8]>>) -> Catalog {
-        snaps.sort_by_key(|s| std::cmp::Reverse(s.zone().origin.len()));
-        let index =
-            (snaps.len() > SCAN_UP_TO).then(|| ApexIndex::new(snaps.iter().map(|s| s.zone().origin.as_slice())));
-        let unavailable_index =
-            (unavailable.len() > SCAN_UP_TO).then(|| ApexIndex::new(unavailable.iter().map(|u| &u[..])));
-        Catalog { snaps, index, unavailable, unavailable_index }
+    /// The zones at the positions of `apexes`, each served from its snapshot or (None)
+    /// answering SERVFAIL.
+    pub fn from_parts(apexes: Arc<Apexes>, snaps: Versioned<Option<Arc<Snapshot>>>) -> Catalog {
+        assert_eq!(apexes.len(), snaps.len(), "one snapshot or none per apex");
+        Catalog { apexes, snaps }
+    }
+
+    /// The served snapshots.
+    pub fn snapshots(&self) -> impl Iterator<Item = &Arc<Snapshot>> {
+        self.snaps.iter().flatten()
     }
 
     /// The apexes of the zones answering SERVFAIL.
-    pub fn unavailable_zones(&self) -> &[Box<[u8]>] {
-        &self.unavailable
+    pub fn unavailable_zones(&self) -> impl Iterator<Item = &[u8]> {
+        self.snaps.iter().enumerate().filter(|(_, s)| s.is_none()).map(|(i, _)| self.apexes.get(i))
     }
 
-    pub fn snapshots(&self) -> &[Arc<Snapshot>] {
-        &self.snaps
+    /// The served zone whose apex is `apex` (lowercase wire form).
+    pub fn zone(&self, apex: &[u8]) -> Option<&Arc<Snapshot>> {
+        self.apexes.exact(apex).and_then(|i| self.snaps.get(i).as_ref())
     }
 }
 
 impl Zones for Catalog {
+    /// The zone with the longest apex above the name, if it is served: when it is not, the
+    /// name has no zone to answer from ([`Zones::unavailable`] then says so).
     #[inline]
     fn find_zone(&self, qname_lower: &[u8]) -> Option<&ArchivedZoneImage> {
-        match &self.index {
-            Some(index) => {
-                let apex = |i: usize| self.snaps[i].zone().origin.as_slice();
-                index.find(qname_lower, apex).map(|i| self.snaps[i].zone())
-            }
-            None => self.snaps.iter().map(|s| s.zone()).find(|z| is_suffix_lower(qname_lower, &z.origin)),
-        }
+        let i = self.apexes.longest(qname_lower)?;
+        self.snaps.get(i).as_ref().map(|s| s.zone())
     }
 
     #[inline]
     fn unavailable(&self, qname_lower: &[u8], served_len: Option<usize>) -> bool {
-        if self.unavailable.is_empty() {
-            return false;
-        }
-        match &self.unavailable_index {
-            // The longest unavailable apex above the name: if it is not below the zone
-            // that answers, none is.
-            Some(index) => index
-                .find(qname_lower, |i| &self.unavailable[i])
-                .is_some_and(|i| served_len.is_none_or(|l| self.unavailable[i].len() > l)),
-            None => self
-                .unavailable
-                .iter()
-                .any(|u| served_len.is_none_or(|l| u.len() > l) && is_suffix_lower(qname_lower, u)),
-        }
+        // The longest apex above the name is the zone that must answer; if it cannot and
+        // it is below the zone that would (a DS query's parent), SERVFAIL.
+        self.apexes
+            .longest(qname_lower)
+            .is_some_and(|i| self.snaps.get(i).is_none() && served_len.is_none_or(|l| self.apexes.get(i).len() > l))
     }
 }
 
@@ -229,23 +356,68 @@ mod tests {
 
     #[test]
     fn unavailable_zones_by_index_and_by_scan_agree() {
-        use super::{Catalog, Zones};
+        use super::{Apexes, Catalog, Versioned, Zones};
         let names = ["a.test.", "b.a.test.", "x.test.", "www.b.a.test.", "c.test.", "test.", "other."];
         for count in [3, 40] {
-            // `count` unavailable zones: z0.test. ... and b.a.test.
-            let mut un: Vec<Box<[u8]>> = (0..count).map(|i| wire(&format!("z{i}.test.")).into()).collect();
-            un.push(wire("b.a.test.").into());
-            let cat = Catalog::with_unavailable(Vec::new(), un.clone());
-            assert_eq!(cat.unavailable_index.is_some(), count > super::SCAN_UP_TO);
+            // `count` unavailable zones: z0.test. ... and b.a.test. (no zone is served here)
+            let mut un: Vec<Vec<u8>> = (0..count).map(|i| wire(&format!("z{i}.test."))).collect();
+            un.push(wire("b.a.test."));
+            let apexes = Apexes::new(un.iter().map(|u| u.as_slice()));
+            assert_eq!(apexes.index.is_some(), count + 1 > super::SCAN_UP_TO);
+            let cat = Catalog::from_parts(std::sync::Arc::new(apexes), Versioned::new(un.iter().map(|_| None)));
+            assert_eq!(cat.unavailable_zones().count(), count + 1);
             for n in names {
                 let name = wire(n);
                 for served in [None, Some(wire("a.test.").len()), Some(wire("b.a.test.").len())] {
                     let want = un.iter().any(|u| served.is_none_or(|l| u.len() > l) && in_zone(&name, u));
                     assert_eq!(cat.unavailable(&name, served), want, "{n} served {served:?}, {count} zones");
                 }
+                assert!(cat.find_zone(&name).is_none());
             }
             assert!(cat.unavailable(&wire("www.z7.test."), None) == (count > 7));
         }
+    }
+
+    #[test]
+    fn apexes_longest_and_exact_by_scan_and_index() {
+        use super::Apexes;
+        for extra in [0, 50] {
+            let mut names: Vec<Vec<u8>> = ["Example.COM.", "sub.example.com.", "com."]
+                .iter()
+                .map(|s| Name::parse_text(s.as_bytes(), None).unwrap().as_wire().to_vec())
+                .collect();
+            names.extend((0..extra).map(|i| wire(&format!("z{i}.test."))));
+            let a = Apexes::new(names.iter().map(|n| n.as_slice()));
+            assert_eq!(a.get(0), &wire("example.com.")[..], "lowercased");
+            assert_eq!(a.longest(&wire("www.sub.example.com.")), Some(1));
+            assert_eq!(a.longest(&wire("www.example.com.")), Some(0));
+            assert_eq!(a.longest(&wire("net.")), None);
+            assert_eq!(a.exact(&wire("sub.example.com.")), Some(1));
+            assert_eq!(a.exact(&wire("www.example.com.")), None);
+            assert_eq!(a.exact(&wire("com.")), Some(2));
+        }
+    }
+
+    #[test]
+    fn versions_share_the_chunks_they_did_not_change() {
+        use super::{Versioned, CHUNK};
+        let a = Versioned::new(0..(3 * CHUNK + 7));
+        assert_eq!(a.len(), 3 * CHUNK + 7);
+        let mut b = a.clone();
+        b.set(CHUNK + 1, 1_000_000);
+        assert_eq!((*a.get(CHUNK + 1), *b.get(CHUNK + 1)), (CHUNK + 1, 1_000_000));
+        // Only the written chunk was copied.
+        assert!(std::sync::Arc::ptr_eq(&a.chunks[0], &b.chunks[0]));
+        assert!(!std::sync::Arc::ptr_eq(&a.chunks[1], &b.chunks[1]));
+        assert!(std::sync::Arc::ptr_eq(&a.chunks[3], &b.chunks[3]));
+        // A chunk no other version holds is written in place.
+        let before = std::sync::Arc::as_ptr(&b.chunks[1]);
+        b.set(CHUNK + 2, 7);
+        assert_eq!(std::sync::Arc::as_ptr(&b.chunks[1]), before);
+        assert_eq!(
+            a.iter().copied().sum::<usize>() + 1_000_000 - (CHUNK + 1) + 7 - (CHUNK + 2),
+            b.iter().copied().sum::<usize>()
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Pure: no allocation, no I/O, no clock, no locks. It must not know about sockets, frames or
 //! anything below UDP/TCP; the caller says which transport the query came over.
 
-mod catalog;
+pub mod catalog;
 mod denial;
 mod query;
 

@@ -59,6 +59,9 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 /// Longest a client waits for a reply (a reload of a large zone takes seconds).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How often the control socket's thread looks at the shutdown flag while no one connects.
+const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
+
 /// Binds the control socket (replacing a stale one left by a crash, refusing one a running
 /// server answers on) and serves it on a thread. `stop` sets `shutdown`; `stats` and the
 /// server lines of `status` come from `metrics`.
@@ -83,19 +86,36 @@ pub fn spawn_socket(
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
+    // A connection is taken as soon as it comes (the socket polled, not the clock); the
+    // shutdown flag is looked at every SHUTDOWN_CHECK.
+    let mut listener = mio::net::UnixListener::from_std(listener);
+    let mut poll = mio::Poll::new()?;
+    poll.registry().register(&mut listener, mio::Token(0), mio::Interest::READABLE)?;
     let path = path.to_path_buf();
     std::thread::Builder::new().name("nsxdp-ctl".into()).spawn(move || {
+        let mut events = mio::Events::with_capacity(4);
         while !shutdown.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = handle(stream, &to_manager, &shutdown, &metrics) {
-                        log::error!("control socket: {e}");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => {
+            if let Err(e) = poll.poll(&mut events, Some(SHUTDOWN_CHECK)) {
+                if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("control socket: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
+                    std::thread::sleep(SHUTDOWN_CHECK);
+                }
+                continue;
+            }
+            loop {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let stream = UnixStream::from(std::os::fd::OwnedFd::from(stream));
+                        if let Err(e) = handle(stream, &to_manager, &shutdown, &metrics) {
+                            log::error!("control socket: {e}");
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        log::error!("control socket: {e}");
+                        std::thread::sleep(SHUTDOWN_CHECK);
+                        break;
+                    }
                 }
             }
         }
@@ -456,10 +476,8 @@ pub fn spawn_manager(
             if pending_publish {
                 wait = wait.min(PUBLISH_EVERY.saturating_sub(last_publish.map_or(PUBLISH_EVERY, |t| t.elapsed())));
             }
-            for z in &zones.zones {
-                if let Some(at) = z.secondary.as_ref().and_then(|s| s.refresh.next_event(now)) {
-                    wait = wait.min(at.saturating_duration_since(now));
-                }
+            if let Some(at) = zones.next_timer(workers.free()) {
+                wait = wait.min(at.saturating_duration_since(now));
             }
             // The events waiting are taken together (up to a bound): the work of a turn that
             // grows with the zone count (publishing, the timers, the metrics) is then done
@@ -498,16 +516,21 @@ pub fn spawn_manager(
                         let _ = r.reply.send(out);
                     }
                     Event::Notify { zone, from } => {
-                        if let Some(s) = zones.index(&zone).and_then(|i| zones.zones[i].secondary.as_mut()) {
-                            s.counters.notifies += 1;
-                            s.refresh.notified();
-                            log::info!("zone {zone}: NOTIFY from {from}: checking the primaries");
+                        if let Some(i) = zones.index(&zone) {
+                            if let Some(s) = zones.zones[i].secondary.as_mut() {
+                                s.counters.notifies += 1;
+                                s.refresh.notified();
+                                log::info!("zone {zone}: NOTIFY from {from}: checking the primaries");
+                                zones.schedule(i, std::time::Instant::now());
+                            }
                         }
                     }
                     Event::Fetched { zone, result } => {
                         workers.done();
                         if let Some(i) = zones.index(&zone) {
-                            if fetched(&mut zones, i, result, &mut republish) {
+                            let new = fetched(&mut zones, i, result, &mut republish);
+                            zones.schedule(i, std::time::Instant::now());
+                            if new {
                                 if dynamic.as_ref().is_some_and(|d| d.is_consumed(&zone)) && !catalogs.contains(&zone) {
                                     catalogs.push(zone.clone());
                                 }
@@ -598,18 +621,19 @@ impl Workers {
 fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Name) -> bool) {
     let now = std::time::Instant::now();
     let mut republish = false;
-    // Every zone is looked at on every turn of the manager: nothing is copied for one that is
-    // not due.
-    for z in &mut zones.zones {
-        let Some(s) = z.secondary.as_mut() else { continue };
-        if s.refresh.expire(now) {
+    // Only the zones whose time has come are looked at (the set's timer heaps).
+    while let Some(i) = zones.take_expired(now) {
+        let z = &mut zones.zones[i];
+        if let Some(s) = z.secondary.as_mut() {
             s.counters.expired += 1;
-            log::error!("zone {}: expired: no primary answered within the SOA expire time; SERVFAIL", z.name);
-            republish = true;
         }
-        if !s.refresh.due(now) || !workers.free() {
-            continue;
-        }
+        log::error!("zone {}: expired: no primary answered within the SOA expire time; SERVFAIL", z.name);
+        republish = true;
+    }
+    while workers.free() {
+        let Some(i) = zones.take_due_check(now) else { break };
+        let z = &mut zones.zones[i];
+        let Some(s) = z.secondary.as_mut() else { continue };
         let (name, current) = (z.name.clone(), z.snapshot.clone());
         s.refresh.started(now);
         s.counters.checks += 1;
@@ -631,6 +655,7 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Na
             Ok(()) => workers.busy += 1,
             Err(e) => s.refresh.failed(format!("no transfer worker took the check: {e}"), now),
         }
+        zones.schedule(i, now);
     }
     if republish {
         zones.publish();
@@ -839,6 +864,7 @@ fn run_command(zones: &mut ZoneSet, line: &str, changed: &mut Vec<usize>) -> Str
                     s.force_axfr = true;
                 }
                 let _ = writeln!(out, "{} {cmd} started", z.name);
+                zones.schedule(i, std::time::Instant::now());
             }
             out.push_str("ok\n");
         }
@@ -1004,12 +1030,12 @@ mod tests {
         assert!(!client(&sock, "frobnicate").unwrap());
         std::fs::write(&file, "$ORIGIN c.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.7\n").unwrap();
         assert!(client(&sock, "reload").unwrap());
-        assert_eq!(catalog.load().snapshots()[0].serial(), 2);
+        assert_eq!(catalog.load().snapshots().next().unwrap().serial(), 2);
         // SIGHUP's flag reloads everything.
         std::fs::write(&file, "$ORIGIN c.test.\n$TTL 60\n@ SOA ns hm 9 2 3 4 5\n@ NS ns\nns A 192.0.2.8\n").unwrap();
         hup.store(true, Ordering::Relaxed);
         let t0 = std::time::Instant::now();
-        while catalog.load().snapshots()[0].serial() != 9 {
+        while catalog.load().snapshots().next().unwrap().serial() != 9 {
             assert!(t0.elapsed() < Duration::from_secs(10), "SIGHUP reload did not happen");
             std::thread::sleep(Duration::from_millis(20));
         }

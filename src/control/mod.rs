@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod dynamic;
 pub mod handoff;
 pub mod notify;
+pub mod schedule;
 pub mod secondary;
 pub mod tcp;
 pub mod tls;

@@ -17,26 +17,45 @@
 //! [`signed_query`] gives any other query that carries a TSIG (a secondary's refresh SOA
 //! query) the same check, and signs the engine's answer with the request's key.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::answer::catalog::{Apexes, Versioned};
 use crate::answer::Catalog;
 use crate::config::{Action, SharedConfig, TransferFormat};
 use crate::journal::Journal;
 use crate::snapshot::{Snapshot, SnapshotRecords};
 use crate::wire::message::rcode;
-use crate::wire::name::Name;
 use crate::xfr::message::Options;
 use crate::xfr::tsig::{self, Key, Signer};
 use crate::xfr::{self, Axfr, Ixfr, RequestError};
 use crate::zone::Changeset;
 
 /// Each zone's journal, by lowercased origin; republished with the catalog.
-pub type SharedJournals = Arc<ArcSwap<HashMap<Name, Arc<Mutex<Journal>>>>>;
+pub type SharedJournals = Arc<ArcSwap<Journals>>;
+
+/// The served zones' journals by apex, published with each catalog version (and sharing
+/// its apexes): IXFR takes a zone's history from here.
+#[derive(Debug, Default)]
+pub struct Journals {
+    apexes: Arc<Apexes>,
+    journals: Versioned<Option<Arc<Mutex<Journal>>>>,
+}
+
+impl Journals {
+    pub fn new(apexes: Arc<Apexes>, journals: Versioned<Option<Arc<Mutex<Journal>>>>) -> Journals {
+        assert_eq!(apexes.len(), journals.len(), "one journal or none per apex");
+        Journals { apexes, journals }
+    }
+
+    /// The journal of the zone whose apex is `apex` (lowercase wire form).
+    pub fn get(&self, apex: &[u8]) -> Option<&Arc<Mutex<Journal>>> {
+        self.apexes.exact(apex).and_then(|i| self.journals.get(i).as_ref())
+    }
+}
 
 /// What transfers need besides the catalog.
 #[derive(Clone)]
@@ -201,7 +220,7 @@ fn respond(
     };
     let mut signer = verified.as_ref().map(Signer::response);
     let qname = req.qname.to_lowercase();
-    let Some(snap) = catalog.snapshots().iter().find(|s| s.zone().origin[..] == *qname.as_wire()) else {
+    let Some(snap) = catalog.zone(qname.as_wire()) else {
         count(|s| &s.notauth);
         return single(xfr::write_error(&req, rcode::NOTAUTH, signer.as_mut(), buf, now));
     };
@@ -243,7 +262,7 @@ fn respond(
         (Some(serial), Some(t)) => t
             .journals
             .load()
-            .get(&qname)
+            .get(qname.as_wire())
             .and_then(|j| j.lock().ok().and_then(|j| j.changes_since(serial).ok().flatten())),
         _ => None,
     };
@@ -368,7 +387,7 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn key(secret: &[u8]) -> Key {
-        Key::new(&Name::parse_text(b"xfr.", None).unwrap(), Algorithm::HmacSha256, secret)
+        Key::new(&crate::wire::name::Name::parse_text(b"xfr.", None).unwrap(), Algorithm::HmacSha256, secret)
     }
 
     /// An SOA query for interop.test (with an OPT when `edns`), signed with `key` when given;

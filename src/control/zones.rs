@@ -39,8 +39,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::schedule::Timers;
 use super::secondary::Primary;
-use super::transfer::SharedJournals;
+use super::transfer::{Journals, SharedJournals};
+use crate::answer::catalog::{Apexes, Versioned};
 use crate::answer::Catalog;
 use crate::config::{Config, Role, SerialPolicy, ZoneConf};
 use crate::dataplane::SharedCatalog;
@@ -117,6 +119,10 @@ pub struct Secondary {
     /// How the last new version arrived.
     pub last_transfer: Option<String>,
     pub counters: SecondaryCounters,
+    /// The times of this zone's entries in the set's check and expiry heaps
+    /// ([`ZoneSet::schedule`]).
+    armed_check: Option<std::time::Instant>,
+    armed_expiry: Option<std::time::Instant>,
 }
 
 /// What a secondary zone did since the start.
@@ -179,6 +185,8 @@ impl Secondary {
             timeout,
             last_transfer: None,
             counters: SecondaryCounters::default(),
+            armed_check: None,
+            armed_expiry: None,
         }
     }
 }
@@ -228,6 +236,27 @@ pub struct ZoneSet {
     pub files_read: usize,
     /// Raised whenever a zone joins or leaves the set (generated catalogs follow it).
     pub generation: u64,
+    /// When the secondary zones' next checks and expiries fall due.
+    checks: Timers,
+    expiries: Timers,
+    published: Option<Published>,
+}
+
+/// What [`ZoneSet::publish`] last published, kept to make the next version from.
+struct Published {
+    /// The set's [`ZoneSet::generation`] then: positions are the set's.
+    generation: u64,
+    apexes: Arc<Apexes>,
+    snaps: Versioned<Option<Arc<Snapshot>>>,
+    journals: Versioned<Option<Arc<Mutex<Journal>>>>,
+}
+
+/// Whether two optional `Arc`s are the same one (or both absent).
+fn same<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (a, b) => a.is_none() && b.is_none(),
+    }
 }
 
 /// The file whose `flock` marks a data directory as in use.
@@ -238,7 +267,7 @@ impl ZoneSet {
     /// refused when a zone is added). Temporary files that killed writers left there are
     /// removed now, once.
     pub fn new(data_dir: &Path, catalog: SharedCatalog) -> ZoneSet {
-        let journals = Arc::new(arc_swap::ArcSwap::from_pointee(HashMap::new()));
+        let journals = Arc::new(arc_swap::ArcSwap::from_pointee(Journals::default()));
         let (guard, dir_lock) = match lock_dir(data_dir) {
             Ok(f) => {
                 snapshot::remove_stale_tmp_files(data_dir);
@@ -267,6 +296,9 @@ impl ZoneSet {
             fs_unsynced: Default::default(),
             files_read: 0,
             generation: 0,
+            checks: Timers::default(),
+            expiries: Timers::default(),
+            published: None,
         }
     }
 
@@ -708,6 +740,7 @@ impl ZoneSet {
         state.secondary = Some(Box::new(sec));
         let i = self.push(state);
         self.refresh_ns_targets(i);
+        self.schedule(i, now);
         Ok(&self.zones[i])
     }
 
@@ -983,27 +1016,49 @@ impl ZoneSet {
         Ok(())
     }
 
-    /// Makes the current set of snapshots the one every run loop reads (one atomic swap).
-    /// Then the heap that building them freed goes back to the kernel.
-    pub fn publish(&self) {
+    /// Makes the current set of snapshots the one every run loop reads (one atomic swap),
+    /// with the journals transfers read beside it. While no zone joined or left the set
+    /// since the last publish, the new version is the last one with the changed zones
+    /// replaced (a walk comparing pointers: nothing hashed, nothing allocated per zone);
+    /// else it is built anew. Then the heap that building them freed goes back to the
+    /// kernel.
+    pub fn publish(&mut self) {
         self.sync_dir();
-        let snaps = self.zones.iter().filter(|z| z.serving()).filter_map(|z| z.snapshot.clone()).collect();
-        let unavailable =
-            self.zones.iter().filter(|z| !z.serving()).map(|z| z.name.to_lowercase().as_wire().into()).collect();
-        self.catalog.store(Arc::new(Catalog::with_unavailable(snaps, unavailable)));
-        let journals = self
-            .zones
-            .iter()
-            .filter(|z| z.serving())
-            .filter_map(|z| Some((z.name.to_lowercase(), z.journal.clone()?)))
-            .collect();
-        self.journals.store(Arc::new(journals));
-        // Each snapshot's AXFR order is made now, not at its first transfer: sorting the
-        // names takes a few MiB for a while, and here that goes back with the rest.
-        for z in &self.zones {
-            if let Some(s) = &z.snapshot {
-                s.canonical_order();
+        let served = |z: &ZoneState| z.snapshot.clone().filter(|_| z.serving());
+        let journal = |z: &ZoneState| z.journal.clone().filter(|_| z.serving());
+        let mut fresh = Vec::new();
+        let p = match self.published.take().filter(|p| p.generation == self.generation) {
+            Some(mut p) => {
+                for (i, z) in self.zones.iter().enumerate() {
+                    let snap = z.snapshot.as_ref().filter(|_| z.serving());
+                    if !same(p.snaps.get(i).as_ref(), snap) {
+                        p.snaps.set(i, snap.cloned());
+                        fresh.extend(snap.cloned());
+                    }
+                    let j = z.journal.as_ref().filter(|_| z.serving());
+                    if !same(p.journals.get(i).as_ref(), j) {
+                        p.journals.set(i, j.cloned());
+                    }
+                }
+                p
             }
+            None => {
+                fresh.extend(self.zones.iter().filter_map(served));
+                Published {
+                    generation: self.generation,
+                    apexes: Arc::new(Apexes::new(self.zones.iter().map(|z| z.name.as_wire()))),
+                    snaps: Versioned::new(self.zones.iter().map(served)),
+                    journals: Versioned::new(self.zones.iter().map(journal)),
+                }
+            }
+        };
+        self.catalog.store(Arc::new(Catalog::from_parts(p.apexes.clone(), p.snaps.clone())));
+        self.journals.store(Arc::new(Journals::new(p.apexes.clone(), p.journals.clone())));
+        self.published = Some(p);
+        // Each new snapshot's AXFR order is made now, not at its first transfer: sorting the
+        // names takes a few MiB for a while, and here that goes back with the rest.
+        for s in fresh {
+            s.canonical_order();
         }
         super::release_freed_memory();
     }
@@ -1268,6 +1323,67 @@ impl ZoneSet {
         Ok(Arc::new(snap))
     }
 
+    /// Puts secondary zone `i`'s next check and expiry in the heaps the manager takes due
+    /// zones from: to be called whenever its refresh state changed (a check started or
+    /// ended, a NOTIFY, a command). A zone with a check under way has none until it ends.
+    pub fn schedule(&mut self, i: usize, now: std::time::Instant) {
+        let z = &mut self.zones[i];
+        let Some(s) = z.secondary.as_mut() else { return };
+        if !s.refresh.in_flight() {
+            let at = if s.refresh.due(now) { now } else { s.refresh.next_check() };
+            self.checks.arm(&z.name, at, &mut s.armed_check);
+        }
+        if let Some(at) = s.refresh.expires_at().filter(|_| !s.refresh.is_expired()) {
+            self.expiries.arm(&z.name, at, &mut s.armed_expiry);
+        }
+    }
+
+    /// A secondary zone whose check is due at `now` (taken from the heap: the caller starts
+    /// the check, or fails it, and calls [`Self::schedule`]); None when no more are due.
+    pub fn take_due_check(&mut self, now: std::time::Instant) -> Option<usize> {
+        while let Some((at, name)) = self.checks.pop_due(now) {
+            let Some(i) = self.index(&name) else { continue };
+            let Some(s) = self.zones[i].secondary.as_mut() else { continue };
+            if s.armed_check != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            s.armed_check = None;
+            if s.refresh.due(now) {
+                return Some(i);
+            }
+            self.schedule(i, now);
+        }
+        None
+    }
+
+    /// A secondary zone that passes its expire time at `now` (it stops being served: the
+    /// caller publishes); None when no more do.
+    pub fn take_expired(&mut self, now: std::time::Instant) -> Option<usize> {
+        while let Some((at, name)) = self.expiries.pop_due(now) {
+            let Some(i) = self.index(&name) else { continue };
+            let Some(s) = self.zones[i].secondary.as_mut() else { continue };
+            if s.armed_expiry != Some(at) {
+                continue;
+            }
+            s.armed_expiry = None;
+            if s.refresh.expire(now) {
+                return Some(i);
+            }
+            self.schedule(i, now);
+        }
+        None
+    }
+
+    /// When the manager should next look at the timers: the earliest expiry and, when
+    /// `checks` (a worker is free to start one), the earliest check.
+    pub fn next_timer(&self, checks: bool) -> Option<std::time::Instant> {
+        let check = self.checks.next().filter(|_| checks);
+        match (check, self.expiries.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The position of zone `name` (any case) in [`Self::zones`].
     pub fn index(&self, name: &Name) -> Option<usize> {
         self.by_name.get(&name.to_lowercase()).copied()
@@ -1363,7 +1479,7 @@ mod tests {
     }
 
     fn served_serial(zs: &ZoneSet) -> u32 {
-        zs.catalog.load().snapshots()[0].serial()
+        zs.catalog.load().snapshots().next().unwrap().serial()
     }
 
     #[test]
@@ -1702,7 +1818,7 @@ www A 1.2.3
                 None => assert!(k % 2 == 1),
             }
         }
-        assert_eq!(zs.catalog.load().snapshots().len(), 10);
+        assert_eq!(zs.catalog.load().snapshots().count(), 10);
     }
 
     #[test]
@@ -1746,5 +1862,84 @@ www A 1.2.3
             Reloaded::Updated { from: 10, to: 10, warnings, .. } => assert!(warnings[0].contains("kept")),
             r => panic!("{r:?}"),
         }
+    }
+
+    #[test]
+    fn due_checks_come_from_the_heaps_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog);
+        let names: Vec<Name> =
+            (0..3).map(|i| Name::parse_text(format!("s{i}.test.").as_bytes(), None).unwrap()).collect();
+        for n in &names {
+            let timeout = std::time::Duration::from_secs(5);
+            zs.add_secondary(n, Vec::new(), Bounds::default(), Limits::default(), timeout, &mut Vec::new()).unwrap();
+        }
+        // Nothing kept: all three are due at once, each taken once; nothing expires.
+        let now = std::time::Instant::now();
+        let mut due = Vec::new();
+        while let Some(i) = zs.take_due_check(now) {
+            zs.zones[i].secondary.as_mut().unwrap().refresh.started(now);
+            zs.schedule(i, now);
+            due.push(zs.zones[i].name.clone());
+        }
+        assert_eq!(due, names);
+        assert_eq!((zs.take_expired(now + std::time::Duration::from_secs(1 << 30)), zs.next_timer(true)), (None, None));
+        // The check of s1 fails: due again after its retry (1 s while nothing was ever
+        // loaded), not before.
+        let i = zs.index(&names[1]).unwrap();
+        zs.zones[i].secondary.as_mut().unwrap().refresh.failed("no answer".into(), now);
+        zs.schedule(i, now);
+        assert_eq!(zs.next_timer(true), Some(now + std::time::Duration::from_secs(1)));
+        assert_eq!(zs.next_timer(false), None, "checks are not waited for while no worker is free");
+        assert_eq!(zs.take_due_check(now), None);
+        // A flood of NOTIFYs makes it due now, with one entry in the heap for them all.
+        for _ in 0..10_000 {
+            zs.zones[i].secondary.as_mut().unwrap().refresh.notified();
+            zs.schedule(i, now);
+        }
+        assert!(zs.checks.len() <= 2, "{} entries", zs.checks.len());
+        assert_eq!(zs.take_due_check(now), Some(i));
+        assert_eq!(zs.take_due_check(now), None);
+        // A zone removed while its entry waits is passed over.
+        zs.schedule(i, now);
+        assert!(zs.remove(&names[1]));
+        assert_eq!(zs.take_due_check(now + std::time::Duration::from_secs(2)), None);
+    }
+
+    #[test]
+    fn a_publish_shares_what_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(arc_swap::ArcSwap::from_pointee(Catalog::default()));
+        let mut zs = ZoneSet::new(dir.path(), catalog.clone());
+        for i in 0..20 {
+            let file = dir.path().join(format!("z{i}.test.zone"));
+            std::fs::write(&file, V1.replace("r.test.", &format!("z{i}.test."))).unwrap();
+            zs.add(None, &file, SerialPolicy::Keep, Limits::default(), 0, &mut Vec::new()).unwrap();
+        }
+        zs.publish();
+        let first = catalog.load_full();
+        let apexes = zs.published.as_ref().unwrap().apexes.clone();
+        // A new version of z7: only it differs; the apexes are the same Arc.
+        let z7 = Name::parse_text(b"z7.test.", None).unwrap();
+        let i = zs.index(&z7).unwrap();
+        let file = zs.zones[i].file.clone();
+        std::fs::write(&file, V1.replace("r.test.", "z7.test.").replace(" 10 ", " 11 ")).unwrap();
+        let later = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32 + 5;
+        assert!(matches!(zs.reload(i, later), Reloaded::Updated { to: 11, .. }), "{:?}", zs.zones[i].last_error);
+        let second = catalog.load_full();
+        assert!(Arc::ptr_eq(&apexes, &zs.published.as_ref().unwrap().apexes));
+        let serial =
+            |c: &Catalog, n: &str| c.zone(Name::parse_text(n.as_bytes(), None).unwrap().as_wire()).unwrap().serial();
+        assert_eq!((serial(&first, "z7.test."), serial(&second, "z7.test.")), (10, 11));
+        assert_eq!(serial(&second, "z8.test."), 10);
+        assert!(zs.journals.load().get(z7.as_wire()).is_some());
+        // A zone leaving the set makes the next version anew, without it.
+        assert!(zs.remove(&z7));
+        zs.publish();
+        assert!(!Arc::ptr_eq(&apexes, &zs.published.as_ref().unwrap().apexes));
+        assert!(catalog.load().zone(z7.as_wire()).is_none());
+        assert!(zs.journals.load().get(z7.as_wire()).is_none());
+        assert_eq!(catalog.load().snapshots().count(), 19);
     }
 }
