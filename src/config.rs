@@ -99,6 +99,35 @@ pub struct Config {
     pub rrl: Option<crate::rrl::Settings>,
     /// DNS cookies (RFC 7873), on when the file has a `[cookies]` section.
     pub cookies: Option<Cookies>,
+    /// `zones` by name, for [`Config::zone`].
+    pub zone_index: ZoneIndex,
+}
+
+/// The positions of a [`Config`]'s zones by lowercased name, made at the first lookup: a
+/// NOTIFY, a transfer request or a finished check finds its zone's settings among 10^5
+/// without a walk. A clone starts without one (it may be changed before it is looked in),
+/// and a lookup in a configuration whose zones were added or removed since its index was
+/// made walks them.
+#[derive(Default)]
+pub struct ZoneIndex(std::sync::OnceLock<(usize, std::collections::HashMap<Name, usize>)>);
+
+impl Clone for ZoneIndex {
+    fn clone(&self) -> ZoneIndex {
+        ZoneIndex::default()
+    }
+}
+
+/// Derived from the zones: never what makes two configurations differ.
+impl PartialEq for ZoneIndex {
+    fn eq(&self, _: &ZoneIndex) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for ZoneIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ZoneIndex")
+    }
 }
 
 /// `[cookies]`: the server secret (RFC 9018; none: a random one at start) and the one it
@@ -672,6 +701,27 @@ fn about(
 }
 
 impl Config {
+    /// The settings of zone `name` (any case).
+    pub fn zone(&self, name: &Name) -> Option<&ZoneConf> {
+        let same = |z: &&ZoneConf| z.name.as_wire().eq_ignore_ascii_case(name.as_wire());
+        let (len, index) = self.zone_index.0.get_or_init(|| {
+            let mut index = std::collections::HashMap::with_capacity(self.zones.len());
+            for (i, z) in self.zones.iter().enumerate() {
+                index.entry(z.name.to_lowercase()).or_insert(i);
+            }
+            (self.zones.len(), index)
+        });
+        if *len == self.zones.len() {
+            match index.get(&name.to_lowercase()).map(|&i| &self.zones[i]) {
+                Some(z) if same(&z) => return Some(z),
+                None => return None,
+                Some(_) => {}
+            }
+        }
+        // Zones added or removed since the index was made: they are walked.
+        self.zones.iter().find(same)
+    }
+
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -704,7 +754,7 @@ impl Config {
         let templates = template_section(raw.template, &key_names, &acl_names, &err)?;
         let cookies = cookies_section(raw.cookies.as_ref(), &err)?;
         let rrl = raw.rrl.map(|r| rrl_section(r, &err)).transpose()?;
-        Ok(Config { server, keys, acls, zones, templates, cookies, rrl })
+        Ok(Config { server, keys, acls, zones, templates, cookies, rrl, zone_index: ZoneIndex::default() })
     }
 
     /// The control socket a configuration file names, read leniently: only `[server]`
@@ -1637,6 +1687,26 @@ transfer-timeout = 3
         assert_eq!(t.message_timeout, Duration::from_millis(250));
         assert_eq!((t.max_clients, t.max_clients_per_address), (5, 2));
         assert_eq!((t.max_pending_output, t.output_budget), (4096, 65536));
+    }
+
+    #[test]
+    fn zones_found_by_name_in_any_case_and_after_a_change() {
+        let text: String = (0..50).map(|i| format!("[[zone]]\nname = \"z{i}.Test\"\nfile = \"f{i}\"\n")).collect();
+        let c = parse(&text).unwrap();
+        let n = |s: &str| Name::parse_text(s.as_bytes(), None).unwrap();
+        assert!(c.zone(&n("Z7.TEST.")).and_then(|z| z.file.as_ref()).is_some_and(|f| f.ends_with("f7")));
+        assert!(c.zone(&n("z50.test.")).is_none());
+        // A clone gets zones added after the original was looked in: its own lookups see them.
+        let mut d = c.clone();
+        let mut extra = c.zones[3].clone();
+        extra.name = n("added.test.");
+        d.zones.push(extra);
+        assert!(d.zone(&n("ADDED.test.")).is_some());
+        assert!(c.zone(&n("added.test.")).is_none());
+        // Looked in, then changed: still right.
+        d.zones.remove(0);
+        assert!(d.zone(&n("z0.test.")).is_none());
+        assert!(d.zone(&n("z49.test.")).is_some());
     }
 
     /// Each broken file gives an error naming its line and what is wrong.

@@ -193,13 +193,7 @@ pub struct Notifier {
     pub v4: Option<std::net::UdpSocket>,
     pub v6: Option<std::net::UdpSocket>,
     pub policy: Policy,
-    /// The position of each zone (lowercased) in a configuration's zone list, made once per
-    /// configuration (10^4 zones changed at once would scan the list 10^4 times).
-    index: std::cell::RefCell<Option<ZoneIndex>>,
 }
-
-/// A configuration and where each of its zones (lowercased) is in it.
-type ZoneIndex = (Arc<crate::config::Config>, std::collections::HashMap<Name, usize>);
 
 impl Notifier {
     /// Unbound-port sockets for both families (a family without a working socket is left
@@ -211,7 +205,6 @@ impl Notifier {
             v4: open("0.0.0.0:0"),
             v6: open("[::]:0"),
             policy: Policy::default(),
-            index: Default::default(),
         }
     }
 
@@ -222,14 +215,9 @@ impl Notifier {
         let Some(serial) = z.serial() else { return };
         let now = std::time::Instant::now();
         let config = self.config.load();
-        let mut index = self.index.borrow_mut();
-        if index.as_ref().is_none_or(|(c, _)| !Arc::ptr_eq(c, &config)) {
-            let by_name = config.zones.iter().enumerate().map(|(i, c)| (c.name.to_lowercase(), i)).collect();
-            *index = Some((config.clone(), by_name));
-        }
-        let at = index.as_ref().and_then(|(_, m)| m.get(&z.name.to_lowercase()).copied());
-        drop(index);
-        let conf = at.and_then(|i| config.zones.get(i));
+        // Found by the configuration's index: 10^4 zones changed at once must not walk the
+        // zone list 10^4 times.
+        let conf = config.zone(&z.name);
         let mut targets: Vec<(std::net::SocketAddr, Option<String>)> = Vec::new();
         if let Some(c) = conf {
             targets.extend(c.notify.iter().map(|r| (r.addr, r.key.clone())));

@@ -101,14 +101,12 @@ impl Dynamic {
 
     /// Whether the configuration file lists `name`.
     fn configured(&self, name: &Name) -> bool {
-        let n = name.to_lowercase();
-        self.file.zones.iter().any(|z| z.name.to_lowercase() == n)
+        self.file.zone(name).is_some()
     }
 
     /// Whether `name` is a catalog this server consumes.
     pub fn is_consumed(&self, name: &Name) -> bool {
-        let n = name.to_lowercase();
-        self.file.zones.iter().any(|z| z.catalog_role == Some(CatalogRole::Consumer) && z.name.to_lowercase() == n)
+        self.file.zone(name).is_some_and(|z| z.catalog_role == Some(CatalogRole::Consumer))
     }
 
     /// The running configuration: the file's zones, then the added zones and the members.
@@ -158,7 +156,7 @@ impl Dynamic {
     /// zones whose data is to be deleted once they are no longer served.
     fn take_in(&mut self, zones: &mut ZoneSet, cat: &Name) -> Vec<Name> {
         let cat = cat.to_lowercase();
-        let max = self.file.zones.iter().find(|z| z.name.to_lowercase() == cat).map_or(0, |z| z.catalog_max_members);
+        let max = self.file.zone(&cat).map_or(0, |z| z.catalog_max_members);
         let Some(snap) = zones.index(&cat).and_then(|i| zones.zones[i].snapshot.clone()) else { return Vec::new() };
         let zone = match crate::snapshot::to_zone(snap.zone()) {
             Ok(z) => z,

@@ -236,8 +236,7 @@ pub fn notify_in(msg: &[u8], from: SocketAddr, c: &ControlSide, buf: &mut [u8]) 
         }
     };
     let mut signer = verified.as_ref().map(Signer::response);
-    let zone = req.qname.to_lowercase();
-    let conf = config.zones.iter().find(|z| z.role == Role::Secondary && z.name.to_lowercase() == zone);
+    let conf = config.zone(&req.qname).filter(|z| z.role == Role::Secondary);
     let rcode = match conf {
         None => crate::wire::message::rcode::NOTAUTH,
         Some(z) if !config.allows(z, Action::Notify, from.ip(), verified.as_ref().map(|v| v.key.name())) => {

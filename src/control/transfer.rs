@@ -226,7 +226,7 @@ fn respond(
     };
     // The ACL that allows the transfer decides its format.
     let allowed = config.as_ref().and_then(|c| {
-        let z = c.zones.iter().find(|z| z.name.to_lowercase() == qname)?;
+        let z = c.zone(&qname)?;
         c.allowed_over(z, Action::Transfer, from, verified.as_ref().map(|v| v.key.name()), tls)
             .map(|a| a.transfer_format)
     });
