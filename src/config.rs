@@ -8,6 +8,8 @@
 //! # tls-key = "key.pem"                # PEM private key
 //! data-dir = "/var/lib/nsxdp"
 //! control = "/run/nsxdp/control.sock"
+//! # transfer-workers = 8                # checks and transfers in at once
+//! # transfers-per-primary = 8           # of them asking one primary at once
 //!
 //! [[key]]
 //! name = "xfr"
@@ -160,6 +162,9 @@ pub struct Server {
     /// Threads that check secondary zones and transfer them in (`transfer-workers`): at
     /// most this many checks run at once, however many zones are due.
     pub transfer_workers: usize,
+    /// At most this many of them ask the same primary at once (`transfers-per-primary`,
+    /// as BIND's `transfers-per-ns`); by default as many as there are workers.
+    pub transfers_per_primary: usize,
     /// The log's level (`log-level`); None: the command line's, else info.
     pub log_level: Option<log::LevelFilter>,
     /// Zone transfers over TLS (XoT): `tls-listen`, `tls-certificate`, `tls-key`.
@@ -541,6 +546,7 @@ struct RawServer {
     metrics: Option<toml::Spanned<String>>,
     user: Option<String>,
     transfer_workers: Option<toml::Spanned<u64>>,
+    transfers_per_primary: Option<toml::Spanned<u64>>,
     log_level: Option<toml::Spanned<String>>,
     #[serde(default)]
     tls_listen: Vec<toml::Spanned<String>>,
@@ -957,18 +963,26 @@ fn server_section(
         ),
         None => None,
     };
+    let transfer_workers = match &s.transfer_workers {
+        Some(v) if !(1..=1024).contains(v.get_ref()) => {
+            return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
+        }
+        Some(v) => *v.get_ref() as usize,
+        None => DEFAULT_TRANSFER_WORKERS,
+    };
     Ok(Server {
         tls,
         about,
         listen,
         metrics,
         user: s.user.clone().filter(|u| !u.is_empty()),
-        transfer_workers: match &s.transfer_workers {
+        transfer_workers,
+        transfers_per_primary: match &s.transfers_per_primary {
             Some(v) if !(1..=1024).contains(v.get_ref()) => {
-                return Err(err(Some(v.span()), "server.transfer-workers: must be 1 to 1024".into()))
+                return Err(err(Some(v.span()), "server.transfers-per-primary: must be 1 to 1024".into()))
             }
             Some(v) => *v.get_ref() as usize,
-            None => DEFAULT_TRANSFER_WORKERS,
+            None => transfer_workers,
         },
         log_level: match &s.log_level {
             Some(v) => Some(crate::logging::parse_level(v.get_ref()).ok_or_else(|| {

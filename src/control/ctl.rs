@@ -13,8 +13,10 @@
 //! (`control::secondary::fetch`), and commits what comes back ([`Event::Fetched`]) the way
 //! a reload commits a zone file: journal, snapshot, swap, NOTIFY onward.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -200,12 +202,7 @@ impl Notifier {
     /// out).
     pub fn new(config: impl Into<SharedConfig>) -> Notifier {
         let open = |a: &str| std::net::UdpSocket::bind(a).ok().filter(|s| s.set_nonblocking(true).is_ok());
-        Notifier {
-            config: config.into(),
-            v4: open("0.0.0.0:0"),
-            v6: open("[::]:0"),
-            policy: Policy::default(),
-        }
+        Notifier { config: config.into(), v4: open("0.0.0.0:0"), v6: open("[::]:0"), policy: Policy::default() }
     }
 
     /// Queues NOTIFY for a new version of zone `i` to its configured targets and its NS
@@ -414,9 +411,14 @@ pub fn spawn_manager(
     config: Option<ConfigSource>,
     metrics: Option<Arc<Metrics>>,
 ) -> io::Result<JoinHandle<ZoneSet>> {
-    let n =
-        config.as_ref().map_or(crate::config::DEFAULT_TRANSFER_WORKERS, |c| c.shared.load().server.transfer_workers);
-    let mut workers = Workers::spawn(n, &to_self)?;
+    let (n, per_primary) = config.as_ref().map_or(
+        (crate::config::DEFAULT_TRANSFER_WORKERS, crate::config::DEFAULT_TRANSFER_WORKERS),
+        |c| {
+            let s = &c.shared.load().server;
+            (s.transfer_workers, s.transfers_per_primary)
+        },
+    );
+    let mut workers = Workers::spawn(n, per_primary, &to_self)?;
     std::thread::Builder::new().name("nsxdp-zones".into()).spawn(move || {
         // The members of consumed catalogs and the zones of the zone list (a configuration
         // is needed for either).
@@ -514,7 +516,7 @@ pub fn spawn_manager(
                         }
                     }
                     Event::Fetched { zone, result } => {
-                        workers.done();
+                        workers.done(&zone);
                         if let Some(i) = zones.index(&zone) {
                             let new = fetched(&mut zones, i, result, &mut republish);
                             zones.schedule(i, std::time::Instant::now());
@@ -566,17 +568,29 @@ pub fn spawn_manager(
 /// The checks of secondary zones (SOA query, transfer) run on a fixed set of threads: however
 /// many zones are due at once (every one at start-up), at most `max` primaries are asked at a
 /// time and no thread is started per check. A due zone waits, still due, for a free worker.
+/// At most `per_primary_max` of the checks ask the same primary (the first of a zone's list,
+/// by address): a zone whose primary has that many waits in that primary's queue, and a
+/// primary that hangs holds that many workers, not all of them.
 pub struct Workers {
     jobs: crossbeam_channel::Sender<Job>,
     /// Checks handed out and not yet reported back (`Event::Fetched`).
     busy: usize,
     max: usize,
+    per_primary_max: usize,
+    /// Checks under way by the address of the primary each asks first, and that address by
+    /// zone.
+    per_primary: HashMap<IpAddr, usize>,
+    running: HashMap<Name, IpAddr>,
+    /// Due zones held back for their primary, in the order they fell due (each at most
+    /// once: `held_names`).
+    held: HashMap<IpAddr, VecDeque<Name>>,
+    held_names: HashSet<Name>,
 }
 
 impl Workers {
     /// Starts `n` (at least 1) worker threads that report to `to_self`; they end when the
-    /// `Workers` is dropped.
-    pub fn spawn(n: usize, to_self: &Sender<Event>) -> io::Result<Workers> {
+    /// `Workers` is dropped. At most `per_primary` (at least 1) checks ask one primary.
+    pub fn spawn(n: usize, per_primary: usize, to_self: &Sender<Event>) -> io::Result<Workers> {
         let n = n.max(1);
         // Never full: a job is sent only while fewer than `n` are out.
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(n);
@@ -591,16 +605,72 @@ impl Workers {
                 }
             })?;
         }
-        Ok(Workers { jobs, busy: 0, max: n })
+        Ok(Workers {
+            jobs,
+            busy: 0,
+            max: n,
+            per_primary_max: per_primary.max(1),
+            per_primary: HashMap::new(),
+            running: HashMap::new(),
+            held: HashMap::new(),
+            held_names: HashSet::new(),
+        })
     }
 
     fn free(&self) -> bool {
         self.busy < self.max
     }
 
-    /// A check reported back.
-    fn done(&mut self) {
+    /// Whether a check of `zone`, whose first primary is `primary`, may start now; if not,
+    /// the zone is held in that primary's queue.
+    fn admit(&mut self, zone: &Name, primary: IpAddr) -> bool {
+        if self.per_primary.get(&primary).copied().unwrap_or(0) < self.per_primary_max {
+            return true;
+        }
+        if self.held_names.insert(zone.clone()) {
+            self.held.entry(primary).or_default().push_back(zone.clone());
+        }
+        false
+    }
+
+    /// A check of `zone` was handed to a worker.
+    fn started(&mut self, zone: &Name, primary: Option<IpAddr>) {
+        self.busy += 1;
+        if let Some(p) = primary {
+            *self.per_primary.entry(p).or_default() += 1;
+            self.running.insert(zone.clone(), p);
+        }
+    }
+
+    /// The check of `zone` reported back.
+    fn done(&mut self, zone: &Name) {
         self.busy = self.busy.saturating_sub(1);
+        if let Some(p) = self.running.remove(zone) {
+            if let Some(n) = self.per_primary.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_primary.remove(&p);
+                }
+            }
+        }
+    }
+
+    /// Held zones whose primary has room again (to be made due once more), as many per
+    /// primary as it has room for.
+    fn release(&mut self) -> Vec<Name> {
+        let mut out = Vec::new();
+        let (max, per_primary) = (self.per_primary_max, &self.per_primary);
+        self.held.retain(|p, queue| {
+            let room = max.saturating_sub(per_primary.get(p).copied().unwrap_or(0));
+            for name in queue.drain(..room.min(queue.len())) {
+                out.push(name);
+            }
+            !queue.is_empty()
+        });
+        for n in &out {
+            self.held_names.remove(n);
+        }
+        out
     }
 }
 
@@ -618,10 +688,20 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Na
         log::error!("zone {}: expired: no primary answered within the SOA expire time; SERVFAIL", z.name);
         republish = true;
     }
+    // Zones held for a primary that has room again are due once more.
+    for name in workers.release() {
+        if let Some(i) = zones.index(&name) {
+            zones.schedule(i, now);
+        }
+    }
     while workers.free() {
         let Some(i) = zones.take_due_check(now) else { break };
         let z = &mut zones.zones[i];
         let Some(s) = z.secondary.as_mut() else { continue };
+        let primary = s.primaries.first().map(|p| p.addr.ip());
+        if primary.is_some_and(|p| !workers.admit(&z.name, p)) {
+            continue;
+        }
         let (name, current) = (z.name.clone(), z.snapshot.clone());
         s.refresh.started(now);
         s.counters.checks += 1;
@@ -640,7 +720,7 @@ fn start_checks(zones: &mut ZoneSet, workers: &mut Workers, catalog: &dyn Fn(&Na
             timeout: s.timeout,
         };
         match workers.jobs.try_send(job) {
-            Ok(()) => workers.busy += 1,
+            Ok(()) => workers.started(&name, primary),
             Err(e) => s.refresh.failed(format!("no transfer worker took the check: {e}"), now),
         }
         zones.schedule(i, now);
@@ -972,6 +1052,37 @@ mod tests {
     use super::*;
     use crate::answer::Catalog;
     use crate::config::SerialPolicy;
+
+    #[test]
+    fn a_primary_gets_at_most_its_share_of_the_workers() {
+        let (tx, _rx) = mpsc::channel();
+        let mut w = Workers::spawn(4, 2, &tx).unwrap();
+        let n = |s: &str| Name::parse_text(s.as_bytes(), None).unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        // Two checks ask a; the third of a's zones is held, b's are not.
+        for z in ["a1.", "a2."] {
+            assert!(w.admit(&n(z), a));
+            w.started(&n(z), Some(a));
+        }
+        assert!(!w.admit(&n("a3."), a));
+        assert!(!w.admit(&n("a3."), a), "held once");
+        assert!(!w.admit(&n("a4."), a));
+        assert!(w.admit(&n("b1."), b));
+        w.started(&n("b1."), Some(b));
+        assert!(w.free());
+        assert_eq!(w.release(), Vec::<Name>::new());
+        // One of a's checks ends: its first held zone is released (as many as a has room
+        // for), and started.
+        w.done(&n("a1."));
+        assert_eq!(w.release(), vec![n("a3.")]);
+        assert!(w.admit(&n("a3."), a));
+        w.started(&n("a3."), Some(a));
+        assert_eq!(w.release(), Vec::<Name>::new());
+        w.done(&n("a2."));
+        w.done(&n("a3."));
+        assert_eq!(w.release(), vec![n("a4.")]);
+        assert_eq!((w.busy, w.per_primary.get(&a), w.held.len()), (1, None, 0));
+    }
 
     #[test]
     fn socket_manager_and_client() {
