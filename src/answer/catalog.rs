@@ -38,6 +38,8 @@ const SCAN_UP_TO: usize = 8;
 pub struct Catalog {
     apexes: Arc<Apexes>,
     snaps: Versioned<Option<Arc<Snapshot>>>,
+    /// How many of `snaps` are None: with none, no query asks twice.
+    unavailable: usize,
 }
 
 /// Lowercased wire apexes, one after another in one buffer, and (beyond [`SCAN_UP_TO`])
@@ -174,11 +176,12 @@ impl<T: Clone> Versioned<T> {
 }
 
 /// Apexes (lowercase wire names) by hash: open addressing, linear probing, at most half
-/// full. A slot holds the apex's hash and its position in the caller's list (+1; 0: empty),
-/// so a probe reads the apex itself only when the hash matched.
+/// full. A slot holds the top half of the apex's hash (the bottom picks the slot) and its
+/// position in the caller's list (+1; 0: empty), so a probe reads the apex itself only when
+/// the hash matched; 8 octets a slot keep the index of 10^5 zones within 2 MiB of cache.
 #[derive(Clone, Debug)]
 pub struct ApexIndex {
-    slots: Box<[(u64, u32)]>,
+    slots: Box<[(u32, u32)]>,
     hasher: foldhash::fast::RandomState,
     /// Which apex lengths (octets, 1–255) occur: suffixes of other lengths are not hashed.
     lengths: [u64; 4],
@@ -197,7 +200,7 @@ impl ApexIndex {
             while index.slots[s].1 != 0 {
                 s = (s + 1) & mask;
             }
-            index.slots[s] = (h, i as u32 + 1);
+            index.slots[s] = ((h >> 32) as u32, i as u32 + 1);
             let l = apex.len().min(255);
             index.lengths[l / 64] |= 1 << (l % 64);
         }
@@ -215,13 +218,13 @@ impl ApexIndex {
             let l = suffix.len();
             if l <= 255 && self.lengths[l / 64] & (1 << (l % 64)) != 0 {
                 let h = self.hasher.hash_one(suffix);
-                let mut s = h as usize & mask;
+                let (mut s, tag) = (h as usize & mask, (h >> 32) as u32);
                 loop {
                     let (sh, i) = self.slots[s];
                     if i == 0 {
                         break;
                     }
-                    if sh == h && apex(i as usize - 1) == suffix {
+                    if sh == tag && apex(i as usize - 1) == suffix {
                         return Some(i as usize - 1);
                     }
                     s = (s + 1) & mask;
@@ -240,14 +243,15 @@ impl Catalog {
     /// A catalog of `snaps`, all served.
     pub fn new(snaps: Vec<Arc<Snapshot>>) -> Catalog {
         let apexes = Apexes::new(snaps.iter().map(|s| s.zone().origin.as_slice()));
-        Catalog { apexes: Arc::new(apexes), snaps: Versioned::new(snaps.into_iter().map(Some)) }
+        Catalog { apexes: Arc::new(apexes), snaps: Versioned::new(snaps.into_iter().map(Some)), unavailable: 0 }
     }
 
     /// The zones at the positions of `apexes`, each served from its snapshot or (None)
     /// answering SERVFAIL.
     pub fn from_parts(apexes: Arc<Apexes>, snaps: Versioned<Option<Arc<Snapshot>>>) -> Catalog {
         assert_eq!(apexes.len(), snaps.len(), "one snapshot or none per apex");
-        Catalog { apexes, snaps }
+        let unavailable = snaps.iter().filter(|s| s.is_none()).count();
+        Catalog { apexes, snaps, unavailable }
     }
 
     /// The served snapshots.
@@ -277,6 +281,9 @@ impl Zones for Catalog {
 
     #[inline]
     fn unavailable(&self, qname_lower: &[u8], served_len: Option<usize>) -> bool {
+        if self.unavailable == 0 {
+            return false;
+        }
         // The longest apex above the name is the zone that must answer; if it cannot and
         // it is below the zone that would (a DS query's parent), SERVFAIL.
         self.apexes
