@@ -102,7 +102,7 @@ pub struct Config {
     /// DNS cookies (RFC 7873), on when the file has a `[cookies]` section.
     pub cookies: Option<Cookies>,
     /// `zones` by name, for [`Config::zone`].
-    pub zone_index: ZoneIndex,
+    zone_index: ZoneIndex,
 }
 
 /// The positions of a [`Config`]'s zones by lowercased name, made at the first lookup: a
@@ -111,7 +111,7 @@ pub struct Config {
 /// and a lookup in a configuration whose zones were added or removed since its index was
 /// made walks them.
 #[derive(Default)]
-pub struct ZoneIndex(std::sync::OnceLock<(usize, std::collections::HashMap<Name, usize>)>);
+struct ZoneIndex(std::sync::OnceLock<(usize, std::collections::HashMap<Name, usize>)>);
 
 impl Clone for ZoneIndex {
     fn clone(&self) -> ZoneIndex {
