@@ -168,13 +168,15 @@ impl Metrics {
 
     /// Publishes the state of every zone of `zones` (the manager calls it after it acts).
     /// The list is updated in place: a zone's name is copied only when the zone at its
-    /// position changed, and nothing is formatted until a scrape asks.
-    pub fn publish_zones(&self, zones: &ZoneSet) {
+    /// position changed, and nothing is formatted until a scrape asks. False when a
+    /// journal's size was left out (a transfer out held it): the caller asks again later.
+    pub fn publish_zones(&self, zones: &ZoneSet) -> bool {
+        let mut complete = true;
         let mut sources = self.sources();
         let list = &mut sources.zones;
         list.truncate(zones.zones.len());
         for (i, z) in zones.zones.iter().enumerate() {
-            let fill = |st: &mut ZoneState| {
+            let mut fill = |st: &mut ZoneState| {
                 st.secondary = z.secondary.is_some();
                 st.serial = z.serial();
                 st.serving = z.serving();
@@ -185,7 +187,14 @@ impl Metrics {
                 st.snapshot_bytes = z.snapshot.as_ref().map(|s| s.file_len() as u64);
                 // Not waiting for a transfer out that holds the journal: its size is then
                 // left out of this reading.
-                st.journal_bytes = z.journal.as_ref().and_then(|j| j.try_lock().ok().map(|j| j.file_len()));
+                st.journal_bytes = match z.journal.as_ref().map(|j| j.try_lock()) {
+                    Some(Ok(j)) => Some(j.file_len()),
+                    Some(Err(_)) => {
+                        complete = false;
+                        None
+                    }
+                    None => None,
+                };
             };
             match list.get_mut(i) {
                 Some(old) => {
@@ -212,6 +221,7 @@ impl Metrics {
                 }
             }
         }
+        complete
     }
 
     /// When the server started.

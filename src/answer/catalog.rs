@@ -6,7 +6,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::snapshot::{ArchivedZoneImage, Snapshot};
+use crate::snapshot::{ArchivedZoneImage, Image, Snapshot};
 use crate::wire::name::is_suffix_lower;
 
 /// Finds the zone whose apex is the longest suffix of a (lowercased) name.
@@ -20,7 +20,18 @@ pub trait Zones {
     fn unavailable(&self, _qname_lower: &[u8], _served_len: Option<usize>) -> bool {
         false
     }
+
+    /// Reads ahead what [`Self::find_zone`] and the start of an answer will read for each
+    /// of a batch of names (at most [`crate::answer::BATCH`]), so that the batch's cache
+    /// misses overlap instead of following one another. Changes nothing; the value
+    /// returned is made of what was read, only so that the reads are kept.
+    fn warm(&self, _names_lower: &[&[u8]]) -> u64 {
+        0
+    }
 }
+
+/// Suffixes of a name whose index slots [`Catalog::warm`] reads ahead (longest first).
+const WARM_PROBES: usize = 4;
 
 /// Up to this many zones a scan of the apexes is as quick as the index.
 const SCAN_UP_TO: usize = 8;
@@ -37,9 +48,28 @@ const SCAN_UP_TO: usize = 8;
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     apexes: Arc<Apexes>,
-    snaps: Versioned<Option<Arc<Snapshot>>>,
+    snaps: Versioned<Option<Served>>,
     /// How many of `snaps` are None: with none, no query asks twice.
     unavailable: usize,
+}
+
+/// A zone the catalog answers from: its snapshot, and beside it the handle to its image
+/// that queries read, so that a query goes from the catalog's entry to the image without
+/// reading the snapshot in between (one cache miss less per query among 10^5 zones).
+#[derive(Clone, Debug)]
+pub struct Served {
+    snap: Arc<Snapshot>,
+    image: Image,
+}
+
+impl Served {
+    pub fn new(snap: Arc<Snapshot>) -> Served {
+        Served { image: snap.image(), snap }
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
 }
 
 /// Lowercased wire apexes, one after another in one buffer, and (beyond [`SCAN_UP_TO`])
@@ -237,18 +267,52 @@ impl ApexIndex {
         }
         None
     }
+
+    /// The hashes of the suffixes of `name` that [`Self::find`] would look up, longest
+    /// first, as many as fit in `out`; how many.
+    #[inline]
+    fn probes(&self, name: &[u8], out: &mut [u64]) -> usize {
+        let (mut at, mut n) = (0, 0);
+        while at < name.len() && n < out.len() {
+            let l = name.len() - at;
+            if l <= 255 && self.lengths[l / 64] & (1 << (l % 64)) != 0 {
+                out[n] = self.hasher.hash_one(&name[at..]);
+                n += 1;
+            }
+            if name[at] == 0 {
+                break;
+            }
+            at += name[at] as usize + 1;
+        }
+        n
+    }
+
+    /// The occupied slots a search for hash `h` visits: (tag matches, position).
+    #[inline]
+    fn run(&self, h: u64) -> impl Iterator<Item = (bool, usize)> + '_ {
+        let mask = self.slots.len() - 1;
+        let tag = (h >> 32) as u32;
+        (0..self.slots.len())
+            .map(move |k| self.slots[(h as usize).wrapping_add(k) & mask])
+            .take_while(|&(_, i)| i != 0)
+            .map(move |(sh, i)| (sh == tag, i as usize - 1))
+    }
 }
 
 impl Catalog {
     /// A catalog of `snaps`, all served.
     pub fn new(snaps: Vec<Arc<Snapshot>>) -> Catalog {
         let apexes = Apexes::new(snaps.iter().map(|s| s.zone().origin.as_slice()));
-        Catalog { apexes: Arc::new(apexes), snaps: Versioned::new(snaps.into_iter().map(Some)), unavailable: 0 }
+        Catalog {
+            apexes: Arc::new(apexes),
+            snaps: Versioned::new(snaps.into_iter().map(|s| Some(Served::new(s)))),
+            unavailable: 0,
+        }
     }
 
     /// The zones at the positions of `apexes`, each served from its snapshot or (None)
     /// answering SERVFAIL.
-    pub fn from_parts(apexes: Arc<Apexes>, snaps: Versioned<Option<Arc<Snapshot>>>) -> Catalog {
+    pub fn from_parts(apexes: Arc<Apexes>, snaps: Versioned<Option<Served>>) -> Catalog {
         assert_eq!(apexes.len(), snaps.len(), "one snapshot or none per apex");
         let unavailable = snaps.iter().filter(|s| s.is_none()).count();
         Catalog { apexes, snaps, unavailable }
@@ -256,7 +320,7 @@ impl Catalog {
 
     /// The served snapshots.
     pub fn snapshots(&self) -> impl Iterator<Item = &Arc<Snapshot>> {
-        self.snaps.iter().flatten()
+        self.snaps.iter().flatten().map(|s| &s.snap)
     }
 
     /// The apexes of the zones answering SERVFAIL.
@@ -266,17 +330,60 @@ impl Catalog {
 
     /// The served zone whose apex is `apex` (lowercase wire form).
     pub fn zone(&self, apex: &[u8]) -> Option<&Arc<Snapshot>> {
-        self.apexes.exact(apex).and_then(|i| self.snaps.get(i).as_ref())
+        self.apexes.exact(apex).and_then(|i| self.snaps.get(i).as_ref()).map(|s| &s.snap)
     }
 }
 
 impl Zones for Catalog {
+    /// In steps, each one load per name that the step before brought into the cache: the
+    /// index slots of the names' suffixes, the ends of the apexes whose tags match, their
+    /// bytes, the catalog entries of the zones found, the zone images' roots. With 10^5
+    /// zones spread over hundreds of MiB each step misses for almost every name; taken one
+    /// name at a time, a query's misses came one after the other (at 10^5 zones a batch of
+    /// 32 so costs 0.8 µs a query less). Without an index (a few zones) all of it is in
+    /// the cache already.
+    fn warm(&self, names: &[&[u8]]) -> u64 {
+        const B: usize = crate::answer::BATCH;
+        let Some(index) = &self.apexes.index else { return 0 };
+        let names = &names[..names.len().min(B)];
+        let apexes = &*self.apexes;
+        let mut hashes = [[0u64; WARM_PROBES]; B];
+        let mut counts = [0usize; B];
+        let mut warm = 0u64;
+        for (i, name) in names.iter().enumerate() {
+            counts[i] = index.probes(name, &mut hashes[i]);
+            for &h in &hashes[i][..counts[i]] {
+                warm ^= index.slots[h as usize & (index.slots.len() - 1)].1 as u64;
+            }
+        }
+        let matches = |i: usize| hashes[i][..counts[i]].iter().flat_map(|&h| index.run(h)).filter(|m| m.0);
+        for i in 0..names.len() {
+            for (_, p) in matches(i) {
+                warm ^= apexes.ends[p] as u64;
+            }
+        }
+        for i in 0..names.len() {
+            for (_, p) in matches(i) {
+                warm ^= apexes.get(p).first().copied().unwrap_or(0) as u64;
+            }
+        }
+        let mut served: [Option<&Served>; B] = [None; B];
+        for (name, s) in names.iter().zip(&mut served) {
+            *s = apexes.longest(name).and_then(|p| self.snaps.get(p).as_ref());
+            warm ^= s.map_or(0, |s| Arc::as_ptr(&s.snap) as u64);
+        }
+        for s in served.iter().flatten() {
+            warm ^= s.image.zone().origin.len() as u64;
+        }
+        warm
+    }
+
     /// The zone with the longest apex above the name, if it is served: when it is not, the
     /// name has no zone to answer from ([`Zones::unavailable`] then says so).
     #[inline]
     fn find_zone(&self, qname_lower: &[u8]) -> Option<&ArchivedZoneImage> {
         let i = self.apexes.longest(qname_lower)?;
-        self.snaps.get(i).as_ref().map(|s| s.zone())
+        self.snaps.get(i).as_ref().map(|s| s.image.zone())
     }
 
     #[inline]

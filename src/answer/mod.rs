@@ -274,11 +274,30 @@ fn answer_chunk<B: AsMut<[u8]>>(
     scratch: &mut BatchScratch,
 ) {
     let names = &mut scratch.names;
+    let mut parsed: [Option<Query>; BATCH] = [None; BATCH];
+    for (i, b) in bufs.iter_mut().enumerate() {
+        let buf = b.as_mut();
+        match parse_query(&buf[..lens[i].min(buf.len())], &mut names[i]) {
+            Ok(q) => parsed[i] = Some(q),
+            Err(e) => out[i] = unparsed(e, buf, cfg),
+        }
+    }
+    // Finding the zones: their memory first, for the whole batch at once.
+    let mut qnames: [&[u8]; BATCH] = [&[]; BATCH];
+    let mut k = 0;
+    for (q, name) in parsed.iter().zip(names.iter()) {
+        if let Some(q) = q {
+            qnames[k] = &name[..q.qname_len];
+            k += 1;
+        }
+    }
+    std::hint::black_box(zones.warm(&qnames[..k]));
     let mut ready: [Option<Prepared>; BATCH] = [None; BATCH];
     for (i, b) in bufs.iter_mut().enumerate() {
-        match prepare(zones, b.as_mut(), lens[i], cfg, &mut names[i], clients.get(i).copied()) {
+        let Some(q) = parsed[i] else { continue };
+        match prepare_query(zones, q, b.as_mut(), lens[i], cfg, &mut names[i], clients.get(i).copied()) {
             Ok(p) => ready[i] = Some(p),
-            Err(o) => out[i] = o,
+            Err(o) => out[i] = o.with_qtype(q.qtype),
         }
     }
     // The index slots, then the node blocks they lead to, then the fragment the answer
@@ -337,13 +356,17 @@ fn prepare<'z>(
     name: &mut [u8; 256],
     client: Option<std::net::IpAddr>,
 ) -> Result<Prepared<'z>, Outcome> {
-    let q = match parse_query(&buf[..len.min(buf.len())], name) {
-        Ok(q) => q,
-        Err(QueryError::Short) => return Err(Outcome::Drop(DropReason::Short)),
-        Err(QueryError::Response) => return Err(Outcome::Drop(DropReason::Response)),
-        Err(QueryError::Malformed { question_end }) => return Err(malformed(buf, question_end, cfg)),
-    };
+    let q = parse_query(&buf[..len.min(buf.len())], name).map_err(|e| unparsed(e, buf, cfg))?;
     prepare_query(zones, q, buf, len, cfg, name, client).map_err(|o| o.with_qtype(q.qtype))
+}
+
+/// The outcome of a message that is not a query we can read.
+fn unparsed(e: QueryError, buf: &mut [u8], cfg: &Config) -> Outcome {
+    match e {
+        QueryError::Short => Outcome::Drop(DropReason::Short),
+        QueryError::Response => Outcome::Drop(DropReason::Response),
+        QueryError::Malformed { question_end } => malformed(buf, question_end, cfg),
+    }
 }
 
 /// [`prepare`] once the query is read.

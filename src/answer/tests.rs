@@ -1624,8 +1624,17 @@ fn batch_answers_equal_single_answers() {
     queries.insert(3, vec![0; 5]);
     queries.insert(40, b"\xbe\xef\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01".to_vec());
     queries.insert(41, b"\xbe\xef\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01".to_vec());
+    // Many zones (the catalog's index, and the batch reading ahead through it): the example,
+    // a child zone of it, an unavailable one below it, and others.
+    let tmp = tempfile::tempdir().unwrap();
+    let many = indexed_catalog(tmp.path());
+    queries.extend(
+        ["www.z3.test.", "z11.test.", "a.b.sub.example.com.", "in.w.example.com.", "w.example.com."]
+            .iter()
+            .map(|n| Q::new(n, rtype::A).wire()),
+    );
     let cfg = Config::default();
-    for zones in [&Catalog::default() as &dyn ZonesDyn, ex() as &dyn ZonesDyn] {
+    for zones in [&Catalog::default() as &dyn ZonesDyn, ex() as &dyn ZonesDyn, &many as &dyn ZonesDyn] {
         let mut bufs: Vec<Vec<u8>> = queries.iter().map(|q| [q.as_slice(), &[0u8; 4096]].concat()).collect();
         let lens: Vec<usize> = queries.iter().map(|q| q.len()).collect();
         let mut out = vec![Outcome::Drop(DropReason::Short); queries.len()];
@@ -1640,6 +1649,55 @@ fn batch_answers_equal_single_answers() {
             }
         }
     }
+}
+
+#[test]
+fn the_indexed_catalog_answers_from_the_zone_of_the_longest_apex() {
+    let tmp = tempfile::tempdir().unwrap();
+    let many = indexed_catalog(tmp.path());
+    let ask_many = |n: &str| ask_zones(&many, &Q::new(n, rtype::A).wire(), Transport::Udp);
+    let r = ask_many("www.z11.test.");
+    assert!(r.aa() && r.rcode == 0 && r.answer == ["www.z11.test. 60 A 192.0.2.9"], "{r:?}");
+    // The child zone, not the parent's delegation to it.
+    let r = ask_many("b.sub.example.com.");
+    assert!(r.aa() && r.answer == ["b.sub.example.com. 60 A 192.0.2.8"], "{r:?}");
+    assert_eq!(ask_many("in.w.example.com.").rcode, rcode::SERVFAIL as u16);
+    assert_eq!(ask_many("www.example.com.").rcode, 0);
+    assert_eq!(ask_many("z12.test.").rcode, rcode::REFUSED as u16);
+}
+
+/// A catalog of more zones than are scanned (so with its apex index), from snapshot files
+/// in `dir` as the server has them: example.com., its child zone sub.example.com., twelve
+/// zones z<i>.test., and w.example.com. unavailable (SERVFAIL).
+fn indexed_catalog(dir: &Path) -> Catalog {
+    use crate::answer::catalog::{Apexes, Served, Versioned};
+    let mut zones = vec![
+        ("example.com.".to_string(), example_text()),
+        (
+            "sub.example.com.".to_string(),
+            "$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.7\nb A 192.0.2.8\n".into(),
+        ),
+    ];
+    for i in 0..12 {
+        zones.push((
+            format!("z{i}.test."),
+            format!("$TTL 60\n@ SOA ns hm {i} 2 3 4 5\n@ NS ns\nns A 192.0.2.{i}\nwww A 192.0.2.9\n"),
+        ));
+    }
+    let mut names: Vec<Name> = Vec::new();
+    let mut served = Vec::new();
+    for (i, (origin, text)) in zones.iter().enumerate() {
+        let name = Name::parse_text(origin.as_bytes(), None).unwrap();
+        let loaded = load_text(Path::new("t.zone"), text.as_bytes(), &name);
+        let path = dir.join(format!("{i}.snap"));
+        crate::snapshot::write_snapshot(&path, &compile(&loaded.zone).unwrap()).unwrap();
+        served.push(Some(Served::new(std::sync::Arc::new(crate::snapshot::Snapshot::open(&path).unwrap()))));
+        names.push(name);
+    }
+    names.push(Name::parse_text(b"w.example.com.", None).unwrap());
+    served.push(None);
+    let apexes = Apexes::new(names.iter().map(|n| n.as_wire()));
+    Catalog::from_parts(std::sync::Arc::new(apexes), Versioned::new(served))
 }
 
 /// Both entry points over either kind of zone set, for the test above.

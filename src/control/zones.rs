@@ -42,7 +42,7 @@ use std::time::SystemTime;
 use super::schedule::Timers;
 use super::secondary::Primary;
 use super::transfer::{Journals, SharedJournals};
-use crate::answer::catalog::{Apexes, Versioned};
+use crate::answer::catalog::{Apexes, Served, Versioned};
 use crate::answer::Catalog;
 use crate::config::{Config, Role, SerialPolicy, ZoneConf};
 use crate::dataplane::SharedCatalog;
@@ -247,7 +247,7 @@ struct Published {
     /// The set's [`ZoneSet::generation`] then: positions are the set's.
     generation: u64,
     apexes: Arc<Apexes>,
-    snaps: Versioned<Option<Arc<Snapshot>>>,
+    snaps: Versioned<Option<Served>>,
     journals: Versioned<Option<Arc<Mutex<Journal>>>>,
 }
 
@@ -1025,14 +1025,15 @@ impl ZoneSet {
     pub fn publish(&mut self) {
         self.sync_dir();
         let served = |z: &ZoneState| z.snapshot.clone().filter(|_| z.serving());
+        let entry = |z: &ZoneState| served(z).map(Served::new);
         let journal = |z: &ZoneState| z.journal.clone().filter(|_| z.serving());
         let mut fresh = Vec::new();
         let p = match self.published.take().filter(|p| p.generation == self.generation) {
             Some(mut p) => {
                 for (i, z) in self.zones.iter().enumerate() {
                     let snap = z.snapshot.as_ref().filter(|_| z.serving());
-                    if !same(p.snaps.get(i).as_ref(), snap) {
-                        p.snaps.set(i, snap.cloned());
+                    if !same(p.snaps.get(i).as_ref().map(|s| s.snapshot()), snap) {
+                        p.snaps.set(i, snap.cloned().map(Served::new));
                         fresh.extend(snap.cloned());
                     }
                     let j = z.journal.as_ref().filter(|_| z.serving());
@@ -1047,7 +1048,7 @@ impl ZoneSet {
                 Published {
                     generation: self.generation,
                     apexes: Arc::new(Apexes::new(self.zones.iter().map(|z| z.name.as_wire()))),
-                    snaps: Versioned::new(self.zones.iter().map(served)),
+                    snaps: Versioned::new(self.zones.iter().map(entry)),
                     journals: Versioned::new(self.zones.iter().map(journal)),
                 }
             }

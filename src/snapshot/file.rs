@@ -408,31 +408,54 @@ fn header_crc(header: &[u8]) -> u32 {
 }
 
 /// A snapshot file's bytes: mapped, or read into memory when small ([`READ_MAX`]).
-enum Bytes {
+enum Backing {
     Mapped(Mmap),
     Read(rkyv::util::AlignedVec<16>),
 }
 
-impl std::ops::Deref for Bytes {
-    type Target = [u8];
+impl AsRef<[u8]> for Backing {
     #[inline]
-    fn deref(&self) -> &[u8] {
+    fn as_ref(&self) -> &[u8] {
         match self {
-            Bytes::Mapped(m) => m,
-            Bytes::Read(v) => v,
+            Backing::Mapped(m) => m,
+            Backing::Read(v) => v,
         }
     }
 }
 
 /// A loaded, validated snapshot, mapped read-only or read into memory.
 pub struct Snapshot {
-    map: Bytes,
-    start: usize,
-    len: usize,
+    map: bytes::Bytes,
+    image: Image,
     path: PathBuf,
     /// The nodes in AXFR order, sorted by the first transfer that needs it and shared by
     /// every later one (each would otherwise hold its own copy while it runs).
     canonical: std::sync::OnceLock<std::sync::Arc<[u32]>>,
+}
+
+/// The validated archive of a [`Snapshot`], which it keeps alive: a handle that can be held
+/// apart from the snapshot and reaches the archive without reading the snapshot first
+/// (where it is read (the catalog, once per query) that saves a cache miss per query when
+/// there are many zones). Made only by [`Snapshot::image`].
+#[derive(Clone)]
+pub struct Image(bytes::Bytes);
+
+impl Image {
+    /// The archived zone.
+    #[inline]
+    pub fn zone(&self) -> &ArchivedZoneImage {
+        // SAFETY: an Image is only made by `Snapshot::open`, of exactly the bytes it
+        // validated with bytecheck (and whose every index it checked); the mapping
+        // (read-only) or the buffer (never written after `open`) lives as long as any
+        // handle to it, this one included.
+        unsafe { rkyv::access_unchecked::<ArchivedZoneImage>(&self.0) }
+    }
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Image({} bytes)", self.0.len())
+    }
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -460,17 +483,20 @@ impl Snapshot {
             if file.read(&mut [0u8; 1]).map_err(io(path))? != 0 {
                 return Err(refused(path, "file grew while it was read"));
             }
-            Bytes::Read(v)
+            Backing::Read(v)
         } else {
             // SAFETY: the file is mapped read-only and private to this process's view;
             // snapshot files are never modified in place (writers create a new file and
             // rename it over), so the bytes cannot change under the mapping while it lives.
-            Bytes::Mapped(unsafe { Mmap::map(&file) }.map_err(io(path))?)
+            Backing::Mapped(unsafe { Mmap::map(&file) }.map_err(io(path))?)
         };
         drop(file);
+        // Shared without a copy: the handle points at the backing's own bytes.
+        let map = bytes::Bytes::from_owner(map);
         let (start, len) = check_header(path, &map[..])?;
-        let snap = Snapshot { map, start, len, path: path.to_path_buf(), canonical: Default::default() };
-        let archive = &snap.map[start..start + len];
+        let image = Image(map.slice(start..start + len));
+        let snap = Snapshot { map, image, path: path.to_path_buf(), canonical: Default::default() };
+        let archive = &snap.image.0[..];
         let img = rkyv::access::<ArchivedZoneImage, BoxedError>(archive)
             .map_err(|e| refused(path, format!("archive does not validate: {e}")))?;
         check_contents(img).map_err(|r| refused(path, r))?;
@@ -484,11 +510,12 @@ impl Snapshot {
     /// The archived zone.
     #[inline]
     pub fn zone(&self) -> &ArchivedZoneImage {
-        let bytes = &self.map[self.start..self.start + self.len];
-        // SAFETY: `open` validated exactly these bytes with bytecheck and checked every
-        // index inside them; the mapping (read-only) or the buffer (never written after
-        // `open`) lives as long as `self`.
-        unsafe { rkyv::access_unchecked::<ArchivedZoneImage>(bytes) }
+        self.image.zone()
+    }
+
+    /// A handle to the archived zone, which keeps its bytes alive.
+    pub fn image(&self) -> Image {
+        self.image.clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -506,7 +533,7 @@ impl Snapshot {
     pub fn restamp(&self, stamp: SourceStamp, sync: Durability) -> Result<Snapshot, SnapshotError> {
         let sync = if sync == Durability::Deferred { Durability::File } else { sync };
         let path = &self.path;
-        let archive = &self.map[self.start..self.start + self.len];
+        let archive = &self.image.0[..];
         let crc = u32::from_le_bytes(self.map[24..28].try_into().unwrap_or_default());
         let header = make_header(origin_in_header(&self.map), self.serial(), archive.len() as u64, crc, stamp);
         let tmp = tmp_path(path)?;

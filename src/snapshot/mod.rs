@@ -37,8 +37,8 @@ mod render;
 pub(crate) use compile::nsec3_key;
 pub use compile::{compile, CompileError};
 pub use file::{
-    format_version, remove_stale_tmp_files, write_snapshot, write_snapshot_with, Durability, Snapshot, SnapshotError,
-    SourceStamp, READ_MAX,
+    format_version, remove_stale_tmp_files, write_snapshot, write_snapshot_with, Durability, Image, Snapshot,
+    SnapshotError, SourceStamp, READ_MAX,
 };
 pub use render::{records, render_rrset, to_zone, RecordSlices, RenderError, SnapshotRecords};
 
