@@ -293,7 +293,7 @@ measure() {
                 knotc -c "$d/knot.conf" zone-reload "$RZONE") ;;
         esac
         log "$name: one-zone reload (ms): $reloads"
-        reloads=$(sed 's/.*median \([0-9.]*\) max \([0-9.]*\)/\1\/\2/' <<<"$reloads")
+        reloads=$(sed -e 's/.*median \([0-9.]*\) max \([0-9.]*\)/\1\/\2/' -e 's/.*timeout after \([0-9]*\) s/>\1s/' <<<"$reloads")
     fi
     stop_server "$SERVER_PID"
     python3 - "$name" "$d/dnsperf.txt" "$cold" "$restart" "$figs" "$fig0" "$fig1" "$reloads" >>"$RESULTS" <<'EOF'

@@ -9,9 +9,14 @@ a record `reloadK A 192.0.2.K` added; then RELOAD-COMMAND is run (`nsxdp ctl rel
 until the new serial is answered. Prints one line: the K times from the start of the
 command to the new serial answered, in milliseconds, then their median and maximum.
 
-Only the Python standard library; traffic to 127.0.0.1 only; each wait bounded (10 s).
+Only the Python standard library; traffic to 127.0.0.1 only; each wait bounded
+(RELOAD_LIMIT_S, default 120 s: Knot takes seconds per reload among 10^5 zones and more
+among 10^6). A reload not answered in time ends the series: the line then says
+"timeout after N s" in place of the figures, and the exit status is still 0 (the other
+figures of the run stand).
 """
 
+import os
 import re
 import socket
 import statistics
@@ -20,7 +25,7 @@ import subprocess
 import sys
 import time
 
-LIMIT_S = 10.0
+LIMIT_S = float(os.environ.get("RELOAD_LIMIT_S", "120"))
 
 
 def soa_serial(sock, port, qname, qid):
@@ -84,7 +89,10 @@ def main():
                 times.append((time.monotonic() - t0) * 1000)
                 break
             if time.monotonic() - t0 > LIMIT_S:
-                sys.exit("reload-one: serial %d of %s not answered within %.0f s" % (serial, zone, LIMIT_S))
+                print("reload-one: serial %d of %s not answered within %.0f s" % (serial, zone, LIMIT_S),
+                      file=sys.stderr)
+                print(" ".join("%.1f" % t for t in times), "timeout after %.0f s" % LIMIT_S)
+                return
     print(" ".join("%.1f" % t for t in times), "median %.1f max %.1f" % (statistics.median(times), max(times)))
 
 
