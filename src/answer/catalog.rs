@@ -28,6 +28,12 @@ pub trait Zones {
     fn warm(&self, _names_lower: &[&[u8]]) -> u64 {
         0
     }
+
+    /// Whether [`Self::warm`] does anything (else a batch need not read all its queries
+    /// before it finds their zones).
+    fn reads_ahead(&self) -> bool {
+        false
+    }
 }
 
 /// Suffixes of a name whose index slots [`Catalog::warm`] reads ahead (longest first).
@@ -376,6 +382,10 @@ impl Zones for Catalog {
             warm ^= s.image.zone().origin.len() as u64;
         }
         warm
+    }
+
+    fn reads_ahead(&self) -> bool {
+        self.apexes.index.is_some()
     }
 
     /// The zone with the longest apex above the name, if it is served: when it is not, the

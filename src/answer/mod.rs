@@ -274,30 +274,42 @@ fn answer_chunk<B: AsMut<[u8]>>(
     scratch: &mut BatchScratch,
 ) {
     let names = &mut scratch.names;
-    let mut parsed: [Option<Query>; BATCH] = [None; BATCH];
-    for (i, b) in bufs.iter_mut().enumerate() {
-        let buf = b.as_mut();
-        match parse_query(&buf[..lens[i].min(buf.len())], &mut names[i]) {
-            Ok(q) => parsed[i] = Some(q),
-            Err(e) => out[i] = unparsed(e, buf, cfg),
-        }
-    }
-    // Finding the zones: their memory first, for the whole batch at once.
-    let mut qnames: [&[u8]; BATCH] = [&[]; BATCH];
-    let mut k = 0;
-    for (q, name) in parsed.iter().zip(names.iter()) {
-        if let Some(q) = q {
-            qnames[k] = &name[..q.qname_len];
-            k += 1;
-        }
-    }
-    std::hint::black_box(zones.warm(&qnames[..k]));
     let mut ready: [Option<Prepared>; BATCH] = [None; BATCH];
-    for (i, b) in bufs.iter_mut().enumerate() {
-        let Some(q) = parsed[i] else { continue };
-        match prepare_query(zones, q, b.as_mut(), lens[i], cfg, &mut names[i], clients.get(i).copied()) {
-            Ok(p) => ready[i] = Some(p),
-            Err(o) => out[i] = o.with_qtype(q.qtype),
+    if zones.reads_ahead() {
+        // All the queries read first; then their zones' memory, for the whole batch at once;
+        // then the zones found.
+        let mut parsed: [Option<Query>; BATCH] = [None; BATCH];
+        for (i, b) in bufs.iter_mut().enumerate() {
+            let buf = b.as_mut();
+            match parse_query(&buf[..lens[i].min(buf.len())], &mut names[i]) {
+                Ok(q) => parsed[i] = Some(q),
+                Err(e) => out[i] = unparsed(e, buf, cfg),
+            }
+        }
+        let mut qnames: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut k = 0;
+        for (q, name) in parsed.iter().zip(names.iter()) {
+            if let Some(q) = q {
+                qnames[k] = &name[..q.qname_len];
+                k += 1;
+            }
+        }
+        std::hint::black_box(zones.warm(&qnames[..k]));
+        for (i, b) in bufs.iter_mut().enumerate() {
+            let Some(q) = parsed[i] else { continue };
+            match prepare_query(zones, q, b.as_mut(), lens[i], cfg, &mut names[i], clients.get(i).copied()) {
+                Ok(p) => ready[i] = Some(p),
+                Err(o) => out[i] = o.with_qtype(q.qtype),
+            }
+        }
+    } else {
+        // A few zones, in the cache already: each query read and its zone found in one
+        // go (the query kept in registers).
+        for (i, b) in bufs.iter_mut().enumerate() {
+            match prepare(zones, b.as_mut(), lens[i], cfg, &mut names[i], clients.get(i).copied()) {
+                Ok(p) => ready[i] = Some(p),
+                Err(o) => out[i] = o,
+            }
         }
     }
     // The index slots, then the node blocks they lead to, then the fragment the answer
