@@ -247,50 +247,23 @@ impl ApexIndex {
     /// `apex(i)` giving the i-th apex to compare with.
     #[inline]
     pub fn find<'a>(&self, name: &[u8], apex: impl Fn(usize) -> &'a [u8]) -> Option<usize> {
-        let mask = self.slots.len() - 1;
-        let mut at = 0;
-        while at < name.len() {
-            let suffix = &name[at..];
-            let l = suffix.len();
-            if l <= 255 && self.lengths[l / 64] & (1 << (l % 64)) != 0 {
-                let h = self.hasher.hash_one(suffix);
-                let (mut s, tag) = (h as usize & mask, (h >> 32) as u32);
-                loop {
-                    let (sh, i) = self.slots[s];
-                    if i == 0 {
-                        break;
-                    }
-                    if sh == tag && apex(i as usize - 1) == suffix {
-                        return Some(i as usize - 1);
-                    }
-                    s = (s + 1) & mask;
-                }
-            }
-            if name[at] == 0 {
-                break;
-            }
-            at += name[at] as usize + 1;
-        }
-        None
+        self.suffixes(name)
+            .find_map(|(at, h)| self.run(h).find(|&(tag, i)| tag && apex(i) == &name[at..]).map(|(_, i)| i))
     }
 
-    /// The hashes of the suffixes of `name` that [`Self::find`] would look up, longest
-    /// first, as many as fit in `out`; how many.
+    /// The suffixes of `name` (lowercase wire form) as long as some apex, longest first:
+    /// where each starts, and its hash — what [`Self::find`] looks up.
     #[inline]
-    fn probes(&self, name: &[u8], out: &mut [u64]) -> usize {
-        let (mut at, mut n) = (0, 0);
-        while at < name.len() && n < out.len() {
+    fn suffixes<'n>(&'n self, name: &'n [u8]) -> impl Iterator<Item = (usize, u64)> + 'n {
+        let mut next = Some(0);
+        std::iter::from_fn(move || loop {
+            let at = next.filter(|&at| at < name.len())?;
+            next = (name[at] != 0).then(|| at + name[at] as usize + 1);
             let l = name.len() - at;
             if l <= 255 && self.lengths[l / 64] & (1 << (l % 64)) != 0 {
-                out[n] = self.hasher.hash_one(&name[at..]);
-                n += 1;
+                return Some((at, self.hasher.hash_one(&name[at..])));
             }
-            if name[at] == 0 {
-                break;
-            }
-            at += name[at] as usize + 1;
-        }
-        n
+        })
     }
 
     /// The occupied slots a search for hash `h` visits: (tag matches, position).
@@ -357,8 +330,9 @@ impl Zones for Catalog {
         let mut counts = [0usize; B];
         let mut warm = 0u64;
         for (i, name) in names.iter().enumerate() {
-            counts[i] = index.probes(name, &mut hashes[i]);
-            for &h in &hashes[i][..counts[i]] {
+            for (k, (_, h)) in index.suffixes(name).take(WARM_PROBES).enumerate() {
+                hashes[i][k] = h;
+                counts[i] = k + 1;
                 warm ^= index.slots[h as usize & (index.slots.len() - 1)].1 as u64;
             }
         }
